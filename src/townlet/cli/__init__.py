@@ -1,0 +1,1 @@
+"""The ``townlet`` command line."""

@@ -1,0 +1,339 @@
+"""Typed configuration models: every tunable number of the town, validated with ranges.
+
+The YAML entry point (``default.yaml``) is validated into :class:`TownletConfig`. Unknown keys are
+errors (``extra="forbid"``); ranges are declared on the fields so a bad value names its key path.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+
+NEED_NAMES = ("hunger", "hygiene", "energy", "social")
+OPTION_NAMES = ("GetFed", "GetClean", "GoToWork", "ShopGroceries", "Sleep", "Socialise", "Idle")
+RELATIONSHIP_STAGES = ("OFF", "A", "B", "C1", "C2", "C3")
+SOCIAL_REWARD_STAGES = ("OFF", "C1", "C2", "C3")
+
+Unit = Annotated[float, Field(ge=0.0, le=1.0)]
+Rate = Annotated[float, Field(ge=0.0, le=0.05)]
+Money = Annotated[float, Field(ge=0.0, le=10_000.0)]
+Ticks = Annotated[int, Field(ge=0, le=1_000_000)]
+
+_CLOCK = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
+
+
+class Strict(BaseModel):
+    """Base for all config sections: unknown keys are errors, values are validated on assignment."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False)
+
+
+def clock_to_tick(value: str, ticks_per_day: int) -> int:
+    """Convert ``"HH:MM"`` to a tick of the day (``"00:00"`` is tick 0)."""
+    match = _CLOCK.match(value)
+    if not match:
+        raise ValueError(f"expected a time of day 'HH:MM', got {value!r}")
+    minutes = int(match.group(1)) * 60 + int(match.group(2))
+    return round(minutes * ticks_per_day / 1440)
+
+
+def _check_clock(value: str) -> str:
+    if not _CLOCK.match(value):
+        raise ValueError(f"expected a time of day 'HH:MM', got {value!r}")
+    return value
+
+
+Clock = Annotated[str, AfterValidator(_check_clock)]
+
+
+class FeaturesConfig(Strict):
+    """Feature flags (SPEC 21); stages switch them on in order."""
+
+    relationships: Literal["OFF", "A", "B", "C1", "C2", "C3"] = "B"
+    social_rewards: Literal["OFF", "C1", "C2", "C3"] = "OFF"
+    lifecycle: Literal["on", "off"] = "off"
+    perturbations: Literal["on", "off"] = "off"
+    observations: Literal["full", "hybrid", "compact"] = "hybrid"
+    curiosity: Literal["on", "off"] = "off"
+
+    @field_validator("lifecycle", "perturbations", "curiosity", mode="before")
+    @classmethod
+    def _yaml_booleans(cls, value: object) -> object:
+        # YAML reads bare on/off as booleans; accept them as the flag words.
+        if isinstance(value, bool):
+            return "on" if value else "off"
+        return value
+
+
+class TownConfig(Strict):
+    """Which map file the town is built from, and how many copies of it are tiled."""
+
+    map: str = "town.yaml"
+    scale: int = Field(1, ge=1, le=16)
+
+
+class PopulationConfig(Strict):
+    """How many agents live in the town and how many slots the arrays hold."""
+
+    agents: int = Field(8, ge=1, le=10_000)
+    capacity: int = Field(0, ge=0, le=20_000, description="array slots; 0 means agents + headroom")
+    household_size: int = Field(1, ge=1, le=64, description="agents sharing one home")
+
+    @model_validator(mode="after")
+    def _capacity_fits(self) -> PopulationConfig:
+        if self.capacity and self.capacity < self.agents:
+            raise ValueError(f"capacity ({self.capacity}) must be at least agents ({self.agents})")
+        return self
+
+    @property
+    def slots(self) -> int:
+        """Number of array slots to allocate."""
+        return self.capacity or max(self.agents + 8, int(self.agents * 1.25))
+
+
+class TimeConfig(Strict):
+    """The clock: ticks per in-sim day."""
+
+    ticks_per_day: int = Field(1000, ge=96, le=100_000)
+
+
+class NeedsConfig(Strict):
+    """Need growth per tick and the thresholds that matter to controllers and KPIs."""
+
+    decay: dict[Literal["hunger", "hygiene", "energy", "social"], Rate] = {
+        "hunger": 0.0014,
+        "hygiene": 0.0006,
+        "energy": 0.0009,
+        "social": 0.0004,
+    }
+    asleep_multiplier: dict[Literal["hunger", "hygiene", "energy", "social"], Annotated[float, Field(ge=0, le=2)]] = {
+        "hunger": 0.5,
+        "hygiene": 0.5,
+        "social": 0.0,
+    }
+    initial: dict[Literal["hunger", "hygiene", "energy", "social"], Unit] = {
+        "hunger": 0.25,
+        "hygiene": 0.2,
+        "energy": 0.35,
+        "social": 0.2,
+    }
+    ok_threshold: Unit = Field(0.7, description="a need below this deficit counts as ok (KPI need_ok_share)")
+    critical: Unit = Field(0.85, description="crossing this lets an agent break its commitment window")
+    collapse_level: Unit = 0.97
+    collapse_ticks: Ticks = 30
+
+    @model_validator(mode="after")
+    def _thresholds_ordered(self) -> NeedsConfig:
+        if not self.ok_threshold < self.critical < self.collapse_level:
+            raise ValueError("thresholds must satisfy ok_threshold < critical < collapse_level")
+        return self
+
+
+class WeatherConfig(Strict):
+    """Weather states change on a schedule with randomness; effects outdoors."""
+
+    change_every: int = Field(250, ge=1, le=100_000)
+    transitions: dict[Literal["sunny", "rainy", "cold"], dict[Literal["sunny", "rainy", "cold"], Unit]] = {
+        "sunny": {"sunny": 0.6, "rainy": 0.25, "cold": 0.15},
+        "rainy": {"sunny": 0.5, "rainy": 0.35, "cold": 0.15},
+        "cold": {"sunny": 0.5, "rainy": 0.2, "cold": 0.3},
+    }
+    cold_energy_multiplier: float = Field(1.5, ge=1.0, le=5.0)
+    rain_move_cost: int = Field(2, ge=1, le=10, description="ticks per outdoor step while raining")
+
+    @field_validator("transitions")
+    @classmethod
+    def _rows_sum_to_one(cls, value: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+        for state in ("sunny", "rainy", "cold"):
+            if state not in value:
+                raise ValueError(f"missing transition row for {state!r}")
+            total = sum(value[state].values())
+            if abs(total - 1.0) > 1e-6:
+                raise ValueError(f"transition row {state!r} sums to {total:.3f}, expected 1")
+        return value
+
+
+class UtilitiesConfig(Strict):
+    """Random utility faults (power and water) per place; off by default."""
+
+    fault_rate_per_day: Annotated[float, Field(ge=0.0, le=100.0)] = 0.0
+    fault_duration: tuple[Ticks, Ticks] = (20, 80)
+
+
+class QueuesConfig(Strict):
+    """Reservations, queues, fairness and the ghost-step deadlock breaker."""
+
+    reserve_radius: int = Field(6, ge=0, le=100, description="distance at which an agent asks for its object")
+    reservation_timeout: Ticks = 40
+    queue_timeout: Ticks = 200
+    fairness_cooldown: Ticks = 60
+    ghost_after: int = Field(8, ge=1, le=1000, description="failed move retries before a ghost step")
+    tie_break: Literal["patience", "uniform"] = "patience"
+    tie_jitter: Annotated[float, Field(ge=0.0, le=1.0)] = 0.1
+
+
+class ItemConfig(Strict):
+    """One item sold in a shop."""
+
+    price: Annotated[float, Field(gt=0.0, le=1000.0)]
+    stock: Ticks
+    restock_to: Ticks
+    wholesale: Annotated[float, Field(ge=0.0, le=1000.0)] = 0.0
+
+
+class EconomyConfig(Strict):
+    """Prices, stock, rent, the starter kit and the economy invariant."""
+
+    items: dict[str, ItemConfig] = {
+        "raw_food": ItemConfig(price=1.0, stock=60, restock_to=60, wholesale=0.6),
+        "cafe_meal": ItemConfig(price=1.5, stock=40, restock_to=40, wholesale=0.8),
+    }
+    shops: dict[str, list[str]] = {"grocer": ["raw_food"], "cafe": ["cafe_meal"]}
+    basic_meal_item: str = "raw_food"
+    hygiene_cost_per_day: Money = 0.5
+    rent_per_day: Money = 4.0
+    rent_time: Clock = "00:00"
+    restock_time: Clock = "06:00"
+    starting_wallet_rents: Annotated[float, Field(ge=0.0, le=100.0)] = 1.5
+    starting_inventory: dict[str, Ticks] = {"raw_food": 2, "clean_clothes": 3}
+    invariant_slack: tuple[Unit, Unit] = (0.10, 0.20)
+    treasury: Money = 5000.0
+
+    @model_validator(mode="after")
+    def _references_exist(self) -> EconomyConfig:
+        for shop, items in self.shops.items():
+            for item in items:
+                if item not in self.items:
+                    raise ValueError(f"shops.{shop} sells unknown item {item!r}")
+        if self.basic_meal_item not in self.items:
+            raise ValueError(f"basic_meal_item {self.basic_meal_item!r} is not an item")
+        lo, hi = self.invariant_slack
+        if lo > hi:
+            raise ValueError("invariant_slack must be (low, high) with low <= high")
+        return self
+
+
+class JobConfig(Strict):
+    """A kind of job: where, at which workstation, when, and for what daily wage."""
+
+    site: Literal["grocer", "cafe", "office", "gym", "park"]
+    station: str = "desk"
+    positions: int = Field(1, ge=0, le=10_000, description="0 means one per station at the site")
+    shift_start: Clock = "09:00"
+    shift_end: Clock = "17:00"
+    wage_per_day: Money = 8.6
+
+
+class EmploymentConfig(Strict):
+    """Shifts, punctuality, absences, job loss and re-hiring."""
+
+    jobs: dict[str, JobConfig] = {
+        "clerk": JobConfig(site="office", positions=0, shift_start="09:00", shift_end="17:00"),
+        "stocker": JobConfig(site="grocer", positions=0, shift_start="08:00", shift_end="16:00"),
+        "cook": JobConfig(site="cafe", positions=0, shift_start="10:00", shift_end="18:00"),
+    }
+    punctuality_window: Ticks = 21
+    absence_after: Ticks = 125
+    early_arrival: Ticks = 125
+    max_absences: int = Field(3, ge=1, le=100)
+    absence_window_days: int = Field(5, ge=1, le=100)
+    rehire_every: Ticks = 42
+
+
+class RelationshipsConfig(Strict):
+    """Ties: capacity, event deltas, personality scaling, decay and chat odds."""
+
+    max_ties: int = Field(6, ge=1, le=32)
+    decay_per_hour: Annotated[float, Field(ge=0.0, le=0.5)] = 0.01
+    faint: Unit = 0.02
+    deltas: dict[str, tuple[float, float, float]] = {
+        "shared_meal": (0.05, 0.08, 0.0),
+        "queued_politely": (0.02, 0.03, 0.0),
+        "blocked_shower": (-0.06, 0.02, 0.08),
+        "took_my_shift": (-0.08, 0.02, 0.1),
+        "helped_when_late": (0.1, 0.05, -0.03),
+        "good_chat": (0.08, 0.1, -0.02),
+        "failed_chat": (-0.04, 0.05, 0.03),
+        "ghost_pushed": (-0.03, 0.02, 0.04),
+        "coworkers": (0.01, 0.03, 0.0),
+    }
+    chat_base: float = Field(0.4, ge=-10, le=10)
+    chat_trust_weight: float = Field(1.5, ge=-10, le=10)
+    chat_familiarity_weight: float = Field(1.0, ge=-10, le=10)
+    chat_radius: int = Field(3, ge=1, le=20)
+
+    @field_validator("deltas")
+    @classmethod
+    def _deltas_in_range(cls, value: dict[str, tuple[float, float, float]]) -> dict[str, tuple[float, float, float]]:
+        for name, triple in value.items():
+            if any(abs(d) > 1.0 for d in triple):
+                raise ValueError(f"delta {name!r} components must lie in [-1, 1]")
+        return value
+
+
+class OptionsConfig(Strict):
+    """Options and their scripted controllers: commitment window and per-option time limits."""
+
+    commitment_window: Ticks = 15
+    max_option_ticks: Ticks = 600
+    hunger_trigger: Unit = 0.45
+    hygiene_trigger: Unit = 0.5
+    energy_trigger: Unit = 0.7
+    social_trigger: Unit = 0.6
+    bedtime: Clock = "22:00"
+    wake_time: Clock = "06:30"
+    grocery_low_stock: int = Field(2, ge=0, le=100)
+    grocery_buy: int = Field(4, ge=1, le=100)
+    commute_margin: Ticks = 30
+
+
+class HooksConfig(Strict):
+    """Hook modules: only modules on the allow-list may be imported."""
+
+    allowed_modules: list[str] = ["townlet.world.builtin_hooks"]
+    modules: list[str] = ["townlet.world.builtin_hooks"]
+
+    @model_validator(mode="after")
+    def _modules_allowed(self) -> HooksConfig:
+        for name in self.modules:
+            if name not in self.allowed_modules:
+                raise ValueError(f"hook module {name!r} is not in allowed_modules")
+        return self
+
+
+class StageConfig(Strict):
+    """A curriculum stage: feature flags switched on together."""
+
+    features: dict[str, str] = {}
+
+
+class TownletConfig(Strict):
+    """The whole configuration; one YAML entry point validates into this."""
+
+    version: Literal[1] = 1
+    seed: int = Field(0, ge=0, le=2**63 - 1)
+    stage: str | None = None
+    features: FeaturesConfig = FeaturesConfig()
+    stages: dict[str, StageConfig] = {}
+    town: TownConfig = TownConfig()
+    population: PopulationConfig = PopulationConfig()
+    time: TimeConfig = TimeConfig()
+    needs: NeedsConfig = NeedsConfig()
+    weather: WeatherConfig = WeatherConfig()
+    utilities: UtilitiesConfig = UtilitiesConfig()
+    queues: QueuesConfig = QueuesConfig()
+    economy: EconomyConfig = EconomyConfig()
+    employment: EmploymentConfig = EmploymentConfig()
+    relationships: RelationshipsConfig = RelationshipsConfig()
+    options: OptionsConfig = OptionsConfig()
+    hooks: HooksConfig = HooksConfig()
+    affordances: str = "affordances.yaml"
+
+    @model_validator(mode="after")
+    def _stage_known(self) -> TownletConfig:
+        if self.stage is not None and self.stage not in self.stages:
+            known = ", ".join(sorted(self.stages)) or "none defined"
+            raise ValueError(f"stage {self.stage!r} is not defined in stages ({known})")
+        return self

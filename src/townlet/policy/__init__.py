@@ -1,0 +1,1 @@
+"""Options, scripted controllers, action masks and the policies that choose options."""

@@ -1,0 +1,214 @@
+"""Scripted option controllers: each option becomes a short plan of steps, each step a use of an object.
+
+A plan is built when an option starts (e.g. GetFed = cook at my stove if I have food and power, else a
+snack from my fridge, else order and eat at the café). Each step picks the best object among its
+candidates (distance plus queue length, skipping objects on fairness cooldown or without the utility
+they need) and sends the agent there; the world does the walking, queueing and using.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from townlet.policy.options import OPTION_LABELS, Option
+from townlet.world.agents import Activity
+from townlet.world.events import EventKind
+
+if TYPE_CHECKING:
+    from townlet.world.state import World
+
+QUEUE_COST = 12  # tiles of walking one queued agent is worth when comparing objects
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """Use one of ``candidates`` with affordance ``aff`` (or, with ``wait > 0``, wait that many ticks)."""
+
+    candidates: tuple[int, ...] = ()
+    aff: int = -1
+    wait: int = 0
+
+
+class OptionController:
+    """Builds plans for options and advances agents through their steps."""
+
+    def __init__(self, world: World) -> None:
+        self.world = world
+        m, o = world.manifest, world.objects
+        self.aff = {a.id: a.index for a in m.affordances}
+        self.plans: dict[int, list[Step]] = {}
+        self.failures = np.zeros(world.agents.capacity, dtype=np.int32)
+        self.commitment = world.config.options.commitment_window
+        self.travel_limit = world.config.options.max_option_ticks
+        self.home_objects = {
+            home: {t: tuple(int(x) for x in o.of_type_in_place(t, home)) for t in o.type_names} for home in world.homes
+        }
+        self.shared = {
+            ("cafe", "counter_service"), ("cafe", "table"), ("grocer", "shelf"), ("grocer", "till"),
+            ("park", "bench"), ("gym", "shower"),
+        }
+        self.public = {key: tuple(int(x) for x in o.of_type_in_kind(key[1], key[0])) for key in self.shared}
+
+    # -- plans --------------------------------------------------------------------------------------
+
+    def _mine(self, slot: int, obj_type: str) -> tuple[int, ...]:
+        return self.home_objects.get(int(self.world.agents.home[slot]), {}).get(obj_type, ())
+
+    def _powered(self, objs: tuple[int, ...], kind: str) -> tuple[int, ...]:
+        on = self.world.utilities.power_on if kind == "power" else self.world.utilities.water_on
+        return tuple(ob for ob in objs if on[self.world.objects.place[ob]])
+
+    def plan(self, slot: int, option: Option) -> list[Step]:
+        """The steps that carry out ``option`` for this agent now (empty when it cannot)."""
+        w, a = self.world, self.world.agents
+        inv = a.inventory[slot]
+        raw = inv[a.item_index["raw_food"]] if "raw_food" in a.item_index else 0
+        aff = self.aff
+        if option == Option.GET_FED:
+            if inv[a.item_index["cafe_meal"]] >= 1:
+                return [Step(self.public[("cafe", "table")], aff["eat_meal"])]
+            on_shift = w.employment.on_shift(slot, w.tick) and a.job[slot] >= 0
+            cafe = [Step(self.public[("cafe", "counter_service")], aff["order_meal"]),
+                    Step(self.public[("cafe", "table")], aff["eat_meal"])]
+            if raw >= 1 and not on_shift:
+                stoves = self._powered(self._mine(slot, "stove"), "power")
+                if stoves:
+                    return [Step(stoves, aff["cook_meal"])]
+                return [Step(self._mine(slot, "fridge"), aff["snack"])]
+            if a.wallet[slot] >= w.economy.price("cafe_meal"):
+                return cafe
+            return [Step(self._mine(slot, "fridge"), aff["snack"])] if raw >= 1 else []
+        if option == Option.GET_CLEAN:
+            showers = self._powered(self._mine(slot, "shower") + self.public[("gym", "shower")], "water")
+            steps = [Step(showers, aff["shower"])] if showers else []
+            clothes = inv[a.item_index["clean_clothes"]]
+            wardrobe = self._mine(slot, "wardrobe")
+            if clothes >= 1:
+                steps.append(Step(wardrobe, aff["change_clothes"]))
+            elif self._powered(self._powered(wardrobe, "water"), "power"):
+                steps.append(Step(wardrobe, aff["do_laundry"]))
+            return steps
+        if option == Option.GO_TO_WORK:
+            station = w.employment.station_of(slot)
+            return [Step((station,), aff["work"])] if station >= 0 else []
+        if option == Option.SHOP_GROCERIES:
+            return [Step(self.public[("grocer", "shelf")], aff["pick_groceries"]),
+                    Step(self.public[("grocer", "till")], aff["checkout"])]
+        if option == Option.SLEEP:
+            tod = w.tick % w.ticks_per_day
+            night = self._is_night(tod)
+            return [Step(self._mine(slot, "bed"), aff["sleep" if night else "nap"])]
+        if option == Option.SOCIALISE:
+            benches = self.public[("park", "bench")]
+            tables = self.public[("cafe", "table")]
+            return [Step(benches, aff["chat_bench"])] if benches else [Step(tables, aff["chat_table"])]
+        if option == Option.IDLE:
+            return [Step(wait=10)]
+        return []
+
+    def _is_night(self, tod: int) -> bool:
+        from townlet.config.models import clock_to_tick
+
+        cfg, tpd = self.world.config.options, self.world.ticks_per_day
+        bed, wake = clock_to_tick(cfg.bedtime, tpd), clock_to_tick(cfg.wake_time, tpd)
+        return tod >= bed or tod < wake
+
+    # -- running ------------------------------------------------------------------------------------
+
+    def start(self, slot: int, option: Option) -> bool:
+        """Begin an option for an agent (abandoning the current one); False if it has no plan."""
+        w, a = self.world, self.world.agents
+        if a.option[slot] >= 0:
+            w.cancel_step(slot)
+        steps = self.plan(slot, option)
+        a.option[slot] = int(option)
+        a.option_started[slot] = w.tick
+        a.plan_step[slot] = 0
+        a.last_progress[slot] = w.tick
+        self.plans[slot] = steps
+        w.emit(EventKind.OPTION_STARTED, agent=slot, detail=OPTION_LABELS[option])
+        if not steps:
+            self._end(slot, ok=False, reason="no_plan")
+            return False
+        self.advance(slot)
+        return True
+
+    def advance(self, slot: int) -> None:
+        """Move an idle agent to its next step, or end its option (finished or failed)."""
+        w, a = self.world, self.world.agents
+        if a.option[slot] < 0:
+            return
+        if a.step_failed[slot]:
+            self._end(slot, ok=False, reason=a.fail_reason[slot])
+            return
+        steps = self.plans.get(slot, [])
+        i = int(a.plan_step[slot])
+        if i >= len(steps):
+            self._end(slot, ok=True)
+            return
+        a.plan_step[slot] = i + 1
+        step = steps[i]
+        if step.wait:
+            w.wait(slot, step.wait)
+            return
+        obj = self._choose(slot, step.candidates)
+        if obj < 0:
+            w.fail_step(slot, "no_object")
+            self._end(slot, ok=False, reason="no_object")
+            return
+        w.go_use(slot, obj, step.aff)
+
+    def _choose(self, slot: int, candidates: tuple[int, ...]) -> int:
+        w, o = self.world, self.world.objects
+        if not candidates:
+            return -1
+        here = int(w.agents.tile[slot])
+        best, best_score = -1, None
+        for obj in candidates:
+            if o.on_cooldown(slot, obj, w.tick):
+                continue
+            field = o.field_of(obj)
+            dist = int(w.grid.dist[field, here])
+            if dist >= 1 << 29:
+                continue
+            busy = len(o.queue[obj]) + (1 if o.reserved_by[obj] >= 0 or o.user[obj] >= 0 else 0)
+            score = dist + QUEUE_COST * busy
+            if best_score is None or score < best_score:
+                best, best_score = obj, score
+        return best
+
+    def _end(self, slot: int, ok: bool, reason: str = "") -> None:
+        w, a = self.world, self.world.agents
+        option = int(a.option[slot])
+        label = OPTION_LABELS[option] if option >= 0 else "?"
+        w.emit(EventKind.OPTION_FINISHED if ok else EventKind.OPTION_FAILED, agent=slot, value=float(option),
+               detail=label if ok else f"{label}:{reason}")
+        self.failures[slot] = 0 if ok else self.failures[slot] + 1
+        a.option[slot] = -1
+        a.step_failed[slot] = False
+        a.step_done[slot] = False
+        self.plans.pop(slot, None)
+
+    def may_switch(self, slot: int) -> bool:
+        """Whether the commitment window allows choosing a new option now."""
+        a = self.world.agents
+        return a.option[slot] < 0 or self.world.tick - a.option_started[slot] >= self.commitment
+
+    def idle_slots(self) -> np.ndarray:
+        """Agents whose body finished or failed its step (or never had one) and so need the controller."""
+        a = self.world.agents
+        return np.flatnonzero(a.alive & (a.activity == Activity.IDLE))
+
+    def stalled_slots(self) -> np.ndarray:
+        """Walking agents that have gone too long without reaching their object."""
+        a, w = self.world.agents, self.world
+        walking = a.alive & (a.activity == Activity.MOVING)
+        return np.flatnonzero(walking & (w.tick - a.step_started > self.travel_limit))
+
+    def forget(self, slot: int) -> None:
+        """Drop the plan of an agent that left."""
+        self.plans.pop(slot, None)
+        self.failures[slot] = 0

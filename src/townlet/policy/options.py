@@ -1,0 +1,74 @@
+"""Options (GetFed, GetClean, GoToWork, ShopGroceries, Sleep, Socialise, Idle) and the action mask.
+
+The mask marks options that cannot possibly run for an agent right now (no food and no money to buy
+any, no job or not near shift time, nobody to talk to); masked options are never chosen and never
+punished.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from townlet.world.state import World
+
+
+class Option(IntEnum):
+    """The option action space (order is the Discrete action index)."""
+
+    GET_FED = 0
+    GET_CLEAN = 1
+    GO_TO_WORK = 2
+    SHOP_GROCERIES = 3
+    SLEEP = 4
+    SOCIALISE = 5
+    IDLE = 6
+
+
+OPTION_COUNT = len(Option)
+OPTION_LABELS = ("GetFed", "GetClean", "GoToWork", "ShopGroceries", "Sleep", "Socialise", "Idle")
+
+
+def work_window(world: World, slots: np.ndarray) -> np.ndarray:
+    """Whether each agent's job is open for arrival now (early arrival up to shift end)."""
+    jobs = world.agents.job[slots]
+    has = jobs >= 0
+    j = np.maximum(jobs, 0)
+    emp = world.employment
+    if not len(emp):
+        return np.zeros(len(slots), dtype=bool)
+    tod = world.tick % world.ticks_per_day
+    return has & (emp.start[j] - emp.cfg.early_arrival <= tod) & (tod < emp.end[j] - 1)
+
+
+def option_mask(world: World, slots: np.ndarray | None = None) -> np.ndarray:
+    """``bool[n, 7]`` which options each agent (living slots by default) could start now."""
+    a, e = world.agents, world.economy
+    if slots is None:
+        slots = a.slots()
+    n = len(slots)
+    mask = np.ones((n, OPTION_COUNT), dtype=bool)
+    if not n:
+        return mask
+    wallet = a.wallet[slots]
+    inv = a.inventory[slots]
+    raw = a.item_index.get("raw_food")
+    meal = a.item_index.get("cafe_meal")
+    has_food = inv[:, raw] >= 1 if raw is not None else np.zeros(n, bool)
+    if meal is not None:
+        has_food |= inv[:, meal] >= 1
+    cafe_stock = sum(e.stock_at(p, "cafe_meal") for p in world.objects.places_of_kind.get("cafe", []))
+    can_buy_meal = (wallet >= e.prices.get("cafe_meal", np.inf)) & (cafe_stock > 0)
+    mask[:, Option.GET_FED] = has_food | can_buy_meal
+    clothes = a.item_index.get("clean_clothes")
+    water_anywhere = bool(world.utilities.water_on.any())
+    mask[:, Option.GET_CLEAN] = (water_anywhere & (wallet >= 0.25)) | (inv[:, clothes] >= 1 if clothes is not None else False)
+    mask[:, Option.GO_TO_WORK] = work_window(world, slots)
+    grocer_stock = sum(e.stock_at(p, "raw_food") for p in world.objects.places_of_kind.get("grocer", []))
+    mask[:, Option.SHOP_GROCERIES] = (wallet >= e.prices.get("raw_food", np.inf)) & (grocer_stock > 0)
+    social = world.relationships.enabled and int(a.alive.sum()) > 1
+    mask[:, Option.SOCIALISE] = social
+    return mask

@@ -1,0 +1,107 @@
+"""Policies that choose options: the scripted daily routine and a uniform random (masked) baseline.
+
+A policy answers one question for one agent: which option next? The scripted routine is a readable
+priority list over needs, the clock and the job; it is the behaviour-cloning teacher for learned
+policies and the baseline every KPI is compared against.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Protocol
+
+import numpy as np
+
+from townlet.config.models import clock_to_tick
+from townlet.policy.options import OPTION_COUNT, Option
+from townlet.world.needs import ENERGY, HUNGER, HYGIENE, SOCIAL
+
+if TYPE_CHECKING:
+    from townlet.world.state import World
+
+
+class OptionPolicy(Protocol):
+    """Anything that picks an option for an agent given its mask row."""
+
+    def choose(self, world: World, slot: int, mask: np.ndarray) -> int:
+        """Return an option index allowed by ``mask``."""
+        ...
+
+
+class ScriptedPolicy:
+    """The hand-written daily routine: sleep at night, work on shift, eat, wash, shop, socialise."""
+
+    def __init__(self, world: World) -> None:
+        cfg = world.config.options
+        tpd = world.ticks_per_day
+        self.cfg = cfg
+        self.tpd = tpd
+        self.bedtime = clock_to_tick(cfg.bedtime, tpd)
+        self.wake = clock_to_tick(cfg.wake_time, tpd)
+
+    def _night(self, tod: int) -> bool:
+        return tod >= self.bedtime or tod < self.wake
+
+    def _work_due(self, world: World, slot: int, tod: int) -> bool:
+        job = int(world.agents.job[slot])
+        if job < 0:
+            return False
+        emp = world.employment
+        start, end = int(emp.start[job]), int(emp.end[job])
+        if emp.arrived_day[job] == world.tick // self.tpd and tod >= start:
+            return tod < end - 1  # back to the desk after a break
+        station = int(emp.station[job])
+        field = world.objects.field_of(station)
+        travel = int(world.grid.dist[field, world.agents.tile[slot]])
+        return start - travel - self.cfg.commute_margin <= tod < end - 1
+
+    def choose(self, world: World, slot: int, mask: np.ndarray) -> int:
+        """Pick the most pressing allowed option."""
+        a, cfg = world.agents, self.cfg
+        need = a.needs[slot]
+        tod = world.tick % self.tpd
+        critical = world.config.needs.critical
+
+        def ok(option: Option) -> bool:
+            return bool(mask[option])
+
+        if need[HUNGER] >= critical and ok(Option.GET_FED):
+            return Option.GET_FED
+        if need[ENERGY] >= critical and ok(Option.SLEEP):
+            return Option.SLEEP
+        if self._work_due(world, slot, tod) and ok(Option.GO_TO_WORK):
+            if need[HUNGER] >= cfg.hunger_trigger + 0.2 and ok(Option.GET_FED):
+                return Option.GET_FED
+            return Option.GO_TO_WORK
+        if self._night(tod) and need[ENERGY] > 0.15 and ok(Option.SLEEP):
+            if need[HUNGER] >= cfg.hunger_trigger and ok(Option.GET_FED):
+                return Option.GET_FED
+            return Option.SLEEP
+        if need[HUNGER] >= cfg.hunger_trigger and ok(Option.GET_FED):
+            return Option.GET_FED
+        if need[HYGIENE] >= cfg.hygiene_trigger and ok(Option.GET_CLEAN):
+            return Option.GET_CLEAN
+        if need[ENERGY] >= cfg.energy_trigger and ok(Option.SLEEP):
+            return Option.SLEEP
+        raw = a.item_index.get("raw_food")
+        if raw is not None and a.inventory[slot, raw] < cfg.grocery_low_stock and ok(Option.SHOP_GROCERIES):
+            if a.wallet[slot] >= world.economy.price("raw_food") * cfg.grocery_buy or a.inventory[slot, raw] == 0:
+                return Option.SHOP_GROCERIES
+        if need[SOCIAL] >= cfg.social_trigger and ok(Option.SOCIALISE):
+            return Option.SOCIALISE
+        if ok(Option.SOCIALISE) and world.rng.policy.random() < 0.25 * (1 + float(a.personality[slot, 0])):
+            return Option.SOCIALISE
+        return Option.IDLE
+
+
+class RandomPolicy:
+    """Uniformly random among unmasked options (the floor every learned policy must beat)."""
+
+    def choose(self, world: World, slot: int, mask: np.ndarray) -> int:
+        """Sample an allowed option from the policy stream."""
+        allowed = np.flatnonzero(mask)
+        if not len(allowed):
+            return int(Option.IDLE)
+        return int(allowed[world.rng.policy.integers(len(allowed))])
+
+
+__all__ = ["OPTION_COUNT", "OptionPolicy", "RandomPolicy", "ScriptedPolicy"]

@@ -1,0 +1,253 @@
+"""``Simulation``: the one entry point that advances time, phase by timed phase.
+
+A tick, in order: apply queued commands -> policy decides (options -> steps) -> queues, reservations
+and movement -> affordances progress and complete (hooks fire) -> needs decay, economy, employment,
+weather and utilities -> relationships -> KPIs. Later layers (perturbations, lifecycle, rewards,
+observations, telemetry) insert their own timed phases with :meth:`Simulation.add_phase`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from townlet.config.loader import LoadedConfig, load_config
+from townlet.policy.controller import OptionController
+from townlet.policy.options import Option, option_mask
+from townlet.policy.scripted import OptionPolicy, RandomPolicy, ScriptedPolicy
+from townlet.sim.kpis import KpiTracker
+from townlet.world import actions
+from townlet.world.events import Event
+from townlet.world.needs import ENERGY, HUNGER
+from townlet.world.rng import RngStreams
+from townlet.world.state import World
+
+Phase = Callable[["Simulation"], None]
+
+
+@dataclass(slots=True)
+class TickResult:
+    """What one call to :meth:`Simulation.step` produced.
+
+    Attributes:
+        tick: The tick that was simulated.
+        events: Its events, in order.
+        phase_s: Seconds spent in each phase.
+    """
+
+    tick: int
+    events: list[Event]
+    phase_s: dict[str, float] = field(default_factory=dict)
+
+
+class Simulation:
+    """A town plus its policy, advanced one tick at a time by :meth:`step`.
+
+    Args:
+        loaded: A loaded config (the shipped default when None).
+        seed: The run seed (the config's ``seed`` when None); seeds the three RNG streams.
+        policy: ``"scripted"``, ``"random"``, or any :class:`OptionPolicy`.
+    """
+
+    def __init__(self, loaded: LoadedConfig | None = None, seed: int | None = None,
+                 policy: str | OptionPolicy = "scripted") -> None:
+        self.loaded = loaded or load_config()
+        self.config = self.loaded.config
+        self.seed = int(self.config.seed if seed is None else seed)
+        self.rng = RngStreams(self.seed)
+        self.world = World(self.loaded, self.rng)
+        self.controller = OptionController(self.world)
+        if policy == "scripted":
+            self.policy: OptionPolicy = ScriptedPolicy(self.world)
+        elif policy == "random":
+            self.policy = RandomPolicy()
+        elif isinstance(policy, str):
+            raise ValueError(f"unknown policy {policy!r} (scripted or random)")
+        else:
+            self.policy = policy
+        self.kpis = KpiTracker(self.world)
+        self.invalid_actions = 0
+        self.commands: list[Callable[[World], Any]] = []
+        self.phases: list[tuple[str, Phase]] = [
+            ("commands", Simulation._apply_commands),
+            ("policy", Simulation._decide),
+            ("arbitrate", Simulation._arbitrate),
+            ("affordances", Simulation._affordances),
+            ("world", Simulation._world_rules),
+            ("relationships", Simulation._relationships),
+            ("kpis", Simulation._kpis),
+        ]
+        self.phase_total: dict[str, float] = {name: 0.0 for name, _ in self.phases}
+        self.ticks_run = 0
+        self._actions: np.ndarray | None = None
+        for _ in range(self.config.population.agents):
+            self.world.spawn()
+        self.invariant_problems = self.world.economy.check_invariant(self.world)
+        self.world.events.clear()
+
+    @property
+    def tick(self) -> int:
+        """The next tick to be simulated."""
+        return self.world.tick
+
+    def add_phase(self, name: str, phase: Phase, after: str) -> None:
+        """Insert a timed phase after an existing one (later layers plug in here)."""
+        names = [n for n, _ in self.phases]
+        if name in names:
+            raise ValueError(f"phase {name!r} already exists")
+        self.phases.insert(names.index(after) + 1, (name, phase))
+        self.phase_total[name] = 0.0
+
+    def enqueue(self, command: Callable[[World], Any]) -> None:
+        """Queue a change to apply at the start of the next tick (in arrival order)."""
+        self.commands.append(command)
+
+    def step(self, actions: np.ndarray | None = None) -> TickResult:
+        """Simulate one tick.
+
+        Args:
+            actions: Optional ``int[capacity]`` option per slot chosen by an external (learned) policy;
+                -1 leaves that agent to the built-in policy.
+        """
+        w = self.world
+        w.events = []
+        self._actions = actions
+        timings: dict[str, float] = {}
+        clock = time.perf_counter
+        for name, phase in self.phases:
+            t0 = clock()
+            phase(self)
+            timings[name] = clock() - t0
+        for name, seconds in timings.items():
+            self.phase_total[name] += seconds
+        result = TickResult(w.tick, w.events, timings)
+        w.tick += 1
+        self.ticks_run += 1
+        return result
+
+    def run(self, ticks: int, progress: Callable[[int], None] | None = None, every: int = 100) -> None:
+        """Step ``ticks`` times with the built-in policy, calling ``progress(done)`` every ``every`` ticks."""
+        for i in range(ticks):
+            self.step()
+            if progress is not None and (i + 1) % every == 0:
+                progress(i + 1)
+        if progress is not None:
+            progress(ticks)
+
+    def masks(self) -> np.ndarray:
+        """``bool[capacity, 7]`` option mask for every slot (rows of empty slots are all False)."""
+        full = np.zeros((self.world.agents.capacity, len(Option)), dtype=bool)
+        slots = self.world.agents.slots()
+        full[slots] = option_mask(self.world, slots)
+        return full
+
+    # -- phases -------------------------------------------------------------------------------------
+
+    def _apply_commands(self) -> None:
+        pending, self.commands = self.commands, []
+        for command in pending:
+            command(self.world)
+
+    def _decide(self) -> None:
+        w, a, ctl = self.world, self.world.agents, self.controller
+        for slot in ctl.stalled_slots():
+            w.fail_step(int(slot), "travel_timeout")
+        for slot in ctl.idle_slots():
+            ctl.advance(int(slot))
+        external = np.zeros(a.capacity, dtype=bool)
+        if self._actions is not None:
+            external = a.alive & (self._actions >= 0)
+            self._apply_external(np.flatnonzero(external))
+        free = np.flatnonzero(a.alive & (a.option < 0) & ~external)
+        if len(free):
+            masks = option_mask(w, free)
+            for slot, row in zip(free, masks, strict=True):
+                ctl.start(int(slot), Option(self.policy.choose(w, int(slot), row)))
+        self._interrupt_for_critical_needs(external)
+
+    def _apply_external(self, slots: np.ndarray) -> None:
+        w, a, ctl = self.world, self.world.agents, self.controller
+        assert self._actions is not None
+        masks = option_mask(w, slots)
+        critical = np.float32(self.config.needs.critical)
+        for slot, row in zip(slots, masks, strict=True):
+            s = int(slot)
+            choice = int(self._actions[s])
+            if choice == a.option[s]:
+                continue
+            if not (0 <= choice < len(Option)) or not row[choice]:
+                self.invalid_actions += 1
+                continue
+            if ctl.may_switch(s) or a.needs[s].max() >= critical:
+                ctl.start(s, Option(choice))
+
+    def _interrupt_for_critical_needs(self, external: np.ndarray) -> None:
+        w, a, ctl = self.world, self.world.agents, self.controller
+        critical = np.float32(self.config.needs.critical)
+        urgent = (a.needs[:, HUNGER] >= critical) | (a.needs[:, ENERGY] >= critical)
+        busy = (a.option >= 0) & (a.option != Option.GET_FED) & (a.option != Option.SLEEP)
+        due = a.alive & urgent & busy & ~external & (w.tick - a.option_started >= ctl.commitment)
+        slots = np.flatnonzero(due)
+        if not len(slots):
+            return
+        for slot, row in zip(slots, option_mask(w, slots), strict=True):
+            choice = self.policy.choose(w, int(slot), row)
+            if choice != a.option[slot]:
+                ctl.start(int(slot), Option(choice))
+
+    def _arbitrate(self) -> None:
+        self.world.arbitrate()
+
+    def _affordances(self) -> None:
+        actions.progress(self.world)
+
+    def _world_rules(self) -> None:
+        w = self.world
+        w.needs.decay(w)
+        w.economy.update(w)
+        w.employment.update(w)
+        w.weather.update(w)
+        w.utilities.update(w)
+
+    def _relationships(self) -> None:
+        self.world.relationships.update(self.world)
+
+    def _kpis(self) -> None:
+        self.kpis.update(self.world, self.world.events)
+
+    # -- identity -----------------------------------------------------------------------------------
+
+    def state_hash(self) -> str:
+        """A digest of the whole mutable state: equal for equal config, seed and inputs."""
+        w = self.world
+        h = hashlib.blake2b(digest_size=16)
+        h.update(np.int64(w.tick).tobytes())
+        a = w.agents
+        for name, value in sorted(vars(a).items()):
+            if isinstance(value, np.ndarray):
+                h.update(name.encode())
+                h.update(np.ascontiguousarray(value).tobytes())
+        h.update(repr(a.ids).encode())
+        o = w.objects
+        for arr in (o.reserved_by, o.reserved_at, o.user):
+            h.update(arr.tobytes())
+        h.update(repr(o.queue).encode())
+        h.update(repr(sorted(o.cooldown.items())).encode())
+        e = w.economy
+        h.update(repr((sorted(e.prices.items()), sorted(e.stock.items()), sorted(e.till.items()), e.treasury)).encode())
+        emp = w.employment
+        for arr in (emp.holder, emp.arrived_day, emp.scheduled, emp.attended, emp.late, emp.absent, emp.wage_per_tick):
+            h.update(arr.tobytes())
+        h.update(w.relationships.other.tobytes())
+        h.update(w.relationships.values.tobytes())
+        h.update(bytes([w.weather.state]))
+        h.update(w.utilities.power_on.tobytes())
+        h.update(w.utilities.water_on.tobytes())
+        h.update(repr(self.rng.state()).encode())
+        return h.hexdigest()
+

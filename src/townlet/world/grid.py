@@ -1,0 +1,109 @@
+"""The static map as flat arrays, and distance fields with next-step hints toward any set of goal tiles.
+
+A field is computed once by a multi-source shortest-path search over the walkable tiles (C speed, via
+SciPy's csgraph) and cached; moving toward a goal is then a table lookup: ``step[field, tile]`` is the
+direction of the next step (0 at the goal, -1 where the goal is unreachable).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.sparse import csr_matrix
+from scipy.sparse.csgraph import dijkstra
+
+from townlet.config.town_map import OUTDOOR_KINDS, TileKind, TownMap
+
+STAY, NORTH, EAST, SOUTH, WEST = 0, 1, 2, 3, 4
+UNREACHABLE = -1
+FAR = np.int32(2**30)
+
+
+class Grid:
+    """Flat views of the town map plus the cache of distance fields.
+
+    Tiles are addressed by a flat index ``y * width + x``.
+
+    Attributes:
+        width: Map width in tiles.
+        height: Map height in tiles.
+        kinds: ``uint8[H*W]`` tile kinds.
+        walkable: ``bool[H*W]``.
+        outdoors: ``bool[H*W]``; outdoor tiles hold any number of agents, indoor ones hold one.
+        offsets: ``int32[5]`` flat-index offset of each direction (STAY, N, E, S, W).
+    """
+
+    def __init__(self, town: TownMap) -> None:
+        self.width = town.width
+        self.height = town.height
+        self.size = town.width * town.height
+        self.kinds = town.tiles.reshape(-1).astype(np.uint8)
+        self.walkable = town.walkable.reshape(-1).copy()
+        self.outdoors = np.isin(self.kinds, [int(k) for k in OUTDOOR_KINDS])
+        self.place_index = town.place_index.reshape(-1).astype(np.int32)
+        self.offsets = np.array([0, -self.width, 1, self.width, -1], dtype=np.int32)
+        self._graph = self._adjacency()
+        self._fields: dict[tuple[int, ...], int] = {}
+        self._dist = np.zeros((0, self.size), dtype=np.int32)
+        self._step = np.zeros((0, self.size), dtype=np.int8)
+        self.count = 0
+
+    def tile(self, x: int, y: int) -> int:
+        """Flat index of tile (x, y)."""
+        return y * self.width + x
+
+    def xy(self, tile: int) -> tuple[int, int]:
+        """(x, y) of a flat tile index."""
+        return tile % self.width, tile // self.width
+
+    def _adjacency(self) -> csr_matrix:
+        w, n = self.width, self.size
+        idx = np.arange(n)
+        walk = self.walkable
+        right = walk & np.roll(walk, -1) & ((idx % w) != w - 1)
+        down = walk & np.roll(walk, -w) & (idx < n - w)
+        src = np.concatenate([idx[right], idx[down]])
+        dst = np.concatenate([idx[right] + 1, idx[down] + w])
+        data = np.ones(len(src), dtype=np.float64)
+        return csr_matrix((data, (src, dst)), shape=(n, n))
+
+    def field(self, goals: tuple[int, ...] | list[int]) -> int:
+        """Index of the distance field toward the nearest of ``goals`` (flat tiles), computing it once."""
+        key = tuple(sorted(set(int(g) for g in goals)))
+        found = self._fields.get(key)
+        if found is not None:
+            return found
+        if not key:
+            raise ValueError("a distance field needs at least one goal tile")
+        dist, pred, _ = dijkstra(
+            self._graph, directed=False, indices=list(key), min_only=True, return_predecessors=True
+        )
+        reach = np.isfinite(dist)
+        step = np.full(self.size, UNREACHABLE, dtype=np.int8)
+        step[reach] = STAY
+        moving = np.nonzero(reach & (pred >= 0))[0]
+        delta = pred[moving] - moving
+        for direction in (NORTH, EAST, SOUTH, WEST):
+            step[moving[delta == self.offsets[direction]]] = direction
+        if self.count == len(self._dist):
+            grow = max(16, self.count)
+            self._dist = np.concatenate([self._dist, np.zeros((grow, self.size), np.int32)])
+            self._step = np.concatenate([self._step, np.zeros((grow, self.size), np.int8)])
+        self._dist[self.count] = np.where(reach, dist, FAR).astype(np.int32)
+        self._step[self.count] = step
+        self._fields[key] = self.count
+        self.count += 1
+        return self.count - 1
+
+    @property
+    def dist(self) -> np.ndarray:
+        """``int32[F, H*W]`` tile distances per field (a huge number where unreachable)."""
+        return self._dist
+
+    @property
+    def step(self) -> np.ndarray:
+        """``int8[F, H*W]`` next-step direction per field."""
+        return self._step
+
+    def is_kind(self, tile: int, kind: TileKind) -> bool:
+        """Whether a flat tile is of a given kind."""
+        return int(self.kinds[tile]) == int(kind)

@@ -1,0 +1,135 @@
+"""Relationships: a sparse tie graph of at most K ties per agent, as fixed-width (N x K) arrays.
+
+Each tie holds (trust, familiarity, rivalry) in [-1, 1]. Social events apply small deltas scaled by
+personality; ties decay toward 0 every in-sim hour; faint ties are dropped; when an agent's ties are
+full the weakest is evicted for a new one, unless the new one would itself be faint.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from townlet.world.events import EventKind
+
+if TYPE_CHECKING:
+    from townlet.world.state import World
+
+TRUST, FAMILIARITY, RIVALRY = 0, 1, 2
+EXTROVERSION, FORGIVENESS, AMBITION = 0, 1, 2
+WORK_EVENTS = ("took_my_shift", "coworkers")
+
+
+class Relationships:
+    """Tie arrays and the rules that change them.
+
+    Attributes:
+        other: ``int32[C, K]`` the slot each tie points at, -1 for an empty tie.
+        values: ``float32[C, K, 3]`` (trust, familiarity, rivalry).
+        enabled: False at stage OFF: events are ignored and no ties exist.
+    """
+
+    def __init__(self, world: World) -> None:
+        cfg = world.config.relationships
+        self.cfg = cfg
+        cap = world.agents.capacity
+        self.k = cfg.max_ties
+        self.other = np.full((cap, self.k), -1, dtype=np.int32)
+        self.values = np.zeros((cap, self.k, 3), dtype=np.float32)
+        self.enabled = world.config.features.relationships != "OFF"
+        self.deltas = {name: np.array(d, dtype=np.float32) for name, d in cfg.deltas.items()}
+        self.decay_factor = np.float32(1.0 - cfg.decay_per_hour)
+        self.ticks_per_hour = world.ticks_per_day / 24.0
+
+    def tie(self, slot: int, other: int) -> np.ndarray | None:
+        """The (trust, fam, rivalry) of ``slot``'s tie to ``other``, or None."""
+        hit = np.flatnonzero(self.other[slot] == other)
+        return self.values[slot, hit[0]] if len(hit) else None
+
+    def strength(self, slot: int) -> np.ndarray:
+        """``float32[K]`` tie strength (max |component|); 0 for empty ties."""
+        s = np.abs(self.values[slot]).max(axis=1)
+        s[self.other[slot] < 0] = 0.0
+        return s
+
+    def scaled(self, world: World, slot: int, event: str) -> np.ndarray:
+        """The event's delta for ``slot``, scaled by its personality."""
+        delta = self.deltas[event].copy()
+        traits = world.agents.personality[slot]
+        negative = delta < 0
+        delta[negative] *= 1.0 - 0.5 * max(float(traits[FORGIVENESS]), 0.0)
+        delta[FAMILIARITY] *= 1.0 + 0.5 * float(traits[EXTROVERSION])
+        if event in WORK_EVENTS:
+            delta[RIVALRY] *= 1.0 + 0.5 * float(traits[AMBITION])
+        return delta
+
+    def apply(self, world: World, slot: int, other: int, event: str) -> None:
+        """Apply a social event of ``slot`` toward ``other`` (one direction)."""
+        if not self.enabled or slot == other or slot < 0 or other < 0 or event not in self.deltas:
+            return
+        delta = self.scaled(world, slot, event)
+        row = self.other[slot]
+        hit = np.flatnonzero(row == other)
+        if len(hit):
+            k = int(hit[0])
+        else:
+            if float(np.abs(delta).max()) < self.cfg.faint:
+                return
+            empty = np.flatnonzero(row < 0)
+            if len(empty):
+                k = int(empty[0])
+            else:
+                strength = self.strength(slot)
+                k = int(np.argmin(strength))
+                if strength[k] > float(np.abs(delta).max()):
+                    return  # the new tie would be the weakest: keep the old ones
+            row[k] = other
+            self.values[slot, k] = 0.0
+        self.values[slot, k] = np.clip(self.values[slot, k] + delta, -1.0, 1.0)
+        world.emit(EventKind.TIE_CHANGED, agent=slot, other=other, value=float(self.values[slot, k, TRUST]), detail=event)
+
+    def apply_pair(self, world: World, a: int, b: int, event: str) -> None:
+        """Apply a symmetric social event to both agents."""
+        self.apply(world, a, b, event)
+        self.apply(world, b, a, event)
+
+    def chat(self, world: World, slot: int, partner: int) -> bool:
+        """Attempt a chat: success odds rise with trust and familiarity; ties update either way."""
+        tie = self.tie(slot, partner)
+        trust, fam = (float(tie[TRUST]), float(tie[FAMILIARITY])) if tie is not None else (0.0, 0.0)
+        logit = self.cfg.chat_base + self.cfg.chat_trust_weight * trust + self.cfg.chat_familiarity_weight * fam
+        success = bool(world.rng.world.random() < 1.0 / (1.0 + np.exp(-logit)))
+        self.apply_pair(world, slot, partner, "good_chat" if success else "failed_chat")
+        world.emit(EventKind.CHAT, agent=slot, other=partner, value=float(success), detail="good" if success else "failed")
+        return success
+
+    def update(self, world: World) -> None:
+        """Hourly decay toward 0 and dropping of faint ties."""
+        if not self.enabled:
+            return
+        hour_now = int(world.tick / self.ticks_per_hour)
+        hour_before = int((world.tick - 1) / self.ticks_per_hour)
+        if world.tick == 0 or hour_now == hour_before:
+            return
+        self.values *= self.decay_factor
+        faint = (np.abs(self.values).max(axis=2) < self.cfg.faint) & (self.other >= 0)
+        self.other[faint] = -1
+        self.values[faint] = 0.0
+
+    def forget(self, slot: int) -> None:
+        """Erase an agent's ties and every tie pointing at it (the agent left)."""
+        self.other[slot] = -1
+        self.values[slot] = 0.0
+        pointing = self.other == slot
+        self.other[pointing] = -1
+        self.values[pointing] = 0.0
+
+    def top(self, slot: int, n: int = 2, by: int = TRUST, largest: bool = True) -> list[tuple[int, np.ndarray]]:
+        """Up to ``n`` ties sorted by one component (friends: trust desc; rivals: rivalry desc)."""
+        ks = np.flatnonzero(self.other[slot] >= 0)
+        if not len(ks):
+            return []
+        keys = self.values[slot, ks, by]
+        order = ks[np.argsort(-keys if largest else keys, kind="stable")][:n]
+        return [(int(self.other[slot, k]), self.values[slot, k]) for k in order]

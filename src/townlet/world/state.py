@@ -1,0 +1,258 @@
+"""The World: the town's whole mutable state and the methods every rule and command goes through."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+import numpy as np
+
+from townlet.config.errors import ConfigError
+from townlet.config.loader import LoadedConfig
+from townlet.config.models import NEED_NAMES
+from townlet.config.town_map import TileKind, TownMap, load_town_map, tile_town_map
+from townlet.world import actions, movement
+from townlet.world.affordances import Affordance, load_manifest
+from townlet.world.agents import PERSONALITY_TRAITS, Activity, AgentTable
+from townlet.world.economy import Economy
+from townlet.world.employment import Employment
+from townlet.world.events import Event, EventKind
+from townlet.world.grid import Grid
+from townlet.world.hooks import HookError, HookPayload, HookRegistry
+from townlet.world.needs import NeedRules
+from townlet.world.objects import ObjectTable
+from townlet.world.personality import halton_personality
+from townlet.world.queues import Queues
+from townlet.world.relationships import Relationships
+from townlet.world.rng import RngStreams
+from townlet.world.weather import Utilities, Weather
+
+
+class World:
+    """Everything in the town, plus the primitives that change it.
+
+    Attributes:
+        tick: The current tick (the one being simulated during ``step``).
+        events: This tick's events, in the order they happened.
+        counters: Run-long counts (``ghost_steps``, ``queue_conflicts``, ``spawned``...).
+    """
+
+    def __init__(self, loaded: LoadedConfig, rng: RngStreams, town: TownMap | None = None) -> None:
+        self.loaded = loaded
+        self.config = cfg = loaded.config
+        self.rng = rng
+        self.ticks_per_day = cfg.time.ticks_per_day
+        if town is None:
+            town = load_town_map(loaded.map_path)
+            if cfg.town.scale > 1:
+                town = tile_town_map(town, cfg.town.scale)
+        self.town = town
+        self.grid = Grid(town)
+        self.objects = ObjectTable(town, self.grid)
+        items = sorted(set(cfg.economy.items) | set(cfg.economy.starting_inventory) | {"clean_clothes"})
+        self.manifest = load_manifest(loaded.affordances_path, set(items), set(self.objects.type_names), self.ticks_per_day)
+        try:
+            self.hooks = HookRegistry.from_modules(cfg.hooks.modules, cfg.hooks.allowed_modules)
+        except HookError as exc:
+            raise ConfigError(str(loaded.source), "hooks.modules", str(exc)) from None
+        for aff in self.manifest.affordances:
+            for phase, names in aff.hooks.items():
+                for name in names:
+                    if not self.hooks.known(name):
+                        raise ConfigError(str(loaded.affordances_path), f"affordances.{aff.id}.hooks.{phase}", f"unknown hook {name!r}")
+        self.agents = AgentTable(cfg.population.slots, tuple(items))
+        self.occupancy = np.zeros(self.grid.size, dtype=np.int16)
+        self.tick = 0
+        self.events: list[Event] = []
+        self.counters: Counter[str] = Counter()
+        self.weather = Weather(self)
+        self.utilities = Utilities(self)
+        self.economy = Economy(self)
+        self.employment = Employment(self)
+        self.relationships = Relationships(self)
+        self.queues = Queues(self)
+        self.needs = NeedRules(self)
+        self.homes = self.objects.places_of_kind.get("home", [])
+        if not self.homes:
+            raise ConfigError(str(loaded.map_path), "places", "the town has no home")
+        self.spawn_tiles = np.array([self.grid.tile(x, y) for x, y in town.spawn_tiles], dtype=np.int32)
+        self._next_id = 0
+        self._personality_offset = int(rng.world.integers(0, 1 << 16))
+
+    # -- events and hooks -------------------------------------------------------------------------
+
+    def emit(self, kind: EventKind, agent: int = -1, other: int = -1, obj: int = -1, value: float = 0.0,
+             detail: str = "") -> None:
+        """Append an event to this tick's list."""
+        self.events.append(Event(self.tick, kind, agent, other, obj, value, detail))
+
+    def hook_event(self, event: str, slot: int, obj: int = -1, detail: str = "") -> None:
+        """Fire a global hook event (cheap when nobody listens)."""
+        if not self.hooks.has_global(event):
+            return
+        payload = HookPayload(
+            tick=self.tick, phase=event, agent=self.agents.ids[slot] if slot >= 0 else None,
+            object=self.objects.ids[obj] if obj >= 0 else None, detail=detail,
+        )
+        for message in self.hooks.emit(event, payload):
+            self.emit(EventKind.HOOK_ERROR, agent=slot, obj=obj, detail=message)
+
+    # -- the body's steps ---------------------------------------------------------------------------
+
+    def go_use(self, slot: int, obj: int, aff: int) -> None:
+        """Send an agent to use ``obj`` with affordance ``aff`` (it asks for the object on the way)."""
+        a = self.agents
+        a.target_obj[slot] = obj
+        a.target_aff[slot] = aff
+        a.activity[slot] = Activity.MOVING
+        a.dest_field[slot] = self.objects.field_of(obj)
+        a.requested[slot] = False
+        a.step_done[slot] = False
+        a.step_failed[slot] = False
+        a.step_started[slot] = self.tick
+        a.last_progress[slot] = self.tick
+
+    def wait(self, slot: int, ticks: int) -> None:
+        """Make an agent wait where it stands for ``ticks`` ticks."""
+        a = self.agents
+        a.activity[slot] = Activity.WAITING
+        a.wait_until[slot] = self.tick + ticks
+        a.dest_field[slot] = -1
+        a.step_done[slot] = False
+        a.step_failed[slot] = False
+        a.last_progress[slot] = self.tick
+
+    def fail_step(self, slot: int, reason: str) -> None:
+        """End the agent's current step as failed, releasing anything it held."""
+        a = self.agents
+        obj = int(a.target_obj[slot])
+        self.queues.drop_agent(self, slot)
+        a.clear_step(slot)
+        a.step_failed[slot] = True
+        a.asleep[slot] = False
+        a.fail_reason[slot] = reason
+        a.last_success[slot] = False
+        if obj >= 0:
+            a.target_obj[slot] = obj  # keep for the controller's retry logic
+
+    def cancel_step(self, slot: int) -> None:
+        """Abandon the current step without failure (an option switch): release and go idle."""
+        self.queues.drop_agent(self, slot)
+        self.agents.clear_step(slot)
+        self.agents.asleep[slot] = False
+
+    def arbitrate(self) -> None:
+        """Queue and reservation rules, then movement, then starts for agents who reached their object."""
+        a = self.agents
+        walking = np.flatnonzero(a.alive & (a.activity == Activity.MOVING) & ~a.requested)
+        if len(walking):
+            dist = self.grid.dist[a.dest_field[walking], a.tile[walking]]
+            asking = walking[dist <= self.config.queues.reserve_radius]
+            if len(asking):
+                self.queues.request(self, [(int(s), int(a.target_obj[s])) for s in asking])
+        self.queues.update(self)
+        arrived = movement.move(self)
+        for slot in arrived:
+            if a.activity[slot] == Activity.MOVING and a.requested[slot]:
+                actions.start(self, int(slot))
+        waiting = np.flatnonzero(a.alive & (a.activity == Activity.WAITING) & (a.wait_until <= self.tick))
+        for slot in waiting:
+            a.activity[slot] = Activity.IDLE
+            a.step_done[slot] = True
+
+    def chat_partner(self, slot: int) -> int:
+        """The nearest other agent within chat radius (preferring one already socialising), or -1."""
+        a = self.agents
+        others = np.flatnonzero(a.alive)
+        others = others[others != slot]
+        if not len(others):
+            return -1
+        w = self.grid.width
+        x, y = int(a.tile[slot]) % w, int(a.tile[slot]) // w
+        ox, oy = a.tile[others] % w, a.tile[others] // w
+        dist = np.abs(ox - x) + np.abs(oy - y)
+        near = dist <= self.config.relationships.chat_radius
+        if not near.any():
+            return -1
+        chatting = np.array([self.manifest.affordances[t].chat if t >= 0 else False for t in a.target_aff[others]])
+        score = dist + np.where(chatting, 0, 100)
+        score[~near] = 1 << 30
+        return int(others[int(np.argmin(score))])
+
+    def co_users(self, slot: int, aff: Affordance) -> list[int]:
+        """Other agents using the same affordance in the same place right now (shared meals)."""
+        a, o = self.agents, self.objects
+        place = o.place[a.target_obj[slot]]
+        same = a.alive & (a.activity == Activity.USING) & (a.target_aff == aff.index)
+        same[slot] = False
+        return [int(s) for s in np.flatnonzero(same) if o.place[a.target_obj[s]] == place]
+
+    # -- population ---------------------------------------------------------------------------------
+
+    def spawn(self, agent_id: str | None = None, home: int | None = None, tile: int | None = None,
+              needs: dict[str, float] | None = None) -> int:
+        """Add an agent (named ``agent_<n>`` unless given) at home or on ``tile``; return its slot."""
+        a, cfg = self.agents, self.config
+        slot = a.free_slot()
+        if slot < 0:
+            raise ValueError(f"the town is full ({a.capacity} slots)")
+        n = self._next_id
+        self._next_id += 1
+        agent_id = agent_id or f"agent_{n}"
+        if home is None:
+            home = self.homes[(n // cfg.population.household_size) % len(self.homes)]
+        if tile is None:
+            tile = self._free_tile_in(home)
+        a.add(agent_id, slot, tile, self.tick)
+        a.home[slot] = home
+        init = cfg.needs.initial | (needs or {})
+        a.needs[slot] = [init.get(name, 0.0) if self.needs.rates[k] or needs else 0.0 for k, name in enumerate(NEED_NAMES)]
+        a.wallet[slot] = cfg.economy.starting_wallet_rents * cfg.economy.rent_per_day
+        self.economy.treasury -= float(a.wallet[slot])
+        for item, count in cfg.economy.starting_inventory.items():
+            a.inventory[slot, a.item_index[item]] = count
+        a.personality[slot] = halton_personality(n, len(PERSONALITY_TRAITS), self._personality_offset)
+        self.occupancy[tile] += 1
+        self.economy.rent_unpaid_days[slot] = 0
+        self.counters["spawned"] += 1
+        self.hook_event("agent_spawn", slot)
+        return slot
+
+    def remove(self, slot: int) -> None:
+        """Take an agent out of the town: releases everything it held and every tie to it."""
+        self.cancel_step(slot)
+        self.employment.fire(self, slot, "left_town")
+        self.relationships.forget(slot)
+        self.occupancy[self.agents.tile[slot]] -= 1
+        self.economy.treasury += float(self.agents.wallet[slot])  # money returns to the town
+        self.agents.wallet[slot] = 0.0
+        self.agents.remove(slot)
+
+    def _free_tile_in(self, place: int) -> int:
+        tiles = np.flatnonzero((self.grid.place_index == place) & self.grid.walkable & (self.occupancy == 0)
+                               & (self.grid.kinds != int(TileKind.DOOR)))
+        if not len(tiles):
+            tiles = np.flatnonzero((self.grid.place_index == place) & self.grid.walkable)
+        return int(tiles[0])
+
+    def teleport(self, slot: int, tile: int) -> None:
+        """Move an agent instantly (console, fuzzing); its current step is abandoned."""
+        if not (0 <= tile < self.grid.size) or not self.grid.walkable[tile]:
+            raise ValueError("target tile is not walkable")
+        if not self.grid.outdoors[tile] and self.occupancy[tile] > 0:
+            raise ValueError("target tile is occupied")
+        self.cancel_step(slot)
+        self.occupancy[self.agents.tile[slot]] -= 1
+        self.agents.tile[slot] = tile
+        self.occupancy[tile] += 1
+        self.emit(EventKind.TELEPORT, agent=slot, value=float(tile))
+
+    def summary(self) -> dict[str, Any]:
+        """A few headline numbers about the town right now."""
+        a = self.agents
+        return {
+            "tick": self.tick,
+            "agents": int(a.alive.sum()),
+            "weather": self.weather.name,
+            "money": round(self.economy.total_money(self), 6),
+        }
