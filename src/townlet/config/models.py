@@ -141,7 +141,7 @@ class WeatherConfig(Strict):
         "cold": {"sunny": 0.5, "rainy": 0.2, "cold": 0.3},
     }
     cold_energy_multiplier: float = Field(1.5, ge=1.0, le=5.0)
-    rain_move_cost: int = Field(2, ge=1, le=10, description="ticks per outdoor step while raining")
+    rain_move_cost: float = Field(1.5, ge=1.0, le=10.0, description="ticks per outdoor step while raining")
 
     @field_validator("transitions")
     @classmethod
@@ -279,14 +279,22 @@ class OptionsConfig(Strict):
     commitment_window: Ticks = 15
     max_option_ticks: Ticks = 600
     hunger_trigger: Unit = 0.45
+    lunch_trigger: Unit = Field(0.5, description="hunger that sends a working agent to eat mid-shift")
+    breakfast_trigger: Unit = Field(0.2, description="hunger/hygiene worth fixing before a shift when time allows")
+    prepare_window: Ticks = Field(120, description="how long before leaving for work an agent gets ready")
+    meal_ticks: Ticks = Field(35, description="time a home meal takes, for the pre-shift routine")
+    wash_ticks: Ticks = Field(25, description="time a shower takes, for the pre-shift routine")
+    socialise_chance: Unit = Field(0.2, description="chance a free agent seeks company (scaled by extroversion)")
+    interrupt_level: Unit = Field(0.5, description="a need this high makes the scripted policy reconsider")
+    interrupt_every: int = Field(10, ge=1, le=1000, description="ticks between reconsiderations")
     hygiene_trigger: Unit = 0.5
     energy_trigger: Unit = 0.7
     social_trigger: Unit = 0.6
     bedtime: Clock = "22:00"
-    wake_time: Clock = "06:30"
+    wake_time: Clock = "06:00"
     grocery_low_stock: int = Field(2, ge=0, le=100)
     grocery_buy: int = Field(4, ge=1, le=100)
-    commute_margin: Ticks = 30
+    commute_margin: Ticks = 45
 
 
 class HooksConfig(Strict):

@@ -70,7 +70,7 @@ class OptionController:
         if option == Option.GET_FED:
             if inv[a.item_index["cafe_meal"]] >= 1:
                 return [Step(self.public[("cafe", "table")], aff["eat_meal"])]
-            on_shift = w.employment.on_shift(slot, w.tick) and a.job[slot] >= 0
+            on_shift = w.employment.working_hours(slot, w.tick)
             cafe = [Step(self.public[("cafe", "counter_service")], aff["order_meal"]),
                     Step(self.public[("cafe", "table")], aff["eat_meal"])]
             if raw >= 1 and not on_shift:

@@ -41,18 +41,24 @@ class ScriptedPolicy:
     def _night(self, tod: int) -> bool:
         return tod >= self.bedtime or tod < self.wake
 
-    def _work_due(self, world: World, slot: int, tod: int) -> bool:
+    def _leave_in(self, world: World, slot: int, tod: int) -> int | None:
+        """Ticks until the agent must set off for its shift (<= 0: go now); None when no work is due."""
         job = int(world.agents.job[slot])
         if job < 0:
-            return False
+            return None
         emp = world.employment
         start, end = int(emp.start[job]), int(emp.end[job])
+        if tod >= end - 1:
+            return None
         if emp.arrived_day[job] == world.tick // self.tpd and tod >= start:
-            return tod < end - 1  # back to the desk after a break
+            return 0  # back to the desk after a break
         station = int(emp.station[job])
         field = world.objects.field_of(station)
         travel = int(world.grid.dist[field, world.agents.tile[slot]])
-        return start - travel - self.cfg.commute_margin <= tod < end - 1
+        if world.weather.is_raining:
+            travel = int(travel * world.weather.rain_cost)
+        leave_in = start - travel - self.cfg.commute_margin - tod
+        return leave_in if leave_in <= self.cfg.prepare_window else None
 
     def choose(self, world: World, slot: int, mask: np.ndarray) -> int:
         """Pick the most pressing allowed option."""
@@ -68,10 +74,17 @@ class ScriptedPolicy:
             return Option.GET_FED
         if need[ENERGY] >= critical and ok(Option.SLEEP):
             return Option.SLEEP
-        if self._work_due(world, slot, tod) and ok(Option.GO_TO_WORK):
-            if need[HUNGER] >= cfg.hunger_trigger + 0.2 and ok(Option.GET_FED):
+        leave_in = self._leave_in(world, slot, tod) if ok(Option.GO_TO_WORK) else None
+        if leave_in is not None:
+            # Before a shift: eat and wash first when there is time, else go.
+            if need[HUNGER] >= cfg.lunch_trigger and ok(Option.GET_FED):
                 return Option.GET_FED
-            return Option.GO_TO_WORK
+            if leave_in > cfg.meal_ticks and need[HUNGER] >= cfg.breakfast_trigger and ok(Option.GET_FED):
+                return Option.GET_FED
+            if leave_in > cfg.wash_ticks and need[HYGIENE] >= cfg.breakfast_trigger and ok(Option.GET_CLEAN):
+                return Option.GET_CLEAN
+            if leave_in <= 0:
+                return Option.GO_TO_WORK
         if self._night(tod) and need[ENERGY] > 0.15 and ok(Option.SLEEP):
             if need[HUNGER] >= cfg.hunger_trigger and ok(Option.GET_FED):
                 return Option.GET_FED
@@ -82,13 +95,15 @@ class ScriptedPolicy:
             return Option.GET_CLEAN
         if need[ENERGY] >= cfg.energy_trigger and ok(Option.SLEEP):
             return Option.SLEEP
+        if leave_in is not None:
+            return Option.IDLE  # stay near home until it is time to go
         raw = a.item_index.get("raw_food")
         if raw is not None and a.inventory[slot, raw] < cfg.grocery_low_stock and ok(Option.SHOP_GROCERIES):
             if a.wallet[slot] >= world.economy.price("raw_food") * cfg.grocery_buy or a.inventory[slot, raw] == 0:
                 return Option.SHOP_GROCERIES
         if need[SOCIAL] >= cfg.social_trigger and ok(Option.SOCIALISE):
             return Option.SOCIALISE
-        if ok(Option.SOCIALISE) and world.rng.policy.random() < 0.25 * (1 + float(a.personality[slot, 0])):
+        if ok(Option.SOCIALISE) and world.rng.policy.random() < cfg.socialise_chance * (1 + float(a.personality[slot, 0])):
             return Option.SOCIALISE
         return Option.IDLE
 

@@ -168,7 +168,7 @@ class Simulation:
             masks = option_mask(w, free)
             for slot, row in zip(free, masks, strict=True):
                 ctl.start(int(slot), Option(self.policy.choose(w, int(slot), row)))
-        self._interrupt_for_critical_needs(external)
+        self._interrupt_for_pressing_needs(external)
 
     def _apply_external(self, slots: np.ndarray) -> None:
         w, a, ctl = self.world, self.world.agents, self.controller
@@ -186,12 +186,20 @@ class Simulation:
             if ctl.may_switch(s) or a.needs[s].max() >= critical:
                 ctl.start(s, Option(choice))
 
-    def _interrupt_for_critical_needs(self, external: np.ndarray) -> None:
-        w, a, ctl = self.world, self.world.agents, self.controller
-        critical = np.float32(self.config.needs.critical)
-        urgent = (a.needs[:, HUNGER] >= critical) | (a.needs[:, ENERGY] >= critical)
+    def _interrupt_for_pressing_needs(self, external: np.ndarray) -> None:
+        """Let the built-in policy reconsider agents whose hunger or fatigue has grown pressing.
+
+        Above ``needs.critical`` the commitment window is overridden; above ``options.interrupt_level``
+        agents reconsider every ``options.interrupt_every`` ticks once their window has passed.
+        """
+        w, a, ctl, opts = self.world, self.world.agents, self.controller, self.config.options
+        pressing = np.maximum(a.needs[:, HUNGER], a.needs[:, ENERGY])
+        critical = pressing >= np.float32(self.config.needs.critical)
+        periodic = (pressing >= np.float32(opts.interrupt_level)) & ((w.tick + np.arange(a.capacity)) % opts.interrupt_every == 0)
+        committed = w.tick - a.option_started < ctl.commitment
+        essential = (a.option == Option.GET_FED) | (a.option == Option.SLEEP) | (a.option == Option.GET_CLEAN)
         busy = (a.option >= 0) & (a.option != Option.GET_FED) & (a.option != Option.SLEEP)
-        due = a.alive & urgent & busy & ~external & (w.tick - a.option_started >= ctl.commitment)
+        due = a.alive & ~external & ((busy & critical) | (periodic & ~committed & (a.option >= 0) & ~essential))
         slots = np.flatnonzero(due)
         if not len(slots):
             return

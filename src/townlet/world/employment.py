@@ -96,6 +96,12 @@ class Employment:
         tod = tick % self.ticks_per_day
         return int(self.start[job]) - self.cfg.early_arrival <= tod < int(self.end[job])
 
+    def working_hours(self, slot: int, tick: int) -> bool:
+        """Whether it is strictly within the agent's shift (no early-arrival allowance)."""
+        job = int(self.agents.job[slot])
+        tod = tick % self.ticks_per_day
+        return job >= 0 and int(self.start[job]) <= tod < int(self.end[job])
+
     def hire(self, world: World, slot: int, job: int) -> None:
         """Give a vacant position to an agent."""
         self.holder[job] = slot

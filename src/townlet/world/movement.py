@@ -40,7 +40,10 @@ def move(world: World) -> np.ndarray:
     going = direction > 0
     movers, here, direction = movers[going], here[going], direction[going]
     if world.weather.is_raining and len(movers):
-        dry = ~g.outdoors[here] | ((world.tick + movers) % world.weather.rain_cost == 0)
+        # With cost c an outdoor walker steps on the ticks where floor(t / c) advances (1/c of ticks).
+        t = world.tick + movers
+        cost = world.weather.rain_cost
+        dry = ~g.outdoors[here] | (np.floor((t + 1) / cost) > np.floor(t / cost))
         movers, here, direction = movers[dry], here[dry], direction[dry]
     if not len(movers):
         return arrived
