@@ -105,7 +105,7 @@ class NeedsConfig(Strict):
     decay: dict[Literal["hunger", "hygiene", "energy", "social"], Rate] = {
         "hunger": 0.0014,
         "hygiene": 0.0006,
-        "energy": 0.0009,
+        "energy": 0.0008,
         "social": 0.0004,
     }
     asleep_multiplier: dict[Literal["hunger", "hygiene", "energy", "social"], Annotated[float, Field(ge=0, le=2)]] = {
@@ -282,7 +282,7 @@ class OptionsConfig(Strict):
     lunch_trigger: Unit = Field(0.5, description="hunger that sends a working agent to eat mid-shift")
     breakfast_trigger: Unit = Field(0.2, description="hunger/hygiene worth fixing before a shift when time allows")
     prepare_window: Ticks = Field(120, description="how long before leaving for work an agent gets ready")
-    meal_ticks: Ticks = Field(35, description="time a home meal takes, for the pre-shift routine")
+    snack_slack: Ticks = Field(20, description="how late an agent may leave for work to grab a snack first")
     wash_ticks: Ticks = Field(25, description="time a shower takes, for the pre-shift routine")
     socialise_chance: Unit = Field(0.2, description="chance a free agent seeks company (scaled by extroversion)")
     interrupt_level: Unit = Field(0.5, description="a need this high makes the scripted policy reconsider")

@@ -70,17 +70,22 @@ class OptionController:
         if option == Option.GET_FED:
             if inv[a.item_index["cafe_meal"]] >= 1:
                 return [Step(self.public[("cafe", "table")], aff["eat_meal"])]
-            on_shift = w.employment.working_hours(slot, w.tick)
             cafe = [Step(self.public[("cafe", "counter_service")], aff["order_meal"]),
                     Step(self.public[("cafe", "table")], aff["eat_meal"])]
-            if raw >= 1 and not on_shift:
+            home: list[Step] = []
+            if raw >= 1:
                 stoves = self._powered(self._mine(slot, "stove"), "power")
-                if stoves:
-                    return [Step(stoves, aff["cook_meal"])]
-                return [Step(self._mine(slot, "fridge"), aff["snack"])]
-            if a.wallet[slot] >= w.economy.price("cafe_meal"):
-                return cafe
-            return [Step(self._mine(slot, "fridge"), aff["snack"])] if raw >= 1 else []
+                hurried = w.employment.on_shift(slot, w.tick) and not w.employment.working_hours(slot, w.tick)
+                if stoves and not hurried:
+                    home = [Step(stoves, aff["cook_meal"])]
+                else:
+                    home = [Step(self._mine(slot, "fridge"), aff["snack"])]
+            can_buy = a.wallet[slot] >= w.economy.price("cafe_meal") and self.public[("cafe", "counter_service")]
+            if home and can_buy:
+                # Eat wherever is nearer; at work the café is usually the sensible lunch.
+                at_work = w.employment.working_hours(slot, w.tick)
+                return cafe if at_work or self._nearest(slot, cafe[0].candidates) < self._nearest(slot, home[0].candidates) else home
+            return home or (cafe if can_buy else [])
         if option == Option.GET_CLEAN:
             showers = self._powered(self._mine(slot, "shower") + self.public[("gym", "shower")], "water")
             steps = [Step(showers, aff["shower"])] if showers else []
@@ -160,6 +165,15 @@ class OptionController:
             self._end(slot, ok=False, reason="no_object")
             return
         w.go_use(slot, obj, step.aff)
+
+    def _nearest(self, slot: int, candidates: tuple[int, ...]) -> int:
+        """Walking distance to the nearest candidate (a huge number if none is reachable)."""
+        here = int(self.world.agents.tile[slot])
+        best = 1 << 30
+        for obj in candidates:
+            field = self.world.objects.field_of(obj)
+            best = min(best, int(self.world.grid.dist[field, here]))
+        return best
 
     def _choose(self, slot: int, candidates: tuple[int, ...]) -> int:
         w, o = self.world, self.world.objects

@@ -64,8 +64,10 @@ def option_mask(world: World, slots: np.ndarray | None = None) -> np.ndarray:
     can_buy_meal = (wallet >= e.prices.get("cafe_meal", np.inf)) & (cafe_stock > 0)
     mask[:, Option.GET_FED] = has_food | can_buy_meal
     clothes = a.item_index.get("clean_clothes")
+    shower_fee = min((aff.pay for aff in world.manifest.affordances if aff.object_type == "shower"), default=0.0)
     water_anywhere = bool(world.utilities.water_on.any())
-    mask[:, Option.GET_CLEAN] = (water_anywhere & (wallet >= 0.25)) | (inv[:, clothes] >= 1 if clothes is not None else False)
+    has_clothes = inv[:, clothes] >= 1 if clothes is not None else np.zeros(n, bool)
+    mask[:, Option.GET_CLEAN] = (water_anywhere & (wallet >= shower_fee)) | has_clothes
     mask[:, Option.GO_TO_WORK] = work_window(world, slots)
     grocer_stock = sum(e.stock_at(p, "raw_food") for p in world.objects.places_of_kind.get("grocer", []))
     mask[:, Option.SHOP_GROCERIES] = (wallet >= e.prices.get("raw_food", np.inf)) & (grocer_stock > 0)

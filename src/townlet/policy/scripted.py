@@ -50,13 +50,13 @@ class ScriptedPolicy:
         start, end = int(emp.start[job]), int(emp.end[job])
         if tod >= end - 1:
             return None
-        if emp.arrived_day[job] == world.tick // self.tpd and tod >= start:
-            return 0  # back to the desk after a break
         station = int(emp.station[job])
         field = world.objects.field_of(station)
         travel = int(world.grid.dist[field, world.agents.tile[slot]])
         if world.weather.is_raining:
             travel = int(travel * world.weather.rain_cost)
+        if emp.arrived_day[job] == world.tick // self.tpd and tod >= start:
+            return 0 if tod + travel < end - self.cfg.commute_margin else None  # back to the desk after a break
         leave_in = start - travel - self.cfg.commute_margin - tod
         return leave_in if leave_in <= self.cfg.prepare_window else None
 
@@ -79,8 +79,8 @@ class ScriptedPolicy:
             # Before a shift: eat and wash first when there is time, else go.
             if need[HUNGER] >= cfg.lunch_trigger and ok(Option.GET_FED):
                 return Option.GET_FED
-            if leave_in > cfg.meal_ticks and need[HUNGER] >= cfg.breakfast_trigger and ok(Option.GET_FED):
-                return Option.GET_FED
+            if leave_in > -cfg.snack_slack and need[HUNGER] >= cfg.breakfast_trigger and ok(Option.GET_FED):
+                return Option.GET_FED  # a proper breakfast when there is time, else a quick snack
             if leave_in > cfg.wash_ticks and need[HYGIENE] >= cfg.breakfast_trigger and ok(Option.GET_CLEAN):
                 return Option.GET_CLEAN
             if leave_in <= 0:
