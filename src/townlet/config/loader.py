@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,17 @@ from townlet.config.models import TownletConfig
 DEFAULTS_DIR = Path(__file__).resolve().parent / "defaults"
 DEFAULT_CONFIG = DEFAULTS_DIR / "default.yaml"
 OVERRIDES = "--set"
+
+
+class _Loader(yaml.SafeLoader):
+    """A safe YAML loader that reads ``10:00`` as a time of day, not the YAML 1.1 base-60 number 600."""
+
+
+_Loader.yaml_implicit_resolvers = {k: list(v) for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+for _digit in "0123456789":
+    _Loader.yaml_implicit_resolvers.setdefault(_digit, []).insert(
+        0, ("tag:yaml.org,2002:str", re.compile(r"^\d{1,2}:\d{2}$"))
+    )
 
 
 @dataclass(frozen=True)
@@ -46,7 +58,7 @@ def read_yaml(path: Path) -> Any:
     except OSError as exc:
         raise ConfigError(str(path), "", f"cannot read file ({exc.strerror or exc})") from None
     try:
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=_Loader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1} col {mark.column + 1}" if mark else ""
@@ -63,7 +75,7 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     if not key.strip() or any(not p for p in parts):
         raise ConfigError(OVERRIDES, text, "empty key path")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
+        value = yaml.load(raw, Loader=_Loader) if raw.strip() else ""
     except yaml.YAMLError:
         value = raw
     return parts, value
@@ -116,7 +128,7 @@ def _error_from_validation(exc: ValidationError, source: Path, touched: set[tupl
     return ConfigError(origin, path, f"{msg}{more}")
 
 
-def _resolve(name: str, base: Path, field: str, source: Path) -> Path:
+def _resolve(name: str, base: Path, field: str, source: Path | str) -> Path:
     candidate = Path(name)
     if candidate.is_absolute():
         found = candidate if candidate.is_file() else None
@@ -128,8 +140,12 @@ def _resolve(name: str, base: Path, field: str, source: Path) -> Path:
 
 
 def compute_config_id(config: TownletConfig, *files: Path) -> str:
-    """Hash the behaviour-relevant config (everything but the seed) and the contents of its data files."""
-    body = config.model_dump(mode="json", exclude={"seed"})
+    """Hash the behaviour-relevant config and the contents of its data files.
+
+    Left out: the seed, and the names of the data files (their contents are hashed instead, so the
+    same manifest copied elsewhere is the same config).
+    """
+    body = config.model_dump(mode="json", exclude={"seed": True, "affordances": True, "town": {"map"}})
     digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode())
     for path in files:
         digest.update(path.read_bytes())
@@ -156,8 +172,12 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     except ValidationError as exc:
         raise _error_from_validation(exc, source, touched) from None
     base = source.resolve().parent
-    map_path = _resolve(config.town.map, base, "town.map", source)
-    aff_path = _resolve(config.affordances, base, "affordances", source)
+
+    def origin(*key: str) -> Path | str:
+        return OVERRIDES if key in touched else source  # a missing file named by --set is --set's fault
+
+    map_path = _resolve(config.town.map, base, "town.map", origin("town", "map"))
+    aff_path = _resolve(config.affordances, base, "affordances", origin("affordances"))
     return LoadedConfig(
         config=config,
         source=source.resolve(),

@@ -9,7 +9,15 @@ from __future__ import annotations
 import re
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 NEED_NAMES = ("hunger", "hygiene", "energy", "social")
 OPTION_NAMES = ("GetFed", "GetClean", "GoToWork", "ShopGroceries", "Sleep", "Socialise", "Idle")
@@ -292,8 +300,8 @@ class OptionsConfig(Strict):
     social_trigger: Unit = 0.6
     bedtime: Clock = "22:00"
     wake_time: Clock = "06:00"
-    grocery_low_stock: int = Field(2, ge=0, le=100)
-    grocery_buy: int = Field(4, ge=1, le=100)
+    grocery_low_stock: int = Field(3, ge=0, le=100)
+    grocery_buy: int = Field(6, ge=1, le=100)
     commute_margin: Ticks = 45
 
 
@@ -316,15 +324,23 @@ class StageConfig(Strict):
 
     features: dict[str, str] = {}
 
+    @field_validator("features", mode="before")
+    @classmethod
+    def _yaml_booleans(cls, value: object) -> object:
+        # As in ``features``: YAML reads bare on/off as booleans; keep them as the flag words.
+        if isinstance(value, dict):
+            return {k: ("on" if v else "off") if isinstance(v, bool) else v for k, v in value.items()}
+        return value
+
 
 class TownletConfig(Strict):
     """The whole configuration; one YAML entry point validates into this."""
 
     version: Literal[1] = 1
     seed: int = Field(0, ge=0, le=2**63 - 1)
+    stages: dict[str, StageConfig] = {}  # before ``stage`` so the stage check can see them
     stage: str | None = None
     features: FeaturesConfig = FeaturesConfig()
-    stages: dict[str, StageConfig] = {}
     town: TownConfig = TownConfig()
     population: PopulationConfig = PopulationConfig()
     time: TimeConfig = TimeConfig()
@@ -339,9 +355,12 @@ class TownletConfig(Strict):
     hooks: HooksConfig = HooksConfig()
     affordances: str = "affordances.yaml"
 
-    @model_validator(mode="after")
-    def _stage_known(self) -> TownletConfig:
-        if self.stage is not None and self.stage not in self.stages:
-            known = ", ".join(sorted(self.stages)) or "none defined"
-            raise ValueError(f"stage {self.stage!r} is not defined in stages ({known})")
-        return self
+    @field_validator("stage")
+    @classmethod
+    def _stage_known(cls, value: str | None, info: ValidationInfo) -> str | None:
+        # A field validator (not a model one) so the error names the key path ``stage``.
+        stages = info.data.get("stages", {})
+        if value is not None and value not in stages:
+            known = ", ".join(sorted(stages)) or "none defined"
+            raise ValueError(f"stage {value!r} is not defined in stages ({known})")
+        return value

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from townlet.world.state import World
 
 QUEUE_COST = 12  # tiles of walking one queued agent is worth when comparing objects
+SHORTLIST = 6  # candidates compared by exact distance (the nearest by straight-line distance)
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +74,9 @@ class OptionController:
             cafe = [Step(self.public[("cafe", "counter_service")], aff["order_meal"]),
                     Step(self.public[("cafe", "table")], aff["eat_meal"])]
             home: list[Step] = []
+            station = w.employment.station_of(slot)
+            if raw >= 1 and station >= 0 and w.employment.working_hours(slot, w.tick):
+                return [Step((station,), aff["eat_at_desk"])]  # a packed lunch at the desk
             if raw >= 1:
                 stoves = self._powered(self._mine(slot, "stove"), "power")
                 hurried = w.employment.on_shift(slot, w.tick) and not w.employment.working_hours(slot, w.tick)
@@ -176,13 +180,20 @@ class OptionController:
         return best
 
     def _choose(self, slot: int, candidates: tuple[int, ...]) -> int:
+        """The candidate with the lowest walking distance plus queue cost (skipping cooldowns)."""
         w, o = self.world, self.world.objects
         if not candidates:
             return -1
         here = int(w.agents.tile[slot])
+        if len(candidates) > SHORTLIST:
+            # In a big town only the few nearest (as the crow flies) are worth exact distances.
+            cands = np.asarray(candidates)
+            hx, hy = here % w.grid.width, here // w.grid.width
+            crow = np.abs(o.x[cands] - hx) + np.abs(o.y[cands] - hy)
+            candidates = tuple(int(c) for c in cands[np.argpartition(crow, SHORTLIST)[:SHORTLIST]])
         best, best_score = -1, None
         for obj in candidates:
-            if o.on_cooldown(slot, obj, w.tick):
+            if o.cooldown and o.on_cooldown(slot, obj, w.tick):
                 continue
             field = o.field_of(obj)
             dist = int(w.grid.dist[field, here])

@@ -28,6 +28,7 @@ from townlet.world.rng import RngStreams
 from townlet.world.state import World
 
 Phase = Callable[["Simulation"], None]
+GET_FED, GET_CLEAN, SLEEP = int(Option.GET_FED), int(Option.GET_CLEAN), int(Option.SLEEP)
 
 
 @dataclass(slots=True)
@@ -84,6 +85,9 @@ class Simulation:
         ]
         self.phase_total: dict[str, float] = {name: 0.0 for name, _ in self.phases}
         self.ticks_run = 0
+        self._critical = np.float32(self.config.needs.critical)
+        self._interrupt_level = np.float32(self.config.options.interrupt_level)
+        self._slot_phase = np.arange(self.world.agents.capacity) % self.config.options.interrupt_every
         self._actions: np.ndarray | None = None
         for _ in range(self.config.population.agents):
             self.world.spawn()
@@ -194,12 +198,15 @@ class Simulation:
         """
         w, a, ctl, opts = self.world, self.world.agents, self.controller, self.config.options
         pressing = np.maximum(a.needs[:, HUNGER], a.needs[:, ENERGY])
-        critical = pressing >= np.float32(self.config.needs.critical)
-        periodic = (pressing >= np.float32(opts.interrupt_level)) & ((w.tick + np.arange(a.capacity)) % opts.interrupt_every == 0)
-        committed = w.tick - a.option_started < ctl.commitment
-        essential = (a.option == Option.GET_FED) | (a.option == Option.SLEEP) | (a.option == Option.GET_CLEAN)
-        busy = (a.option >= 0) & (a.option != Option.GET_FED) & (a.option != Option.SLEEP)
-        due = a.alive & ~external & ((busy & critical) | (periodic & ~committed & (a.option >= 0) & ~essential))
+        critical = pressing >= self._critical
+        periodic = (pressing >= self._interrupt_level) & (self._slot_phase == w.tick % opts.interrupt_every)
+        if not (critical.any() or periodic.any()):
+            return
+        option = a.option
+        eating_or_sleeping = (option == GET_FED) | (option == SLEEP)
+        busy = (option >= 0) & ~eating_or_sleeping
+        reconsider = periodic & busy & (option != GET_CLEAN) & (w.tick - a.option_started >= ctl.commitment)
+        due = a.alive & ~external & ((busy & critical) | reconsider)
         slots = np.flatnonzero(due)
         if not len(slots):
             return

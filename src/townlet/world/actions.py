@@ -74,8 +74,7 @@ def progress(world: World) -> None:
     aff = a.target_aff[users]
     a.aff_elapsed[users] += 1
     a.last_progress[users] = world.tick
-    a.needs[users] += m.per_tick[aff]
-    a.needs[users] = np.clip(a.needs[users], 0.0, 1.0)
+    a.needs[users] = np.clip(a.needs[users] + m.per_tick[aff], 0.0, 1.0)
     place = world.objects.place[a.target_obj[users]]
     tod = world.tick % world.ticks_per_day
     earning = m.wage[aff] & (a.job[users] >= 0)
@@ -85,11 +84,12 @@ def progress(world: World) -> None:
         emp = world.employment
         in_shift = (emp.start[jobs] <= tod) & (tod < emp.end[jobs])
         world.economy.pay_wages(world, workers[in_shift], emp.wage_per_tick[jobs[in_shift]])
-    lost = (m.requires_power[aff] & ~world.utilities.power_on[place]) | (m.requires_water[aff] & ~world.utilities.water_on[place])
+    u = world.utilities
+    lost = (m.requires_power[aff] & ~u.power_on[place]) | (m.requires_water[aff] & ~u.water_on[place])
     done = a.aff_elapsed[users] >= a.aff_duration[users]
-    need = m.until_need[aff]
-    has_need = need >= 0
-    if has_need.any():
+    if m.any_until_need:
+        need = m.until_need[aff]
+        has_need = need >= 0
         done[has_need] |= a.needs[users[has_need], need[has_need]] <= m.until_below[aff[has_need]]
     done |= m.until_clock[aff] == tod
     shift = m.until_shift_end[aff]
@@ -97,11 +97,14 @@ def progress(world: World) -> None:
         jobs = a.job[users]
         ended = shift & ((jobs < 0) | (tod >= world.employment.end[np.maximum(jobs, 0)]))
         done |= ended
-    for i in np.flatnonzero(lost):
-        kind = "power" if m.requires_power[aff[i]] and not world.utilities.power_on[place[i]] else "water"
-        fail(world, int(users[i]), f"{kind}_lost")
-    for i in np.flatnonzero(done & ~lost):
-        complete(world, int(users[i]))
+    if lost.any():
+        for i in np.flatnonzero(lost):
+            kind = "power" if m.requires_power[aff[i]] and not u.power_on[place[i]] else "water"
+            fail(world, int(users[i]), f"{kind}_lost")
+        done &= ~lost
+    if done.any():
+        for i in np.flatnonzero(done):
+            complete(world, int(users[i]))
 
 
 def _accrued(world: World, slot: int, aff: Affordance) -> dict[str, float]:

@@ -205,6 +205,7 @@ class AffordanceManifest:
         self.until_below = np.array([a.until_below for a in affordances], dtype=np.float32)
         self.until_shift_end = np.array([a.until_shift_end for a in affordances], dtype=bool)
         self.until_clock = np.array([a.until_clock for a in affordances], dtype=np.int32)
+        self.any_until_need = bool((self.until_need >= 0).any())
 
     def __len__(self) -> int:
         return len(self.affordances)

@@ -63,6 +63,8 @@ class Employment:
         self.absence_days: dict[int, deque[int]] = {}
         self.ticks_per_day = tpd
         self.agents = world.agents
+        self.absence_mark = (self.start + cfg.absence_after) % tpd
+        self._marks = set(self.start.tolist()) | set(self.absence_mark.tolist())
 
     def __len__(self) -> int:
         return len(self.names)
@@ -141,10 +143,10 @@ class Employment:
         """Count scheduled shifts, mark absences, end chronic absentees' jobs, re-hire the unemployed."""
         tod = world.tick % self.ticks_per_day
         day = world.tick // self.ticks_per_day
-        if len(self.names):
+        if tod in self._marks:
             starting = np.flatnonzero((self.start == tod) & (self.holder >= 0))
             self.scheduled[self.holder[starting]] += 1
-            due = (self.start + self.cfg.absence_after == tod) & (self.holder >= 0) & (self.arrived_day != day)
+            due = (self.absence_mark == tod) & (self.holder >= 0) & (self.arrived_day != day)
             for job in np.flatnonzero(due):
                 self._mark_absent(world, int(job), day)
         if world.tick % self.cfg.rehire_every == 0:

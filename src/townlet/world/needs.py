@@ -34,20 +34,19 @@ class NeedRules:
     def decay(self, world: World) -> None:
         """Grow every living agent's needs by one tick, clip to [0, 1], raise threshold events."""
         a = world.agents
-        alive = a.alive
-        before = a.needs[alive]
-        growth = np.where(a.asleep[alive, None], self.asleep_rates, self.rates)
+        growth = np.where(a.asleep[:, None], self.asleep_rates, self.rates)
         if world.weather.is_cold:
-            outdoors = world.grid.outdoors[a.tile[alive]]
-            growth[outdoors, ENERGY] *= self.cold_energy
-        after = np.clip(before + growth, 0.0, 1.0)
-        a.needs[alive] = after
+            growth[world.grid.outdoors[a.tile], ENERGY] *= self.cold_energy
+        growth[~a.alive] = 0.0
+        before = a.needs
+        after = before + growth
+        np.minimum(after, 1.0, out=after)
         crossed = (before < self.critical) & (after >= self.critical)
+        before[...] = after  # in place: others may hold a view of the needs array
         if crossed.any():
-            slots = np.flatnonzero(alive)
-            for i, k in zip(*np.nonzero(crossed), strict=True):
-                world.emit(EventKind.NEED_THRESHOLD, agent=int(slots[i]), value=float(after[i, k]), detail=NEED_NAMES[k])
-                world.hook_event("need_threshold", int(slots[i]), detail=NEED_NAMES[k])
+            for slot, k in zip(*np.nonzero(crossed), strict=True):
+                world.emit(EventKind.NEED_THRESHOLD, agent=int(slot), value=float(after[slot, k]), detail=NEED_NAMES[k])
+                world.hook_event("need_threshold", int(slot), detail=NEED_NAMES[k])
         self._collapse(world)
 
     def _collapse(self, world: World) -> None:

@@ -45,7 +45,10 @@ class ObjectTable:
         self.tile = np.array([grid.tile(o.x, o.y) for o in objs], dtype=np.int32)
         self.access = [tuple(grid.tile(x, y) for x, y in o.access) for o in objs]
         self.queue_nodes = [tuple(grid.tile(x, y) for x, y in o.queue) for o in objs]
+        self.x = self.tile % grid.width
+        self.y = self.tile // grid.width
         self.field = np.full(self.count, -1, dtype=np.int32)
+        self._node_fields: dict[int, tuple[int, ...]] = {}
         self.reserved_by = np.full(self.count, -1, dtype=np.int32)
         self.reserved_at = np.zeros(self.count, dtype=np.int64)
         self.user = np.full(self.count, -1, dtype=np.int32)
@@ -68,6 +71,14 @@ class ObjectTable:
             f = self.grid.field(self.access[obj])
             self.field[obj] = f
         return f
+
+    def node_fields(self, obj: int) -> tuple[int, ...]:
+        """Distance fields toward each of the object's queue nodes, in queue order (computed once)."""
+        found = self._node_fields.get(obj)
+        if found is None:
+            found = tuple(self.grid.field((node,)) for node in self.queue_nodes[obj])
+            self._node_fields[obj] = found
+        return found
 
     def of_type_in_place(self, obj_type: str, place: int) -> np.ndarray:
         """Objects of a type inside one place."""

@@ -80,9 +80,9 @@ class Queues:
 
     def _place(self, world: World, obj: int) -> None:
         """Point every queue member at its node (members beyond the last node wait where they are)."""
-        nodes = world.objects.queue_nodes[obj]
+        fields = world.objects.node_fields(obj)
         for i, slot in enumerate(world.objects.queue[obj]):
-            world.agents.dest_field[slot] = world.grid.field((nodes[i],)) if i < len(nodes) else -1
+            world.agents.dest_field[slot] = fields[i] if i < len(fields) else -1
 
     def leave(self, world: World, slot: int, obj: int) -> None:
         """Take an agent out of an object's queue (and re-place the others)."""

@@ -1,0 +1,97 @@
+"""``townlet bench``: ticks/s, agent-steps/s, per-phase milliseconds and peak memory, as JSON."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import sys
+import time
+from typing import Any
+
+from townlet.config.loader import load_config
+from townlet.sim.simulation import Simulation
+
+EXAMPLES = """examples:
+  townlet bench --json                                   # 8 agents, default town
+  townlet bench --agents 1000 --town-scale 4 --ticks 2000 --json
+  townlet bench --agents 64 --repeat 5 --set features.relationships=OFF
+"""
+
+
+def register(sub: Any, formatter: Any) -> None:
+    """Add the ``bench`` subcommand."""
+    from townlet.cli.main import add_config_arguments
+
+    p = sub.add_parser("bench", help="measure simulation speed (JSON figures)", formatter_class=formatter,
+                       description="Time the full tick with scripted agents. Each repeat builds a fresh town, "
+                                   "runs --warmup ticks untimed, then times --ticks ticks; figures are medians.",
+                       epilog=EXAMPLES)
+    add_config_arguments(p)
+    p.add_argument("--agents", type=int, default=8, metavar="N", help="population (default 8)")
+    p.add_argument("--town-scale", type=int, default=1, metavar="K", help="tile the town K x K (default 1)")
+    p.add_argument("--ticks", type=int, default=2000, metavar="T", help="timed ticks per repeat (default 2000)")
+    p.add_argument("--warmup", type=int, default=1000, metavar="W",
+                   help="untimed ticks first, so lazily built distance fields exist (default 1000 = 1 day)")
+    p.add_argument("--repeat", type=int, default=3, metavar="R", help="repeats; medians reported (default 3)")
+    p.add_argument("--seed", type=int, default=0, metavar="S", help="run seed (default 0)")
+    p.add_argument("--json", action="store_true", help="print JSON only (default: JSON, pretty-printed)")
+    p.set_defaults(handler=bench_command)
+
+
+def bench_once(sim: Simulation, ticks: int, warmup: int) -> dict[str, Any]:
+    """Time ``ticks`` ticks after ``warmup`` untimed ones; return the raw figures of one repeat."""
+    for _ in range(warmup):
+        sim.step()
+    before = dict(sim.phase_total)
+    agent_ticks = 0
+    alive = sim.world.agents.alive
+    t0 = time.perf_counter()
+    for _ in range(ticks):
+        sim.step()
+        agent_ticks += int(alive.sum())
+    elapsed = time.perf_counter() - t0
+    phase_ms = {name: (sim.phase_total[name] - before.get(name, 0.0)) * 1000 / ticks for name in sim.phase_total}
+    return {"seconds": elapsed, "ticks_per_s": ticks / elapsed, "agent_steps_per_s": agent_ticks / elapsed,
+            "phase_ms": phase_ms}
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process in MiB."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def bench_command(args: argparse.Namespace) -> int:
+    """Run the benchmark and print JSON."""
+    if args.agents < 1 or args.town_scale < 1 or args.ticks < 1 or args.repeat < 1 or args.warmup < 0:
+        print("townlet bench: error: --agents, --town-scale, --ticks and --repeat must be positive", file=sys.stderr)
+        return 2
+    overrides = [f"population.agents={args.agents}", f"town.scale={args.town_scale}", *args.overrides]
+    loaded = load_config(args.config, overrides)
+    runs = []
+    for i in range(args.repeat):
+        t0 = time.perf_counter()
+        sim = Simulation(loaded, seed=args.seed + i)
+        build = time.perf_counter() - t0
+        figures = bench_once(sim, args.ticks, args.warmup)
+        figures["build_s"] = build
+        runs.append(figures)
+        print(f"bench: repeat {i + 1}/{args.repeat}: {figures['ticks_per_s']:.0f} ticks/s", file=sys.stderr)
+    phases = runs[0]["phase_ms"].keys()
+    result = {
+        "agents": args.agents,
+        "town_scale": args.town_scale,
+        "map": f"{sim.world.grid.width}x{sim.world.grid.height}",
+        "ticks": args.ticks,
+        "warmup": args.warmup,
+        "repeat": args.repeat,
+        "ticks_per_s": round(statistics.median(r["ticks_per_s"] for r in runs), 1),
+        "agent_steps_per_s": round(statistics.median(r["agent_steps_per_s"] for r in runs), 1),
+        "phase_ms": {p: round(statistics.median(r["phase_ms"][p] for r in runs), 4) for p in phases},
+        "build_s": round(statistics.median(r["build_s"] for r in runs), 3),
+        "peak_rss_mb": round(peak_rss_mb(), 1),
+        "config_id": loaded.config_id,
+    }
+    print(json.dumps(result) if args.json else json.dumps(result, indent=2))
+    return 0

@@ -1,0 +1,69 @@
+"""The ``townlet`` command: one entry point, a subcommand per job, ``--help`` with examples everywhere."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+
+from townlet.config.errors import ConfigError
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _formatter(prog: str) -> argparse.HelpFormatter:
+    return argparse.RawDescriptionHelpFormatter(prog, max_help_position=32)
+
+
+def add_config_arguments(parser: argparse.ArgumentParser) -> None:
+    """The CONFIG positional and repeatable ``--set key.path=value`` shared by most subcommands."""
+    parser.add_argument("config", nargs="?", default=None, metavar="CONFIG",
+                        help="YAML config file (default: the shipped town)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE",
+                        help="override any config value (repeatable), e.g. --set population.agents=12")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full argument parser with every subcommand registered."""
+    from townlet.cli import bench, config_cmd, run
+
+    parser = argparse.ArgumentParser(
+        prog="townlet",
+        formatter_class=_formatter,
+        description="Townlet: a small-town life simulation for multi-agent reinforcement learning.",
+        epilog="examples:\n  townlet run --ticks 5000 --seed 1\n  townlet bench --agents 1000 --town-scale 4 --json\n"
+               "  townlet config show --set population.agents=12\n\nRun 'townlet COMMAND --help' for details.",
+    )
+    parser.add_argument("--version", action="version", version=_version())
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for module in (run, bench, config_cmd):
+        module.register(sub, _formatter)
+    return parser
+
+
+def _version() -> str:
+    from townlet import __version__
+
+    return f"townlet {__version__}"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the process exit code (2 for bad input)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler: Handler | None = getattr(args, "handler", None)
+    if handler is None:
+        parser.print_help()
+        return 2
+    try:
+        return handler(args)
+    except ConfigError as exc:
+        print(f"townlet: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("townlet: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
