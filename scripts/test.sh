@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# The test command: creates .venv on first use, then lint + the default (fast) test suite.
+# Extra arguments go to pytest, e.g. `scripts/test.sh -m slow` for the long-running tests.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/_venv.sh"
+cd "$ROOT"
+echo "== ruff" >&2
+ruff check src tests tools
+echo "== pytest" >&2
+exec python -m pytest "$@"
