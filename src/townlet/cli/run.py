@@ -26,11 +26,17 @@ def register(sub: Any, formatter: Any) -> None:
     """Add the ``run`` subcommand."""
     from townlet.cli.main import add_config_arguments
 
-    p = sub.add_parser("run", help="run a headless town for N ticks and report KPIs", formatter_class=formatter,
-                       description="Run the town headless (unpaced) with the scripted agents and report KPIs.",
-                       epilog=EXAMPLES)
+    p = sub.add_parser(
+        "run",
+        help="run a headless town for N ticks and report KPIs",
+        formatter_class=formatter,
+        description="Run the town headless (unpaced) with the scripted agents and report KPIs.",
+        epilog=EXAMPLES,
+    )
     add_config_arguments(p)
-    p.add_argument("--ticks", type=_positive, default=1000, metavar="N", help="ticks to simulate (default 1000 = 1 day)")
+    p.add_argument(
+        "--ticks", type=_positive, default=1000, metavar="N", help="ticks to simulate (default 1000 = 1 day)"
+    )
     p.add_argument("--seed", type=int, default=None, metavar="S", help="run seed (default: the config's seed)")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout instead of tables")
     p.add_argument("--policy", choices=("scripted", "random"), default="scripted", help="who chooses options")
@@ -64,10 +70,19 @@ def run_command(args: argparse.Namespace) -> int:
     for problem in sim.invariant_problems:
         err.print(f"[yellow]warning:[/] economy invariant: {problem}")
     show = err.is_terminal or not args.json
-    with Progress(TextColumn("[bold]tick"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                  console=err, disable=not show, transient=args.json) as progress:
+    with Progress(
+        TextColumn("[bold]tick"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        disable=not show,
+        transient=args.json,
+    ) as progress:
         task = progress.add_task("run", total=args.ticks)
-        sim.run(args.ticks, progress=lambda done: progress.update(task, completed=done), every=max(args.ticks // 100, 1))
+        sim.run(
+            args.ticks, progress=lambda done: progress.update(task, completed=done), every=max(args.ticks // 100, 1)
+        )
     result = run_result(sim)
     if args.json:
         sys.stdout.write(json.dumps(result) + "\n")
@@ -79,8 +94,10 @@ def run_command(args: argparse.Namespace) -> int:
 def print_summary(console: Console, result: dict[str, Any]) -> None:
     """The human KPI table."""
     k = result["kpis"]
-    table = Table(title=f"Townlet run - config {result['config_id']}, seed {result['seed']}, "
-                        f"{result['ticks']} ticks, {result['agents']} agents")
+    table = Table(
+        title=f"Townlet run - config {result['config_id']}, seed {result['seed']}, "
+        f"{result['ticks']} ticks, {result['agents']} agents"
+    )
     table.add_column("KPI")
     table.add_column("value", justify="right")
     rows = [
@@ -99,6 +116,9 @@ def print_summary(console: Console, result: dict[str, Any]) -> None:
     money = k["money"]
     for flow in ("wages", "rent", "purchases", "fees", "restock"):
         table.add_row(f"money: {flow}", f"{money[flow]:.2f}")
-    table.add_row("wallets min / mean / max", f"{money['wallet_min']:.2f} / {money['wallet_mean']:.2f} / {money['wallet_max']:.2f}")
+    table.add_row(
+        "wallets min / mean / max",
+        f"{money['wallet_min']:.2f} / {money['wallet_mean']:.2f} / {money['wallet_max']:.2f}",
+    )
     console.print(table)
     console.print(f"state hash {result['state_hash']}")

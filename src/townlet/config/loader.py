@@ -116,7 +116,7 @@ def _apply_stage(raw: dict[str, Any], touched: set[tuple[str, ...]]) -> None:
 
 def _error_from_validation(exc: ValidationError, source: Path, touched: set[tuple[str, ...]]) -> ConfigError:
     err = exc.errors()[0]
-    loc = tuple(str(p) for p in err["loc"])
+    loc = tuple(str(p) for p in err["loc"] if p != "[key]")  # a bad dict key is named by the key itself
     path = ".".join(loc) or "(top level)"
     msg = err["msg"]
     if err["type"] == "extra_forbidden":

@@ -48,8 +48,12 @@ class OptionController:
             home: {t: tuple(int(x) for x in o.of_type_in_place(t, home)) for t in o.type_names} for home in world.homes
         }
         self.shared = {
-            ("cafe", "counter_service"), ("cafe", "table"), ("grocer", "shelf"), ("grocer", "till"),
-            ("park", "bench"), ("gym", "shower"),
+            ("cafe", "counter_service"),
+            ("cafe", "table"),
+            ("grocer", "shelf"),
+            ("grocer", "till"),
+            ("park", "bench"),
+            ("gym", "shower"),
         }
         self.public = {key: tuple(int(x) for x in o.of_type_in_kind(key[1], key[0])) for key in self.shared}
 
@@ -71,8 +75,10 @@ class OptionController:
         if option == Option.GET_FED:
             if inv[a.item_index["cafe_meal"]] >= 1:
                 return [Step(self.public[("cafe", "table")], aff["eat_meal"])]
-            cafe = [Step(self.public[("cafe", "counter_service")], aff["order_meal"]),
-                    Step(self.public[("cafe", "table")], aff["eat_meal"])]
+            cafe = [
+                Step(self.public[("cafe", "counter_service")], aff["order_meal"]),
+                Step(self.public[("cafe", "table")], aff["eat_meal"]),
+            ]
             home: list[Step] = []
             station = w.employment.station_of(slot)
             if raw >= 1 and station >= 0 and w.employment.working_hours(slot, w.tick):
@@ -88,7 +94,11 @@ class OptionController:
             if home and can_buy:
                 # Eat wherever is nearer; at work the café is usually the sensible lunch.
                 at_work = w.employment.working_hours(slot, w.tick)
-                return cafe if at_work or self._nearest(slot, cafe[0].candidates) < self._nearest(slot, home[0].candidates) else home
+                return (
+                    cafe
+                    if at_work or self._nearest(slot, cafe[0].candidates) < self._nearest(slot, home[0].candidates)
+                    else home
+                )
             return home or (cafe if can_buy else [])
         if option == Option.GET_CLEAN:
             showers = self._powered(self._mine(slot, "shower") + self.public[("gym", "shower")], "water")
@@ -104,8 +114,10 @@ class OptionController:
             station = w.employment.station_of(slot)
             return [Step((station,), aff["work"])] if station >= 0 else []
         if option == Option.SHOP_GROCERIES:
-            return [Step(self.public[("grocer", "shelf")], aff["pick_groceries"]),
-                    Step(self.public[("grocer", "till")], aff["checkout"])]
+            return [
+                Step(self.public[("grocer", "shelf")], aff["pick_groceries"]),
+                Step(self.public[("grocer", "till")], aff["checkout"]),
+            ]
         if option == Option.SLEEP:
             tod = w.tick % w.ticks_per_day
             night = self._is_night(tod)
@@ -209,8 +221,12 @@ class OptionController:
         w, a = self.world, self.world.agents
         option = int(a.option[slot])
         label = OPTION_LABELS[option] if option >= 0 else "?"
-        w.emit(EventKind.OPTION_FINISHED if ok else EventKind.OPTION_FAILED, agent=slot, value=float(option),
-               detail=label if ok else f"{label}:{reason}")
+        w.emit(
+            EventKind.OPTION_FINISHED if ok else EventKind.OPTION_FAILED,
+            agent=slot,
+            value=float(option),
+            detail=label if ok else f"{label}:{reason}",
+        )
         self.failures[slot] = 0 if ok else self.failures[slot] + 1
         a.option[slot] = -1
         a.step_failed[slot] = False

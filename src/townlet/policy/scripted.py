@@ -103,7 +103,9 @@ class ScriptedPolicy:
                 return Option.SHOP_GROCERIES
         if need[SOCIAL] >= cfg.social_trigger and ok(Option.SOCIALISE):
             return Option.SOCIALISE
-        if ok(Option.SOCIALISE) and world.rng.policy.random() < cfg.socialise_chance * (1 + float(a.personality[slot, 0])):
+        if ok(Option.SOCIALISE) and world.rng.policy.random() < cfg.socialise_chance * (
+            1 + float(a.personality[slot, 0])
+        ):
             return Option.SOCIALISE
         return Option.IDLE
 

@@ -22,11 +22,17 @@ if TYPE_CHECKING:
     from townlet.world.state import World
 
 
-def _payload(world: World, slot: int, obj: int, aff: Affordance, phase: str, effects: dict[str, float],
-             detail: str = "") -> HookPayload:
+def _payload(
+    world: World, slot: int, obj: int, aff: Affordance, phase: str, effects: dict[str, float], detail: str = ""
+) -> HookPayload:
     return HookPayload(
-        tick=world.tick, phase=phase, agent=world.agents.name(slot), object=world.objects.ids[obj],
-        affordance=aff.id, effects=MappingProxyType(effects), detail=detail,
+        tick=world.tick,
+        phase=phase,
+        agent=world.agents.name(slot),
+        object=world.objects.ids[obj],
+        affordance=aff.id,
+        effects=MappingProxyType(effects),
+        detail=detail,
     )
 
 
@@ -160,7 +166,13 @@ def fail(world: World, slot: int, reason: str) -> None:
     a = world.agents
     obj, aff = int(a.target_obj[slot]), world.manifest.affordances[int(a.target_aff[slot])]
     if aff.hooks.get("fail") or world.hooks.has_global("affordance_fail"):
-        _hooks(world, aff.hooks.get("fail", ()), _payload(world, slot, obj, aff, "fail", _accrued(world, slot, aff), reason), slot, obj)
+        _hooks(
+            world,
+            aff.hooks.get("fail", ()),
+            _payload(world, slot, obj, aff, "fail", _accrued(world, slot, aff), reason),
+            slot,
+            obj,
+        )
     world.emit(EventKind.AFFORDANCE_FAILED, agent=slot, obj=obj, detail=f"{aff.id}:{reason}")
     a.asleep[slot] = False
     world.fail_step(slot, reason)

@@ -215,8 +215,9 @@ class AffordanceManifest:
         return {name for a in self.affordances for names in a.hooks.values() for name in names}
 
 
-def _compile_entry(aff_id: str, index: int, entry: _Entry, items: set[str], object_types: set[str],
-                   ticks_per_day: int, file: str) -> Affordance:
+def _compile_entry(
+    aff_id: str, index: int, entry: _Entry, items: set[str], object_types: set[str], ticks_per_day: int, file: str
+) -> Affordance:
     base = f"affordances.{aff_id}"
     if object_types and entry.object not in object_types:
         raise ConfigError(file, f"{base}.object", f"unknown object type {entry.object!r}")
@@ -224,7 +225,8 @@ def _compile_entry(aff_id: str, index: int, entry: _Entry, items: set[str], obje
         if item not in items:
             raise ConfigError(file, f"{base}.inventory.{item}", f"unknown item {item!r}")
     conds = tuple(
-        compile_condition(text, items, (file, f"{base}.preconditions[{i}]")) for i, text in enumerate(entry.preconditions)
+        compile_condition(text, items, (file, f"{base}.preconditions[{i}]"))
+        for i, text in enumerate(entry.preconditions)
     )
     buy = None
     if entry.buy is not None:
@@ -250,18 +252,35 @@ def _compile_entry(aff_id: str, index: int, entry: _Entry, items: set[str], obje
     for name, delta in entry.per_tick.items():
         per_tick[NEED_NAMES.index(name)] = delta
     return Affordance(
-        id=aff_id, index=index, object_type=entry.object, duration=entry.duration, place_kind=entry.place,
-        preconditions=conds, precondition_text=tuple(entry.preconditions),
-        requires_power="power" in entry.requires, requires_water="water" in entry.requires,
-        needs=needs, per_tick=per_tick, inventory=dict(entry.inventory), pay=entry.pay, buy=buy,
-        wage=entry.wage, asleep=entry.asleep, chat=entry.chat, social_event=entry.social_event,
-        until_need=until_need, until_below=until_below, until_shift_end=bool(until.get("shift_end", False)),
-        until_clock=until_clock, hooks={k: tuple(v) for k, v in entry.hooks.items()},
+        id=aff_id,
+        index=index,
+        object_type=entry.object,
+        duration=entry.duration,
+        place_kind=entry.place,
+        preconditions=conds,
+        precondition_text=tuple(entry.preconditions),
+        requires_power="power" in entry.requires,
+        requires_water="water" in entry.requires,
+        needs=needs,
+        per_tick=per_tick,
+        inventory=dict(entry.inventory),
+        pay=entry.pay,
+        buy=buy,
+        wage=entry.wage,
+        asleep=entry.asleep,
+        chat=entry.chat,
+        social_event=entry.social_event,
+        until_need=until_need,
+        until_below=until_below,
+        until_shift_end=bool(until.get("shift_end", False)),
+        until_clock=until_clock,
+        hooks={k: tuple(v) for k, v in entry.hooks.items()},
     )
 
 
-def parse_manifest(data: Any, file: str, items: set[str], object_types: set[str], ticks_per_day: int,
-                   checksum: str = "") -> AffordanceManifest:
+def parse_manifest(
+    data: Any, file: str, items: set[str], object_types: set[str], ticks_per_day: int, checksum: str = ""
+) -> AffordanceManifest:
     """Validate a parsed manifest (``{"affordances": {id: entry}}``) and compile it."""
     if not isinstance(data, dict) or set(data) != {"affordances"} or not isinstance(data["affordances"], dict):
         raise ConfigError(file, "", "expected a single top-level key 'affordances' mapping ids to entries")
@@ -271,7 +290,7 @@ def parse_manifest(data: Any, file: str, items: set[str], object_types: set[str]
             entry = _Entry.model_validate(raw)
         except ValidationError as exc:
             err = exc.errors()[0]
-            loc = ".".join(str(p) for p in err["loc"])
+            loc = ".".join(str(p) for p in err["loc"] if p != "[key]")  # a bad dict key is named by the key
             msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
             raise ConfigError(file, f"affordances.{aff_id}.{loc}".rstrip("."), msg) from None
         compiled.append(_compile_entry(str(aff_id), index, entry, items, object_types, ticks_per_day, file))

@@ -88,7 +88,10 @@ class Economy:
         for name, wage in world.employment.daily_wages().items():
             slack = wage / cost - 1.0
             if not lo - 1e-9 <= slack <= hi + 1e-9:
-                msg = f"job {name}: daily wage {wage:.2f} vs cost {cost:.2f} gives slack {slack:.1%}, outside {lo:.0%}-{hi:.0%}"
+                msg = (
+                    f"job {name}: daily wage {wage:.2f} vs cost {cost:.2f} gives slack {slack:.1%}, "
+                    f"outside {lo:.0%}-{hi:.0%}"
+                )
                 problems.append(msg)
                 world.emit(EventKind.INVARIANT_VIOLATED, value=slack, detail=msg)
         return problems
@@ -153,4 +156,6 @@ class Economy:
                     self.till[place] -= cost
                     self.treasury += cost
                     self.flows["restock"] += cost
-                    world.emit(EventKind.RESTOCK, obj=-1, value=float(need), detail=f"{world.objects.place_ids[place]}:{item}")
+                    world.emit(
+                        EventKind.RESTOCK, obj=-1, value=float(need), detail=f"{world.objects.place_ids[place]}:{item}"
+                    )

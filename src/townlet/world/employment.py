@@ -27,6 +27,7 @@ class Employment:
         arrived_day: ``int64[J]`` the last day the holder clocked in (-1 never).
         scheduled / attended / late / absent: ``int32[C]`` shift counters per agent.
         late_ticks: ``int64[C]`` total ticks late per agent.
+        unemployed_since: ``int64[C]`` tick each agent last lost a job (longest unemployed is re-hired first).
     """
 
     def __init__(self, world: World) -> None:
@@ -37,7 +38,9 @@ class Employment:
         for name, job in cfg.jobs.items():
             start, end = clock_to_tick(job.shift_start, tpd), clock_to_tick(job.shift_end, tpd)
             if end <= start:
-                raise ConfigError(str(world.loaded.source), f"employment.jobs.{name}", "shift_end must be after shift_start")
+                raise ConfigError(
+                    str(world.loaded.source), f"employment.jobs.{name}", "shift_end must be after shift_start"
+                )
             objs = world.objects.of_type_in_kind(job.station, job.site)
             count = len(objs) if job.positions == 0 else min(job.positions, len(objs))
             for obj in objs[:count]:
@@ -60,6 +63,7 @@ class Employment:
         self.late = np.zeros(cap, dtype=np.int32)
         self.absent = np.zeros(cap, dtype=np.int32)
         self.late_ticks = np.zeros(cap, dtype=np.int64)
+        self.unemployed_since = np.zeros(cap, dtype=np.int64)
         self.absence_days: dict[int, deque[int]] = {}
         self.ticks_per_day = tpd
         self.agents = world.agents
@@ -120,6 +124,7 @@ class Employment:
             return
         self.holder[job] = -1
         world.agents.job[slot] = -1
+        self.unemployed_since[slot] = world.tick
         world.emit(EventKind.JOB_LOST, agent=slot, obj=int(self.station[job]), detail=reason)
         world.hook_event("quit_job", slot, detail=reason)
 
@@ -169,5 +174,8 @@ class Employment:
         if not len(vacant):
             return
         seekers = np.flatnonzero(world.agents.alive & (world.agents.job < 0))
+        # Longest unemployed first, so an agent just fired for absence does not walk straight back in.
+        since = np.maximum(self.unemployed_since[seekers], world.agents.spawn_tick[seekers])
+        seekers = seekers[np.argsort(since, kind="stable")]
         for job, slot in zip(vacant, seekers, strict=False):
             self.hire(world, int(slot), int(job))

@@ -22,7 +22,9 @@ if TYPE_CHECKING:
 def walkers(world: World) -> np.ndarray:
     """Slots of agents with somewhere to walk to."""
     a = world.agents
-    return np.flatnonzero(a.alive & (a.dest_field >= 0) & ((a.activity == Activity.MOVING) | (a.activity == Activity.QUEUED)))
+    return np.flatnonzero(
+        a.alive & (a.dest_field >= 0) & ((a.activity == Activity.MOVING) | (a.activity == Activity.QUEUED))
+    )
 
 
 def move(world: World) -> np.ndarray:

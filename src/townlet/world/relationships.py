@@ -87,7 +87,9 @@ class Relationships:
             row[k] = other
             self.values[slot, k] = 0.0
         self.values[slot, k] = np.clip(self.values[slot, k] + delta, -1.0, 1.0)
-        world.emit(EventKind.TIE_CHANGED, agent=slot, other=other, value=float(self.values[slot, k, TRUST]), detail=event)
+        world.emit(
+            EventKind.TIE_CHANGED, agent=slot, other=other, value=float(self.values[slot, k, TRUST]), detail=event
+        )
 
     def apply_pair(self, world: World, a: int, b: int, event: str) -> None:
         """Apply a symmetric social event to both agents."""
@@ -101,7 +103,9 @@ class Relationships:
         logit = self.cfg.chat_base + self.cfg.chat_trust_weight * trust + self.cfg.chat_familiarity_weight * fam
         success = bool(world.rng.world.random() < 1.0 / (1.0 + np.exp(-logit)))
         self.apply_pair(world, slot, partner, "good_chat" if success else "failed_chat")
-        world.emit(EventKind.CHAT, agent=slot, other=partner, value=float(success), detail="good" if success else "failed")
+        world.emit(
+            EventKind.CHAT, agent=slot, other=partner, value=float(success), detail="good" if success else "failed"
+        )
         return success
 
     def update(self, world: World) -> None:

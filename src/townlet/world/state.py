@@ -50,7 +50,9 @@ class World:
         self.grid = Grid(town)
         self.objects = ObjectTable(town, self.grid)
         items = sorted(set(cfg.economy.items) | set(cfg.economy.starting_inventory) | {"clean_clothes"})
-        self.manifest = load_manifest(loaded.affordances_path, set(items), set(self.objects.type_names), self.ticks_per_day)
+        self.manifest = load_manifest(
+            loaded.affordances_path, set(items), set(self.objects.type_names), self.ticks_per_day
+        )
         try:
             self.hooks = HookRegistry.from_modules(cfg.hooks.modules, cfg.hooks.allowed_modules)
         except HookError as exc:
@@ -59,7 +61,11 @@ class World:
             for phase, names in aff.hooks.items():
                 for name in names:
                     if not self.hooks.known(name):
-                        raise ConfigError(str(loaded.affordances_path), f"affordances.{aff.id}.hooks.{phase}", f"unknown hook {name!r}")
+                        raise ConfigError(
+                            str(loaded.affordances_path),
+                            f"affordances.{aff.id}.hooks.{phase}",
+                            f"unknown hook {name!r}",
+                        )
         self.agents = AgentTable(cfg.population.slots, tuple(items))
         self.occupancy = np.zeros(self.grid.size, dtype=np.int16)
         self.tick = 0
@@ -81,8 +87,9 @@ class World:
 
     # -- events and hooks -------------------------------------------------------------------------
 
-    def emit(self, kind: EventKind, agent: int = -1, other: int = -1, obj: int = -1, value: float = 0.0,
-             detail: str = "") -> None:
+    def emit(
+        self, kind: EventKind, agent: int = -1, other: int = -1, obj: int = -1, value: float = 0.0, detail: str = ""
+    ) -> None:
         """Append an event to this tick's list."""
         self.events.append(Event(self.tick, kind, agent, other, obj, value, detail))
 
@@ -91,8 +98,11 @@ class World:
         if not self.hooks.has_global(event):
             return
         payload = HookPayload(
-            tick=self.tick, phase=event, agent=self.agents.ids[slot] if slot >= 0 else None,
-            object=self.objects.ids[obj] if obj >= 0 else None, detail=detail,
+            tick=self.tick,
+            phase=event,
+            agent=self.agents.ids[slot] if slot >= 0 else None,
+            object=self.objects.ids[obj] if obj >= 0 else None,
+            detail=detail,
         )
         for message in self.hooks.emit(event, payload):
             self.emit(EventKind.HOOK_ERROR, agent=slot, obj=obj, detail=message)
@@ -189,8 +199,13 @@ class World:
 
     # -- population ---------------------------------------------------------------------------------
 
-    def spawn(self, agent_id: str | None = None, home: int | None = None, tile: int | None = None,
-              needs: dict[str, float] | None = None) -> int:
+    def spawn(
+        self,
+        agent_id: str | None = None,
+        home: int | None = None,
+        tile: int | None = None,
+        needs: dict[str, float] | None = None,
+    ) -> int:
         """Add an agent (named ``agent_<n>`` unless given) at home or on ``tile``; return its slot."""
         a, cfg = self.agents, self.config
         slot = a.free_slot()
@@ -206,7 +221,9 @@ class World:
         a.add(agent_id, slot, tile, self.tick)
         a.home[slot] = home
         init = cfg.needs.initial | (needs or {})
-        a.needs[slot] = [init.get(name, 0.0) if self.needs.rates[k] or needs else 0.0 for k, name in enumerate(NEED_NAMES)]
+        a.needs[slot] = [
+            init.get(name, 0.0) if self.needs.rates[k] or needs else 0.0 for k, name in enumerate(NEED_NAMES)
+        ]
         a.wallet[slot] = cfg.economy.starting_wallet_rents * cfg.economy.rent_per_day
         self.economy.treasury -= float(a.wallet[slot])
         for item, count in cfg.economy.starting_inventory.items():
@@ -229,8 +246,12 @@ class World:
         self.agents.remove(slot)
 
     def _free_tile_in(self, place: int) -> int:
-        tiles = np.flatnonzero((self.grid.place_index == place) & self.grid.walkable & (self.occupancy == 0)
-                               & (self.grid.kinds != int(TileKind.DOOR)))
+        tiles = np.flatnonzero(
+            (self.grid.place_index == place)
+            & self.grid.walkable
+            & (self.occupancy == 0)
+            & (self.grid.kinds != int(TileKind.DOOR))
+        )
         if not len(tiles):
             tiles = np.flatnonzero((self.grid.place_index == place) & self.grid.walkable)
         return int(tiles[0])

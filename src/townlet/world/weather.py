@@ -75,7 +75,9 @@ class Utilities:
         for p in places:
             if bool(arr[p]) != on:
                 arr[p] = on
-                world.emit(EventKind.UTILITY_CHANGED, obj=-1, value=float(on), detail=f"{kind}:{world.objects.place_ids[p]}")
+                world.emit(
+                    EventKind.UTILITY_CHANGED, obj=-1, value=float(on), detail=f"{kind}:{world.objects.place_ids[p]}"
+                )
                 if kind == "power" and not on:
                     world.hook_event("power_cut", -1, detail=world.objects.place_ids[p])
             if until is not None:
