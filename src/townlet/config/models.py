@@ -305,6 +305,14 @@ class OptionsConfig(Strict):
     commute_margin: Ticks = 45
 
 
+class IdentityConfig(Strict):
+    """Id-embedding slots that observations use to tell agents apart."""
+
+    embedding_slots: int = Field(64, ge=1, le=4096)
+    embedding_dim: int = Field(8, ge=1, le=64)
+    reuse_cooldown: Ticks = 2000
+
+
 class HooksConfig(Strict):
     """Hook modules: only modules on the allow-list may be imported."""
 
@@ -353,6 +361,7 @@ class TownletConfig(Strict):
     relationships: RelationshipsConfig = RelationshipsConfig()
     options: OptionsConfig = OptionsConfig()
     hooks: HooksConfig = HooksConfig()
+    identity: IdentityConfig = IdentityConfig()
     affordances: str = "affordances.yaml"
 
     @field_validator("stage")

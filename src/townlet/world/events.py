@@ -39,6 +39,13 @@ class EventKind(StrEnum):
     INVARIANT_VIOLATED = "invariant_violated"
     HOOK_ERROR = "hook_error"
     TELEPORT = "teleport"
+    IDENTITY_REUSED = "identity_reused"
+    AGENT_EXIT = "agent_exit"
+    AGENT_ARRIVED = "agent_arrived"
+    PERTURBATION_STARTED = "perturbation_started"
+    PERTURBATION_ENDED = "perturbation_ended"
+    NARRATION = "narration"
+    ALERT = "alert"
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,6 +19,7 @@ from townlet.world.employment import Employment
 from townlet.world.events import Event, EventKind
 from townlet.world.grid import Grid
 from townlet.world.hooks import HookError, HookPayload, HookRegistry
+from townlet.world.identity import IdentitySlots
 from townlet.world.needs import NeedRules
 from townlet.world.objects import ObjectTable
 from townlet.world.personality import halton_personality
@@ -68,6 +69,8 @@ class World:
                         )
         self.agents = AgentTable(cfg.population.slots, tuple(items))
         self.occupancy = np.zeros(self.grid.size, dtype=np.int16)
+        ident = cfg.identity
+        self.identity = IdentitySlots(ident.embedding_slots, ident.reuse_cooldown, self.agents.capacity)
         self.tick = 0
         self.events: list[Event] = []
         self.counters: Counter[str] = Counter()
@@ -231,6 +234,10 @@ class World:
         a.personality[slot] = halton_personality(n, len(PERSONALITY_TRAITS), self._personality_offset)
         self.occupancy[tile] += 1
         self.economy.rent_unpaid_days[slot] = 0
+        _, forced = self.identity.allocate(slot, self.tick)
+        if forced:
+            self.counters["identity_forced_reuse"] += 1
+            self.emit(EventKind.IDENTITY_REUSED, agent=slot, value=float(self.identity.of_agent[slot]))
         self.counters["spawned"] += 1
         self.hook_event("agent_spawn", slot)
         return slot
@@ -240,6 +247,7 @@ class World:
         self.cancel_step(slot)
         self.employment.fire(self, slot, "left_town")
         self.relationships.forget(slot)
+        self.identity.release(slot, self.tick)
         self.occupancy[self.agents.tile[slot]] -= 1
         self.economy.treasury += float(self.agents.wallet[slot])  # money returns to the town
         self.agents.wallet[slot] = 0.0
