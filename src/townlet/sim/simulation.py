@@ -129,6 +129,7 @@ class Simulation:
             timings[name] = clock() - t0
         for name, seconds in timings.items():
             self.phase_total[name] += seconds
+        w.hook_event("tick", -1, detail=str(w.tick))
         result = TickResult(w.tick, w.events, timings)
         w.tick += 1
         self.ticks_run += 1

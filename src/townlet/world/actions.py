@@ -78,10 +78,21 @@ def progress(world: World) -> None:
     if not len(users):
         return
     aff = a.target_aff[users]
+    place = world.objects.place[a.target_obj[users]]
+    u = world.utilities
+    lost = (m.requires_power[aff] & ~u.power_on[place]) | (m.requires_water[aff] & ~u.water_on[place])
+    if lost.any():
+        # A lost requirement fails the use before this tick's effects accrue.
+        for i in np.flatnonzero(lost):
+            kind = "power" if m.requires_power[aff[i]] and not u.power_on[place[i]] else "water"
+            fail(world, int(users[i]), f"{kind}_lost")
+        keep = ~lost
+        users, aff, place = users[keep], aff[keep], place[keep]
+        if not len(users):
+            return
     a.aff_elapsed[users] += 1
     a.last_progress[users] = world.tick
     a.needs[users] = np.clip(a.needs[users] + m.per_tick[aff], 0.0, 1.0)
-    place = world.objects.place[a.target_obj[users]]
     tod = world.tick % world.ticks_per_day
     earning = m.wage[aff] & (a.job[users] >= 0)
     if earning.any():
@@ -90,8 +101,6 @@ def progress(world: World) -> None:
         emp = world.employment
         in_shift = (emp.start[jobs] <= tod) & (tod < emp.end[jobs])
         world.economy.pay_wages(world, workers[in_shift], emp.wage_per_tick[jobs[in_shift]])
-    u = world.utilities
-    lost = (m.requires_power[aff] & ~u.power_on[place]) | (m.requires_water[aff] & ~u.water_on[place])
     done = a.aff_elapsed[users] >= a.aff_duration[users]
     if m.any_until_need:
         need = m.until_need[aff]
@@ -103,11 +112,6 @@ def progress(world: World) -> None:
         jobs = a.job[users]
         ended = shift & ((jobs < 0) | (tod >= world.employment.end[np.maximum(jobs, 0)]))
         done |= ended
-    if lost.any():
-        for i in np.flatnonzero(lost):
-            kind = "power" if m.requires_power[aff[i]] and not u.power_on[place[i]] else "water"
-            fail(world, int(users[i]), f"{kind}_lost")
-        done &= ~lost
     if done.any():
         for i in np.flatnonzero(done):
             complete(world, int(users[i]))

@@ -57,6 +57,7 @@ class Employment:
         self.holder = np.full(len(names), -1, dtype=np.int32)
         self.arrived_day = np.full(len(names), -1, dtype=np.int64)
         self.absent_day = np.full(len(names), -1, dtype=np.int64)
+        self.hired_at = np.zeros(len(names), dtype=np.int64)
         cap = world.agents.capacity
         self.scheduled = np.zeros(cap, dtype=np.int32)
         self.attended = np.zeros(cap, dtype=np.int32)
@@ -111,6 +112,7 @@ class Employment:
     def hire(self, world: World, slot: int, job: int) -> None:
         """Give a vacant position to an agent."""
         self.holder[job] = slot
+        self.hired_at[job] = world.tick
         self.arrived_day[job] = -1
         self.absent_day[job] = -1
         world.agents.job[slot] = job
@@ -151,9 +153,14 @@ class Employment:
         if tod in self._marks:
             starting = np.flatnonzero((self.start == tod) & (self.holder >= 0))
             self.scheduled[self.holder[starting]] += 1
-            due = (self.absence_mark == tod) & (self.holder >= 0) & (self.arrived_day != day)
+            # The mark can fall after midnight: compare with the day the shift started on.
+            shift_day = day - (self.start + self.cfg.absence_after) // self.ticks_per_day
+            began = shift_day * self.ticks_per_day + self.start
+            # A holder hired after the shift began is not expected at it.
+            expected = (self.holder >= 0) & (self.hired_at <= began)
+            due = (self.absence_mark == tod) & expected & (self.arrived_day != shift_day)
             for job in np.flatnonzero(due):
-                self._mark_absent(world, int(job), day)
+                self._mark_absent(world, int(job), int(shift_day[job]))
         if world.tick % self.cfg.rehire_every == 0:
             self._rehire(world)
 

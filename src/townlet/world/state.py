@@ -149,7 +149,12 @@ class World:
             a.target_obj[slot] = obj  # keep for the controller's retry logic
 
     def cancel_step(self, slot: int) -> None:
-        """Abandon the current step without failure (an option switch): release and go idle."""
+        """Abandon the current step (an option switch, a teleport, leaving town): release and go idle.
+
+        An affordance cut short this way fails cleanly: its fail hooks run with reason ``interrupted``.
+        """
+        if self.agents.activity[slot] == Activity.USING:
+            actions.fail(self, slot, "interrupted")
         self.queues.drop_agent(self, slot)
         self.agents.clear_step(slot)
         self.agents.asleep[slot] = False
@@ -239,6 +244,7 @@ class World:
             self.counters["identity_forced_reuse"] += 1
             self.emit(EventKind.IDENTITY_REUSED, agent=slot, value=float(self.identity.of_agent[slot]))
         self.counters["spawned"] += 1
+        self.hook_event("spawn", slot)
         self.hook_event("agent_spawn", slot)
         return slot
 

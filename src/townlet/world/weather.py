@@ -69,9 +69,16 @@ class Utilities:
         self.repairs: list[tuple[int, str, int]] = []  # (tick, kind, place)
 
     def set(self, world: World, kind: str, on: bool, place: int | None = None, until: int | None = None) -> None:
-        """Switch ``power`` or ``water`` on/off at one place (or everywhere); optionally schedule repair."""
+        """Switch ``power`` or ``water`` on/off at one place (or everywhere); optionally schedule repair.
+
+        The latest switch decides: it replaces any repair still pending for that utility there, so an
+        old fault's repair cannot end a newer (or an open-ended) outage early.
+        """
         arr = self.power_on if kind == "power" else self.water_on
         places = range(len(arr)) if place is None else [place]
+        if self.repairs:
+            touched = set(places)
+            self.repairs = [r for r in self.repairs if r[1] != kind or r[2] not in touched]
         for p in places:
             if bool(arr[p]) != on:
                 arr[p] = on
@@ -95,4 +102,6 @@ class Utilities:
             kind = "power" if world.rng.events.random() < 0.5 else "water"
             place = int(world.rng.events.integers(len(self.power_on)))
             lo, hi = self.fault_duration
-            self.set(world, kind, False, place, until=world.tick + int(world.rng.events.integers(lo, hi + 1)))
+            duration = int(world.rng.events.integers(lo, hi + 1))
+            if (self.power_on if kind == "power" else self.water_on)[place]:  # already off: keep its repair
+                self.set(world, kind, False, place, until=world.tick + duration)
