@@ -122,11 +122,13 @@ def test_office_has_six_desks_and_park_has_benches_on_grass(town: TownMap) -> No
     assert set(np.unique(area)) <= {TileKind.GRASS, TileKind.OBJECT}
 
 
-def test_gym_showers_share_one_queue(town: TownMap) -> None:
-    """The gym's two showers share the same queue of at least 3 nodes, and home showers have none."""
+def test_gym_showers_have_separate_queues_and_access(town: TownMap) -> None:
+    """Each gym shower has its own access tiles and a queue of at least 3 nodes; home showers have none."""
     showers = objects_in(town, "gym", "shower")
     assert len(showers) == 2
-    assert showers[0].queue == showers[1].queue and len(showers[0].queue) >= 3
+    assert not set(showers[0].access) & set(showers[1].access)
+    assert showers[0].queue != showers[1].queue
+    assert all(len(s.queue) >= 3 for s in showers)
     assert all(not o.queue for o in town.objects if o.type == "shower" and o.place.startswith("home"))
 
 

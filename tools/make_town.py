@@ -102,7 +102,7 @@ OFFICE = """\
 #.............#
 ###############"""
 
-# Gym: an exercise floor; two shower stalls at the back share one queue through the stall gap.
+# Gym: an exercise floor; two shower stalls at the back, each with its own queue.
 GYM = """\
 #######+#######
 #.............#
@@ -113,11 +113,11 @@ GYM = """\
 #.............#
 #.............#
 #.............#
-#........q....#
-#........q....#
-#........q....#
-#.......#q#...#
-#......#W.W#..#
+#...q.....q...#
+#...q.....q...#
+#...q.....q...#
+#.............#
+#...W.....W...#
 ###############"""
 
 PARK = """\

@@ -74,6 +74,12 @@ class FeaturesConfig(Strict):
             return "on" if value else "off"
         return value
 
+    @field_validator("relationships", "social_rewards", mode="before")
+    @classmethod
+    def _yaml_off(cls, value: object) -> object:
+        # YAML reads a bare OFF as the boolean false.
+        return "OFF" if value is False else value
+
 
 class TownConfig(Strict):
     """Which map file the town is built from, and how many copies of it are tiled."""
@@ -303,6 +309,7 @@ class OptionsConfig(Strict):
     grocery_low_stock: int = Field(3, ge=0, le=100)
     grocery_buy: int = Field(6, ge=1, le=100)
     commute_margin: Ticks = 45
+    idle_ticks: Ticks = Field(10, description="how long one Idle option waits")
 
 
 class IdentityConfig(Strict):

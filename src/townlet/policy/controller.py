@@ -26,11 +26,12 @@ SHORTLIST = 6  # candidates compared by exact distance (the nearest by straight-
 
 @dataclass(frozen=True, slots=True)
 class Step:
-    """Use one of ``candidates`` with affordance ``aff`` (or, with ``wait > 0``, wait that many ticks)."""
+    """Use one of ``candidates`` with affordance ``aff``; or wait ``wait`` ticks; or walk to ``tile``."""
 
     candidates: tuple[int, ...] = ()
     aff: int = -1
     wait: int = 0
+    tile: int = -1
 
 
 class OptionController:
@@ -127,7 +128,15 @@ class OptionController:
             tables = self.public[("cafe", "table")]
             return [Step(benches, aff["chat_bench"])] if benches else [Step(tables, aff["chat_table"])]
         if option == Option.IDLE:
-            return [Step(wait=10)]
+            # Idle time is spent at home, out of everybody's way.
+            steps = [Step(wait=w.config.options.idle_ticks)]
+            here = int(a.tile[slot])
+            home = int(a.home[slot])
+            if w.grid.place_index[here] != home or w.grid.in_the_way[here]:
+                spot = w.loiter_tile(slot, home)
+                if spot >= 0:
+                    steps.insert(0, Step(tile=spot))
+            return steps
         return []
 
     def _is_night(self, tod: int) -> bool:
@@ -167,6 +176,8 @@ class OptionController:
             return
         steps = self.plans.get(slot, [])
         i = int(a.plan_step[slot])
+        if i > 0 and not a.step_done[slot]:
+            i -= 1  # the body was stopped from outside (a teleport) before its step was done: do it again
         if i >= len(steps):
             self._end(slot, ok=True)
             return
@@ -174,6 +185,9 @@ class OptionController:
         step = steps[i]
         if step.wait:
             w.wait(slot, step.wait)
+            return
+        if step.tile >= 0:
+            w.go_to(slot, step.tile)
             return
         obj = self._choose(slot, step.candidates)
         if obj < 0:

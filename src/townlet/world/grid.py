@@ -41,11 +41,38 @@ class Grid:
         self.outdoors = np.isin(self.kinds, [int(k) for k in OUTDOOR_KINDS])
         self.place_index = town.place_index.reshape(-1).astype(np.int32)
         self.offsets = np.array([0, -self.width, 1, self.width, -1], dtype=np.int32)
+        self.in_the_way = np.zeros(self.size, dtype=bool)
+        self._loiter = {}
         self._graph = self._adjacency()
         self._fields: dict[tuple[int, ...], int] = {}
         self._dist = np.zeros((0, self.size), dtype=np.int32)
         self._step = np.zeros((0, self.size), dtype=np.int8)
         self.count = 0
+
+    def mark_in_the_way(self, access: list[tuple[int, ...]]) -> None:
+        """Record tiles where an idle agent blocks others: object access tiles, queue nodes and doors."""
+        self.in_the_way = np.isin(self.kinds, [int(TileKind.QUEUE), int(TileKind.DOOR)])
+        for tiles in access:
+            self.in_the_way[list(tiles)] = True
+        self._loiter: dict[int, np.ndarray] = {}
+
+    def loiter_spots(self, place: int) -> np.ndarray:
+        """Walkable tiles of a place that are not in the way (cached per place)."""
+        spots = self._loiter.get(place)
+        if spots is None:
+            # Not in the way, and not next to anything in the way (where people pass to reach it).
+            way = self.in_the_way.reshape(self.height, self.width)
+            near = way.copy()
+            near[1:] |= way[:-1]
+            near[:-1] |= way[1:]
+            near[:, 1:] |= way[:, :-1]
+            near[:, :-1] |= way[:, 1:]
+            inside = (self.place_index == place) & self.walkable
+            spots = np.flatnonzero(inside & ~near.reshape(-1)).astype(np.int32)
+            if not len(spots):  # a small room: settle for not standing in the way itself
+                spots = np.flatnonzero(inside & ~self.in_the_way).astype(np.int32)
+            self._loiter[place] = spots
+        return spots
 
     def tile(self, x: int, y: int) -> int:
         """Flat index of tile (x, y)."""

@@ -29,7 +29,7 @@ class NeedRules:
         self.cold_energy = np.float32(world.config.weather.cold_energy_multiplier)
         self.critical = np.float32(cfg.critical)
         self.collapse_level = np.float32(cfg.collapse_level)
-        self.collapse_ticks = cfg.collapse_ticks
+        self.collapse_ticks = max(cfg.collapse_ticks, 1)  # the count starts at 1 on the first tick at the level
 
     def decay(self, world: World) -> None:
         """Grow every living agent's needs by one tick, clip to [0, 1], raise threshold events."""

@@ -50,6 +50,7 @@ class World:
         self.town = town
         self.grid = Grid(town)
         self.objects = ObjectTable(town, self.grid)
+        self.grid.mark_in_the_way(self.objects.access)
         items = sorted(set(cfg.economy.items) | set(cfg.economy.starting_inventory) | {"clean_clothes"})
         self.manifest = load_manifest(
             loaded.affordances_path, set(items), set(self.objects.type_names), self.ticks_per_day
@@ -125,6 +126,32 @@ class World:
         a.step_started[slot] = self.tick
         a.last_progress[slot] = self.tick
 
+    def go_to(self, slot: int, tile: int) -> None:
+        """Send an agent walking to a tile (no object, nothing to ask for)."""
+        a = self.agents
+        a.target_obj[slot] = -1
+        a.target_aff[slot] = -1
+        a.activity[slot] = Activity.MOVING
+        a.dest_field[slot] = self.grid.field((tile,))
+        a.requested[slot] = True
+        a.step_done[slot] = False
+        a.step_failed[slot] = False
+        a.step_started[slot] = self.tick
+        a.last_progress[slot] = self.tick
+
+    def loiter_tile(self, slot: int, place: int) -> int:
+        """The free tile of ``place`` nearest the agent where standing blocks nobody, or -1."""
+        here = int(self.agents.tile[slot])
+        spots = self.grid.loiter_spots(place)
+        if place < 0 or not len(spots):
+            return -1
+        spots = spots[self.occupancy[spots] == 0]
+        if not len(spots):
+            return -1
+        w = self.grid.width
+        crow = np.abs(spots % w - here % w) + np.abs(spots // w - here // w)
+        return int(spots[int(np.argmin(crow))])
+
     def wait(self, slot: int, ticks: int) -> None:
         """Make an agent wait where it stands for ``ticks`` ticks."""
         a = self.agents
@@ -162,7 +189,7 @@ class World:
     def arbitrate(self) -> None:
         """Queue and reservation rules, then movement, then starts for agents who reached their object."""
         a = self.agents
-        walking = np.flatnonzero(a.alive & (a.activity == Activity.MOVING) & ~a.requested)
+        walking = np.flatnonzero(a.alive & (a.activity == Activity.MOVING) & ~a.requested & (a.target_obj >= 0))
         if len(walking):
             dist = self.grid.dist[a.dest_field[walking], a.tile[walking]]
             asking = walking[dist <= self.config.queues.reserve_radius]
@@ -171,7 +198,13 @@ class World:
         self.queues.update(self)
         arrived = movement.move(self)
         for slot in arrived:
-            if a.activity[slot] == Activity.MOVING and a.requested[slot]:
+            if a.activity[slot] != Activity.MOVING:
+                continue
+            if a.target_obj[slot] < 0:  # a plain walk: done on arrival
+                a.activity[slot] = Activity.IDLE
+                a.dest_field[slot] = -1
+                a.step_done[slot] = True
+            elif a.requested[slot]:
                 actions.start(self, int(slot))
         waiting = np.flatnonzero(a.alive & (a.activity == Activity.WAITING) & (a.wait_until <= self.tick))
         for slot in waiting:
