@@ -16,6 +16,7 @@ import numpy as np
 from townlet.policy.options import OPTION_LABELS, Option
 from townlet.world.agents import Activity
 from townlet.world.events import EventKind
+from townlet.world.grid import FAR
 
 if TYPE_CHECKING:
     from townlet.world.state import World
@@ -199,7 +200,7 @@ class OptionController:
     def _nearest(self, slot: int, candidates: tuple[int, ...]) -> int:
         """Walking distance to the nearest candidate (a huge number if none is reachable)."""
         here = int(self.world.agents.tile[slot])
-        best = 1 << 30
+        best = int(FAR)
         for obj in candidates:
             field = self.world.objects.field_of(obj)
             best = min(best, int(self.world.grid.dist[field, here]))
@@ -223,7 +224,7 @@ class OptionController:
                 continue
             field = o.field_of(obj)
             dist = int(w.grid.dist[field, here])
-            if dist >= 1 << 29:
+            if dist >= FAR:
                 continue
             busy = len(o.queue[obj]) + (1 if o.reserved_by[obj] >= 0 or o.user[obj] >= 0 else 0)
             score = dist + QUEUE_COST * busy

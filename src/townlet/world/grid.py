@@ -15,7 +15,7 @@ from townlet.config.town_map import OUTDOOR_KINDS, TileKind, TownMap
 
 STAY, NORTH, EAST, SOUTH, WEST = 0, 1, 2, 3, 4
 UNREACHABLE = -1
-FAR = np.int32(2**30)
+FAR = np.uint16(65535)  # distance of unreachable tiles (paths are shorter than this)
 
 
 class Grid:
@@ -45,7 +45,7 @@ class Grid:
         self._loiter = {}
         self._graph = self._adjacency()
         self._fields: dict[tuple[int, ...], int] = {}
-        self._dist = np.zeros((0, self.size), dtype=np.int32)
+        self._dist = np.zeros((0, self.size), dtype=np.uint16)
         self._step = np.zeros((0, self.size), dtype=np.int8)
         self.count = 0
 
@@ -113,9 +113,9 @@ class Grid:
             step[moving[delta == self.offsets[direction]]] = direction
         if self.count == len(self._dist):
             grow = max(16, self.count)
-            self._dist = np.concatenate([self._dist, np.zeros((grow, self.size), np.int32)])
+            self._dist = np.concatenate([self._dist, np.zeros((grow, self.size), np.uint16)])
             self._step = np.concatenate([self._step, np.zeros((grow, self.size), np.int8)])
-        self._dist[self.count] = np.where(reach, dist, FAR).astype(np.int32)
+        self._dist[self.count] = np.where(reach, np.minimum(dist, FAR - 1), FAR).astype(np.uint16)
         self._step[self.count] = step
         self._fields[key] = self.count
         self.count += 1
@@ -123,7 +123,7 @@ class Grid:
 
     @property
     def dist(self) -> np.ndarray:
-        """``int32[F, H*W]`` tile distances per field (a huge number where unreachable)."""
+        """``uint16[F, H*W]`` tile distances per field (``FAR`` where unreachable)."""
         return self._dist
 
     @property
