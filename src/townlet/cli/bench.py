@@ -17,6 +17,7 @@ EXAMPLES = """examples:
   townlet bench --json                                   # 8 agents, default town
   townlet bench --agents 1000 --town-scale 4 --ticks 2000 --json
   townlet bench --agents 64 --repeat 5 --set features.relationships=OFF
+  townlet bench --env --variant full --towns 8 --json      # + env steps/s, batched vs looped envs
 """
 
 
@@ -37,6 +38,15 @@ def register(sub: Any, formatter: Any) -> None:
     p.add_argument("--repeat", type=int, default=3, metavar="R", help="repeats; medians reported (default 3)")
     p.add_argument("--seed", type=int, default=0, metavar="S", help="run seed (default 0)")
     p.add_argument("--json", action="store_true", help="print JSON only (default: JSON, pretty-printed)")
+    p.add_argument("--env", action="store_true",
+                   help="also time the RL env (adds an 'env' block): steps/s per variant, batched vs looped")
+    p.add_argument("--variant", action="append", choices=("full", "hybrid", "compact"), default=None,
+                   help="observation variant for --env (repeatable; default: all three)")
+    p.add_argument("--towns", type=int, default=8, metavar="N", help="towns in the batched --env figure (default 8)")
+    p.add_argument("--env-steps", type=int, default=1000, metavar="S",
+                   help="timed env steps per figure (default 1000, after 200 untimed)")
+    p.add_argument("--workers", type=int, default=2, metavar="K",
+                   help="also time the batch spread over K worker processes (default 2; 0: in process only)")
     p.set_defaults(handler=bench_command)
 
 
@@ -93,5 +103,15 @@ def bench_command(args: argparse.Namespace) -> int:
         "peak_rss_mb": round(peak_rss_mb(), 1),
         "config_id": loaded.config_id,
     }
+    if args.env:
+        from townlet.env.speed import env_figures
+
+        if args.towns < 1 or args.env_steps < 1 or args.workers < 0:
+            print("townlet bench: error: --towns and --env-steps must be positive", file=sys.stderr)
+            return 2
+        print("bench: timing the env...", file=sys.stderr)
+        env_sets = [f"town.scale={args.town_scale}", *args.overrides]
+        result["env"] = env_figures(args.variant or ["full", "hybrid", "compact"], args.agents, args.towns,
+                                    args.env_steps, 200, args.seed, env_sets, args.workers)
     print(json.dumps(result) if args.json else json.dumps(result, indent=2))
     return 0

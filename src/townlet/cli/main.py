@@ -25,7 +25,7 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The full argument parser with every subcommand registered."""
-    from townlet.cli import bench, config_cmd, run
+    from townlet.cli import bench, bench_live, config_cmd, console_cmd, run, serve, telemetry, token, train, watch
 
     parser = argparse.ArgumentParser(
         prog="townlet",
@@ -36,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=_version())
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for module in (run, bench, config_cmd):
+    for module in (run, bench, config_cmd, telemetry, token, train, serve, watch, console_cmd, bench_live):
         module.register(sub, _formatter)
     return parser
 

@@ -19,6 +19,7 @@ EXAMPLES = """examples:
   townlet run --ticks 5000 --seed 7            # five days, another seed
   townlet run my_town.yaml --set population.agents=16 --json
   townlet run --set features.relationships=OFF --ticks 2000 --json | jq .kpis
+  townlet run --ticks 2000 --telemetry town.jsonl   # then: townlet telemetry replay town.jsonl --tick 1500
 """
 
 
@@ -40,6 +41,8 @@ def register(sub: Any, formatter: Any) -> None:
     p.add_argument("--seed", type=int, default=None, metavar="S", help="run seed (default: the config's seed)")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout instead of tables")
     p.add_argument("--policy", choices=("scripted", "random"), default="scripted", help="who chooses options")
+    p.add_argument("--telemetry", metavar="FILE", default=None,
+                   help="write the telemetry stream to FILE as JSONL (a snapshot line, then diff and event lines)")
     p.set_defaults(handler=run_command)
 
 
@@ -48,6 +51,21 @@ def _positive(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError("must be a positive integer")
     return value
+
+
+def _telemetry(sim: Simulation, path: str | None) -> Any:
+    """Attach a telemetry publisher writing ``path`` (plus the config's transports); None without a path."""
+    if path is None:
+        return None
+    from townlet.logs import configure_logging
+    from townlet.telemetry.publisher import TelemetryPublisher
+    from townlet.telemetry.transports import FileTransport
+
+    configure_logging(sim.config.logging.format, sim.config.logging.level)
+    publisher = TelemetryPublisher.from_config(sim)
+    # The run waits for the file rather than dropping: a generous buffer, flushed at the end.
+    publisher.add_transport(FileTransport(path, name="run", buffer_ticks=100_000))
+    return publisher.attach()
 
 
 def run_result(sim: Simulation) -> dict[str, Any]:
@@ -69,6 +87,7 @@ def run_command(args: argparse.Namespace) -> int:
     err = Console(stderr=True)
     for problem in sim.invariant_problems:
         err.print(f"[yellow]warning:[/] economy invariant: {problem}")
+    publisher = _telemetry(sim, args.telemetry)
     show = err.is_terminal or not args.json
     with Progress(
         TextColumn("[bold]tick"),
@@ -83,6 +102,8 @@ def run_command(args: argparse.Namespace) -> int:
         sim.run(
             args.ticks, progress=lambda done: progress.update(task, completed=done), every=max(args.ticks // 100, 1)
         )
+    if publisher is not None:
+        publisher.close()
     result = run_result(sim)
     if args.json:
         sys.stdout.write(json.dumps(result) + "\n")
@@ -110,6 +131,11 @@ def print_summary(console: Console, result: dict[str, Any]) -> None:
         ("queue joins", k["queue_joins"]),
         ("chats", k["chats"]),
         ("meals", k["meals"]),
+        ("exits (by reason)", ", ".join(f"{r} {n}" for r, n in k["exits"].items()) or "0"),
+        ("arrivals", k["arrivals"]),
+        ("perturbations", ", ".join(f"{p} {n}" for p, n in k["perturbation_kinds"].items()) or "0"),
+        ("narration lines", k["narrations"]),
+        ("reward mean / std per agent-tick", f"{k['reward']['mean']:.4f} / {k['reward']['std']:.4f}"),
     ]
     for name, value in rows:
         table.add_row(name, str(value))

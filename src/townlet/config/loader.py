@@ -142,10 +142,29 @@ def _resolve(name: str, base: Path, field: str, source: Path | str) -> Path:
 def compute_config_id(config: TownletConfig, *files: Path) -> str:
     """Hash the behaviour-relevant config and the contents of its data files.
 
-    Left out: the seed, and the names of the data files (their contents are hashed instead, so the
-    same manifest copied elsewhere is the same config).
+    Left out: the seed, the names of the data files (their contents are hashed instead, so the
+    same manifest copied elsewhere is the same config), and operational settings (telemetry, console,
+    logging, live pacing) that never change what happens in the town.
     """
-    body = config.model_dump(mode="json", exclude={"seed": True, "affordances": True, "town": {"map"}})
+    body = config.model_dump(
+        mode="json",
+        exclude={
+            "seed": True,
+            "affordances": True,
+            "town": {"map"},
+            # Operations, not behaviour: where telemetry goes, who may use the console, how logs look, pacing.
+            "telemetry": True,
+            "console": True,
+            "server": True,
+            "logging": True,
+            "time": {"live_tick_seconds"},
+            # Learning and release settings: how policies are trained, judged and promoted, not the town.
+            "imitation": True,
+            "evaluation": True,
+            "stability": True,
+            "promotion": True,
+        },
+    )
     digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode())
     for path in files:
         digest.update(path.read_bytes())

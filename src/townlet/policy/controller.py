@@ -149,12 +149,15 @@ class OptionController:
 
     # -- running ------------------------------------------------------------------------------------
 
-    def start(self, slot: int, option: Option) -> bool:
-        """Begin an option for an agent (abandoning the current one); False if it has no plan."""
+    def start(self, slot: int, option: Option, steps: list[Step] | None = None) -> bool:
+        """Begin an option for an agent (abandoning the current one); False if it has no plan.
+
+        ``steps`` replaces the option's usual plan (an arranged meet chats at a given place).
+        """
         w, a = self.world, self.world.agents
         if a.option[slot] >= 0:
             w.cancel_step(slot)
-        steps = self.plan(slot, option)
+        steps = self.plan(slot, option) if steps is None else steps
         a.option[slot] = int(option)
         a.option_started[slot] = w.tick
         a.plan_step[slot] = 0
@@ -166,6 +169,27 @@ class OptionController:
             return False
         self.advance(slot)
         return True
+
+    def meet(self, slot: int, place_kind: str, partner: int = -1) -> bool:
+        """Start a Socialise option that chats at a place of ``place_kind`` (an arranged meet); False if none.
+
+        With a ``partner`` already on its way to a seat there, the agent takes the free seat nearest to it.
+        """
+        w = self.world
+        o = w.objects
+        for aff in w.manifest.affordances:
+            if not (aff.chat and aff.place_kind == place_kind):
+                continue
+            seats = o.of_type_in_kind(aff.object_type, place_kind)
+            if not len(seats):
+                continue
+            taken = int(w.agents.target_obj[partner]) if partner >= 0 else -1
+            if taken in seats and len(seats) > 1:
+                seats = seats[seats != taken]
+                near = np.abs(o.x[seats] - o.x[taken]) + np.abs(o.y[seats] - o.y[taken])
+                seats = seats[near == near.min()]
+            return self.start(slot, Option.SOCIALISE, [Step(tuple(int(x) for x in seats), aff.index)])
+        return False
 
     def advance(self, slot: int) -> None:
         """Move an idle agent to its next step, or end its option (finished or failed)."""
@@ -219,9 +243,12 @@ class OptionController:
             crow = np.abs(o.x[cands] - hx) + np.abs(o.y[cands] - hy)
             candidates = tuple(int(c) for c in cands[np.argpartition(crow, SHORTLIST)[:SHORTLIST]])
         best, best_score = -1, None
+        open_places = w.place_open
         for obj in candidates:
             if o.cooldown and o.on_cooldown(slot, obj, w.tick):
                 continue
+            if not open_places[o.place[obj]]:
+                continue  # a closed facility
             field = o.field_of(obj)
             dist = int(w.grid.dist[field, here])
             if dist >= FAR:

@@ -60,7 +60,10 @@ def option_mask(world: World, slots: np.ndarray | None = None) -> np.ndarray:
     has_food = inv[:, raw] >= 1 if raw is not None else np.zeros(n, bool)
     if meal is not None:
         has_food |= inv[:, meal] >= 1
-    cafe_stock = sum(e.stock_at(p, "cafe_meal") for p in world.objects.places_of_kind.get("cafe", []))
+    open_places = world.place_open  # closed facilities sell nothing
+    cafe_stock = sum(
+        e.stock_at(p, "cafe_meal") for p in world.objects.places_of_kind.get("cafe", []) if open_places[p]
+    )
     can_buy_meal = (wallet >= e.prices.get("cafe_meal", np.inf)) & (cafe_stock > 0)
     mask[:, Option.GET_FED] = has_food | can_buy_meal
     clothes = a.item_index.get("clean_clothes")
@@ -69,7 +72,9 @@ def option_mask(world: World, slots: np.ndarray | None = None) -> np.ndarray:
     has_clothes = inv[:, clothes] >= 1 if clothes is not None else np.zeros(n, bool)
     mask[:, Option.GET_CLEAN] = (water_anywhere & (wallet >= shower_fee)) | has_clothes
     mask[:, Option.GO_TO_WORK] = work_window(world, slots)
-    grocer_stock = sum(e.stock_at(p, "raw_food") for p in world.objects.places_of_kind.get("grocer", []))
+    grocer_stock = sum(
+        e.stock_at(p, "raw_food") for p in world.objects.places_of_kind.get("grocer", []) if open_places[p]
+    )
     mask[:, Option.SHOP_GROCERIES] = (wallet >= e.prices.get("raw_food", np.inf)) & (grocer_stock > 0)
     social = world.relationships.enabled and int(a.alive.sum()) > 1
     mask[:, Option.SOCIALISE] = social

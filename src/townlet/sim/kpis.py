@@ -23,6 +23,9 @@ COUNTED = {
     EventKind.JOB_LOST: "jobs_lost",
     EventKind.RENT_UNPAID: "rent_unpaid",
     EventKind.HOOK_ERROR: "hook_errors",
+    EventKind.AGENT_ARRIVED: "arrivals",
+    EventKind.NARRATION: "narrations",
+    EventKind.PERTURBATION_STARTED: "perturbations",
 }
 
 
@@ -35,6 +38,9 @@ class KpiTracker:
         self.need_ok_ticks = 0
         self.counts: Counter[str] = Counter()
         self.activities: Counter[str] = Counter()
+        self.exits: Counter[str] = Counter()
+        self.perturbation_kinds: Counter[str] = Counter()
+        self.reward_stats: Any = None  # the simulation attaches its reward stats (mean/std in the report)
 
     def update(self, world: World, events: list[Event]) -> None:
         """Fold one tick into the totals."""
@@ -48,8 +54,12 @@ class KpiTracker:
             name = COUNTED.get(event.kind)
             if name is not None:
                 self.counts[name] += 1
-            if event.kind is EventKind.AFFORDANCE_COMPLETED:
-                self.activities[event.detail] += 1
+                if event.kind is EventKind.AFFORDANCE_COMPLETED:
+                    self.activities[event.detail] += 1
+                elif event.kind is EventKind.PERTURBATION_STARTED:
+                    self.perturbation_kinds[event.detail.partition(":")[0]] += 1
+            elif event.kind is EventKind.AGENT_EXIT:
+                self.exits[event.detail] += 1
 
     def report(self, world: World) -> dict[str, Any]:
         """The KPI mapping (see docs/cli.md for every field)."""
@@ -84,4 +94,13 @@ class KpiTracker:
             "jobs_lost": self.counts["jobs_lost"],
             "rent_unpaid": self.counts["rent_unpaid"],
             "hook_errors": self.counts["hook_errors"],
+            "exits": dict(sorted(self.exits.items())),
+            "arrivals": self.counts["arrivals"],
+            "perturbations": self.counts["perturbations"],
+            "perturbation_kinds": dict(sorted(self.perturbation_kinds.items())),
+            "narrations": self.counts["narrations"],
+            "reward": {
+                "mean": round(self.reward_stats.mean, 6) if self.reward_stats else 0.0,
+                "std": round(self.reward_stats.std, 6) if self.reward_stats else 0.0,
+            },
         }

@@ -17,9 +17,15 @@ from typing import Any
 import numpy as np
 
 from townlet.config.loader import LoadedConfig, load_config
+from townlet.lifecycle import Lifecycle
+from townlet.narration import Narrator
+from townlet.perturbations import Perturbations
 from townlet.policy.controller import OptionController
 from townlet.policy.options import Option, option_mask
+from townlet.policy.primitives import PrimitiveRules
 from townlet.policy.scripted import OptionPolicy, RandomPolicy, ScriptedPolicy
+from townlet.rewards import Rewards
+from townlet.sim.clock import Clock
 from townlet.sim.kpis import KpiTracker
 from townlet.world import actions
 from townlet.world.events import Event
@@ -72,7 +78,9 @@ class Simulation:
         else:
             self.policy = policy
         self.kpis = KpiTracker(self.world)
+        self.clock = Clock(self.config.time.live_tick_seconds)  # live pacing (console speed/pause)
         self.invalid_actions = 0
+        self.actor: Any = None  # a learned policy with ``act(sim) -> int[capacity]`` (townlet.policy.learned)
         self.commands: list[Callable[[World], Any]] = []
         self.phases: list[tuple[str, Phase]] = [
             ("commands", Simulation._apply_commands),
@@ -89,10 +97,25 @@ class Simulation:
         self._interrupt_level = np.float32(self.config.options.interrupt_level)
         self._slot_phase = np.arange(self.world.agents.capacity) % self.config.options.interrupt_every
         self._actions: np.ndarray | None = None
+        self._running = np.full(self.world.agents.capacity, -1, dtype=np.int8)
+        # env.action_level: external actions are options, or primitives (wait, moves, interactions)
+        self.primitives = PrimitiveRules(self.world) if self.config.env.action_level == "primitives" else None
         for _ in range(self.config.population.agents):
             self.world.spawn()
         self.invariant_problems = self.world.economy.check_invariant(self.world)
         self.world.events.clear()
+        # Life and drama: always installed, their feature flags decide whether they act.
+        self.perturbations = Perturbations(self.world)
+        self.perturbations.summon = self.controller.meet
+        self.lifecycle = Lifecycle(self.world)
+        self.lifecycle.on_exit.append(self.controller.forget)
+        self.rewards = Rewards(self.world)
+        self.narration = Narrator(self.world)
+        self.kpis.reward_stats = self.rewards.stats
+        self.add_phase("perturbations", lambda s: s.perturbations.update(s.world), after="commands")
+        self.add_phase("lifecycle", lambda s: s.lifecycle.update(s.world), after="world")
+        self.add_phase("rewards", lambda s: s.rewards.update(s.world), after="relationships")
+        self.add_phase("narration", lambda s: s.narration.update(s.world), after="rewards")
 
     @property
     def tick(self) -> int:
@@ -115,11 +138,15 @@ class Simulation:
         """Simulate one tick.
 
         Args:
-            actions: Optional ``int[capacity]`` option per slot chosen by an external (learned) policy;
-                -1 leaves that agent to the built-in policy.
+            actions: Optional ``int[capacity]`` option per slot chosen by an external (learned) policy
+                (a primitive per slot when ``env.action_level`` is ``primitives``); -1 leaves that agent to
+                the built-in policy. Actions its mask forbids are ignored and counted in ``invalid_actions``.
+                When None and an :attr:`actor` is set (a learned policy), the actor chooses.
         """
         w = self.world
         w.events = []
+        if actions is None and self.actor is not None:
+            actions = self.actor.act(self)
         self._actions = actions
         timings: dict[str, float] = {}
         clock = time.perf_counter
@@ -145,21 +172,33 @@ class Simulation:
             progress(ticks)
 
     def masks(self) -> np.ndarray:
-        """``bool[capacity, 7]`` option mask for every slot (rows of empty slots are all False)."""
-        full = np.zeros((self.world.agents.capacity, len(Option)), dtype=bool)
+        """``bool[capacity, A]`` action mask for every slot (rows of empty slots are all False).
+
+        ``A`` is 7 options, or ``5 + affordances`` primitives when ``env.action_level`` is ``primitives``.
+        """
         slots = self.world.agents.slots()
-        full[slots] = option_mask(self.world, slots)
+        if self.primitives is not None:
+            rows = self.primitives.mask(self.world, slots)
+        else:
+            rows = option_mask(self.world, slots)
+        full = np.zeros((self.world.agents.capacity, rows.shape[1]), dtype=bool)
+        full[slots] = rows
         return full
 
     # -- phases -------------------------------------------------------------------------------------
 
     def _apply_commands(self) -> None:
-        pending, self.commands = self.commands, []
+        # Take exactly what has arrived so far: another thread (the console) may append meanwhile.
+        queued = self.commands
+        pending = queued[: len(queued)]
+        del queued[: len(pending)]
         for command in pending:
             command(self.world)
 
     def _decide(self) -> None:
         w, a, ctl = self.world, self.world.agents, self.controller
+        if self._actions is not None:
+            self._running = a.option.copy()  # what each agent was doing when its action was chosen
         for slot in ctl.stalled_slots():
             w.fail_step(int(slot), "travel_timeout")
         for slot in ctl.idle_slots():
@@ -167,24 +206,34 @@ class Simulation:
         external = np.zeros(a.capacity, dtype=bool)
         if self._actions is not None:
             external = a.alive & (self._actions >= 0)
-            self._apply_external(np.flatnonzero(external))
+            if self.primitives is not None:
+                slots = np.flatnonzero(external)
+                self.invalid_actions += self.primitives.apply(w, slots, self._actions[slots])
+            else:
+                self._apply_external(np.flatnonzero(external))
         free = np.flatnonzero(a.alive & (a.option < 0) & ~external)
         if len(free):
             masks = option_mask(w, free)
             for slot, row in zip(free, masks, strict=True):
                 ctl.start(int(slot), Option(self.policy.choose(w, int(slot), row)))
-        self._interrupt_for_pressing_needs(external)
+        if self._actions is None or (a.alive & ~external).any():  # anyone left to the built-in policy
+            self._interrupt_for_pressing_needs(external)
 
     def _apply_external(self, slots: np.ndarray) -> None:
         w, a, ctl = self.world, self.world.agents, self.controller
         assert self._actions is not None
+        # Choosing the running option continues it, also when it ended earlier this tick (the choice was
+        # made while it ran): no restart, no mask check. Only real switches are checked and applied.
+        choices = self._actions[slots]
+        switching = (choices != a.option[slots]) & (choices != self._running[slots])
+        if not switching.any():
+            return
+        slots = slots[switching]
         masks = option_mask(w, slots)
         critical = np.float32(self.config.needs.critical)
         for slot, row in zip(slots, masks, strict=True):
             s = int(slot)
             choice = int(self._actions[s])
-            if choice == a.option[s]:
-                continue
             if not (0 <= choice < len(Option)) or not row[choice]:
                 self.invalid_actions += 1
                 continue
@@ -264,6 +313,10 @@ class Simulation:
         h.update(bytes([w.weather.state]))
         h.update(w.utilities.power_on.tobytes())
         h.update(w.utilities.water_on.tobytes())
+        h.update(w.place_open.tobytes())
+        h.update(e.last_wage.tobytes())
+        for part in (self.perturbations, self.lifecycle, self.rewards, self.narration):
+            h.update(part.digest())
         h.update(repr(self.rng.state()).encode())
         return h.hexdigest()
 

@@ -52,6 +52,9 @@ def start(world: World, slot: int) -> bool:
     if o.reserved_by[obj] != slot:
         world.fail_step(slot, "not_reserved")
         return False
+    if not aff.wage and not world.place_open[o.place[obj]]:
+        world.fail_step(slot, "closed")
+        return False
     failing = aff.failing_precondition(world, slot, obj)
     if failing is not None:
         world.fail_step(slot, f"precondition: {failing}")

@@ -28,6 +28,8 @@ class Economy:
         treasury: The town's account (pays wages, receives rent and fees).
         flows: Totals per flow kind (``wages``, ``rent``, ``purchases``, ``fees``, ``restock``).
         rent_unpaid_days: ``int32[C]`` consecutive days an agent could not pay rent.
+        last_wage: ``int64[C]`` tick an agent was last paid a wage (-1 never).
+        wages_paid: ``(tick, slots, amounts)`` of the latest wage payment (reward terms read it).
     """
 
     def __init__(self, world: World) -> None:
@@ -48,6 +50,8 @@ class Economy:
         self.restock_tick = clock_to_tick(cfg.restock_time, world.ticks_per_day)
         self.flows: Counter[str] = Counter()
         self.rent_unpaid_days = np.zeros(world.agents.capacity, dtype=np.int32)
+        self.last_wage = np.full(world.agents.capacity, -1, dtype=np.int64)
+        self.wages_paid: tuple[int, np.ndarray, np.ndarray] = (-1, np.zeros(0, np.int64), np.zeros(0))
 
     def price(self, item: str) -> float:
         """Current price of an item."""
@@ -124,6 +128,8 @@ class Economy:
         if len(slots) == 0:
             return
         world.agents.wallet[slots] += amounts
+        self.last_wage[slots] = world.tick
+        self.wages_paid = (world.tick, slots, amounts)
         total = float(amounts.sum())
         self.treasury -= total
         self.flows["wages"] += total

@@ -40,6 +40,8 @@ class EventKind(StrEnum):
     HOOK_ERROR = "hook_error"
     TELEPORT = "teleport"
     IDENTITY_REUSED = "identity_reused"
+    EXIT_PENDING = "exit_pending"
+    EVICTION_NOTICE = "eviction_notice"
     AGENT_EXIT = "agent_exit"
     AGENT_ARRIVED = "agent_arrived"
     PERTURBATION_STARTED = "perturbation_started"

@@ -75,8 +75,7 @@ def _blocked(world: World, movers: np.ndarray, here: np.ndarray, target: np.ndar
     g = world.grid
     indoor = ~g.outdoors[target]
     # Held by someone who stays put (occupants that are themselves walking away do not count).
-    leaving = np.zeros(g.size, dtype=np.int16)
-    np.add.at(leaving, here, 1)
+    leaving = np.bincount(here, minlength=g.size)
     blocked = indoor & (world.occupancy[target] > leaving[target])
     if len(movers) > 1:
         keys = world.queues._priority(world, movers)
@@ -87,8 +86,9 @@ def _blocked(world: World, movers: np.ndarray, here: np.ndarray, target: np.ndar
         blocked[order[dup & indoor[order]]] = True
     # A walker that stays blocks whoever wanted its tile; repeat until nothing changes.
     for _ in range(len(movers)):
-        stuck_tiles = here[blocked]
-        chained = indoor & ~blocked & np.isin(target, stuck_tiles)
+        stuck = np.zeros(g.size, dtype=bool)
+        stuck[here[blocked]] = True
+        chained = indoor & ~blocked & stuck[target]
         if not chained.any():
             break
         blocked |= chained

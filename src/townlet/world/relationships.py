@@ -121,6 +121,29 @@ class Relationships:
         self.other[faint] = -1
         self.values[faint] = 0.0
 
+    def set_tie(self, world: World, slot: int, other: int, values: tuple[float | None, float | None, float | None]) -> None:
+        """Set ``slot``'s tie to ``other`` (console ``set_rel``): components given replace, None keep.
+
+        A new tie takes an empty place or evicts the weakest tie; values are clipped to [-1, 1].
+        """
+        if not self.enabled or slot == other or slot < 0 or other < 0:
+            raise ValueError("relationships are off, or the two agents are the same")
+        row = self.other[slot]
+        hit = np.flatnonzero(row == other)
+        if len(hit):
+            k = int(hit[0])
+        else:
+            empty = np.flatnonzero(row < 0)
+            k = int(empty[0]) if len(empty) else int(np.argmin(self.strength(slot)))
+            row[k] = other
+            self.values[slot, k] = 0.0
+        for c, value in enumerate(values):
+            if value is not None:
+                self.values[slot, k, c] = np.clip(value, -1.0, 1.0)
+        world.emit(
+            EventKind.TIE_CHANGED, agent=slot, other=other, value=float(self.values[slot, k, TRUST]), detail="console"
+        )
+
     def forget(self, slot: int) -> None:
         """Erase an agent's ties and every tie pointing at it (the agent left)."""
         self.other[slot] = -1

@@ -77,6 +77,7 @@ class World:
         self.counters: Counter[str] = Counter()
         self.weather = Weather(self)
         self.utilities = Utilities(self)
+        self.place_open = np.ones(len(self.objects.place_ids), dtype=bool)  # False: closed to the public
         self.economy = Economy(self)
         self.employment = Employment(self)
         self.relationships = Relationships(self)
@@ -185,6 +186,27 @@ class World:
         self.queues.drop_agent(self, slot)
         self.agents.clear_step(slot)
         self.agents.asleep[slot] = False
+
+    def set_place_open(self, place: int, is_open: bool) -> None:
+        """Open or close a place to the public (a closed facility).
+
+        Closing fails every use of its objects in progress and every walk or queue toward them (reason
+        ``closed``), releasing their reservations; staff at work there (wage affordances) carry on.
+        """
+        self.place_open[place] = is_open
+        if is_open:
+            return
+        a = self.agents
+        busy = a.alive & (a.target_obj >= 0) & (a.activity != Activity.IDLE) & (a.activity != Activity.WAITING)
+        there = busy & np.isin(a.target_obj, self.objects.in_place[place])
+        for slot in np.flatnonzero(there):
+            s = int(slot)
+            if self.manifest.affordances[int(a.target_aff[s])].wage:
+                continue
+            if a.activity[s] == Activity.USING:
+                actions.fail(self, s, "closed")
+            else:
+                self.fail_step(s, "closed")
 
     def arbitrate(self) -> None:
         """Queue and reservation rules, then movement, then starts for agents who reached their object."""
@@ -314,6 +336,20 @@ class World:
         self.agents.tile[slot] = tile
         self.occupancy[tile] += 1
         self.emit(EventKind.TELEPORT, agent=slot, value=float(tile))
+
+    def set_need(self, slot: int, need: str, value: float) -> None:
+        """Set one need of an agent (console ``setneed``); crossing ``needs.critical`` raises the usual event."""
+        if need not in NEED_NAMES:
+            raise KeyError(need)
+        if not 0.0 <= value <= 1.0:
+            raise ValueError("a need lies in [0, 1]")
+        k = NEED_NAMES.index(need)
+        before = float(self.agents.needs[slot, k])
+        self.agents.needs[slot, k] = value
+        critical = self.config.needs.critical
+        if before < critical <= value:
+            self.emit(EventKind.NEED_THRESHOLD, agent=slot, value=float(value), detail=need)
+            self.hook_event("need_threshold", slot, detail=need)
 
     def summary(self) -> dict[str, Any]:
         """A few headline numbers about the town right now."""

@@ -1,0 +1,118 @@
+"""``townlet serve``: the live town over HTTP, paced in real time, with the browser viewer at ``/``.
+
+Prints the URL once listening; on a fresh install (no signing key in ``console.state_dir``) it creates
+one and prints an admin token, once. Ctrl+C stops the town and the server cleanly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import socket
+import sys
+from pathlib import Path
+from typing import Any
+
+from townlet.cli.main import add_config_arguments
+
+EXAMPLES = """examples:
+  townlet serve                                        # the default town at http://127.0.0.1:8000/
+  townlet serve --port 8080 --speed 10x --seed 3
+  townlet serve my_town.yaml --host 0.0.0.0 --tls-cert cert.pem --tls-key key.pem
+  townlet serve --speed pause --set server.allowed_origins='["https://overlay.example"]'
+then: townlet watch http://127.0.0.1:8000   |   townlet console http://127.0.0.1:8000 status --token $TOKEN
+"""
+
+
+def register(sub: Any, formatter: Any) -> None:
+    """Add the ``serve`` subcommand."""
+    p = sub.add_parser("serve", help="run the live town with the browser viewer, telemetry stream and console API",
+                       formatter_class=formatter, description=__doc__, epilog=EXAMPLES)
+    add_config_arguments(p)
+    p.add_argument("--host", default=None, metavar="H", help="address to listen on (default: server.host, 127.0.0.1)")
+    p.add_argument("--port", type=int, default=None, metavar="P", help="port (default: server.port, 8000; 0 = any)")
+    p.add_argument("--speed", default=None, choices=("pause", "1x", "10x", "100x", "max"),
+                   help="pace at start (default: server.speed, 1x = 250 ms per tick)")
+    p.add_argument("--tls-cert", default=None, metavar="F", help="PEM certificate: serve https and wss")
+    p.add_argument("--tls-key", default=None, metavar="F", help="PEM private key of --tls-cert")
+    p.add_argument("--seed", type=int, default=None, metavar="S", help="run seed (default: the config's seed)")
+    p.add_argument("--state-dir", default=None, metavar="DIR",
+                   help="where signing keys, revocations and the audit log live (default: console.state_dir)")
+    p.set_defaults(handler=serve_command)
+
+
+def _overrides(args: argparse.Namespace) -> list[str]:
+    flags = {"server.host": args.host, "server.port": args.port, "server.speed": args.speed,
+             "server.tls_cert": args.tls_cert, "server.tls_key": args.tls_key, "console.state_dir": args.state_dir}
+    # JSON-quoted so YAML reads every value as given (``::1`` stays an address, ``10x`` a string).
+    return [*args.overrides, *(f"{k}={json.dumps(v)}" for k, v in flags.items() if v is not None)]
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A socket bound to ``host:port`` (IPv4 or IPv6), ready for the server to listen on."""
+    family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                                                         flags=socket.AI_PASSIVE)[0]
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(address)
+    sock.set_inheritable(True)
+    return sock
+
+
+def url_of(host: str, port: int, secure: bool) -> str:
+    """The base URL for a bound address."""
+    name = f"[{host}]" if ":" in host else host
+    return f"{'https' if secure else 'http'}://{name}:{port}"
+
+
+def serve_command(args: argparse.Namespace) -> int:
+    """Load the config, set up credentials, bind, print the URL and serve until interrupted."""
+    import uvicorn
+
+    from townlet.config.loader import load_config
+    from townlet.config.models import is_loopback_host
+    from townlet.logs import configure_logging
+    from townlet.server.app import create_app
+    from townlet.server.credentials import first_run_admin_token, keys_file
+    from townlet.server.live import LiveTown
+
+    loaded = load_config(args.config, _overrides(args))
+    cfg = loaded.config
+    server = cfg.server
+    configure_logging(cfg.logging.format, cfg.logging.level)
+    secure = server.tls_cert is not None
+    for path in (server.tls_cert, server.tls_key):
+        if path is not None and not Path(path).expanduser().is_file():
+            print(f"townlet: error: TLS file not found: {path}", file=sys.stderr)
+            return 2
+    try:
+        sock = bind(server.host, server.port)
+    except OSError as exc:
+        print(f"townlet: error: cannot listen on {server.host}:{server.port}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    token = first_run_admin_token(cfg.console, server)
+    live = LiveTown.build(loaded, seed=args.seed)
+    port = sock.getsockname()[1]
+    base = url_of(server.host, port, secure)
+    live.viewers.public_url = f"{'wss' if secure else 'ws'}{base[base.index(':'):]}/ws/telemetry"
+    app = create_app(live, secure=secure)
+    print(f"townlet: the live town is at {base}/  (telemetry: {live.viewers.public_url})", flush=True)
+    print(f"townlet: speed {'paused' if live.sim.clock.paused else live.sim.clock.speed}, seed {live.sim.seed}, "
+          f"config {loaded.config_id}; Ctrl+C stops", flush=True)
+    if token is not None:
+        print(f"townlet: first run: created a signing key in {keys_file(cfg.console)}", flush=True)
+        print(f"townlet: admin token (shown once, keep it secret): {token}", flush=True)
+    if not secure and not is_loopback_host(server.host):
+        print("townlet: warning: serving without TLS on a non-loopback address; tokens travel in clear "
+              "(use --tls-cert/--tls-key)", file=sys.stderr)
+    config = uvicorn.Config(
+        app, log_config=None, access_log=False, ws="websockets-sansio", ws_per_message_deflate=False,
+        ws_max_size=server.max_body_bytes, proxy_headers=False, server_header=False, lifespan="on",
+        timeout_graceful_shutdown=3, ssl_certfile=_path(server.tls_cert), ssl_keyfile=_path(server.tls_key),
+    )
+    uvicorn.Server(config).run(sockets=[sock])
+    return 0
+
+
+def _path(value: str | None) -> str | None:
+    return None if value is None else str(Path(value).expanduser())

@@ -1,0 +1,182 @@
+"""``BatchedTowns``: N towns stepped together, every input and output a stacked ``[N, capacity, ...]`` array.
+
+No per-agent Python objects: actions come in as ``int[N, C]`` (slot-indexed, -1 = built-in policy) and
+observations, masks, rewards and flags go out as preallocated stacked buffers that each town's
+:class:`~townlet.env.core.TownCore` writes in place. Town ``i`` of a batch reset with seed ``s`` is the same
+episode as a single env reset with seed ``s + i`` (and its ``e``-th automatic reset uses ``s + i + e·N``).
+
+With ``workers=k`` the towns are split over ``k`` worker processes that write into the same buffers in
+shared memory: the per-town simulation tick is Python, so extra cores are where batched throughput comes
+from. Results are identical either way.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from townlet.config.loader import LoadedConfig
+from townlet.env.core import TownBuffers, TownCore
+
+FIELDS = ("obs", "masks", "rewards", "alive", "terminated", "arrived", "truncated", "final_obs", "reset_towns",
+          "actions", "episodes")
+
+
+def batch_shapes(n: int, cap: int, size: int, actions: int) -> dict[str, tuple[tuple[int, ...], type]]:
+    """Shape and dtype of every stacked buffer of a batch."""
+    return {
+        "obs": ((n, cap, size), np.float32),
+        "masks": ((n, cap, actions), np.int8),
+        "rewards": ((n, cap), np.float32),
+        "alive": ((n, cap), np.bool_),
+        "terminated": ((n, cap), np.bool_),
+        "arrived": ((n, cap), np.bool_),
+        "truncated": ((n, cap), np.bool_),
+        "final_obs": ((n, cap, size), np.float32),
+        "reset_towns": ((n,), np.bool_),
+        "actions": ((n, cap), np.int64),
+        "episodes": ((n,), np.int64),
+    }
+
+
+def town_buffers(arrays: dict[str, np.ndarray], i: int) -> TownBuffers:
+    """Town ``i``'s views of the stacked buffers."""
+    return TownBuffers(arrays["obs"][i], arrays["masks"][i], arrays["rewards"][i], arrays["alive"][i],
+                       arrays["terminated"][i], arrays["arrived"][i], arrays["truncated"][i])
+
+
+def step_towns(towns: dict[int, TownCore], arrays: dict[str, np.ndarray], n_towns: int, seed: int,
+               autoreset: bool) -> None:
+    """Step the given towns (by batch index) with ``arrays["actions"]``, resetting finished ones if asked."""
+    done, actions = arrays["reset_towns"], arrays["actions"]
+    for i, town in towns.items():
+        town.step(actions[i])
+        done[i] = town.done and autoreset
+        if done[i]:
+            arrays["final_obs"][i] = arrays["obs"][i]
+            arrays["episodes"][i] += 1
+            kept = {k: arrays[k][i].copy() for k in ("truncated", "rewards", "terminated")}
+            town.reset(seed + i + int(arrays["episodes"][i]) * n_towns)
+            for k, v in kept.items():
+                arrays[k][i] = v
+
+
+def reset_towns(towns: dict[int, TownCore], arrays: dict[str, np.ndarray], seed: int) -> None:
+    """Reset the given towns: town ``i`` gets seed ``seed + i``."""
+    for i, town in towns.items():
+        arrays["episodes"][i] = 0
+        arrays["reset_towns"][i] = False
+        town.reset(seed + i)
+
+
+class BatchedTowns:
+    """A batch of towns for training throughput.
+
+    Args:
+        n_towns: How many towns.
+        config: YAML config path (default: the shipped town).
+        variant: Observation variant (``features.observations`` when None).
+        agents: Initial population per town.
+        overrides: Dotted config overrides (mapping or ``key=value`` strings).
+        autoreset: Start a town's next episode as soon as it reaches the horizon (its last observations are
+            kept in :attr:`final_obs`).
+        workers: 0 steps every town in this process; ``k > 0`` spreads them over ``k`` worker processes.
+
+    Attributes:
+        obs: ``float32[N, C, D]`` observations (zero rows for empty slots).
+        masks: ``int8[N, C, A]`` action masks.
+        rewards: ``float32[N, C]`` rewards of the last step.
+        alive: ``bool[N, C]`` slots holding an agent.
+        terminated: ``bool[N, C]`` agents that left town in the last step.
+        truncated: ``bool[N, C]`` agents whose episode hit the horizon in the last step.
+        arrived: ``bool[N, C]`` agents whose first observation this is (newcomers, or a fresh episode).
+        final_obs: ``float32[N, C, D]``: for towns reset by ``autoreset`` in the last step, the observations
+            their episode ended with (rows of other towns are stale).
+        reset_towns: ``bool[N]`` towns reset by ``autoreset`` in the last step.
+    """
+
+    def __init__(
+        self, n_towns: int, config: str | Path | None = None, *, variant: str | None = None,
+        agents: int | None = None, overrides: Any = None, autoreset: bool = True, workers: int = 0,
+    ) -> None:
+        from townlet.env import env_config
+
+        if n_towns < 1:
+            raise ValueError("n_towns must be at least 1")
+        if workers < 0:
+            raise ValueError("workers must be 0 (in process) or more")
+        loaded = env_config(config, variant=variant, agents=agents, overrides=overrides)
+        self.loaded: LoadedConfig = loaded
+        self.n_towns = n_towns
+        self.autoreset = autoreset
+        first = TownCore(loaded)
+        cap, size, actions = first.capacity, first.obs_size, first.actions
+        self.capacity, self.obs_size, self.actions = cap, size, actions
+        self.layout = first.layout
+        self.seed = int(loaded.config.seed)
+        shapes = batch_shapes(n_towns, cap, size, actions)
+        self._pool = None
+        self.towns: dict[int, TownCore] = {}
+        if workers:
+            from townlet.env.workers import WorkerPool
+
+            self._pool = WorkerPool(loaded, shapes, n_towns, min(workers, n_towns), autoreset)
+            arrays = self._pool.arrays
+        else:
+            arrays = {name: np.zeros(shape, dtype=dtype) for name, (shape, dtype) in shapes.items()}
+            for i in range(n_towns):
+                town = first if i == 0 else TownCore(loaded)
+                town.buffers = town_buffers(arrays, i)
+                self.towns[i] = town
+        self.arrays = arrays
+        self.obs, self.masks, self.rewards = arrays["obs"], arrays["masks"], arrays["rewards"]
+        self.alive, self.terminated, self.arrived = arrays["alive"], arrays["terminated"], arrays["arrived"]
+        self.truncated, self.final_obs = arrays["truncated"], arrays["final_obs"]
+        self.reset_towns = arrays["reset_towns"]
+
+    def reset(self, seed: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Reset every town (town ``i`` gets seed ``seed + i``); return ``(obs, masks)``."""
+        if seed is not None:
+            self.seed = int(seed)
+        if self._pool is not None:
+            self._pool.call("reset", self.seed)
+        else:
+            reset_towns(self.towns, self.arrays, self.seed)
+        return self.obs, self.masks
+
+    def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Step every town with ``actions`` (``int[N, C]``); return ``(obs, masks, rewards, terminated, truncated)``.
+
+        All returned arrays are the batch's own buffers, overwritten by the next call.
+        """
+        if actions.shape != (self.n_towns, self.capacity):
+            raise ValueError(f"actions must have shape {(self.n_towns, self.capacity)}, got {actions.shape}")
+        self.arrays["actions"][...] = actions
+        if self._pool is not None:
+            self._pool.call("step", self.seed)
+        else:
+            step_towns(self.towns, self.arrays, self.n_towns, self.seed, self.autoreset)
+        return self.obs, self.masks, self.rewards, self.terminated, self.truncated
+
+    def state_hashes(self) -> list[str]:
+        """``Simulation.state_hash()`` of every town, in order."""
+        if self._pool is not None:
+            return self._pool.call("hashes", self.seed)
+        return [self.towns[i].sim.state_hash() for i in range(self.n_towns)]
+
+    @property
+    def invalid_actions(self) -> int:
+        """Masked actions ignored by the simulations, summed over the towns' current episodes."""
+        if self._pool is not None:
+            return int(sum(self._pool.call("invalid", self.seed)))
+        return sum(t.sim.invalid_actions for t in self.towns.values())
+
+    def close(self) -> None:
+        """Stop the worker processes (nothing to do in process); the buffers stay readable."""
+        if self._pool is not None:
+            self._pool.close()
+
+    def __del__(self) -> None:
+        self.close()

@@ -1,0 +1,177 @@
+"""``TownCore``: one town stepped with slot-indexed arrays (the engine under the single and the batched env).
+
+Everything here is an array over slots: actions in, then observations, action masks, rewards, and the
+per-slot flags of what happened this step (an agent left, an agent arrived, the episode hit its horizon).
+The PettingZoo env turns those into per-agent dicts; the batched interface stacks them across towns.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from townlet.config.loader import LoadedConfig
+from townlet.observations import ObservationEncoder
+from townlet.policy.options import OPTION_COUNT, option_mask
+from townlet.policy.primitives import primitive_count
+from townlet.sim.simulation import Simulation
+from townlet.world.events import EventKind
+
+
+@dataclass
+class TownBuffers:
+    """Slot-indexed output arrays of one town (views into a batch, or its own).
+
+    Attributes:
+        obs: ``float32[C, D]`` observations (zero rows for empty slots).
+        mask: ``int8[C, A]`` action masks (zero rows for empty slots).
+        reward: ``float32[C]`` reward of the tick just simulated (including an exit's terminal penalty).
+        alive: ``bool[C]`` slots holding an agent after the step.
+        exited: ``bool[C]`` slots whose agent left this step (terminated).
+        arrived: ``bool[C]`` slots whose agent arrived this step (its first observation).
+        truncated: ``bool[C]`` slots whose agent reached the horizon this step.
+    """
+
+    obs: np.ndarray
+    mask: np.ndarray
+    reward: np.ndarray
+    alive: np.ndarray
+    exited: np.ndarray
+    arrived: np.ndarray
+    truncated: np.ndarray
+
+    @classmethod
+    def allocate(cls, capacity: int, obs_size: int, actions: int) -> TownBuffers:
+        """Fresh zeroed buffers for one town."""
+        return cls(
+            obs=np.zeros((capacity, obs_size), dtype=np.float32),
+            mask=np.zeros((capacity, actions), dtype=np.int8),
+            reward=np.zeros(capacity, dtype=np.float32),
+            alive=np.zeros(capacity, dtype=bool),
+            exited=np.zeros(capacity, dtype=bool),
+            arrived=np.zeros(capacity, dtype=bool),
+            truncated=np.zeros(capacity, dtype=bool),
+        )
+
+
+def action_count(loaded: LoadedConfig, sim: Simulation) -> int:
+    """Size of the Discrete action space: 7 options, or 5 + affordances primitives."""
+    if loaded.config.env.action_level == "primitives":
+        return primitive_count(sim.world)
+    return OPTION_COUNT
+
+
+class TownCore:
+    """One town for RL: reset with a seed, step with an ``int[C]`` action array, read slot-indexed buffers.
+
+    Args:
+        loaded: The config (its ``features.observations`` is the variant).
+        buffers: Where to write; allocated when None.
+
+    Attributes:
+        sim: The current episode's simulation.
+        encoder: Its observation encoder.
+        ticks: Steps taken in this episode.
+        done: The horizon was reached (call :meth:`reset`).
+        exits: Slot -> (agent id, reason) for the agents that left in the last step.
+        names: Agent id per slot as of the last step.
+    """
+
+    def __init__(self, loaded: LoadedConfig, buffers: TownBuffers | None = None) -> None:
+        self.loaded = loaded
+        self.horizon = loaded.config.env.horizon
+        self.primitives = loaded.config.env.action_level == "primitives"
+        self.sim = Simulation(loaded, seed=loaded.config.seed)
+        self.actions = action_count(loaded, self.sim)
+        cap = self.sim.world.agents.capacity
+        self.capacity = cap
+        probe = ObservationEncoder(self.sim.world)
+        self.obs_size = probe.size
+        self.layout = probe.layout
+        self.buffers = buffers or TownBuffers.allocate(cap, self.obs_size, self.actions)
+        self.encoder = probe
+        self.ticks = 0
+        self.done = False
+        self.exits: dict[int, tuple[str, str]] = {}
+        self.names: list[str | None] = [None] * cap
+        self._spawn = np.zeros(cap, dtype=np.int64)
+        self.commitment = loaded.config.options.commitment_window
+        self.critical = np.float32(loaded.config.needs.critical)
+        self._rows = np.arange(cap)
+
+    def reset(self, seed: int) -> None:
+        """Start a new episode: a fresh town seeded with ``seed``; every agent's first observation is written."""
+        b = self.buffers
+        self.sim = Simulation(self.loaded, seed=seed)
+        b.obs[...] = 0.0
+        self.encoder = ObservationEncoder(self.sim.world, out=b.obs)
+        self.ticks = 0
+        self.done = False
+        self.exits = {}
+        a = self.sim.world.agents
+        b.alive[:] = a.alive
+        b.arrived[:] = a.alive
+        b.exited[:] = False
+        b.truncated[:] = False
+        b.reward[:] = 0.0
+        self._spawn[:] = a.spawn_tick
+        self.names = list(a.ids)
+        self._observe()
+
+    def step(self, actions: np.ndarray) -> None:
+        """Advance one tick with ``actions`` (``int[C]``; -1 leaves a slot to the built-in policy)."""
+        b, sim = self.buffers, self.sim
+        result = sim.step(actions)
+        self.ticks += 1
+        a = sim.world.agents
+        alive = a.alive
+        spawn = a.spawn_tick
+        changed = spawn != self._spawn
+        np.logical_and(b.alive, ~alive | changed, out=b.exited)
+        np.logical_and(alive, ~b.alive | changed, out=b.arrived)
+        b.alive[:] = alive
+        self._spawn[:] = spawn
+        b.reward[:] = sim.rewards.last
+        if b.exited.any() or b.arrived.any():
+            self._lifecycle(result.events)
+        elif self.exits:
+            self.exits = {}
+        self.done = self.ticks >= self.horizon
+        if self.done:
+            b.truncated[:] = alive
+        elif b.truncated.any():
+            b.truncated[:] = False
+        self._observe()
+
+    def _lifecycle(self, events: list) -> None:
+        b = self.buffers
+        reasons = {e.agent: e.detail for e in events if e.kind is EventKind.AGENT_EXIT}
+        self.exits = {int(s): (str(self.names[s]), reasons.get(int(s), "left")) for s in np.flatnonzero(b.exited)}
+        ids = self.sim.world.agents.ids
+        for s in np.flatnonzero(b.arrived):
+            self.names[s] = ids[s]
+
+    def _observe(self) -> None:
+        """Observations and masks of every living agent (the running option is always allowed)."""
+        b, w = self.buffers, self.sim.world
+        self.encoder.encode()
+        live = np.flatnonzero(b.alive)
+        b.mask[...] = 0
+        if not len(live):
+            return
+        if self.primitives:
+            b.mask[live] = self.sim.primitives.mask(w, live)
+            return
+        # The simulation applies a switch only once the commitment window has passed or a need is critical;
+        # inside the window only the running option (continuing) is offered.
+        a = w.agents
+        option = a.option[live]
+        running = option >= 0
+        locked = running & (w.tick - a.option_started[live] < self.commitment)
+        if locked.any():
+            locked &= np.maximum.reduce(a.needs[live], axis=1) < self.critical
+        free = ~locked
+        if free.any():
+            b.mask[live[free]] = option_mask(w, live[free])
+        b.mask[live[running], option[running]] = 1

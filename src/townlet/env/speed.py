@@ -1,0 +1,142 @@
+"""Env throughput figures for ``townlet bench --env``: single-env steps/s per variant, batched vs looped envs.
+
+Agents act with a uniformly random *masked* policy (vectorised: the argmax of random numbers over allowed
+actions), the load a policy sees early in training; the single-env figure is also given for a *committed*
+random policy (it repeats its running option and draws only when free). Only env calls are timed.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+
+from townlet.env import BatchedTowns, env_config, parallel_env
+
+
+def random_masked(rng: np.random.Generator, masks: np.ndarray) -> np.ndarray:
+    """One allowed action per row of ``masks`` (``int8[..., A]``), uniformly at random."""
+    return (rng.random(masks.shape) * masks).argmax(axis=-1)
+
+
+def single_env(variant: str, agents: int, steps: int, warmup: int, seed: int, overrides: list[str],
+               committed: bool = False) -> dict[str, Any]:
+    """Time ``steps`` steps of one PettingZoo env (after ``warmup`` untimed ones).
+
+    ``committed``: agents repeat their running option and draw a new one only when free (how an option-level
+    policy that has learnt to finish what it starts behaves), instead of drawing every step.
+    """
+    env = parallel_env(variant=variant, agents=agents, overrides=[*overrides, f"env.horizon={steps + warmup + 1}"])
+    rng = np.random.default_rng(seed)
+    obs, _ = env.reset(seed=seed)
+    option = env.sim.world.agents.option
+    elapsed = 0.0
+    agent_steps = 0
+    for i in range(warmup + steps):
+        names = env.agents
+        actions = {}
+        if names:
+            choice = random_masked(rng, np.stack([obs[n]["action_mask"] for n in names]))
+            if committed:
+                running = option[[env.core.sim.world.agents.slot_of[n] for n in names]]
+                choice = np.where(running >= 0, running, choice)
+            actions = dict(zip(names, choice.tolist(), strict=True))
+        t0 = time.perf_counter()
+        obs, *_ = env.step(actions)
+        if i >= warmup:
+            elapsed += time.perf_counter() - t0
+            agent_steps += len(actions)
+    return {
+        "env_steps_per_s": round(steps / elapsed, 1),
+        "agent_steps_per_s": round(agent_steps / elapsed, 1),
+        "invalid_actions": env.sim.invalid_actions,
+        "obs_size": env.core.obs_size,
+    }
+
+
+def single_figures(variant: str, agents: int, steps: int, warmup: int, seed: int, overrides: list[str]) -> dict:
+    """One variant's single-env figures under the random and the committed random policy."""
+    drawn = single_env(variant, agents, steps, warmup, seed, overrides)
+    held = single_env(variant, agents, steps, warmup, seed, overrides, committed=True)
+    return {
+        "variant": variant,
+        "agents": agents,
+        "obs_size": drawn["obs_size"],
+        "env_steps_per_s": drawn["env_steps_per_s"],
+        "agent_steps_per_s": drawn["agent_steps_per_s"],
+        "committed_env_steps_per_s": held["env_steps_per_s"],
+        "invalid_actions": drawn["invalid_actions"] + held["invalid_actions"],
+    }
+
+
+def _time_batch(batch: BatchedTowns, rng: np.random.Generator, steps: int, warmup: int, seed: int) -> float:
+    """Agent-steps/s of a batch under random masked actions."""
+    batch.reset(seed=seed)
+    elapsed, agent_steps = 0.0, 0
+    for i in range(warmup + steps):
+        actions = np.where(batch.alive, random_masked(rng, batch.masks), -1)
+        t0 = time.perf_counter()
+        batch.step(actions)
+        if i >= warmup:
+            elapsed += time.perf_counter() - t0
+            agent_steps += int(batch.alive.sum())
+    batch.close()
+    return agent_steps / elapsed
+
+
+def batched_vs_loop(
+    variant: str, agents: int, towns: int, steps: int, warmup: int, seed: int, overrides: list[str], workers: int
+) -> dict[str, Any]:
+    """Agent-steps/s of ``BatchedTowns(towns)`` against ``towns`` single envs stepped one after another.
+
+    The batch is timed in process, and (``workers > 0``) spread over that many worker processes.
+    """
+    sets = [*overrides, f"env.horizon={steps + warmup + 1}"]
+    rng = np.random.default_rng(seed)
+    batched = _time_batch(BatchedTowns(towns, variant=variant, agents=agents, overrides=sets), rng, steps, warmup,
+                          seed)
+    spread = None
+    if workers:
+        pool = BatchedTowns(towns, variant=variant, agents=agents, overrides=sets, workers=workers)
+        spread = _time_batch(pool, rng, steps, warmup, seed)
+    envs = [parallel_env(variant=variant, agents=agents, overrides=sets) for _ in range(towns)]
+    obs = [env.reset(seed=seed + k)[0] for k, env in enumerate(envs)]
+    elapsed, agent_steps = 0.0, 0
+    for i in range(warmup + steps):
+        for k, env in enumerate(envs):
+            names = env.agents
+            choice = random_masked(rng, np.stack([obs[k][n]["action_mask"] for n in names])) if names else []
+            actions = dict(zip(names, choice.tolist(), strict=True)) if names else {}
+            t0 = time.perf_counter()
+            obs[k], *_ = env.step(actions)
+            if i >= warmup:
+                elapsed += time.perf_counter() - t0
+                agent_steps += len(actions)
+    looped = agent_steps / elapsed
+    result: dict[str, Any] = {
+        "variant": variant,
+        "towns": towns,
+        "agents": agents,
+        "loop_agent_steps_per_s": round(looped, 1),
+        "batched_agent_steps_per_s": round(batched, 1),
+        "speedup": round(batched / looped, 2),
+    }
+    if spread is not None:
+        result |= {"workers": workers, "workers_agent_steps_per_s": round(spread, 1),
+                   "workers_speedup": round(spread / looped, 2)}
+    return result
+
+
+def env_figures(
+    variants: list[str], agents: int, towns: int, steps: int, warmup: int, seed: int, overrides: list[str],
+    workers: int = 0,
+) -> dict[str, Any]:
+    """The ``env`` block of ``townlet bench --env``."""
+    env_config(variant=variants[0], agents=agents, overrides=overrides)  # fail early on a bad config
+    return {
+        "steps": steps,
+        "warmup": warmup,
+        "single": [single_figures(v, agents, steps, warmup, seed, overrides) for v in variants],
+        "batched": [batched_vs_loop(v, agents, towns, steps, warmup, seed, overrides, workers) for v in variants],
+    }

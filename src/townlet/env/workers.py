@@ -1,0 +1,109 @@
+"""Worker processes for ``BatchedTowns(workers=k)``: each steps a contiguous share of the towns in place.
+
+The stacked buffers live in anonymous shared memory mapped before the workers are forked, so a step is one
+short message per worker and their writes are visible to the parent without copying. Needs the ``fork``
+start method (Linux, macOS); elsewhere use ``workers=0``.
+"""
+
+from __future__ import annotations
+
+import mmap
+import multiprocessing as mp
+from multiprocessing.connection import Connection
+from typing import Any
+
+import numpy as np
+
+from townlet.config.loader import LoadedConfig
+
+Shapes = dict[str, tuple[tuple[int, ...], type]]
+
+
+def _serve(conn: Connection, loaded: LoadedConfig, arrays: dict[str, np.ndarray], towns: list[int],
+           n_towns: int, autoreset: bool) -> None:
+    """A worker's loop: build its towns on its side, then answer step / reset / query messages."""
+    from townlet.env.batched import reset_towns, step_towns, town_buffers
+    from townlet.env.core import TownCore
+
+    cores = {}
+    for i in towns:
+        core = TownCore(loaded)
+        core.buffers = town_buffers(arrays, i)
+        cores[i] = core
+    conn.send("ready")
+    try:
+        while True:
+            command, seed = conn.recv()
+            if command == "step":
+                step_towns(cores, arrays, n_towns, seed, autoreset)
+                conn.send(None)
+            elif command == "reset":
+                reset_towns(cores, arrays, seed)
+                conn.send(None)
+            elif command == "hashes":
+                conn.send([cores[i].sim.state_hash() for i in towns])
+            elif command == "invalid":
+                conn.send([cores[i].sim.invalid_actions for i in towns])
+            else:
+                break
+    except (EOFError, KeyboardInterrupt):
+        pass
+    finally:
+        conn.close()
+
+
+class WorkerPool:
+    """``k`` worker processes sharing the stacked buffers of one batch.
+
+    Attributes:
+        arrays: The stacked buffers (numpy views of shared memory), by name.
+    """
+
+    def __init__(self, loaded: LoadedConfig, shapes: Shapes, n_towns: int, workers: int, autoreset: bool) -> None:
+        if "fork" not in mp.get_all_start_methods():
+            raise RuntimeError("BatchedTowns workers need the 'fork' start method; use workers=0 here")
+        self.arrays: dict[str, np.ndarray] = {}
+        self._maps = []
+        for key, (shape, dtype) in shapes.items():
+            nbytes = max(int(np.prod(shape)) * np.dtype(dtype).itemsize, 1)
+            shared = mmap.mmap(-1, nbytes)  # anonymous and shared with the children forked below
+            self._maps.append(shared)
+            self.arrays[key] = np.ndarray(shape, dtype=dtype, buffer=shared)
+        ctx = mp.get_context("fork")
+        self._conns: list[Connection] = []
+        self._procs = []
+        for share in np.array_split(np.arange(n_towns), workers):
+            parent, child = ctx.Pipe()
+            proc = ctx.Process(target=_serve, daemon=True,
+                               args=(child, loaded, self.arrays, share.tolist(), n_towns, autoreset))
+            proc.start()
+            child.close()
+            self._conns.append(parent)
+            self._procs.append(proc)
+        for conn in self._conns:
+            if conn.recv() != "ready":
+                raise RuntimeError("a batch worker failed to start")
+
+    def call(self, command: str, seed: int) -> Any:
+        """Send a command to every worker and wait for all; list answers are concatenated in town order."""
+        for conn in self._conns:
+            conn.send((command, seed))
+        answers = [conn.recv() for conn in self._conns]
+        if answers and isinstance(answers[0], list):
+            return [x for part in answers for x in part]
+        return None
+
+    def close(self) -> None:
+        """Stop the workers (the shared buffers stay readable until the batch is dropped)."""
+        for conn in self._conns:
+            try:
+                conn.send(("close", 0))
+            except (BrokenPipeError, OSError):
+                pass
+        for proc in self._procs:
+            proc.join(timeout=5)
+            if proc.is_alive():
+                proc.terminate()
+        for conn in self._conns:
+            conn.close()
+        self._conns, self._procs = [], []

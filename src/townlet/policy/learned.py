@@ -1,0 +1,98 @@
+"""A learned policy driving a live town: observations -> network -> one option per agent per tick.
+
+``LearnedPolicy.act(sim)`` returns the option array that :meth:`Simulation.step` takes; it also keeps the
+latest option probabilities and values per slot for the viewer's policy inspector. Torch is imported only
+when a learned policy is actually used.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from townlet.policy.checkpoint import Checkpoint, CheckpointError, build_network, load
+from townlet.policy.options import OPTION_COUNT, option_mask
+
+if TYPE_CHECKING:
+    from townlet.sim.simulation import Simulation
+
+
+class LearnedPolicy:
+    """Chooses options for every living agent each tick from a checkpoint.
+
+    Args:
+        checkpoint: A :class:`Checkpoint` or a path to one.
+        greedy: Take the most likely option instead of sampling (sampling uses the ``policy`` stream).
+
+    Attributes:
+        probs: ``float32[C, 7]`` option probabilities from the last tick (zeros for empty slots).
+        values: ``float32[C]`` value estimates from the last tick.
+    """
+
+    def __init__(self, checkpoint: Checkpoint | str | Path, greedy: bool = False) -> None:
+        self.checkpoint = checkpoint if isinstance(checkpoint, Checkpoint) else load(checkpoint)
+        self.net = build_network(self.checkpoint)
+        self.greedy = greedy
+        self.encoder: Any = None
+        self._world: Any = None
+        self._state: Any = None
+        self.probs = np.zeros((0, OPTION_COUNT), dtype=np.float32)
+        self.values = np.zeros(0, dtype=np.float32)
+
+    @property
+    def policy_hash(self) -> str:
+        """The checkpoint's policy hash."""
+        return self.checkpoint.policy_hash
+
+    def _bind(self, sim: Simulation) -> None:
+        from townlet.observations import ObservationEncoder
+
+        variant = self.checkpoint.variant
+        self.encoder = ObservationEncoder(sim.world, variant)
+        if self.encoder.size != self.checkpoint.spec.obs_dim:
+            raise CheckpointError(
+                f"policy {self.policy_hash} reads {self.checkpoint.spec.obs_dim} features ({variant}) but this town "
+                f"produces {self.encoder.size}: observation shapes differ"
+            )
+        cap = sim.world.agents.capacity
+        self.probs = np.zeros((cap, OPTION_COUNT), dtype=np.float32)
+        self.values = np.zeros(cap, dtype=np.float32)
+        self._state = self.net.initial_state(cap)
+        self._world = sim.world
+
+    def act(self, sim: Simulation) -> np.ndarray:
+        """One option per slot for the coming tick (-1 for empty slots)."""
+        import torch
+
+        if self._world is not sim.world:
+            self._bind(sim)
+        world = sim.world
+        obs = self.encoder.encode()
+        live = world.agents.slots()
+        actions = np.full(world.agents.capacity, -1, dtype=np.int64)
+        if not len(live):
+            return actions
+        mask = option_mask(world, live)
+        running = world.agents.option[live]
+        mask[np.flatnonzero(running >= 0), running[running >= 0]] = True
+        with torch.no_grad():
+            state = None
+            if self._state is not None:
+                state = (self._state[0][:, live], self._state[1][:, live])
+            logits, value, state = self.net(torch.from_numpy(obs[live]), torch.from_numpy(mask), state)
+            if state is not None:
+                self._state[0][:, live], self._state[1][:, live] = state
+            probs = torch.softmax(logits, dim=-1).numpy()
+        if self.greedy:
+            choice = probs.argmax(axis=1)
+        else:
+            cumulative = probs.cumsum(axis=1)
+            draws = world.rng.policy.random(len(live))[:, None]
+            choice = (cumulative < draws).sum(axis=1).clip(0, OPTION_COUNT - 1)
+        actions[live] = choice
+        self.probs[:] = 0.0
+        self.probs[live] = probs
+        self.values[live] = value.numpy()
+        return actions

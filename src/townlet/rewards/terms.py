@@ -1,0 +1,203 @@
+"""Per-agent rewards from the state and the tick's events (SPEC 13): every term, then the guardrails.
+
+Terms (weights in ``rewards``; the table with defaults is in docs/lifecycle.md):
+
+- ``homeostasis``: ``-sum_i w_i * deficit_i**2`` every living tick; ``shaping``: optional potential shaping
+  ``gamma * phi(s') - phi(s)`` with ``phi`` the homeostasis term.
+- ``survival``: a small bonus every living tick; ``wage``: ``rewards.wage`` per meal unit earned this tick.
+- ``punctuality``: on clocking in, a triangular bonus peaking at the shift start and reaching 0 at
+  ``punctuality_minutes`` early or late; its peak is capped below one skipped meal's pain.
+- ``faint`` (a collapse), ``eviction`` (an eviction notice), ``terminal`` (leaving town): penalties.
+- Social, by ``features.social_rewards``: C1 ``chat`` (successful chats); C2 adds ``conflict`` (a bonus for
+  queueing politely, a penalty for letting a reservation expire or shoving through); C3 adds
+  ``relationship`` (mean trust of one's ties). Ignored while any need is above ``social_need_cap``.
+
+Guardrails, in order: no positive reward within ``exit_guard_ticks`` of an exit trigger (collapse, eviction
+notice, pending exit, the exit itself); clip to ``±clip_tick``; clip the episode's return to
+``±clip_episode``. Their net effect is the ``guardrails`` entry of the breakdown, so the breakdown of a
+slot always sums to its reward.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from townlet.config.models import NEED_NAMES, TownletConfig
+from townlet.rewards.stats import RunningStats
+from townlet.world.events import EventKind
+from townlet.world.relationships import TRUST
+
+if TYPE_CHECKING:
+    from townlet.world.state import World
+
+TERMS = (
+    "homeostasis", "shaping", "survival", "wage", "punctuality", "faint", "eviction", "terminal",
+    "chat", "conflict", "relationship", "guardrails",
+)
+SOCIAL_TERMS = ("chat", "conflict", "relationship")
+STAGE_LEVEL = {"OFF": 0, "C1": 1, "C2": 2, "C3": 3}
+_TRIGGERS = {EventKind.COLLAPSE, EventKind.EVICTION_NOTICE, EventKind.EXIT_PENDING, EventKind.AGENT_EXIT}
+_RELEVANT = _TRIGGERS | {
+    EventKind.SHIFT_ARRIVED, EventKind.CHAT, EventKind.QUEUE_JOINED, EventKind.RESERVATION_EXPIRED,
+    EventKind.GHOST_STEP,
+}
+
+
+def skipped_meal_pain(config: TownletConfig) -> float:
+    """Extra homeostasis cost of skipping one meal, under the configured weights.
+
+    A meal is due at hunger ``skipped_meal[0]`` and relieves ``skipped_meal[1]``; over the ticks that relief
+    lasts, the hunger term of an agent who skipped it exceeds that of one who ate by the returned total.
+    """
+    due, relief = config.rewards.skipped_meal
+    rate = config.needs.decay.get("hunger", 0.0)
+    ticks = math.ceil(relief / rate) if rate > 0 else config.time.ticks_per_day
+    t = np.arange(ticks, dtype=np.float64)
+    fed = np.clip(max(due - relief, 0.0) + rate * t, 0.0, 1.0)
+    hungry = np.clip(due + rate * t, 0.0, 1.0)
+    return float(config.rewards.homeostasis.hunger * (hungry**2 - fed**2).sum())
+
+
+class Rewards:
+    """Rewards of every slot for the tick just simulated.
+
+    Attributes:
+        last: ``float32[C]`` reward per slot (an agent that left this tick has its terminal penalty there).
+        breakdown: Term -> ``float32[C]`` for the last tick; the terms of a slot sum to ``last``.
+        episode_return: ``float32[C]`` clipped return since the slot's agent arrived (reset at spawn).
+        stats: Running mean/std of every reward handed out (living and leaving agents).
+        stage: Social reward stage (0 OFF, 1 C1, 2 C2, 3 C3).
+        punctuality_peak: The punctuality bonus after its cap.
+        skipped_meal_pain: The cap's yardstick (see :func:`skipped_meal_pain`).
+    """
+
+    def __init__(self, world: World) -> None:
+        cfg = world.config.rewards
+        self.cfg = cfg
+        cap = world.agents.capacity
+        self.tpd = world.ticks_per_day
+        self.weights = np.array([getattr(cfg.homeostasis, n) for n in NEED_NAMES], dtype=np.float32)
+        self.stage = STAGE_LEVEL[world.config.features.social_rewards]
+        self.last = np.zeros(cap, dtype=np.float32)
+        self._terms = np.zeros((len(TERMS), cap), dtype=np.float32)  # one row per term, zeroed in one go
+        self.breakdown = {term: self._terms[i] for i, term in enumerate(TERMS)}
+        self.episode_return = np.zeros(cap, dtype=np.float32)
+        self.trigger_tick = np.full(cap, -(10**9), dtype=np.int64)
+        self.last_trigger = -(10**9)
+        self.potential = np.zeros(cap, dtype=np.float32)
+        self.stats = RunningStats()
+        self.skipped_meal_pain = skipped_meal_pain(world.config)
+        self.punctuality_peak = min(cfg.punctuality, cfg.punctuality_cap_share * self.skipped_meal_pain)
+        self.punctuality_window = cfg.punctuality_minutes * self.tpd / 1440.0
+        self._neg_weights = -self.weights
+        self._survival = np.float32(cfg.survival)
+        self._raw = np.zeros(cap, dtype=np.float32)
+        self._sum = np.zeros(cap, dtype=np.float32)
+        self._spawned = -1
+        self._lo_tick, self._hi_tick = np.float32(-cfg.clip_tick), np.float32(cfg.clip_tick)
+        self._lo_episode, self._hi_episode = np.float32(-cfg.clip_episode), np.float32(cfg.clip_episode)
+
+    def update(self, world: World) -> None:
+        """Compute every slot's reward for this tick (the ``rewards`` phase)."""
+        a, tick, cfg, bd = world.agents, world.tick, self.cfg, self.breakdown
+        self._terms.fill(0.0)
+        alive = a.alive
+        born: np.ndarray | None = None
+        if world.counters["spawned"] != self._spawned:  # somebody arrived since the last tick
+            self._spawned = world.counters["spawned"]
+            born = np.flatnonzero(alive & (a.spawn_tick == tick))
+            self.episode_return[born] = 0.0
+            self.trigger_tick[born] = -(10**9)
+        hom = bd["homeostasis"]
+        np.dot(a.needs * a.needs, self._neg_weights, out=hom)
+        hom *= alive
+        if cfg.potential_shaping:
+            if born is not None:
+                self.potential[born] = hom[born]  # no shaping on an agent's first tick
+            np.subtract(np.float32(cfg.shaping_gamma) * hom, self.potential, out=bd["shaping"])
+            bd["shaping"] *= alive
+            self.potential[:] = hom
+        np.multiply(alive, self._survival, out=bd["survival"])
+        paid_tick, slots, amounts = world.economy.wages_paid
+        if paid_tick == tick and len(slots):
+            bd["wage"][slots] += (cfg.wage * amounts).astype(np.float32)
+        exited = self._events(world)
+        if self.stage >= 3:
+            rel = world.relationships
+            has = rel.other >= 0
+            count = has.sum(axis=1)
+            trust = np.where(has, rel.values[:, :, TRUST], 0.0).sum(axis=1)
+            bd["relationship"][:] = cfg.social.relationship_quality * trust / np.maximum(count, 1) * alive
+        if self.stage:
+            desperate = a.needs.max(axis=1) > cfg.social_need_cap
+            if desperate.any():
+                for term in SOCIAL_TERMS:
+                    bd[term][desperate] = 0.0
+        self._guard(tick, int(np.count_nonzero(alive)) + len(exited))
+
+    def _events(self, world: World) -> list[int]:
+        """Event-driven terms; returns the slots that left town this tick."""
+        cfg, bd, tick, stage = self.cfg, self.breakdown, world.tick, self.stage
+        exited: list[int] = []
+        for e in world.events:
+            kind = e.kind
+            if kind not in _RELEVANT:
+                continue
+            if kind in _TRIGGERS:
+                self.trigger_tick[e.agent] = tick
+                self.last_trigger = tick
+                if kind is EventKind.COLLAPSE:
+                    bd["faint"][e.agent] -= cfg.faint_penalty
+                elif kind is EventKind.EVICTION_NOTICE:
+                    bd["eviction"][e.agent] -= cfg.eviction_penalty
+                elif kind is EventKind.AGENT_EXIT:
+                    bd["terminal"][e.agent] -= cfg.terminal_penalty
+                    exited.append(e.agent)
+            elif kind is EventKind.SHIFT_ARRIVED:
+                bd["punctuality"][e.agent] += self.punctuality(world, e.agent)
+            elif stage >= 1 and kind is EventKind.CHAT:
+                if e.value > 0:
+                    bd["chat"][e.agent] += cfg.social.chat_success
+                    bd["chat"][e.other] += cfg.social.chat_success
+            elif stage >= 2 and kind is EventKind.QUEUE_JOINED:
+                bd["conflict"][e.agent] += cfg.social.polite_queue
+            elif stage >= 2:  # RESERVATION_EXPIRED (blocked an object) or GHOST_STEP (shoved through)
+                bd["conflict"][e.agent] -= cfg.social.conflict
+        return exited
+
+    def punctuality(self, world: World, slot: int) -> float:
+        """The bonus for clocking in now: peak at the shift start, 0 at ``punctuality_minutes`` either side."""
+        job = int(world.agents.job[slot])
+        if job < 0:
+            return 0.0
+        half = self.tpd // 2
+        offset = (world.tick % self.tpd - int(world.employment.start[job]) + half) % self.tpd - half
+        return self.punctuality_peak * max(0.0, 1.0 - abs(offset) / self.punctuality_window)
+
+    def _guard(self, tick: int, counted: int) -> None:
+        """Apply the guardrails to the summed terms; ``counted`` is living plus leaving agents."""
+        cfg, raw, r = self.cfg, self._raw, self.last
+        # Plain ufuncs rather than np.clip / ndarray.sum: this runs every tick on small arrays.
+        np.add.reduce(self._terms[:-1], axis=0, out=raw)
+        np.maximum(raw, self._lo_tick, out=r)
+        if tick - self.last_trigger <= cfg.exit_guard_ticks:
+            near_exit = tick - self.trigger_tick <= cfg.exit_guard_ticks
+            np.minimum(r, 0.0, out=r, where=near_exit)
+        np.minimum(r, self._hi_tick, out=r)
+        # Empty slots have no terms, so r is 0 there and their returns stay as they were.
+        ret, total = self.episode_return, self._sum
+        np.add(ret, r, out=total)
+        np.maximum(total, self._lo_episode, out=total)
+        np.minimum(total, self._hi_episode, out=total)
+        np.subtract(total, ret, out=r)
+        ret[:] = total
+        np.subtract(r, raw, out=self.breakdown["guardrails"])
+        self.stats.update_sums(counted, float(np.add.reduce(r, dtype=np.float64)), float(np.dot(r, r)))
+
+    def digest(self) -> bytes:
+        """Bytes of the reward state (for ``Simulation.state_hash``)."""
+        parts = (self.last, self.episode_return, self.trigger_tick, self.potential, np.int64(self.last_trigger))
+        return b"".join(arr.tobytes() for arr in parts) + repr(self.stats.state()).encode()

@@ -1,0 +1,221 @@
+"""The HTTP face of a live town (FastAPI): viewer page, telemetry WebSocket, console API, health and metrics.
+
+Routes: ``GET /`` (the viewer), ``/static/*``, ``GET /api/town`` (the static map), ``WS /ws/telemetry``
+(a snapshot, then diffs and events), ``POST /api/console``, ``GET /healthz``, ``GET /metrics``. Requests
+must name this server in ``Host`` (loopback names for a loopback server); browser pages from other origins
+are refused unless listed in ``server.allowed_origins``. Nothing served ever contains a key or a token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Request, WebSocket
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from starlette.concurrency import run_in_threadpool
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from townlet.console.errors import E_INVALID_ARG, E_RATE_LIMITED, E_UNAUTHENTICATED
+from townlet.logs import log_event
+from townlet.server import metrics
+from townlet.server.console_api import (
+    E_TIMEOUT,
+    STATUS_OF,
+    FailedAuthGuard,
+    ResultCounter,
+    bearer,
+    refusal,
+)
+from townlet.server.live import LiveTown
+from townlet.server.town import town_description
+from townlet.server.viewers import Viewer, host_allowed, origin_allowed
+
+log = logging.getLogger("townlet.server")
+STATIC_DIR = Path(__file__).resolve().parent / "static"
+SECURITY_HEADERS = [
+    (b"content-security-policy",
+     b"default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+     b"object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'none'"),
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"x-frame-options", b"DENY"),
+]
+
+
+class HostGuard:
+    """ASGI middleware: refuse requests whose ``Host`` is not this server's; add security headers."""
+
+    def __init__(self, app: ASGIApp, bound_host: str, allowed_hosts: list[str]) -> None:
+        self.app = app
+        self.bound_host = bound_host
+        self.allowed_hosts = allowed_hosts
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        host = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"host"), None)
+        if not host_allowed(host, self.bound_host, self.allowed_hosts):
+            if scope["type"] == "http":
+                await send({"type": "http.response.start", "status": 400,
+                            "headers": [(b"content-type", b"text/plain; charset=utf-8")]})
+                await send({"type": "http.response.body", "body": b"unknown host\n"})
+            else:
+                await send({"type": "websocket.close", "code": 1008})
+            return
+        if scope["type"] == "websocket":
+            await self.app(scope, receive, send)
+            return
+
+        async def with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", []), *SECURITY_HEADERS]}
+            await send(message)
+
+        await self.app(scope, receive, with_headers)
+
+
+class ViewerHub:
+    """The connected viewers; the tick thread pokes them all with one call onto the event loop per tick."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.viewers: set[Viewer] = set()
+        self._pending = False
+
+    def tick(self) -> None:
+        """Called by the tick thread after each publish."""
+        if self.viewers and not self._pending:
+            self._pending = True
+            try:
+                self.loop.call_soon_threadsafe(self._poke_all)
+            except RuntimeError:  # the event loop is closing
+                self._pending = False
+
+    def _poke_all(self) -> None:
+        self._pending = False
+        for viewer in self.viewers:
+            viewer.poke()
+
+
+def create_app(live: LiveTown, secure: bool = False) -> FastAPI:
+    """The FastAPI app serving ``live`` (started and stopped with the app's lifespan).
+
+    Args:
+        live: The live town.
+        secure: Whether the server speaks TLS (pages are then ``https`` and the stream ``wss``).
+    """
+    cfg = live.cfg
+    results = ResultCounter()
+    guard = FailedAuthGuard(cfg.auth_failures)
+    town = town_description(live.sim)
+    hub: dict[str, ViewerHub] = {}
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        hub["viewers"] = ViewerHub(asyncio.get_running_loop())
+        live.after_tick.append(hub["viewers"].tick)
+        live.start()
+        try:
+            yield
+        finally:
+            live.viewers.close()
+            await run_in_threadpool(live.stop)
+
+    app = FastAPI(title="Townlet live server", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+    if cfg.allowed_origins:
+        app.add_middleware(CORSMiddleware, allow_origins=list(cfg.allowed_origins), allow_methods=["GET", "POST"],
+                           allow_headers=["Authorization", "Content-Type"], max_age=600)
+    app.add_middleware(HostGuard, bound_host=cfg.host, allowed_hosts=list(cfg.allowed_hosts))
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+
+    @app.get("/", include_in_schema=False)
+    async def index() -> FileResponse:
+        return FileResponse(STATIC_DIR / "index.html", headers={"cache-control": "no-cache"})
+
+    @app.get("/healthz")
+    async def healthz() -> JSONResponse:
+        status = live.status()
+        return JSONResponse(status, status_code=200 if status["status"] == "ok" else 503)
+
+    @app.get("/metrics")
+    async def prometheus() -> Response:
+        return Response(metrics.render(live, results.snapshot()), media_type=metrics.CONTENT_TYPE)
+
+    @app.get("/api/town")
+    async def town_map() -> JSONResponse:
+        return JSONResponse(town, headers={"cache-control": "no-cache"})
+
+    @app.post("/api/console")
+    async def console(request: Request) -> Response:
+        address = request.client.host if request.client else "?"
+        tick = live.last_tick
+        if guard.blocked(address):
+            return _answer(results, refusal(E_RATE_LIMITED, "too many failed authentications; wait", tick),
+                           {"retry-after": str(max(1, round(guard.wait_s)))})
+        size = int(request.headers.get("content-length") or 0)
+        body = await request.body() if size <= cfg.max_body_bytes else b""
+        if size > cfg.max_body_bytes or len(body) > cfg.max_body_bytes:
+            return _answer(results, refusal(E_INVALID_ARG, f"body larger than {cfg.max_body_bytes} bytes", tick))
+        try:
+            payload: Any = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            payload = None
+        if not isinstance(payload, dict):
+            return _answer(results, refusal(E_INVALID_ARG, 'body must be a JSON object {"cmd", "args", "cmd_id"}',
+                                            tick))
+        token = bearer(request.headers.get("authorization"))
+        future = await run_in_threadpool(live.console.submit, token, payload)
+        live.wake()
+        try:
+            result = (await asyncio.wait_for(asyncio.wrap_future(future), cfg.console_timeout_s)).to_dict()
+        except TimeoutError:
+            body_out = refusal(E_TIMEOUT, f"the town did not apply the command within {cfg.console_timeout_s:g} s; "
+                                          "it may still be applied", tick)
+            return _answer(results, body_out, status=504)
+        if result["code"] == E_UNAUTHENTICATED:
+            guard.failed(address)
+        headers = {"www-authenticate": 'Bearer realm="townlet"'} if result["code"] == E_UNAUTHENTICATED else {}
+        return _answer(results, result, headers)
+
+    @app.websocket("/ws/telemetry")
+    async def telemetry(ws: WebSocket) -> None:
+        origin = ws.headers.get("origin")
+        if not origin_allowed(origin, ws.headers.get("host"), secure, list(cfg.allowed_origins)):
+            log_event(log, "server.viewer_refused", live.last_tick, origin=origin, reason="origin")
+            await ws.close(code=1008)
+            return
+        if len(live.viewers.clients) >= cfg.max_viewers:
+            await ws.close(code=1013)
+            return
+        await ws.accept()
+        outbox = live.viewers.subscribe()
+        viewer = Viewer(ws, outbox, cfg.stream_rate, cfg.catch_up_rate)
+        viewers = hub["viewers"]
+        viewers.viewers.add(viewer)
+        live.request_snapshot()
+        try:
+            await viewer.run()
+        finally:
+            viewers.viewers.discard(viewer)
+            live.viewers.unsubscribe(outbox)
+            with contextlib.suppress(Exception):
+                await ws.close()
+
+    return app
+
+
+def _answer(results: ResultCounter, body: dict[str, Any], headers: dict[str, str] | None = None,
+            status: int | None = None) -> Response:
+    results.add(body["code"])
+    code = status if status is not None else STATUS_OF.get(body["code"], 409)
+    return Response(orjson.dumps(body), status_code=code, media_type="application/json", headers=headers)

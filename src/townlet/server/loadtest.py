@@ -1,0 +1,202 @@
+"""The live server's load benchmark: many WebSocket spectators on loopback against a real server.
+
+Three timed phases on one server (the real app, uvicorn, the console API to change speed):
+
+1. ``100x`` with no spectators: the tick rate the town reaches at 100x on this machine;
+2. ``100x`` with N spectators connected: the tick rate must stay within 10% of phase 1;
+3. ``1x`` with N spectators: the tick lag (how late each tick starts against its schedule), p99 < 50 ms.
+
+Spectators run in a separate process (as real viewers would) and count what they receive.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import multiprocessing as mp
+import tempfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+LAG_LIMIT_MS = 50.0
+RATE_TOLERANCE = 0.10
+
+
+def _spectate(url: str, count: int, ready: Any, stop: Any, results: Any) -> None:
+    """Child process: hold ``count`` connections open, reading everything, until ``stop`` is set."""
+    from websockets.asyncio.client import connect
+
+    async def one(i: int, tally: dict[str, Any]) -> None:
+        try:
+            async with connect(url, max_size=2**24, open_timeout=30, ping_interval=None) as ws:
+                tally["connected"] += 1
+                first = True
+                while not stop.is_set():
+                    try:
+                        message = await asyncio.wait_for(ws.recv(), 0.5)
+                    except TimeoutError:
+                        continue
+                    if first:
+                        tally["first_snapshot"] += json.loads(message).get("type") == "snapshot"
+                        first = False
+                    tally["messages"] += 1
+                    tally["bytes"] += len(message)
+                    if message.startswith('{"type":"snapshot"'):
+                        tally["snapshots"] += 1
+        except Exception as exc:  # counted, not fatal: the report says how many stayed connected
+            tally["errors"].append(f"{type(exc).__name__}: {exc}"[:200])
+
+    async def main() -> None:
+        tally: dict[str, Any] = {"connected": 0, "first_snapshot": 0, "messages": 0, "bytes": 0, "snapshots": 0,
+                                 "errors": []}
+        tasks = [asyncio.create_task(one(i, tally)) for i in range(count)]
+        while tally["connected"] + len(tally["errors"]) < count:
+            await asyncio.sleep(0.05)
+        ready.set()
+        await asyncio.gather(*tasks)
+        tally["errors"] = tally["errors"][:5]
+        results.put(tally)
+
+    asyncio.run(main())
+
+
+class LoadBench:
+    """A server on loopback (port picked by the OS) with an admin token, ready for timed phases.
+
+    Args:
+        overrides: Config overrides (``--set``), applied to the shipped config or ``config``.
+        config: A YAML config file, or None for the shipped one.
+        seed: The run seed.
+    """
+
+    def __init__(self, overrides: list[str], config: str | None = None, seed: int | None = None) -> None:
+        from townlet.cli.serve import bind
+        from townlet.config.loader import load_config
+        from townlet.console.auth import TokenAuthority
+        from townlet.server.live import LiveTown
+
+        self.tmp = tempfile.TemporaryDirectory(prefix="townlet-bench-live-")
+        sets = [*overrides, f"console.state_dir={self.tmp.name}", "server.host=127.0.0.1", "server.port=0",
+                "server.speed=100x", "console.audit_fsync=false"]
+        self.loaded = load_config(config, sets)
+        self.live = LiveTown.build(self.loaded, seed=seed)
+        self.token, _ = TokenAuthority.from_config(self.loaded.config.console).issue("bench", "admin", 3600)
+        self.sock = bind("127.0.0.1", 0)
+        self.base = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        self.server: Any = None
+        self.thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Serve on a background thread (the tick loop starts with the app)."""
+        import uvicorn
+
+        from townlet.server.app import create_app
+
+        config = uvicorn.Config(create_app(self.live), log_config=None, access_log=False, ws="websockets-sansio",
+                                ws_per_message_deflate=False, lifespan="on", proxy_headers=False)
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while not self.server.started:
+            if time.monotonic() > deadline:
+                raise RuntimeError("the benchmark server did not start")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        """Stop the server and remove its temporary state."""
+        if self.server is not None:
+            self.server.should_exit = True
+        if self.thread is not None:
+            self.thread.join(30)
+        self.tmp.cleanup()
+
+    def command(self, cmd: str, **args: Any) -> dict[str, Any]:
+        """Run a console command through the HTTP API."""
+        request = urllib.request.Request(
+            f"{self.base}/api/console", data=json.dumps({"cmd": cmd, "args": args}).encode(), method="POST",
+            headers={"Content-Type": "application/json", "Authorization": f"Bearer {self.token}"},
+        )
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return json.loads(response.read())
+
+    def phase(self, speed: str, seconds: float) -> dict[str, Any]:
+        """Run at ``speed`` for ``seconds``; tick rate, lag percentiles and telemetry counters."""
+        answer = self.command("speed", value=speed)
+        if not answer.get("ok"):
+            raise RuntimeError(f"speed {speed}: {answer}")
+        time.sleep(min(2.0, seconds / 10))  # settle at the new pace
+        stats = self.live.stats
+        stats.clear_lags()
+        health0 = self.live.viewers.health()
+        t0, n0 = time.monotonic(), stats.ticks
+        time.sleep(seconds)
+        t1, n1 = time.monotonic(), stats.ticks
+        lags = stats.lag_quantiles()
+        health1 = self.live.viewers.health()
+        return {
+            "speed": speed,
+            "seconds": round(t1 - t0, 3),
+            "ticks": n1 - n0,
+            "tick_rate": round((n1 - n0) / (t1 - t0), 2),
+            "lag_ms": {k: round(v * 1000, 3) for k, v in lags.items()},
+            "viewers": health1["clients"],
+            "messages_sent": health1["sent"] - health0["sent"],
+            "messages_dropped": health1["dropped"] - health0["dropped"],
+            "snapshots_sent": health1["snapshots"] - health0["snapshots"],
+        }
+
+
+def run_load_bench(spectators: int, duration: float, overrides: list[str], config: str | None = None,
+                   seed: int | None = None, log: Any = None) -> dict[str, Any]:
+    """The three phases; returns the JSON report (with ``pass`` flags)."""
+    say = log or (lambda text: None)
+    bench = LoadBench(overrides, config, seed)
+    ctx = mp.get_context("spawn")
+    ready, stop, results = ctx.Event(), ctx.Event(), ctx.Queue()
+    url = bench.base.replace("http://", "ws://") + "/ws/telemetry"
+    child = ctx.Process(target=_spectate, args=(url, spectators, ready, stop, results), daemon=True)
+    bench.start()
+    try:
+        say(f"phase 1/3: 100x, no spectators, {duration:g} s")
+        alone = bench.phase("100x", duration)
+        say(f"connecting {spectators} spectators")
+        child.start()
+        if not ready.wait(120):
+            raise RuntimeError("the spectators did not connect within 120 s")
+        say(f"phase 2/3: 100x, {spectators} spectators, {duration:g} s")
+        crowded = bench.phase("100x", duration)
+        say(f"phase 3/3: 1x, {spectators} spectators, {duration:g} s")
+        paced = bench.phase("1x", duration)
+        stop.set()
+        tally = results.get(timeout=60)
+        child.join(30)
+    finally:
+        stop.set()
+        if child.is_alive():
+            child.terminate()
+        bench.stop()
+    ratio = crowded["tick_rate"] / alone["tick_rate"] if alone["tick_rate"] else 0.0
+    lag_ok = paced["lag_ms"]["p99"] < LAG_LIMIT_MS
+    rate_ok = ratio >= 1.0 - RATE_TOLERANCE
+    return {
+        "benchmark": "live-server load",
+        "spectators": spectators,
+        "duration_s": duration,
+        "agents": int(bench.live.sim.world.agents.alive.sum()),
+        "config_id": bench.loaded.config_id,
+        "pace_1x": {**paced, "lag_p99_limit_ms": LAG_LIMIT_MS, "pass": lag_ok},
+        "speed_100x": {"alone": alone, "with_spectators": crowded, "ratio": round(ratio, 4),
+                       "min_ratio": 1.0 - RATE_TOLERANCE, "pass": rate_ok},
+        "spectator_side": tally,
+        "pass": lag_ok and rate_ok and tally["connected"] == spectators,
+    }
+
+
+def report_path(path: str | None, report: dict[str, Any]) -> None:
+    """Write the report to ``path`` (when given)."""
+    if path:
+        Path(path).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")

@@ -1,0 +1,102 @@
+// The agent card: needs, wallet, option, job and lateness, top friends and rivals, last event, policy inspector.
+
+import { el, facts, fixed, $ } from "./dom.js";
+
+const NEED_COLORS = [[0.5, "var(--good)"], [0.8, "var(--warn)"], [Infinity, "var(--bad)"]];
+
+function needBar(name, value) {
+  const pct = Math.round(Math.max(0, Math.min(1, value)) * 100);
+  const color = NEED_COLORS.find(([limit]) => value < limit)[1];
+  return el("div", { class: "need", "data-need": name, "data-value": value },
+    el("span", { text: name }),
+    el("span", {
+      class: "track", role: "progressbar", "aria-label": `${name} deficit`, "aria-valuemin": 0,
+      "aria-valuemax": 100, "aria-valuenow": pct,
+    }, el("span", { class: "fill", style: { width: `${pct}%`, background: color, display: "block" } })),
+    el("span", { class: "value", text: fixed(value, 2) }));
+}
+
+function tieList(title, ties, field) {
+  if (!ties || !ties.length) return null;
+  return [
+    el("p", { class: "section-title", text: title }),
+    el("ul", { class: "ties" }, ties.map((t) => el("li", {}, `${t.id} (${field} ${fixed(t[field], 2)})`))),
+  ];
+}
+
+function policyInspector(agent, options) {
+  const policy = agent.policy;
+  const probs = policy && policy.probs;
+  if (!probs) {
+    return el("p", { "data-testid": "policy", text: policy && policy.name ? policy.name : "scripted" });
+  }
+  const entries = Array.isArray(probs) ? probs.map((p, i) => [options[i] || `#${i}`, p]) : Object.entries(probs);
+  entries.sort((a, b) => b[1] - a[1]);
+  return el("div", { "data-testid": "policy" },
+    policy.name ? el("p", { class: "muted", text: policy.name }) : null,
+    el("div", { class: "probs" }, entries.slice(0, 3).map(([name, p]) => el("div", { class: "prob" },
+      el("span", { text: name }),
+      el("span", { class: "fill", style: { width: `${Math.round(p * 100)}%` } }),
+      el("span", { class: "value", text: fixed(p, 2) })))),
+    typeof policy.value === "number" ? el("p", {}, `value ${fixed(policy.value, 3)}`) : null);
+}
+
+export class AgentCard {
+  constructor(town) {
+    this.town = town;
+    this.root = $("card");
+    this.title = $("card-title");
+    this.body = $("card-body");
+    this.empty = $("card-empty");
+    this.id = null;
+    this.lastEvents = new Map(); // agent id -> last event message about it
+  }
+
+  noteEvent(e) {
+    if (e.kind === "narration") return;
+    if (e.agent) this.lastEvents.set(e.agent, e);
+    if (e.other) this.lastEvents.set(e.other, e);
+  }
+
+  show(id, state) {
+    this.id = id;
+    this.render(state);
+  }
+
+  render(state) {
+    const id = this.id;
+    const agent = id && state && state.agents ? state.agents[id] : null;
+    this.root.dataset.agent = agent ? id : "";
+    if (!agent) {
+      this.title.textContent = id ? `${id} (gone)` : "Agent";
+      this.body.hidden = true;
+      this.empty.hidden = false;
+      return;
+    }
+    this.title.textContent = id;
+    this.empty.hidden = true;
+    this.body.hidden = false;
+    const job = agent.job;
+    const last = this.lastEvents.get(id);
+    const ties = agent.ties || {};
+    const content = [
+      el("p", { class: "muted", "data-testid": "card-tick", "data-tick": state.tick },
+        `${agent.activity}${agent.asleep ? " · asleep" : ""} at ${agent.place || `(${agent.x}, ${agent.y})`} · tick ${state.tick}`),
+      el("div", { class: "needs", "aria-label": "Needs (deficits: 0 satisfied, 1 desperate)" },
+        Object.entries(agent.needs).map(([name, value]) => needBar(name, value))),
+      facts([
+        ["option", agent.option || "none"],
+        ["wallet", fixed(agent.wallet, 2)],
+        job ? ["job", `${job.title} ${job.shift[0]}–${job.shift[1]}${job.on_shift ? " · on shift" : ""}${job.clocked_in ? " · clocked in" : ""}`] : ["job", "none"],
+        job ? ["lateness", `late ${job.late} · attended ${job.attended} · absent ${job.absent}`] : null,
+        agent.possessed_by ? ["possessed by", agent.possessed_by] : null,
+        ["last event", last ? `${last.kind}${last.detail ? ` (${last.detail})` : ""} at tick ${last.tick}` : "–"],
+      ], { "data-testid": "card-facts" }),
+      tieList("Friends", ties.friends, "trust"),
+      tieList("Rivals", ties.rivals, "rivalry"),
+      el("p", { class: "section-title", text: "Policy" }),
+      policyInspector(agent, this.town.options),
+    ];
+    this.body.replaceChildren(...content.flat().filter(Boolean));
+  }
+}

@@ -1,0 +1,108 @@
+// The telemetry stream: a WebSocket that yields the town's state (snapshot, then merge-patch diffs) and events.
+
+/** Apply a JSON Merge Patch (RFC 7386) to `target` in place. */
+export function applyPatch(target, patch) {
+  for (const [key, value] of Object.entries(patch)) {
+    if (value === null) {
+      delete target[key];
+    } else if (typeof value === "object" && !Array.isArray(value)) {
+      if (typeof target[key] !== "object" || target[key] === null || Array.isArray(target[key])) target[key] = {};
+      applyPatch(target[key], value);
+    } else {
+      target[key] = value;
+    }
+  }
+  return target;
+}
+
+/** Where the stream of the page's own server lives. */
+export function streamUrl(location) {
+  const scheme = location.protocol === "https:" ? "wss:" : "ws:";
+  return `${scheme}//${location.host}/ws/telemetry`;
+}
+
+/**
+ * A self-reconnecting telemetry client. Emits "state" (after a snapshot or a diff), "event" (one event
+ * message) and "status" (connection changes). A diff that does not follow on means lost messages: the
+ * client reconnects to start again from a fresh snapshot.
+ */
+export class TelemetryStream extends EventTarget {
+  constructor(url) {
+    super();
+    this.url = url;
+    this.state = null;
+    this.header = {};
+    this.socket = null;
+    this.backoff = 500;
+    this.stats = {
+      connected: false, messages: 0, snapshots: 0, diffs: 0, events: 0, gaps: 0, reconnects: 0,
+      bytes: 0, lastMessageAt: 0, since: performance.now(),
+    };
+  }
+
+  connect() {
+    const socket = new WebSocket(this.url);
+    this.socket = socket;
+    socket.addEventListener("open", () => {
+      this.backoff = 500;
+      this.stats.connected = true;
+      this.emit("status", { connected: true });
+    });
+    socket.addEventListener("message", (msg) => this.onMessage(msg.data));
+    socket.addEventListener("close", () => {
+      if (this.socket !== socket) return;
+      this.stats.connected = false;
+      this.state = null;
+      this.emit("status", { connected: false });
+      this.stats.reconnects += 1;
+      setTimeout(() => this.connect(), this.backoff);
+      this.backoff = Math.min(this.backoff * 2, 10000);
+    });
+  }
+
+  restart() {
+    const old = this.socket;
+    this.socket = null;
+    this.state = null;
+    if (old) old.close();
+    this.stats.reconnects += 1;
+    this.connect();
+  }
+
+  onMessage(text) {
+    let msg;
+    try {
+      msg = JSON.parse(text);
+    } catch {
+      return;
+    }
+    const s = this.stats;
+    s.messages += 1;
+    s.bytes += text.length;
+    s.lastMessageAt = performance.now();
+    if (msg.type === "snapshot") {
+      s.snapshots += 1;
+      const { state, ...header } = msg;
+      this.header = header;
+      this.state = state;
+      this.emit("state", { kind: "snapshot", state });
+    } else if (msg.type === "diff") {
+      s.diffs += 1;
+      if (!this.state) return;
+      if (msg.tick !== this.state.tick + 1) {
+        s.gaps += 1;
+        this.restart();
+        return;
+      }
+      applyPatch(this.state, msg.patch);
+      this.emit("state", { kind: "diff", state: this.state });
+    } else if (msg.type === "event") {
+      s.events += 1;
+      this.emit("event", msg);
+    }
+  }
+
+  emit(type, detail) {
+    this.dispatchEvent(new CustomEvent(type, { detail }));
+  }
+}

@@ -1,0 +1,230 @@
+"""Encoding one tick: the state, its diff from the previous tick, and the tick's events, as JSON lines.
+
+The first tick encoded (and any consumer that needs a base) gets a ``snapshot``; every other tick is a
+``diff`` (a merge patch). Event lines follow, one per event. The encoder also keeps the parts of the state
+that only the stream knows: recent narration lines and rolling KPI windows (``stability``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from townlet.narration.templates import CATEGORIES
+from townlet.telemetry.diff import make_patch
+from townlet.telemetry.outbox import Batch
+from townlet.telemetry.schema import SCHEMA_ID
+from townlet.telemetry.state import StateBuilder
+from townlet.world.events import Event, EventKind
+
+if TYPE_CHECKING:
+    from townlet.config.models import TelemetryConfig
+    from townlet.sim.kpis import KpiTracker
+    from townlet.sim.simulation import Simulation
+    from townlet.world.state import World
+
+
+class KpiWindows:
+    """Rolling KPI windows of a fixed length, folded tick by tick from the state and the events.
+
+    These are the ``stability`` section until the stability monitor (training) publishes its own canaries.
+    """
+
+    def __init__(self, world: World, kpis: KpiTracker, window: int) -> None:
+        self.window = window
+        self.kpis = kpis
+        self.punctuality = world.config.employment.punctuality_window
+        self.ticks_per_day = world.ticks_per_day
+        self.windows = 0
+        self.closed: deque[dict[str, Any]] = deque(maxlen=2)
+        self._reset(world.tick)
+        self.section: dict[str, Any] = {"window_ticks": window, "windows": 0}
+
+    def _reset(self, start: int) -> None:
+        self.start = start
+        # need health comes from the KPI tracker's running totals (differences at the window's ends)
+        self.base_agent_ticks, self.base_need_ok = self.kpis.agent_ticks, self.kpis.need_ok_ticks
+        self.arrivals = self.late = 0
+        self.collapses = self.exits = self.option_starts = self.chats = 0
+
+    def fold(self, world: World, events: list[Event]) -> None:
+        """Add one tick (after the KPI phase has folded it); close the window on its last tick."""
+        for e in events:
+            kind = e.kind
+            if kind is EventKind.OPTION_STARTED:
+                self.option_starts += 1
+            elif kind is EventKind.SHIFT_ARRIVED:
+                self.arrivals += 1
+                self.late += e.value > self.punctuality
+            elif kind is EventKind.CHAT:
+                self.chats += 1
+            elif kind is EventKind.COLLAPSE:
+                self.collapses += 1
+            elif kind is EventKind.AGENT_EXIT:
+                self.exits += 1
+        if world.tick % self.window == self.window - 1:
+            self._close(world.tick)
+
+    def _close(self, end: int) -> None:
+        at = self.kpis.agent_ticks - self.base_agent_ticks
+        need_ok = self.kpis.need_ok_ticks - self.base_need_ok
+        self.closed.appendleft(
+            {
+                "start": self.start,
+                "end": end,
+                "agent_ticks": at,
+                "need_ok_share": round(need_ok / at, 4) if at else 1.0,
+                "lateness": round(self.late / self.arrivals, 4) if self.arrivals else 0.0,
+                "arrivals": self.arrivals,
+                "late_arrivals": int(self.late),
+                "collapses": self.collapses,
+                "exits": self.exits,
+                "option_starts_per_agent_day": round(self.option_starts * self.ticks_per_day / at, 4) if at else 0.0,
+                "chats": self.chats,
+            }
+        )
+        self.windows += 1
+        self.section = {"window_ticks": self.window, "windows": self.windows, "last": self.closed[0]}
+        if len(self.closed) > 1:
+            self.section["previous"] = self.closed[1]
+        self._reset(end + 1)
+
+
+class TelemetryEncoder:
+    """Turns each tick of a simulation into a :class:`Batch` of JSON lines.
+
+    Args:
+        sim: The simulation (read only).
+        cfg: The ``telemetry`` config section.
+    """
+
+    def __init__(self, sim: Simulation, cfg: TelemetryConfig) -> None:
+        self.sim = sim
+        self.cfg = cfg
+        self.builder = StateBuilder(sim, cfg.digits)
+        self.kpi_windows = KpiWindows(sim.world, sim.kpis, cfg.stability_window)
+        self.narration_lines: deque[dict[str, Any]] = deque(maxlen=cfg.narration_lines)
+        self.narration: list[dict[str, Any]] = []
+        self.sections: dict[str, Any] = {}
+        self.state: dict[str, Any] | None = None
+        self.names: dict[int, str] = {}
+        self._known: set[str] = set()
+
+    def _name(self, slot: int) -> str:
+        name = self.sim.world.agents.ids[slot] if 0 <= slot < self.sim.world.agents.capacity else None
+        return self.builder.public(name or self.names.get(slot, "?"))  # a leaver keeps last tick's name
+
+    def event(self, e: Event) -> dict[str, Any]:
+        """One event as a telemetry message."""
+        out: dict[str, Any] = {"type": "event", "tick": int(e.tick), "kind": e.kind.value}
+        if e.agent >= 0:
+            out["agent"] = self._name(e.agent)
+        if e.other >= 0:
+            out["other"] = self._name(e.other)
+        objects = self.sim.world.objects
+        if 0 <= e.obj < objects.count:
+            out["object"] = objects.ids[e.obj]
+        if e.value and math.isfinite(e.value):
+            out["value"] = round(float(e.value), self.cfg.digits)
+        if e.detail:
+            detail = e.detail
+            if self.builder.private and (detail in self.sim.world.agents.slot_of or detail in self._known):
+                detail = self.builder.public(detail)  # events that name an agent in their detail
+            out["detail"] = detail
+        return out
+
+    def _fold_narration(self, events: list[Event]) -> None:
+        added = False
+        for e in events:
+            if e.kind is EventKind.NARRATION and self.cfg.narration_lines:
+                line: dict[str, Any] = {"tick": int(e.tick), "text": e.detail}
+                if e.agent >= 0:
+                    line["agent"] = self._name(e.agent)
+                if 0 <= int(e.value) < len(CATEGORIES):
+                    line["category"] = CATEGORIES[int(e.value)]
+                self.narration_lines.append(line)
+                added = True
+        if added:
+            self.narration = list(self.narration_lines)
+
+    def skip(self) -> None:
+        """Fold a tick nobody receives: windows and narration stay current, the next tick is a snapshot."""
+        self.kpi_windows.fold(self.sim.world, self.sim.world.events)
+        self._fold_narration(self.sim.world.events)
+        self.state = None
+
+    def encode(self, extra_events: list[dict[str, Any]] = (), sections: dict[str, Any] | None = None) -> Batch:  # type: ignore[assignment]
+        """Encode the tick just simulated.
+
+        Args:
+            extra_events: Event messages from telemetry itself (transport alerts), sent after the world's.
+            sections: Replacement ``perf`` / ``transports`` sections, when due.
+        """
+        sim, w = self.sim, self.sim.world
+        events = w.events
+        self.kpi_windows.fold(w, events)
+        self._fold_narration(events)
+        if sections:
+            self.sections.update(sections)
+        state = self.builder.build()
+        state["stability"] = self.kpi_windows.section
+        state["narration"] = self.narration
+        state.update(self.sections)
+        dumps = orjson.dumps
+        event_lines = b"".join(dumps(self.event(e)) + b"\n" for e in events)
+        event_lines += b"".join(dumps(e) + b"\n" for e in extra_events)
+        count = 1 + len(events) + len(extra_events)
+        previous, self.state = self.state, state
+        tick = int(w.tick)
+        if previous is None:
+            diff = b""
+        else:
+            diff = dumps({"type": "diff", "tick": tick, "patch": make_patch(previous, state)}) + b"\n" + event_lines
+        header = {"type": "snapshot", "schema": SCHEMA_ID, "tick": tick, "config_id": sim.loaded.config_id,
+                  "seed": int(sim.seed)}
+
+        def snapshot() -> bytes:
+            return dumps({**header, "state": state}) + b"\n" + event_lines
+
+        ids = w.agents.ids
+        self.names = {slot: ids[slot] or "?" for slot in w.agents.slots().tolist()}
+        if self.builder.private:
+            self._known = set(self.names.values())
+        batch = Batch(tick, diff, count, snapshot)
+        if previous is None:
+            batch.diff = batch.snapshot()  # nobody has a base yet: the first tick is a snapshot for everyone
+        return batch
+
+    def amend(self, events: list[Event]) -> Batch:
+        """Re-encode the last tick after changes made between two ticks (console commands in a paused live town).
+
+        Time does not advance: the state keeps the last tick's number and clock, so both forms of the batch
+        are the snapshot form (every consumer rebases on it), followed by ``events``, what the changes
+        emitted. The next tick's diff applies to this amended state.
+        """
+        w = self.sim.world
+        self._fold_narration(events)
+        w.tick -= 1  # the builder labels the state with the world's tick: here, the last one simulated
+        try:
+            state = self.builder.build()
+        finally:
+            w.tick += 1
+        state["stability"] = self.kpi_windows.section
+        state["narration"] = self.narration
+        state.update(self.sections)
+        dumps = orjson.dumps
+        self.state = state
+        message = self.snapshot_message()
+        data = dumps(message) + b"\n" + b"".join(dumps(self.event(e)) + b"\n" for e in events)
+        return Batch(int(state["tick"]), data, 1 + len(events), lambda: data)
+
+    def snapshot_message(self) -> dict[str, Any]:
+        """The latest snapshot as a message dict (the console, tests)."""
+        if self.state is None:
+            raise RuntimeError("nothing encoded yet")
+        return {"type": "snapshot", "schema": SCHEMA_ID, "tick": self.state["tick"],
+                "config_id": self.sim.loaded.config_id, "seed": int(self.sim.seed), "state": self.state}
+

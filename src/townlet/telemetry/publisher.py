@@ -1,0 +1,261 @@
+"""The publisher: a ``telemetry`` phase that encodes each tick once and hands it to every transport.
+
+Attach it to a simulation and it installs one timed phase after the last existing one; detach it and the
+phase goes away, so a town nobody watches pays nothing. It also keeps the health picture: per-phase tick
+timings and the slowest ticks (``perf``), each transport's health, and the drop-rate watch that logs one
+warning and publishes one ``alert`` event per episode of loss.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+from collections import deque
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+from townlet.config.models import TelemetryConfig
+from townlet.logs import log_event
+from townlet.telemetry.encoder import TelemetryEncoder
+from townlet.telemetry.transports import Transport, build_transport
+
+if TYPE_CHECKING:
+    from townlet.sim.simulation import Simulation
+
+log = logging.getLogger("townlet.telemetry")
+PHASE = "telemetry"
+
+
+class PerfWindow:
+    """Per-phase tick timings over the current health window, and the slowest ticks of the run."""
+
+    def __init__(self, sim: Simulation, slowest: int) -> None:
+        self.sim = sim
+        self.keep = slowest
+        self.last = dict(sim.phase_total)
+        self.sums: dict[str, float] = {}
+        self.ticks = 0
+        self.slowest: list[tuple[float, int]] = []  # min-heap of (seconds, tick)
+
+    def fold(self, tick: int) -> None:
+        """Take the phase times of the previous tick (its totals land after its last phase, ours included)."""
+        totals = self.sim.phase_total
+        spent = 0.0
+        for name, total in totals.items():
+            delta = total - self.last.get(name, 0.0)
+            self.sums[name] = self.sums.get(name, 0.0) + delta
+            spent += delta
+        self.last = dict(totals)
+        if spent <= 0.0:
+            return  # the first tick after attaching: no finished tick to account for yet
+        self.ticks += 1
+        if self.keep:
+            if len(self.slowest) < self.keep:
+                heapq.heappush(self.slowest, (spent, tick - 1))
+            elif spent > self.slowest[0][0]:
+                heapq.heapreplace(self.slowest, (spent, tick - 1))
+
+    def section(self) -> dict[str, Any]:
+        """The ``perf`` section for the window just ended (and start a new window)."""
+        n = max(self.ticks, 1)
+        phase_ms = {name: round(total * 1000 / n, 4) for name, total in self.sums.items()}
+        out = {
+            "ticks": self.ticks,
+            "tick_ms_mean": round(sum(self.sums.values()) * 1000 / n, 4),
+            "phase_ms": phase_ms,
+            "slowest": [{"tick": t, "ms": round(s * 1000, 3)} for s, t in sorted(self.slowest, reverse=True)],
+        }
+        self.sums = {}
+        self.ticks = 0
+        return out
+
+
+class DropWatch:
+    """Drop rate of one transport over a sliding window of ticks, with episodes of loss.
+
+    An episode starts when the rate reaches ``threshold`` (one warning log, one alert event) and ends when
+    it falls below half of it, so a lasting loss is reported once, not once per tick.
+    """
+
+    def __init__(self, window: int, threshold: float) -> None:
+        self.history: deque[tuple[int, int]] = deque(maxlen=window + 1)
+        self.threshold = threshold
+        self.rate = 0.0
+        self.in_loss = False
+        self.alerts = 0
+
+    def update(self, offered: int, dropped: int) -> str | None:
+        """Fold cumulative counts; returns ``"start"`` or ``"end"`` when an episode changes."""
+        self.history.append((offered, dropped))
+        first_offered, first_dropped = self.history[0]
+        sent = offered - first_offered
+        self.rate = min((dropped - first_dropped) / sent, 1.0) if sent > 0 else 0.0
+        if not self.in_loss and self.rate >= self.threshold:
+            self.in_loss = True
+            self.alerts += 1
+            return "start"
+        if self.in_loss and self.rate < self.threshold / 2:
+            self.in_loss = False
+            return "end"
+        return None
+
+
+class TelemetryPublisher:
+    """Publishes a simulation's telemetry to its transports, one batch per tick.
+
+    Args:
+        sim: The simulation to read.
+        cfg: The ``telemetry`` config section (the simulation's own when None).
+        transports: Transports to publish to (besides those built from ``cfg.transports`` by
+            :meth:`from_config`).
+    """
+
+    def __init__(self, sim: Simulation, cfg: TelemetryConfig | None = None,
+                 transports: Iterable[Transport] = ()) -> None:
+        self.sim = sim
+        self.cfg = cfg or sim.config.telemetry
+        self.encoder = TelemetryEncoder(sim, self.cfg)
+        self.perf = PerfWindow(sim, self.cfg.slowest_ticks)
+        self.transports: list[Transport] = []
+        self.watches: dict[str, DropWatch] = {}
+        self.attached = False
+        self.published = 0
+        for transport in transports:
+            self.add_transport(transport)
+
+    @classmethod
+    def from_config(cls, sim: Simulation, cfg: TelemetryConfig | None = None) -> TelemetryPublisher:
+        """A publisher with every transport listed in the config."""
+        cfg = cfg or sim.config.telemetry
+        return cls(sim, cfg, [build_transport(t) for t in cfg.transports])
+
+    # -- wiring -------------------------------------------------------------------------------------
+
+    def add_transport(self, transport: Transport) -> Transport:
+        """Add a transport (started at once when already attached); names are made unique."""
+        names = {t.name for t in self.transports}
+        base, n = transport.name, 2
+        while transport.name in names:
+            transport.name = f"{base}-{n}"
+            n += 1
+        self.transports.append(transport)
+        self.watches[transport.name] = DropWatch(self.cfg.drop_window, self.cfg.drop_alert_rate)
+        if self.attached:
+            transport.start()
+        return transport
+
+    def remove_transport(self, transport: Transport, timeout: float = 5.0) -> None:
+        """Close and forget a transport."""
+        if transport in self.transports:
+            self.transports.remove(transport)
+            self.watches.pop(transport.name, None)
+            transport.close(timeout)
+
+    def attach(self) -> TelemetryPublisher:
+        """Install the ``telemetry`` phase after the last phase and start the transports."""
+        if self.attached:
+            return self
+        for transport in self.transports:
+            transport.start()
+        last = self.sim.phases[-1][0]
+        self.sim.add_phase(PHASE, TelemetryPublisher._phase_of(self), after=last)
+        self.perf = PerfWindow(self.sim, self.cfg.slowest_ticks)
+        self.attached = True
+        return self
+
+    @staticmethod
+    def _phase_of(publisher: TelemetryPublisher) -> Any:
+        def telemetry(sim: Simulation) -> None:
+            publisher.publish()
+
+        return telemetry
+
+    def detach(self) -> None:
+        """Remove the phase (transports stay open; see :meth:`close`)."""
+        if self.attached:
+            self.sim.phases = [(n, p) for n, p in self.sim.phases if n != PHASE]
+            self.sim.phase_total.pop(PHASE, None)
+            self.attached = False
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Detach, flush every transport and close it."""
+        self.detach()
+        for transport in list(self.transports):
+            transport.close(timeout)
+
+    # -- each tick ----------------------------------------------------------------------------------
+
+    def publish(self) -> None:
+        """Encode the tick just simulated and offer it to every transport (never blocks)."""
+        tick = int(self.sim.world.tick)
+        self.perf.fold(tick)
+        alerts = self._watch_drops(tick)
+        sections = None
+        every = self.cfg.health_every
+        if every and (self.published == 0 or tick % every == 0):
+            sections = {"perf": self.perf.section(), "transports": self.transport_health()}
+        if not any(transport.wants() for transport in self.transports):
+            self.encoder.skip()  # nobody listens (a viewer-less WebSocket server): fold the windows only
+            return
+        batch = self.encoder.encode(alerts, sections)
+        for transport in self.transports:
+            transport.put(batch)
+        self.published += 1
+
+    def _watch_drops(self, tick: int) -> list[dict[str, Any]]:
+        alerts: list[dict[str, Any]] = []
+        for transport in self.transports:
+            watch = self.watches[transport.name]
+            offered, dropped = transport.counts()
+            change = watch.update(offered, dropped)
+            if change == "start":
+                detail = (
+                    f"telemetry loss on {transport.name}: {watch.rate:.0%} of messages dropped "
+                    f"over the last {self.cfg.drop_window} ticks"
+                )
+                log_event(
+                    log, "telemetry.drop_alert", tick, logging.WARNING, transport=transport.name,
+                    drop_rate=round(watch.rate, 4), dropped=dropped, offered=offered,
+                )
+                alerts.append(
+                    {"type": "event", "tick": tick, "kind": "alert", "value": round(watch.rate, 4),
+                     "detail": detail, "transport": transport.name}
+                )
+            elif change == "end":
+                log_event(log, "telemetry.loss_recovered", tick, transport=transport.name,
+                          drop_rate=round(watch.rate, 4), dropped=dropped)
+        return alerts
+
+    # -- health -------------------------------------------------------------------------------------
+
+    def transport_health(self) -> dict[str, Any]:
+        """Every transport's health, with its drop rate and episodes of loss."""
+        out: dict[str, Any] = {}
+        for transport in self.transports:
+            watch = self.watches[transport.name]
+            out[transport.name] = {
+                **transport.health(),
+                "drop_rate": round(watch.rate, 4),
+                "in_loss": watch.in_loss,
+                "alerts": watch.alerts,
+            }
+        return out
+
+    def health(self) -> dict[str, Any]:
+        """The health payload: tick, transports, and the latest perf section."""
+        return {
+            "tick": int(self.sim.world.tick),
+            "published": self.published,
+            "transports": self.transport_health(),
+            "perf": self.encoder.sections.get("perf") or self.perf_now(),
+        }
+
+    def perf_now(self) -> dict[str, Any]:
+        """Perf over the ticks folded so far in the current window (without ending the window)."""
+        n = max(self.perf.ticks, 1)
+        return {
+            "ticks": self.perf.ticks,
+            "tick_ms_mean": round(sum(self.perf.sums.values()) * 1000 / n, 4),
+            "phase_ms": {name: round(t * 1000 / n, 4) for name, t in self.perf.sums.items()},
+            "slowest": [{"tick": t, "ms": round(s * 1000, 3)} for s, t in sorted(self.perf.slowest, reverse=True)],
+        }

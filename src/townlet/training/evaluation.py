@@ -1,0 +1,445 @@
+"""The evaluation suite: fixed-seed scenarios per stage, the KPI scorecard, and the A/B gate.
+
+A :class:`KpiMeter` rides along a simulation as a timed phase and folds each tick into window statistics
+(:class:`WindowStats`); the stability monitor and the anneal use the same meter with their own window
+length. The scorecard of a run (:func:`scorecard`) has these keys:
+
+| key | meaning | better |
+|---|---|---|
+| `attendance` | attended shifts / (attended + absent) | higher |
+| `lateness` | late arrivals / attended shifts | lower |
+| `collapses` | starvation incidents (hunger collapses), a count | lower |
+| `starvation` | collapses per agent-day | lower |
+| `need_ok_share` | share of agent-ticks with every need below `needs.ok_threshold` | higher |
+| `self_sufficiency` | share of agent-days (agents present all day) whose needs all stayed below `needs.ok_threshold` | higher |
+| `tenure` | mean job tenure in days (finished and ongoing spells) | higher |
+| `relationship_formation` | share of agents with a friend (a tie with trust >= `evaluation.friend_trust`) | higher |
+| `conflict_escalation` | share of agents with an escalated rivalry (rivalry >= `evaluation.rival_level`) | lower |
+| `option_switch_rate` | share of option starts that abandoned a running option | lower |
+| `reward_mean` | mean reward per agent-tick | higher |
+| `exits`, `agent_days`, `ticks` | agents who left town; agent-days and ticks measured | |
+
+:func:`evaluate` runs a policy (``scripted``, ``random``, a checkpoint) over ``evaluation.seeds`` for each
+stage asked for and averages the scorecards (counts are summed); :func:`gate` compares a candidate with a
+baseline (a newer policy against the release, one observation variant against another) KPI by KPI.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from townlet.config.loader import LoadedConfig, load_config
+from townlet.config.models import GateConfig
+from townlet.sim.simulation import Simulation
+from townlet.world.events import EventKind
+from townlet.world.relationships import RIVALRY, TRUST
+
+Policy = Any  # "scripted" | "random" | Checkpoint | path | an actor with ``act(sim)`` | a callable installing one
+COUNT_KEYS = ("collapses", "exits", "agent_days", "ticks")
+
+
+@dataclass
+class WindowStats:
+    """Counts over a span of ticks (a window or a day); the rates are properties.
+
+    Attributes:
+        start / ticks: First tick and length of the span.
+        agent_ticks / need_ok_ticks: Living agent-ticks, and those with every need below the ok threshold.
+        arrivals / late / absences: Shift arrivals, late ones among them, and shifts missed.
+        collapses / exits: Hunger collapses, agents who left town.
+        option_starts / switches: Options started, and starts that abandoned a running option.
+        reward_sum: Sum of per-agent rewards.
+        present / sufficient: Agents there for the whole span, and those whose needs all stayed below ok.
+    """
+
+    start: int = 0
+    ticks: int = 0
+    agent_ticks: int = 0
+    need_ok_ticks: int = 0
+    arrivals: int = 0
+    late: int = 0
+    absences: int = 0
+    collapses: int = 0
+    exits: int = 0
+    option_starts: int = 0
+    switches: int = 0
+    reward_sum: float = 0.0
+    present: int = 0
+    sufficient: int = 0
+
+    def merge(self, other: WindowStats) -> WindowStats:
+        """The stats of both spans together (``start`` of the first)."""
+        out = WindowStats(start=min(self.start, other.start) if self.ticks else other.start)
+        for f in fields(self):
+            if f.name != "start":
+                setattr(out, f.name, getattr(self, f.name) + getattr(other, f.name))
+        return out
+
+    @property
+    def attendance(self) -> float:
+        """Arrivals / (arrivals + absences); 1.0 with no shift due."""
+        due = self.arrivals + self.absences
+        return self.arrivals / due if due else 1.0
+
+    @property
+    def lateness(self) -> float:
+        """Late arrivals / arrivals; 0.0 with none."""
+        return self.late / self.arrivals if self.arrivals else 0.0
+
+    @property
+    def need_ok_share(self) -> float:
+        """Share of agent-ticks with every need below the ok threshold."""
+        return self.need_ok_ticks / self.agent_ticks if self.agent_ticks else 1.0
+
+    @property
+    def self_sufficiency(self) -> float:
+        """Share of agents present all span whose needs all stayed below the ok threshold."""
+        return self.sufficient / self.present if self.present else 1.0
+
+    @property
+    def switch_rate(self) -> float:
+        """Share of option starts that abandoned a running option."""
+        return self.switches / self.option_starts if self.option_starts else 0.0
+
+    @property
+    def reward_mean(self) -> float:
+        """Mean reward per agent-tick."""
+        return self.reward_sum / self.agent_ticks if self.agent_ticks else 0.0
+
+    def kpis(self) -> dict[str, float]:
+        """The rates by scorecard name."""
+        return {
+            "attendance": round(self.attendance, 4), "lateness": round(self.lateness, 4),
+            "need_ok_share": round(self.need_ok_share, 4), "self_sufficiency": round(self.self_sufficiency, 4),
+            "option_switch_rate": round(self.switch_rate, 4), "reward_mean": round(self.reward_mean, 6),
+            "collapses": self.collapses,
+        }
+
+
+class KpiMeter:
+    """Folds every tick of a simulation into spans of ``span`` ticks (a timed phase after ``kpis``).
+
+    Args:
+        sim: The simulation to ride along (the phase is added at once).
+        span: Span length in ticks (default: one in-sim day).
+        on_span: Called with each closed span's :class:`WindowStats`.
+
+    Attributes:
+        spans: Every closed span, oldest first.
+        current: The open span.
+        spells: Lengths (ticks) of the job spells that ended.
+    """
+
+    def __init__(self, sim: Simulation, span: int | None = None,
+                 on_span: Callable[[WindowStats], None] | None = None, phase: str = "kpi_meter") -> None:
+        world = sim.world
+        self.sim = sim
+        self.span = int(span or world.ticks_per_day)
+        self.on_span = on_span
+        self.ok = np.float32(world.config.needs.ok_threshold)
+        self.late_after = world.config.employment.punctuality_window
+        cap = world.agents.capacity
+        self.running = world.agents.option >= 0
+        self.span_max = np.zeros(cap, dtype=np.float32)
+        emp = world.employment
+        self.hired_at = np.zeros(cap, dtype=np.int64)
+        held = emp.holder >= 0
+        self.hired_at[emp.holder[held]] = emp.hired_at[held]
+        self.spells: list[int] = []
+        self.spans: list[WindowStats] = []
+        self.current = WindowStats(start=world.tick)
+        sim.add_phase(phase, lambda s: self.update(), after="kpis")
+
+    def update(self) -> None:
+        """Fold the tick just simulated (called by the phase)."""
+        w = self.sim.world
+        a = w.agents
+        c = self.current
+        alive = a.alive
+        n = int(alive.sum())
+        c.ticks += 1
+        c.agent_ticks += n
+        if n:
+            worst = a.needs.max(axis=1)
+            c.need_ok_ticks += int((worst[alive] < self.ok).sum())
+            np.maximum(self.span_max, np.where(alive, worst, 0.0), out=self.span_max)
+        c.reward_sum += float(self.sim.rewards.last.sum())
+        running = self.running
+        for e in w.events:
+            kind = e.kind
+            if kind is EventKind.OPTION_STARTED:
+                c.option_starts += 1
+                if running[e.agent]:
+                    c.switches += 1
+                running[e.agent] = True
+            elif kind is EventKind.OPTION_FINISHED or kind is EventKind.OPTION_FAILED:
+                running[e.agent] = False
+            elif kind is EventKind.SHIFT_ARRIVED:
+                c.arrivals += 1
+                c.late += e.value > self.late_after
+            elif kind is EventKind.SHIFT_ABSENT:
+                c.absences += 1
+            elif kind is EventKind.COLLAPSE:
+                c.collapses += 1
+            elif kind is EventKind.AGENT_EXIT:
+                c.exits += 1
+                running[e.agent] = False
+            elif kind is EventKind.AGENT_ARRIVED:
+                running[e.agent] = False
+            elif kind is EventKind.JOB_HIRED:
+                self.hired_at[e.agent] = e.tick
+            elif kind is EventKind.JOB_LOST:
+                self.spells.append(e.tick - int(self.hired_at[e.agent]))
+        if c.ticks >= self.span:
+            self.close()
+
+    def close(self) -> WindowStats:
+        """End the open span now (agents present all along are judged for self-sufficiency); return it."""
+        w = self.sim.world
+        a = w.agents
+        c = self.current
+        present = a.alive & (a.spawn_tick <= c.start)
+        c.present = int(present.sum())
+        c.sufficient = int((present & (self.span_max < self.ok)).sum())
+        self.spans.append(c)
+        self.current = WindowStats(start=w.tick + 1)
+        self.span_max[:] = 0.0
+        if self.on_span is not None:
+            self.on_span(c)
+        return c
+
+    def total(self) -> WindowStats:
+        """All closed spans together."""
+        out = WindowStats(start=self.spans[0].start if self.spans else 0)
+        for span in self.spans:
+            out = out.merge(span)
+        return out
+
+    def tenure_days(self) -> float:
+        """Mean job tenure in days over the finished spells and those still running."""
+        w = self.sim.world
+        emp = w.employment
+        held = emp.holder >= 0
+        spells = self.spells + [int(w.tick - t) for t in emp.hired_at[held]]
+        return float(np.mean(spells)) / w.ticks_per_day if spells else 0.0
+
+
+def ties_share(sim: Simulation, component: int, level: float) -> float:
+    """Share of living agents with at least one tie whose ``component`` is at least ``level``."""
+    a, rel = sim.world.agents, sim.world.relationships
+    alive = a.alive
+    if not alive.any():
+        return 0.0
+    has = ((rel.other >= 0) & (rel.values[:, :, component] >= level)).any(axis=1)
+    return float((has & alive).sum() / alive.sum())
+
+
+def scorecard(sim: Simulation, meter: KpiMeter) -> dict[str, Any]:
+    """The KPI scorecard of a run so far (see the module docstring); closes the open span if it has ticks."""
+    if meter.current.ticks:
+        meter.close()
+    total = meter.total()
+    report = sim.kpis.report(sim.world)
+    cfg = sim.config.evaluation
+    agent_days = total.agent_ticks / sim.world.ticks_per_day
+    return {
+        "attendance": report["attendance"],
+        "lateness": report["lateness"],
+        "collapses": report["collapses"],
+        "starvation": round(report["collapses"] / agent_days, 4) if agent_days else 0.0,
+        "need_ok_share": report["need_ok_share"],
+        "self_sufficiency": round(total.self_sufficiency, 4),
+        "tenure": round(meter.tenure_days(), 4),
+        "relationship_formation": round(ties_share(sim, TRUST, cfg.friend_trust), 4),
+        "conflict_escalation": round(ties_share(sim, RIVALRY, cfg.rival_level), 4),
+        "option_switch_rate": round(total.switch_rate, 4),
+        "reward_mean": round(total.reward_mean, 6),
+        "exits": int(sum(report["exits"].values())),
+        "agent_days": round(agent_days, 3),
+        "ticks": total.ticks,
+    }
+
+
+# -- policies ---------------------------------------------------------------------------------------------
+
+
+def load_policy(policy: Policy) -> Policy:
+    """Resolve a checkpoint path into a :class:`Checkpoint` once (other policies pass through)."""
+    if isinstance(policy, str | Path) and str(policy) not in ("scripted", "random"):
+        from townlet.policy.checkpoint import load
+
+        return load(policy)
+    return policy
+
+
+def build_sim(loaded: LoadedConfig, seed: int, policy: Policy, greedy: bool = True) -> Simulation:
+    """A simulation driven by ``policy`` (see :data:`Policy`)."""
+    if policy in ("scripted", "random"):
+        return Simulation(loaded, seed=seed, policy=policy)
+    sim = Simulation(loaded, seed=seed)
+    policy = load_policy(policy)
+    if hasattr(policy, "act"):
+        sim.actor = policy
+    elif callable(policy):
+        policy(sim)
+    else:
+        from townlet.policy.learned import LearnedPolicy
+
+        sim.actor = LearnedPolicy(policy, greedy=greedy)
+    return sim
+
+
+def policy_name(policy: Policy) -> str:
+    """A short name for reports: ``scripted``, ``random``, or the checkpoint's policy hash."""
+    if isinstance(policy, str):
+        return policy
+    return str(getattr(policy, "policy_hash", None) or getattr(policy, "name", None) or type(policy).__name__)
+
+
+def run_scorecard(loaded: LoadedConfig, policy: Policy, seed: int, ticks: int, greedy: bool = True) -> dict[str, Any]:
+    """Run one fixed-seed scenario for ``ticks`` and return its scorecard (plus ``steps_per_s``)."""
+    sim = build_sim(loaded, seed, policy, greedy)
+    meter = KpiMeter(sim)
+    started = time.perf_counter()
+    for _ in range(ticks):
+        sim.step()
+    seconds = time.perf_counter() - started
+    card = scorecard(sim, meter)
+    card["steps_per_s"] = round(ticks / seconds, 1) if seconds > 0 else 0.0
+    return card
+
+
+# -- the suite --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Evaluation:
+    """A policy's results over the fixed-seed scenarios.
+
+    Attributes:
+        policy: Its name (``scripted``, ``random`` or a policy hash).
+        scorecard: The averaged scorecard (counts summed).
+        scenarios: One entry per scenario: ``stage``, ``seed`` and its ``scorecard``.
+        days: In-sim days per scenario.
+    """
+
+    policy: str
+    scorecard: dict[str, Any]
+    scenarios: list[dict[str, Any]] = field(default_factory=list)
+    days: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able form."""
+        return asdict(self)
+
+
+def average(cards: list[Mapping[str, Any]]) -> dict[str, Any]:
+    """Mean of each KPI over scorecards (counts in ``COUNT_KEYS`` summed)."""
+    if not cards:
+        return {}
+    out: dict[str, Any] = {}
+    for key in cards[0]:
+        values = [float(c[key]) for c in cards]
+        out[key] = int(sum(values)) if key in COUNT_KEYS else round(float(np.mean(values)), 6)
+    return out
+
+
+def evaluate(
+    policy: Policy, config: str | Path | None = None, overrides: Iterable[str] = (), *,
+    stages: Iterable[str | None] | None = (None,), seeds: Iterable[int] | None = None, days: float | None = None,
+    greedy: bool | None = None, progress: Callable[[str, int, int], None] | None = None,
+) -> Evaluation:
+    """Evaluate ``policy`` on fixed-seed scenarios.
+
+    Args:
+        policy: ``scripted``, ``random``, a :class:`Checkpoint` or its path, or an actor.
+        config: YAML config (the shipped town when None); ``overrides`` as ``--set``.
+        stages: Stages to run (None in the list: the config as given; ``stages=None``: the suite's stages,
+            ``evaluation.stages`` or every stage the config defines).
+        seeds: Run seeds (``evaluation.seeds`` when None).
+        days: In-sim days per scenario (``evaluation.days`` when None).
+        greedy: Learned policies take their most likely option (``evaluation.greedy`` when None).
+        progress: ``progress(label, done, total)`` after each scenario.
+    """
+    overrides = list(overrides)
+    base = load_config(config, overrides)
+    cfg = base.config.evaluation
+    if stages is None:
+        stages = cfg.stages or list(base.config.stages)
+    stages = list(stages)
+    seeds = list(cfg.seeds if seeds is None else seeds)
+    days = cfg.days if days is None else days
+    greedy = cfg.greedy if greedy is None else greedy
+    policy = load_policy(policy)
+    ticks = max(1, round(days * base.config.time.ticks_per_day))
+    scenarios = []
+    total = len(stages) * len(seeds)
+    for stage in stages:
+        loaded = base if stage is None else load_config(config, [*overrides, f"stage={stage}"])
+        for seed in seeds:
+            card = run_scorecard(loaded, policy, int(seed), ticks, greedy)
+            scenarios.append({"stage": stage or base.config.stage, "seed": int(seed), "scorecard": card})
+            if progress is not None:
+                progress(f"{stage or 'config'} seed {seed}", len(scenarios), total)
+    return Evaluation(policy_name(policy), average([s["scorecard"] for s in scenarios]), scenarios, days)
+
+
+# -- the gate ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class GateResult:
+    """A candidate against a baseline.
+
+    Attributes:
+        passed: No KPI is worse beyond its tolerance.
+        checks: Per KPI: ``kpi``, ``baseline``, ``candidate``, ``limit`` and ``ok``.
+    """
+
+    passed: bool
+    checks: list[dict[str, Any]]
+
+    @property
+    def failures(self) -> list[str]:
+        """Human lines for the KPIs that failed."""
+        return [f"{c['kpi']} {c['candidate']} vs baseline {c['baseline']} (limit {c['limit']})"
+                for c in self.checks if not c["ok"]]
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able form."""
+        return {"passed": self.passed, "checks": self.checks, "failures": self.failures}
+
+
+def gate(baseline: Mapping[str, Any], candidate: Mapping[str, Any], cfg: GateConfig | None = None) -> GateResult:
+    """The A/B gate: the candidate may not be worse than the baseline by more than the tolerance on any KPI.
+
+    The tolerance of a KPI is ``max(relative * |baseline|, absolute)``.
+    """
+    cfg = cfg or GateConfig()
+    checks = []
+    for kpi, sign in [(k, 1.0) for k in cfg.higher_better] + [(k, -1.0) for k in cfg.lower_better]:
+        if kpi not in baseline or kpi not in candidate:
+            continue
+        b, c = float(baseline[kpi]), float(candidate[kpi])
+        slack = max(cfg.relative * abs(b), cfg.absolute)
+        limit = b - sign * slack
+        ok = (c - limit) * sign >= -1e-12
+        checks.append({"kpi": kpi, "baseline": b, "candidate": c, "limit": round(limit, 6), "ok": bool(ok)})
+    return GateResult(all(c["ok"] for c in checks), checks)
+
+
+def variant_gate(
+    baseline: Policy, candidate: Policy, config: str | Path | None = None, overrides: Iterable[str] = (), **kwargs: Any
+) -> tuple[Evaluation, Evaluation, GateResult]:
+    """Evaluate two policies (e.g. trained on two observation variants) on the same scenarios and gate them."""
+    base = evaluate(baseline, config, overrides, **kwargs)
+    cand = evaluate(candidate, config, overrides, **kwargs)
+    cfg = load_config(config, list(overrides)).config.evaluation.gate
+    return base, cand, gate(base.scorecard, cand.scorecard, cfg)
+

@@ -1,0 +1,378 @@
+"""PPO over options, CleanRL-style: the arguments, the update, then the training loop, top to bottom.
+
+Every living agent of every town picks an option each tick from one shared network (masked categorical
+head, value head; MLP for hybrid/compact, a small CNN over the map for full, optional LSTM). Rollouts of
+``rollout_ticks`` ticks come from :class:`~townlet.training.rollout.Collector` (in-process) or from Ray
+actors (:mod:`townlet.training.ray_rollouts`); advantages are per agent slot (:func:`~townlet.training.advantages.gae`),
+cut at exits and arrivals. The run directory gets ``metrics.jsonl`` (one line per update, see
+:mod:`townlet.training.metrics`), ``learning_curves.png``, ``checkpoints/update_NNNNNN.pt``, ``latest.pt`` and
+``final.pt`` (policy checkpoints carrying the policy hash, variant, config_id, and the optimiser and
+curriculum state that ``--resume`` needs).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from townlet.config.loader import load_config
+from townlet.policy.checkpoint import Checkpoint, CheckpointError, from_network, load, save
+from townlet.policy.networks import NetworkSpec, OptionPolicyNet
+from townlet.training.advantages import gae
+from townlet.training.curriculum import Curriculum
+from townlet.training.metrics import MetricsLog, plot_learning_curves
+from townlet.training.rollout import Collector, Rollout
+from townlet.training.windows import baseline_kpis, window_kpis
+
+
+@dataclass
+class PPOArgs:
+    """Everything a training run needs; ``townlet train`` fills it from its flags (``--ppo key=value``)."""
+
+    config: str | None = None
+    """YAML config file (None: the shipped town)"""
+    overrides: list[str] = field(default_factory=list)
+    """``key.path=value`` config overrides (variant, population, ...)"""
+    out: str = "runs/ppo"
+    """run directory: metrics.jsonl, learning_curves.png, checkpoints"""
+    stage: str | None = None
+    """curriculum stage to start at (None: the config's ``stage``; without one there is no curriculum)"""
+    auto_curriculum: bool = True
+    """move to the next stage once its KPI bands (``stages.X.advance_when``) hold for two windows"""
+    init: str | None = None
+    """start from this checkpoint's weights and network shape (e.g. a behaviour-cloning checkpoint)"""
+    resume: str | None = None
+    """continue a run: its directory (``latest.pt``) or a checkpoint file"""
+    ray: str | None = None
+    """collect on Ray rollout actors: ``local`` (a local Ray instance) or a cluster address"""
+    workers: int = 2
+    """Ray rollout workers, each stepping ``towns`` towns"""
+    device: str = "cpu"
+    """device of the learner (``cpu`` or ``cuda``); rollouts always run on the CPU"""
+    seed: int = 1
+    """seed of the network, the minibatch order and the towns"""
+    torch_threads: int = 1
+    """torch CPU threads in the learner"""
+    total_steps: int = 1_000_000
+    """environment ticks to train for, summed over all towns"""
+    towns: int = 8
+    """towns stepped together (per worker with Ray)"""
+    rollout_ticks: int = 128
+    """ticks each town runs between two updates"""
+    learning_rate: float = 3e-4
+    """Adam learning rate"""
+    anneal_lr: bool = True
+    """decay the learning rate linearly to 0 over the run"""
+    gamma: float = 0.99
+    """discount per tick"""
+    gae_lambda: float = 0.95
+    """GAE lambda"""
+    minibatches: int = 4
+    """minibatches per epoch"""
+    update_epochs: int = 4
+    """passes over each rollout"""
+    norm_adv: bool = True
+    """normalise advantages per minibatch"""
+    clip_coef: float = 0.2
+    """policy ratio clip"""
+    clip_vloss: bool = True
+    """clip the value loss around the old values"""
+    ent_coef: float = 0.01
+    """entropy bonus"""
+    vf_coef: float = 0.5
+    """value loss weight"""
+    max_grad_norm: float = 0.5
+    """gradient clipping norm"""
+    target_kl: float | None = None
+    """stop the epochs of an update early past this approximate KL (None: never)"""
+    reward_scale: float = 10.0
+    """rewards are multiplied by this before advantages and value targets (per-tick rewards are ~0.01)"""
+    hidden: int = 128
+    """width of the hidden layers"""
+    lstm: bool = False
+    """add a recurrent core (state kept across option switches, reset at arrivals)"""
+    stay_bias: float | None = 4.0
+    """initial learned bias toward continuing the running option (None: none); without it a fresh policy
+    switches away from nearly every option before it can finish"""
+    window_ticks: int = 0
+    """ticks per town of one KPI window (curriculum bands, learning curves); 0: one in-sim day"""
+    checkpoint_every: int = 20
+    """updates between checkpoints"""
+    baselines: bool = True
+    """measure the scripted and random policies for one window first (reference lines on the curves)"""
+
+
+# -- the update -------------------------------------------------------------------------------------------
+
+
+def ppo_update(net: OptionPolicyNet, optimizer: torch.optim.Optimizer, ro: Rollout, args: PPOArgs,
+               device: torch.device, rng: np.random.Generator) -> dict[str, float]:
+    """Clipped-surrogate PPO on one rollout; returns the update's losses and diagnostics."""
+    rewards = ro.rewards * np.float32(args.reward_scale) + ro.bootstrap
+    adv, ret = gae(rewards, ro.values, ro.dones, ro.valid, ro.last_values, args.gamma, args.gae_lambda)
+    to = lambda a: torch.as_tensor(a, device=device)  # noqa: E731
+    masks = ro.masks.copy()
+    masks[~ro.valid] = True  # empty rows: any mask, they carry no loss
+    stats: dict[str, list[float]] = {k: [] for k in ("policy_loss", "value_loss", "entropy", "approx_kl", "clipfrac")}
+    if net.lstm is None:
+        rows = np.flatnonzero(ro.valid.reshape(-1))
+        flat = lambda a: a.reshape(-1, *a.shape[2:])[rows]  # noqa: E731
+        data = [to(flat(x)) for x in (ro.obs, masks, ro.actions, ro.logprobs, ro.values, adv, ret, ro.learned)]
+        size = max(len(rows) // args.minibatches, 1)
+        for _ in range(args.update_epochs):
+            order = rng.permutation(len(rows))
+            for lo in range(0, len(rows), size):
+                mb = torch.as_tensor(order[lo : lo + size], device=device)
+                obs, mask, act, old_logp, old_v, mb_adv, mb_ret, learned = (x[mb] for x in data)
+                logits, value, _ = net(obs, mask)
+                _step(net, optimizer, args, logits, value, act, old_logp, old_v, mb_adv, mb_ret, learned, stats)
+            if args.target_kl is not None and stats["approx_kl"] and stats["approx_kl"][-1] > args.target_kl:
+                break
+    else:
+        cols = np.flatnonzero(ro.valid.any(axis=0))
+        data = [to(x) for x in (ro.obs, masks, ro.actions, ro.logprobs, ro.values, adv, ret, ro.learned, ro.valid,
+                                ro.resets)]
+        h0, c0 = (to(s) for s in ro.init_state)  # type: ignore[union-attr]
+        size = max(len(cols) // args.minibatches, 1)
+        for _ in range(args.update_epochs):
+            order = rng.permutation(cols)
+            for lo in range(0, len(cols), size):
+                mb = torch.as_tensor(order[lo : lo + size], device=device)
+                obs, mask, act, old_logp, old_v, mb_adv, mb_ret, learned, valid, resets = (x[:, mb] for x in data)
+                state: Any = (h0[:, mb], c0[:, mb])
+                logits_t, values_t = [], []
+                for t in range(obs.shape[0]):  # replay the sequence so the recurrent state matches collection
+                    logits, value, state = net(obs[t], mask[t], state, resets[t])
+                    logits_t.append(logits)
+                    values_t.append(value)
+                keep = valid.reshape(-1)
+                logits = torch.stack(logits_t).reshape(-1, logits_t[0].shape[-1])[keep]
+                value = torch.stack(values_t).reshape(-1)[keep]
+                act, old_logp, old_v, mb_adv, mb_ret, learned = (
+                    x.reshape(-1)[keep] for x in (act, old_logp, old_v, mb_adv, mb_ret, learned))
+                _step(net, optimizer, args, logits, value, act, old_logp, old_v, mb_adv, mb_ret, learned, stats)
+            if args.target_kl is not None and stats["approx_kl"] and stats["approx_kl"][-1] > args.target_kl:
+                break
+    valid = ro.valid
+    var_ret = float(np.var(ret[valid])) if valid.any() else 0.0
+    explained = 1.0 - float(np.var(ret[valid] - ro.values[valid])) / var_ret if var_ret > 0 else float("nan")
+    out = {k: float(np.mean(v)) if v else float("nan") for k, v in stats.items()}
+    out["explained_variance"] = explained
+    return out
+
+
+def _step(net: OptionPolicyNet, optimizer: torch.optim.Optimizer, args: PPOArgs, logits: torch.Tensor,
+          value: torch.Tensor, act: torch.Tensor, old_logp: torch.Tensor, old_v: torch.Tensor, adv: torch.Tensor,
+          ret: torch.Tensor, learned: torch.Tensor, stats: dict[str, list[float]]) -> None:
+    """One gradient step: clipped policy loss on the learned rows, (clipped) value loss on all, entropy bonus."""
+    dist = net.distribution(logits)
+    logp = dist.log_prob(act)
+    weight = learned.float()
+    n = weight.sum().clamp(min=1.0)
+    if args.norm_adv and learned.any():
+        sel = adv[learned]
+        adv = (adv - sel.mean()) / (sel.std(unbiased=False) + 1e-8)
+    log_ratio = logp - old_logp
+    ratio = log_ratio.exp()
+    pg = torch.max(-adv * ratio, -adv * ratio.clamp(1 - args.clip_coef, 1 + args.clip_coef))
+    policy_loss = (pg * weight).sum() / n
+    entropy = (dist.entropy() * weight).sum() / n
+    if args.clip_vloss:
+        clipped = old_v + (value - old_v).clamp(-args.clip_coef, args.clip_coef)
+        value_loss = 0.5 * torch.max((value - ret) ** 2, (clipped - ret) ** 2).mean()
+    else:
+        value_loss = 0.5 * ((value - ret) ** 2).mean()
+    loss = policy_loss - args.ent_coef * entropy + args.vf_coef * value_loss
+    optimizer.zero_grad()
+    loss.backward()
+    nn.utils.clip_grad_norm_(net.parameters(), args.max_grad_norm)
+    optimizer.step()
+    with torch.no_grad():
+        stats["policy_loss"].append(float(policy_loss))
+        stats["value_loss"].append(float(value_loss))
+        stats["entropy"].append(float(entropy))
+        stats["approx_kl"].append(float((((ratio - 1) - log_ratio) * weight).sum() / n))
+        stats["clipfrac"].append(float((((ratio - 1).abs() > args.clip_coef).float() * weight).sum() / n))
+
+
+# -- the loop -----------------------------------------------------------------------------------------------
+
+Progress = Callable[[int, int, dict[str, Any]], None]
+
+
+def train(args: PPOArgs, progress: Progress | None = None) -> dict[str, Any]:
+    """Run PPO until ``args.total_steps`` env ticks; returns a summary (paths, steps, last window KPIs)."""
+    resumed: Checkpoint | None = None
+    if args.resume:
+        resumed = load(resume_path(args.resume))
+        args = _resumed_args(resumed, args)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(args.seed)
+    torch.set_num_threads(max(args.torch_threads, 1))
+    device = torch.device(args.device)
+    rng = np.random.default_rng(args.seed)
+
+    # The curriculum: the stage decides the feature flags of the towns.
+    base = load_config(args.config, args.overrides)
+    start_stage = args.stage or base.config.stage
+    curriculum = Curriculum.from_config(base, start_stage, args.auto_curriculum) if start_stage else None
+    global_step, update = 0, 0
+    if resumed is not None:
+        global_step, update = resumed.step, int(resumed.meta.get("update", 0))
+        if curriculum is not None and resumed.meta.get("curriculum"):
+            curriculum.load_state_dict(resumed.meta["curriculum"])
+            curriculum.auto = args.auto_curriculum
+            if args.stage and args.stage != curriculum.stage:  # a manual move on resume
+                curriculum.advance(global_step, args.stage)
+
+    def stage_overrides() -> list[str]:
+        return [*args.overrides, f"stage={curriculum.stage}"] if curriculum else list(args.overrides)
+
+    collector = _collector(args, stage_overrides(), seed=_town_seed(args, update))
+    loaded = collector.loaded
+    window_ticks = args.window_ticks or loaded.config.time.ticks_per_day
+    if curriculum is not None and not curriculum.history:
+        curriculum.history.append((global_step, curriculum.stage))
+
+    # The network: fresh, from --init, or from the checkpoint being resumed.
+    source = resumed or (load(args.init) if args.init else None)
+    spec = source.spec if source else NetworkSpec.for_layout(collector.layout, collector.n_actions, args.hidden,
+                                                              args.lstm, args.stay_bias)
+    if spec.obs_dim != collector.layout.size or spec.n_actions != collector.n_actions:
+        raise CheckpointError(f"checkpoint reads {spec.obs_dim} features / {spec.n_actions} actions but the towns "
+                              f"give {collector.layout.size} / {collector.n_actions} ({collector.layout.variant})")
+    net = OptionPolicyNet(spec).to(device)
+    if source is not None:
+        net.load_state_dict(source.state_dict)
+    rollout_net = net if device.type == "cpu" else OptionPolicyNet(spec)
+    optimizer = torch.optim.Adam(net.parameters(), lr=args.learning_rate, eps=1e-5)
+    if resumed is not None and "optimizer" in resumed.meta:
+        optimizer.load_state_dict(resumed.meta["optimizer"])
+
+    metrics = MetricsLog(out / "metrics.jsonl")
+    if resumed is None:
+        metrics.write("start", args=asdict(args), config_id=loaded.config_id, variant=collector.layout.variant,
+                      spec=asdict(spec), stage=curriculum.stage if curriculum else None,
+                      init=args.init, init_hash=source.policy_hash if source else None)
+        if curriculum is not None:
+            metrics.write("stage", global_step=0, stage=curriculum.stage, reason="start")
+        if args.baselines:
+            for policy in ("scripted", "random"):
+                kpis = baseline_kpis(args.config, stage_overrides(), args.towns, window_ticks, args.seed + 7919,
+                                     policy)
+                metrics.write("baseline", policy=policy, ticks=window_ticks, kpis=kpis)
+
+    def checkpoint(name: str | None = None) -> Path:
+        ck = from_network(net, collector.layout.variant, loaded.config_id, step=global_step, update=update,
+                          stage=curriculum.stage if curriculum else None, args=asdict(args),
+                          optimizer=optimizer.state_dict(),
+                          curriculum=curriculum.state_dict() if curriculum else None, window=last_window)
+        path = save(ck, out / "checkpoints" / f"update_{update:06d}.pt") if name is None else save(ck, out / name)
+        shutil.copyfile(path, out / ".latest.tmp")
+        (out / ".latest.tmp").replace(out / "latest.pt")
+        return path
+
+    last_window: dict[str, float] | None = None
+    started = time.perf_counter()
+    first_step = global_step
+    try:
+        while global_step < args.total_steps:
+            update += 1
+            lr = args.learning_rate * (1.0 - global_step / args.total_steps) if args.anneal_lr else args.learning_rate
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            if rollout_net is not net:
+                rollout_net.load_state_dict({k: v.cpu() for k, v in net.state_dict().items()})
+            ro = collector.collect(rollout_net, args.rollout_ticks)
+            global_step += ro.ticks
+            t0 = time.perf_counter()
+            stats = ppo_update(net, optimizer, ro, args, device, rng)
+            learn_s = time.perf_counter() - t0
+            valid = ro.valid
+            row: dict[str, Any] = {
+                "update": update, "global_step": global_step, "agent_steps": ro.agent_steps, "lr": lr,
+                "stage": curriculum.stage if curriculum else None,
+                "reward_mean": float(ro.rewards[valid].mean()) if valid.any() else 0.0,
+                "episodes": len(ro.episode_returns),
+                "episode_return": float(np.mean(ro.episode_returns)) if ro.episode_returns else None,
+                "collect_ticks_per_s": ro.ticks / ro.collect_s, "env_ticks_per_s": ro.ticks / max(ro.env_s, 1e-9),
+                "collect_s": ro.collect_s, "learn_s": learn_s, "elapsed_s": time.perf_counter() - started,
+                **stats,
+            }
+            move_to = None
+            if collector.window_ticks >= window_ticks:
+                last_window = window_kpis(collector.close_window(), loaded.config.time.ticks_per_day)
+                row["window"] = last_window
+                if curriculum is not None:
+                    move_to = curriculum.observe(last_window, global_step)
+            metrics.write("update", **row)
+            if move_to is not None:
+                metrics.write("stage", global_step=global_step, stage=move_to, reason="bands held")
+                collector.close()
+                collector = _collector(args, stage_overrides(), seed=_town_seed(args, update))
+                loaded = collector.loaded
+            if update % args.checkpoint_every == 0:
+                checkpoint()
+            if progress is not None:
+                progress(global_step - first_step, args.total_steps - first_step, row)
+    finally:
+        collector.close()
+    final = checkpoint("final.pt")
+    metrics.close()
+    png = plot_learning_curves(out / "metrics.jsonl", out / "learning_curves.png",
+                               title=f"Townlet PPO - {collector.layout.variant}, config {loaded.config_id}")
+    return {
+        "out": str(out), "final": str(final), "metrics": str(out / "metrics.jsonl"), "curves": str(png),
+        "global_step": global_step, "updates": update, "stage": curriculum.stage if curriculum else None,
+        "policy_hash": load(final).policy_hash, "window": last_window,
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+
+
+def resume_path(target: str | Path) -> Path:
+    """The checkpoint to resume from: ``DIR/latest.pt`` for a run directory, else the file itself."""
+    path = Path(target)
+    if path.is_dir():
+        path = path / "latest.pt"
+    if not path.is_file():
+        raise CheckpointError(f"{path}: nothing to resume (no such checkpoint)")
+    return path
+
+
+def _resumed_args(checkpoint: Checkpoint, given: PPOArgs) -> PPOArgs:
+    """The resumed run's own arguments, with this invocation's budget, place and hardware."""
+    saved = checkpoint.meta.get("args")
+    if not saved:
+        raise CheckpointError("checkpoint has no training arguments: resume needs a checkpoint written by train")
+    names = {f.name for f in dataclasses.fields(PPOArgs)}
+    args = PPOArgs(**{k: v for k, v in saved.items() if k in names})
+    keep = ("total_steps", "device", "ray", "workers", "torch_threads", "stage", "auto_curriculum")
+    out = given.out if given.out != PPOArgs.out else args.out
+    if given.resume and Path(given.resume).is_dir():
+        out = given.resume
+    return dataclasses.replace(args, out=out, resume=given.resume, init=None,
+                               **{k: getattr(given, k) for k in keep})
+
+
+def _town_seed(args: PPOArgs, update: int) -> int:
+    """Seed of a fresh set of towns: new towns after a resume or a stage change, never a replay."""
+    return args.seed * 1_000_003 + update * 7919
+
+
+def _collector(args: PPOArgs, overrides: list[str], seed: int) -> Any:
+    """In-process collector, or Ray rollout actors when ``args.ray`` is set."""
+    if args.ray:
+        from townlet.training.ray_rollouts import RayCollector
+
+        return RayCollector(args.config, overrides, args.workers, args.towns, seed, args.gamma, address=args.ray)
+    return Collector(args.config, overrides, args.towns, seed, args.gamma)

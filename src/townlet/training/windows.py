@@ -1,0 +1,132 @@
+"""Training-window KPIs: what the towns under training achieved since the last window closed.
+
+The curriculum and the learning curves read these, window by window (one in-sim day by default). They come
+from the towns the trainer is already stepping, so they cost nothing extra; the fixed-seed evaluation
+scorecard (``townlet.training.evaluation``) is the yardstick for releases.
+
+| KPI | meaning over the window |
+|---|---|
+| `attendance` | shifts attended / shifts resolved (attended + absent); 1.0 when none resolved |
+| `lateness` | late arrivals / shifts attended |
+| `need_ok_share` | agent-ticks with every need deficit below `needs.ok_threshold` |
+| `self_sufficiency` | agents present for the whole window whose needs all stayed below `needs.ok_threshold` |
+| `collapses` | collapses per agent-day |
+| `exits` | agents leaving town per agent-day |
+| `reward` | mean reward per agent-tick |
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from townlet.env import BatchedTowns
+    from townlet.sim.simulation import Simulation
+
+KPI_NAMES = ("attendance", "lateness", "need_ok_share", "self_sufficiency", "collapses", "exits", "reward")
+# Raw window sums: the counters summed per town (attended, absent, late, need_ok_ticks, agent_ticks, collapses,
+# exits), then agents self-sufficient over the whole window, agents present for all of it, and summed reward.
+_ATTENDED, _ABSENT, _LATE, _OK, _AGENT_TICKS, _COLLAPSES, _EXITS, _SUFFICIENT, _WHOLE, _REWARD = range(10)
+
+
+def _totals(sim: Simulation) -> np.ndarray:
+    emp, k = sim.world.employment, sim.kpis
+    return np.array([
+        emp.attended.sum(), emp.absent.sum(), emp.late.sum(), k.need_ok_ticks, k.agent_ticks,
+        k.counts["collapses"], sum(k.exits.values()),
+    ], dtype=np.float64)
+
+
+class TownKpis:
+    """Accumulates window KPIs over a :class:`~townlet.env.BatchedTowns`; call :meth:`update` after every step.
+
+    Args:
+        towns: The batch (episodes may reset inside it: finished episodes are banked, not lost).
+    """
+
+    def __init__(self, towns: BatchedTowns) -> None:
+        self.towns = towns
+        n, c = towns.n_towns, towns.capacity
+        self.ok = np.float32(towns.loaded.config.needs.ok_threshold)
+        self.ticks_per_day = towns.loaded.config.time.ticks_per_day
+        self._sims = [towns.towns[i].sim for i in range(towns.n_towns)]
+        self._start = np.stack([_totals(s) for s in self._sims])
+        self._banked = np.zeros_like(self._start)
+        self._max_need = np.zeros((n, c), dtype=np.float32)
+        self._whole = towns.alive.copy()  # the same agent has held the slot since the window opened
+        self._reward = 0.0
+        self.ticks = 0
+
+    def update(self) -> None:
+        """Fold in the step just taken."""
+        towns = self.towns
+        for i in range(towns.n_towns):
+            town = towns.towns[i]
+            sim = town.sim
+            if sim is not self._sims[i]:  # autoreset: bank the finished episode's totals
+                self._banked[i] += _totals(self._sims[i]) - self._start[i]
+                self._start[i] = _totals(sim)
+                self._sims[i] = sim
+            needs = sim.world.agents.needs
+            np.maximum(self._max_need[i], needs.max(axis=1), out=self._max_need[i])
+        self._whole &= ~towns.arrived & towns.alive
+        self._reward += float(towns.rewards.sum())
+        self.ticks += 1
+
+    def close_window(self) -> np.ndarray:
+        """The window's raw sums (see :func:`window_kpis`); opens the next window."""
+        now = np.stack([_totals(s) for s in self._sims])
+        d = (self._banked + now - self._start).sum(axis=0)
+        whole = self._whole & self.towns.alive
+        sufficient = float((self._max_need[whole] < self.ok).sum())
+        raw = np.concatenate([d, [sufficient, float(whole.sum()), self._reward]])
+        self._start = now
+        self._banked[:] = 0.0
+        self._max_need[:] = 0.0
+        self._whole = self.towns.alive.copy()
+        self._reward = 0.0
+        self.ticks = 0
+        return raw
+
+
+def window_kpis(raw: np.ndarray, ticks_per_day: int) -> dict[str, float]:
+    """The KPIs of the module table from the raw sums of one or more :meth:`TownKpis.close_window` (added up)."""
+    d = raw
+    resolved = d[_ATTENDED] + d[_ABSENT]
+    agent_days = d[_AGENT_TICKS] / ticks_per_day
+    kpis = {
+        "attendance": d[_ATTENDED] / resolved if resolved else 1.0,
+        "lateness": d[_LATE] / d[_ATTENDED] if d[_ATTENDED] else 0.0,
+        "need_ok_share": d[_OK] / d[_AGENT_TICKS] if d[_AGENT_TICKS] else 1.0,
+        "self_sufficiency": d[_SUFFICIENT] / d[_WHOLE] if d[_WHOLE] else 0.0,
+        "collapses": d[_COLLAPSES] / agent_days if agent_days else 0.0,
+        "exits": d[_EXITS] / agent_days if agent_days else 0.0,
+        "reward": d[_REWARD] / d[_AGENT_TICKS] if d[_AGENT_TICKS] else 0.0,
+    }
+    return {k: round(float(v), 4) for k, v in kpis.items()}
+
+
+def baseline_kpis(config: str | None, overrides: list[str], towns: int, ticks: int, seed: int,
+                  policy: str) -> dict[str, float]:
+    """Window KPIs of ``towns`` towns run ``ticks`` ticks by the ``scripted`` or the uniform ``random`` masked policy.
+
+    The random policy picks uniformly among the allowed options for every agent every tick (as the
+    ``townlet bench --env`` load does); the scripted one is the built-in routine (action -1).
+    """
+    from townlet.env import BatchedTowns
+    from townlet.env.speed import random_masked
+
+    if policy not in ("scripted", "random"):
+        raise ValueError(f"unknown baseline policy {policy!r} (scripted or random)")
+    batch = BatchedTowns(towns, config, overrides=list(overrides), autoreset=True)
+    batch.reset(seed=seed)
+    tracker = TownKpis(batch)
+    rng = np.random.default_rng(seed)
+    scripted = np.full((towns, batch.capacity), -1, dtype=np.int64)
+    for _ in range(ticks):
+        actions = scripted if policy == "scripted" else np.where(batch.alive, random_masked(rng, batch.masks), -1)
+        batch.step(actions)
+        tracker.update()
+    return window_kpis(tracker.close_window(), batch.loaded.config.time.ticks_per_day)
