@@ -129,9 +129,9 @@ def make_ca(common: str = "Townlet Test CA") -> tuple[ec.EllipticCurvePrivateKey
         .not_valid_before(now - dt.timedelta(days=1))
         .not_valid_after(now + dt.timedelta(days=30))
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True, content_commitment=False,
-                                     key_encipherment=False, data_encipherment=False, key_agreement=False,
-                                     encipher_only=False, decipher_only=False), critical=True)
+        .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
+                                     content_commitment=False, key_encipherment=False, data_encipherment=False,
+                                     key_agreement=False, encipher_only=False, decipher_only=False), critical=True)
         .sign(key, hashes.SHA256())
     )
     return key, cert
@@ -164,7 +164,9 @@ def make_cert(ca: tuple[ec.EllipticCurvePrivateKey, x509.Certificate], common: s
     return key, cert
 
 
-def write_pem(folder: Path, name: str, key: ec.EllipticCurvePrivateKey | None, cert: x509.Certificate) -> tuple[str, str]:
+def write_pem(
+    folder: Path, name: str, key: ec.EllipticCurvePrivateKey | None, cert: x509.Certificate
+) -> tuple[str, str]:
     """Write ``name.crt`` (and ``name.key``); returns their paths."""
     crt = folder / f"{name}.crt"
     crt.write_bytes(cert.public_bytes(serialization.Encoding.PEM))

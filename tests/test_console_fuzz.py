@@ -9,8 +9,8 @@ import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_fuzz import problems_in
 
+from test_fuzz import problems_in
 from townlet.config.loader import load_config
 from townlet.console import ERROR_CODES, REGISTRY, ConsoleService, TokenAuthority
 from townlet.console.audit import AuditLog

@@ -179,6 +179,7 @@ def test_render_draws_the_town_as_an_image_and_as_text() -> None:
     assert lines[0] == "#" * 15 + "==,,##########,,==" + "#" * 15
     assert lines[48].startswith("tick 0") and lines[49].startswith("0 agent_0")
     assert parallel_env(variant="compact").render() is None
+    assert env.state_space.contains(env.state())
 
 
 def test_primitive_actions_move_agents_and_start_affordances() -> None:

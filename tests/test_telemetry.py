@@ -233,7 +233,7 @@ json_state = st.recursive(json_leaf, lambda inner: st.dictionaries(st.text("abc"
 state_dicts = st.dictionaries(st.text("abcd", min_size=1, max_size=2), json_state, max_size=5)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=120, deadline=None)
 @given(state_dicts, state_dicts)
 def test_merge_patch_turns_any_null_free_state_into_any_other(old: dict, new: dict) -> None:
     """make_patch/apply_patch round-trip for any pair of null-free JSON objects, and survive JSON encoding."""

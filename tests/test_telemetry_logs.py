@@ -37,7 +37,7 @@ def test_json_lines_carry_tick_event_and_context(stream) -> None:
 
 
 def test_key_value_lines_flatten_the_context(stream) -> None:
-    """kv format: one line of key=value pairs, quoting values with spaces."""
+    """Kv format: one line of key=value pairs, quoting values with spaces."""
     configure_logging("kv", "info", stream)
     log_event(logging.getLogger("townlet.console"), "console.command", 7, principal="alice", cmd="rain",
               message="it rains now", ok=True)

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import orjson
 import pytest
-from telemetry_support import Collector, free_port
+from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
+from telemetry_support import Collector, free_port
 from townlet.config.errors import ConfigError
 from townlet.config.loader import load_config
 from townlet.config.models import TcpTransportConfig, WebSocketTransportConfig
@@ -135,8 +136,9 @@ def test_websocket_refuses_unknown_paths() -> None:
     ws = WebSocketTransport(WebSocketTransportConfig(kind="websocket", port=0, tls=False, allow_plaintext=True))
     ws.start()
     try:
-        with connect(ws.url.replace("/telemetry", "/other")) as client, pytest.raises(Exception):
+        with connect(ws.url.replace("/telemetry", "/other")) as client, pytest.raises(ConnectionClosed) as closed:
             client.recv(timeout=2)
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 1008
     finally:
         ws.close()
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import orjson
 import pytest
-from telemetry_support import Collector, make_ca, make_cert, write_pem
 from websockets.sync.client import connect
 
+from telemetry_support import Collector, make_ca, make_cert, write_pem
 from townlet.config.errors import ConfigError
 from townlet.config.loader import load_config
 from townlet.config.models import TcpTransportConfig, WebSocketTransportConfig

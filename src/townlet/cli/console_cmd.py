@@ -18,8 +18,6 @@ import urllib.request
 import uuid
 from typing import Any
 
-import yaml
-
 EXAMPLES = """examples:
   export TOWNLET_TOKEN=$(townlet token issue --role admin --principal ops --ttl 1h)
   townlet console http://127.0.0.1:8000 status
@@ -69,11 +67,12 @@ def parse_pairs(pairs: list[str], json_args: str | None) -> dict[str, Any]:
 
 
 def _typed(raw: str) -> Any:
-    """A YAML scalar or flow collection; anything else (dates, odd syntax) stays the text given."""
-    try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError:
-        return raw
+    """Typed as ``--set`` values are (YAML, with ``10:00`` kept as text); what JSON cannot carry stays text."""
+    from townlet.config.loader import parse_override
+
+    if not raw.strip():
+        return ""
+    value = parse_override(f"value={raw}")[1]
     if value is None and raw.strip() not in ("null", "~"):
         return raw
     try:

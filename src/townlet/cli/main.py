@@ -25,7 +25,21 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The full argument parser with every subcommand registered."""
-    from townlet.cli import bench, bench_live, config_cmd, console_cmd, run, serve, telemetry, token, train, watch
+    from townlet.cli import (
+        bench,
+        bench_live,
+        capture,
+        config_cmd,
+        console_cmd,
+        evaluate,
+        promote,
+        run,
+        serve,
+        telemetry,
+        token,
+        train,
+        watch,
+    )
 
     parser = argparse.ArgumentParser(
         prog="townlet",
@@ -36,7 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=_version())
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for module in (run, bench, config_cmd, telemetry, token, train, serve, watch, console_cmd, bench_live):
+    for module in (run, bench, config_cmd, telemetry, token, train, serve, watch, console_cmd, bench_live,
+                   capture, evaluate, promote):
         module.register(sub, _formatter)
     return parser
 

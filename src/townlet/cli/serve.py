@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import socket
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -48,17 +48,6 @@ def _overrides(args: argparse.Namespace) -> list[str]:
     return [*args.overrides, *(f"{k}={json.dumps(v)}" for k, v in flags.items() if v is not None)]
 
 
-def bind(host: str, port: int) -> socket.socket:
-    """A socket bound to ``host:port`` (IPv4 or IPv6), ready for the server to listen on."""
-    family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
-                                                         flags=socket.AI_PASSIVE)[0]
-    sock = socket.socket(family, kind, proto)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(address)
-    sock.set_inheritable(True)
-    return sock
-
-
 def url_of(host: str, port: int, secure: bool) -> str:
     """The base URL for a bound address."""
     name = f"[{host}]" if ":" in host else host
@@ -72,7 +61,7 @@ def serve_command(args: argparse.Namespace) -> int:
     from townlet.config.loader import load_config
     from townlet.config.models import is_loopback_host
     from townlet.logs import configure_logging
-    from townlet.server.app import create_app
+    from townlet.server.app import bind, create_app
     from townlet.server.credentials import first_run_admin_token, keys_file
     from townlet.server.live import LiveTown
 
@@ -110,8 +99,17 @@ def serve_command(args: argparse.Namespace) -> int:
         ws_max_size=server.max_body_bytes, proxy_headers=False, server_header=False, lifespan="on",
         timeout_graceful_shutdown=3, ssl_certfile=_path(server.tls_cert), ssl_keyfile=_path(server.tls_key),
     )
-    uvicorn.Server(config).run(sockets=[sock])
+    # uvicorn stops gracefully on SIGINT/SIGTERM, then re-raises the signal: both end the command with 0.
+    signal.signal(signal.SIGTERM, _stopped)
+    try:
+        uvicorn.Server(config).run(sockets=[sock])
+    except KeyboardInterrupt:
+        pass
     return 0
+
+
+def _stopped(signum: int, frame: Any) -> None:
+    raise SystemExit(0)
 
 
 def _path(value: str | None) -> str | None:

@@ -103,43 +103,50 @@ class WatchState:
         return self.reader.state
 
 
-def _need_cell(value: float) -> Text:
-    style = "green" if value < 0.5 else "yellow" if value < 0.8 else "bold red"
-    return Text(f"{value:.2f}", style=style)
+def _needs_cell(needs: dict[str, float]) -> Text:
+    text = Text()
+    for i, name in enumerate(NEEDS):
+        value = needs[name]
+        style = "green" if value < 0.5 else "yellow" if value < 0.8 else "bold red"
+        text.append(f"{value:.2f}", style=style)
+        if i < len(NEEDS) - 1:
+            text.append(" ")
+    return text
 
 
 def render(view: WatchState, max_agents: int = 40) -> RenderableType:
-    """One frame of the dashboard."""
+    """One frame of the dashboard (fits 80 columns)."""
     state = view.state
     if state is None:
         return Panel(Text(f"waiting for the town at {view.url} …  {view.last_error}"), title="townlet watch")
     clock, kpis = state["clock"], state.get("kpis", {})
     speed = "paused" if clock.get("paused") else clock.get("speed", "?")
-    summary = Table.grid(padding=(0, 2))
-    summary.add_row(
-        f"[bold]Day {clock['day']} {clock['time']}[/]", f"tick {state['tick']}", f"speed [bold]{speed}[/]",
-        f"weather {state['weather']['state']}", f"agents {len(state['agents'])}",
-    )
     money = kpis.get("money", {})
-    summary.add_row(
-        f"needs ok {kpis.get('need_ok_share', 0):.3f}", f"attendance {kpis.get('attendance', 0):.3f}",
-        f"lateness {kpis.get('lateness', 0):.3f}", f"collapses {kpis.get('collapses', 0)}",
-        f"mean wallet {money.get('wallet_mean', 0):.2f}",
-    )
+    summary = Table.grid(padding=(0, 3))
+    summary.add_row(f"[bold]Day {clock['day']} {clock['time']}[/]  tick {state['tick']}", f"speed [bold]{speed}[/]",
+                    f"{state['weather']['state']}, {len(state['agents'])} agents")
+    summary.add_row(f"needs ok {kpis.get('need_ok_share', 0):.3f}", f"attendance {kpis.get('attendance', 0):.3f}",
+                    f"lateness {kpis.get('lateness', 0):.3f}")
+    summary.add_row(f"collapses {kpis.get('collapses', 0)}", f"mean wallet {money.get('wallet_mean', 0):.2f}",
+                    f"treasury {state['economy']['treasury']:.0f}")
     off = state["utilities"]
     if off.get("power_off") or off.get("water_off") or state.get("perturbations"):
         events = ", ".join(p["kind"] for p in state.get("perturbations", []))
         summary.add_row(f"power off: {', '.join(off['power_off']) or '-'}",
                         f"water off: {', '.join(off['water_off']) or '-'}", f"events: {events or '-'}")
-    agents = Table(expand=True, pad_edge=False)
-    for name in ("agent", "place", "option", "activity", *NEEDS, "wallet", "job"):
-        agents.add_column(name, no_wrap=True, justify="right" if name in NEEDS or name == "wallet" else "left")
-    for name, a in sorted(state["agents"].items())[:max_agents]:
+    rows = sorted(state["agents"].items())[:max_agents]
+    agents = Table(expand=True, pad_edge=False, box=None, header_style="bold")
+    agents.add_column("agent", no_wrap=True, min_width=max((len(n) for n, _ in rows), default=5))
+    agents.add_column("place", no_wrap=True, overflow="ellipsis")
+    agents.add_column("doing", no_wrap=True, overflow="ellipsis")
+    agents.add_column("hun hyg ene soc", no_wrap=True, min_width=19)
+    agents.add_column("wallet", justify="right", no_wrap=True)
+    agents.add_column("job", no_wrap=True, overflow="ellipsis")
+    for name, a in rows:
         job = a.get("job")
-        job_text = f"{job['title']} late {job['late']}" if job else "-"
-        agents.add_row(name, a.get("place", f"({a['x']},{a['y']})"), a.get("option", "-"),
-                       a["activity"] + (" zz" if a["asleep"] else ""), *(_need_cell(a["needs"][n]) for n in NEEDS),
-                       f"{a['wallet']:.2f}", job_text)
+        doing = a.get("option", a["activity"]) + (" zz" if a["asleep"] else "")
+        agents.add_row(name, a.get("place", f"({a['x']},{a['y']})"), doing, _needs_cell(a["needs"]),
+                       f"{a['wallet']:.2f}", f"{job['title']} (late {job['late']})" if job else "-")
     hidden = len(state["agents"]) - max_agents
     narration = Text()
     for line in list(state.get("narration", []))[-6:][::-1]:
@@ -148,7 +155,8 @@ def render(view: WatchState, max_agents: int = 40) -> RenderableType:
     if not narration:
         narration.append("nothing notable yet", style="dim")
     return Group(
-        Panel(summary, title=f"townlet watch · {view.url}", subtitle=f"config {view.reader.header.get('config_id', '?')}"),
+        Panel(summary, title=f"townlet watch · {view.url}",
+              subtitle=f"config {view.reader.header.get('config_id', '?')}"),
         Panel(agents, title=f"agents ({len(state['agents'])})" + (f", {hidden} more" if hidden > 0 else "")),
         Panel(narration, title="narration"),
         Panel(_health(view, state), title="health"),
@@ -158,21 +166,18 @@ def render(view: WatchState, max_agents: int = 40) -> RenderableType:
 def _health(view: WatchState, state: dict[str, Any]) -> Table:
     age = time.monotonic() - view.last_message if view.last_message else 0.0
     grid = Table.grid(padding=(0, 2))
-    grid.add_row(
-        "[green]connected[/]" if view.connected else "[red]disconnected[/]", f"messages {view.messages}",
-        f"snapshots {view.snapshots}", f"gaps {view.gaps}", f"reconnects {view.reconnects}",
-        f"last message {age:.1f}s ago",
-    )
+    grid.add_row("[green]connected[/]" if view.connected else "[red]disconnected[/]",
+                 f"messages {view.messages}", f"snapshots {view.snapshots}", f"last {age:.1f}s ago")
+    grid.add_row(f"gaps {view.gaps}", f"reconnects {view.reconnects}", "", "")
     viewers = state.get("transports", {}).get("viewers")
     perf = state.get("perf")
-    server = []
-    if viewers:
-        server += [f"server viewers {viewers.get('clients', '?')}", f"dropped {viewers['dropped']}",
-                   f"drop rate {viewers.get('drop_rate', 0):.1%}"]
-    if perf:
-        server.append(f"tick {perf['tick_ms_mean']:.3f} ms")
-    if server:
-        grid.add_row(*server)
+    if viewers or perf:
+        grid.add_row(
+            f"server: {viewers.get('clients', '?')} viewers" if viewers else "server:",
+            f"dropped {viewers['dropped']}" if viewers else "",
+            f"drop rate {viewers.get('drop_rate', 0):.1%}" if viewers else "",
+            f"tick {perf['tick_ms_mean']:.3f} ms" if perf else "",
+        )
     if view.last_error:
         grid.add_row(f"[yellow]{view.last_error}[/]")
     return grid

@@ -16,7 +16,7 @@ from townlet.observations import ObservationEncoder
 from townlet.policy.options import OPTION_COUNT, option_mask
 from townlet.policy.primitives import primitive_count
 from townlet.sim.simulation import Simulation
-from townlet.world.events import EventKind
+from townlet.world.events import Event, EventKind
 
 
 @dataclass
@@ -98,7 +98,6 @@ class TownCore:
         self._spawn = np.zeros(cap, dtype=np.int64)
         self.commitment = loaded.config.options.commitment_window
         self.critical = np.float32(loaded.config.needs.critical)
-        self._rows = np.arange(cap)
 
     def reset(self, seed: int) -> None:
         """Start a new episode: a fresh town seeded with ``seed``; every agent's first observation is written."""
@@ -144,7 +143,7 @@ class TownCore:
             b.truncated[:] = False
         self._observe()
 
-    def _lifecycle(self, events: list) -> None:
+    def _lifecycle(self, events: list[Event]) -> None:
         b = self.buffers
         reasons = {e.agent: e.detail for e in events if e.kind is EventKind.AGENT_EXIT}
         self.exits = {int(s): (str(self.names[s]), reasons.get(int(s), "left")) for s in np.flatnonzero(b.exited)}
@@ -153,25 +152,27 @@ class TownCore:
             self.names[s] = ids[s]
 
     def _observe(self) -> None:
-        """Observations and masks of every living agent (the running option is always allowed)."""
+        """Observations and action masks of every living agent."""
         b, w = self.buffers, self.sim.world
         self.encoder.encode()
-        live = np.flatnonzero(b.alive)
-        b.mask[...] = 0
+        live = b.alive.nonzero()[0]
+        mask = b.mask
+        mask.fill(0)
         if not len(live):
             return
         if self.primitives:
-            b.mask[live] = self.sim.primitives.mask(w, live)
+            mask[live] = self.sim.primitives.mask(w, live)
             return
         # The simulation applies a switch only once the commitment window has passed or a need is critical;
         # inside the window only the running option (continuing) is offered.
         a = w.agents
-        option = a.option[live]
+        option = a.option.take(live)
         running = option >= 0
-        locked = running & (w.tick - a.option_started[live] < self.commitment)
+        locked = running & (w.tick - a.option_started.take(live) < self.commitment)
+        free = live
         if locked.any():
-            locked &= np.maximum.reduce(a.needs[live], axis=1) < self.critical
-        free = ~locked
-        if free.any():
-            b.mask[live[free]] = option_mask(w, live[free])
-        b.mask[live[running], option[running]] = 1
+            locked &= np.maximum.reduce(a.needs.take(live, axis=0), axis=1) < self.critical
+            free = live[~locked]
+        if len(free):
+            mask[free] = option_mask(w, free)
+        mask[live[running], option[running]] = 1

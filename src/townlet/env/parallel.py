@@ -39,6 +39,7 @@ class TownletParallelEnv(ParallelEnv):
             "action_mask": spaces.Box(0, 1, shape=(self.core.actions,), dtype=np.int8),
         })
         self._action_space = spaces.Discrete(self.core.actions)
+        self.state_space = spaces.Box(-1.0, 1.0, shape=(self.core.capacity, self.core.obs_size), dtype=np.float32)
         self._seeds = np.random.default_rng(loaded.config.seed)
         self._next_seed: int | None = loaded.config.seed
         self._actions = np.full(self.core.capacity, -1, dtype=np.int64)

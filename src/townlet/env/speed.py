@@ -70,19 +70,46 @@ def single_figures(variant: str, agents: int, steps: int, warmup: int, seed: int
     }
 
 
-def _time_batch(batch: BatchedTowns, rng: np.random.Generator, steps: int, warmup: int, seed: int) -> float:
-    """Agent-steps/s of a batch under random masked actions."""
-    batch.reset(seed=seed)
-    elapsed, agent_steps = 0.0, 0
-    for i in range(warmup + steps):
-        actions = np.where(batch.alive, random_masked(rng, batch.masks), -1)
-        t0 = time.perf_counter()
-        batch.step(actions)
-        if i >= warmup:
+class _Loop:
+    """``towns`` single envs stepped one after another under random masked actions."""
+
+    def __init__(self, variant: str, agents: int, towns: int, seed: int, sets: list[str]) -> None:
+        self.envs = [parallel_env(variant=variant, agents=agents, overrides=sets) for _ in range(towns)]
+        self.obs = [env.reset(seed=seed + k)[0] for k, env in enumerate(self.envs)]
+
+    def run(self, rng: np.random.Generator, steps: int) -> tuple[float, int]:
+        elapsed, agent_steps = 0.0, 0
+        for _ in range(steps):
+            for k, env in enumerate(self.envs):
+                names = env.agents
+                actions = {}
+                if names:
+                    choice = random_masked(rng, np.stack([self.obs[k][n]["action_mask"] for n in names]))
+                    actions = dict(zip(names, choice.tolist(), strict=True))
+                t0 = time.perf_counter()
+                self.obs[k], *_ = env.step(actions)
+                elapsed += time.perf_counter() - t0
+                agent_steps += len(actions)
+        return elapsed, agent_steps
+
+
+class _Batch:
+    """A ``BatchedTowns`` under random masked actions."""
+
+    def __init__(self, batch: BatchedTowns, seed: int) -> None:
+        self.batch = batch
+        batch.reset(seed=seed)
+
+    def run(self, rng: np.random.Generator, steps: int) -> tuple[float, int]:
+        b = self.batch
+        elapsed, agent_steps = 0.0, 0
+        for _ in range(steps):
+            actions = np.where(b.alive, random_masked(rng, b.masks), -1)
+            t0 = time.perf_counter()
+            b.step(actions)
             elapsed += time.perf_counter() - t0
-            agent_steps += int(batch.alive.sum())
-    batch.close()
-    return agent_steps / elapsed
+            agent_steps += int(b.alive.sum())
+        return elapsed, agent_steps
 
 
 def batched_vs_loop(
@@ -90,41 +117,46 @@ def batched_vs_loop(
 ) -> dict[str, Any]:
     """Agent-steps/s of ``BatchedTowns(towns)`` against ``towns`` single envs stepped one after another.
 
-    The batch is timed in process, and (``workers > 0``) spread over that many worker processes.
+    The batch is timed in process, and (``workers > 0``) spread over that many worker processes. The
+    contenders take turns in chunks of 50 steps, so a busy machine slows them alike and the ratios hold.
     """
     sets = [*overrides, f"env.horizon={steps + warmup + 1}"]
     rng = np.random.default_rng(seed)
-    batched = _time_batch(BatchedTowns(towns, variant=variant, agents=agents, overrides=sets), rng, steps, warmup,
-                          seed)
-    spread = None
+    runners: dict[str, Any] = {
+        "loop": _Loop(variant, agents, towns, seed, sets),
+        "batched": _Batch(BatchedTowns(towns, variant=variant, agents=agents, overrides=sets), seed),
+    }
     if workers:
         pool = BatchedTowns(towns, variant=variant, agents=agents, overrides=sets, workers=workers)
-        spread = _time_batch(pool, rng, steps, warmup, seed)
-    envs = [parallel_env(variant=variant, agents=agents, overrides=sets) for _ in range(towns)]
-    obs = [env.reset(seed=seed + k)[0] for k, env in enumerate(envs)]
-    elapsed, agent_steps = 0.0, 0
-    for i in range(warmup + steps):
-        for k, env in enumerate(envs):
-            names = env.agents
-            choice = random_masked(rng, np.stack([obs[k][n]["action_mask"] for n in names])) if names else []
-            actions = dict(zip(names, choice.tolist(), strict=True)) if names else {}
-            t0 = time.perf_counter()
-            obs[k], *_ = env.step(actions)
-            if i >= warmup:
-                elapsed += time.perf_counter() - t0
-                agent_steps += len(actions)
-    looped = agent_steps / elapsed
+        runners["workers"] = _Batch(pool, seed)
+    totals = {name: [0.0, 0] for name in runners}
+    try:
+        for runner in runners.values():
+            runner.run(rng, warmup)
+        done = 0
+        while done < steps:
+            chunk = min(50, steps - done)
+            for name, runner in runners.items():
+                elapsed, agent_steps = runner.run(rng, chunk)
+                totals[name][0] += elapsed
+                totals[name][1] += agent_steps
+            done += chunk
+    finally:
+        for runner in runners.values():
+            if isinstance(runner, _Batch):
+                runner.batch.close()
+    rate = {name: n / seconds for name, (seconds, n) in totals.items()}
     result: dict[str, Any] = {
         "variant": variant,
         "towns": towns,
         "agents": agents,
-        "loop_agent_steps_per_s": round(looped, 1),
-        "batched_agent_steps_per_s": round(batched, 1),
-        "speedup": round(batched / looped, 2),
+        "loop_agent_steps_per_s": round(rate["loop"], 1),
+        "batched_agent_steps_per_s": round(rate["batched"], 1),
+        "speedup": round(rate["batched"] / rate["loop"], 2),
     }
-    if spread is not None:
-        result |= {"workers": workers, "workers_agent_steps_per_s": round(spread, 1),
-                   "workers_speedup": round(spread / looped, 2)}
+    if workers:
+        result |= {"workers": workers, "workers_agent_steps_per_s": round(rate["workers"], 1),
+                   "workers_speedup": round(rate["workers"] / rate["loop"], 2)}
     return result
 
 

@@ -83,6 +83,8 @@ class CommonBlock:
         self._seen_alive = np.zeros(cap, dtype=bool)
         self._seen_spawn = np.full(cap, -1, dtype=np.int64)
         self._ties = (b"", b"")  # snapshot of the tie arrays at the last encode (none yet)
+        self._snapshots: dict[str, bytes] = {}
+        self._n = 0
         self._ties_any = False
 
     def write(self, n: int, out: np.ndarray) -> np.ndarray:
@@ -91,11 +93,15 @@ class CommonBlock:
         tick, tpd = w.tick, w.ticks_per_day
         tod = tick % tpd
         fresh = self._fresh(n)
+        # Blocks whose inputs did not change since the last encode keep their rows (they persist by slot).
+        new_rows = n != self._n or bool(fresh.any())
+        self._n = n
         i = self.needs
         out[:, i : i + 4] = a.needs[:n]
         out[:, self.wallet] = np.tanh(a.wallet[:n] * self.wallet_scale)
-        i = self.inventory
-        out[:, i : i + self.items] = np.minimum(a.inventory[:n] * self.inventory_scale, 1.0)
+        if self._changed("inventory", new_rows, a.inventory):
+            i = self.inventory
+            out[:, i : i + self.items] = np.minimum(a.inventory[:n] * self.inventory_scale, 1.0)
         angle = TAU * tod / tpd
         out[:, self.time] = np.sin(angle)
         out[:, self.time + 1] = np.cos(angle)
@@ -108,21 +114,34 @@ class CommonBlock:
             out[:, self.commit] = left * (1.0 / self.commitment)
         else:
             out[:, self.commit] = 0.0
-        i = self.activity
-        out[:, i : i + len(ACTIVITIES)] = self.activities.take(a.activity[:n], axis=0)
-        i = self.last_action
-        out[:, i : i + self.n_aff] = self.affordances.take(a.last_action[:n], axis=0)
-        out[:, i + self.n_aff] = a.last_success[:n]
-        out[:, i + self.n_aff + 1] = np.minimum(a.last_duration[:n] * self.duration_scale, 1.0)
+        if self._changed("activity", new_rows, a.activity):
+            i = self.activity
+            out[:, i : i + len(ACTIVITIES)] = self.activities.take(a.activity[:n], axis=0)
+        if self._changed("last_action", new_rows, a.last_action, a.last_success, a.last_duration):
+            i = self.last_action
+            out[:, i : i + self.n_aff] = self.affordances.take(a.last_action[:n], axis=0)
+            out[:, i + self.n_aff] = a.last_success[:n]
+            out[:, i + self.n_aff + 1] = np.minimum(a.last_duration[:n] * self.duration_scale, 1.0)
         out[:, self.ctx] = fresh
-        out[:, self.weather : self.weather + 3] = self.weathers[w.weather.state]
-        if fresh.any():
+        if self._changed("weather", new_rows, np.int8(w.weather.state)):
+            out[:, self.weather : self.weather + 3] = self.weathers[w.weather.state]
+        if new_rows:
             i = self.personality
-            out[fresh, i : i + 3] = a.personality[:n][fresh, :3]
-        self._social(n, out, fresh, self._ties_changed())
-        self._local(n, out)
-        self._flags(n, out)
+            out[:, i : i + 3] = a.personality[:n, :3]
+        ties_changed = self._ties_changed()
+        self._social(n, out, new_rows, ties_changed)
+        if self._changed("local", new_rows or ties_changed, a.tile, a.alive):
+            self._local(n, out)
+        self._flags(n, out, new_rows)
         return fresh
+
+    def _changed(self, key: str, new_rows: bool, *arrays: np.ndarray) -> bool:
+        """Whether the inputs of a cached block changed since the last encode (always on new rows)."""
+        snapshot = b"".join(x.tobytes() for x in arrays)
+        if not new_rows and self._snapshots.get(key) == snapshot:
+            return False
+        self._snapshots[key] = snapshot
+        return True
 
     def _fresh(self, n: int) -> np.ndarray:
         """Rows holding an agent not seen at the last encode (a new episode or a newcomer)."""
@@ -158,9 +177,9 @@ class CommonBlock:
         self._ties_any = bool((rel.other >= 0).any())
         return True
 
-    def _social(self, n: int, out: np.ndarray, fresh: np.ndarray, changed: bool) -> None:
+    def _social(self, n: int, out: np.ndarray, new_rows: bool, changed: bool) -> None:
         """Top friends and rivals: rewritten only when ties (or the agents) changed."""
-        if not self.top or not (changed or fresh.any()):
+        if not self.top or not (changed or new_rows):
             return
         rel = self.world.relationships
         other = rel.other[:n]
@@ -225,12 +244,13 @@ class CommonBlock:
         y1, y2 = np.maximum(y - r, 0), np.minimum(y + r, g.height - 1) + 1
         return sat[y2, x2] - sat[y1, x2] - sat[y2, x1] + sat[y1, x1] - 1
 
-    def _flags(self, n: int, out: np.ndarray) -> None:
+    def _flags(self, n: int, out: np.ndarray, new_rows: bool) -> None:
         w, a, o = self.world, self.world.agents, self.world.objects
         i = self.flags
-        home = a.home[:n]
-        out[:, i + 3] = w.utilities.power_on.take(home)
-        out[:, i + 4] = w.utilities.water_on.take(home)
+        if self._changed("home", new_rows, a.home, w.utilities.power_on, w.utilities.water_on):
+            home = a.home[:n]
+            out[:, i + 3] = w.utilities.power_on.take(home)
+            out[:, i + 4] = w.utilities.water_on.take(home)
         lines = [ob for ob in w.queues.active if o.queue[ob]]
         if not lines:
             out[:, i : i + 3] = 0.0

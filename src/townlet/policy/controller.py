@@ -64,6 +64,11 @@ class OptionController:
     def _mine(self, slot: int, obj_type: str) -> tuple[int, ...]:
         return self.home_objects.get(int(self.world.agents.home[slot]), {}).get(obj_type, ())
 
+    def _open(self, objs: tuple[int, ...]) -> tuple[int, ...]:
+        """The objects whose place is open to the public (not a closed facility)."""
+        w = self.world
+        return objs if w.place_open.all() else tuple(ob for ob in objs if w.place_open[w.objects.place[ob]])
+
     def _powered(self, objs: tuple[int, ...], kind: str) -> tuple[int, ...]:
         on = self.world.utilities.power_on if kind == "power" else self.world.utilities.water_on
         return tuple(ob for ob in objs if on[self.world.objects.place[ob]])
@@ -92,7 +97,8 @@ class OptionController:
                     home = [Step(stoves, aff["cook_meal"])]
                 else:
                     home = [Step(self._mine(slot, "fridge"), aff["snack"])]
-            can_buy = a.wallet[slot] >= w.economy.price("cafe_meal") and self.public[("cafe", "counter_service")]
+            counters = self._open(self.public[("cafe", "counter_service")])
+            can_buy = a.wallet[slot] >= w.economy.price("cafe_meal") and counters
             if home and can_buy:
                 # Eat wherever is nearer; at work the café is usually the sensible lunch.
                 at_work = w.employment.working_hours(slot, w.tick)
@@ -125,7 +131,7 @@ class OptionController:
             night = self._is_night(tod)
             return [Step(self._mine(slot, "bed"), aff["sleep" if night else "nap"])]
         if option == Option.SOCIALISE:
-            benches = self.public[("park", "bench")]
+            benches = self._open(self.public[("park", "bench")])
             tables = self.public[("cafe", "table")]
             return [Step(benches, aff["chat_bench"])] if benches else [Step(tables, aff["chat_table"])]
         if option == Option.IDLE:

@@ -7,8 +7,9 @@ punished.
 
 from __future__ import annotations
 
+import weakref
 from enum import IntEnum
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -34,14 +35,25 @@ OPTION_LABELS = ("GetFed", "GetClean", "GoToWork", "ShopGroceries", "Sleep", "So
 
 def work_window(world: World, slots: np.ndarray) -> np.ndarray:
     """Whether each agent's job is open for arrival now (early arrival up to shift end)."""
-    jobs = world.agents.job[slots]
-    has = jobs >= 0
-    j = np.maximum(jobs, 0)
+    jobs = world.agents.job.take(slots)
     emp = world.employment
     if not len(emp):
         return np.zeros(len(slots), dtype=bool)
     tod = world.tick % world.ticks_per_day
-    return has & (emp.start[j] - emp.cfg.early_arrival <= tod) & (tod < emp.end[j] - 1)
+    # jobs == -1 reads the last position; masked by ``jobs >= 0``.
+    return (jobs >= 0) & (emp.start.take(jobs) - emp.cfg.early_arrival <= tod) & (tod < emp.end.take(jobs) - 1)
+
+
+_SHOWER_FEES: weakref.WeakKeyDictionary[Any, float] = weakref.WeakKeyDictionary()
+
+
+def _shower_fee(manifest: Any) -> float:
+    """The cheapest shower's fee in a manifest (looked up once per manifest object)."""
+    fee = _SHOWER_FEES.get(manifest)
+    if fee is None:
+        fee = min((aff.pay for aff in manifest.affordances if aff.object_type == "shower"), default=0.0)
+        _SHOWER_FEES[manifest] = fee
+    return fee
 
 
 def option_mask(world: World, slots: np.ndarray | None = None) -> np.ndarray:
@@ -53,8 +65,8 @@ def option_mask(world: World, slots: np.ndarray | None = None) -> np.ndarray:
     mask = np.ones((n, OPTION_COUNT), dtype=bool)
     if not n:
         return mask
-    wallet = a.wallet[slots]
-    inv = a.inventory[slots]
+    wallet = a.wallet.take(slots)
+    inv = a.inventory.take(slots, axis=0)
     raw = a.item_index.get("raw_food")
     meal = a.item_index.get("cafe_meal")
     has_food = inv[:, raw] >= 1 if raw is not None else np.zeros(n, bool)
@@ -67,7 +79,7 @@ def option_mask(world: World, slots: np.ndarray | None = None) -> np.ndarray:
     can_buy_meal = (wallet >= e.prices.get("cafe_meal", np.inf)) & (cafe_stock > 0)
     mask[:, Option.GET_FED] = has_food | can_buy_meal
     clothes = a.item_index.get("clean_clothes")
-    shower_fee = min((aff.pay for aff in world.manifest.affordances if aff.object_type == "shower"), default=0.0)
+    shower_fee = _shower_fee(world.manifest)
     water_anywhere = bool(world.utilities.water_on.any())
     has_clothes = inv[:, clothes] >= 1 if clothes is not None else np.zeros(n, bool)
     mask[:, Option.GET_CLEAN] = (water_anywhere & (wallet >= shower_fee)) | has_clothes

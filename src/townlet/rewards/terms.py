@@ -99,6 +99,10 @@ class Rewards:
         self._spawned = -1
         self._lo_tick, self._hi_tick = np.float32(-cfg.clip_tick), np.float32(cfg.clip_tick)
         self._lo_episode, self._hi_episode = np.float32(-cfg.clip_episode), np.float32(cfg.clip_episode)
+        self._summed = self._terms[:-1]  # every term but the guardrails
+        self._ones_terms = np.ones(len(TERMS) - 1, dtype=np.float32)
+        self._ones_slots = np.ones(cap, dtype=np.float32)
+        self._return_bound = 0.0  # an upper bound on |episode_return| (skips the episode clip while far)
 
     def update(self, world: World) -> None:
         """Compute every slot's reward for this tick (the ``rewards`` phase)."""
@@ -180,24 +184,31 @@ class Rewards:
     def _guard(self, tick: int, counted: int) -> None:
         """Apply the guardrails to the summed terms; ``counted`` is living plus leaving agents."""
         cfg, raw, r = self.cfg, self._raw, self.last
-        # Plain ufuncs rather than np.clip / ndarray.sum: this runs every tick on small arrays.
-        np.add.reduce(self._terms[:-1], axis=0, out=raw)
+        # Plain ufuncs and dot products rather than np.clip / ndarray.sum: this runs every tick on small arrays.
+        np.dot(self._ones_terms, self._summed, out=raw)
         np.maximum(raw, self._lo_tick, out=r)
         if tick - self.last_trigger <= cfg.exit_guard_ticks:
             near_exit = tick - self.trigger_tick <= cfg.exit_guard_ticks
             np.minimum(r, 0.0, out=r, where=near_exit)
         np.minimum(r, self._hi_tick, out=r)
         # Empty slots have no terms, so r is 0 there and their returns stay as they were.
-        ret, total = self.episode_return, self._sum
-        np.add(ret, r, out=total)
-        np.maximum(total, self._lo_episode, out=total)
-        np.minimum(total, self._hi_episode, out=total)
-        np.subtract(total, ret, out=r)
-        ret[:] = total
+        ret = self.episode_return
+        self._return_bound += cfg.clip_tick
+        if self._return_bound >= cfg.clip_episode:
+            total = self._sum
+            np.add(ret, r, out=total)
+            np.maximum(total, self._lo_episode, out=total)
+            np.minimum(total, self._hi_episode, out=total)
+            np.subtract(total, ret, out=r)
+            ret[:] = total
+            self._return_bound = float(np.abs(ret).max())
+        else:
+            ret += r
         np.subtract(r, raw, out=self.breakdown["guardrails"])
-        self.stats.update_sums(counted, float(np.add.reduce(r, dtype=np.float64)), float(np.dot(r, r)))
+        self.stats.update_sums(counted, float(np.dot(r, self._ones_slots)), float(np.dot(r, r)))
 
     def digest(self) -> bytes:
         """Bytes of the reward state (for ``Simulation.state_hash``)."""
-        parts = (self.last, self.episode_return, self.trigger_tick, self.potential, np.int64(self.last_trigger))
+        parts = (self.last, self.episode_return, self.trigger_tick, self.potential, np.int64(self.last_trigger),
+                 np.float64(self._return_bound))
         return b"".join(arr.tobytes() for arr in parts) + repr(self.stats.state()).encode()

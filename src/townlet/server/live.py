@@ -10,11 +10,9 @@ are applied at once, between ticks, and viewers get the amended state as a fresh
 from __future__ import annotations
 
 import logging
-import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
 from typing import Any
 
 from townlet.config.loader import LoadedConfig
@@ -29,9 +27,6 @@ from townlet.telemetry.publisher import TelemetryPublisher
 log = logging.getLogger("townlet.server")
 PAUSED_POLL_S = 0.05  # how often a paused loop looks for queued commands when nothing wakes it
 RATE_WINDOW_S = 5.0
-# The tick thread shares the interpreter with the HTTP/WebSocket event loop; a shorter GIL switch
-# interval (default 5 ms) lets a due tick take over sooner when viewers keep the loop busy.
-SWITCH_INTERVAL_S = 0.0005
 
 
 class TickStats:
@@ -99,7 +94,7 @@ class LiveTown:
         sim: The town (only this object's thread steps it).
         console: The console service commands go through.
         publisher: The telemetry publisher (attached on :meth:`start`).
-        viewers: The WebSocket viewers' transport (one outbox per viewer).
+        viewers: The WebSocket viewers' transport (one shared feed, a cursor per viewer).
         cfg: The ``server`` config section.
     """
 
@@ -111,7 +106,7 @@ class LiveTown:
         self.viewers = viewers
         self.cfg = cfg
         self.stats = TickStats(cfg.lag_samples)
-        self.after_tick: list[Callable[[], None]] = []
+        self.published = 0  # ticks and amendments published so far (viewers poll it)
         self.error: str | None = None
         self.started_at = time.monotonic()
         self._wake = threading.Event()
@@ -159,7 +154,6 @@ class LiveTown:
         if self._thread is not None:
             return
         self.publisher.attach()
-        sys.setswitchinterval(SWITCH_INTERVAL_S)
         self._stopping = False
         self._thread = threading.Thread(target=self._run, name="townlet-live", daemon=True)
         self._thread.start()
@@ -253,8 +247,7 @@ class LiveTown:
         self._notify()
 
     def _notify(self) -> None:
-        for callback in self.after_tick:
-            callback()
+        self.published += 1
 
     # -- reading ------------------------------------------------------------------------------------
 

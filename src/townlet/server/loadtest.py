@@ -73,9 +73,9 @@ class LoadBench:
     """
 
     def __init__(self, overrides: list[str], config: str | None = None, seed: int | None = None) -> None:
-        from townlet.cli.serve import bind
         from townlet.config.loader import load_config
         from townlet.console.auth import TokenAuthority
+        from townlet.server.app import bind
         from townlet.server.live import LiveTown
 
         self.tmp = tempfile.TemporaryDirectory(prefix="townlet-bench-live-")

@@ -79,6 +79,9 @@ def render(live: LiveTown, results: Counter[str]) -> str:
         ("townlet_telemetry_queue_depth", "queue_depth", "gauge", "Deepest consumer queue in ticks, per transport."),
     ):
         out.metric(name, kind, text, [({"transport": t}, h.get(field, 0)) for t, h in health.items()])
+    out.metric("townlet_telemetry_messages_coalesced_total", "counter",
+               "Ticks folded into snapshots for viewers slower than the town (100x, max), not dropped.",
+               live.viewers.totals["coalesced"])
     counts = dict(live.console.counts)
     out.metric("townlet_console_commands_total", "counter",
                "Console commands by status (submitted, refused, applied, failed, duplicates, internal_errors).",

@@ -1,55 +1,242 @@
-"""Viewers of the live stream: the transport they subscribe to, who may connect, and each one's send loop.
+"""Viewers of the live stream: one shared feed of recent ticks, a cursor per viewer, each viewer's send loop.
 
-Every viewer has its own bounded outbox (:class:`~townlet.telemetry.outbox.Outbox`), filled by the tick
-thread and emptied by that viewer's task on the server's event loop. A viewer gets every tick
-as a diff, at most ``server.stream_rate`` a second; when the town ticks faster than that (100x, max) or
-the viewer's connection is slow, what it missed is dropped (and counted) and it continues from fresh
-snapshots, at most ``server.catch_up_rate`` a second, so no viewer can slow the town or grow the server's
-memory, and the fan-out stays cheap at any speed.
+The tick thread appends each tick's :class:`~townlet.telemetry.outbox.Batch` to a :class:`Feed`, a ring of
+the last ``server.viewer_buffer_ticks`` batches, once, whatever the number of viewers (a queue per viewer
+would cost the tick thread one hand-over per viewer per tick). Every viewer reads the feed at its own pace
+through a :class:`Cursor`, so each has its own bounded backlog: a viewer that falls further behind than
+the ring holds loses what it missed (counted as dropped) and continues from a fresh snapshot.
+
+A viewer gets every tick as a diff, at most ``server.stream_rate`` a second; when the town ticks faster
+(100x, max) or its connection is slow, it skips ahead to fresh snapshots, at most ``server.catch_up_rate``
+a second. No viewer can slow the town or grow the server's memory, and fan-out stays cheap at any speed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
 import time
 from typing import Any
 from urllib.parse import urlsplit
 
-from townlet.config.models import WebSocketTransportConfig, is_loopback_host
-from townlet.telemetry.outbox import Outbox
-from townlet.telemetry.websocket import WebSocketTransport
+from townlet.config.models import is_loopback_host
+from townlet.telemetry.outbox import Batch, Item
+from townlet.telemetry.transports import Transport
 
 LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1", "[::1]")
 
 
-class ViewerTransport(WebSocketTransport):
-    """The WebSocket transport without a server of its own: the live server's endpoint subscribes viewers.
+class Feed:
+    """The last ``capacity`` published batches, by sequence number (written by one thread, read by many).
 
-    Args:
-        buffer_ticks: Ticks queued per viewer before it is dropped to a fresh snapshot.
+    Attributes:
+        seq: The sequence number of the latest batch (-1 before the first).
+        lines: Messages published so far (cumulative).
     """
 
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self.slots: list[tuple[int, Batch, int] | None] = [None] * capacity  # (seq, batch, lines before it)
+        self.seq = -1
+        self.lines = 0
+
+    def put(self, batch: Batch) -> None:
+        """Append one batch (the slot is written before ``seq`` moves, so readers never see a half entry)."""
+        seq = self.seq + 1
+        self.slots[seq % self.capacity] = (seq, batch, self.lines)
+        self.lines += batch.lines
+        self.seq = seq
+
+    def get(self, seq: int) -> tuple[int, Batch, int] | None:
+        """The entry for ``seq``, or None once it has been overwritten."""
+        entry = self.slots[seq % self.capacity]
+        return entry if entry is not None and entry[0] == seq else None
+
+
+class Cursor:
+    """One viewer's position in the feed, with its health counters.
+
+    Args:
+        feed: The shared feed.
+        counters: The transport's running totals (dropped is added to as this viewer skips).
+    """
+
+    def __init__(self, feed: Feed, counters: dict[str, int]) -> None:
+        self.feed = feed
+        self.totals = counters
+        self.next: int | None = None  # None: the next item is a snapshot
+        self.consumed: int | None = None  # feed lines up to what this viewer has received or skipped
+        self.joined_lines = feed.lines
+        self.start_after = feed.seq  # a newcomer's first snapshot is of a tick published after it came
+        self.sent = 0
+        self.dropped = 0
+        self.coalesced = 0
+        self.snapshots = 0
+        self.skip_kind = "dropped"  # how the ticks skipped by the next snapshot are counted
+        self.last_success_tick = -1
+        self.last_failure_tick = -1
+        self.last_error = ""
+        self.closed = False
+
+    def take(self) -> Item | None:
+        """The next item to send (a diff that follows on, or a fresh snapshot), or None when up to date."""
+        feed = self.feed
+        latest = feed.seq
+        if latest <= self.start_after or (self.next is not None and self.next > latest):
+            return None
+        entry = None if self.next is None else feed.get(self.next)
+        snapshot = entry is None
+        if snapshot:
+            entry = feed.get(latest)
+            if entry is None:
+                return None
+        seq, batch, before = entry  # type: ignore[misc]
+        if snapshot:
+            if self.consumed is not None and before > self.consumed:
+                self._skip(before - self.consumed, self.skip_kind)
+            self.skip_kind = "dropped"
+            self.snapshots += 1
+            self.totals["snapshots"] += 1
+        self.next = seq + 1
+        self.consumed = before + batch.lines
+        return Item(batch.tick, batch.snapshot() if snapshot else batch.diff, batch.lines, snapshot)
+
+    def backlog(self) -> int:
+        """Ticks published that this viewer has not taken yet (at most what the ring holds)."""
+        return 0 if self.next is None else min(self.feed.capacity, max(0, self.feed.seq - self.next + 1))
+
+    def resync(self, coalesce: bool = False) -> None:
+        """Skip what is waiting and continue from a fresh snapshot.
+
+        Args:
+            coalesce: The skipped ticks are folded into the snapshot because the town outpaces the viewer's
+                update rate (counted as coalesced), not lost by a slow viewer (counted as dropped).
+        """
+        self.next = None
+        self.skip_kind = "coalesced" if coalesce else "dropped"
+
+    def sent_ok(self, item: Item) -> None:
+        """``item`` went out."""
+        self.sent += item.lines
+        self.totals["sent"] += item.lines
+        self.last_success_tick = item.tick
+
+    def send_failed(self, item: Item, error: str) -> None:
+        """``item`` was lost with the connection."""
+        self._drop(item.lines)
+        self.last_error = error
+        self.last_failure_tick = item.tick
+
+    def _drop(self, lines: int) -> None:
+        self._skip(lines, "dropped")
+
+    def _skip(self, lines: int, kind: str) -> None:
+        setattr(self, kind, getattr(self, kind) + lines)
+        self.totals[kind] += lines
+
+    def health(self) -> dict[str, Any]:
+        """This viewer's counters."""
+        return {"queue_depth": self.backlog(), "sent": self.sent, "dropped": self.dropped,
+                "coalesced": self.coalesced, "snapshots": self.snapshots, "last_success_tick": self.last_success_tick,
+                "last_failure_tick": self.last_failure_tick, "last_error": self.last_error}
+
+
+class ViewerTransport(Transport):
+    """The telemetry transport of the live server's WebSocket viewers (``kind`` websocket, name ``viewers``).
+
+    Args:
+        buffer_ticks: Ticks a viewer may fall behind before it skips to a fresh snapshot.
+    """
+
+    kind = "websocket"
+
     def __init__(self, buffer_ticks: int) -> None:
-        cfg = WebSocketTransportConfig(kind="websocket", name="viewers", tls=False, allow_plaintext=True,
-                                       host="127.0.0.1", port=1, path="/ws/telemetry", buffer_ticks=buffer_ticks)
-        super().__init__(cfg)
-        self.public_url = ""
+        super().__init__("viewers")
+        self.feed = Feed(buffer_ticks)
+        self.clients: list[Cursor] = []
+        self.public_url = "/ws/telemetry"
+        self.totals = {"sent": 0, "dropped": 0, "coalesced": 0, "snapshots": 0}
+        self._gone_offered = 0
+        self._joined_lines = 0  # sum of feed.lines at each present viewer's arrival
+        self._lock = threading.Lock()
+        self._last_error = ""
+        self._last_failure_tick = -1
 
     @property
     def url(self) -> str:
-        """Where viewers connect (set by the server once it listens)."""
-        return self.public_url or self.cfg.path
+        """Where viewers connect."""
+        return self.public_url
 
-    def start(self) -> None:
-        """Nothing to start: the live server accepts the connections."""
+    def put(self, batch: Batch) -> None:
+        """Publish one tick to every viewer at once (constant time, whatever the number of viewers)."""
+        self.feed.put(batch)
 
-    def close(self, timeout: float = 5.0) -> None:
-        """Close every viewer's outbox (their send loops end)."""
+    def wants(self) -> bool:
+        """Only while someone watches."""
+        return bool(self.clients)
+
+    def subscribe(self) -> Cursor:
+        """A new viewer: it starts with a snapshot of the latest tick."""
+        cursor = Cursor(self.feed, self.totals)
+        with self._lock:
+            self.clients.append(cursor)
+            self._joined_lines += cursor.joined_lines
+        return cursor
+
+    def unsubscribe(self, cursor: Cursor) -> None:
+        """A viewer left; its messages stay in the totals."""
+        cursor.closed = True
+        with self._lock:
+            if cursor in self.clients:
+                self.clients.remove(cursor)
+                self._joined_lines -= cursor.joined_lines
+                self._gone_offered += self.feed.lines - cursor.joined_lines
+                if cursor.last_error:
+                    self._last_error = cursor.last_error
+                    self._last_failure_tick = max(self._last_failure_tick, cursor.last_failure_tick)
+
+    def counts(self) -> tuple[int, int]:
+        """Messages offered to and dropped by viewers, past and present (constant time).
+
+        Ticks coalesced into snapshots at speeds above a viewer's update rate are neither offered nor
+        dropped: they were never meant to be sent one by one.
+        """
+        with self._lock:
+            offered = self._gone_offered + len(self.clients) * self.feed.lines - self._joined_lines
+        return offered - self.totals["coalesced"], self.totals["dropped"]
+
+    def health(self) -> dict[str, Any]:
+        """Viewers connected, the deepest backlog, and the totals."""
         with self._lock:
             clients = list(self.clients)
-        for outbox in clients:
-            outbox.close()
+        each = [c.health() for c in clients]
+        last_error, last_failure = self._last_error, self._last_failure_tick
+        for h in each:
+            last_error = h["last_error"] or last_error
+            last_failure = max(last_failure, h["last_failure_tick"])
+        return {
+            "kind": self.kind,
+            "connected": bool(clients),
+            "clients": len(clients),
+            "queue_depth": max((h["queue_depth"] for h in each), default=0),
+            "queue_capacity": self.feed.capacity,
+            "sent": self.totals["sent"],
+            "dropped": self.totals["dropped"],
+            "snapshots": self.totals["snapshots"],
+            "retry_streak": 0,
+            "last_error": last_error,
+            "last_success_tick": max((h["last_success_tick"] for h in each), default=-1),
+            "last_failure_tick": last_failure,
+            "url": self.url,
+        }
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Tell every viewer's send loop to end."""
+        with self._lock:
+            clients = list(self.clients)
+        for cursor in clients:
+            cursor.closed = True
 
 
 def host_allowed(host_header: str | None, bound_host: str, allowed: list[str]) -> bool:
@@ -92,25 +279,27 @@ def origin_allowed(origin: str | None, host_header: str | None, secure: bool, al
 
 
 class Viewer:
-    """One connected viewer: its outbox and the task that sends what the outbox holds.
+    """One connected viewer: its cursor and the task that sends what it has not seen yet.
 
     Args:
         ws: The accepted WebSocket (Starlette).
-        outbox: Its outbox on the viewer transport.
+        cursor: Its cursor on the viewer transport's feed.
         rate: Updates per second at most while the viewer keeps up with every tick.
         catch_up_rate: Snapshots per second at most once it has fallen behind.
+        behind_ticks: A backlog above this skips ahead; a smaller one (jitter) is caught up at ``rate``.
     """
 
-    def __init__(self, ws: Any, outbox: Outbox, rate: float, catch_up_rate: float) -> None:
+    def __init__(self, ws: Any, cursor: Cursor, rate: float, catch_up_rate: float, behind_ticks: int) -> None:
         self.ws = ws
-        self.outbox = outbox
+        self.cursor = cursor
         self.gap = 1.0 / rate
         self.catch_up_gap = max(self.gap, 1.0 / catch_up_rate)
+        self.behind_ticks = behind_ticks
         self.wake = asyncio.Event()
         self.gone = False
 
     def poke(self) -> None:
-        """Something was queued (called on the event loop once per tick)."""
+        """Something was published (called on the event loop)."""
         self.wake.set()
 
     async def run(self) -> None:
@@ -135,30 +324,32 @@ class Viewer:
             self.wake.set()
 
     async def _send_loop(self) -> None:
-        outbox, ws = self.outbox, self.ws
+        cursor, ws = self.cursor, self.ws
         last = 0.0
         gap = self.gap
-        while not self.gone and not outbox.closed:
-            item = outbox.take_nowait()
+        while not self.gone and not cursor.closed:
+            self.wake.clear()
+            item = cursor.take()
             if item is None:
-                self.wake.clear()
-                item = outbox.take_nowait()
-                if item is None:
-                    await self.wake.wait()
-                    continue
+                await self.wake.wait()
+                continue
+            started = time.monotonic()
             try:
                 for line in item.data.splitlines():
                     await ws.send_text(line.decode())
             except Exception as exc:  # the connection went away mid-send
-                outbox.send_failed(item, f"{type(exc).__name__}: {exc}")
+                cursor.send_failed(item, f"{type(exc).__name__}: {exc}")
                 return
-            outbox.sent_ok(item)
+            cursor.sent_ok(item)
+            sending = time.monotonic() - started
             wait = last + gap - time.monotonic()
             if wait > 0:
                 await asyncio.sleep(wait)
             last = time.monotonic()
-            if len(outbox.queue) > 1:  # the town outpaces this viewer: skip ahead to a fresh snapshot
-                outbox.resync()
-                gap = self.catch_up_gap
+            if cursor.backlog() > self.behind_ticks:  # fallen behind: skip ahead to a fresh snapshot
+                # a quick send means the town outpaces the update rate (coalesce); a slow one, a slow viewer
+                cursor.resync(coalesce=sending < self.gap)
+                # still behind right after a fresh start: the town outpaces this viewer, so slow down
+                gap = self.catch_up_gap if item.snapshot else self.gap
             elif not item.snapshot:
                 gap = self.gap  # keeping up with diffs again

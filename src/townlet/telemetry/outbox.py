@@ -18,6 +18,8 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+WAKE_AT = 8  # queued ticks that wake a sleeping sender at once; smaller backlogs wait for its next poll
+
 
 @dataclass(slots=True)
 class Batch:
@@ -103,7 +105,8 @@ class Outbox:
                 self.queue.append(Item(batch.tick, batch.snapshot(), batch.lines, True, fresh))
             else:
                 self.queue.append(Item(batch.tick, batch.diff, batch.lines, False))
-            self.lock.notify()
+            if len(self.queue) >= WAKE_AT or self.notify is not None:
+                self.lock.notify()  # a polling sender finds smaller backlogs by itself (fewer thread wake-ups)
         self._wake()
 
     def take(self, timeout: float | None = None) -> Item | None:
@@ -115,6 +118,23 @@ class Outbox:
                 return None
             self.in_flight = True
             return self.queue.popleft()
+
+    def take_all(self, timeout: float | None = None) -> Item | None:
+        """The queued backlog joined into one item (one write), up to the next fresh segment; None on timeout."""
+        with self.lock:
+            if not self.queue and not self.closed:
+                self.lock.wait(timeout)
+            if not self.queue:
+                return None
+            self.in_flight = True
+            items = [self.queue.popleft()]
+            while self.queue and not self.queue[0].fresh:  # a new file starts with its own write
+                items.append(self.queue.popleft())
+        if len(items) == 1:
+            return items[0]
+        first = items[0]
+        return Item(items[-1].tick, b"".join(i.data for i in items), sum(i.lines for i in items), first.snapshot,
+                    first.fresh)
 
     def take_nowait(self) -> Item | None:
         """Next item without waiting (asyncio senders), marking it in flight."""

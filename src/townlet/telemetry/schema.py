@@ -22,6 +22,7 @@ from townlet.world.weather import WEATHER_STATES
 SCHEMA_VERSION = 1
 SCHEMA_ID = f"townlet.telemetry/{SCHEMA_VERSION}"
 SCHEMA_FILE = Path(__file__).resolve().parent / "schema" / f"telemetry-v{SCHEMA_VERSION}.json"
+MESSAGE_TYPES = ("snapshot", "diff", "event")
 ACTIVITIES = ("idle", "moving", "queued", "using", "waiting")
 OPTIONS = ("GetFed", "GetClean", "GoToWork", "ShopGroceries", "Sleep", "Socialise", "Idle")
 
@@ -246,6 +247,21 @@ def _definitions() -> dict[str, Any]:
     }
 
 
+def nullable(schema: Any) -> Any:
+    """``schema`` or ``null`` (a key a patch may remove), as a type union where possible (cheap to check)."""
+    if "$ref" in schema and schema["$ref"].endswith("_patch"):
+        return schema  # patch definitions accept null themselves
+    if "$ref" in schema or "const" in schema:
+        return {"anyOf": [{"type": "null"}, schema]}
+    out = dict(schema)
+    if "enum" in out:
+        out["enum"] = [*out["enum"], None]
+    if "type" in out:
+        types = out["type"] if isinstance(out["type"], list) else [out["type"]]
+        out["type"] = [*types, "null"]
+    return out
+
+
 def partial(schema: Any) -> Any:
     """The merge-patch form of a schema: nothing required, removable fields nullable, refs to patch defs."""
     if not isinstance(schema, dict):
@@ -258,19 +274,16 @@ def partial(schema: Any) -> Any:
     required = set(schema.get("required", []))
     if "properties" in schema:
         out["properties"] = {
-            k: partial(v) if k in required else {"anyOf": [{"type": "null"}, partial(v)]}
-            for k, v in schema["properties"].items()
+            k: partial(v) if k in required else nullable(partial(v)) for k, v in schema["properties"].items()
         }
     extra = schema.get("additionalProperties", True)
-    out["additionalProperties"] = (
-        {"anyOf": [{"type": "null"}, partial(extra)]} if isinstance(extra, dict) else extra
-    )
+    out["additionalProperties"] = nullable(partial(extra)) if isinstance(extra, dict) else extra
     return out
 
 
 def patch_schema(definitions: dict[str, Any]) -> dict[str, Any]:
     """``<name>_patch`` definitions for every definition."""
-    return {f"{name}_patch": partial(body) for name, body in definitions.items()}
+    return {f"{name}_patch": nullable(partial(body)) for name, body in definitions.items()}
 
 
 def build_schema() -> dict[str, Any]:
@@ -315,7 +328,13 @@ def build_schema() -> dict[str, Any]:
         "title": "Townlet telemetry message",
         "description": "One line of a Townlet telemetry stream (JSONL): a snapshot, a diff or an event.",
         "version": SCHEMA_VERSION,
-        "oneOf": [ref("snapshot"), ref("diff"), ref("event")],
+        "type": "object",
+        "required": ["type"],
+        "properties": {"type": {"enum": list(MESSAGE_TYPES)}},
+        # dispatch on `type` (cheaper than oneOf, which would try every kind of message)
+        "allOf": [
+            {"if": {"properties": {"type": {"const": kind}}}, "then": ref(kind)} for kind in MESSAGE_TYPES
+        ],
         "$defs": defs,
     }
 
@@ -334,6 +353,7 @@ def published_schema() -> dict[str, Any]:
 def state_schema() -> dict[str, Any]:
     """A standalone schema for the state object alone (used by replay output checks)."""
     schema = copy.deepcopy(published_schema())
-    schema.pop("oneOf")
+    for key in ("type", "required", "properties", "allOf"):
+        schema.pop(key)
     schema["$ref"] = "#/$defs/state"
     return schema

@@ -30,6 +30,7 @@ from townlet.telemetry.outbox import Batch, Item, Outbox
 from townlet.telemetry.tls import client_context
 
 log = logging.getLogger("townlet.telemetry")
+POLL_S = 0.02  # a sender looks for queued ticks this often (or sooner, when a backlog builds up)
 
 
 class Transport(ABC):
@@ -121,7 +122,7 @@ class StreamTransport(Transport):
                 delay = self.backoff[0]
                 self.outbox.set_connected(True)
                 log_event(log, "telemetry.connected", self.outbox.tick, transport=self.name, kind=self.kind)
-            item = self.outbox.take(timeout=0.2)
+            item = self.outbox.take_all(timeout=POLL_S)
             if item is None:
                 continue
             try:

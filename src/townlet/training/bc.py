@@ -23,6 +23,7 @@ from townlet.config.models import BehaviourCloningConfig
 from townlet.policy.checkpoint import Checkpoint, from_network
 from townlet.policy.networks import NetworkSpec, OptionPolicyNet
 from townlet.training.capture import Dataset, load_dataset
+from townlet.training.evaluation import single_thread
 
 
 @dataclass
@@ -30,8 +31,9 @@ class BcReport:
     """How the clone did.
 
     Attributes:
-        holdout_accuracy: Share of held-out samples where the greedy option equals the scripted one.
-        holdout_decision_accuracy: The same over samples where the routine chose an option (the hard ones).
+        holdout_accuracy: Share of held-out ticks (gap samples aside) where the greedy option is the scripted one.
+        holdout_decision_accuracy: The same over ticks where the routine chose an option (the hard ones).
+        holdout_gap_accuracy: The same over the held-out gap samples (see :mod:`townlet.training.capture`).
         train_accuracy: Accuracy on the training episodes.
         per_scenario: Held-out accuracy per scenario.
         train_samples / holdout_samples: Sample counts.
@@ -44,6 +46,7 @@ class BcReport:
 
     holdout_accuracy: float
     holdout_decision_accuracy: float
+    holdout_gap_accuracy: float
     train_accuracy: float
     per_scenario: dict[str, float]
     train_samples: int
@@ -110,6 +113,12 @@ def predict(net: OptionPolicyNet, obs: torch.Tensor, mask: torch.Tensor, batch: 
     return torch.cat(out) if out else torch.zeros(0, dtype=torch.int64)
 
 
+def natural(arrays: dict[str, np.ndarray], gap: bool = False) -> dict[str, np.ndarray]:
+    """The samples as they happened (or, with ``gap``, only the synthetic gap samples)."""
+    rows = arrays["synthetic"] if gap else ~arrays["synthetic"]
+    return {k: v[rows] for k, v in arrays.items()}
+
+
 def accuracy(net: OptionPolicyNet, arrays: dict[str, np.ndarray]) -> tuple[float, float]:
     """``(accuracy, accuracy on decision samples)`` of the greedy policy on some samples (1.0 when empty)."""
     obs, mask, action, decision = _tensors(arrays)
@@ -134,7 +143,12 @@ def train_bc(
     """
     cfg = cfg or BehaviourCloningConfig()
     data = data if isinstance(data, Dataset) else load_dataset(data)
-    epochs = cfg.epochs if epochs is None else epochs
+    with single_thread(cfg.threads):
+        return _train(data, cfg, cfg.epochs if epochs is None else epochs, progress)
+
+
+def _train(data: Dataset, cfg: BehaviourCloningConfig, epochs: int,
+           progress: Callable[[int, int, float], None] | None) -> tuple[Checkpoint, BcReport]:
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     shards = data.manifest["shards"]
@@ -174,21 +188,23 @@ def train_bc(
             optimiser.step()
         schedule.step()
         net.eval()
-        history.append(accuracy(net, held)[0])
+        history.append(accuracy(net, natural(held))[0])
         if progress is not None:
             progress(epoch + 1, epochs, history[-1])
     seconds = time.perf_counter() - started
     net.eval()
-    held_acc, held_dec = accuracy(net, held)
+    held_acc, held_dec = accuracy(net, natural(held))
+    gap_acc = accuracy(net, natural(held, gap=True))[0]
     per_scenario = {}
     for name in dict.fromkeys(held_scenario.tolist()):
         rows = held_scenario == name
-        per_scenario[str(name)] = accuracy(net, {k: v[rows] for k, v in held.items()})[0]
+        per_scenario[str(name)] = accuracy(net, natural({k: v[rows] for k, v in held.items()}))[0]
     report = BcReport(
         holdout_accuracy=round(held_acc, 4), holdout_decision_accuracy=round(held_dec, 4),
-        train_accuracy=round(accuracy(net, train)[0], 4),
+        holdout_gap_accuracy=round(gap_acc, 4), train_accuracy=round(accuracy(net, natural(train))[0], 4),
         per_scenario={k: round(v, 4) for k, v in per_scenario.items()},
-        train_samples=int(n), holdout_samples=int(len(held["action"])), holdout_episodes=held_names,
+        train_samples=int(n), holdout_samples=int((~held["synthetic"]).sum()),
+        holdout_episodes=held_names,
         epochs=epochs, seconds=round(seconds, 2), history=[round(h, 4) for h in history],
         target=cfg.target_accuracy, passed=held_acc >= cfg.target_accuracy,
     )

@@ -6,11 +6,17 @@ living agent on every tick, what a learned policy would see and what the scripte
 
 | array | shape | meaning |
 |---|---|---|
-| `obs` | `float32[n, D]` | the observation before the tick (the variant's encoder, as the env and `LearnedPolicy` see it) |
+| `obs` | `float32[n, D]` | the observation before the tick (as the env and `LearnedPolicy` encode it) |
 | `mask` | `bool[n, 7]` | the option mask then (allowed options plus the running one) |
 | `action` | `int8[n]` | the option the agent runs after the policy phase: the running one, or the one just chosen |
-| `decision` | `bool[n]` | the scripted routine chose an option for this agent on this tick (a switch or a fresh start) |
+| `decision` | `bool[n]` | the scripted routine chose an option for this agent on this tick (switch or start) |
 | `tick`, `slot` | `int32[n]` | where the sample came from |
+| `synthetic` | `bool[n]` | a *gap* sample (below), not a tick as it happened |
+
+Gap samples: choosing the running option *continues* it, so when a learned policy re-chooses an option on
+the tick it ends, the agent spends one tick with no option and chooses again after it. The routine never
+passes through that state, so for every choice made as an option ended, a copy of the sample with the
+running-option features cleared (what the agent sees in the gap) is added with the same label.
 
 One compressed ``.npz`` shard per episode; ``manifest.json`` lists the shards with their sha256, sample
 counts, scenario and seed, plus the config_id, observation variant and shapes. :func:`load_dataset`
@@ -35,7 +41,7 @@ from townlet.config.models import clock_to_tick
 from townlet.observations import ObservationEncoder
 from townlet.observations.layout import FeatureLayout, layout_of
 from townlet.policy.options import OPTION_COUNT, OPTION_LABELS, option_mask
-from townlet.sim.simulation import Simulation
+from townlet.sim.simulation import Simulation, TickResult
 from townlet.world.agents import Activity
 from townlet.world.events import EventKind
 from townlet.world.needs import HUNGER, HYGIENE
@@ -44,7 +50,7 @@ from townlet.world.state import World
 
 FORMAT = "townlet-bc-dataset/1"
 MANIFEST = "manifest.json"
-ARRAYS = ("obs", "mask", "action", "decision", "tick", "slot")
+ARRAYS = ("obs", "mask", "action", "decision", "tick", "slot", "synthetic")
 
 
 class DatasetError(ValueError):
@@ -169,6 +175,14 @@ def scenarios(loaded: LoadedConfig) -> dict[str, Callable[[], Scenario]]:
 SCENARIOS = ("routine", "low_money", "outage", "price_spike", "queue_contention", "lateness")
 
 
+def step_scenario(sim: Simulation, scenario: Scenario, actions: np.ndarray | None = None) -> TickResult:
+    """One tick of ``sim`` under ``scenario`` (its injection runs as a command, so its events are kept)."""
+    if scenario.inject is not None:
+        inject = scenario.inject
+        sim.enqueue(lambda _world: inject(sim))
+    return sim.step(actions)
+
+
 # -- recording --------------------------------------------------------------------------------------------
 
 
@@ -183,37 +197,47 @@ def record_episode(
     sim = Simulation(loaded, seed=seed)
     world, a = sim.world, sim.world.agents
     encoder = ObservationEncoder(world, variant)
+    option_at = encoder.layout.index(f"option.{OPTION_LABELS[0]}")
+    commit_at = encoder.layout.index("option.commitment_left")
     cap = a.capacity
     chosen = np.full(cap, -1, dtype=np.int64)
     label = np.full(cap, -1, dtype=np.int64)
+    ended = np.zeros(cap, dtype=bool)
 
     def after_policy(s: Simulation) -> None:
         chosen[:] = -1
+        ended[:] = False
         for event in s.world.events:
             if event.kind is EventKind.OPTION_STARTED:
                 chosen[event.agent] = OPTION_LABELS.index(event.detail)
+            elif event.kind is EventKind.OPTION_FINISHED or event.kind is EventKind.OPTION_FAILED:
+                ended[event.agent] = True
         label[:] = np.where(chosen >= 0, chosen, a.option)
 
     sim.add_phase("capture", after_policy, after="policy")
     parts: dict[str, list[np.ndarray]] = {name: [] for name in ARRAYS}
     for t in range(ticks):
-        if scenario.inject is not None:
-            # As a command, so its changes land at the start of the tick with their events kept.
-            sim.enqueue(lambda _world: scenario.inject(sim))  # type: ignore[misc]
         live = a.slots()
         obs = encoder.encode()[live].copy()
-        mask = option_mask(world, live)
+        free_mask = option_mask(world, live)
+        mask = free_mask.copy()
         running = a.option[live]
         mask[np.flatnonzero(running >= 0), running[running >= 0]] = True
         tick = sim.tick
-        sim.step()
+        step_scenario(sim, scenario)
         keep = label[live] >= 0  # an agent that left mid-tick before choosing has nothing to teach
-        parts["obs"].append(obs[keep])
-        parts["mask"].append(mask[keep])
-        parts["action"].append(label[live][keep].astype(np.int8))
-        parts["decision"].append((chosen[live] >= 0)[keep])
-        parts["tick"].append(np.full(int(keep.sum()), tick, dtype=np.int32))
-        parts["slot"].append(live[keep].astype(np.int32))
+        gap = keep & (chosen[live] >= 0) & ended[live] & free_mask[np.arange(len(live)), np.maximum(label[live], 0)]
+        gap_obs = obs[gap]
+        gap_obs[:, option_at : option_at + OPTION_COUNT] = 0.0
+        gap_obs[:, commit_at] = 0.0
+        n, g = int(keep.sum()), int(gap.sum())
+        parts["obs"] += [obs[keep], gap_obs]
+        parts["mask"] += [mask[keep], free_mask[gap]]
+        parts["action"] += [label[live][keep].astype(np.int8), label[live][gap].astype(np.int8)]
+        parts["decision"] += [(chosen[live] >= 0)[keep], np.ones(g, dtype=bool)]
+        parts["tick"].append(np.full(n + g, tick, dtype=np.int32))
+        parts["slot"] += [live[keep].astype(np.int32), live[gap].astype(np.int32)]
+        parts["synthetic"] += [np.zeros(n, dtype=bool), np.ones(g, dtype=bool)]
         if progress is not None:
             progress(t + 1)
     return {name: np.concatenate(chunks) for name, chunks in parts.items()}
@@ -241,8 +265,9 @@ def _write_atomic(path: Path, write: Callable[[Any], None], mode: str = "wb") ->
 
 
 def capture(
-    config: str | Path | None, out: str | Path, *, overrides: Iterable[str] = (), scenario_names: Iterable[str] | None = None, seeds: int | None = None,
-    ticks: int | None = None, variant: str | None = None, first_seed: int | None = None,
+    config: str | Path | None, out: str | Path, *, overrides: Iterable[str] = (),
+    scenario_names: Iterable[str] | None = None, seeds: int | None = None, ticks: int | None = None,
+    variant: str | None = None, first_seed: int | None = None,
     progress: Callable[[str, int, int], None] | None = None,
 ) -> dict[str, Any]:
     """Record every scenario for ``seeds`` episodes into ``out`` (shards + manifest); return the manifest.
@@ -288,7 +313,9 @@ def capture(
             shards.append({
                 "file": path.name, "sha256": _sha256(path), "scenario": name, "seed": seed, "ticks": ticks,
                 "config_id": episode.config_id,
-                "samples": int(len(arrays["action"])), "decisions": int(arrays["decision"].sum()),
+                "samples": int(len(arrays["action"])),
+                "decisions": int((arrays["decision"] & ~arrays["synthetic"]).sum()),
+                "gap_samples": int(arrays["synthetic"].sum()),
             })
     manifest = {
         "format": FORMAT,

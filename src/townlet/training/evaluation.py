@@ -6,17 +6,18 @@ length. The scorecard of a run (:func:`scorecard`) has these keys:
 
 | key | meaning | better |
 |---|---|---|
-| `attendance` | attended shifts / (attended + absent) | higher |
-| `lateness` | late arrivals / attended shifts | lower |
-| `collapses` | starvation incidents (hunger collapses), a count | lower |
-| `starvation` | collapses per agent-day | lower |
-| `need_ok_share` | share of agent-ticks with every need below `needs.ok_threshold` | higher |
-| `self_sufficiency` | share of agent-days (agents present all day) whose needs all stayed below `needs.ok_threshold` | higher |
-| `tenure` | mean job tenure in days (finished and ongoing spells) | higher |
-| `relationship_formation` | share of agents with a friend (a tie with trust >= `evaluation.friend_trust`) | higher |
-| `conflict_escalation` | share of agents with an escalated rivalry (rivalry >= `evaluation.rival_level`) | lower |
-| `option_switch_rate` | share of option starts that abandoned a running option | lower |
-| `reward_mean` | mean reward per agent-tick | higher |
+| `attendance` | attended shifts / (attended + absent) | up |
+| `lateness` | late arrivals / attended shifts | down |
+| `collapses` | starvation incidents (hunger collapses), a count | down |
+| `starvation` | collapses per agent-day | down |
+| `need_ok_share` | share of agent-ticks with every need below `needs.ok_threshold` | up |
+| `self_sufficiency` | share of agent-days (present all day) with every need below the ok threshold | up |
+| `tenure` | mean job tenure in days (finished and ongoing spells) | up |
+| `relationship_formation` | share of agents with a tie: familiarity >= `relationship_familiarity`, trust >= 0 | up |
+| `conflict_escalation` | share of agents with an escalated rivalry (rivalry >= `evaluation.rival_level`) | down |
+| `option_switch_rate` | share of option starts that abandoned a running option | down |
+| `option_thrash_rate` | share of option starts that abandoned one younger than `stability.thrash_ticks` | down |
+| `reward_mean` | mean reward per agent-tick | up |
 | `exits`, `agent_days`, `ticks` | agents who left town; agent-days and ticks measured | |
 
 :func:`evaluate` runs a policy (``scripted``, ``random``, a checkpoint) over ``evaluation.seeds`` for each
@@ -27,7 +28,8 @@ baseline (a newer policy against the release, one observation variant against an
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -38,7 +40,7 @@ from townlet.config.loader import LoadedConfig, load_config
 from townlet.config.models import GateConfig
 from townlet.sim.simulation import Simulation
 from townlet.world.events import EventKind
-from townlet.world.relationships import RIVALRY, TRUST
+from townlet.world.relationships import FAMILIARITY, RIVALRY, TRUST
 
 Policy = Any  # "scripted" | "random" | Checkpoint | path | an actor with ``act(sim)`` | a callable installing one
 COUNT_KEYS = ("collapses", "exits", "agent_days", "ticks")
@@ -54,6 +56,7 @@ class WindowStats:
         arrivals / late / absences: Shift arrivals, late ones among them, and shifts missed.
         collapses / exits: Hunger collapses, agents who left town.
         option_starts / switches: Options started, and starts that abandoned a running option.
+        thrash: Switches that abandoned an option younger than ``stability.thrash_ticks``.
         reward_sum: Sum of per-agent rewards.
         present / sufficient: Agents there for the whole span, and those whose needs all stayed below ok.
     """
@@ -69,6 +72,7 @@ class WindowStats:
     exits: int = 0
     option_starts: int = 0
     switches: int = 0
+    thrash: int = 0
     reward_sum: float = 0.0
     present: int = 0
     sufficient: int = 0
@@ -108,6 +112,11 @@ class WindowStats:
         return self.switches / self.option_starts if self.option_starts else 0.0
 
     @property
+    def thrash_rate(self) -> float:
+        """Share of option starts that abandoned a freshly started option (a quick change of mind)."""
+        return self.thrash / self.option_starts if self.option_starts else 0.0
+
+    @property
     def reward_mean(self) -> float:
         """Mean reward per agent-tick."""
         return self.reward_sum / self.agent_ticks if self.agent_ticks else 0.0
@@ -117,7 +126,8 @@ class WindowStats:
         return {
             "attendance": round(self.attendance, 4), "lateness": round(self.lateness, 4),
             "need_ok_share": round(self.need_ok_share, 4), "self_sufficiency": round(self.self_sufficiency, 4),
-            "option_switch_rate": round(self.switch_rate, 4), "reward_mean": round(self.reward_mean, 6),
+            "option_switch_rate": round(self.switch_rate, 4), "option_thrash_rate": round(self.thrash_rate, 4),
+            "reward_mean": round(self.reward_mean, 6),
             "collapses": self.collapses,
         }
 
@@ -146,6 +156,8 @@ class KpiMeter:
         self.late_after = world.config.employment.punctuality_window
         cap = world.agents.capacity
         self.running = world.agents.option >= 0
+        self.started = world.agents.option_started.copy()
+        self.young = world.config.stability.thrash_ticks
         self.span_max = np.zeros(cap, dtype=np.float32)
         emp = world.employment
         self.hired_at = np.zeros(cap, dtype=np.int64)
@@ -170,14 +182,16 @@ class KpiMeter:
             c.need_ok_ticks += int((worst[alive] < self.ok).sum())
             np.maximum(self.span_max, np.where(alive, worst, 0.0), out=self.span_max)
         c.reward_sum += float(self.sim.rewards.last.sum())
-        running = self.running
+        running, started = self.running, self.started
         for e in w.events:
             kind = e.kind
             if kind is EventKind.OPTION_STARTED:
                 c.option_starts += 1
                 if running[e.agent]:
                     c.switches += 1
+                    c.thrash += e.tick - int(started[e.agent]) < self.young
                 running[e.agent] = True
+                started[e.agent] = e.tick
             elif kind is EventKind.OPTION_FINISHED or kind is EventKind.OPTION_FAILED:
                 running[e.agent] = False
             elif kind is EventKind.SHIFT_ARRIVED:
@@ -230,14 +244,16 @@ class KpiMeter:
         return float(np.mean(spells)) / w.ticks_per_day if spells else 0.0
 
 
-def ties_share(sim: Simulation, component: int, level: float) -> float:
-    """Share of living agents with at least one tie whose ``component`` is at least ``level``."""
+def ties_share(sim: Simulation, component: int, level: float, trusting: bool = False) -> float:
+    """Share of living agents with a tie whose ``component`` is at least ``level`` (``trusting``: and trust >= 0)."""
     a, rel = sim.world.agents, sim.world.relationships
     alive = a.alive
     if not alive.any():
         return 0.0
-    has = ((rel.other >= 0) & (rel.values[:, :, component] >= level)).any(axis=1)
-    return float((has & alive).sum() / alive.sum())
+    tie = (rel.other >= 0) & (rel.values[:, :, component] >= level)
+    if trusting:
+        tie &= rel.values[:, :, TRUST] >= 0.0
+    return float((tie.any(axis=1) & alive).sum() / alive.sum())
 
 
 def scorecard(sim: Simulation, meter: KpiMeter) -> dict[str, Any]:
@@ -256,9 +272,10 @@ def scorecard(sim: Simulation, meter: KpiMeter) -> dict[str, Any]:
         "need_ok_share": report["need_ok_share"],
         "self_sufficiency": round(total.self_sufficiency, 4),
         "tenure": round(meter.tenure_days(), 4),
-        "relationship_formation": round(ties_share(sim, TRUST, cfg.friend_trust), 4),
+        "relationship_formation": round(ties_share(sim, FAMILIARITY, cfg.relationship_familiarity, True), 4),
         "conflict_escalation": round(ties_share(sim, RIVALRY, cfg.rival_level), 4),
         "option_switch_rate": round(total.switch_rate, 4),
+        "option_thrash_rate": round(total.thrash_rate, 4),
         "reward_mean": round(total.reward_mean, 6),
         "exits": int(sum(report["exits"].values())),
         "agent_days": round(agent_days, 3),
@@ -267,6 +284,19 @@ def scorecard(sim: Simulation, meter: KpiMeter) -> dict[str, Any]:
 
 
 # -- policies ---------------------------------------------------------------------------------------------
+
+
+@contextmanager
+def single_thread(threads: int = 1) -> Iterator[None]:
+    """Few torch threads while small networks act tick by tick (more only contend); restored after."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def load_policy(policy: Policy) -> Policy:
@@ -278,20 +308,34 @@ def load_policy(policy: Policy) -> Policy:
     return policy
 
 
+def install(sim: Simulation, policy: Policy, greedy: bool = True) -> None:
+    """Make ``policy`` drive every agent of ``sim`` from the next tick on (newcomers included)."""
+    from townlet.policy.scripted import RandomPolicy, ScriptedPolicy
+
+    policy = load_policy(policy)
+    sim.actor = None
+    if policy == "scripted":
+        sim.policy = ScriptedPolicy(sim.world)
+    elif policy == "random":
+        sim.policy = RandomPolicy()
+    else:
+        sim.policy = ScriptedPolicy(sim.world)  # for the agents an actor leaves to the built-in policy
+        if hasattr(policy, "act"):
+            sim.actor = policy
+        elif callable(policy):
+            policy(sim)
+        else:
+            from townlet.policy.learned import LearnedPolicy
+
+            sim.actor = LearnedPolicy(policy, greedy=greedy)
+
+
 def build_sim(loaded: LoadedConfig, seed: int, policy: Policy, greedy: bool = True) -> Simulation:
     """A simulation driven by ``policy`` (see :data:`Policy`)."""
-    if policy in ("scripted", "random"):
+    if isinstance(policy, str) and policy in ("scripted", "random"):
         return Simulation(loaded, seed=seed, policy=policy)
     sim = Simulation(loaded, seed=seed)
-    policy = load_policy(policy)
-    if hasattr(policy, "act"):
-        sim.actor = policy
-    elif callable(policy):
-        policy(sim)
-    else:
-        from townlet.policy.learned import LearnedPolicy
-
-        sim.actor = LearnedPolicy(policy, greedy=greedy)
+    install(sim, policy, greedy)
     return sim
 
 
@@ -359,7 +403,8 @@ def evaluate(
 
     Args:
         policy: ``scripted``, ``random``, a :class:`Checkpoint` or its path, or an actor.
-        config: YAML config (the shipped town when None); ``overrides`` as ``--set``.
+        config: YAML config (the shipped town when None).
+        overrides: ``--set`` style overrides.
         stages: Stages to run (None in the list: the config as given; ``stages=None``: the suite's stages,
             ``evaluation.stages`` or every stage the config defines).
         seeds: Run seeds (``evaluation.seeds`` when None).
@@ -380,13 +425,15 @@ def evaluate(
     ticks = max(1, round(days * base.config.time.ticks_per_day))
     scenarios = []
     total = len(stages) * len(seeds)
-    for stage in stages:
-        loaded = base if stage is None else load_config(config, [*overrides, f"stage={stage}"])
-        for seed in seeds:
-            card = run_scorecard(loaded, policy, int(seed), ticks, greedy)
-            scenarios.append({"stage": stage or base.config.stage, "seed": int(seed), "scorecard": card})
-            if progress is not None:
-                progress(f"{stage or 'config'} seed {seed}", len(scenarios), total)
+    with single_thread():
+        for stage in stages:
+            loaded = base if stage is None else load_config(config, [*overrides, f"stage={stage}"])
+            for seed in seeds:
+                card = run_scorecard(loaded, policy, int(seed), ticks, greedy)
+                scenarios.append({"stage": stage or base.config.stage or "config", "seed": int(seed),
+                                  "scorecard": card})
+                if progress is not None:
+                    progress(f"{stage or 'config'} seed {seed}", len(scenarios), total)
     return Evaluation(policy_name(policy), average([s["scorecard"] for s in scenarios]), scenarios, days)
 
 

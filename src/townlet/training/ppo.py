@@ -13,6 +13,7 @@ curriculum state that ``--resume`` needs).
 from __future__ import annotations
 
 import dataclasses
+import json
 import shutil
 import time
 from collections.abc import Callable
@@ -64,6 +65,9 @@ class PPOArgs:
     """torch CPU threads in the learner"""
     total_steps: int = 1_000_000
     """environment ticks to train for, summed over all towns"""
+    max_seconds: float = 0.0
+    """also stop after this much wall time (0: no limit); the learning rate then anneals by time or ticks,
+    whichever is further along"""
     towns: int = 8
     """towns stepped together (per worker with Ray)"""
     rollout_ticks: int = 128
@@ -109,6 +113,14 @@ class PPOArgs:
     """updates between checkpoints"""
     baselines: bool = True
     """measure the scripted and random policies for one window first (reference lines on the curves)"""
+    anneal: bool = False
+    """hand the agents over from the scripted routine while training (``imitation.anneal``: 80/20 scripted/learned
+    down to 0 scripted one passing window at a time, frozen when a KPI drops more than 30% below scripted)"""
+    final_eval: bool = True
+    """score the final policy, the scripted and the random one on the fixed-seed suite (``evaluation.*``):
+    ``DIR/scorecard.json``"""
+    eval_days: float = 0.0
+    """in-sim days per evaluation scenario (0: ``evaluation.days``)"""
 
 
 # -- the update -------------------------------------------------------------------------------------------
@@ -211,6 +223,7 @@ Progress = Callable[[int, int, dict[str, Any]], None]
 
 def train(args: PPOArgs, progress: Progress | None = None) -> dict[str, Any]:
     """Run PPO until ``args.total_steps`` env ticks; returns a summary (paths, steps, last window KPIs)."""
+    started = time.perf_counter()
     resumed: Checkpoint | None = None
     if args.resume:
         resumed = load(resume_path(args.resume))
@@ -260,6 +273,7 @@ def train(args: PPOArgs, progress: Progress | None = None) -> dict[str, Any]:
         optimizer.load_state_dict(resumed.meta["optimizer"])
 
     metrics = MetricsLog(out / "metrics.jsonl")
+    baselines: dict[str, dict[str, float]] = {}
     if resumed is None:
         metrics.write("start", args=asdict(args), config_id=loaded.config_id, variant=collector.layout.variant,
                       spec=asdict(spec), stage=curriculum.stage if curriculum else None,
@@ -270,25 +284,34 @@ def train(args: PPOArgs, progress: Progress | None = None) -> dict[str, Any]:
             for policy in ("scripted", "random"):
                 kpis = baseline_kpis(args.config, stage_overrides(), args.towns, window_ticks, args.seed + 7919,
                                      policy)
+                baselines[policy] = kpis
                 metrics.write("baseline", policy=policy, ticks=window_ticks, kpis=kpis)
+    anneal = _anneal(args, loaded, resumed, baselines, stage_overrides(), window_ticks)
+    if anneal is not None:
+        collector.set_scripted_share(anneal.scripted_share)
 
     def checkpoint(name: str | None = None) -> Path:
         ck = from_network(net, collector.layout.variant, loaded.config_id, step=global_step, update=update,
                           stage=curriculum.stage if curriculum else None, args=asdict(args),
                           optimizer=optimizer.state_dict(),
-                          curriculum=curriculum.state_dict() if curriculum else None, window=last_window)
+                          curriculum=curriculum.state_dict() if curriculum else None, window=last_window,
+                          anneal=anneal.to_dict() if anneal else None)
         path = save(ck, out / "checkpoints" / f"update_{update:06d}.pt") if name is None else save(ck, out / name)
         shutil.copyfile(path, out / ".latest.tmp")
         (out / ".latest.tmp").replace(out / "latest.pt")
         return path
 
     last_window: dict[str, float] | None = None
-    started = time.perf_counter()
     first_step = global_step
     try:
         while global_step < args.total_steps:
+            done = global_step / args.total_steps
+            if args.max_seconds > 0:
+                done = max(done, (time.perf_counter() - started) / args.max_seconds)
+                if done >= 1.0:
+                    break
             update += 1
-            lr = args.learning_rate * (1.0 - global_step / args.total_steps) if args.anneal_lr else args.learning_rate
+            lr = args.learning_rate * (1.0 - done) if args.anneal_lr else args.learning_rate
             for group in optimizer.param_groups:
                 group["lr"] = lr
             if rollout_net is not net:
@@ -315,12 +338,20 @@ def train(args: PPOArgs, progress: Progress | None = None) -> dict[str, Any]:
                 row["window"] = last_window
                 if curriculum is not None:
                     move_to = curriculum.observe(last_window, global_step)
+                if anneal is not None and not anneal.finished:
+                    decision = anneal.observe(last_window)
+                    collector.set_scripted_share(anneal.scripted_share)
+                    metrics.write("anneal", global_step=global_step, decision=decision,
+                                  scripted_share=anneal.scripted_share, reason=anneal.reason)
+            row["scripted_share"] = collector.scripted_share
             metrics.write("update", **row)
             if move_to is not None:
                 metrics.write("stage", global_step=global_step, stage=move_to, reason="bands held")
                 collector.close()
                 collector = _collector(args, stage_overrides(), seed=_town_seed(args, update))
                 loaded = collector.loaded
+                if anneal is not None:
+                    collector.set_scripted_share(anneal.scripted_share)
             if update % args.checkpoint_every == 0:
                 checkpoint()
             if progress is not None:
@@ -328,15 +359,48 @@ def train(args: PPOArgs, progress: Progress | None = None) -> dict[str, Any]:
     finally:
         collector.close()
     final = checkpoint("final.pt")
+    train_s = time.perf_counter() - started
+    scorecards = final_scorecards(final, args, stage_overrides()) if args.final_eval else None
+    if scorecards is not None:
+        (out / "scorecard.json").write_text(json.dumps(scorecards, indent=2) + "\n", encoding="utf-8")
+        metrics.write("final", global_step=global_step, scorecards=scorecards)
     metrics.close()
     png = plot_learning_curves(out / "metrics.jsonl", out / "learning_curves.png",
                                title=f"Townlet PPO - {collector.layout.variant}, config {loaded.config_id}")
     return {
         "out": str(out), "final": str(final), "metrics": str(out / "metrics.jsonl"), "curves": str(png),
         "global_step": global_step, "updates": update, "stage": curriculum.stage if curriculum else None,
-        "policy_hash": load(final).policy_hash, "window": last_window,
-        "seconds": round(time.perf_counter() - started, 1),
+        "policy_hash": load(final).policy_hash, "window": last_window, "train_seconds": round(train_s, 1),
+        "seconds": round(time.perf_counter() - started, 1), "anneal": anneal.to_dict() if anneal else None,
+        "scorecards": scorecards,
     }
+
+
+def final_scorecards(checkpoint: Path, args: PPOArgs, overrides: list[str]) -> dict[str, Any]:
+    """The fixed-seed evaluation scorecards of the trained policy and of the scripted and random policies."""
+    from townlet.training.evaluation import evaluate
+
+    days = args.eval_days or None
+    return {name: evaluate(policy, args.config, overrides, stages=[None], days=days).scorecard
+            for name, policy in (("ppo", checkpoint), ("scripted", "scripted"), ("random", "random"))}
+
+
+def _anneal(args: PPOArgs, loaded: Any, resumed: Checkpoint | None, baselines: dict[str, dict[str, float]],
+            overrides: list[str], window_ticks: int) -> Any:
+    """The anneal schedule when asked for (restored on resume); None otherwise."""
+    if not args.anneal:
+        return None
+    from townlet.training.anneal import AnnealSchedule
+
+    cfg = loaded.config.imitation.anneal
+    state = resumed.meta.get("anneal") if resumed is not None else None
+    baseline = state["baseline"] if state else baselines.get("scripted") or baseline_kpis(
+        args.config, overrides, args.towns, window_ticks, args.seed + 7919, "scripted")
+    schedule = AnnealSchedule(cfg, baseline)
+    if state:
+        schedule.scripted_share = float(state["scripted_share"])
+        schedule.frozen, schedule.completed, schedule.reason = state["frozen"], state["completed"], state["reason"]
+    return schedule
 
 
 def resume_path(target: str | Path) -> Path:

@@ -112,6 +112,7 @@ class RayCollector:
         self.capacity = info["capacity"]
         self.n_towns = workers * towns
         self.slots = workers * info["slots"]
+        self.scripted_share = 0.0
 
     def collect(self, net: Any, ticks: int) -> Rollout:
         """One rollout from every actor with ``net``'s current weights, joined along the slot axis."""
@@ -138,6 +139,7 @@ class RayCollector:
         """Forward the anneal's scripted share to every actor."""
         import ray
 
+        self.scripted_share = float(share)
         ray.get([w.set_scripted_share.remote(share) for w in self.workers])
 
     def close(self) -> None:

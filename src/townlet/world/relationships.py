@@ -121,7 +121,9 @@ class Relationships:
         self.other[faint] = -1
         self.values[faint] = 0.0
 
-    def set_tie(self, world: World, slot: int, other: int, values: tuple[float | None, float | None, float | None]) -> None:
+    def set_tie(
+        self, world: World, slot: int, other: int, values: tuple[float | None, float | None, float | None]
+    ) -> None:
         """Set ``slot``'s tie to ``other`` (console ``set_rel``): components given replace, None keep.
 
         A new tie takes an empty place or evicts the weakest tie; values are clipped to [-1, 1].

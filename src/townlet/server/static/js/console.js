@@ -135,7 +135,8 @@ export class ConsolePanel {
     const names = Object.keys(props);
     $("arg-list").replaceChildren(...names.map((n) => el("option", { value: `${n}=` })));
     const list = names.map((n) => (required.has(n) ? `${n}*` : n)).join(", ");
-    this.help.textContent = `${info.summary}${names.length ? ` Arguments: ${list} (* required).` : " No arguments."}${info.role === "admin" ? " Admin only." : ""}`;
+    const note = required.size ? " (* required)" : "";
+    this.help.textContent = `${info.summary}${names.length ? ` Arguments: ${list}${note}.` : " No arguments."}${info.role === "admin" ? " Admin only." : ""}`;
   }
 
   async runFromForm() {

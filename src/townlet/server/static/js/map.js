@@ -10,12 +10,16 @@ const OBJECT_COLORS = {
 const BASE = 8; // pixels per tile in the cached tile layer
 const JUMP = 4; // tiles: a longer move (teleport, skipped ticks) is not animated
 
-/** A stable colour for an agent id. */
-export function agentColor(id) {
-  let h = 2166136261;
-  for (const c of id) h = Math.imul(h ^ c.charCodeAt(0), 16777619) >>> 0;
-  const hue = Math.round(((h * 0.618033988749895) % 1) * 360);
-  return `hsl(${hue}, 75%, 62%)`;
+/** A colour per agent: golden-angle hues by slot keep a small town's agents far apart on the wheel. */
+export function agentColor(id, slot) {
+  let key = slot;
+  if (typeof key !== "number") {
+    key = 0;
+    for (const c of id) key = (Math.imul(key, 31) + c.charCodeAt(0)) >>> 0;
+  }
+  const hue = Math.round((key * 137.508) % 360);
+  const light = [62, 72, 52][Math.floor(key / 3) % 3];
+  return `hsl(${hue}, 75%, ${light}%)`;
 }
 
 export class MapView extends EventTarget {
@@ -97,7 +101,7 @@ export class MapView extends EventTarget {
       seen.add(id);
       const known = this.agents.get(id);
       if (!known) {
-        this.agents.set(id, { fromX: a.x, fromY: a.y, toX: a.x, toY: a.y, t0: now, dur, color: agentColor(id), data: a });
+        this.agents.set(id, { fromX: a.x, fromY: a.y, toX: a.x, toY: a.y, t0: now, dur, color: agentColor(id, a.slot), data: a });
         continue;
       }
       const p = this.position(known, now);

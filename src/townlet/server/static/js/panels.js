@@ -27,7 +27,7 @@ export class AgentList {
       let li = this.buttons.get(id);
       if (!li) {
         const button = el("button", { type: "button", "data-agent": id, onclick: () => this.onPick(id) },
-          el("span", { class: "swatch", style: { background: agentColor(id) }, "aria-hidden": "true" }),
+          el("span", { class: "swatch", style: { background: agentColor(id, agents[id].slot) }, "aria-hidden": "true" }),
           el("span", { class: "name", text: id }), el("span", { class: "what muted" }));
         li = el("li", {}, button);
         this.buttons.set(id, li);
