@@ -193,6 +193,8 @@ def test_a_viewer_tokens_admin_command_is_refused_with_a_visible_error(page: Pag
     error.wait_for(state="visible")
     assert "E_FORBIDDEN" in error.inner_text() and error.get_attribute("role") == "alert"
     assert not page.evaluate("window.townlet.map.agents.has('intruder')")
+    page.click("button[data-speed='10x']")  # the header's speed buttons say so too
+    until(page, "document.querySelector('#speed-note').textContent.includes('E_FORBIDDEN')")
     ARTIFACTS.mkdir(exist_ok=True)
     page.locator("section.console").screenshot(path=str(ARTIFACTS / "browser-viewer-refused.png"))
     page.fill("#command-input", "status")

@@ -38,9 +38,10 @@ def test_parallel_api_test_passes_for_every_variant(variant: str) -> None:
         parallel_api_test(parallel_env(variant=variant, overrides=SHORT), num_cycles=300)
 
 
-def test_parallel_api_test_passes_with_agents_leaving_and_arriving() -> None:
+@pytest.mark.parametrize("variant", ["full", "hybrid", "compact"])
+def test_parallel_api_test_passes_with_agents_leaving_and_arriving(variant: str) -> None:
     """With lifecycle on, agents leave and newcomers join during parallel_api_test, which still passes."""
-    env = parallel_env(variant="compact", overrides={**SHORT, **LIFECYCLE})
+    env = parallel_env(variant=variant, overrides={**SHORT, **LIFECYCLE})
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         parallel_api_test(env, num_cycles=300)
@@ -48,8 +49,8 @@ def test_parallel_api_test_passes_with_agents_leaving_and_arriving() -> None:
     assert len(env.possible_agents) > 8
 
 
-@pytest.mark.parametrize(("variant", "extra"), [("full", {}), ("hybrid", {}), ("compact", {}), ("compact", LIFECYCLE)],
-                         ids=["full", "hybrid", "compact", "compact-lifecycle"])
+@pytest.mark.parametrize(("variant", "extra"), [(v, x) for x in ({}, LIFECYCLE) for v in ("full", "hybrid", "compact")],
+                         ids=[f"{v}{x}" for x in ("", "-lifecycle") for v in ("full", "hybrid", "compact")])
 def test_parallel_seed_test_passes(variant: str, extra: dict) -> None:
     """PettingZoo's parallel_seed_test passes for each variant and with lifecycle on."""
     parallel_seed_test(lambda: parallel_env(variant=variant, overrides={**SHORT, **extra}), num_cycles=300)

@@ -236,9 +236,12 @@ def test_curriculum_moves_on_after_two_passing_windows_in_a_row(write_yaml: Call
 
 
 def test_curriculum_without_bands_or_in_manual_mode_stays(write_yaml: Callable[[str, Any], Path]) -> None:
-    """No bands (M2 here) or auto off: windows never move the stage; advance() does, by hand."""
+    """No bands, the last stage, or auto off: windows never move the stage; advance() does."""
     loaded = load_config(staged_config(write_yaml, {"attendance": [0.0, 1.0]}))
-    cur = Curriculum.from_config(loaded, "M2")
+    cur = Curriculum.from_config(loaded, "M4")
+    cur.bands["M4"] = {}
+    assert all(cur.observe({"attendance": 1.0}, i) is None for i in range(4))
+    cur = Curriculum.from_config(loaded, "M5")
     assert all(cur.observe({"attendance": 1.0}, i) is None for i in range(4))
     manual = Curriculum.from_config(loaded, "M0", auto=False)
     assert all(manual.observe({"attendance": 1.0}, i) is None for i in range(4))
@@ -340,6 +343,11 @@ def test_curriculum_moves_the_towns_to_the_next_stage(tmp_path: Path, write_yaml
     assert stages == [(0, "M0"), (256, "M1")]
     assert summary["stage"] == "M1" and load(out / "final.pt").meta["stage"] == "M1"
     assert [r["stage"] for r in rows if r["kind"] == "update"][-1] == "M1"
+    assert train(PPOArgs(resume=str(out), total_steps=384))["stage"] == "M1"  # resume keeps the stage
+    moved = train(PPOArgs(resume=str(out), total_steps=448, stage="M3", auto_curriculum=False))
+    assert moved["stage"] == "M3"  # ... and --stage on resume moves it by hand
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["reason"] for r in rows if r["kind"] == "stage"][-1] == "by hand"
 
 
 def test_anneal_hands_agents_over_window_by_window(tmp_path: Path) -> None:
@@ -354,3 +362,18 @@ def test_anneal_hands_agents_over_window_by_window(tmp_path: Path) -> None:
     expected = 0.6 if judged[0]["decision"] == "advance" else 0.8
     assert updates[-1]["scripted_share"] == pytest.approx(expected)
     assert summary["anneal"]["history"][0]["scripted_share"] == pytest.approx(0.8)
+
+
+def test_shipped_stages_carry_bands_that_do_not_change_the_config_id() -> None:
+    """M0-M4 ship with bands; bands are training control, so they leave the config_id alone."""
+    loaded = load_config()
+    cur = Curriculum.from_config(loaded, "M0")
+    assert all(cur.bands[s] for s in ("M0", "M1", "M2", "M3", "M4")) and not cur.bands["M5"]
+    changed = load_config(overrides=["stages.M0.advance_when={attendance: [0.5, 1.0]}"])
+    assert changed.config_id == loaded.config_id
+
+
+def test_agents_present_until_the_horizon_count_for_self_sufficiency() -> None:
+    """Episodes ending mid-window (autoreset) still count their agents: the scripted routine stays at 1.0."""
+    kpis = baseline_kpis(None, ["env.horizon=300"], 1, 600, 3, "scripted")
+    assert kpis["self_sufficiency"] == 1.0 and kpis["attendance"] == 1.0

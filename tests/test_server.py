@@ -341,3 +341,34 @@ def test_the_town_description_has_the_map_places_and_objects(tmp_path: Path) -> 
     assert body["tiles"][0][0] == "#" and set("".join(body["tiles"])) <= set(body["tile_legend"])
     assert {p["kind"] for p in body["places"]} >= {"home", "office", "park"}
     assert any(o["type"] == "bed" for o in body["objects"]) and body["needs"][0] == "hunger"
+
+
+def test_healthz_answers_503_with_the_error_when_the_tick_loop_fails(tmp_path: Path) -> None:
+    """A phase that raises stops the tick loop; /healthz says error (503) and the server keeps answering."""
+    with serving(tmp_path, speed="pause") as town:
+        def broken(sim: Any) -> None:
+            raise RuntimeError("a bug in a phase")
+
+        town.wait_tick(0)
+        town.live.sim.add_phase("broken", broken, after="kpis")
+        assert town.command(town.admin, "pause", on=False)[0] == 200
+        deadline = time.monotonic() + 10
+        while town.client.get("/healthz").status_code != 503:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        body = town.client.get("/healthz").json()
+        assert body["status"] == "error" and "a bug in a phase" in body["error"]
+        assert "townlet_up 0" in town.client.get("/metrics").text
+        status, body = town.command(town.admin, "status")
+        assert (status, body["code"]) == (503, "E_UNAVAILABLE")  # at once, not after a timeout
+
+
+def test_oversized_console_bodies_are_refused_without_reading_them_whole(tmp_path: Path) -> None:
+    """A body past server.max_body_bytes gets 400 E_INVALID_ARG, declared or streamed."""
+    with serving(tmp_path, ["server.max_body_bytes=1024"]) as town:
+        headers = {"Authorization": f"Bearer {town.admin}"}
+        big = json.dumps({"cmd": "narrate", "args": {"text": "x" * 5000}}).encode()
+        answer = town.client.post("/api/console", content=big, headers=headers)
+        assert answer.status_code == 400 and "larger than 1024" in answer.json()["message"]
+        answer = town.client.post("/api/console", content=iter([big[:600], big[600:]]), headers=headers)
+        assert answer.status_code == 400 and answer.json()["code"] == "E_INVALID_ARG"

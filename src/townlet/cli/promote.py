@@ -205,10 +205,7 @@ def shadow_command(args: argparse.Namespace) -> int:
             if not args.json:
                 err.print(f"shadowing {record.policy_hash} beside release {promotion.release.policy_hash} for at "
                           f"most {windows} windows ({ticks} ticks)")
-            for _ in range(ticks):
-                promotion.step()
-                if promotion.candidate is None:
-                    break
+            promotion.run(ticks, until_decided=True)
             status = promotion.status()
     except (RegistryError, CheckpointError) as exc:
         return _fail(str(exc))

@@ -158,6 +158,8 @@ def compute_config_id(config: TownletConfig, *files: Path) -> str:
             "server": True,
             "logging": True,
             "time": {"live_tick_seconds"},
+            # Training control: when the curriculum moves on, not what happens in a town.
+            "stages": {"__all__": {"advance_when"}},
             # Learning and release settings: how policies are trained, judged and promoted, not the town.
             "imitation": True,
             "evaluation": True,

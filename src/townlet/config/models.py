@@ -299,7 +299,7 @@ class OptionsConfig(Strict):
     prepare_window: Ticks = Field(120, description="how long before leaving for work an agent gets ready")
     snack_slack: Ticks = Field(20, description="how late an agent may leave for work to grab a snack first")
     wash_ticks: Ticks = Field(25, description="time a shower takes, for the pre-shift routine")
-    socialise_chance: Unit = Field(0.2, description="chance a free agent seeks company (scaled by extroversion)")
+    socialise_chance: Unit = Field(0.4, description="chance a free agent seeks company (scaled by extroversion)")
     interrupt_level: Unit = Field(0.5, description="a need this high makes the scripted policy reconsider")
     interrupt_every: int = Field(10, ge=1, le=1000, description="ticks between reconsiderations")
     hygiene_trigger: Unit = 0.5
@@ -787,12 +787,12 @@ class CaptureConfig(Strict):
     low_money_share: Unit = Field(0.5, description="low_money: share of agents left nearly broke")
     low_money_wallet: Money = Field(1.0, description="low_money: what they keep, in meal units")
     low_money_food: int = Field(0, ge=0, le=1000, description="low_money: raw food they keep at most")
-    outage_after: Clock = Field("06:45", description="outage: from this time, cut the utility under the first user")
+    outage_after: Clock = Field("06:00", description="outage: from this time, cut the utility under the first user")
     outage_duration: Ticks = Field(150, description="outage: ticks until the utility is repaired")
     price_spike_at: Clock = "07:00"
     price_spike_magnitude: Annotated[float, Field(gt=1.0, le=100.0)] = Field(2.0, description="price multiplier")
     price_spike_duration: Ticks = 600
-    contention_at: Clock = Field("06:30", description="queue_contention: when everybody needs a wash at once")
+    contention_at: Clock = Field("19:00", description="queue_contention: when everybody needs a wash at once")
     contention_duration: Ticks = Field(300, description="queue_contention: ticks the homes' water stays off")
     lateness_lead: Ticks = Field(60, description="lateness: ticks before the first shift when the employed get hungry")
 

@@ -96,6 +96,8 @@ class TownCore:
         self.exits: dict[int, tuple[str, str]] = {}
         self.names: list[str | None] = [None] * cap
         self._spawn = np.zeros(cap, dtype=np.int64)
+        self._population = b""
+        self._flagged = False
         self.commitment = loaded.config.options.commitment_window
         self.critical = np.float32(loaded.config.needs.critical)
 
@@ -115,6 +117,8 @@ class TownCore:
         b.truncated[:] = False
         b.reward[:] = 0.0
         self._spawn[:] = a.spawn_tick
+        self._population = a.alive.tobytes() + a.spawn_tick.tobytes()
+        self._flagged = True
         self.names = list(a.ids)
         self._observe()
 
@@ -125,17 +129,22 @@ class TownCore:
         self.ticks += 1
         a = sim.world.agents
         alive = a.alive
-        spawn = a.spawn_tick
-        changed = spawn != self._spawn
-        np.logical_and(b.alive, ~alive | changed, out=b.exited)
-        np.logical_and(alive, ~b.alive | changed, out=b.arrived)
-        b.alive[:] = alive
-        self._spawn[:] = spawn
         b.reward[:] = sim.rewards.last
-        if b.exited.any() or b.arrived.any():
+        population = alive.tobytes() + a.spawn_tick.tobytes()
+        if population != self._population:  # somebody left or arrived (a slot's occupant is new)
+            self._population = population
+            changed = a.spawn_tick != self._spawn
+            np.logical_and(b.alive, ~alive | changed, out=b.exited)
+            np.logical_and(alive, ~b.alive | changed, out=b.arrived)
+            b.alive[:] = alive
+            self._spawn[:] = a.spawn_tick
             self._lifecycle(result.events)
-        elif self.exits:
+            self._flagged = True
+        elif self._flagged:  # clear last step's exits and arrivals
+            b.exited[:] = False
+            b.arrived[:] = False
             self.exits = {}
+            self._flagged = False
         self.done = self.ticks >= self.horizon
         if self.done:
             b.truncated[:] = alive

@@ -62,6 +62,7 @@ class ObservationEncoder:
         self.h_start = self.layout.blocks.get("path_hint", (0, 0))[0]
         self._rows = np.arange(cap)
         self._alive = np.zeros(cap, dtype=bool)
+        self._alive_bytes = b""
         self._tiles = b""
         self._fields = np.zeros((0, len(TARGETS)), dtype=np.int32)
         g = world.grid
@@ -75,11 +76,12 @@ class ObservationEncoder:
         """
         a = self.world.agents
         alive = a.alive
-        gone = self._alive & ~alive
-        self._alive[:] = alive
+        snapshot = alive.tobytes()
+        if snapshot != self._alive_bytes:
+            self.buffer[self._alive & ~alive] = 0.0  # rows of agents that left
+            self._alive[:] = alive
+            self._alive_bytes = snapshot
         live = alive.nonzero()[0]
-        if gone.any():
-            self.buffer[gone] = 0.0
         if not len(live):
             return self.buffer
         n = int(live[-1]) + 1

@@ -30,6 +30,7 @@ from townlet.logs import log_event
 from townlet.server import metrics
 from townlet.server.console_api import (
     E_TIMEOUT,
+    E_UNAVAILABLE,
     STATUS_OF,
     FailedAuthGuard,
     ResultCounter,
@@ -171,9 +172,8 @@ def create_app(live: LiveTown, secure: bool = False) -> FastAPI:
         if guard.blocked(address):
             return _answer(results, refusal(E_RATE_LIMITED, "too many failed authentications; wait", tick),
                            {"retry-after": str(max(1, round(guard.wait_s)))})
-        size = int(request.headers.get("content-length") or 0)
-        body = await request.body() if size <= cfg.max_body_bytes else b""
-        if size > cfg.max_body_bytes or len(body) > cfg.max_body_bytes:
+        body = await _read_body(request, cfg.max_body_bytes)
+        if body is None:
             return _answer(results, refusal(E_INVALID_ARG, f"body larger than {cfg.max_body_bytes} bytes", tick))
         try:
             payload: Any = orjson.loads(body)
@@ -182,6 +182,9 @@ def create_app(live: LiveTown, secure: bool = False) -> FastAPI:
         if not isinstance(payload, dict):
             return _answer(results, refusal(E_INVALID_ARG, 'body must be a JSON object {"cmd", "args", "cmd_id"}',
                                             tick))
+        if not live.alive:
+            message = f"the town has stopped ({live.error or 'not running'}); see /healthz"
+            return _answer(results, refusal(E_UNAVAILABLE, message, tick), status=503)
         token = bearer(request.headers.get("authorization"))
         future = await run_in_threadpool(live.console.submit, token, payload)
         live.wake()
@@ -221,6 +224,19 @@ def create_app(live: LiveTown, secure: bool = False) -> FastAPI:
                 await ws.close()
 
     return app
+
+
+async def _read_body(request: Request, limit: int) -> bytes | None:
+    """The request body, or None once it grows past ``limit`` bytes (whatever Content-Length claims)."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        return None
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            return None
+    return bytes(body)
 
 
 def _answer(results: ResultCounter, body: dict[str, Any], headers: dict[str, str] | None = None,

@@ -40,6 +40,7 @@ STATUS_OF: dict[str | None, int] = {
     E_RATE_LIMITED: 429,
 }
 E_TIMEOUT = "E_TIMEOUT"  # the town did not apply the command in time (HTTP 504); not a console code
+E_UNAVAILABLE = "E_UNAVAILABLE"  # the town's tick loop has stopped (HTTP 503); not a console code
 
 
 def bearer(header: str | None) -> str | None:

@@ -125,11 +125,23 @@ class AnnealSchedule:
         return decision
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-able state."""
+        """Plain JSON-able state (:meth:`from_dict` restores it, e.g. on a resumed training run)."""
         return {
             "scripted_share": self.scripted_share, "frozen": self.frozen, "completed": self.completed,
-            "reason": self.reason, "baseline": self.baseline, "history": [asdict(h) for h in self.history],
+            "reason": self.reason, "held": self._held, "baseline": self.baseline,
+            "history": [asdict(h) for h in self.history],
         }
+
+    @classmethod
+    def from_dict(cls, cfg: AnnealConfig, state: Mapping[str, Any]) -> AnnealSchedule:
+        """A schedule where :meth:`to_dict` left off."""
+        schedule = cls(cfg, state["baseline"])
+        schedule.scripted_share = float(state["scripted_share"])
+        schedule.frozen, schedule.completed = bool(state["frozen"]), bool(state["completed"])
+        schedule.reason = str(state.get("reason", ""))
+        schedule._held = state.get("held")
+        schedule.history = [AnnealStep(**h) for h in state.get("history", [])]
+        return schedule
 
 
 def scripted_slots(alive: np.ndarray, share: float) -> np.ndarray:

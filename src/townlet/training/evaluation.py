@@ -27,6 +27,7 @@ baseline (a newer policy against the release, one observation variant against an
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -288,9 +289,14 @@ def scorecard(sim: Simulation, meter: KpiMeter) -> dict[str, Any]:
 
 @contextmanager
 def single_thread(threads: int = 1) -> Iterator[None]:
-    """Few torch threads while small networks act tick by tick (more only contend); restored after."""
-    import torch
+    """Few torch threads while small networks act tick by tick (more only contend); restored after.
 
+    Does nothing when torch is not loaded yet (no learned policy in play), so scripted runs never import it.
+    """
+    torch = sys.modules.get("torch")
+    if torch is None:
+        yield
+        return
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:

@@ -240,6 +240,7 @@ def train(args: PPOArgs, progress: Progress | None = None) -> dict[str, Any]:
     start_stage = args.stage or base.config.stage
     curriculum = Curriculum.from_config(base, start_stage, args.auto_curriculum) if start_stage else None
     global_step, update = 0, 0
+    moved_by_hand = False
     if resumed is not None:
         global_step, update = resumed.step, int(resumed.meta.get("update", 0))
         if curriculum is not None and resumed.meta.get("curriculum"):
@@ -247,6 +248,7 @@ def train(args: PPOArgs, progress: Progress | None = None) -> dict[str, Any]:
             curriculum.auto = args.auto_curriculum
             if args.stage and args.stage != curriculum.stage:  # a manual move on resume
                 curriculum.advance(global_step, args.stage)
+                moved_by_hand = True
 
     def stage_overrides() -> list[str]:
         return [*args.overrides, f"stage={curriculum.stage}"] if curriculum else list(args.overrides)
@@ -286,6 +288,8 @@ def train(args: PPOArgs, progress: Progress | None = None) -> dict[str, Any]:
                                      policy)
                 baselines[policy] = kpis
                 metrics.write("baseline", policy=policy, ticks=window_ticks, kpis=kpis)
+    if moved_by_hand and curriculum is not None:
+        metrics.write("stage", global_step=global_step, stage=curriculum.stage, reason="by hand")
     anneal = _anneal(args, loaded, resumed, baselines, stage_overrides(), window_ticks)
     if anneal is not None:
         collector.set_scripted_share(anneal.scripted_share)
@@ -420,11 +424,12 @@ def _resumed_args(checkpoint: Checkpoint, given: PPOArgs) -> PPOArgs:
         raise CheckpointError("checkpoint has no training arguments: resume needs a checkpoint written by train")
     names = {f.name for f in dataclasses.fields(PPOArgs)}
     args = PPOArgs(**{k: v for k, v in saved.items() if k in names})
-    keep = ("total_steps", "device", "ray", "workers", "torch_threads", "stage", "auto_curriculum")
+    keep = ("total_steps", "max_seconds", "device", "ray", "workers", "torch_threads", "auto_curriculum")
     out = given.out if given.out != PPOArgs.out else args.out
     if given.resume and Path(given.resume).is_dir():
         out = given.resume
-    return dataclasses.replace(args, out=out, resume=given.resume, init=None,
+    stage = given.stage or args.stage  # --stage on resume moves the curriculum by hand
+    return dataclasses.replace(args, out=out, resume=given.resume, init=None, stage=stage,
                                **{k: getattr(given, k) for k in keep})
 
 

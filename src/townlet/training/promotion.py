@@ -25,7 +25,7 @@ from typing import Any
 
 from townlet.config.loader import load_config
 from townlet.logs import log_event
-from townlet.training.evaluation import Policy, build_sim, evaluate, gate, install
+from townlet.training.evaluation import Policy, build_sim, evaluate, gate, install, single_thread
 from townlet.training.registry import BUILTINS, PolicyRecord, PolicyRegistry, RegistryError
 from townlet.training.stability import Baseline, StabilityMonitor, WindowReport
 
@@ -137,10 +137,13 @@ class Promotion:
             elif self.candidate is not None:
                 self._judge_shadow(report)
 
-    def run(self, ticks: int) -> None:
-        """Step ``ticks`` times."""
-        for _ in range(ticks):
-            self.step()
+    def run(self, ticks: int, until_decided: bool = False) -> None:
+        """Step ``ticks`` times (or until the candidate is promoted or turned down, with ``until_decided``)."""
+        with single_thread():
+            for _ in range(ticks):
+                self.step()
+                if until_decided and self.candidate is None:
+                    break
 
     def _release_window(self, report: WindowReport) -> None:
         self._pending.append(("release", report))

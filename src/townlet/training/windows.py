@@ -9,7 +9,7 @@ scorecard (``townlet.training.evaluation``) is the yardstick for releases.
 | `attendance` | shifts attended / shifts resolved (attended + absent); 1.0 when none resolved |
 | `lateness` | late arrivals / shifts attended |
 | `need_ok_share` | agent-ticks with every need deficit below `needs.ok_threshold` |
-| `self_sufficiency` | agents present for the whole window whose needs all stayed below `needs.ok_threshold` |
+| `self_sufficiency` | agents present all window (or until the horizon) whose needs stayed below `needs.ok_threshold` |
 | `collapses` | collapses per agent-day |
 | `exits` | agents leaving town per agent-day |
 | `reward` | mean reward per agent-tick |
@@ -56,6 +56,7 @@ class TownKpis:
         self._banked = np.zeros_like(self._start)
         self._max_need = np.zeros((n, c), dtype=np.float32)
         self._whole = towns.alive.copy()  # the same agent has held the slot since the window opened
+        self._ended = np.zeros(2)  # (self-sufficient, counted) agents whose episode ended at the horizon
         self._reward = 0.0
         self.ticks = 0
 
@@ -65,10 +66,15 @@ class TownKpis:
         for i in range(towns.n_towns):
             town = towns.towns[i]
             sim = town.sim
-            if sim is not self._sims[i]:  # autoreset: bank the finished episode's totals
+            if sim is not self._sims[i]:  # autoreset: bank the finished episode's totals and agents
                 self._banked[i] += _totals(self._sims[i]) - self._start[i]
                 self._start[i] = _totals(sim)
                 self._sims[i] = sim
+                # Agents there from the window's start to the horizon count as present all window.
+                whole = self._whole[i]
+                self._ended += (float((whole & (self._max_need[i] < self.ok)).sum()), float(whole.sum()))
+                self._whole[i] = False
+                self._max_need[i] = 0.0
             needs = sim.world.agents.needs
             np.maximum(self._max_need[i], needs.max(axis=1), out=self._max_need[i])
         self._whole &= ~towns.arrived & towns.alive
@@ -80,12 +86,13 @@ class TownKpis:
         now = np.stack([_totals(s) for s in self._sims])
         d = (self._banked + now - self._start).sum(axis=0)
         whole = self._whole & self.towns.alive
-        sufficient = float((self._max_need[whole] < self.ok).sum())
-        raw = np.concatenate([d, [sufficient, float(whole.sum()), self._reward]])
+        sufficient = float((self._max_need[whole] < self.ok).sum()) + self._ended[0]
+        raw = np.concatenate([d, [sufficient, float(whole.sum()) + self._ended[1], self._reward]])
         self._start = now
         self._banked[:] = 0.0
         self._max_need[:] = 0.0
         self._whole = self.towns.alive.copy()
+        self._ended[:] = 0.0
         self._reward = 0.0
         self.ticks = 0
         return raw

@@ -234,17 +234,24 @@ class World:
             a.step_done[slot] = True
 
     def chat_partner(self, slot: int) -> int:
-        """The nearest other agent within chat radius (preferring one already socialising), or -1."""
+        """Who the agent can talk to: someone within chat radius, or anyone spending time in the same place.
+
+        Agents already socialising are preferred, then the nearest; -1 when nobody is around.
+        """
         a = self.agents
         others = np.flatnonzero(a.alive)
         others = others[others != slot]
         if not len(others):
             return -1
         w = self.grid.width
-        x, y = int(a.tile[slot]) % w, int(a.tile[slot]) // w
+        here = int(a.tile[slot])
+        x, y = here % w, here // w
         ox, oy = a.tile[others] % w, a.tile[others] // w
         dist = np.abs(ox - x) + np.abs(oy - y)
-        near = dist <= self.config.relationships.chat_radius
+        place = self.grid.place_index[here]
+        staying = (a.activity[others] == Activity.USING) | (a.activity[others] == Activity.WAITING)
+        together = (place >= 0) & (self.grid.place_index[a.tile[others]] == place) & staying
+        near = (dist <= self.config.relationships.chat_radius) | together
         if not near.any():
             return -1
         chatting = np.array([self.manifest.affordances[t].chat if t >= 0 else False for t in a.target_aff[others]])

@@ -48,14 +48,22 @@ async function start() {
   $("zoom-in").addEventListener("click", () => map.zoomBy(1.5));
   $("zoom-out").addEventListener("click", () => map.zoomBy(1 / 1.5));
   $("zoom-fit").addEventListener("click", () => map.zoomBy(0));
+  const note = $("speed-note");
+  const pace = async (speed) => {
+    note.textContent = "";
+    if (!consolePanel.token) {
+      note.textContent = "Paste an admin token in the console panel first.";
+      return;
+    }
+    const paused = stream.state && stream.state.clock.paused;
+    const body = speed === "pause"
+      ? await consolePanel.run("pause", { on: true })
+      : await consolePanel.run("speed", { value: speed });
+    if (body && body.ok && speed !== "pause" && paused) await consolePanel.run("pause", { on: false });
+    if (body && !body.ok) note.textContent = `${body.code}: ${body.message}`;
+  };
   for (const button of document.querySelectorAll("[data-speed]")) {
-    button.addEventListener("click", () => {
-      const speed = button.dataset.speed;
-      if (speed === "pause") consolePanel.run("pause", { on: true });
-      else consolePanel.run("speed", { value: speed }).then((ok) => {
-        if (ok && ok.ok && stream.state && stream.state.clock.paused) consolePanel.run("pause", { on: false });
-      });
-    });
+    button.addEventListener("click", () => pace(button.dataset.speed));
   }
 
   const header = (state) => {
