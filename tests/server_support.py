@@ -41,7 +41,11 @@ class ServerProcess:
         if not self._seen.wait(60):
             self.stop()
             raise RuntimeError(f"the server printed no URL: {self.lines} {self.log_text()}")
-        self.wait_healthy()
+        try:
+            self.wait_healthy()
+        except BaseException:
+            self.stop()
+            raise
 
     def _read(self) -> None:
         assert self.proc.stdout is not None
@@ -56,7 +60,8 @@ class ServerProcess:
 
     def log_text(self) -> str:
         """What the server wrote on stderr."""
-        self.log.flush()
+        if not self.log.closed:
+            self.log.flush()
         return (self.state_dir.parent / f"{self.state_dir.name}-server.log").read_text(errors="replace")
 
     def wait_healthy(self, timeout: float = 30.0) -> dict[str, Any]:

@@ -180,7 +180,8 @@ def test_the_console_api_rate_limits_each_principal_and_slows_failed_logins(tmp_
         assert failures[-1][1]["code"] == "E_RATE_LIMITED"
 
 
-def test_a_paused_town_applies_commands_at_once_and_viewers_get_the_amended_state(tmp_path: Path) -> None:
+def test_a_paused_town_applies_commands_at_once_and_viewers_get_the_amended_state(
+        tmp_path: Path, validator: jsonschema.Draft202012Validator) -> None:
     """Paused, time stands still, a spawn answers at once, and viewers receive a snapshot with the newcomer."""
     with serving(tmp_path) as town, town.stream() as ws:
         receive(ws, 1)
@@ -193,6 +194,7 @@ def test_a_paused_town_applies_commands_at_once_and_viewers_get_the_amended_stat
         message: dict[str, Any] = {}
         while "visitor" not in message.get("state", {}).get("agents", {}):
             message = receive(ws, 1)[0]
+            validator.validate(message)
         assert message["type"] == "snapshot" and message["tick"] == frozen
         assert message["state"]["clock"]["paused"] is True
         assert message["state"]["agents"]["visitor"]["x"] == 16
@@ -203,6 +205,7 @@ def test_a_paused_town_applies_commands_at_once_and_viewers_get_the_amended_stat
         state = message["state"]
         while state["tick"] < frozen + 3:  # resumed: diffs follow on from the amended state
             message = receive(ws, 1)[0]
+            validator.validate(message)
             if message["type"] == "snapshot":
                 state = message["state"]
             elif message["type"] == "diff":

@@ -82,8 +82,7 @@ def ppo_args(args: argparse.Namespace) -> Any:
         key, sep, raw = item.partition("=")
         key = key.strip()
         if not sep or key not in names:
-            raise SystemExit(f"townlet train: error: --ppo {item!r}: expected KEY=VALUE with KEY one of "
-                             f"{', '.join(sorted(names))}")
+            raise ValueError(f"--ppo {item!r}: expected KEY=VALUE with KEY one of {', '.join(sorted(names))}")
         values[key] = _typed(key, raw.strip(), hints[key])
     explicit = {
         "config": args.config, "overrides": overrides, "total_steps": args.steps, "stage": args.stage,
@@ -110,7 +109,7 @@ def _typed(key: str, raw: str, hint: Any) -> Any:
         if "int" in text:
             return int(raw)
     except ValueError:
-        raise SystemExit(f"townlet train: error: --ppo {key}={raw}: expected {text}") from None
+        raise ValueError(f"--ppo {key}={raw}: expected {text}") from None
     return raw
 
 
@@ -122,7 +121,11 @@ def train_command(args: argparse.Namespace) -> int:
     from townlet.policy.checkpoint import CheckpointError
     from townlet.training.ppo import train
 
-    ppo = ppo_args(args)
+    try:
+        ppo = ppo_args(args)
+    except ValueError as exc:
+        print(f"townlet train: error: {exc}", file=sys.stderr)
+        return 2
     if ppo.device == "cuda":
         import torch
 

@@ -783,7 +783,7 @@ class CaptureConfig(Strict):
         "routine", "low_money", "outage", "price_spike", "queue_contention", "lateness",
     ]
     seeds: int = Field(4, ge=1, le=10_000, description="episodes per scenario (run seeds seed, seed+1, ...)")
-    ticks: int = Field(2000, ge=1, le=10_000_000, description="ticks per episode")
+    ticks: int = Field(4000, ge=1, le=10_000_000, description="ticks per episode (4 days: later days drift)")
     low_money_share: Unit = Field(0.5, description="low_money: share of agents left nearly broke")
     low_money_wallet: Money = Field(1.0, description="low_money: what they keep, in meal units")
     low_money_food: int = Field(0, ge=0, le=1000, description="low_money: raw food they keep at most")

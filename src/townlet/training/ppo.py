@@ -237,7 +237,7 @@ def train(args: PPOArgs, progress: Progress | None = None) -> dict[str, Any]:
 
     # The curriculum: the stage decides the feature flags of the towns.
     base = load_config(args.config, args.overrides)
-    start_stage = args.stage or base.config.stage
+    start_stage = args.stage or (resumed.meta.get("stage") if resumed is not None else None) or base.config.stage
     curriculum = Curriculum.from_config(base, start_stage, args.auto_curriculum) if start_stage else None
     global_step, update = 0, 0
     moved_by_hand = False
@@ -428,8 +428,8 @@ def _resumed_args(checkpoint: Checkpoint, given: PPOArgs) -> PPOArgs:
     out = given.out if given.out != PPOArgs.out else args.out
     if given.resume and Path(given.resume).is_dir():
         out = given.resume
-    stage = given.stage or args.stage  # --stage on resume moves the curriculum by hand
-    return dataclasses.replace(args, out=out, resume=given.resume, init=None, stage=stage,
+    # The stage comes back from the checkpoint; a --stage given now moves the curriculum there by hand.
+    return dataclasses.replace(args, out=out, resume=given.resume, init=None, stage=given.stage,
                                **{k: getattr(given, k) for k in keep})
 
 
