@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The test command: creates .venv (and installs Chromium and tmux) on first use, then lint + the default test suite.
+# The test command: creates .venv (and installs Chromium, tmux, docker-compose) on first use, then the quality gates
+# (ruff, mypy, import-linter, docstring coverage; see CONTRIBUTING.md) and the default test suite.
 # Extra arguments go to pytest, e.g. `scripts/test.sh -m slow` for the long-running tests.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/_venv.sh"
@@ -7,5 +8,11 @@ bash "$(dirname "${BASH_SOURCE[0]}")/_system.sh"  # Chromium and tmux for the br
 cd "$ROOT"
 echo "== ruff" >&2
 ruff check src tests tools
+echo "== mypy (core packages, see [tool.mypy] in pyproject.toml)" >&2
+mypy
+echo "== import-linter (layers, no torch/servers in the core)" >&2
+lint-imports --no-logo
+echo "== docstring coverage" >&2
+python tools/docstring_coverage.py --min 90
 echo "== pytest" >&2
 exec python -m pytest "$@"

@@ -212,13 +212,19 @@ def test_capture_and_bc_commands(tmp_path, capsys) -> None:
 
 
 @pytest.mark.slow
-def test_bc_reaches_90_percent_held_out_accuracy_on_the_captured_stress_dataset(tmp_path) -> None:
-    """The acceptance run: every stress scenario captured, BC to >= 90% held-out accuracy on unseen episodes."""
+def test_bc_reaches_90_percent_held_out_accuracy_and_the_anneal_follows_its_rule(tmp_path) -> None:
+    """The acceptance run: every stress scenario captured, BC >= 90% on unseen episodes, then the anneal."""
+    from townlet.training.anneal import run_anneal
     from townlet.training.bc import train_bc
 
     manifest = capture(None, tmp_path, seeds=3, ticks=1500)
     assert {s["scenario"] for s in manifest["shards"]} == set(SCENARIOS)
-    _, report = train_bc(tmp_path)
+    checkpoint, report = train_bc(tmp_path)
     assert report.passed and report.holdout_accuracy >= 0.9
     assert len(report.holdout_episodes) == len(SCENARIOS)
     assert min(report.per_scenario.values()) >= 0.9
+    result = run_anneal(checkpoint, seeds=[1001])
+    assert result.outcome in ("completed", "frozen")
+    for step in result.history:  # every decision is the rule's
+        over = max(step["drops"].values()) > 0.3
+        assert step["decision"] == ("freeze" if over else "complete" if step["scripted_share"] == 0 else "advance")

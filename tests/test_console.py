@@ -281,6 +281,21 @@ def narrate(d: Desk) -> None:
     assert lines and lines[0].detail == "The mayor waves from the park." and lines[0].agent == d.slot("agent_1")
 
 
+def snapshot_(d: Desk) -> None:
+    d.sim.config.snapshots.dir = str(d.audit_path.parent / "snaps")
+    saved = d.ok("snapshot", op="save", file="a.snap")
+    d.sim.run(30)
+    loaded = d.ok("snapshot", op="load", file="a.snap")
+    assert loaded["state_hash"] == saved["state_hash"] and d.sim.world.tick == saved["tick"] + 1  # d.ok stepped
+    assert d.ok("snapshot", op="migrate", file="a.snap")["migrations"] == []
+    assert d.do("snapshot", op="load", file="missing.snap").code == E_NOT_FOUND
+
+
+def reload_(d: Desk) -> None:
+    data = d.ok("reload")
+    assert data["applied"] == [] and "affordances" in data["unchanged"]
+
+
 HAPPY: dict[str, Callable[[Desk], None]] = {
     "spawn": spawn, "teleport": teleport, "kill": kill, "setneed": setneed, "set_rel": set_rel,
     "force_chat": force_chat, "possess": possess, "unpossess": unpossess, "act": act, "price": price,
@@ -288,6 +303,7 @@ HAPPY: dict[str, Callable[[Desk], None]] = {
     "help": help_, "speed": speed, "pause": pause, "toggle_mortality": toggle_mortality,
     "set_exit_cap": set_exit_cap, "set_spawn_delay": set_spawn_delay, "arrange_meet": arrange_meet,
     "perturbation_trigger": perturbation_trigger, "perturbation_cancel": perturbation_cancel, "narrate": narrate,
+    "snapshot": snapshot_, "reload": reload_,
 }
 
 

@@ -92,7 +92,7 @@ def test_compact_observation_is_never_all_zeros(make_sim) -> None:
 
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_incremental_encoding_equals_encoding_from_scratch(make_sim, variant: str) -> None:
-    """The encoder's skipped (unchanged) blocks always hold what a fresh encoder computes, through exits and arrivals."""
+    """Blocks the encoder skips (unchanged) always hold what a fresh encoder computes, through exits and arrivals."""
     sim = make_sim(agents=6, overrides=["features.lifecycle=on", "lifecycle.exits.age_out=true",
                                         "lifecycle.age_out_days=0.1", "lifecycle.exit_spacing=5",
                                         "lifecycle.max_exits_per_day=50"])

@@ -33,8 +33,10 @@ def build_parser() -> argparse.ArgumentParser:
         console_cmd,
         evaluate,
         promote,
+        replay,
         run,
         serve,
+        snapshot,
         telemetry,
         token,
         train,
@@ -51,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=_version())
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module in (run, bench, config_cmd, telemetry, token, train, serve, watch, console_cmd, bench_live,
-                   capture, evaluate, promote):
+                   capture, evaluate, promote, snapshot, replay):
         module.register(sub, _formatter)
     return parser
 

@@ -43,6 +43,10 @@ def register(sub: Any, formatter: Any) -> None:
     p.add_argument("--policy", choices=("scripted", "random"), default="scripted", help="who chooses options")
     p.add_argument("--telemetry", metavar="FILE", default=None,
                    help="write the telemetry stream to FILE as JSONL (a snapshot line, then diff and event lines)")
+    p.add_argument("--snapshot-out", metavar="PATH", default=None,
+                   help="write a snapshot of the final state to PATH (continue it with --resume)")
+    p.add_argument("--resume", metavar="PATH", default=None,
+                   help="continue from a snapshot (its own config unless CONFIG is given) for --ticks more ticks")
     p.set_defaults(handler=run_command)
 
 
@@ -68,6 +72,17 @@ def _telemetry(sim: Simulation, path: str | None) -> Any:
     return publisher.attach()
 
 
+def _resume(args: argparse.Namespace) -> Simulation:
+    """The simulation stored in ``args.resume`` (under CONFIG when given; a mismatch needs a migration)."""
+    from townlet.sim import snapshot
+
+    loaded = load_config(args.config, args.overrides) if (args.config or args.overrides) else None
+    try:
+        return snapshot.load(args.resume, loaded, policy=args.policy)
+    except snapshot.SnapshotError as exc:
+        raise SystemExit(f"townlet: error: {exc}") from None
+
+
 def run_result(sim: Simulation) -> dict[str, Any]:
     """The ``--json`` contract: identity, size, state hash and KPIs of a finished run."""
     return {
@@ -77,13 +92,17 @@ def run_result(sim: Simulation) -> dict[str, Any]:
         "agents": int(sim.world.agents.alive.sum()),
         "state_hash": sim.state_hash(),
         "kpis": sim.kpis.report(sim.world),
+        "migrations": list(sim.applied_migrations),
     }
 
 
 def run_command(args: argparse.Namespace) -> int:
     """Build the simulation, run it with progress on stderr, print the result."""
-    loaded = load_config(args.config, args.overrides)
-    sim = Simulation(loaded, seed=args.seed, policy=args.policy)
+    if args.resume is not None:
+        sim = _resume(args)
+    else:
+        loaded = load_config(args.config, args.overrides)
+        sim = Simulation(loaded, seed=args.seed, policy=args.policy)
     err = Console(stderr=True)
     for problem in sim.invariant_problems:
         err.print(f"[yellow]warning:[/] economy invariant: {problem}")
@@ -104,6 +123,10 @@ def run_command(args: argparse.Namespace) -> int:
         )
     if publisher is not None:
         publisher.close()
+    if args.snapshot_out is not None:
+        from townlet.sim import snapshot
+
+        snapshot.write(sim, args.snapshot_out)
     result = run_result(sim)
     if args.json:
         sys.stdout.write(json.dumps(result) + "\n")

@@ -38,12 +38,19 @@ def register(sub: Any, formatter: Any) -> None:
     p.add_argument("--seed", type=int, default=None, metavar="S", help="run seed (default: the config's seed)")
     p.add_argument("--state-dir", default=None, metavar="DIR",
                    help="where signing keys, revocations and the audit log live (default: console.state_dir)")
+    p.add_argument("--resume", default=None, metavar="DIR",
+                   help="continue from the newest valid snapshot in DIR (a corrupt newest one is skipped)")
+    p.add_argument("--autosave-every", type=int, default=None, metavar="N",
+                   help="snapshot every N ticks (default: snapshots.autosave_every; 0 = off)")
+    p.add_argument("--snapshot-dir", default=None, metavar="DIR",
+                   help="where autosaves go (default: --resume DIR, else snapshots.dir)")
     p.set_defaults(handler=serve_command)
 
 
 def _overrides(args: argparse.Namespace) -> list[str]:
     flags = {"server.host": args.host, "server.port": args.port, "server.speed": args.speed,
-             "server.tls_cert": args.tls_cert, "server.tls_key": args.tls_key, "console.state_dir": args.state_dir}
+             "server.tls_cert": args.tls_cert, "server.tls_key": args.tls_key, "console.state_dir": args.state_dir,
+             "snapshots.autosave_every": getattr(args, "autosave_every", None)}
     # JSON-quoted so YAML reads every value as given (``::1`` stays an address, ``10x`` a string).
     return [*args.overrides, *(f"{k}={json.dumps(v)}" for k, v in flags.items() if v is not None)]
 
@@ -80,7 +87,18 @@ def serve_command(args: argparse.Namespace) -> int:
         print(f"townlet: error: cannot listen on {server.host}:{server.port}: {exc.strerror or exc}", file=sys.stderr)
         return 2
     token = first_run_admin_token(cfg.console, server)
-    live = LiveTown.build(loaded, seed=args.seed)
+    resumed = _resume(args, loaded)
+    if isinstance(resumed, int):
+        return resumed
+    live = LiveTown.build(loaded, seed=args.seed, sim=resumed)
+    from townlet.sim.autosave import Autosaver
+
+    saver = Autosaver.from_config(live.sim, args.snapshot_dir or args.resume).attach(live.sim)
+    if saver.every:
+        print(f"townlet: autosave every {saver.every} ticks to {saver.directory} (keeping {saver.keep})", flush=True)
+    from townlet.sim.reload import HotReloader
+
+    live.sim.reloader = HotReloader(live.sim, cfg.snapshots.watch_every).attach()  # also the console's `reload`
     port = sock.getsockname()[1]
     base = url_of(server.host, port, secure)
     live.viewers.public_url = f"{'wss' if secure else 'ws'}{base[base.index(':'):]}/ws/telemetry"
@@ -106,6 +124,24 @@ def serve_command(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         pass
     return 0
+
+
+def _resume(args: argparse.Namespace, loaded: Any) -> Any:
+    """The simulation to continue (None for a fresh town), or an exit code when nothing can be resumed."""
+    if args.resume is None:
+        return None
+    from townlet.sim.autosave import newest_valid
+    from townlet.sim.snapshot import SnapshotError
+
+    try:
+        sim, path, warnings = newest_valid(args.resume, loaded)
+    except SnapshotError as exc:
+        print(f"townlet: error: {exc}", file=sys.stderr)
+        return 2
+    for warning in warnings:
+        print(f"townlet: warning: {warning}", file=sys.stderr, flush=True)
+    print(f"townlet: resumed tick {sim.world.tick} from {path}", flush=True)
+    return sim
 
 
 def _stopped(signum: int, frame: Any) -> None:

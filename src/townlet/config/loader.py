@@ -156,6 +156,7 @@ def compute_config_id(config: TownletConfig, *files: Path) -> str:
             "telemetry": True,
             "console": True,
             "server": True,
+            "snapshots": True,
             "logging": True,
             "time": {"live_tick_seconds"},
             # Training control: when the curriculum moves on, not what happens in a town.

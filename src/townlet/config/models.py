@@ -19,7 +19,8 @@ from pydantic import (
     model_validator,
 )
 
-NEED_NAMES = ("hunger", "hygiene", "energy", "social")
+NeedName = Literal["hunger", "hygiene", "energy", "social"]
+NEED_NAMES: tuple[NeedName, ...] = ("hunger", "hygiene", "energy", "social")
 OPTION_NAMES = ("GetFed", "GetClean", "GoToWork", "ShopGroceries", "Sleep", "Socialise", "Idle")
 RELATIONSHIP_STAGES = ("OFF", "A", "B", "C1", "C2", "C3")
 SOCIAL_REWARD_STAGES = ("OFF", "C1", "C2", "C3")
@@ -521,6 +522,16 @@ class ConsoleConfig(Strict):
     rate_limit: RateLimitConfig = RateLimitConfig()
 
 
+class SnapshotsConfig(Strict):
+    """Snapshots and hot reload: where autosaves go, how often, how many are kept; file watching."""
+
+    dir: str = Field("snapshots", description="directory of periodic autosaves (``townlet serve --resume DIR``)")
+    autosave_every: int = Field(0, ge=0, le=100_000_000, description="ticks between autosaves (0 = off)")
+    keep: int = Field(5, ge=1, le=10_000, description="autosaves kept; older ones are deleted")
+    watch_every: int = Field(0, ge=0, le=100_000_000,
+                             description="ticks between checks of the affordance/perturbation files (0 = off)")
+
+
 class ServerConfig(Strict):
     """The live server (``townlet serve``): address, TLS, allowed origins, the viewer stream, API limits.
 
@@ -928,6 +939,7 @@ class TownletConfig(Strict):
     telemetry: TelemetryConfig = TelemetryConfig()
     console: ConsoleConfig = ConsoleConfig()
     server: ServerConfig = ServerConfig()
+    snapshots: SnapshotsConfig = SnapshotsConfig()
     logging: LoggingConfig = LoggingConfig()
     observations: ObservationsConfig = ObservationsConfig()
     env: EnvConfig = EnvConfig()

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from townlet.console import commands as _commands  # noqa: F401 - registers the world commands
 from townlet.console import controls as _controls  # noqa: F401 - registers the run commands
+from townlet.console import snapshots as _snapshots  # noqa: F401 - registers snapshot and reload
 from townlet.console.audit import AuditLog
 from townlet.console.auth import Principal, TokenAuthority, console_paths
 from townlet.console.errors import (

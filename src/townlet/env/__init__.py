@@ -28,9 +28,9 @@ while env.agents:
   affordance *i* (see `townlet.policy.primitives`). Agents missing from the action dict follow the built-in
   scripted policy for that tick.
 - **Masks.** Options: the running option (choosing it again continues it) and, once the commitment window
-  (`options.commitment_window`, 15 ticks) has passed or a need is critical, what `option_mask` allows now: an
-  unmasked choice always takes effect. Primitives: `PrimitiveRules.mask`. A masked action is ignored and
-  counted in `sim.invalid_actions`, never punished.
+  (`options.commitment_window`, 15 ticks) has passed, or when a need turned critical after the running option
+  started (one switch per emergency), what `option_mask` allows now: an unmasked choice always takes effect.
+  Primitives: `PrimitiveRules.mask`. A masked action is ignored and counted in `sim.invalid_actions`.
 - **Leaving and joining.** An agent that leaves gets `terminations[id] = True`, `infos[id]["exit_reason"]`, its
   terminal reward and an all-zero final observation. A newcomer appears in `env.agents` and `possible_agents`
   the step it arrives, with reward 0 and `ctx_reset = 1` in its observation.

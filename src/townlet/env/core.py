@@ -18,6 +18,8 @@ from townlet.policy.primitives import primitive_count
 from townlet.sim.simulation import Simulation
 from townlet.world.events import Event, EventKind
 
+NEVER = np.iinfo(np.int64).max
+
 
 @dataclass
 class TownBuffers:
@@ -100,6 +102,7 @@ class TownCore:
         self._flagged = False
         self.commitment = loaded.config.options.commitment_window
         self.critical = np.float32(loaded.config.needs.critical)
+        self._critical_since = np.full(cap, NEVER, dtype=np.int64)  # first tick of each agent's critical streak
 
     def reset(self, seed: int) -> None:
         """Start a new episode: a fresh town seeded with ``seed``; every agent's first observation is written."""
@@ -117,6 +120,7 @@ class TownCore:
         b.truncated[:] = False
         b.reward[:] = 0.0
         self._spawn[:] = a.spawn_tick
+        self._critical_since[:] = NEVER
         self._population = a.alive.tobytes() + a.spawn_tick.tobytes()
         self._flagged = True
         self.names = list(a.ids)
@@ -138,6 +142,7 @@ class TownCore:
             np.logical_and(alive, ~b.alive | changed, out=b.arrived)
             b.alive[:] = alive
             self._spawn[:] = a.spawn_tick
+            self._critical_since[b.arrived] = NEVER
             self._lifecycle(result.events)
             self._flagged = True
         elif self._flagged:  # clear last step's exits and arrivals
@@ -172,16 +177,18 @@ class TownCore:
         if self.primitives:
             mask[live] = self.sim.primitives.mask(w, live)
             return
-        # The simulation applies a switch only once the commitment window has passed or a need is critical;
-        # inside the window only the running option (continuing) is offered.
-        a = w.agents
+        # Inside the commitment window only the running option (continuing it) is offered, unless a need
+        # turned critical after the option started: then the agent may switch once (the simulation would
+        # accept a switch on every tick a need stays critical; offering it once keeps agents from thrashing).
+        a, tick = w.agents, w.tick
+        critical = np.maximum.reduce(a.needs.take(live, axis=0), axis=1) >= self.critical
+        since = np.where(critical, np.minimum(self._critical_since.take(live), tick), NEVER)
+        self._critical_since[live] = since
         option = a.option.take(live)
         running = option >= 0
-        locked = running & (w.tick - a.option_started.take(live) < self.commitment)
-        free = live
-        if locked.any():
-            locked &= np.maximum.reduce(a.needs.take(live, axis=0), axis=1) < self.critical
-            free = live[~locked]
+        started = a.option_started.take(live)
+        locked = running & (tick - started < self.commitment) & (started >= since)
+        free = live[~locked] if locked.any() else live
         if len(free):
             mask[free] = option_mask(w, free)
         mask[live[running], option[running]] = 1

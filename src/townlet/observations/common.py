@@ -82,6 +82,8 @@ class CommonBlock:
         self.job_end = np.append(emp.end, 0).astype(np.int64)
         self._seen_alive = np.zeros(cap, dtype=bool)
         self._seen_spawn = np.full(cap, -1, dtype=np.int64)
+        self._population = b""
+        self._nobody = np.zeros(cap, dtype=bool)
         self._ties = (b"", b"")  # snapshot of the tie arrays at the last encode (none yet)
         self._snapshots: dict[str, bytes] = {}
         self._n = 0
@@ -105,7 +107,7 @@ class CommonBlock:
         angle = TAU * tod / tpd
         out[:, self.time] = np.sin(angle)
         out[:, self.time + 1] = np.cos(angle)
-        self._job(n, out, tod, tick // tpd)
+        self._job(n, out, tod, tick // tpd, new_rows)
         option = a.option[:n]
         i = self.option
         out[:, i : i + OPTION_COUNT] = self.options.take(option, axis=0)
@@ -146,26 +148,29 @@ class CommonBlock:
     def _fresh(self, n: int) -> np.ndarray:
         """Rows holding an agent not seen at the last encode (a new episode or a newcomer)."""
         a = self.world.agents
+        population = a.alive.tobytes() + a.spawn_tick.tobytes()
+        if population == self._population:
+            return self._nobody[:n]
+        self._population = population
         spawn = a.spawn_tick[:n]
         fresh = a.alive[:n] & (~self._seen_alive[:n] | (spawn != self._seen_spawn[:n]))
         self._seen_alive[:] = a.alive
         self._seen_spawn[:n] = spawn
         return fresh
 
-    def _job(self, n: int, out: np.ndarray, tod: int, day: int) -> None:
+    def _job(self, n: int, out: np.ndarray, tod: int, day: int, new_rows: bool) -> None:
         w = self.world
-        job = w.agents.job[:n]
-        has = job >= 0
+        a, emp = w.agents, w.employment
         i = self.job
-        out[:, i] = has
+        job = a.job[:n]
         start = self.job_start.take(job)
-        working = (start <= tod) & (self.job_end.take(job) > tod)
-        out[:, i + 1] = working
-        if len(w.employment):
-            out[:, i + 2] = working & (w.employment.arrived_day.take(job) != day)
-        else:
-            out[:, i + 2] = 0.0
-        out[:, i + 3] = ((start - tod) % w.ticks_per_day) * has * (1.0 / w.ticks_per_day)
+        shifts = (self.job_start <= tod) & (self.job_end > tod)  # which positions are on shift now
+        if self._changed("job", new_rows, a.job, emp.arrived_day, shifts, np.int64(day)):
+            out[:, i] = job >= 0
+            working = shifts.take(job)
+            out[:, i + 1] = working
+            out[:, i + 2] = working & (emp.arrived_day.take(job) != day) if len(emp) else 0.0
+        out[:, i + 3] = ((start - tod) % w.ticks_per_day) * (job >= 0) * (1.0 / w.ticks_per_day)
 
     def _ties_changed(self) -> bool:
         """Whether any tie changed since the last encode (and remember whether any tie exists)."""

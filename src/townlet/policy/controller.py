@@ -138,9 +138,9 @@ class OptionController:
             # Idle time is spent at home, out of everybody's way.
             steps = [Step(wait=w.config.options.idle_ticks)]
             here = int(a.tile[slot])
-            home = int(a.home[slot])
-            if w.grid.place_index[here] != home or w.grid.in_the_way[here]:
-                spot = w.loiter_tile(slot, home)
+            home_place = int(a.home[slot])
+            if w.grid.place_index[here] != home_place or w.grid.in_the_way[here]:
+                spot = w.loiter_tile(slot, home_place)
                 if spot >= 0:
                     steps.insert(0, Step(tile=spot))
             return steps

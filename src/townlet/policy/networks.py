@@ -73,7 +73,8 @@ class NetworkSpec:
 def _init(layer: nn.Module, gain: float = 2**0.5) -> nn.Module:
     if isinstance(layer, nn.Linear | nn.Conv2d):
         nn.init.orthogonal_(layer.weight, gain)
-        nn.init.zeros_(layer.bias)
+        if layer.bias is not None:
+            nn.init.zeros_(layer.bias)
     return layer
 
 
@@ -92,7 +93,7 @@ class OptionPolicyNet(nn.Module):
         if spec.map_shape is not None:
             c, mh, mw = spec.map_shape
             self.map_size = c * mh * mw
-            self.conv = nn.Sequential(
+            self.conv: nn.Sequential | None = nn.Sequential(
                 _init(nn.Conv2d(c, 16, 3, padding=1)), nn.ReLU(),
                 _init(nn.Conv2d(16, 16, 3, stride=2, padding=1)), nn.ReLU(), nn.Flatten(),
             )

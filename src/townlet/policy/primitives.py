@@ -74,7 +74,7 @@ class PrimitiveRules:
         self.tile_objects = np.full((g.size, width), -1, dtype=np.int32)
         for t, objs in by_tile.items():
             self.tile_objects[t, : len(objs)] = objs
-        self.has_object = (self.tile_objects >= 0).any(axis=1)
+        self.has_object = self.tile_objects.max(axis=1) >= 0  # any object on the tile
         affs = world.manifest.affordances
         self.affordances_of_type: dict[str, list[int]] = {}
         for aff in affs:

@@ -116,9 +116,12 @@ class LiveTown:
         self.set_speed(cfg.speed)
 
     @classmethod
-    def build(cls, loaded: LoadedConfig, seed: int | None = None) -> LiveTown:
-        """A live town from a loaded config: telemetry transports and console from their sections."""
-        sim = Simulation(loaded, seed=seed)
+    def build(cls, loaded: LoadedConfig, seed: int | None = None, sim: Simulation | None = None) -> LiveTown:
+        """A live town from a loaded config: telemetry transports and console from their sections.
+
+        ``sim`` continues an existing simulation (one resumed from a snapshot) instead of a new one.
+        """
+        sim = sim or Simulation(loaded, seed=seed)
         cfg = loaded.config.server
         publisher = TelemetryPublisher.from_config(sim)
         viewers = ViewerTransport(cfg.viewer_buffer_ticks)

@@ -33,7 +33,7 @@ from townlet.world.needs import ENERGY, HUNGER
 from townlet.world.rng import RngStreams
 from townlet.world.state import World
 
-Phase = Callable[["Simulation"], None]
+Phase = Callable[["Simulation"], object]  # the return value is ignored
 GET_FED, GET_CLEAN, SLEEP = int(Option.GET_FED), int(Option.GET_CLEAN), int(Option.SLEEP)
 
 
@@ -80,8 +80,11 @@ class Simulation:
         self.kpis = KpiTracker(self.world)
         self.clock = Clock(self.config.time.live_tick_seconds)  # live pacing (console speed/pause)
         self.invalid_actions = 0
+        self.applied_migrations: list[dict[str, Any]] = []  # snapshot migrations this state went through
         self.actor: Any = None  # a learned policy with ``act(sim) -> int[capacity]`` (townlet.policy.learned)
         self.commands: list[Callable[[World], Any]] = []
+        self.after_step: list[Phase] = []  # called between ticks (autosave, hot reload): the state is whole
+        self.reloader: Any = None  # a townlet.sim.reload.HotReloader once hot reload is in use
         self.phases: list[tuple[str, Phase]] = [
             ("commands", Simulation._apply_commands),
             ("policy", Simulation._decide),
@@ -160,6 +163,8 @@ class Simulation:
         result = TickResult(w.tick, w.events, timings)
         w.tick += 1
         self.ticks_run += 1
+        for hook in self.after_step:
+            hook(self)
         return result
 
     def run(self, ticks: int, progress: Callable[[int], None] | None = None, every: int = 100) -> None:
@@ -306,8 +311,9 @@ class Simulation:
         e = w.economy
         h.update(repr((sorted(e.prices.items()), sorted(e.stock.items()), sorted(e.till.items()), e.treasury)).encode())
         emp = w.employment
-        for arr in (emp.holder, emp.arrived_day, emp.scheduled, emp.attended, emp.late, emp.absent, emp.wage_per_tick):
-            h.update(arr.tobytes())
+        jobs = (emp.holder, emp.arrived_day, emp.scheduled, emp.attended, emp.late, emp.absent, emp.wage_per_tick)
+        for column in jobs:
+            h.update(column.tobytes())
         h.update(w.relationships.other.tobytes())
         h.update(w.relationships.values.tobytes())
         h.update(bytes([w.weather.state]))

@@ -185,6 +185,8 @@ class TelemetryEncoder:
             diff = dumps({"type": "diff", "tick": tick, "patch": make_patch(previous, state)}) + b"\n" + event_lines
         header = {"type": "snapshot", "schema": SCHEMA_ID, "tick": tick, "config_id": sim.loaded.config_id,
                   "seed": int(sim.seed)}
+        if sim.applied_migrations:
+            header["migrations"] = sim.applied_migrations
 
         def snapshot() -> bytes:
             return dumps({**header, "state": state}) + b"\n" + event_lines
@@ -225,6 +227,9 @@ class TelemetryEncoder:
         """The latest snapshot as a message dict (the console, tests)."""
         if self.state is None:
             raise RuntimeError("nothing encoded yet")
-        return {"type": "snapshot", "schema": SCHEMA_ID, "tick": self.state["tick"],
-                "config_id": self.sim.loaded.config_id, "seed": int(self.sim.seed), "state": self.state}
+        message = {"type": "snapshot", "schema": SCHEMA_ID, "tick": self.state["tick"],
+                   "config_id": self.sim.loaded.config_id, "seed": int(self.sim.seed), "state": self.state}
+        if self.sim.applied_migrations:
+            message["migrations"] = self.sim.applied_migrations
+        return message
 

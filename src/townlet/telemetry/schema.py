@@ -313,8 +313,11 @@ def build_schema() -> dict[str, Any]:
             "tick": NAT,
             "config_id": STR,
             "seed": NAT,
+            "migrations": array(obj({"name": STR, "from": STR, "to": STR, "tick": NAT}),
+                                description="snapshot migrations the state went through (only when any)"),
             "state": ref("state"),
         },
+        required=["type", "schema", "tick", "config_id", "seed", "state"],
         description="The whole state after `tick`; a stream starts with one and resynchronises with one.",
     )
     diff = obj(

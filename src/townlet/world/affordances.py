@@ -230,10 +230,10 @@ def _compile_entry(
     )
     buy = None
     if entry.buy is not None:
-        item, qty = entry.buy.get("item"), entry.buy.get("qty", 1)
-        if item not in items or not isinstance(qty, int) or qty < 1:
+        buy_item, qty = entry.buy.get("item"), entry.buy.get("qty", 1)
+        if buy_item not in items or not isinstance(qty, int) or qty < 1:
             raise ConfigError(file, f"{base}.buy", "needs {item: <known item>, qty: <int >= 1>}")
-        buy = (str(item), int(qty))
+        buy = (str(buy_item), int(qty))
     until = entry.until or {}
     until_need, until_below, until_clock = -1, 0.0, -1
     if "need" in until:

@@ -6,7 +6,7 @@ treasury (which pays wages and receives rent, fees and wholesale payments), so t
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import defaultdict
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -48,7 +48,7 @@ class Economy:
         self.rent = float(cfg.rent_per_day)
         self.rent_tick = clock_to_tick(cfg.rent_time, world.ticks_per_day)
         self.restock_tick = clock_to_tick(cfg.restock_time, world.ticks_per_day)
-        self.flows: Counter[str] = Counter()
+        self.flows: defaultdict[str, float] = defaultdict(float)
         self.rent_unpaid_days = np.zeros(world.agents.capacity, dtype=np.int32)
         self.last_wage = np.full(world.agents.capacity, -1, dtype=np.int64)
         self.wages_paid: tuple[int, np.ndarray, np.ndarray] = (-1, np.zeros(0, np.int64), np.zeros(0))

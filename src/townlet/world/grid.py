@@ -42,7 +42,7 @@ class Grid:
         self.place_index = town.place_index.reshape(-1).astype(np.int32)
         self.offsets = np.array([0, -self.width, 1, self.width, -1], dtype=np.int32)
         self.in_the_way = np.zeros(self.size, dtype=bool)
-        self._loiter = {}
+        self._loiter: dict[int, np.ndarray] = {}
         self._graph = self._adjacency()
         self._fields: dict[tuple[int, ...], int] = {}
         self._dist = np.zeros((0, self.size), dtype=np.uint16)
@@ -54,7 +54,7 @@ class Grid:
         self.in_the_way = np.isin(self.kinds, [int(TileKind.QUEUE), int(TileKind.DOOR)])
         for tiles in access:
             self.in_the_way[list(tiles)] = True
-        self._loiter: dict[int, np.ndarray] = {}
+        self._loiter = {}
 
     def loiter_spots(self, place: int) -> np.ndarray:
         """Walkable tiles of a place that are not in the way (cached per place)."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
@@ -11,7 +11,8 @@ from townlet.world.events import EventKind
 if TYPE_CHECKING:
     from townlet.world.state import World
 
-WEATHER_STATES = ("sunny", "rainy", "cold")
+WeatherName = Literal["sunny", "rainy", "cold"]
+WEATHER_STATES: tuple[WeatherName, ...] = ("sunny", "rainy", "cold")
 
 
 class Weather:
