@@ -7,7 +7,7 @@ FROM python:3.11-slim AS build
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY src ./src
-COPY deploy/install.sh /usr/local/bin/townlet-install
+COPY --chmod=0755 deploy/install.sh /usr/local/bin/townlet-install
 RUN townlet-install build /src /wheels
 
 # --- runtime: a venv with the wheel and its runtime dependencies only (no compilers, no source, no torch)
@@ -19,7 +19,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     TOWNLET_HOST=0.0.0.0 \
     TOWNLET_PORT=8000
 COPY --from=build /wheels /wheels
-COPY deploy/install.sh /usr/local/bin/townlet-install
+COPY --chmod=0755 deploy/install.sh /usr/local/bin/townlet-install
 RUN townlet-install install /wheels /opt/townlet/venv \
     && rm -rf /wheels /root/.cache \
     && useradd --system --uid 10001 --home-dir /var/lib/townlet --create-home townlet \

@@ -50,5 +50,6 @@ def test_columns_are_independent() -> None:
     last = rng.normal(size=3).astype(np.float32)
     adv, _ = gae(r, v, dones, valid, last, 0.95, 0.9)
     for b in range(3):
-        single, _ = gae(r[:, b : b + 1], v[:, b : b + 1], dones[:, b : b + 1], valid[:, b : b + 1], last[b : b + 1], 0.95, 0.9)
+        one = slice(b, b + 1)
+        single, _ = gae(r[:, one], v[:, one], dones[:, one], valid[:, one], last[one], 0.95, 0.9)
         np.testing.assert_allclose(adv[:, b], single[:, 0], rtol=1e-6)

@@ -130,6 +130,23 @@ def test_the_mask_offers_only_the_running_option_inside_the_commitment_window() 
     assert a.option[0] == int(Option.IDLE) and env.sim.invalid_actions == 0
 
 
+def test_a_need_turning_critical_opens_the_mask_once() -> None:
+    """A need that turns critical during an option unlocks one switch; the new option is then committed."""
+    env = parallel_env(variant="compact")
+    env.reset(seed=0)
+    sleep, fed = int(Option.SLEEP), int(Option.GET_FED)
+    env.step({"agent_0": sleep})
+    obs, *_ = env.step({"agent_0": sleep})
+    assert obs["agent_0"]["action_mask"].sum() == 1
+    env.sim.world.agents.needs[0, 0] = env.loaded.config.needs.critical + 0.01  # starving, mid-window
+    obs, *_ = env.step({"agent_0": sleep})
+    assert obs["agent_0"]["action_mask"][fed] == 1
+    obs, *_ = env.step({"agent_0": fed})
+    assert env.sim.world.agents.option[0] == fed
+    assert obs["agent_0"]["action_mask"].tolist() == [int(k == fed) for k in range(7)]
+    assert env.sim.invalid_actions == 0
+
+
 def test_observations_lie_in_the_observation_space() -> None:
     """Every observation of a random masked episode is contained in the agent's observation space."""
     env = parallel_env(variant="full", overrides={**SHORT, **LIFECYCLE})

@@ -22,12 +22,15 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jwt
 import orjson
 
 from townlet.console.errors import E_UNAUTHENTICATED, CommandError
+
+if TYPE_CHECKING:
+    from jwt.types import Options
 
 ROLES = ("viewer", "admin")
 ALGORITHM = "HS256"
@@ -217,7 +220,7 @@ class TokenAuthority:
         secret = self._secret(kid) if isinstance(kid, str) else None
         if secret is None:
             raise CommandError(E_UNAUTHENTICATED, "unknown or retired signing key")
-        options = {"require": ["exp", "iat", "sub", "role", "jti"], "verify_iat": False}
+        options: Options = {"require": ["exp", "iat", "sub", "role", "jti"], "verify_iat": False}
         try:
             claims = jwt.decode(token, secret, algorithms=[ALGORITHM], leeway=self.leeway_s, issuer=ISSUER,
                                 options=options)

@@ -81,7 +81,8 @@ def spawn(ctx: Context, args: SpawnArgs) -> dict[str, Any]:
             raise CommandError(E_BLOCKED_TILE, f"({args.x}, {args.y}) is not walkable")
         if not w.grid.outdoors[tile] and w.occupancy[tile] > 0:
             raise CommandError(E_BLOCKED_TILE, f"({args.x}, {args.y}) is occupied")
-    slot = w.spawn(args.agent, home=home, tile=tile, needs=dict(args.needs) if args.needs else None)
+    needs = {str(k): v for k, v in args.needs.items()} if args.needs else None
+    slot = w.spawn(args.agent, home=home, tile=tile, needs=needs)
     return _agent_summary(ctx, slot)
 
 

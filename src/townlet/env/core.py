@@ -187,7 +187,7 @@ class TownCore:
         option = a.option.take(live)
         running = option >= 0
         started = a.option_started.take(live)
-        locked = running & (tick - started < self.commitment) & (started >= since)
+        locked = running & (tick - started < self.commitment) & ~(critical & (started < since))
         free = live[~locked] if locked.any() else live
         if len(free):
             mask[free] = option_mask(w, free)

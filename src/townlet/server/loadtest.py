@@ -44,7 +44,7 @@ def _spectate(url: str, count: int, ready: Any, stop: Any, results: Any) -> None
                         first = False
                     tally["messages"] += 1
                     tally["bytes"] += len(message)
-                    if message.startswith('{"type":"snapshot"'):
+                    if isinstance(message, str) and message.startswith('{"type":"snapshot"'):
                         tally["snapshots"] += 1
         except Exception as exc:  # counted, not fatal: the report says how many stayed connected
             tally["errors"].append(f"{type(exc).__name__}: {exc}"[:200])

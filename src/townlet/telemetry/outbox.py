@@ -17,6 +17,7 @@ import threading
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 WAKE_AT = 8  # queued ticks that wake a sleeping sender at once; smaller backlogs wait for its next poll
 
@@ -64,7 +65,7 @@ class Outbox:
         notify: Called (from the tick thread) after an item is queued; asyncio consumers wake on it.
     """
 
-    def __init__(self, capacity: int, notify: Callable[[], None] | None = None) -> None:
+    def __init__(self, capacity: int, notify: Callable[[], object] | None = None) -> None:
         self.capacity = capacity
         self.notify = notify
         self.lock = threading.Condition()
@@ -201,7 +202,7 @@ class Outbox:
             except RuntimeError:  # the consumer's event loop has already stopped
                 pass
 
-    def health(self) -> dict[str, object]:
+    def health(self) -> dict[str, Any]:
         """Counters for the health report."""
         with self.lock:
             return {

@@ -62,7 +62,8 @@ class StateBuilder:
         self.option_labels = tuple(OPTION_LABELS)
         narrator = getattr(sim, "narration", None)
         self.private = bool(getattr(narrator, "privacy", False))
-        self.public: Any = narrator.pseudonyms.of if self.private else _same  # streamer privacy (SPEC 10)
+        # streamer privacy (SPEC 10)
+        self.public: Any = narrator.pseudonyms.of if narrator is not None and self.private else _same
         self._agent_cache: dict[int, dict[str, Any]] = {}
         self._objects: dict[str, Any] = {o.ids[i]: self.object_static[i] for i in range(o.count)}
         self._object_keys: dict[int, tuple[Any, ...]] = {}

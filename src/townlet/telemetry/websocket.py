@@ -68,7 +68,7 @@ class WebSocketTransport(Transport):
         with self._lock:
             return bool(self.clients)
 
-    def subscribe(self, notify: Callable[[], None] | None = None) -> Outbox:
+    def subscribe(self, notify: Callable[[], object] | None = None) -> Outbox:
         """Register a consumer (a live-server endpoint); it starts with a snapshot on the next tick."""
         outbox = Outbox(self.cfg.buffer_ticks, notify)
         outbox.set_connected(True)
@@ -105,20 +105,20 @@ class WebSocketTransport(Transport):
             last_success = self._last_success_tick
         each = [c.health() for c in clients]
         for h in each:
-            last_error = h["last_error"] or last_error  # type: ignore[assignment]
-            last_failure = max(last_failure, int(h["last_failure_tick"]))  # type: ignore[arg-type]
+            last_error = h["last_error"] or last_error
+            last_failure = max(last_failure, int(h["last_failure_tick"]))
         return {
             "kind": self.kind,
             "connected": bool(clients),
             "clients": len(clients),
-            "queue_depth": max((int(h["queue_depth"]) for h in each), default=0),  # type: ignore[arg-type]
+            "queue_depth": max((int(h["queue_depth"]) for h in each), default=0),
             "queue_capacity": self.cfg.buffer_ticks,
             "sent": totals["sent"] + sum(c.sent for c in clients),
             "dropped": totals["dropped"] + sum(c.dropped for c in clients),
             "snapshots": totals["snapshots"] + sum(c.snapshots for c in clients),
             "retry_streak": 0,
             "last_error": last_error,
-            "last_success_tick": max([last_success] + [int(h["last_success_tick"]) for h in each]),  # type: ignore
+            "last_success_tick": max([last_success] + [int(h["last_success_tick"]) for h in each]),
             "last_failure_tick": last_failure,
             "url": self.url,
         }

@@ -73,7 +73,7 @@ class AnnealSchedule:
         if missing:
             raise ValueError(f"the baseline lacks {', '.join(missing)}")
         self.cfg = cfg
-        self.baseline = {k: float(baseline[k]) for k in cfg.kpis}
+        self.baseline: dict[str, float] = {str(k): float(baseline[k]) for k in cfg.kpis}
         self.scripted_share = float(cfg.start)
         self.frozen = False
         self.completed = False
@@ -93,7 +93,7 @@ class AnnealSchedule:
 
     def drops(self, kpis: Mapping[str, float]) -> dict[str, float]:
         """Shortfall of each watched KPI against the baseline, as a share of the baseline (negative: better)."""
-        out = {}
+        out: dict[str, float] = {}
         for k, base in self.baseline.items():
             out[k] = round((base - float(kpis[k])) / base, 4) if base > 0 else 0.0
         return out

@@ -309,7 +309,7 @@ def capture(
             done += ticks
             obs_dim = int(arrays["obs"].shape[1])
             path = out / f"{name}-{seed}.npz"
-            _write_atomic(path, lambda handle, arrays=arrays: np.savez_compressed(handle, **arrays))
+            _write_atomic(path, lambda handle, arrays=arrays: np.savez_compressed(handle, **arrays))  # type: ignore[misc]
             shards.append({
                 "file": path.name, "sha256": _sha256(path), "scenario": name, "seed": seed, "ticks": ticks,
                 "config_id": episode.config_id,

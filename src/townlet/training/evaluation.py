@@ -429,7 +429,7 @@ def evaluate(
     greedy = cfg.greedy if greedy is None else greedy
     policy = load_policy(policy)
     ticks = max(1, round(days * base.config.time.ticks_per_day))
-    scenarios = []
+    scenarios: list[dict[str, Any]] = []
     total = len(stages) * len(seeds)
     with single_thread():
         for stage in stages:

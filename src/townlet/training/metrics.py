@@ -80,6 +80,8 @@ def plot_learning_curves(metrics: str | Path, out: str | Path, title: str = "Tow
                 ax.axhline(baselines[name][key], color=color, linestyle="--", label=name)
         ax.set_title(label)
         ax.set_xlabel("env ticks")
+        if key != "reward":
+            ax.set_ylim(-0.03, 1.05)
     _curve(axes.flat[4], updates, (("policy_loss", "policy loss"), ("value_loss", "value loss")), "losses")
     _curve(axes.flat[5], updates, (("entropy", "entropy"), ("approx_kl", "approx KL x 100")), "policy",
            scale={"approx_kl": 100.0})

@@ -68,6 +68,7 @@ class Promotion:
         self.shadow_monitor: StabilityMonitor | None = None
         self.promoted_window: int | None = None  # release window count when the current release came in
         self.outcomes: list[tuple[str, str, str]] = []  # (action, policy, reason)
+        self.last_shadow_windows: list[dict[str, Any]] = []  # of the candidate decided last
         self._pending: list[tuple[str, WindowReport]] = []
 
     # -- policies -------------------------------------------------------------------------------------
@@ -188,6 +189,8 @@ class Promotion:
         self._drop_shadow()
 
     def _drop_shadow(self) -> None:
+        if self.shadow_monitor is not None:
+            self.last_shadow_windows = [r.to_dict() for r in self.shadow_monitor.reports]
         self.candidate = None
         self.shadow = None
         self.shadow_monitor = None
@@ -221,6 +224,7 @@ class Promotion:
             "candidate": self.candidate.policy_hash if self.candidate else None,
             "pinned": pin.reason if pin else None,
             "release_windows": [r.to_dict() for r in self.release_monitor.reports],
-            "shadow_windows": [r.to_dict() for r in self.shadow_monitor.reports] if self.shadow_monitor else [],
+            "shadow_windows": ([r.to_dict() for r in self.shadow_monitor.reports] if self.shadow_monitor
+                               else self.last_shadow_windows),
             "outcomes": [{"action": a, "policy": p, "reason": r} for a, p, r in self.outcomes],
         }

@@ -17,7 +17,7 @@ import json
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 BUILTINS = ("scripted", "random")
 SCHEMA = """
@@ -72,6 +72,14 @@ class Decision:
     previous: str | None
     reason: str
     details: dict[str, Any]
+
+
+def _policy(row: tuple[Any, ...]) -> PolicyRecord:
+    return PolicyRecord(row[0], row[1], row[2], row[3], row[4], row[5], json.loads(row[6]))
+
+
+def _decision(row: tuple[Any, ...]) -> Decision:
+    return Decision(row[0], row[1], row[2], row[3], row[4], row[5], row[6], json.loads(row[7]))
 
 
 def _now() -> str:
@@ -157,7 +165,7 @@ class PolicyRegistry:
     def get(self, policy_hash: str) -> PolicyRecord | None:
         """The record of a policy, or None."""
         row = self.db.execute("SELECT * FROM policies WHERE policy_hash = ?", (policy_hash,)).fetchone()
-        return None if row is None else PolicyRecord(*row[:6], json.loads(row[6]))
+        return None if row is None else _policy(row)
 
     def resolve(self, ref: str) -> PolicyRecord:
         """A policy by hash, unique hash prefix, or checkpoint path (raises :class:`RegistryError`)."""
@@ -178,10 +186,10 @@ class PolicyRegistry:
 
     def policies(self, status: str | None = None) -> list[PolicyRecord]:
         """Every registered policy (optionally of one status), oldest first."""
-        query, args = "SELECT * FROM policies", ()
+        query, args = "SELECT * FROM policies", cast(tuple[Any, ...], ())
         if status is not None:
             query, args = query + " WHERE status = ?", (status,)
-        return [PolicyRecord(*r[:6], json.loads(r[6])) for r in self.db.execute(query + " ORDER BY rowid", args)]
+        return [_policy(r) for r in self.db.execute(query + " ORDER BY rowid", args)]
 
     def load(self, record: PolicyRecord) -> Any:
         """What drives a town: ``scripted``/``random``, or the checkpoint (its hash checked against the record)."""
@@ -209,10 +217,10 @@ class PolicyRegistry:
 
     def decisions(self, action: str | None = None) -> list[Decision]:
         """The decision log, oldest first (optionally one action)."""
-        query, args = "SELECT * FROM decisions", ()
+        query, args = "SELECT * FROM decisions", cast(tuple[Any, ...], ())
         if action is not None:
             query, args = query + " WHERE action = ?", (action,)
-        return [Decision(*r[:7], json.loads(r[7])) for r in self.db.execute(query + " ORDER BY id", args)]
+        return [_decision(r) for r in self.db.execute(query + " ORDER BY id", args)]
 
     def releases(self) -> list[str]:
         """The release stack, oldest first (promotions push, rollbacks pop)."""
