@@ -2,7 +2,8 @@
 
 Agents act with a uniformly random *masked* policy (vectorised: the argmax of random numbers over allowed
 actions), the load a policy sees early in training; the single-env figure is also given for a *committed*
-random policy (it repeats its running option and draws only when free). Only env calls are timed.
+random policy (it repeats its running option and draws only when free) and an *idle* one (every agent
+picks Idle: a quiet town, so mostly the env's own cost). Only env calls are timed.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from townlet.env import BatchedTowns, env_config, parallel_env
+from townlet.policy.options import Option
 
 
 def random_masked(rng: np.random.Generator, masks: np.ndarray) -> np.ndarray:
@@ -21,11 +23,12 @@ def random_masked(rng: np.random.Generator, masks: np.ndarray) -> np.ndarray:
 
 
 def single_env(variant: str, agents: int, steps: int, warmup: int, seed: int, overrides: list[str],
-               committed: bool = False) -> dict[str, Any]:
+               policy: str = "random") -> dict[str, Any]:
     """Time ``steps`` steps of one PettingZoo env (after ``warmup`` untimed ones).
 
-    ``committed``: agents repeat their running option and draw a new one only when free (how an option-level
-    policy that has learnt to finish what it starts behaves), instead of drawing every step.
+    ``policy``: ``random`` draws an allowed option every step; ``committed`` repeats the running option and
+    draws only when free (an option-level policy that finishes what it starts); ``idle`` always picks Idle
+    (a quiet town: mostly the env's own cost).
     """
     env = parallel_env(variant=variant, agents=agents, overrides=[*overrides, f"env.horizon={steps + warmup + 1}"])
     rng = np.random.default_rng(seed)
@@ -38,9 +41,11 @@ def single_env(variant: str, agents: int, steps: int, warmup: int, seed: int, ov
         actions = {}
         if names:
             choice = random_masked(rng, np.stack([obs[n]["action_mask"] for n in names]))
-            if committed:
+            if policy == "committed":
                 running = option[[env.core.sim.world.agents.slot_of[n] for n in names]]
                 choice = np.where(running >= 0, running, choice)
+            elif policy == "idle":
+                choice = np.full(len(names), int(Option.IDLE))
             actions = dict(zip(names, choice.tolist(), strict=True))
         t0 = time.perf_counter()
         obs, *_ = env.step(actions)
@@ -56,9 +61,10 @@ def single_env(variant: str, agents: int, steps: int, warmup: int, seed: int, ov
 
 
 def single_figures(variant: str, agents: int, steps: int, warmup: int, seed: int, overrides: list[str]) -> dict:
-    """One variant's single-env figures under the random and the committed random policy."""
+    """One variant's single-env figures under the random, the committed random and the idle policy."""
     drawn = single_env(variant, agents, steps, warmup, seed, overrides)
-    held = single_env(variant, agents, steps, warmup, seed, overrides, committed=True)
+    held = single_env(variant, agents, steps, warmup, seed, overrides, policy="committed")
+    idle = single_env(variant, agents, steps, warmup, seed, overrides, policy="idle")
     return {
         "variant": variant,
         "agents": agents,
@@ -66,7 +72,8 @@ def single_figures(variant: str, agents: int, steps: int, warmup: int, seed: int
         "env_steps_per_s": drawn["env_steps_per_s"],
         "agent_steps_per_s": drawn["agent_steps_per_s"],
         "committed_env_steps_per_s": held["env_steps_per_s"],
-        "invalid_actions": drawn["invalid_actions"] + held["invalid_actions"],
+        "idle_env_steps_per_s": idle["env_steps_per_s"],
+        "invalid_actions": drawn["invalid_actions"] + held["invalid_actions"] + idle["invalid_actions"],
     }
 
 

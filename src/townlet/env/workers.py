@@ -2,7 +2,8 @@
 
 The stacked buffers live in anonymous shared memory mapped before the workers are forked, so a step is one
 short message per worker and their writes are visible to the parent without copying. Needs the ``fork``
-start method (Linux, macOS); elsewhere use ``workers=0``.
+start method (Linux, macOS; elsewhere use ``workers=0``); build the batch before the process starts threads
+of its own (a torch training loop, a server), as forking a threaded process is unsafe.
 """
 
 from __future__ import annotations
