@@ -1,0 +1,45 @@
+"""Shared building blocks of the config models: the strict base class, unit types and time-of-day parsing."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+NeedName = Literal["hunger", "hygiene", "energy", "social"]
+NEED_NAMES: tuple[NeedName, ...] = ("hunger", "hygiene", "energy", "social")
+OPTION_NAMES = ("GetFed", "GetClean", "GoToWork", "ShopGroceries", "Sleep", "Socialise", "Idle")
+RELATIONSHIP_STAGES = ("OFF", "A", "B", "C1", "C2", "C3")
+SOCIAL_REWARD_STAGES = ("OFF", "C1", "C2", "C3")
+
+Unit = Annotated[float, Field(ge=0.0, le=1.0)]
+Rate = Annotated[float, Field(ge=0.0, le=0.05)]
+Money = Annotated[float, Field(ge=0.0, le=10_000.0)]
+Ticks = Annotated[int, Field(ge=0, le=1_000_000)]
+
+_CLOCK = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
+
+
+class Strict(BaseModel):
+    """Base for all config sections: unknown keys are errors, values are validated on assignment."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False)
+
+
+def clock_to_tick(value: str, ticks_per_day: int) -> int:
+    """Convert ``"HH:MM"`` to a tick of the day (``"00:00"`` is tick 0)."""
+    match = _CLOCK.match(value)
+    if not match:
+        raise ValueError(f"expected a time of day 'HH:MM', got {value!r}")
+    minutes = int(match.group(1)) * 60 + int(match.group(2))
+    return round(minutes * ticks_per_day / 1440)
+
+
+def _check_clock(value: str) -> str:
+    if not _CLOCK.match(value):
+        raise ValueError(f"expected a time of day 'HH:MM', got {value!r}")
+    return value
+
+
+Clock = Annotated[str, AfterValidator(_check_clock)]

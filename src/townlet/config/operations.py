@@ -1,0 +1,214 @@
+"""Config sections for running a town for people: telemetry, console, server, snapshots, logging."""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Annotated, Literal
+
+from pydantic import (
+    Field,
+    model_validator,
+)
+
+from townlet.config.base import Strict, Ticks
+
+
+class TelemetryTransportBase(Strict):
+    """Settings every telemetry transport shares."""
+
+    name: str = Field("", max_length=64, description="label in health reports (default: the kind)")
+    buffer_ticks: int = Field(256, ge=1, le=100_000, description="ticks of messages queued before dropping")
+
+
+class StdoutTransportConfig(TelemetryTransportBase):
+    """Newline-delimited JSON on standard output."""
+
+    kind: Literal["stdout"]
+
+
+class FileTransportConfig(TelemetryTransportBase):
+    """JSONL file, rotated by size (each new file starts with a fresh snapshot)."""
+
+    kind: Literal["file"]
+    path: str = Field(min_length=1)
+    max_bytes: int = Field(0, ge=0, le=2**40, description="rotate past this size; 0 never rotates")
+    backups: int = Field(3, ge=0, le=1000, description="rotated files kept as PATH.1 ... PATH.N")
+
+
+def is_loopback_host(host: str) -> bool:
+    """Whether ``host`` is ``localhost`` or a loopback address (127.0.0.0/8, ::1)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class NetworkTransportBase(TelemetryTransportBase):
+    """Host, port and TLS options; plaintext only when explicitly allowed, and only on loopback."""
+
+    host: str = Field("127.0.0.1", min_length=1)
+    port: int = Field(ge=1, le=65535)
+    tls: bool = True
+    allow_plaintext: bool = Field(False, description="required (with a loopback host) when tls is false")
+    ca_file: str | None = Field(None, description="CA bundle to verify the peer (default: system CAs)")
+    cert_file: str | None = Field(None, description="our certificate (client cert for tcp, server cert for ws)")
+    key_file: str | None = None
+
+    @model_validator(mode="after")
+    def _plaintext_only_on_loopback(self) -> NetworkTransportBase:
+        if not self.tls:
+            if not self.allow_plaintext:
+                raise ValueError("tls is off: set allow_plaintext: true to send telemetry unencrypted (loopback only)")
+            if not is_loopback_host(self.host):
+                raise ValueError(f"plaintext telemetry is only allowed to a loopback host, not {self.host!r}")
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("cert_file and key_file go together")
+        return self
+
+
+class TcpTransportConfig(NetworkTransportBase):
+    """Newline-delimited JSON to a collector over TCP, TLS by default (verification and hostname check on)."""
+
+    kind: Literal["tcp"]
+    server_name: str | None = Field(None, description="name to verify in the server certificate (default: host)")
+    connect_timeout: float = Field(5.0, gt=0.0, le=300.0)
+    send_buffer: int = Field(
+        0,
+        ge=0,
+        le=64 * 2**20,
+        description="kernel send buffer bytes (0: OS default); "
+        "smaller means a stalled collector shows up as counted drops sooner",
+    )
+    backoff: tuple[Annotated[float, Field(gt=0.0, le=3600.0)], Annotated[float, Field(gt=0.0, le=3600.0)]] = (
+        0.25,
+        30.0,
+    )
+
+
+class WebSocketTransportConfig(NetworkTransportBase):
+    """A WebSocket server that streams telemetry to every connected viewer (``wss`` unless plaintext)."""
+
+    kind: Literal["websocket"]
+    port: int = Field(8765, ge=0, le=65535, description="0 picks a free port")
+    path: str = "/telemetry"
+
+    @model_validator(mode="after")
+    def _server_certificate(self) -> WebSocketTransportConfig:
+        if self.tls and self.cert_file is None:
+            raise ValueError("a TLS WebSocket server needs cert_file and key_file")
+        return self
+
+
+TransportConfig = Annotated[
+    StdoutTransportConfig | FileTransportConfig | TcpTransportConfig | WebSocketTransportConfig,
+    Field(discriminator="kind"),
+]
+
+
+class TelemetryConfig(Strict):
+    """The telemetry stream: transports, cadence of health and perf sections, drop alerts."""
+
+    transports: list[TransportConfig] = []
+    health_every: Ticks = Field(50, description="ticks between perf/transport-health updates; 0 leaves them out")
+    slowest_ticks: int = Field(5, ge=0, le=1000, description="slowest ticks listed in perf")
+    narration_lines: int = Field(20, ge=0, le=10_000, description="recent narration lines kept in the state")
+    stability_window: int = Field(1000, ge=10, le=1_000_000, description="ticks per rolling KPI window")
+    drop_alert_rate: Annotated[float, Field(gt=0.0, le=1.0)] = Field(
+        0.05, description="share of messages dropped within drop_window that starts an episode of loss"
+    )
+    drop_window: int = Field(200, ge=1, le=1_000_000, description="ticks over which the drop rate is measured")
+    digits: int = Field(4, ge=1, le=12, description="decimals kept for needs, money and ties")
+
+
+class RateLimitConfig(Strict):
+    """Per-principal token bucket for console commands (0 per second disables it)."""
+
+    per_second: Annotated[float, Field(ge=0.0, le=10_000.0)] = 20.0
+    burst: int = Field(40, ge=1, le=100_000)
+
+
+class ConsoleConfig(Strict):
+    """Console access control: token key set, revocations, audit log, de-duplication, rate limits.
+
+    Files left empty live in ``state_dir``; key set and revocation list are re-read when they change.
+    """
+
+    state_dir: str = Field("~/.townlet", description="where keys, revocations, issued tokens and audit live")
+    keys_file: str = ""
+    revocations_file: str = ""
+    issued_file: str = ""
+    audit_file: str = ""
+    audit_fsync: bool = True
+    default_ttl: str = Field("1h", pattern=r"^\d+[smhd]$")
+    max_ttl: str = Field("30d", pattern=r"^\d+[smhd]$")
+    leeway_s: int = Field(30, ge=0, le=3600, description="clock skew tolerated on expiry")
+    dedup_size: int = Field(4096, ge=0, le=1_000_000, description="cmd_ids remembered per console")
+    rate_limit: RateLimitConfig = RateLimitConfig()
+
+
+class SnapshotsConfig(Strict):
+    """Snapshots and hot reload: where autosaves go, how often, how many are kept; file watching."""
+
+    dir: str = Field("snapshots", description="directory of periodic autosaves (``townlet serve --resume DIR``)")
+    autosave_every: int = Field(0, ge=0, le=100_000_000, description="ticks between autosaves (0 = off)")
+    keep: int = Field(5, ge=1, le=10_000, description="autosaves kept; older ones are deleted")
+    watch_every: int = Field(
+        0, ge=0, le=100_000_000, description="ticks between checks of the affordance/perturbation files (0 = off)"
+    )
+
+
+class ServerConfig(Strict):
+    """The live server (``townlet serve``): address, TLS, allowed origins, the viewer stream, API limits.
+
+    The page's own origin is always allowed; ``allowed_origins`` adds others (CORS and WebSocket alike).
+    """
+
+    host: str = Field("127.0.0.1", min_length=1)
+    port: int = Field(8000, ge=0, le=65535, description="0 picks a free port")
+    speed: Literal["pause", "1x", "10x", "100x", "max"] = Field("1x", description="pace at start")
+    tls_cert: str | None = Field(None, description="certificate (PEM) for https/wss; needs tls_key")
+    tls_key: str | None = None
+    allowed_origins: list[Annotated[str, Field(pattern=r"^https?://[^/\s]+$")]] = Field(
+        [], description="other origins (scheme://host[:port]) whose pages may use the API and the stream"
+    )
+    allowed_hosts: list[str] = Field(
+        [], description="Host headers accepted; empty: loopback names when bound to loopback, else any"
+    )
+    stream_rate: Annotated[float, Field(gt=0.0, le=1000.0)] = Field(
+        50.0, description="updates per second per viewer at most; a viewer behind the town gets a fresh snapshot"
+    )
+    catch_up_rate: Annotated[float, Field(gt=0.0, le=1000.0)] = Field(
+        10.0, description="snapshots per second at most for a viewer that fell behind (100x, max, slow links)"
+    )
+    viewer_buffer_ticks: int = Field(32, ge=1, le=100_000, description="ticks queued per viewer before dropping")
+    behind_ticks: int = Field(
+        4, ge=1, le=100_000, description="a viewer this many ticks behind skips ahead (fewer are caught up)"
+    )
+    max_viewers: int = Field(1000, ge=1, le=100_000, description="WebSocket viewers at once")
+    catch_up_s: Annotated[float, Field(ge=0.0, le=60.0)] = Field(
+        1.0, description="a loop this far behind its schedule stops catching up and starts afresh"
+    )
+    lag_samples: int = Field(4000, ge=10, le=1_000_000, description="recent tick lags kept for percentiles")
+    console_timeout_s: Annotated[float, Field(gt=0.0, le=600.0)] = Field(
+        10.0, description="how long the console API waits for the town to apply a command"
+    )
+    max_body_bytes: int = Field(65536, ge=256, le=16 * 2**20, description="largest console request body")
+    auth_failures: RateLimitConfig = Field(
+        RateLimitConfig(per_second=1.0, burst=20), description="per client address, for unauthenticated requests"
+    )
+    bootstrap_ttl: str = Field("30d", pattern=r"^\d+[smhd]$", description="lifetime of the first-run admin token")
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> ServerConfig:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("tls_cert and tls_key go together")
+        return self
+
+
+class LoggingConfig(Strict):
+    """Structured logs: JSON lines or key=value, and the level."""
+
+    format: Literal["json", "kv"] = "json"
+    level: Literal["debug", "info", "warning", "error"] = "info"
