@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from townlet.policy.options import OPTION_LABELS, Option
+from townlet.policy.options import OPTION_LABELS, Option, is_night
 from townlet.world.agents import Activity
 from townlet.world.events import EventKind
 from townlet.world.grid import FAR
@@ -128,7 +128,7 @@ class OptionController:
             ]
         if option == Option.SLEEP:
             tod = w.tick % w.ticks_per_day
-            night = self._is_night(tod)
+            night = is_night(w, tod)
             return [Step(self._mine(slot, "bed"), aff["sleep" if night else "nap"])]
         if option == Option.SOCIALISE:
             benches = self._open(self.public[("park", "bench")])
@@ -145,13 +145,6 @@ class OptionController:
                     steps.insert(0, Step(tile=spot))
             return steps
         return []
-
-    def _is_night(self, tod: int) -> bool:
-        from townlet.config.models import clock_to_tick
-
-        cfg, tpd = self.world.config.options, self.world.ticks_per_day
-        bed, wake = clock_to_tick(cfg.bedtime, tpd), clock_to_tick(cfg.wake_time, tpd)
-        return tod >= bed or tod < wake
 
     # -- running ------------------------------------------------------------------------------------
 

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import weakref
 from enum import IntEnum
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from townlet.config.models import clock_to_tick
 
 if TYPE_CHECKING:
     from townlet.world.state import World
@@ -31,6 +34,18 @@ class Option(IntEnum):
 
 OPTION_COUNT = len(Option)
 OPTION_LABELS = ("GetFed", "GetClean", "GoToWork", "ShopGroceries", "Sleep", "Socialise", "Idle")
+
+
+@lru_cache(maxsize=16)
+def _night_hours(bedtime: str, wake: str, ticks_per_day: int) -> tuple[int, int]:
+    return clock_to_tick(bedtime, ticks_per_day), clock_to_tick(wake, ticks_per_day)
+
+
+def is_night(world: World, tod: int) -> bool:
+    """Whether a tick of the day lies between ``options.bedtime`` and ``options.wake_time``."""
+    cfg = world.config.options
+    bed, wake = _night_hours(cfg.bedtime, cfg.wake_time, world.ticks_per_day)
+    return tod >= bed or tod < wake
 
 
 def work_window(world: World, slots: np.ndarray) -> np.ndarray:

@@ -11,8 +11,7 @@ from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
-from townlet.config.models import clock_to_tick
-from townlet.policy.options import OPTION_COUNT, Option
+from townlet.policy.options import OPTION_COUNT, Option, is_night
 from townlet.world.needs import ENERGY, HUNGER, HYGIENE, SOCIAL
 
 if TYPE_CHECKING:
@@ -35,11 +34,6 @@ class ScriptedPolicy:
         tpd = world.ticks_per_day
         self.cfg = cfg
         self.tpd = tpd
-        self.bedtime = clock_to_tick(cfg.bedtime, tpd)
-        self.wake = clock_to_tick(cfg.wake_time, tpd)
-
-    def _night(self, tod: int) -> bool:
-        return tod >= self.bedtime or tod < self.wake
 
     def _leave_in(self, world: World, slot: int, tod: int) -> int | None:
         """Ticks until the agent must set off for its shift (<= 0: go now); None when no work is due."""
@@ -85,7 +79,7 @@ class ScriptedPolicy:
                 return Option.GET_CLEAN
             if leave_in <= 0:
                 return Option.GO_TO_WORK
-        if self._night(tod) and need[ENERGY] > 0.15 and ok(Option.SLEEP):
+        if is_night(world, tod) and need[ENERGY] > 0.15 and ok(Option.SLEEP):
             if need[HUNGER] >= cfg.hunger_trigger and ok(Option.GET_FED):
                 return Option.GET_FED
             return Option.SLEEP

@@ -188,7 +188,7 @@ class AffordanceManifest:
         checksum: SHA-256 of the file contents (hot reload compares it).
         per_tick: ``float32[A, 4]`` per-tick need deltas.
         requires_power / requires_water: ``bool[A]``.
-        wage / asleep: ``bool[A]``.
+        wage / asleep / chat: ``bool[A]``.
         until_need / until_below / until_shift_end / until_clock: stop conditions.
     """
 
@@ -201,6 +201,7 @@ class AffordanceManifest:
         self.requires_water = np.array([a.requires_water for a in affordances], dtype=bool)
         self.wage = np.array([a.wage for a in affordances], dtype=bool)
         self.asleep = np.array([a.asleep for a in affordances], dtype=bool)
+        self.chat = np.array([a.chat for a in affordances], dtype=bool)
         self.until_need = np.array([a.until_need for a in affordances], dtype=np.int32)
         self.until_below = np.array([a.until_below for a in affordances], dtype=np.float32)
         self.until_shift_end = np.array([a.until_shift_end for a in affordances], dtype=bool)

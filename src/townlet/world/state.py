@@ -254,7 +254,8 @@ class World:
         near = (dist <= self.config.relationships.chat_radius) | together
         if not near.any():
             return -1
-        chatting = np.array([self.manifest.affordances[t].chat if t >= 0 else False for t in a.target_aff[others]])
+        aff = a.target_aff[others]
+        chatting = (aff >= 0) & self.manifest.chat[np.maximum(aff, 0)]
         score = dist + np.where(chatting, 0, 100)
         score[~near] = 1 << 30
         return int(others[int(np.argmin(score))])
