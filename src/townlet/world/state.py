@@ -70,6 +70,9 @@ class World:
                         )
         self.agents = AgentTable(cfg.population.slots, tuple(items))
         self.occupancy = np.zeros(self.grid.size, dtype=np.int16)
+        # Per-tile scratch for the movement kernels (left zeroed / -1 between uses).
+        self.scratch_counts = np.zeros(self.grid.size, dtype=np.int64)
+        self.scratch_slots = np.full(self.grid.size, -1, dtype=np.int64)
         ident = cfg.identity
         self.identity = IdentitySlots(ident.embedding_slots, ident.reuse_cooldown, self.agents.capacity)
         self.tick = 0
