@@ -160,9 +160,9 @@ class TownCore:
     def _lifecycle(self, events: list[Event]) -> None:
         b = self.buffers
         reasons = {e.agent: e.detail for e in events if e.kind is EventKind.AGENT_EXIT}
-        self.exits = {int(s): (str(self.names[s]), reasons.get(int(s), "left")) for s in np.flatnonzero(b.exited)}
+        self.exits = {int(s): (str(self.names[s]), reasons.get(int(s), "left")) for s in b.exited.nonzero()[0]}
         ids = self.sim.world.agents.ids
-        for s in np.flatnonzero(b.arrived):
+        for s in b.arrived.nonzero()[0]:
             self.names[s] = ids[s]
 
     def _observe(self) -> None:

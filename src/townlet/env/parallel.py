@@ -74,7 +74,7 @@ class TownletParallelEnv(ParallelEnv):
         core = self.core
         core.reset(run_seed)
         ids = core.sim.world.agents.ids
-        live = np.flatnonzero(core.buffers.alive)
+        live = core.buffers.alive.nonzero()[0]
         self.agents = [str(ids[s]) for s in live]
         self._slot_of = {name: int(s) for name, s in zip(self.agents, live, strict=True)}
         self.possible_agents = list(self.agents)
@@ -106,12 +106,12 @@ class TownletParallelEnv(ParallelEnv):
                                  "action_mask": np.zeros(core.actions, dtype=np.int8)}
                     del slot_of[name]
         if b.arrived.any() and not core.done:  # an arrival on the last tick never joins the episode
-            for slot in np.flatnonzero(b.arrived):
+            for slot in b.arrived.nonzero()[0]:
                 name = str(core.names[slot])
                 slot_of[name] = int(slot)
                 self.possible_agents.append(name)
                 rewards[name], terminations[name], truncations[name], infos[name] = 0.0, False, core.done, {}
-        live = np.flatnonzero(b.alive)
+        live = b.alive.nonzero()[0]
         if core.done:
             live = live[~b.arrived[live]]
             obs.update(self._observations(live))

@@ -60,7 +60,7 @@ def rgb_frame(world: World, tile_px: int = 8) -> np.ndarray:
     colours[o.tile[busy]] = (colours[o.tile[busy]] * 0.6).astype(np.uint8)  # busy objects look darker
     image = np.repeat(np.repeat(colours.reshape(g.height, g.width, 3), tile_px, axis=0), tile_px, axis=1)
     inset = max(tile_px // 5, 1) if tile_px >= 4 else 0
-    for slot in np.flatnonzero(a.alive):
+    for slot in a.alive.nonzero()[0]:
         x, y = int(a.tile[slot]) % g.width, int(a.tile[slot]) // g.width
         x0, y0 = x * tile_px + inset, y * tile_px + inset
         x1, y1 = (x + 1) * tile_px - inset, (y + 1) * tile_px - inset
@@ -76,14 +76,14 @@ def ansi_frame(world: World) -> str:
     chars = np.array([TILE_CHAR[TileKind(k)] for k in g.kinds], dtype="<U1")
     for obj, t in enumerate(o.types):
         chars[o.tile[obj]] = OBJECT_CHAR.get(t, "?")
-    for slot in np.flatnonzero(a.alive):
+    for slot in a.alive.nonzero()[0]:
         chars[a.tile[slot]] = AGENT_CHARS[slot % len(AGENT_CHARS)]
     rows = ["".join(chars[y * g.width : (y + 1) * g.width]) for y in range(g.height)]
     tod = world.tick % world.ticks_per_day
     minutes = tod * 1440 // world.ticks_per_day
     rows.append(f"tick {world.tick}  day {world.tick // world.ticks_per_day}  {minutes // 60:02d}:{minutes % 60:02d}"
                 f"  {world.weather.name}")
-    for slot in np.flatnonzero(a.alive):
+    for slot in a.alive.nonzero()[0]:
         option = int(a.option[slot])
         needs = " ".join(f"{n[:3]} {a.needs[slot, k]:.2f}" for k, n in enumerate(NEED_NAMES))
         rows.append(f"{AGENT_CHARS[slot % len(AGENT_CHARS)]} {a.name(int(slot)):<10} "

@@ -75,12 +75,12 @@ class ExitTriggers:
         fired: list[tuple[int, str]] = []
         if world.counters["spawned"] != self._spawned:
             self._spawned = world.counters["spawned"]
-            for slot in np.flatnonzero(a.alive & (a.spawn_tick == tick)):
+            for slot in (a.alive & (a.spawn_tick == tick)).nonzero()[0]:
                 self.forget(int(slot))  # a fresh agent starts with a clean record
         if "collapse" in self.on:
             collapsed = a.collapse_ticks == self.collapse_ticks
             if collapsed.any():
-                fired.extend((int(s), "collapse") for s in np.flatnonzero(collapsed & a.alive))
+                fired.extend((int(s), "collapse") for s in (collapsed & a.alive).nonzero()[0])
         if "eviction" in self.on:
             self._eviction(world, suppressed, leaving, fired)
         if tick % self.every:
@@ -91,19 +91,19 @@ class ExitTriggers:
             jobless = a.alive & (tick - since >= self.unemployment_ticks)
             if jobless.any():
                 jobless &= (a.job >= 0) | bool((emp.holder < 0).any())
-                fired.extend((int(s), "unemployment") for s in np.flatnonzero(jobless))
+                fired.extend((int(s), "unemployment") for s in jobless.nonzero()[0])
         if "neglect" in self.on:
             self._neglect(world, suppressed, fired)
         if "age_out" in self.on:
             old = a.alive & (tick - a.spawn_tick >= self.age_ticks)
-            fired.extend((int(s), "age_out") for s in np.flatnonzero(old))
+            fired.extend((int(s), "age_out") for s in old.nonzero()[0])
         return fired
 
     def _eviction(self, world: World, suppressed: bool, leaving: set[int], fired: list[tuple[int, str]]) -> None:
         a, econ, tick = world.agents, world.economy, world.tick
         if tick % self.tpd == econ.rent_tick:  # rent was just charged in the world phase
             due = a.alive & (econ.rent_unpaid_days >= self.cfg.eviction_unpaid_days) & (self.notice_deadline < 0)
-            for slot in np.flatnonzero(due):
+            for slot in due.nonzero()[0]:
                 s = int(slot)
                 if s in leaving:
                     continue
@@ -113,7 +113,7 @@ class ExitTriggers:
                 world.hook_event("agent_near_death", s, detail="eviction_notice")
         if not self.notices:
             return
-        for slot in np.flatnonzero(self.notice_deadline >= 0):
+        for slot in (self.notice_deadline >= 0).nonzero()[0]:
             s = int(slot)
             arrears = float(econ.rent_unpaid_days[s]) * econ.rent
             if not a.alive[s] or econ.rent_unpaid_days[s] == 0:
@@ -145,7 +145,7 @@ class ExitTriggers:
         estimate = self.neglected_today + self.neglected_yesterday * (1.0 - tod / self.tpd)
         neglected = a.alive & (estimate >= self.neglect_ticks)
         if neglected.any():
-            fired.extend((int(s), "neglect") for s in np.flatnonzero(neglected))
+            fired.extend((int(s), "neglect") for s in neglected.nonzero()[0])
 
     def digest(self) -> bytes:
         """Bytes of the whole condition state (for ``Simulation.state_hash``)."""

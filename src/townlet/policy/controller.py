@@ -282,13 +282,13 @@ class OptionController:
     def idle_slots(self) -> np.ndarray:
         """Agents whose body finished or failed its step (or never had one) and so need the controller."""
         a = self.world.agents
-        return np.flatnonzero(a.alive & (a.activity == Activity.IDLE))
+        return (a.alive & (a.activity == Activity.IDLE)).nonzero()[0]
 
     def stalled_slots(self) -> np.ndarray:
         """Walking agents that have gone too long without reaching their object."""
         a, w = self.world.agents, self.world
         walking = a.alive & (a.activity == Activity.MOVING)
-        return np.flatnonzero(walking & (w.tick - a.step_started > self.travel_limit))
+        return (walking & (w.tick - a.step_started > self.travel_limit)).nonzero()[0]
 
     def forget(self, slot: int) -> None:
         """Drop the plan of an agent that left."""

@@ -12,6 +12,7 @@ from enum import IntEnum
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
+import numba
 import numpy as np
 
 from townlet.config.models import clock_to_tick
@@ -50,13 +51,19 @@ def is_night(world: World, tod: int) -> bool:
 
 def work_window(world: World, slots: np.ndarray) -> np.ndarray:
     """Whether each agent's job is open for arrival now (early arrival up to shift end)."""
-    jobs = world.agents.job.take(slots)
     emp = world.employment
-    if not len(emp):
-        return np.zeros(len(slots), dtype=bool)
     tod = world.tick % world.ticks_per_day
-    # jobs == -1 reads the last position; masked by ``jobs >= 0``.
-    return (jobs >= 0) & (emp.start.take(jobs) - emp.cfg.early_arrival <= tod) & (tod < emp.end.take(jobs) - 1)
+    return _work_window(slots, world.agents.job, emp.start, emp.end, emp.cfg.early_arrival, tod)
+
+
+@numba.njit(cache=True)
+def _work_window(slots: np.ndarray, job: np.ndarray, start: np.ndarray, end: np.ndarray, early: int,
+                 tod: int) -> np.ndarray:
+    out = np.zeros(len(slots), dtype=np.bool_)
+    for i in range(len(slots)):
+        j = job[slots[i]]
+        out[i] = j >= 0 and start[j] - early <= tod < end[j] - 1
+    return out
 
 
 _SHOWER_FEES: weakref.WeakKeyDictionary[Any, float] = weakref.WeakKeyDictionary()
@@ -73,36 +80,39 @@ def _shower_fee(manifest: Any) -> float:
 
 def option_mask(world: World, slots: np.ndarray | None = None) -> np.ndarray:
     """``bool[n, 7]`` which options each agent (living slots by default) could start now."""
-    a, e = world.agents, world.economy
+    a, e, emp = world.agents, world.economy, world.employment
     if slots is None:
         slots = a.slots()
-    n = len(slots)
-    mask = np.ones((n, OPTION_COUNT), dtype=bool)
-    if not n:
-        return mask
-    wallet = a.wallet.take(slots)
-    inv = a.inventory.take(slots, axis=0)
-    raw = a.item_index.get("raw_food")
-    meal = a.item_index.get("cafe_meal")
-    has_food = inv[:, raw] >= 1 if raw is not None else np.zeros(n, bool)
-    if meal is not None:
-        has_food |= inv[:, meal] >= 1
+    items = a.item_index
+    places = world.objects.places_of_kind
     open_places = world.place_open  # closed facilities sell nothing
-    cafe_stock = sum(
-        e.stock_at(p, "cafe_meal") for p in world.objects.places_of_kind.get("cafe", []) if open_places[p]
+    cafe_stock = sum(e.stock_at(p, "cafe_meal") for p in places.get("cafe", ()) if open_places[p])
+    grocer_stock = sum(e.stock_at(p, "raw_food") for p in places.get("grocer", ()) if open_places[p])
+    return _option_mask(
+        slots, a.wallet, a.inventory, a.job, emp.start, emp.end, emp.cfg.early_arrival,
+        world.tick % world.ticks_per_day, items.get("raw_food", -1), items.get("cafe_meal", -1),
+        items.get("clean_clothes", -1),
+        float(e.prices.get("cafe_meal", np.inf)) if cafe_stock > 0 else np.inf,
+        float(e.prices.get("raw_food", np.inf)) if grocer_stock > 0 else np.inf,
+        _shower_fee(world.manifest) if world.utilities.water_on.any() else np.inf,
+        bool(world.relationships.enabled and np.count_nonzero(a.alive) > 1),
     )
-    can_buy_meal = (wallet >= e.prices.get("cafe_meal", np.inf)) & (cafe_stock > 0)
-    mask[:, Option.GET_FED] = has_food | can_buy_meal
-    clothes = a.item_index.get("clean_clothes")
-    shower_fee = _shower_fee(world.manifest)
-    water_anywhere = bool(world.utilities.water_on.any())
-    has_clothes = inv[:, clothes] >= 1 if clothes is not None else np.zeros(n, bool)
-    mask[:, Option.GET_CLEAN] = (water_anywhere & (wallet >= shower_fee)) | has_clothes
-    mask[:, Option.GO_TO_WORK] = work_window(world, slots)
-    grocer_stock = sum(
-        e.stock_at(p, "raw_food") for p in world.objects.places_of_kind.get("grocer", []) if open_places[p]
-    )
-    mask[:, Option.SHOP_GROCERIES] = (wallet >= e.prices.get("raw_food", np.inf)) & (grocer_stock > 0)
-    social = world.relationships.enabled and int(a.alive.sum()) > 1
-    mask[:, Option.SOCIALISE] = social
+
+
+@numba.njit(cache=True)
+def _option_mask(slots: np.ndarray, wallet: np.ndarray, inventory: np.ndarray, job: np.ndarray,
+                 start: np.ndarray, end: np.ndarray, early: int, tod: int, raw: int, meal: int, clothes: int,
+                 meal_price: float, food_price: float, shower_fee: float, social: bool) -> np.ndarray:
+    """The mask from per-agent arrays and the town's scalars (a price of ``inf``: nothing to buy)."""
+    mask = np.ones((len(slots), OPTION_COUNT), dtype=np.bool_)
+    for i in range(len(slots)):
+        s = slots[i]
+        money = wallet[s]
+        has_food = (raw >= 0 and inventory[s, raw] >= 1) or (meal >= 0 and inventory[s, meal] >= 1)
+        mask[i, 0] = has_food or money >= meal_price  # GetFed
+        mask[i, 1] = money >= shower_fee or (clothes >= 0 and inventory[s, clothes] >= 1)  # GetClean
+        j = job[s]
+        mask[i, 2] = j >= 0 and start[j] - early <= tod < end[j] - 1  # GoToWork
+        mask[i, 3] = money >= food_price  # ShopGroceries
+        mask[i, 5] = social  # Socialise
     return mask

@@ -92,7 +92,7 @@ class PrimitiveRules:
         mask[:, 1:5] = self._move_ok(world, slots)
         idle = a.activity[slots] != Activity.USING
         near = self.has_object[a.tile[slots]] & idle
-        for i in np.flatnonzero(near):
+        for i in near.nonzero()[0]:
             slot = int(slots[i])
             for obj in self.tile_objects[a.tile[slot]]:
                 if obj < 0:

@@ -109,7 +109,7 @@ class RandomPolicy:
 
     def choose(self, world: World, slot: int, mask: np.ndarray) -> int:
         """Sample an allowed option from the policy stream."""
-        allowed = np.flatnonzero(mask)
+        allowed = mask.nonzero()[0]
         if not len(allowed):
             return int(Option.IDLE)
         return int(allowed[world.rng.policy.integers(len(allowed))])

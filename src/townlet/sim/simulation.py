@@ -212,11 +212,11 @@ class Simulation:
         if self._actions is not None:
             external = a.alive & (self._actions >= 0)
             if self.primitives is not None:
-                slots = np.flatnonzero(external)
+                slots = external.nonzero()[0]
                 self.invalid_actions += self.primitives.apply(w, slots, self._actions[slots])
             else:
-                self._apply_external(np.flatnonzero(external))
-        free = np.flatnonzero(a.alive & (a.option < 0) & ~external)
+                self._apply_external(external.nonzero()[0])
+        free = (a.alive & (a.option < 0) & ~external).nonzero()[0]
         if len(free):
             masks = option_mask(w, free)
             for slot, row in zip(free, masks, strict=True):
@@ -262,7 +262,7 @@ class Simulation:
         busy = (option >= 0) & ~eating_or_sleeping
         reconsider = periodic & busy & (option != GET_CLEAN) & (w.tick - a.option_started >= ctl.commitment)
         due = a.alive & ~external & ((busy & critical) | reconsider)
-        slots = np.flatnonzero(due)
+        slots = due.nonzero()[0]
         if not len(slots):
             return
         for slot, row in zip(slots, option_mask(w, slots), strict=True):

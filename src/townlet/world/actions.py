@@ -77,7 +77,7 @@ def start(world: World, slot: int) -> bool:
 def progress(world: World) -> None:
     """One tick of every running affordance: per-tick effects, wages, failures and completions."""
     a, m = world.agents, world.manifest
-    users = np.flatnonzero(a.alive & (a.activity == Activity.USING))
+    users = (a.alive & (a.activity == Activity.USING)).nonzero()[0]
     if not len(users):
         return
     aff = a.target_aff[users]
@@ -86,7 +86,7 @@ def progress(world: World) -> None:
     lost = (m.requires_power[aff] & ~u.power_on[place]) | (m.requires_water[aff] & ~u.water_on[place])
     if lost.any():
         # A lost requirement fails the use before this tick's effects accrue.
-        for i in np.flatnonzero(lost):
+        for i in lost.nonzero()[0]:
             kind = "power" if m.requires_power[aff[i]] and not u.power_on[place[i]] else "water"
             fail(world, int(users[i]), f"{kind}_lost")
         keep = ~lost
@@ -116,7 +116,7 @@ def progress(world: World) -> None:
         ended = shift & ((jobs < 0) | (tod >= world.employment.end[np.maximum(jobs, 0)]))
         done |= ended
     if done.any():
-        for i in np.flatnonzero(done):
+        for i in done.nonzero()[0]:
             complete(world, int(users[i]))
 
 

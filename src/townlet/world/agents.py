@@ -82,7 +82,7 @@ class AgentTable:
 
     def free_slot(self) -> int:
         """Lowest unused slot, or -1 when the table is full."""
-        free = np.flatnonzero(~self.alive)
+        free = (~self.alive).nonzero()[0]
         return int(free[0]) if len(free) else -1
 
     def add(self, agent_id: str, slot: int, tile: int, tick: int) -> None:
@@ -134,7 +134,7 @@ class AgentTable:
 
     def slots(self) -> np.ndarray:
         """Slots of living agents, ascending."""
-        return np.flatnonzero(self.alive)
+        return self.alive.nonzero()[0]
 
     def name(self, slot: int) -> str:
         """The id of the agent in ``slot`` (``"?"`` for an empty slot)."""

@@ -151,7 +151,7 @@ class Employment:
         tod = world.tick % self.ticks_per_day
         day = world.tick // self.ticks_per_day
         if tod in self._marks:
-            starting = np.flatnonzero((self.start == tod) & (self.holder >= 0))
+            starting = ((self.start == tod) & (self.holder >= 0)).nonzero()[0]
             self.scheduled[self.holder[starting]] += 1
             # The mark can fall after midnight: compare with the day the shift started on.
             shift_day = day - (self.start + self.cfg.absence_after) // self.ticks_per_day
@@ -159,7 +159,7 @@ class Employment:
             # A holder hired after the shift began is not expected at it.
             expected = (self.holder >= 0) & (self.hired_at <= began)
             due = (self.absence_mark == tod) & expected & (self.arrived_day != shift_day)
-            for job in np.flatnonzero(due):
+            for job in due.nonzero()[0]:
                 self._mark_absent(world, int(job), int(shift_day[job]))
         if world.tick % self.cfg.rehire_every == 0:
             self._rehire(world)
@@ -177,10 +177,10 @@ class Employment:
             self.fire(world, slot, "chronic_absence")
 
     def _rehire(self, world: World) -> None:
-        vacant = np.flatnonzero(self.holder < 0)
+        vacant = (self.holder < 0).nonzero()[0]
         if not len(vacant):
             return
-        seekers = np.flatnonzero(world.agents.alive & (world.agents.job < 0))
+        seekers = (world.agents.alive & (world.agents.job < 0)).nonzero()[0]
         # Longest unemployed first, so an agent just fired for absence does not walk straight back in.
         since = np.maximum(self.unemployed_since[seekers], world.agents.spawn_tick[seekers])
         seekers = seekers[np.argsort(since, kind="stable")]

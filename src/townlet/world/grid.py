@@ -68,9 +68,9 @@ class Grid:
             near[:, 1:] |= way[:, :-1]
             near[:, :-1] |= way[:, 1:]
             inside = (self.place_index == place) & self.walkable
-            spots = np.flatnonzero(inside & ~near.reshape(-1)).astype(np.int32)
+            spots = (inside & ~near.reshape(-1)).nonzero()[0].astype(np.int32)
             if not len(spots):  # a small room: settle for not standing in the way itself
-                spots = np.flatnonzero(inside & ~self.in_the_way).astype(np.int32)
+                spots = (inside & ~self.in_the_way).nonzero()[0].astype(np.int32)
             self._loiter[place] = spots
         return spots
 

@@ -36,9 +36,9 @@ class IdentitySlots:
         rested = free & (tick - self.released_at >= self.cooldown)
         forced = False
         if rested.any():
-            slot = int(np.flatnonzero(rested)[0])
+            slot = int(rested.nonzero()[0][0])
         elif free.any():
-            candidates = np.flatnonzero(free)
+            candidates = free.nonzero()[0]
             slot = int(candidates[np.argmin(self.released_at[candidates])])
             forced = True
         else:

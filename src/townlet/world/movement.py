@@ -54,7 +54,7 @@ def move(world: World) -> np.ndarray:
         movers, target, keys, a.tile, a.alive, a.blocked, a.last_progress, world.occupancy, g.outdoors,
         world.config.queues.ghost_after, world.tick, world.scratch_counts, world.scratch_slots,
     )
-    for i in np.flatnonzero(outcome == GHOSTED):
+    for i in (outcome == GHOSTED).nonzero()[0]:
         slot, other = int(movers[i]), int(occupant[i])
         world.counters["ghost_steps"] += 1
         world.emit(EventKind.GHOST_STEP, agent=slot, other=other, value=float(target[i]))

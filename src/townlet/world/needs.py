@@ -54,6 +54,6 @@ class NeedRules:
         starving = a.alive & (a.needs[:, HUNGER] >= self.collapse_level)
         a.collapse_ticks[starving] += 1
         a.collapse_ticks[~starving] = 0
-        for slot in np.flatnonzero(a.collapse_ticks == self.collapse_ticks):
+        for slot in (a.collapse_ticks == self.collapse_ticks).nonzero()[0]:
             world.emit(EventKind.COLLAPSE, agent=int(slot), value=float(a.needs[slot, HUNGER]), detail="hunger")
             world.hook_event("agent_near_death", int(slot), detail="collapse")

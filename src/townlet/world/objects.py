@@ -57,7 +57,7 @@ class ObjectTable:
             t: np.array([i for i, ot in enumerate(self.types) if ot == t], dtype=np.int32) for t in self.type_names
         }
         self.in_place: list[np.ndarray] = [
-            np.flatnonzero(self.place == p).astype(np.int32) for p in range(len(place_ids))
+            (self.place == p).nonzero()[0].astype(np.int32) for p in range(len(place_ids))
         ]
         self.places_of_kind: dict[str, list[int]] = {}
         for i, kind in enumerate(self.place_kinds):

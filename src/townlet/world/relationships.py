@@ -44,7 +44,7 @@ class Relationships:
 
     def tie(self, slot: int, other: int) -> np.ndarray | None:
         """The (trust, fam, rivalry) of ``slot``'s tie to ``other``, or None."""
-        hit = np.flatnonzero(self.other[slot] == other)
+        hit = (self.other[slot] == other).nonzero()[0]
         return self.values[slot, hit[0]] if len(hit) else None
 
     def strength(self, slot: int) -> np.ndarray:
@@ -70,13 +70,13 @@ class Relationships:
             return
         delta = self.scaled(world, slot, event)
         row = self.other[slot]
-        hit = np.flatnonzero(row == other)
+        hit = (row == other).nonzero()[0]
         if len(hit):
             k = int(hit[0])
         else:
             if float(np.abs(delta).max()) < self.cfg.faint:
                 return
-            empty = np.flatnonzero(row < 0)
+            empty = (row < 0).nonzero()[0]
             if len(empty):
                 k = int(empty[0])
             else:
@@ -131,11 +131,11 @@ class Relationships:
         if not self.enabled or slot == other or slot < 0 or other < 0:
             raise ValueError("relationships are off, or the two agents are the same")
         row = self.other[slot]
-        hit = np.flatnonzero(row == other)
+        hit = (row == other).nonzero()[0]
         if len(hit):
             k = int(hit[0])
         else:
-            empty = np.flatnonzero(row < 0)
+            empty = (row < 0).nonzero()[0]
             k = int(empty[0]) if len(empty) else int(np.argmin(self.strength(slot)))
             row[k] = other
             self.values[slot, k] = 0.0
@@ -156,7 +156,7 @@ class Relationships:
 
     def top(self, slot: int, n: int = 2, by: int = TRUST, largest: bool = True) -> list[tuple[int, np.ndarray]]:
         """Up to ``n`` ties sorted by one component (friends: trust desc; rivals: rivalry desc)."""
-        ks = np.flatnonzero(self.other[slot] >= 0)
+        ks = (self.other[slot] >= 0).nonzero()[0]
         if not len(ks):
             return []
         keys = self.values[slot, ks, by]

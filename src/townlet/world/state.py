@@ -202,7 +202,7 @@ class World:
         a = self.agents
         busy = a.alive & (a.target_obj >= 0) & (a.activity != Activity.IDLE) & (a.activity != Activity.WAITING)
         there = busy & np.isin(a.target_obj, self.objects.in_place[place])
-        for slot in np.flatnonzero(there):
+        for slot in there.nonzero()[0]:
             s = int(slot)
             if self.manifest.affordances[int(a.target_aff[s])].wage:
                 continue
@@ -214,7 +214,7 @@ class World:
     def arbitrate(self) -> None:
         """Queue and reservation rules, then movement, then starts for agents who reached their object."""
         a = self.agents
-        walking = np.flatnonzero(a.alive & (a.activity == Activity.MOVING) & ~a.requested & (a.target_obj >= 0))
+        walking = (a.alive & (a.activity == Activity.MOVING) & ~a.requested & (a.target_obj >= 0)).nonzero()[0]
         if len(walking):
             dist = self.grid.dist[a.dest_field[walking], a.tile[walking]]
             asking = walking[dist <= self.config.queues.reserve_radius]
@@ -231,7 +231,7 @@ class World:
                 a.step_done[slot] = True
             elif a.requested[slot]:
                 actions.start(self, int(slot))
-        waiting = np.flatnonzero(a.alive & (a.activity == Activity.WAITING) & (a.wait_until <= self.tick))
+        waiting = (a.alive & (a.activity == Activity.WAITING) & (a.wait_until <= self.tick)).nonzero()[0]
         for slot in waiting:
             a.activity[slot] = Activity.IDLE
             a.step_done[slot] = True
@@ -242,7 +242,7 @@ class World:
         Agents already socialising are preferred, then the nearest; -1 when nobody is around.
         """
         a = self.agents
-        others = np.flatnonzero(a.alive)
+        others = a.alive.nonzero()[0]
         others = others[others != slot]
         if not len(others):
             return -1
@@ -269,7 +269,7 @@ class World:
         place = o.place[a.target_obj[slot]]
         same = a.alive & (a.activity == Activity.USING) & (a.target_aff == aff.index)
         same[slot] = False
-        return [int(s) for s in np.flatnonzero(same) if o.place[a.target_obj[s]] == place]
+        return [int(s) for s in same.nonzero()[0] if o.place[a.target_obj[s]] == place]
 
     # -- population ---------------------------------------------------------------------------------
 
@@ -326,14 +326,14 @@ class World:
         self.agents.remove(slot)
 
     def _free_tile_in(self, place: int) -> int:
-        tiles = np.flatnonzero(
+        tiles = (
             (self.grid.place_index == place)
             & self.grid.walkable
             & (self.occupancy == 0)
             & (self.grid.kinds != int(TileKind.DOOR))
-        )
+        ).nonzero()[0]
         if not len(tiles):
-            tiles = np.flatnonzero((self.grid.place_index == place) & self.grid.walkable)
+            tiles = ((self.grid.place_index == place) & self.grid.walkable).nonzero()[0]
         return int(tiles[0])
 
     def teleport(self, slot: int, tile: int) -> None:
