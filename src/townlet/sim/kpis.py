@@ -46,10 +46,10 @@ class KpiTracker:
         """Fold one tick into the totals."""
         a = world.agents
         alive = a.alive
-        n = int(alive.sum())
+        n = int(np.count_nonzero(alive))
         self.agent_ticks += n
         if n:
-            self.need_ok_ticks += int((a.needs[alive].max(axis=1) < self.ok).sum())
+            self.need_ok_ticks += int(np.count_nonzero(alive & (a.needs < self.ok).all(axis=1)))
         for event in events:
             name = COUNTED.get(event.kind)
             if name is not None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from types import MappingProxyType
 from typing import TYPE_CHECKING
 
+import numba
 import numpy as np
 
 from townlet.config.models import NEED_NAMES
@@ -20,6 +21,8 @@ from townlet.world.hooks import HookPayload
 if TYPE_CHECKING:
     from townlet.world.affordances import Affordance
     from townlet.world.state import World
+
+USING = int(Activity.USING)
 
 
 def _payload(
@@ -76,48 +79,83 @@ def start(world: World, slot: int) -> bool:
 
 def progress(world: World) -> None:
     """One tick of every running affordance: per-tick effects, wages, failures and completions."""
-    a, m = world.agents, world.manifest
-    users = (a.alive & (a.activity == Activity.USING)).nonzero()[0]
+    a, m, u = world.agents, world.manifest, world.utilities
+    place = world.objects.place
+    users, lost = _users(a.alive, a.activity, USING, a.target_aff, a.target_obj, place, m.requires_power,
+                         m.requires_water, u.power_on, u.water_on)
     if not len(users):
         return
-    aff = a.target_aff[users]
-    place = world.objects.place[a.target_obj[users]]
-    u = world.utilities
-    lost = (m.requires_power[aff] & ~u.power_on[place]) | (m.requires_water[aff] & ~u.water_on[place])
-    if lost.any():
+    if len(lost):
         # A lost requirement fails the use before this tick's effects accrue.
-        for i in lost.nonzero()[0]:
-            kind = "power" if m.requires_power[aff[i]] and not u.power_on[place[i]] else "water"
-            fail(world, int(users[i]), f"{kind}_lost")
-        keep = ~lost
-        users, aff, place = users[keep], aff[keep], place[keep]
+        for slot in lost:
+            aff, where = a.target_aff[slot], place[a.target_obj[slot]]
+            kind = "power" if m.requires_power[aff] and not u.power_on[where] else "water"
+            fail(world, slot, f"{kind}_lost")
+        users = users[~np.isin(users, lost)]
         if not len(users):
             return
-    a.aff_elapsed[users] += 1
-    a.last_progress[users] = world.tick
-    a.needs[users] = np.clip(a.needs[users] + m.per_tick[aff], 0.0, 1.0)
+    emp = world.employment
     tod = world.tick % world.ticks_per_day
-    earning = m.wage[aff] & (a.job[users] >= 0)
-    if earning.any():
-        workers = users[earning]
-        jobs = a.job[workers]
-        emp = world.employment
+    earning, done = _effects(
+        users, a.target_aff, a.aff_elapsed, a.aff_duration, a.last_progress, a.needs, a.job, world.tick, tod,
+        m.per_tick, m.wage, m.until_need, m.until_below, m.until_clock, m.until_shift_end, emp.start, emp.end,
+    )
+    if len(earning):
+        jobs = a.job[earning]
         in_shift = (emp.start[jobs] <= tod) & (tod < emp.end[jobs])
-        world.economy.pay_wages(world, workers[in_shift], emp.wage_per_tick[jobs[in_shift]])
-    done = a.aff_elapsed[users] >= a.aff_duration[users]
-    if m.any_until_need:
-        need = m.until_need[aff]
-        has_need = need >= 0
-        done[has_need] |= a.needs[users[has_need], need[has_need]] <= m.until_below[aff[has_need]]
-    done |= m.until_clock[aff] == tod
-    shift = m.until_shift_end[aff]
-    if shift.any():
-        jobs = a.job[users]
-        ended = shift & ((jobs < 0) | (tod >= world.employment.end[np.maximum(jobs, 0)]))
-        done |= ended
-    if done.any():
-        for i in done.nonzero()[0]:
-            complete(world, int(users[i]))
+        world.economy.pay_wages(world, earning[in_shift], emp.wage_per_tick[jobs[in_shift]])
+    for slot in done:
+        complete(world, slot)
+
+
+@numba.njit(cache=True)
+def _users(alive: np.ndarray, activity: np.ndarray, using: int, target_aff: np.ndarray, target_obj: np.ndarray,
+           place: np.ndarray, needs_power: np.ndarray, needs_water: np.ndarray, power_on: np.ndarray,
+           water_on: np.ndarray) -> tuple[np.ndarray, list]:
+    """Slots using an affordance, and those among them whose power or water just went off."""
+    users = np.empty(len(alive), dtype=np.int64)
+    lost = [0 for _ in range(0)]
+    n = 0
+    for s in range(len(alive)):
+        if alive[s] and activity[s] == using:
+            users[n] = s
+            n += 1
+            aff, where = target_aff[s], place[target_obj[s]]
+            if (needs_power[aff] and not power_on[where]) or (needs_water[aff] and not water_on[where]):
+                lost.append(s)
+    return users[:n], lost
+
+
+@numba.njit(cache=True)
+def _effects(users: np.ndarray, target_aff: np.ndarray, elapsed: np.ndarray, duration: np.ndarray,
+             last_progress: np.ndarray, needs: np.ndarray, job: np.ndarray, tick: int, tod: int,
+             per_tick: np.ndarray, wage: np.ndarray, until_need: np.ndarray, until_below: np.ndarray,
+             until_clock: np.ndarray, until_shift_end: np.ndarray, shift_start: np.ndarray,
+             shift_end: np.ndarray) -> tuple[np.ndarray, list]:
+    """Apply one tick of every use in place; return the users who earn (job holders) and those now done."""
+    earning = np.empty(len(users), dtype=np.int64)
+    done = [0 for _ in range(0)]
+    n_earning = 0
+    for i in range(len(users)):
+        s = users[i]
+        aff = target_aff[s]
+        elapsed[s] += 1
+        last_progress[s] = tick
+        for k in range(needs.shape[1]):
+            needs[s, k] = min(max(needs[s, k] + per_tick[aff, k], np.float32(0.0)), np.float32(1.0))
+        j = job[s]
+        if wage[aff] and j >= 0:
+            earning[n_earning] = s
+            n_earning += 1
+        finished = elapsed[s] >= duration[s] or until_clock[aff] == tod
+        need = until_need[aff]
+        if need >= 0 and needs[s, need] <= until_below[aff]:
+            finished = True
+        if until_shift_end[aff] and (j < 0 or tod >= shift_end[j]):
+            finished = True
+        if finished:
+            done.append(s)
+    return earning[:n_earning], done
 
 
 def _accrued(world: World, slot: int, aff: Affordance) -> dict[str, float]:
