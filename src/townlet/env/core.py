@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 
 from townlet.config.loader import LoadedConfig
@@ -180,15 +181,41 @@ class TownCore:
         # Inside the commitment window only the running option (continuing it) is offered, unless a need
         # turned critical after the option started: then the agent may switch once (the simulation would
         # accept a switch on every tick a need stays critical; offering it once keeps agents from thrashing).
-        a, tick = w.agents, w.tick
-        critical = np.maximum.reduce(a.needs.take(live, axis=0), axis=1) >= self.critical
-        since = np.where(critical, np.minimum(self._critical_since.take(live), tick), NEVER)
-        self._critical_since[live] = since
-        option = a.option.take(live)
-        running = option >= 0
-        started = a.option_started.take(live)
-        locked = running & (tick - started < self.commitment) & ~(critical & (started < since))
-        free = live[~locked] if locked.any() else live
+        a = w.agents
+        free = _free_to_choose(live, a.needs, self._critical_since, a.option, a.option_started, w.tick,
+                               self.commitment, self.critical)
         if len(free):
             mask[free] = option_mask(w, free)
-        mask[live[running], option[running]] = 1
+        _offer_running(mask, live, a.option)
+
+
+@numba.njit(cache=True)
+def _free_to_choose(live: np.ndarray, needs: np.ndarray, critical_since: np.ndarray, option: np.ndarray,
+                    started: np.ndarray, tick: int, commitment: int, critical: np.float32) -> np.ndarray:
+    """Living slots outside their commitment window (or with a need critical since their option started).
+
+    Updates ``critical_since``: the first tick of each agent's current critical streak (``NEVER`` if none).
+    """
+    free = np.empty(len(live), dtype=np.int64)
+    n = 0
+    for s in live:
+        worst = needs[s, 0]
+        for k in range(1, needs.shape[1]):
+            worst = max(worst, needs[s, k])
+        is_critical = worst >= critical
+        since = min(critical_since[s], tick) if is_critical else NEVER
+        critical_since[s] = since
+        running = option[s] >= 0
+        locked = running and tick - started[s] < commitment and not (is_critical and started[s] < since)
+        if not locked:
+            free[n] = s
+            n += 1
+    return free[:n]
+
+
+@numba.njit(cache=True)
+def _offer_running(mask: np.ndarray, live: np.ndarray, option: np.ndarray) -> None:
+    """Allow every living agent to continue its running option."""
+    for s in live:
+        if option[s] >= 0:
+            mask[s, option[s]] = 1

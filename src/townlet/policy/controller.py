@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from townlet.policy.options import OPTION_LABELS, Option, is_night
-from townlet.world.agents import Activity
 from townlet.world.events import EventKind
 from townlet.world.grid import FAR
 
@@ -278,17 +277,6 @@ class OptionController:
         """Whether the commitment window allows choosing a new option now."""
         a = self.world.agents
         return a.option[slot] < 0 or self.world.tick - a.option_started[slot] >= self.commitment
-
-    def idle_slots(self) -> np.ndarray:
-        """Agents whose body finished or failed its step (or never had one) and so need the controller."""
-        a = self.world.agents
-        return (a.alive & (a.activity == Activity.IDLE)).nonzero()[0]
-
-    def stalled_slots(self) -> np.ndarray:
-        """Walking agents that have gone too long without reaching their object."""
-        a, w = self.world.agents, self.world
-        walking = a.alive & (a.activity == Activity.MOVING)
-        return (walking & (w.tick - a.step_started > self.travel_limit)).nonzero()[0]
 
     def forget(self, slot: int) -> None:
         """Drop the plan of an agent that left."""

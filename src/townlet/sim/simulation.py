@@ -20,8 +20,9 @@ from townlet.config.loader import LoadedConfig, load_config
 from townlet.lifecycle import Lifecycle
 from townlet.narration import Narrator
 from townlet.perturbations import Perturbations
+from townlet.policy import scans
 from townlet.policy.controller import OptionController
-from townlet.policy.options import Option, option_mask
+from townlet.policy.options import OPTION_COUNT, Option, option_mask
 from townlet.policy.primitives import PrimitiveRules
 from townlet.policy.scripted import OptionPolicy, RandomPolicy, ScriptedPolicy
 from townlet.rewards import Rewards
@@ -101,6 +102,7 @@ class Simulation:
         self._slot_phase = np.arange(self.world.agents.capacity) % self.config.options.interrupt_every
         self._actions: np.ndarray | None = None
         self._running = np.full(self.world.agents.capacity, -1, dtype=np.int8)
+        self._no_actions = np.full(self.world.agents.capacity, -1, dtype=np.int64)
         # env.action_level: external actions are options, or primitives (wait, moves, interactions)
         self.primitives = PrimitiveRules(self.world) if self.config.env.action_level == "primitives" else None
         for _ in range(self.config.population.agents):
@@ -202,48 +204,46 @@ class Simulation:
 
     def _decide(self) -> None:
         w, a, ctl = self.world, self.world.agents, self.controller
-        if self._actions is not None:
-            self._running = a.option.copy()  # what each agent was doing when its action was chosen
-        for slot in ctl.stalled_slots():
+        actions = self._actions
+        if actions is not None:
+            self._running[:] = a.option  # what each agent was doing when its action was chosen
+        for slot in scans.stalled(a.alive, a.activity, a.step_started, w.tick, ctl.travel_limit):
             w.fail_step(int(slot), "travel_timeout")
-        for slot in ctl.idle_slots():
+        for slot in scans.idle(a.alive, a.activity):
             ctl.advance(int(slot))
-        external = np.zeros(a.capacity, dtype=bool)
-        if self._actions is not None:
-            external = a.alive & (self._actions >= 0)
-            if self.primitives is not None:
-                slots = external.nonzero()[0]
-                self.invalid_actions += self.primitives.apply(w, slots, self._actions[slots])
-            else:
-                self._apply_external(external.nonzero()[0])
-        free = (a.alive & (a.option < 0) & ~external).nonzero()[0]
+        if actions is None:
+            actions = self._no_actions
+        elif self.primitives is not None:
+            chosen = (a.alive & (actions >= 0)).nonzero()[0]
+            self.invalid_actions += self.primitives.apply(w, chosen, actions[chosen])
+        else:
+            self._apply_external(scans.switching(a.alive, actions, a.option, self._running))
+        free, any_builtin = scans.builtin_free(a.alive, actions, a.option)
         if len(free):
             masks = option_mask(w, free)
             for slot, row in zip(free, masks, strict=True):
                 ctl.start(int(slot), Option(self.policy.choose(w, int(slot), row)))
-        if self._actions is None or (a.alive & ~external).any():  # anyone left to the built-in policy
-            self._interrupt_for_pressing_needs(external)
+        if any_builtin:
+            self._interrupt_for_pressing_needs(actions >= 0)
 
-    def _apply_external(self, slots: np.ndarray) -> None:
+    def _apply_external(self, switching: np.ndarray) -> None:
+        """Start the external choices of agents switching options (``switching``: their slots).
+
+        Choosing the running option continues it, also when it ended earlier this tick (the choice was
+        made while it ran): those never get here. Only real switches are checked against the mask.
+        """
+        if not len(switching):
+            return
         w, a, ctl = self.world, self.world.agents, self.controller
         assert self._actions is not None
-        # Choosing the running option continues it, also when it ended earlier this tick (the choice was
-        # made while it ran): no restart, no mask check. Only real switches are checked and applied.
-        choices = self._actions[slots]
-        switching = (choices != a.option[slots]) & (choices != self._running[slots])
-        if not switching.any():
-            return
-        slots = slots[switching]
-        masks = option_mask(w, slots)
-        critical = np.float32(self.config.needs.critical)
-        for slot, row in zip(slots, masks, strict=True):
-            s = int(slot)
-            choice = int(self._actions[s])
-            if not (0 <= choice < len(Option)) or not row[choice]:
+        critical = self._critical
+        for slot, row in zip(switching.tolist(), option_mask(w, switching), strict=True):
+            choice = int(self._actions[slot])
+            if not (0 <= choice < OPTION_COUNT) or not row[choice]:
                 self.invalid_actions += 1
                 continue
-            if ctl.may_switch(s) or a.needs[s].max() >= critical:
-                ctl.start(s, Option(choice))
+            if ctl.may_switch(slot) or a.needs[slot].max() >= critical:
+                ctl.start(slot, Option(choice))
 
     def _interrupt_for_pressing_needs(self, external: np.ndarray) -> None:
         """Let the built-in policy reconsider agents whose hunger or fatigue has grown pressing.
