@@ -20,7 +20,6 @@ from townlet.config.loader import LoadedConfig, load_config
 from townlet.lifecycle import Lifecycle
 from townlet.narration import Narrator
 from townlet.perturbations import Perturbations
-from townlet.policy import scans
 from townlet.policy.controller import OptionController
 from townlet.policy.options import OPTION_COUNT, Option, option_mask
 from townlet.policy.primitives import PrimitiveRules
@@ -28,7 +27,7 @@ from townlet.policy.scripted import OptionPolicy, RandomPolicy, ScriptedPolicy
 from townlet.rewards import Rewards
 from townlet.sim.clock import Clock
 from townlet.sim.kpis import KpiTracker
-from townlet.world import actions
+from townlet.world import actions, scans
 from townlet.world.events import Event
 from townlet.world.needs import ENERGY, HUNGER
 from townlet.world.rng import RngStreams

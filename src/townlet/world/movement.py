@@ -23,8 +23,7 @@ from townlet.world.events import EventKind
 if TYPE_CHECKING:
     from townlet.world.state import World
 
-ARRIVED, LOST, GOING, RAIN_WAIT = 0, 1, 2, 3  # _plan's verdict per walker
-STEPPED, STAYED, GHOSTED = 0, 1, 2  # _resolve's verdict per goer
+ARRIVED, LOST, GOING = 0, 1, 2  # _plan's split of the walkers
 MOVING, QUEUED = int(Activity.MOVING), int(Activity.QUEUED)
 
 
@@ -41,23 +40,20 @@ def move(world: World) -> np.ndarray:
     if not len(movers):
         return movers
     cost = float(wx.rain_cost) if wx.is_raining else 0.0
-    verdict, target = _plan(movers, a.tile, a.dest_field, g.step, g.offsets, g.outdoors, cost, world.tick)
-    arrived = movers[verdict == ARRIVED]
-    for slot in movers[verdict == LOST]:
+    arrived, lost, going, target = _plan(movers, a.tile, a.dest_field, g.step, g.offsets, g.outdoors, cost,
+                                         world.tick)
+    for slot in lost:
         world.fail_step(int(slot), "unreachable")
-    going = verdict == GOING
-    movers, target = movers[going], target[going]
-    if not len(movers):
+    if not len(going):
         return arrived
-    keys = world.queues._priority(world, movers) if len(movers) > 1 else np.zeros(len(movers))
-    outcome, occupant = _resolve(
-        movers, target, keys, a.tile, a.alive, a.blocked, a.last_progress, world.occupancy, g.outdoors,
+    keys = world.queues._priority(world, going) if len(going) > 1 else np.zeros(1)
+    ghosts = _resolve(
+        going, target, keys, a.tile, a.alive, a.blocked, a.last_progress, world.occupancy, g.outdoors,
         world.config.queues.ghost_after, world.tick, world.scratch_counts, world.scratch_slots,
     )
-    for i in (outcome == GHOSTED).nonzero()[0]:
-        slot, other = int(movers[i]), int(occupant[i])
+    for slot, other, tile in ghosts:
         world.counters["ghost_steps"] += 1
-        world.emit(EventKind.GHOST_STEP, agent=slot, other=other, value=float(target[i]))
+        world.emit(EventKind.GHOST_STEP, agent=slot, other=other, value=float(tile))
         if other >= 0:
             world.relationships.apply(world, other, slot, "ghost_pushed")
     return arrived
@@ -76,39 +72,46 @@ def _walkers(alive: np.ndarray, dest: np.ndarray, activity: np.ndarray, moving: 
 
 @numba.njit(cache=True)
 def _plan(movers: np.ndarray, tile: np.ndarray, dest: np.ndarray, step: np.ndarray, offsets: np.ndarray,
-          outdoors: np.ndarray, rain_cost: float, tick: int) -> tuple[np.ndarray, np.ndarray]:
-    """Each walker's verdict (arrived, lost, going, waiting out the rain) and the tile it steps into."""
+          outdoors: np.ndarray, rain_cost: float, tick: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Split the walkers: ``(arrived, lost, going, target)``; ``target`` is the tile each goer steps into.
+
+    Walkers with no path are lost; outdoor walkers in the rain (``rain_cost > 0``) wait out the ticks on
+    which they may not step.
+    """
     n = len(movers)
-    verdict = np.empty(n, dtype=np.int8)
+    out = np.empty((3, n), dtype=np.int64)
     target = np.empty(n, dtype=np.int64)
+    counts = np.zeros(3, dtype=np.int64)
     for i in range(n):
         s = movers[i]
         here = tile[s]
         d = step[dest[s], here]
-        target[i] = here
         if d == 0:
-            verdict[i] = ARRIVED
+            kind = ARRIVED
         elif d < 0:
-            verdict[i] = LOST
+            kind = LOST
         else:
-            verdict[i] = GOING
-            target[i] = here + offsets[d]
+            kind = GOING
             if rain_cost > 0.0 and outdoors[here]:
                 # With cost c an outdoor walker steps on the ticks where floor(t / c) advances (1/c of ticks).
                 t = tick + s
                 if np.floor((t + 1) / rain_cost) <= np.floor(t / rain_cost):
-                    verdict[i] = RAIN_WAIT
-    return verdict, target
+                    continue
+            target[counts[GOING]] = here + offsets[d]
+        out[kind, counts[kind]] = s
+        counts[kind] += 1
+    going = counts[GOING]
+    return out[ARRIVED, : counts[ARRIVED]], out[LOST, : counts[LOST]], out[GOING, :going], target[:going]
 
 
 @numba.njit(cache=True)
 def _resolve(movers: np.ndarray, target: np.ndarray, keys: np.ndarray, tile: np.ndarray, alive: np.ndarray,
              blocked_for: np.ndarray, last_progress: np.ndarray, occupancy: np.ndarray, outdoors: np.ndarray,
-             ghost_after: int, tick: int, counts: np.ndarray, first: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+             ghost_after: int, tick: int, counts: np.ndarray, first: np.ndarray) -> list:
     """Decide who steps, who is blocked and who ghosts through; apply the steps in place.
 
     ``counts`` (int, one per tile) and ``first`` (int, one per tile) are zeroed / -1 scratch arrays, left
-    as found. Returns each goer's outcome and, for ghosts, the agent it pushed through (-1 if none).
+    as found. Returns the ghost steps as ``(slot, agent pushed through or -1, tile)``.
     """
     n = len(movers)
     blocked = np.zeros(n, dtype=np.bool_)
@@ -145,26 +148,25 @@ def _resolve(movers: np.ndarray, target: np.ndarray, keys: np.ndarray, tile: np.
                 changed = True
     for i in range(n):
         stuck[tile[movers[i]]] = 0
-    outcome = np.zeros(n, dtype=np.int8)
-    occupant = np.full(n, -1, dtype=np.int64)
-    for i in range(n):
-        if blocked[i]:
-            if blocked_for[movers[i]] + 1 >= ghost_after:
-                outcome[i] = GHOSTED
-                for s in range(len(alive)):  # who stands there (before anyone moves)
-                    if alive[s] and tile[s] == target[i] and s != movers[i]:
-                        occupant[i] = s
-                        break
-            else:
-                outcome[i] = STAYED
+    ghosts = [(0, 0, 0) for _ in range(0)]
     for i in range(n):
         s = movers[i]
-        if outcome[i] == STAYED:
+        if blocked[i] and blocked_for[s] + 1 < ghost_after:
             blocked_for[s] += 1
-        else:
-            blocked_for[s] = 0
+            continue
+        if blocked[i]:
+            pushed = -1
+            for other in range(len(alive)):  # who stands there (before anyone moves)
+                if alive[other] and tile[other] == target[i] and other != s:
+                    pushed = other
+                    break
+            ghosts.append((s, pushed, target[i]))
+        blocked_for[s] = 0
+    for i in range(n):
+        s = movers[i]
+        if blocked_for[s] == 0:
             occupancy[tile[s]] -= 1
             occupancy[target[i]] += 1
             tile[s] = target[i]
             last_progress[s] = tick
-    return outcome, occupant
+    return ghosts

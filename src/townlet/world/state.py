@@ -11,7 +11,7 @@ from townlet.config.errors import ConfigError
 from townlet.config.loader import LoadedConfig
 from townlet.config.models import NEED_NAMES
 from townlet.config.town_map import TileKind, TownMap, load_town_map, tile_town_map
-from townlet.world import actions, movement
+from townlet.world import actions, movement, scans
 from townlet.world.affordances import Affordance, load_manifest
 from townlet.world.agents import PERSONALITY_TRAITS, Activity, AgentTable
 from townlet.world.economy import Economy
@@ -214,12 +214,10 @@ class World:
     def arbitrate(self) -> None:
         """Queue and reservation rules, then movement, then starts for agents who reached their object."""
         a = self.agents
-        walking = (a.alive & (a.activity == Activity.MOVING) & ~a.requested & (a.target_obj >= 0)).nonzero()[0]
-        if len(walking):
-            dist = self.grid.dist[a.dest_field[walking], a.tile[walking]]
-            asking = walking[dist <= self.config.queues.reserve_radius]
-            if len(asking):
-                self.queues.request(self, [(int(s), int(a.target_obj[s])) for s in asking])
+        asking = scans.asking(a.alive, a.activity, a.requested, a.target_obj, a.dest_field, a.tile, self.grid.dist,
+                              self.config.queues.reserve_radius)
+        if len(asking):
+            self.queues.request(self, [(int(s), int(a.target_obj[s])) for s in asking])
         self.queues.update(self)
         arrived = movement.move(self)
         for slot in arrived:
@@ -231,8 +229,7 @@ class World:
                 a.step_done[slot] = True
             elif a.requested[slot]:
                 actions.start(self, int(slot))
-        waiting = (a.alive & (a.activity == Activity.WAITING) & (a.wait_until <= self.tick)).nonzero()[0]
-        for slot in waiting:
+        for slot in scans.done_waiting(a.alive, a.activity, a.wait_until, self.tick):
             a.activity[slot] = Activity.IDLE
             a.step_done[slot] = True
 

@@ -1,4 +1,4 @@
-"""Which agents the decide phase touches this tick: compiled scans over the slot arrays.
+"""Which agents a phase touches this tick: compiled scans over the slot arrays.
 
 At town sizes a scan over the slots in one compiled loop costs a fraction of the handful of numpy calls
 it replaces; every function returns slot indices in ascending order.
@@ -11,7 +11,7 @@ import numpy as np
 
 from townlet.world.agents import Activity
 
-IDLE, MOVING = int(Activity.IDLE), int(Activity.MOVING)
+IDLE, MOVING, WAITING = int(Activity.IDLE), int(Activity.MOVING), int(Activity.WAITING)
 
 
 @numba.njit(cache=True)
@@ -71,3 +71,29 @@ def builtin_free(alive: np.ndarray, actions: np.ndarray, option: np.ndarray) -> 
                 out[n] = s
                 n += 1
     return out[:n], any_builtin
+
+
+@numba.njit(cache=True)
+def asking(alive: np.ndarray, activity: np.ndarray, requested: np.ndarray, target_obj: np.ndarray,
+           dest_field: np.ndarray, tile: np.ndarray, dist: np.ndarray, radius: int) -> np.ndarray:
+    """Walkers to an object, not yet queued or holding it, within ``radius`` steps of it (by their field)."""
+    out = np.empty(len(alive), dtype=np.int64)
+    n = 0
+    for s in range(len(alive)):
+        if alive[s] and activity[s] == MOVING and not requested[s] and target_obj[s] >= 0:
+            if dist[dest_field[s], tile[s]] <= radius:
+                out[n] = s
+                n += 1
+    return out[:n]
+
+
+@numba.njit(cache=True)
+def done_waiting(alive: np.ndarray, activity: np.ndarray, wait_until: np.ndarray, tick: int) -> np.ndarray:
+    """Living agents whose wait ends this tick."""
+    out = np.empty(len(alive), dtype=np.int64)
+    n = 0
+    for s in range(len(alive)):
+        if alive[s] and activity[s] == WAITING and wait_until[s] <= tick:
+            out[n] = s
+            n += 1
+    return out[:n]
