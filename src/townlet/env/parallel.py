@@ -92,7 +92,8 @@ class TownletParallelEnv(ParallelEnv):
         core.step(act)
         b = core.buffers
         before = self.agents
-        rewards = {name: float(b.reward[slot_of[name]]) for name in before}
+        reward = b.reward.tolist()
+        rewards = {name: reward[slot_of[name]] for name in before}
         terminations = dict.fromkeys(before, False)
         truncations = dict.fromkeys(before, core.done)
         infos: dict[str, dict] = {name: {} for name in before}
@@ -125,7 +126,8 @@ class TownletParallelEnv(ParallelEnv):
     def _observations(self, live: np.ndarray) -> dict[str, dict[str, np.ndarray]]:
         b, names = self.core.buffers, self.core.names
         obs, mask = b.obs[live], b.mask[live]
-        return {str(names[s]): {"observation": obs[i], "action_mask": mask[i]} for i, s in enumerate(live.tolist())}
+        rows = zip(live.tolist(), obs, mask, strict=True)
+        return {str(names[s]): {"observation": o, "action_mask": m} for s, o, m in rows}
 
     # -- rendering ----------------------------------------------------------------------------------
 
