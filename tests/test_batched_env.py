@@ -50,7 +50,7 @@ def test_batched_towns_match_single_envs_with_the_same_seeds(variant: str) -> No
 
 
 def test_worker_processes_give_the_same_results_as_one_process() -> None:
-    """A batch spread over two worker processes yields exactly the in-process batch's buffers and states."""
+    """A batch stepped by this process and two forked workers matches the in-process batch exactly."""
     overrides = {"env.horizon": 60, **LIFECYCLE}
     local = BatchedTowns(3, variant="hybrid", overrides=overrides)
     spread = BatchedTowns(3, variant="hybrid", overrides=overrides, workers=2)

@@ -45,8 +45,9 @@ def register(sub: Any, formatter: Any) -> None:
     p.add_argument("--towns", type=int, default=8, metavar="N", help="towns in the batched --env figure (default 8)")
     p.add_argument("--env-steps", type=int, default=1000, metavar="S",
                    help="timed env steps per figure (default 1000, after 200 untimed)")
-    p.add_argument("--workers", type=int, default=2, metavar="K",
-                   help="also time the batch spread over K worker processes (default 2; 0: in process only)")
+    p.add_argument("--workers", type=int, default=1, metavar="K",
+                   help="also time the batch with K forked worker processes stepping shares of the towns beside "
+                        "this one (default 1: two processes, for two cores; 0: in process only)")
     p.set_defaults(handler=bench_command)
 
 

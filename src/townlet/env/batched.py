@@ -5,9 +5,10 @@ observations, masks, rewards and flags go out as preallocated stacked buffers th
 :class:`~townlet.env.core.TownCore` writes in place. Town ``i`` of a batch reset with seed ``s`` is the same
 episode as a single env reset with seed ``s + i`` (and its ``e``-th automatic reset uses ``s + i + e·N``).
 
-With ``workers=k`` the towns are split over ``k`` worker processes that write into the same buffers in
-shared memory: the per-town simulation tick is Python, so extra cores are where batched throughput comes
-from. Results are identical either way.
+With ``workers=k`` the towns are split into ``k + 1`` contiguous shares: ``k`` forked worker processes step
+theirs, writing into the same buffers in shared memory, while this process steps the first share. The
+per-town tick is single-threaded, so extra cores are where batched throughput comes from: on an ``n``-core
+machine use ``workers=n - 1``. Results are identical either way.
 """
 
 from __future__ import annotations
@@ -82,7 +83,8 @@ class BatchedTowns:
         overrides: Dotted config overrides (mapping or ``key=value`` strings).
         autoreset: Start a town's next episode as soon as it reaches the horizon (its last observations are
             kept in :attr:`final_obs`).
-        workers: 0 steps every town in this process; ``k > 0`` spreads them over ``k`` worker processes.
+        workers: 0 steps every town in this process; ``k > 0`` forks ``k`` worker processes and splits the
+            towns into ``k + 1`` shares, this process stepping the first.
 
     Attributes:
         obs: ``float32[N, C, D]`` observations (zero rows for empty slots).
@@ -117,19 +119,20 @@ class BatchedTowns:
         self.layout = first.layout
         self.seed = int(loaded.config.seed)
         shapes = batch_shapes(n_towns, cap, size, actions)
+        shares = [share.tolist() for share in np.array_split(np.arange(n_towns), min(workers, n_towns - 1) + 1)]
         self._pool = None
-        self.towns: dict[int, TownCore] = {}
-        if workers:
+        if len(shares) > 1:
             from townlet.env.workers import WorkerPool
 
-            self._pool = WorkerPool(loaded, shapes, n_towns, min(workers, n_towns), autoreset)
+            self._pool = WorkerPool(loaded, shapes, n_towns, shares[1:], autoreset)
             arrays = self._pool.arrays
         else:
             arrays = {name: np.zeros(shape, dtype=dtype) for name, (shape, dtype) in shapes.items()}
-            for i in range(n_towns):
-                town = first if i == 0 else TownCore(loaded)
-                town.buffers = town_buffers(arrays, i)
-                self.towns[i] = town
+        self.towns: dict[int, TownCore] = {}  # the towns this process steps, by batch index
+        for i in shares[0]:
+            town = first if i == 0 else TownCore(loaded)
+            town.buffers = town_buffers(arrays, i)
+            self.towns[i] = town
         self.arrays = arrays
         self.obs, self.masks, self.rewards = arrays["obs"], arrays["masks"], arrays["rewards"]
         self.alive, self.terminated, self.arrived = arrays["alive"], arrays["terminated"], arrays["arrived"]
@@ -141,9 +144,10 @@ class BatchedTowns:
         if seed is not None:
             self.seed = int(seed)
         if self._pool is not None:
-            self._pool.call("reset", self.seed)
-        else:
-            reset_towns(self.towns, self.arrays, self.seed)
+            self._pool.send("reset", self.seed)
+        reset_towns(self.towns, self.arrays, self.seed)
+        if self._pool is not None:
+            self._pool.gather()
         return self.obs, self.masks
 
     def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -155,23 +159,22 @@ class BatchedTowns:
             raise ValueError(f"actions must have shape {(self.n_towns, self.capacity)}, got {actions.shape}")
         self.arrays["actions"][...] = actions
         if self._pool is not None:
-            self._pool.call("step", self.seed)
-        else:
-            step_towns(self.towns, self.arrays, self.n_towns, self.seed, self.autoreset)
+            self._pool.send("step", self.seed)
+        step_towns(self.towns, self.arrays, self.n_towns, self.seed, self.autoreset)
+        if self._pool is not None:
+            self._pool.gather()
         return self.obs, self.masks, self.rewards, self.terminated, self.truncated
 
     def state_hashes(self) -> list[str]:
         """``Simulation.state_hash()`` of every town, in order."""
-        if self._pool is not None:
-            return self._pool.call("hashes", self.seed)
-        return [self.towns[i].sim.state_hash() for i in range(self.n_towns)]
+        own = [town.sim.state_hash() for town in self.towns.values()]
+        return own + (self._pool.call("hashes", self.seed) if self._pool is not None else [])
 
     @property
     def invalid_actions(self) -> int:
         """Masked actions ignored by the simulations, summed over the towns' current episodes."""
-        if self._pool is not None:
-            return int(sum(self._pool.call("invalid", self.seed)))
-        return sum(t.sim.invalid_actions for t in self.towns.values())
+        own = sum(t.sim.invalid_actions for t in self.towns.values())
+        return own + (int(sum(self._pool.call("invalid", self.seed))) if self._pool is not None else 0)
 
     def close(self) -> None:
         """Stop the worker processes (nothing to do in process); the buffers stay readable."""

@@ -124,8 +124,9 @@ def batched_vs_loop(
 ) -> dict[str, Any]:
     """Agent-steps/s of ``BatchedTowns(towns)`` against ``towns`` single envs stepped one after another.
 
-    The batch is timed in process, and (``workers > 0``) spread over that many worker processes. The
-    contenders take turns in chunks of 50 steps, so a busy machine slows them alike and the ratios hold.
+    The batch is timed in process, and (``workers > 0``) with that many forked worker processes beside this
+    one. The contenders take turns in chunks of 50 steps, so a busy machine slows them alike and the ratios
+    hold.
     """
     sets = [*overrides, f"env.horizon={steps + warmup + 1}"]
     rng = np.random.default_rng(seed)

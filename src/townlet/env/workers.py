@@ -1,7 +1,8 @@
 """Worker processes for ``BatchedTowns(workers=k)``: each steps a contiguous share of the towns in place.
 
 The stacked buffers live in anonymous shared memory mapped before the workers are forked, so a step is one
-short message per worker and their writes are visible to the parent without copying. Needs the ``fork``
+short message per worker and their writes are visible to the parent without copying; the parent steps a
+share of its own meanwhile (:meth:`WorkerPool.send`, then :meth:`WorkerPool.gather`). Needs the ``fork``
 start method (Linux, macOS; elsewhere use ``workers=0``); build the batch before the process starts threads
 of its own (a torch training loop, a server), as forking a threaded process is unsafe.
 """
@@ -54,13 +55,21 @@ def _serve(conn: Connection, loaded: LoadedConfig, arrays: dict[str, np.ndarray]
 
 
 class WorkerPool:
-    """``k`` worker processes sharing the stacked buffers of one batch.
+    """Worker processes sharing the stacked buffers of one batch, one per share of towns.
+
+    Args:
+        loaded: The towns' config.
+        shapes: Shape and dtype of every stacked buffer.
+        n_towns: Towns in the whole batch.
+        shares: Batch indices of the towns each worker steps (one worker per non-empty share).
+        autoreset: Reset finished towns (see :class:`~townlet.env.batched.BatchedTowns`).
 
     Attributes:
         arrays: The stacked buffers (numpy views of shared memory), by name.
     """
 
-    def __init__(self, loaded: LoadedConfig, shapes: Shapes, n_towns: int, workers: int, autoreset: bool) -> None:
+    def __init__(self, loaded: LoadedConfig, shapes: Shapes, n_towns: int, shares: list[list[int]],
+                 autoreset: bool) -> None:
         if "fork" not in mp.get_all_start_methods():
             raise RuntimeError("BatchedTowns workers need the 'fork' start method; use workers=0 here")
         self.arrays: dict[str, np.ndarray] = {}
@@ -73,10 +82,10 @@ class WorkerPool:
         ctx = mp.get_context("fork")
         self._conns: list[Connection] = []
         self._procs = []
-        for share in np.array_split(np.arange(n_towns), workers):
+        for share in (s for s in shares if s):
             parent, child = ctx.Pipe()
             proc = ctx.Process(target=_serve, daemon=True,
-                               args=(child, loaded, self.arrays, share.tolist(), n_towns, autoreset))
+                               args=(child, loaded, self.arrays, share, n_towns, autoreset))
             proc.start()
             child.close()
             self._conns.append(parent)
@@ -87,8 +96,16 @@ class WorkerPool:
 
     def call(self, command: str, seed: int) -> Any:
         """Send a command to every worker and wait for all; list answers are concatenated in town order."""
+        self.send(command, seed)
+        return self.gather()
+
+    def send(self, command: str, seed: int) -> None:
+        """Start a command on every worker without waiting (collect the answers with :meth:`gather`)."""
         for conn in self._conns:
             conn.send((command, seed))
+
+    def gather(self) -> Any:
+        """Wait for every worker's answer to the last :meth:`send`; lists are concatenated in town order."""
         answers = [conn.recv() for conn in self._conns]
         if answers and isinstance(answers[0], list):
             return [x for part in answers for x in part]
