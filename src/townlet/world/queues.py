@@ -60,7 +60,8 @@ class Queues:
                 self._join(world, slot, obj)
 
     def _priority(self, world: World, slots: np.ndarray) -> np.ndarray:
-        jitter = world.rng.world.uniform(-self.cfg.tie_jitter, self.cfg.tie_jitter, size=len(slots))
+        j = self.cfg.tie_jitter  # uniform(-j, j), drawn the way Generator.uniform draws it (cheaper call)
+        jitter = world.rng.world.random(len(slots)) * (2.0 * j) - j
         if self.cfg.tie_break == "uniform":
             return jitter
         return world.agents.personality[slots, PATIENCE] + jitter  # the more patient yields
