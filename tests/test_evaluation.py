@@ -10,15 +10,15 @@ from townlet.cli.main import main
 from townlet.config import load_config
 from townlet.config.models import GateConfig
 from townlet.training.evaluation import (
+    Evaluation,
     KpiMeter,
     WindowStats,
     average,
     evaluate,
-    gate,
     run_scorecard,
     scorecard,
-    variant_gate,
 )
+from townlet.training.gate import gate, gate_evaluations, variant_gate
 from training_support import tiny_checkpoint
 
 CONTRACT = ("attendance", "lateness", "collapses", "need_ok_share", "self_sufficiency", "relationship_formation")
@@ -121,6 +121,32 @@ def test_gate_fails_a_kpi_worse_than_the_tolerance_and_passes_within_it() -> Non
     assert gate(base, {**base, "starvation": 0.02}, cfg).passed and not gate(base, {**base, "starvation": 0.03},
                                                                              cfg).passed
     assert gate(base, {**base, "self_sufficiency": 0.9}, cfg).passed, "better is always fine"
+
+
+def test_social_kpis_gate_only_the_scenarios_from_stage_c1_on() -> None:
+    """A clone that rarely socialises passes on M0-M3 scenarios; on C1+ scenarios relationship_formation gates."""
+    def scenario(stage: str, social: str, formation: float) -> dict:
+        card = {"attendance": 1.0, "self_sufficiency": 0.8, "relationship_formation": formation,
+                "conflict_escalation": 0.1}
+        return {"stage": stage, "seed": 1, "social_rewards": social, "scorecard": card}
+
+    def ev(*scenarios: dict) -> Evaluation:
+        return Evaluation("p", average([s["scorecard"] for s in scenarios]), list(scenarios), 1.0)
+
+    release = ev(scenario("M0", "OFF", 0.6), scenario("M3", "OFF", 0.6))
+    shy = ev(scenario("M0", "OFF", 0.2), scenario("M3", "OFF", 0.3))
+    assert not gate(release.scorecard, shy.scorecard).passed, "the plain gate judges every KPI it is given"
+    early = gate_evaluations(release, shy)
+    assert early.passed and "relationship_formation" not in {c["kpi"] for c in early.checks}
+    release_c = ev(scenario("M3", "OFF", 0.6), scenario("M4", "C1", 0.6))
+    shy_c = ev(scenario("M3", "OFF", 0.2), scenario("M4", "C1", 0.3))
+    late = gate_evaluations(release_c, shy_c)
+    assert not late.passed and late.failures == ["relationship_formation 0.3 vs baseline 0.6 (limit 0.54)"]
+    assert {c["kpi"]: c.get("stages") for c in late.checks}["conflict_escalation"] == "C1+"
+    friendly = ev(scenario("M3", "OFF", 0.2), scenario("M4", "C1", 0.6))
+    assert gate_evaluations(release_c, friendly).passed, "only the C1+ scenarios count for the social KPIs"
+    later = GateConfig(social_from="C3")
+    assert gate_evaluations(release_c, shy_c, later).passed
 
 
 def test_average_sums_counts_and_means_rates() -> None:

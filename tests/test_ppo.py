@@ -22,7 +22,7 @@ from townlet.sim import Simulation
 from townlet.training.curriculum import Curriculum
 from townlet.training.ppo import PPOArgs, ppo_update, train
 from townlet.training.rollout import Collector, Rollout
-from townlet.training.windows import baseline_kpis, window_kpis
+from townlet.training.windows import BestWindows, baseline_kpis, window_kpis, window_score
 
 TINY = {"towns": 2, "rollout_ticks": 32, "window_ticks": 64, "baselines": False, "checkpoint_every": 2,
         "final_eval": False}
@@ -213,6 +213,34 @@ def test_window_kpis_are_ratios_of_the_summed_counters() -> None:
     assert k["self_sufficiency"] == 0.25 and k["collapses"] == 1.0 and k["exits"] == 0.5 and k["reward"] == 0.0
 
 
+def sufficiency_window(sufficient: int, present: int) -> np.ndarray:
+    """Raw window sums with only the self-sufficiency counts set."""
+    raw = np.zeros(10)
+    raw[7], raw[8] = sufficient, present
+    return raw
+
+
+def test_best_windows_score_the_last_windows_together_and_keep_the_best() -> None:
+    """Scores add the last two windows' sums; none wins before two; only a strictly better one is a new best."""
+    best = BestWindows({"self_sufficiency": 1.0}, windows=2, ticks_per_day=100)
+    seen = [best.observe(sufficiency_window(s, 4), step) for step, s in enumerate((1, 3, 0, 4, 4))]
+    assert seen == [(0.25, False), (0.5, True), (0.375, False), (0.5, False), (1.0, True)]
+    assert best.score == 1.0 and best.step == 4 and best.kpis is not None and best.kpis["self_sufficiency"] == 1.0
+    again = BestWindows({"self_sufficiency": 1.0}, windows=2, ticks_per_day=100)
+    again.load_state_dict(json.loads(json.dumps(best.state_dict())))
+    assert (again.score, again.step) == (1.0, 4) and again.observe(sufficiency_window(0, 4), 5) == (0.5, False)
+    best.reset()
+    assert best.step is None and best.observe(sufficiency_window(0, 4), 6) == (0.0, False)
+    assert best.observe(sufficiency_window(1, 4), 7) == (0.125, True)
+    mixed = {"self_sufficiency": 0.5, "need_ok_share": 0.9, "attendance": 1.0}
+    assert window_score(mixed, {"self_sufficiency": 0.5, "need_ok_share": 0.25, "attendance": 0.25}) == \
+        pytest.approx(0.725)
+    with pytest.raises(ValueError, match="unknown KPI"):
+        BestWindows({"happiness": 1.0}, 2, 100)
+    with pytest.raises(ValueError, match="more than 0"):
+        BestWindows({"attendance": 0.0}, 2, 100)
+
+
 # -- curriculum --------------------------------------------------------------------------------------------------
 
 
@@ -272,7 +300,7 @@ def test_training_run_writes_metrics_curves_and_loadable_checkpoints(tmp_path: P
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     kinds = [r["kind"] for r in rows]
     assert kinds[0] == "start" and kinds.count("baseline") == 2 and kinds.count("update") == 4
-    assert kinds[-1] == "final" and set(rows[-1]["scorecards"]) == {"ppo", "scripted", "random"}
+    assert kinds[-1] == "final" and set(rows[-1]["scorecards"]) - {"best"} == {"ppo", "scripted", "random"}
     card = json.loads((out / "scorecard.json").read_text())["ppo"]
     assert {"attendance", "lateness", "collapses", "need_ok_share", "self_sufficiency"} <= set(card)
     updates = [r for r in rows if r["kind"] == "update"]
@@ -288,6 +316,24 @@ def test_training_run_writes_metrics_curves_and_loadable_checkpoints(tmp_path: P
     for _ in range(5):
         sim.step()
     assert sim.actor.probs[sim.world.agents.slots()].sum(axis=1) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_training_keeps_the_checkpoint_of_the_best_windows(tmp_path: Path) -> None:
+    """Each better window score saves best.pt and a best line; the summary and a resume know the best so far."""
+    out = tmp_path / "run"
+    summary = train(PPOArgs(out=str(out), total_steps=384, **TINY))
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    scores = [r["window_score"] for r in rows if r["kind"] == "update" and "window" in r]
+    bests = [r for r in rows if r["kind"] == "best"]
+    assert len(scores) == 3 and bests and bests[0]["global_step"] == 256, "the first pair of windows is the first best"
+    assert [b["score"] for b in bests] == sorted({b["score"] for b in bests}), "each best beats the one before"
+    assert max(scores) == bests[-1]["score"] == summary["best_score"]
+    ck = load(out / "best.pt")
+    assert summary["best_checkpoint"] == str(out / "best.pt") and summary["best_tick"] == bests[-1]["global_step"]
+    assert ck.step == summary["best_tick"] and ck.meta["best"]["score"] == summary["best_score"]
+    assert summary["best_window"] == bests[-1]["kpis"]
+    resumed = train(PPOArgs(resume=str(out), total_steps=448))
+    assert resumed["best_score"] >= summary["best_score"] and resumed["best_tick"] >= summary["best_tick"]
 
 
 def test_resume_continues_the_step_count_and_the_metrics(tmp_path: Path) -> None:

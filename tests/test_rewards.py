@@ -32,6 +32,27 @@ def test_homeostasis_is_minus_the_weighted_squared_deficits(make_sim) -> None:
     assert h == pytest.approx(0.5 + 0.0014, abs=1e-6), "computed after the needs grew"
 
 
+def test_need_threshold_penalty_fires_per_need_at_or_above_the_ok_line_only(make_sim) -> None:
+    """-0.02 per need at or above needs.ok_threshold (0.7) after this tick's decay; nothing below it."""
+    sim = make_sim(agents=3, manual=True)
+    a = sim.world.agents
+    a.needs[0] = [0.69, 0.5, 0.3, 0.0]  # hunger reaches 0.6914: over the line
+    a.needs[1] = [0.75, 0.9, 0.7, 0.1]  # three needs over
+    a.needs[2] = [0.6, 0.69, 0.5, 0.2]  # all below after the decay
+    sim.step()
+    assert terms_of(sim, 0)["need_threshold"] == 0.0, "0.6914 is still below 0.7"
+    assert terms_of(sim, 1)["need_threshold"] == pytest.approx(-0.06)
+    assert terms_of(sim, 2)["need_threshold"] == 0.0
+    a.needs[0, 0] = 0.6995
+    sim.step()
+    assert a.needs[0, 0] >= 0.7 and terms_of(sim, 0)["need_threshold"] == pytest.approx(-0.02)
+    assert terms_of(sim, 5)["need_threshold"] == 0.0, "empty slots pay nothing"
+    off = make_sim(agents=1, manual=True, overrides=["rewards.need_threshold_penalty=0"])
+    off.world.agents.needs[0] = [0.9, 0.9, 0.9, 0.9]
+    off.step()
+    assert float(off.rewards.breakdown["need_threshold"][0]) == 0.0
+
+
 def test_survival_bonus_for_each_living_agent_and_nothing_for_empty_slots(make_sim) -> None:
     """Every living agent gets rewards.survival per tick; empty slots get exactly 0 everywhere."""
     sim = make_sim(agents=2, manual=True)
@@ -84,7 +105,7 @@ def test_a_shift_arrival_event_pays_the_punctuality_bonus(make_sim) -> None:
 
 
 def test_punctuality_bonus_is_smaller_than_one_skipped_meals_pain(make_sim, use_now) -> None:
-    """Under default weights, skipping a meal costs more homeostasis than a perfect arrival pays."""
+    """Under default weights, skipping a meal costs more (homeostasis and need threshold) than an arrival pays."""
     totals = []
     for eat in (True, False):
         sim = make_sim(agents=1, manual=True)
@@ -95,7 +116,7 @@ def test_punctuality_bonus_is_smaller_than_one_skipped_meals_pain(make_sim, use_
         total = 0.0
         for _ in range(500):
             sim.step()
-            total += float(sim.rewards.breakdown["homeostasis"][0])
+            total += float(sim.rewards.breakdown["homeostasis"][0] + sim.rewards.breakdown["need_threshold"][0])
         totals.append(total)
     pain = totals[0] - totals[1]
     assert pain > 2.0, "a skipped meal hurts"
@@ -106,7 +127,8 @@ def test_punctuality_bonus_is_smaller_than_one_skipped_meals_pain(make_sim, use_
 
 def test_punctuality_is_capped_below_the_skipped_meal_even_if_configured_higher(make_sim) -> None:
     """A configured bonus above the cap is cut to punctuality_cap_share of one skipped meal's pain."""
-    sim = make_sim(agents=1, manual=True, overrides=["rewards.punctuality=1.0", "rewards.homeostasis.hunger=0.001"])
+    sim = make_sim(agents=1, manual=True, overrides=["rewards.punctuality=1.0", "rewards.homeostasis.hunger=0.001",
+                                                     "rewards.need_threshold_penalty=0.001"])
     pain = skipped_meal_pain(sim.config)
     assert sim.rewards.punctuality_peak == pytest.approx(0.5 * pain) and sim.rewards.punctuality_peak < pain
 

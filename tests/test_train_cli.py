@@ -37,11 +37,27 @@ def test_train_writes_metrics_curves_and_checkpoints(tmp_path: Path, capsys: pyt
     assert code == 0
     summary = json.loads(stdout)
     assert summary["global_step"] == 128 and summary["final"] == str(out / "final.pt")
+    assert summary["best_checkpoint"] is None, "one window is not enough to crown a best"
     assert (out / "metrics.jsonl").is_file() and (out / "learning_curves.png").is_file()
     assert (out / "checkpoints" / "update_000002.pt").is_file() and (out / "latest.pt").is_file()
     start = json.loads((out / "metrics.jsonl").read_text().splitlines()[0])
     assert start["args"]["seed"] == 3 and start["args"]["rollout_ticks"] == 32 and start["variant"] == "hybrid"
     assert load(out / "final.pt").policy_hash == summary["policy_hash"]
+
+
+def test_best_checkpoint_weights_from_the_command_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`--ppo best_weights=KPI:W,...` sets the score of best.pt; the summary names the best checkpoint."""
+    out = tmp_path / "run"
+    code, stdout, _ = run_cli(capsys, "train", "--steps", "256", "--out", str(out),
+                              "--ppo", "best_weights=self_sufficiency:2,attendance:1", *TINY)
+    assert code == 0
+    summary = json.loads(stdout)
+    assert summary["best_checkpoint"] == str(out / "best.pt") and summary["best_tick"] == 256
+    start = json.loads((out / "metrics.jsonl").read_text().splitlines()[0])
+    assert start["args"]["best_weights"] == {"self_sufficiency": 2.0, "attendance": 1.0}
+    window = summary["best_window"]
+    assert summary["best_score"] == pytest.approx((2 * window["self_sufficiency"] + window["attendance"]) / 3,
+                                                  abs=1e-6)
 
 
 def test_variant_agents_and_set_reach_the_towns(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -72,6 +88,8 @@ def test_bad_ppo_argument_and_missing_resume_are_clear_errors(tmp_path: Path,
     assert code == 2 and "learning_speed" in err
     code, _, err = run_cli(capsys, "train", "--steps", "10", "--ppo", "gamma=high")
     assert code == 2 and "gamma=high" in err
+    code, _, err = run_cli(capsys, "train", "--steps", "10", "--ppo", "best_weights=happiness:1")
+    assert code == 2 and "happiness" in err
     code, _, err = run_cli(capsys, "train", "--steps", "10", "--resume", str(tmp_path / "nope"), "--json")
     assert code == 2 and "nothing to resume" in err
 

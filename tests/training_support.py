@@ -13,8 +13,9 @@ from townlet.policy.scripted import ScriptedPolicy
 from townlet.sim import Simulation
 
 
-def tiny_checkpoint(path: Path, variant: str = "hybrid", seed: int = 0, overrides: list[str] | None = None) -> Path:
-    """Save an untrained policy for the shipped town (``variant`` observations) and return its path."""
+def tiny_checkpoint(path: Path, variant: str = "hybrid", seed: int = 0, overrides: list[str] | None = None,
+                    lstm: bool = False) -> Path:
+    """Save an untrained policy (recurrent with ``lstm``) for the shipped town (``variant`` observations)."""
     import torch
 
     from townlet.policy.checkpoint import from_network, save
@@ -23,7 +24,7 @@ def tiny_checkpoint(path: Path, variant: str = "hybrid", seed: int = 0, override
     loaded = load_config(overrides=overrides or [])
     sim = Simulation(loaded)
     torch.manual_seed(seed)
-    net = OptionPolicyNet(NetworkSpec.for_layout(layout_of(sim.world, variant), OPTION_COUNT, hidden=16))
+    net = OptionPolicyNet(NetworkSpec.for_layout(layout_of(sim.world, variant), OPTION_COUNT, hidden=16, lstm=lstm))
     return save(from_network(net, variant, loaded.config_id), path)
 
 

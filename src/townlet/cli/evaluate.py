@@ -48,7 +48,8 @@ def register(sub: Any, formatter: Any) -> None:
 def evaluate_command(args: argparse.Namespace) -> int:
     """Evaluate, print the scorecard (and the gate)."""
     from townlet.policy.checkpoint import CheckpointError
-    from townlet.training.evaluation import evaluate, gate
+    from townlet.training.evaluation import evaluate
+    from townlet.training.gate import gate_evaluations
 
     stages: list[str | None] | None = None if args.suite else (args.stage or [None])
     kwargs = {"stages": stages, "seeds": args.seed, "days": args.days, "greedy": False if args.sample else None}
@@ -80,7 +81,7 @@ def evaluate_command(args: argparse.Namespace) -> int:
     }
     passed = True
     if base is not None:
-        verdict = gate(base.scorecard, result.scorecard, loaded.config.evaluation.gate)
+        verdict = gate_evaluations(base, result, loaded.config.evaluation.gate)
         passed = verdict.passed
         out["baseline"] = {"policy": base.policy, **base.scorecard}
         out["gate"] = verdict.to_dict()

@@ -84,6 +84,10 @@ def ppo_args(args: argparse.Namespace) -> Any:
         if not sep or key not in names:
             raise ValueError(f"--ppo {item!r}: expected KEY=VALUE with KEY one of {', '.join(sorted(names))}")
         values[key] = _typed(key, raw.strip(), hints[key])
+    if "best_weights" in values:
+        from townlet.training.windows import score_weights
+
+        values["best_weights"] = score_weights(values["best_weights"])
     explicit = {
         "config": args.config, "overrides": overrides, "total_steps": args.steps, "stage": args.stage,
         "auto_curriculum": not args.no_advance, "init": args.init, "resume": args.resume, "ray": args.ray,
@@ -98,6 +102,11 @@ def ppo_args(args: argparse.Namespace) -> Any:
 def _typed(key: str, raw: str, hint: Any) -> Any:
     text = str(hint)
     try:
+        if text.startswith("dict"):  # name:number,name:number
+            pairs = [item.partition(":") for item in raw.split(",") if item.strip()]
+            if not pairs or any(not sep for _, sep, _ in pairs):
+                raise ValueError(raw)
+            return {name.strip(): float(value) for name, _, value in pairs}
         if "bool" in text:
             if raw.lower() not in ("true", "false", "1", "0", "yes", "no", "on", "off"):
                 raise ValueError(raw)

@@ -95,6 +95,13 @@ class GateConfig(Strict):
     lower_better: list[str] = ["lateness", "starvation", "conflict_escalation"]
     relative: Unit = Field(0.1, description="allowed shortfall as a share of the baseline value")
     absolute: Unit = Field(0.05, description="allowed shortfall in any case (small values are noisy)")
+    social_kpis: list[str] = Field(
+        ["relationship_formation", "conflict_escalation"],
+        description="KPIs judged only on scenarios whose features.social_rewards is at least social_from",
+    )
+    social_from: Literal["C1", "C2", "C3"] = Field(
+        "C1", description="the social reward stage from which the social KPIs gate (no policy is social before)"
+    )
 
 
 class EvaluationConfig(Strict):
@@ -141,3 +148,6 @@ class PromotionConfig(Strict):
         2, ge=0, le=1000, description="windows after a promotion in which a failing release is rolled back"
     )
     registry: str = Field("~/.townlet/registry.sqlite", description="the SQLite policy registry")
+    policy_threads: int = Field(
+        1, ge=0, le=256, description="torch CPU threads of a learned policy driving a town (0: torch's default)"
+    )

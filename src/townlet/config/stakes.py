@@ -146,6 +146,9 @@ class RewardsConfig(Strict):
     homeostasis: HomeostasisWeights = HomeostasisWeights()
     potential_shaping: bool = False
     shaping_gamma: Unit = 0.99
+    need_threshold_penalty: Annotated[float, Field(ge=0.0, le=1.0)] = Field(
+        0.02, description="per living tick, per need at or above needs.ok_threshold (the KPIs' line for a failed day)"
+    )
     survival: Annotated[float, Field(ge=0.0, le=1.0)] = Field(0.01, description="per living tick")
     wage: Annotated[float, Field(ge=0.0, le=10.0)] = Field(0.5, description="per meal unit of wages earned")
     punctuality: Annotated[float, Field(ge=0.0, le=1.0)] = Field(0.1, description="peak bonus for an on-time arrival")

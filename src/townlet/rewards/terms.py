@@ -4,6 +4,9 @@ Terms (weights in ``rewards``; the table with defaults is in docs/lifecycle.md):
 
 - ``homeostasis``: ``-sum_i w_i * deficit_i**2`` every living tick; ``shaping``: optional potential shaping
   ``gamma * phi(s') - phi(s)`` with ``phi`` the homeostasis term.
+- ``need_threshold``: ``-need_threshold_penalty`` every living tick per need at or above ``needs.ok_threshold``.
+  The squared deficits barely tell 0.65 from 0.75, while the ``need_ok_share`` and ``self_sufficiency`` KPIs
+  fail a tick (a day) at 0.7; this step puts that line into the reward.
 - ``survival``: a small bonus every living tick; ``wage``: ``rewards.wage`` per meal unit earned this tick.
 - ``punctuality``: on clocking in, a triangular bonus peaking at the shift start and reaching 0 at
   ``punctuality_minutes`` early or late; its peak is capped below one skipped meal's pain.
@@ -34,7 +37,7 @@ if TYPE_CHECKING:
     from townlet.world.state import World
 
 TERMS = (
-    "homeostasis", "shaping", "survival", "wage", "punctuality", "faint", "eviction", "terminal",
+    "homeostasis", "need_threshold", "shaping", "survival", "wage", "punctuality", "faint", "eviction", "terminal",
     "chat", "conflict", "relationship", "guardrails",
 )
 SOCIAL_TERMS = ("chat", "conflict", "relationship")
@@ -47,10 +50,10 @@ _RELEVANT = _TRIGGERS | {
 
 
 def skipped_meal_pain(config: TownletConfig) -> float:
-    """Extra homeostasis cost of skipping one meal, under the configured weights.
+    """Extra cost of skipping one meal (homeostasis and need-threshold terms), under the configured weights.
 
     A meal is due at hunger ``skipped_meal[0]`` and relieves ``skipped_meal[1]``; over the ticks that relief
-    lasts, the hunger term of an agent who skipped it exceeds that of one who ate by the returned total.
+    lasts, the hunger terms of an agent who skipped it exceed those of one who ate by the returned total.
     """
     due, relief = config.rewards.skipped_meal
     rate = config.needs.decay.get("hunger", 0.0)
@@ -58,7 +61,10 @@ def skipped_meal_pain(config: TownletConfig) -> float:
     t = np.arange(ticks, dtype=np.float64)
     fed = np.clip(max(due - relief, 0.0) + rate * t, 0.0, 1.0)
     hungry = np.clip(due + rate * t, 0.0, 1.0)
-    return float(config.rewards.homeostasis.hunger * (hungry**2 - fed**2).sum())
+    squares = config.rewards.homeostasis.hunger * (hungry**2 - fed**2).sum()
+    ok = config.needs.ok_threshold
+    over = np.count_nonzero(hungry >= ok) - np.count_nonzero(fed >= ok)
+    return float(squares + config.rewards.need_threshold_penalty * over)
 
 
 class Rewards:
@@ -93,6 +99,9 @@ class Rewards:
         self.punctuality_peak = min(cfg.punctuality, cfg.punctuality_cap_share * self.skipped_meal_pain)
         self.punctuality_window = cfg.punctuality_minutes * self.tpd / 1440.0
         self._neg_weights = -self.weights
+        self._ok = np.float32(world.config.needs.ok_threshold)
+        self._over = np.zeros((cap, len(NEED_NAMES)), dtype=np.float32)  # 1.0 where a need is at/over the line
+        self._neg_threshold = np.full(len(NEED_NAMES), -cfg.need_threshold_penalty, dtype=np.float32)
         self._survival = np.float32(cfg.survival)
         self._raw = np.zeros(cap, dtype=np.float32)
         self._sum = np.zeros(cap, dtype=np.float32)
@@ -118,6 +127,10 @@ class Rewards:
         hom = bd["homeostasis"]
         np.dot(a.needs * a.needs, self._neg_weights, out=hom)
         hom *= alive
+        if cfg.need_threshold_penalty:
+            np.greater_equal(a.needs, self._ok, out=self._over)
+            np.dot(self._over, self._neg_threshold, out=bd["need_threshold"])
+            bd["need_threshold"] *= alive
         if cfg.potential_shaping:
             if born is not None:
                 self.potential[born] = hom[born]  # no shaping on an agent's first tick

@@ -1,4 +1,4 @@
-"""The evaluation suite: fixed-seed scenarios per stage, the KPI scorecard, and the A/B gate.
+"""The evaluation suite: fixed-seed scenarios per stage and the KPI scorecard (the A/B gate is in ``gate``).
 
 A :class:`KpiMeter` rides along a simulation as a timed phase and folds each tick into window statistics
 (:class:`WindowStats`); the stability monitor and the anneal use the same meter with their own window
@@ -21,16 +21,15 @@ length. The scorecard of a run (:func:`scorecard`) has these keys:
 | `exits`, `agent_days`, `ticks` | agents who left town; agent-days and ticks measured | |
 
 :func:`evaluate` runs a policy (``scripted``, ``random``, a checkpoint) over ``evaluation.seeds`` for each
-stage asked for and averages the scorecards (counts are summed); :func:`gate` compares a candidate with a
-baseline (a newer policy against the release, one observation variant against another) KPI by KPI.
+stage asked for and averages the scorecards (counts are summed); :mod:`townlet.training.gate` compares a
+candidate with a baseline (a newer policy against the release, one observation variant against another).
 """
 
 from __future__ import annotations
 
-import sys
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -38,7 +37,7 @@ from typing import Any
 import numpy as np
 
 from townlet.config.loader import LoadedConfig, load_config
-from townlet.config.models import GateConfig
+from townlet.policy.learned import LearnedPolicy, torch_threads
 from townlet.sim.simulation import Simulation
 from townlet.world.events import EventKind
 from townlet.world.relationships import FAMILIARITY, RIVALRY, TRUST
@@ -287,22 +286,12 @@ def scorecard(sim: Simulation, meter: KpiMeter) -> dict[str, Any]:
 # -- policies ---------------------------------------------------------------------------------------------
 
 
-@contextmanager
-def single_thread(threads: int = 1) -> Iterator[None]:
+def single_thread(threads: int = 1) -> AbstractContextManager[None]:
     """Few torch threads while small networks act tick by tick (more only contend); restored after.
 
     Does nothing when torch is not loaded yet (no learned policy in play), so scripted runs never import it.
     """
-    torch = sys.modules.get("torch")
-    if torch is None:
-        yield
-        return
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
+    return torch_threads(threads)
 
 
 def load_policy(policy: Policy) -> Policy:
@@ -331,9 +320,7 @@ def install(sim: Simulation, policy: Policy, greedy: bool = True) -> None:
         elif callable(policy):
             policy(sim)
         else:
-            from townlet.policy.learned import LearnedPolicy
-
-            sim.actor = LearnedPolicy(policy, greedy=greedy)
+            sim.actor = LearnedPolicy(policy, greedy=greedy, threads=sim.config.promotion.policy_threads)
 
 
 def build_sim(loaded: LoadedConfig, seed: int, policy: Policy, greedy: bool = True) -> Simulation:
@@ -375,7 +362,8 @@ class Evaluation:
     Attributes:
         policy: Its name (``scripted``, ``random`` or a policy hash).
         scorecard: The averaged scorecard (counts summed).
-        scenarios: One entry per scenario: ``stage``, ``seed`` and its ``scorecard``.
+        scenarios: One entry per scenario: ``stage``, ``seed``, ``social_rewards`` (the stage's
+            ``features.social_rewards``, for the gate) and its ``scorecard``.
         days: In-sim days per scenario.
     """
 
@@ -437,62 +425,7 @@ def evaluate(
             for seed in seeds:
                 card = run_scorecard(loaded, policy, int(seed), ticks, greedy)
                 scenarios.append({"stage": stage or base.config.stage or "config", "seed": int(seed),
-                                  "scorecard": card})
+                                  "social_rewards": loaded.config.features.social_rewards, "scorecard": card})
                 if progress is not None:
                     progress(f"{stage or 'config'} seed {seed}", len(scenarios), total)
     return Evaluation(policy_name(policy), average([s["scorecard"] for s in scenarios]), scenarios, days)
-
-
-# -- the gate ---------------------------------------------------------------------------------------------
-
-
-@dataclass
-class GateResult:
-    """A candidate against a baseline.
-
-    Attributes:
-        passed: No KPI is worse beyond its tolerance.
-        checks: Per KPI: ``kpi``, ``baseline``, ``candidate``, ``limit`` and ``ok``.
-    """
-
-    passed: bool
-    checks: list[dict[str, Any]]
-
-    @property
-    def failures(self) -> list[str]:
-        """Human lines for the KPIs that failed."""
-        return [f"{c['kpi']} {c['candidate']} vs baseline {c['baseline']} (limit {c['limit']})"
-                for c in self.checks if not c["ok"]]
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-able form."""
-        return {"passed": self.passed, "checks": self.checks, "failures": self.failures}
-
-
-def gate(baseline: Mapping[str, Any], candidate: Mapping[str, Any], cfg: GateConfig | None = None) -> GateResult:
-    """The A/B gate: the candidate may not be worse than the baseline by more than the tolerance on any KPI.
-
-    The tolerance of a KPI is ``max(relative * |baseline|, absolute)``.
-    """
-    cfg = cfg or GateConfig()
-    checks = []
-    for kpi, sign in [(k, 1.0) for k in cfg.higher_better] + [(k, -1.0) for k in cfg.lower_better]:
-        if kpi not in baseline or kpi not in candidate:
-            continue
-        b, c = float(baseline[kpi]), float(candidate[kpi])
-        slack = max(cfg.relative * abs(b), cfg.absolute)
-        limit = b - sign * slack
-        ok = (c - limit) * sign >= -1e-12
-        checks.append({"kpi": kpi, "baseline": b, "candidate": c, "limit": round(limit, 6), "ok": bool(ok)})
-    return GateResult(all(c["ok"] for c in checks), checks)
-
-
-def variant_gate(
-    baseline: Policy, candidate: Policy, config: str | Path | None = None, overrides: Iterable[str] = (), **kwargs: Any
-) -> tuple[Evaluation, Evaluation, GateResult]:
-    """Evaluate two policies (e.g. trained on two observation variants) on the same scenarios and gate them."""
-    base = evaluate(baseline, config, overrides, **kwargs)
-    cand = evaluate(candidate, config, overrides, **kwargs)
-    cfg = load_config(config, list(overrides)).config.evaluation.gate
-    return base, cand, gate(base.scorecard, cand.scorecard, cfg)
-

@@ -2,7 +2,8 @@
 
 Every line has ``kind``: ``"update"`` (losses, speed, reward; a ``window`` object when a KPI window closed
 with that update), ``"stage"`` (the curriculum moved), ``"baseline"`` (KPIs of the scripted and random
-policies on the same towns, drawn as reference lines) or ``"final"`` (the closing scorecard).
+policies on the same towns, drawn as reference lines), ``"best"`` (a new best window score: ``best.pt`` was
+saved) or ``"final"`` (the closing scorecard).
 """
 
 from __future__ import annotations
@@ -58,7 +59,8 @@ def read_metrics(path: str | Path) -> list[dict[str, Any]]:
 def plot_learning_curves(metrics: str | Path, out: str | Path, title: str = "Townlet PPO") -> Path:
     """Draw the window KPIs, the losses and the entropy against env ticks into a PNG.
 
-    Scripted and random baselines (``baseline`` lines) are dashed references; stage changes are vertical lines.
+    Scripted and random baselines (``baseline`` lines) are dashed references; stage changes are vertical lines;
+    the step of the last ``best`` line (``best.pt``) is a dotted gold line on the KPI plots.
     """
     import matplotlib
 
@@ -70,6 +72,7 @@ def plot_learning_curves(metrics: str | Path, out: str | Path, title: str = "Tow
     windows = [(r["global_step"], r["window"]) for r in updates if r.get("window")]
     baselines = {r["policy"]: r["kpis"] for r in rows if r.get("kind") == "baseline"}
     stages = [(r["global_step"], r["stage"]) for r in rows if r.get("kind") == "stage"]
+    bests = [r["global_step"] for r in rows if r.get("kind") == "best"]
     fig, axes = plt.subplots(2, 3, figsize=(15, 8), constrained_layout=True)
     fig.suptitle(title)
     for ax, (key, label) in zip(axes.flat[:4], CURVES, strict=True):
@@ -78,6 +81,8 @@ def plot_learning_curves(metrics: str | Path, out: str | Path, title: str = "Tow
         for name, color in (("scripted", "tab:green"), ("random", "tab:red")):
             if name in baselines and key in baselines[name]:
                 ax.axhline(baselines[name][key], color=color, linestyle="--", label=name)
+        if bests:
+            ax.axvline(bests[-1], color="goldenrod", linestyle=":", label="best.pt")
         ax.set_title(label)
         ax.set_xlabel("env ticks")
         if key != "reward":

@@ -7,7 +7,8 @@ actors (:mod:`townlet.training.ray_rollouts`); advantages are per agent slot (:f
 cut at exits and arrivals. The run directory gets ``metrics.jsonl`` (one line per update, see
 :mod:`townlet.training.metrics`), ``learning_curves.png``, ``checkpoints/update_NNNNNN.pt``, ``latest.pt`` and
 ``final.pt`` (policy checkpoints carrying the policy hash, variant, config_id, and the optimiser and
-curriculum state that ``--resume`` needs).
+curriculum state that ``--resume`` needs), and ``best.pt``: the policy after the best-scoring KPI windows
+(:class:`~townlet.training.windows.BestWindows`).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from townlet.training.advantages import gae
 from townlet.training.curriculum import Curriculum
 from townlet.training.metrics import MetricsLog, plot_learning_curves
 from townlet.training.rollout import Collector, Rollout
-from townlet.training.windows import baseline_kpis, window_kpis
+from townlet.training.windows import BestWindows, baseline_kpis, window_kpis
 
 
 @dataclass
@@ -111,6 +112,12 @@ class PPOArgs:
     """ticks per town of one KPI window (curriculum bands, learning curves); 0: one in-sim day"""
     checkpoint_every: int = 20
     """updates between checkpoints"""
+    best_weights: dict[str, float] = field(
+        default_factory=lambda: {"self_sufficiency": 0.5, "need_ok_share": 0.25, "attendance": 0.25})
+    """window KPI -> weight of the score that picks ``best.pt`` (``--ppo best_weights=self_sufficiency:2,attendance:1``;
+    only windows with no scripted agents are scored)"""
+    best_windows: int = 2
+    """KPI windows scored together for ``best.pt`` (their sums added up), so one lucky window does not win alone"""
     baselines: bool = True
     """measure the scripted and random policies for one window first (reference lines on the curves)"""
     anneal: bool = False
@@ -174,9 +181,9 @@ def ppo_update(net: OptionPolicyNet, optimizer: torch.optim.Optimizer, ro: Rollo
                 _step(net, optimizer, args, logits, value, act, old_logp, old_v, mb_adv, mb_ret, learned, stats)
             if args.target_kl is not None and stats["approx_kl"] and stats["approx_kl"][-1] > args.target_kl:
                 break
-    valid = ro.valid
-    var_ret = float(np.var(ret[valid])) if valid.any() else 0.0
-    explained = 1.0 - float(np.var(ret[valid] - ro.values[valid])) / var_ret if var_ret > 0 else float("nan")
+    living = ro.valid
+    var_ret = float(np.var(ret[living])) if living.any() else 0.0
+    explained = 1.0 - float(np.var(ret[living] - ro.values[living])) / var_ret if var_ret > 0 else float("nan")
     out = {k: float(np.mean(v)) if v else float("nan") for k, v in stats.items()}
     out["explained_variance"] = explained
     return out
@@ -274,6 +281,9 @@ def train(args: PPOArgs, progress: Progress | None = None) -> dict[str, Any]:
     if resumed is not None and "optimizer" in resumed.meta:
         optimizer.load_state_dict(resumed.meta["optimizer"])
 
+    best = BestWindows(args.best_weights, args.best_windows, loaded.config.time.ticks_per_day)
+    if resumed is not None and resumed.meta.get("best"):
+        best.load_state_dict(resumed.meta["best"])
     metrics = MetricsLog(out / "metrics.jsonl")
     baselines: dict[str, dict[str, float]] = {}
     if resumed is None:
@@ -299,7 +309,7 @@ def train(args: PPOArgs, progress: Progress | None = None) -> dict[str, Any]:
                           stage=curriculum.stage if curriculum else None, args=asdict(args),
                           optimizer=optimizer.state_dict(),
                           curriculum=curriculum.state_dict() if curriculum else None, window=last_window,
-                          anneal=anneal.to_dict() if anneal else None)
+                          anneal=anneal.to_dict() if anneal else None, best=best.state_dict())
         path = save(ck, out / "checkpoints" / f"update_{update:06d}.pt") if name is None else save(ck, out / name)
         shutil.copyfile(path, out / ".latest.tmp")
         (out / ".latest.tmp").replace(out / "latest.pt")
@@ -336,10 +346,13 @@ def train(args: PPOArgs, progress: Progress | None = None) -> dict[str, Any]:
                 "collect_s": ro.collect_s, "learn_s": learn_s, "elapsed_s": time.perf_counter() - started,
                 **stats,
             }
-            move_to = None
+            move_to, improved = None, False
             if collector.window_ticks >= window_ticks:
-                last_window = window_kpis(collector.close_window(), loaded.config.time.ticks_per_day)
+                raw = collector.close_window()
+                last_window = window_kpis(raw, loaded.config.time.ticks_per_day)
                 row["window"] = last_window
+                if collector.scripted_share == 0.0:  # a window of partly scripted agents says little of the policy
+                    row["window_score"], improved = best.observe(raw, global_step)
                 if curriculum is not None:
                     move_to = curriculum.observe(last_window, global_step)
                 if anneal is not None and not anneal.finished:
@@ -349,8 +362,13 @@ def train(args: PPOArgs, progress: Progress | None = None) -> dict[str, Any]:
                                   scripted_share=anneal.scripted_share, reason=anneal.reason)
             row["scripted_share"] = collector.scripted_share
             metrics.write("update", **row)
+            if improved:
+                checkpoint("best.pt")
+                metrics.write("best", global_step=global_step, update=update, score=best.score, kpis=best.kpis,
+                              windows=len(best.recent), checkpoint=str(out / "best.pt"))
             if move_to is not None:
                 metrics.write("stage", global_step=global_step, stage=move_to, reason="bands held")
+                best.reset()  # best.pt is the best of the stage being trained
                 collector.close()
                 collector = _collector(args, stage_overrides(), seed=_town_seed(args, update))
                 loaded = collector.loaded
@@ -364,7 +382,8 @@ def train(args: PPOArgs, progress: Progress | None = None) -> dict[str, Any]:
         collector.close()
     final = checkpoint("final.pt")
     train_s = time.perf_counter() - started
-    scorecards = final_scorecards(final, args, stage_overrides()) if args.final_eval else None
+    best_path = out / "best.pt" if best.step is not None and (out / "best.pt").is_file() else None
+    scorecards = final_scorecards(final, args, stage_overrides(), best_path) if args.final_eval else None
     if scorecards is not None:
         (out / "scorecard.json").write_text(json.dumps(scorecards, indent=2) + "\n", encoding="utf-8")
         metrics.write("final", global_step=global_step, scorecards=scorecards)
@@ -376,17 +395,26 @@ def train(args: PPOArgs, progress: Progress | None = None) -> dict[str, Any]:
         "global_step": global_step, "updates": update, "stage": curriculum.stage if curriculum else None,
         "policy_hash": load(final).policy_hash, "window": last_window, "train_seconds": round(train_s, 1),
         "seconds": round(time.perf_counter() - started, 1), "anneal": anneal.to_dict() if anneal else None,
-        "scorecards": scorecards,
+        "best_checkpoint": str(best_path) if best_path else None, "best_score": best.score if best_path else None,
+        "best_tick": best.step, "best_window": best.kpis, "scorecards": scorecards,
     }
 
 
-def final_scorecards(checkpoint: Path, args: PPOArgs, overrides: list[str]) -> dict[str, Any]:
-    """The fixed-seed evaluation scorecards of the trained policy and of the scripted and random policies."""
+def final_scorecards(checkpoint: Path, args: PPOArgs, overrides: list[str],
+                     best: Path | None = None) -> dict[str, Any]:
+    """Fixed-seed evaluation scorecards of the trained policy, the scripted and the random policies.
+
+    ``best`` (``best.pt``) is scored too, as ``best``, when given and not the same policy as ``checkpoint``.
+    """
     from townlet.training.evaluation import evaluate
 
     days = args.eval_days or None
+    policies: list[tuple[str, Any]] = [("ppo", checkpoint)]
+    if best is not None and load(best).policy_hash != load(checkpoint).policy_hash:
+        policies.append(("best", best))
+    policies += [("scripted", "scripted"), ("random", "random")]
     return {name: evaluate(policy, args.config, overrides, stages=[None], days=days).scorecard
-            for name, policy in (("ppo", checkpoint), ("scripted", "scripted"), ("random", "random"))}
+            for name, policy in policies}
 
 
 def _anneal(args: PPOArgs, loaded: Any, resumed: Checkpoint | None, baselines: dict[str, dict[str, float]],

@@ -25,7 +25,8 @@ from typing import Any
 
 from townlet.config.loader import load_config
 from townlet.logs import log_event
-from townlet.training.evaluation import Policy, build_sim, evaluate, gate, install, single_thread
+from townlet.training.evaluation import Policy, build_sim, evaluate, install, single_thread
+from townlet.training.gate import gate_evaluations
 from townlet.training.registry import BUILTINS, PolicyRecord, PolicyRegistry, RegistryError
 from townlet.training.stability import Baseline, StabilityMonitor, WindowReport
 
@@ -161,7 +162,7 @@ class Promotion:
         kwargs: dict[str, Any] = {"stages": None}
         ev_release = evaluate(self.policy_of(release), self.config, self.overrides, **kwargs)
         ev_candidate = evaluate(self.policy_of(candidate), self.config, self.overrides, **kwargs)
-        result = gate(ev_release.scorecard, ev_candidate.scorecard, self.loaded.config.evaluation.gate)
+        result = gate_evaluations(ev_release, ev_candidate, self.loaded.config.evaluation.gate)
         details = {"windows": windows, "gate": result.to_dict(), "release_scorecard": ev_release.scorecard,
                    "candidate_scorecard": ev_candidate.scorecard}
         if not result.passed:

@@ -179,7 +179,7 @@ class Collector:
                 logits, value, state = net(torch.from_numpy(ro.obs[t, live]), torch.from_numpy(ro.masks[t, live]),
                                            state, torch.from_numpy(ro.resets[t, live]) if recurrent else None)
                 if recurrent:
-                    self.state[0][:, live], self.state[1][:, live] = state  # type: ignore[index,misc]
+                    self.state[0][:, live], self.state[1][:, live] = state  # type: ignore[index]
                 logp_all = torch.log_softmax(logits, dim=-1).numpy()
             choice = _sample(np.exp(logp_all), live, cap, towns)
             ro.actions[t, live] = choice

@@ -13,11 +13,18 @@ scorecard (``townlet.training.evaluation``) is the yardstick for releases.
 | `collapses` | collapses per agent-day |
 | `exits` | agents leaving town per agent-day |
 | `reward` | mean reward per agent-tick |
+
+:class:`BestWindows` scores each window for the trainer's ``best.pt``: a weighted mean of KPIs (by default
+self-sufficiency 0.5, need-ok share 0.25, attendance 0.25) over the last few windows together, so that one
+lucky window does not win alone.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import math
+from collections import deque
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -113,6 +120,75 @@ def window_kpis(raw: np.ndarray, ticks_per_day: int) -> dict[str, float]:
         "reward": d[_REWARD] / d[_AGENT_TICKS] if d[_AGENT_TICKS] else 0.0,
     }
     return {k: round(float(v), 4) for k, v in kpis.items()}
+
+
+def window_score(kpis: Mapping[str, float], weights: Mapping[str, float]) -> float:
+    """The weighted mean of ``kpis`` by ``weights`` (KPI name -> weight; every KPI must be in ``kpis``)."""
+    total = sum(weights.values())
+    if total <= 0:
+        raise ValueError("score weights must add up to more than 0")
+    return sum(w * float(kpis[k]) for k, w in weights.items()) / total
+
+
+def score_weights(weights: Mapping[str, float]) -> dict[str, float]:
+    """Check score weights (KPI names from ``KPI_NAMES``, adding up to more than 0); return them as a dict."""
+    unknown = sorted(set(weights) - set(KPI_NAMES))
+    if unknown:
+        raise ValueError(f"unknown KPI in the score weights: {', '.join(unknown)} (known: {', '.join(KPI_NAMES)})")
+    window_score({k: 0.0 for k in weights}, weights)  # refuses weights that add up to 0
+    return dict(weights)
+
+
+class BestWindows:
+    """The best training-window score so far, for keeping the best checkpoint (``best.pt``).
+
+    Args:
+        weights: KPI name -> weight of :func:`window_score` (names from ``KPI_NAMES``).
+        windows: Windows scored together: the raw sums of the last ``windows`` closed windows are added up.
+        ticks_per_day: For :func:`window_kpis`.
+
+    Attributes:
+        score / step / kpis: The best score, the global step it was reached at and its KPIs (None: no window yet).
+    """
+
+    def __init__(self, weights: Mapping[str, float], windows: int, ticks_per_day: int) -> None:
+        self.weights = score_weights(weights)
+        self.ticks_per_day = ticks_per_day
+        self.recent: deque[np.ndarray] = deque(maxlen=max(windows, 1))
+        self.score = -math.inf
+        self.step: int | None = None
+        self.kpis: dict[str, float] | None = None
+
+    def observe(self, raw: np.ndarray, step: int) -> tuple[float, bool]:
+        """Score a closed window (its raw sums) with the ones before it; True when that beats the best so far.
+
+        Nothing is crowned before ``windows`` windows are in: a run's first window (the towns' first morning,
+        needs still low) would otherwise set a mark that no later window can beat.
+        """
+        self.recent.append(np.asarray(raw, dtype=np.float64))
+        kpis = window_kpis(np.sum(list(self.recent), axis=0), self.ticks_per_day)
+        score = round(window_score(kpis, self.weights), 6)
+        if len(self.recent) < (self.recent.maxlen or 1) or score <= self.score:
+            return score, False
+        self.score, self.step, self.kpis = score, step, kpis
+        return score, True
+
+    def reset(self) -> None:
+        """Forget every window (the curriculum moved: scores of another stage do not compare)."""
+        self.recent.clear()
+        self.score, self.step, self.kpis = -math.inf, None, None
+
+    def state_dict(self) -> dict[str, Any]:
+        """What a checkpoint keeps for ``--resume``."""
+        return {"score": self.score if self.step is not None else None, "step": self.step, "kpis": self.kpis,
+                "recent": [r.tolist() for r in self.recent]}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore :meth:`state_dict`."""
+        self.reset()
+        if state.get("step") is not None:
+            self.score, self.step, self.kpis = float(state["score"]), int(state["step"]), dict(state["kpis"])
+        self.recent.extend(np.asarray(r, dtype=np.float64) for r in state.get("recent", []))
 
 
 def baseline_kpis(config: str | None, overrides: list[str], towns: int, ticks: int, seed: int,
