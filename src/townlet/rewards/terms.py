@@ -26,6 +26,7 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
+import numba
 import numpy as np
 
 from townlet.config.models import NEED_NAMES, TownletConfig
@@ -100,17 +101,11 @@ class Rewards:
         self.punctuality_window = cfg.punctuality_minutes * self.tpd / 1440.0
         self._neg_weights = -self.weights
         self._ok = np.float32(world.config.needs.ok_threshold)
-        self._over = np.zeros((cap, len(NEED_NAMES)), dtype=np.float32)  # 1.0 where a need is at/over the line
-        self._neg_threshold = np.full(len(NEED_NAMES), -cfg.need_threshold_penalty, dtype=np.float32)
+        self._threshold_penalty = np.float32(cfg.need_threshold_penalty)
         self._survival = np.float32(cfg.survival)
-        self._raw = np.zeros(cap, dtype=np.float32)
-        self._sum = np.zeros(cap, dtype=np.float32)
         self._spawned = -1
         self._lo_tick, self._hi_tick = np.float32(-cfg.clip_tick), np.float32(cfg.clip_tick)
         self._lo_episode, self._hi_episode = np.float32(-cfg.clip_episode), np.float32(cfg.clip_episode)
-        self._summed = self._terms[:-1]  # every term but the guardrails
-        self._ones_terms = np.ones(len(TERMS) - 1, dtype=np.float32)
-        self._ones_slots = np.ones(cap, dtype=np.float32)
         self._return_bound = 0.0  # an upper bound on |episode_return| (skips the episode clip while far)
 
     def update(self, world: World) -> None:
@@ -121,23 +116,18 @@ class Rewards:
         born: np.ndarray | None = None
         if world.counters["spawned"] != self._spawned:  # somebody arrived since the last tick
             self._spawned = world.counters["spawned"]
-            born = np.flatnonzero(alive & (a.spawn_tick == tick))
+            born = (alive & (a.spawn_tick == tick)).nonzero()[0]
             self.episode_return[born] = 0.0
             self.trigger_tick[born] = -(10**9)
         hom = bd["homeostasis"]
-        np.dot(a.needs * a.needs, self._neg_weights, out=hom)
-        hom *= alive
-        if cfg.need_threshold_penalty:
-            np.greater_equal(a.needs, self._ok, out=self._over)
-            np.dot(self._over, self._neg_threshold, out=bd["need_threshold"])
-            bd["need_threshold"] *= alive
+        _living_terms(self._terms, a.needs, alive, self._neg_weights, self._ok, self._threshold_penalty,
+                      self._survival)
         if cfg.potential_shaping:
             if born is not None:
                 self.potential[born] = hom[born]  # no shaping on an agent's first tick
             np.subtract(np.float32(cfg.shaping_gamma) * hom, self.potential, out=bd["shaping"])
             bd["shaping"] *= alive
             self.potential[:] = hom
-        np.multiply(alive, self._survival, out=bd["survival"])
         paid_tick, slots, amounts = world.economy.wages_paid
         if paid_tick == tick and len(slots):
             bd["wage"][slots] += (cfg.wage * amounts).astype(np.float32)
@@ -196,32 +186,76 @@ class Rewards:
 
     def _guard(self, tick: int, counted: int) -> None:
         """Apply the guardrails to the summed terms; ``counted`` is living plus leaving agents."""
-        cfg, raw, r = self.cfg, self._raw, self.last
-        # Plain ufuncs and dot products rather than np.clip / ndarray.sum: this runs every tick on small arrays.
-        np.dot(self._ones_terms, self._summed, out=raw)
-        np.maximum(raw, self._lo_tick, out=r)
-        if tick - self.last_trigger <= cfg.exit_guard_ticks:
-            near_exit = tick - self.trigger_tick <= cfg.exit_guard_ticks
-            np.minimum(r, 0.0, out=r, where=near_exit)
-        np.minimum(r, self._hi_tick, out=r)
-        # Empty slots have no terms, so r is 0 there and their returns stay as they were.
-        ret = self.episode_return
-        self._return_bound += cfg.clip_tick
-        if self._return_bound >= cfg.clip_episode:
-            total = self._sum
-            np.add(ret, r, out=total)
-            np.maximum(total, self._lo_episode, out=total)
-            np.minimum(total, self._hi_episode, out=total)
-            np.subtract(total, ret, out=r)
-            ret[:] = total
-            self._return_bound = float(np.abs(ret).max())
-        else:
-            ret += r
-        np.subtract(r, raw, out=self.breakdown["guardrails"])
-        self.stats.update_sums(counted, float(np.dot(r, self._ones_slots)), float(np.dot(r, r)))
+        cfg = self.cfg
+        near_exit = tick - self.last_trigger <= cfg.exit_guard_ticks
+        # The episode clip can only bite once |return| could have reached it (a cheap upper bound).
+        clip_episode = self._return_bound + cfg.clip_tick >= cfg.clip_episode
+        total, squares, bound = _guardrails(
+            self._terms, self.last, self.episode_return, self.trigger_tick, tick, cfg.exit_guard_ticks, near_exit,
+            self._lo_tick, self._hi_tick, clip_episode, self._lo_episode, self._hi_episode,
+        )
+        self._return_bound = bound if clip_episode else self._return_bound + cfg.clip_tick
+        self.stats.update_sums(counted, total, squares)
 
     def digest(self) -> bytes:
         """Bytes of the reward state (for ``Simulation.state_hash``)."""
         parts = (self.last, self.episode_return, self.trigger_tick, self.potential, np.int64(self.last_trigger),
                  np.float64(self._return_bound))
         return b"".join(arr.tobytes() for arr in parts) + repr(self.stats.state()).encode()
+
+
+HOMEOSTASIS, NEED_THRESHOLD, SURVIVAL = (TERMS.index(t) for t in ("homeostasis", "need_threshold", "survival"))
+
+
+@numba.njit(cache=True)
+def _living_terms(terms: np.ndarray, needs: np.ndarray, alive: np.ndarray, neg_weights: np.ndarray,
+                  ok: np.float32, threshold_penalty: np.float32, survival: np.float32) -> None:
+    """The per-tick terms of living slots: homeostasis, need threshold, survival (rows of ``terms``)."""
+    for s in range(len(alive)):
+        if not alive[s]:
+            continue
+        hom = np.float32(0.0)
+        over = 0
+        for k in range(needs.shape[1]):
+            x = needs[s, k]
+            hom += x * x * neg_weights[k]
+            if x >= ok:
+                over += 1
+        terms[HOMEOSTASIS, s] = hom
+        terms[NEED_THRESHOLD, s] = -threshold_penalty * np.float32(over)
+        terms[SURVIVAL, s] = survival
+
+
+@numba.njit(cache=True)
+def _guardrails(terms: np.ndarray, reward: np.ndarray, episode_return: np.ndarray, trigger_tick: np.ndarray,
+                tick: int, guard_ticks: int, near_exit: bool, lo: np.float32, hi: np.float32, clip_episode: bool,
+                lo_episode: np.float32, hi_episode: np.float32) -> tuple[float, float, float]:
+    """Sum every term but the last (the guardrails row) into ``reward``, apply the guardrails in place.
+
+    Writes the guardrails' net effect into the last row and adds the rewards to ``episode_return``; returns
+    the sum and the sum of squares of the rewards, and the largest ``|episode_return|``.
+    """
+    guard_row = terms.shape[0] - 1
+    zero = np.float32(0.0)
+    total, squares, bound = 0.0, 0.0, 0.0
+    for s in range(terms.shape[1]):
+        raw = zero
+        for t in range(guard_row):
+            raw += terms[t, s]
+        r = max(raw, lo)
+        if near_exit and tick - trigger_tick[s] <= guard_ticks:
+            r = min(r, zero)  # no positive reward right after an exit trigger
+        r = min(r, hi)
+        ret = episode_return[s]
+        if clip_episode:
+            clipped = min(max(ret + r, lo_episode), hi_episode)
+            r = clipped - ret
+            episode_return[s] = clipped
+        else:
+            episode_return[s] = ret + r
+        reward[s] = r
+        terms[guard_row, s] = r - raw
+        total += float(r)
+        squares += float(r) * float(r)
+        bound = max(bound, abs(float(episode_return[s])))
+    return total, squares, bound
