@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from townlet.observations import VARIANTS, ObservationEncoder, layout_of
+from townlet.observations.common import count_boxes, count_pairwise
 from townlet.observations.embedding import embedding_table
 from townlet.observations.layout import document
 from townlet.policy.options import Option
@@ -205,17 +206,21 @@ def test_local_summaries_count_only_ties_to_nearby_agents(make_sim) -> None:
 
 
 def test_crowd_count_is_the_same_pairwise_and_by_box_sums(make_sim) -> None:
-    """The big-town box-sum count of nearby agents equals the pairwise count."""
+    """The big-town box-sum count of nearby agents equals the pairwise count (and a plain numpy count)."""
     sim = make_sim(agents=80, overrides=["town.scale=2", "population.household_size=2"])
     for _ in range(300):
         sim.step()
-    enc = ObservationEncoder(sim.world, "compact")
-    a, width = sim.world.agents, sim.world.grid.width
+    w, a = sim.world, sim.world.agents
+    width, height, r = w.grid.width, w.grid.height, w.config.observations.local_radius
     slots = a.slots()
-    x, y = a.tile[slots] % width, a.tile[slots] // width
-    r = enc.common.radius
-    pairwise = ((np.abs(x[:, None] - x) <= r) & (np.abs(y[:, None] - y) <= r)).sum(axis=1) - 1
-    assert np.array_equal(enc.common._box_count(x, y), pairwise)
+    n = int(slots[-1]) + 1
+    xy = np.stack([a.tile % width, a.tile // width]).astype(np.int64)
+    x, y = xy[0, slots], xy[1, slots]
+    expected = ((np.abs(x[:, None] - x) <= r) & (np.abs(y[:, None] - y) <= r)).sum(axis=1) - 1
+    pairwise, boxes = np.zeros(a.capacity, np.int64), np.zeros(a.capacity, np.int64)
+    count_pairwise(n, a.alive, xy, r, pairwise)
+    count_boxes(n, a.alive, xy, r, w.occupancy, width, height, np.zeros((height + 1) * (width + 1), np.int64), boxes)
+    assert np.array_equal(pairwise[slots], expected) and np.array_equal(boxes[slots], expected)
 
 
 def test_ctx_reset_marks_first_observations_and_newcomers(make_sim) -> None:

@@ -1,15 +1,17 @@
 """The common block every variant starts with: self scalars, personality, social snippet, local summaries, flags.
 
-Everything is computed for all agents at once from the world's slot-indexed arrays; one-hot features are
-rows of small identity tables indexed by the code (a code of -1 picks an all-zero last row). Rows are
-slot-indexed and persist between encodes, so features that rarely change (personality, the social snippet)
-are rewritten only when their inputs changed.
+One compiled pass (``_write_common``) loops over the rows of living agents and writes the whole block from
+the world's slot-indexed arrays; at town sizes that costs less than checking which parts changed, so
+every row is rewritten on every encode. The only Python work per encode is reading the queues (lists of
+slots per object) into slot arrays.
 """
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING
 
+import numba
 import numpy as np
 
 from townlet.config.models import OPTION_NAMES
@@ -23,263 +25,278 @@ if TYPE_CHECKING:
 
 TAU = 2.0 * np.pi
 OPTION_COUNT = len(OPTION_NAMES)
+ACTIVITY_COUNT = len(ACTIVITIES)
+WEATHER_COUNT = len(WEATHER_STATES)
 
-
-def one_hot_table(n: int) -> np.ndarray:
-    """``float32[n + 1, n]``: identity rows plus an all-zero last row (what index -1 selects)."""
-    return np.vstack([np.eye(n, dtype=np.float32), np.zeros((1, n), dtype=np.float32)])
+# Slots of the int64 ``spec`` array the kernel reads: block offsets (from the layout) and sizes (from config).
+(NEEDS, WALLET, ITEMS, TIME, JOB, OPTION, COMMIT, ACTIVITY, LAST, AFFORDANCES, CTX, WEATHER, PERSONALITY,
+ SOCIAL, TOP, DIM, LOCAL, RADIUS, FLAGS, COMMITMENT) = range(20)
+# Slots of the float32 ``scales`` array: 1 / the config's observation scales.
+WALLET_SCALE, INVENTORY_SCALE, DURATION_SCALE, CROWD_SCALE, QUEUE_SCALE = range(5)
 
 
 class CommonBlock:
-    """Writes the common block (see docs/observations.md) into the rows ``[0, n)`` of a slot-indexed buffer."""
+    """Writes the common block (see docs/observations.md) into the rows of living agents of a slot-indexed buffer.
+
+    Args:
+        world: The town (read only).
+        layout: The variant's layout (the common block is the same in every variant).
+    """
 
     def __init__(self, world: World, layout: FeatureLayout) -> None:
         cfg = world.config
         obs = cfg.observations
         self.world = world
         at = {f.name: f.start for f in layout.features}
-        self.at = at
         a = world.agents
-        self.items = len(a.items)
-        self.n_aff = len(world.manifest.affordances)
-        self.needs = at["needs.hunger"]
-        self.wallet = at["wallet"]
-        self.inventory = at["wallet"] + 1
-        self.time = at["time.sin"]
-        self.job = at["job.has_job"]
-        self.option = at["option.GetFed"]
-        self.commit = at["option.commitment_left"]
-        self.activity = at["activity.idle"]
-        self.last_action = at["last_action.success"] - self.n_aff
-        self.ctx = at["ctx_reset"]
-        self.weather = at["weather.sunny"]
-        self.personality = at["personality.extroversion"]
-        self.local = at["local.mean_trust"]
-        self.top = obs.social_top
-        self.dim = cfg.identity.embedding_dim
-        self.social = self.local - 2 * self.top * (self.dim + 3)
-        self.flags = at["flag.in_queue"]
-        self.wallet_scale = np.float32(1.0 / obs.wallet_scale)
-        self.inventory_scale = np.float32(1.0 / obs.inventory_scale)
-        self.duration_scale = np.float32(1.0 / obs.duration_scale)
-        self.crowd_scale = np.float32(1.0 / obs.crowd_scale)
-        self.queue_scale = np.float32(1.0 / obs.queue_scale)
-        self.radius = obs.local_radius
-        self.commitment = cfg.options.commitment_window
-        self.options = one_hot_table(OPTION_COUNT)
-        self.activities = one_hot_table(len(ACTIVITIES))
-        self.affordances = one_hot_table(self.n_aff)
-        self.weathers = one_hot_table(len(WEATHER_STATES))
+        spec = np.zeros(COMMITMENT + 1, dtype=np.int64)
+        spec[[NEEDS, WALLET, TIME, JOB, OPTION, COMMIT, ACTIVITY, CTX, WEATHER, PERSONALITY, LOCAL, FLAGS]] = [
+            at[k] for k in ("needs.hunger", "wallet", "time.sin", "job.has_job", "option.GetFed",
+                            "option.commitment_left", "activity.idle", "ctx_reset", "weather.sunny",
+                            "personality.extroversion", "local.mean_trust", "flag.in_queue")]
+        spec[ITEMS] = len(a.items)
+        spec[AFFORDANCES] = len(world.manifest.affordances)
+        spec[LAST] = at["last_action.success"] - spec[AFFORDANCES]
+        spec[TOP] = obs.social_top
+        spec[DIM] = cfg.identity.embedding_dim
+        spec[SOCIAL] = spec[LOCAL] - 2 * spec[TOP] * (spec[DIM] + 3)
+        spec[RADIUS] = obs.local_radius
+        spec[COMMITMENT] = cfg.options.commitment_window
+        self.spec = spec
+        self.scales = np.array([1.0 / obs.wallet_scale, 1.0 / obs.inventory_scale, 1.0 / obs.duration_scale,
+                                1.0 / obs.crowd_scale, 1.0 / obs.queue_scale], dtype=np.float32)
         ident = cfg.identity
         self.embeddings = embedding_table(ident.embedding_slots, ident.embedding_dim, obs.embedding_seed)
-        cap = a.capacity
-        self.rows = np.arange(cap)
-        g = world.grid
-        self.tile_x, self.tile_y = np.arange(g.size) % g.width, np.arange(g.size) // g.width
         emp = world.employment
         # Per job position plus a last entry for "no job" (index -1): a shift that never starts.
         self.job_start = np.append(emp.start, world.ticks_per_day * 2).astype(np.int64)
         self.job_end = np.append(emp.end, 0).astype(np.int64)
-        self._seen_alive = np.zeros(cap, dtype=bool)
-        self._seen_spawn = np.full(cap, -1, dtype=np.int64)
-        self._population = b""
-        self._nobody = np.zeros(cap, dtype=bool)
-        self._ties = (b"", b"")  # snapshot of the tie arrays at the last encode (none yet)
-        self._snapshots: dict[str, bytes] = {}
-        self._n = 0
-        self._ties_any = False
+        cap = a.capacity
+        g = world.grid
+        self.xy = np.zeros((2, cap), dtype=np.int64)  # scratch: tile coordinates of each row
+        self.counts = np.zeros(cap, dtype=np.int64)  # scratch: others nearby
+        self.sat = np.zeros((g.height + 1) * (g.width + 1), dtype=np.int64)  # scratch: summed-area table
+        self.queue_of = np.full(cap, -1, dtype=np.int32)  # the object whose queue each slot stands in
+        self.position = np.zeros(cap, dtype=np.int32)  # 1 = head of that queue
+        self.queue_length = np.zeros(len(world.objects.tile), dtype=np.int32)  # per object
+        self._queued: list[int] = []  # slots marked in queue_of / position
+        self._lines: list[int] = []  # objects marked in queue_length
 
-    def write(self, n: int, out: np.ndarray) -> np.ndarray:
-        """Fill the common block of rows ``[0, n)`` (= slots ``0..n-1``); return the ``ctx_reset`` flags."""
-        w, a = self.world, self.world.agents
-        tick, tpd = w.tick, w.ticks_per_day
-        tod = tick % tpd
-        fresh = self._fresh(n)
-        # Blocks whose inputs did not change since the last encode keep their rows (they persist by slot).
-        new_rows = n != self._n or bool(fresh.any())
-        self._n = n
-        i = self.needs
-        out[:, i : i + 4] = a.needs[:n]
-        out[:, self.wallet] = np.tanh(a.wallet[:n] * self.wallet_scale)
-        if self._changed("inventory", new_rows, a.inventory):
-            i = self.inventory
-            out[:, i : i + self.items] = np.minimum(a.inventory[:n] * self.inventory_scale, 1.0)
-        angle = TAU * tod / tpd
-        out[:, self.time] = np.sin(angle)
-        out[:, self.time + 1] = np.cos(angle)
-        self._job(n, out, tod, tick // tpd, new_rows)
-        option = a.option[:n]
-        i = self.option
-        out[:, i : i + OPTION_COUNT] = self.options.take(option, axis=0)
-        if self.commitment:
-            left = np.maximum(self.commitment - (tick - a.option_started[:n]), 0) * (option >= 0)
-            out[:, self.commit] = left * (1.0 / self.commitment)
-        else:
-            out[:, self.commit] = 0.0
-        if self._changed("activity", new_rows, a.activity):
-            i = self.activity
-            out[:, i : i + len(ACTIVITIES)] = self.activities.take(a.activity[:n], axis=0)
-        if self._changed("last_action", new_rows, a.last_action, a.last_success, a.last_duration):
-            i = self.last_action
-            out[:, i : i + self.n_aff] = self.affordances.take(a.last_action[:n], axis=0)
-            out[:, i + self.n_aff] = a.last_success[:n]
-            out[:, i + self.n_aff + 1] = np.minimum(a.last_duration[:n] * self.duration_scale, 1.0)
-        out[:, self.ctx] = fresh
-        if self._changed("weather", new_rows, np.int8(w.weather.state)):
-            out[:, self.weather : self.weather + 3] = self.weathers[w.weather.state]
-        if new_rows:
-            i = self.personality
-            out[:, i : i + 3] = a.personality[:n, :3]
-        ties_changed = self._ties_changed()
-        self._social(n, out, new_rows, ties_changed)
-        if self._changed("local", new_rows or ties_changed, a.tile, a.alive):
-            self._local(n, out)
-        self._flags(n, out, new_rows)
-        return fresh
+    def read_queues(self) -> bool:
+        """Copy the world's queues into :attr:`queue_of`, :attr:`position` and :attr:`queue_length`.
 
-    def _changed(self, key: str, new_rows: bool, *arrays: np.ndarray) -> bool:
-        """Whether the inputs of a cached block changed since the last encode (always on new rows)."""
-        snapshot = b"".join(x.tobytes() for x in arrays)
-        if not new_rows and self._snapshots.get(key) == snapshot:
-            return False
-        self._snapshots[key] = snapshot
-        return True
-
-    def _fresh(self, n: int) -> np.ndarray:
-        """Rows holding an agent not seen at the last encode (a new episode or a newcomer)."""
-        a = self.world.agents
-        population = a.alive.tobytes() + a.spawn_tick.tobytes()
-        if population == self._population:
-            return self._nobody[:n]
-        self._population = population
-        spawn = a.spawn_tick[:n]
-        fresh = a.alive[:n] & (~self._seen_alive[:n] | (spawn != self._seen_spawn[:n]))
-        self._seen_alive[:] = a.alive
-        self._seen_spawn[:n] = spawn
-        return fresh
-
-    def _job(self, n: int, out: np.ndarray, tod: int, day: int, new_rows: bool) -> None:
+        Returns whether any queue holds an agent.
+        """
         w = self.world
-        a, emp = w.agents, w.employment
-        i = self.job
-        job = a.job[:n]
-        start = self.job_start.take(job)
-        shifts = (self.job_start <= tod) & (self.job_end > tod)  # which positions are on shift now
-        if self._changed("job", new_rows, a.job, emp.arrived_day, shifts, np.int64(day)):
-            out[:, i] = job >= 0
-            working = shifts.take(job)
-            out[:, i + 1] = working
-            out[:, i + 2] = working & (emp.arrived_day.take(job) != day) if len(emp) else 0.0
-        out[:, i + 3] = ((start - tod) % w.ticks_per_day) * (job >= 0) * (1.0 / w.ticks_per_day)
-
-    def _ties_changed(self) -> bool:
-        """Whether any tie changed since the last encode (and remember whether any tie exists)."""
-        rel = self.world.relationships
-        ties = (rel.other.tobytes(), rel.values.tobytes())
-        if ties == self._ties:
+        queue = w.objects.queue
+        lines = [ob for ob in w.queues.active if queue[ob]]
+        if not lines and not self._lines:
             return False
-        self._ties = ties
-        self._ties_any = bool((rel.other >= 0).any())
-        return True
-
-    def _social(self, n: int, out: np.ndarray, new_rows: bool, changed: bool) -> None:
-        """Top friends and rivals: rewritten only when ties (or the agents) changed."""
-        if not self.top or not (changed or new_rows):
-            return
-        rel = self.world.relationships
-        other = rel.other[:n]
-        valid = other >= 0
-        block = out[:, self.social : self.local]
-        if not self._ties_any:
-            block[...] = 0.0
-            return
-        vals = rel.values[:n]
-        snippet = block.reshape(n, 2, self.top, self.dim + 3)
-        embed_of = self.world.identity.of_agent
-        rows = self.rows[:n, None]
-        for kind, comp in enumerate((TRUST, RIVALRY)):
-            key = np.where(valid & (vals[..., comp] > 0), vals[..., comp], -np.inf)
-            order = np.argsort(-key, axis=1, kind="stable")[:, : self.top]
-            present = key[rows, order] > -np.inf
-            who = np.where(present, other[rows, order], -1)
-            snippet[:, kind, :, : self.dim] = self.embeddings[np.where(present, embed_of[who], -1)]
-            snippet[:, kind, :, self.dim :] = vals[rows, order] * present[..., None]
-
-    def _local(self, n: int, out: np.ndarray) -> None:
-        """Tie summaries over nearby agents, and how crowded the neighbourhood is."""
-        w, a = self.world, self.world.agents
-        r = self.radius
-        tiles = a.tile[:n]
-        x, y = self.tile_x.take(tiles), self.tile_y.take(tiles)
-        i = self.local
-        near = None
-        if n <= 64:
-            # Pairwise among rows 0..n-1: who stands within the radius of whom (living agents only).
-            gap = np.maximum(np.abs(np.subtract.outer(x, x)), np.abs(np.subtract.outer(y, y)))
-            near = (gap <= r) & a.alive[:n]
-            count = np.add.reduce(near, axis=1) - 1
-        else:
-            count = self._box_count(x, y)
-        out[:, i + 4] = np.minimum(count * self.crowd_scale, 1.0)
-        if not self._ties_any:
-            out[:, i : i + 4] = 0.0
-            return
-        rel = w.relationships
-        other = rel.other[:n]
-        valid = other >= 0
-        if near is not None:
-            near_tie = near[self.rows[:n, None], other] & valid  # other == -1 reads a column masked by ``valid``
-        else:
-            ot = a.tile.take(other)
-            near_tie = valid & (np.abs(self.tile_x.take(ot) - x[:, None]) <= r)
-            near_tie &= np.abs(self.tile_y.take(ot) - y[:, None]) <= r
-        ties = np.add.reduce(near_tie, axis=1)[:, None]
-        picked = near_tie[..., None]
-        both = rel.values[:n, :, ::2]  # (trust, rivalry) per tie
-        out[:, i : i + 4 : 2] = np.add.reduce(both * picked, axis=1) / np.maximum(ties, 1)
-        out[:, i + 1 : i + 4 : 2] = np.where(ties > 0, np.maximum.reduce(np.where(picked, both, -2.0), axis=1), 0.0)
-
-    def _box_count(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-        """Other agents within the radius of each (x, y), from a summed-area table of occupancy (big towns)."""
-        w, r = self.world, self.radius
-        g = w.grid
-        sat = np.zeros((g.height + 1, g.width + 1), dtype=np.int64)
-        sat[1:, 1:] = w.occupancy.reshape(g.height, g.width).cumsum(0).cumsum(1)
-        x1, x2 = np.maximum(x - r, 0), np.minimum(x + r, g.width - 1) + 1
-        y1, y2 = np.maximum(y - r, 0), np.minimum(y + r, g.height - 1) + 1
-        return sat[y2, x2] - sat[y1, x2] - sat[y2, x1] + sat[y1, x1] - 1
-
-    def _flags(self, n: int, out: np.ndarray, new_rows: bool) -> None:
-        w, a, o = self.world, self.world.agents, self.world.objects
-        i = self.flags
-        if self._changed("home", new_rows, a.home, w.utilities.power_on, w.utilities.water_on):
-            home = a.home[:n]
-            out[:, i + 3] = w.utilities.power_on.take(home)
-            out[:, i + 4] = w.utilities.water_on.take(home)
-        lines = [ob for ob in w.queues.active if o.queue[ob]]
-        if not lines:
-            out[:, i : i + 3] = 0.0
-            return
-        queue_of = np.full(a.capacity, -1, dtype=np.int32)
-        position = np.zeros(a.capacity, dtype=np.int32)
+        queue_of, position, length = self.queue_of, self.position, self.queue_length
+        for s in self._queued:
+            queue_of[s] = -1
+            position[s] = 0
+        for ob in self._lines:
+            length[ob] = 0
+        queued: list[int] = []
         for ob in lines:
-            members = o.queue[ob]
-            queue_of[members] = ob
-            position[members] = np.arange(1, len(members) + 1)
-        mine = queue_of[:n]
-        queued = mine >= 0
-        out[:, i] = queued
-        out[:, i + 1] = np.minimum(position[:n] * self.queue_scale, 1.0)
-        other = w.relationships.other[:n]
-        rival = (other >= 0) & (w.relationships.values[:n, :, RIVALRY] > 0)
-        if not rival.any():
-            out[:, i + 2] = 0.0
-            return
+            members = queue[ob]
+            length[ob] = len(members)
+            for k, s in enumerate(members, 1):
+                queue_of[s] = ob
+                position[s] = k
+            queued += members
+        self._queued, self._lines = queued, lines
+        return bool(lines)
+
+    def write(self, n: int, out: np.ndarray, fresh: np.ndarray, any_lines: bool) -> None:
+        """Fill the common block of the living rows among ``[0, n)`` (call :meth:`read_queues` first).
+
+        Args:
+            n: One past the last living slot.
+            out: The slot-indexed buffer.
+            fresh: ``bool[capacity]`` slots whose agent is seen for the first time (their ``ctx_reset``).
+            any_lines: What :meth:`read_queues` returned.
+        """
+        w = self.world
+        a, g, rel, o = w.agents, w.grid, w.relationships, w.objects
+        _write_common(
+            out, n, self.spec, self.scales, w.tick, w.ticks_per_day, int(w.weather.state), any_lines,
+            a.alive, fresh, a.needs, a.wallet, a.inventory, a.job, self.job_start, self.job_end,
+            w.employment.arrived_day, a.option, a.option_started, a.activity, a.last_action, a.last_success,
+            a.last_duration, a.personality, rel.other, rel.values, w.identity.of_agent, self.embeddings,
+            a.tile, g.width, g.height, w.occupancy, self.xy, self.counts, self.sat,
+            a.home, w.utilities.power_on, w.utilities.water_on, self.queue_of, self.position, a.target_obj,
+            o.reserved_by, o.user,
+        )
+
+
+@numba.njit(cache=True)
+def count_pairwise(n: int, alive: np.ndarray, xy: np.ndarray, radius: int, counts: np.ndarray) -> None:
+    """``counts[i]``: other living agents among rows ``[0, n)`` within ``radius`` (Chebyshev) of row ``i``."""
+    for i in range(n):
+        c = 0
+        for j in range(n):
+            if alive[j] and abs(xy[0, j] - xy[0, i]) <= radius and abs(xy[1, j] - xy[1, i]) <= radius:
+                c += 1
+        counts[i] = c - 1
+
+
+@numba.njit(cache=True)
+def count_boxes(n: int, alive: np.ndarray, xy: np.ndarray, radius: int, occupancy: np.ndarray, width: int,
+                height: int, sat: np.ndarray, counts: np.ndarray) -> None:
+    """The same counts as :func:`count_pairwise`, from a summed-area table of tile occupancy (big towns)."""
+    row = width + 1
+    for x in range(row):
+        sat[x] = 0
+    for y in range(height):  # over views by a range index: no negative-index checks in the inner loop
+        above, here = sat[y * row + 1 : (y + 1) * row], sat[(y + 1) * row + 1 : (y + 2) * row]
+        occupied = occupancy[y * width : (y + 1) * width]
+        sat[(y + 1) * row] = 0
+        run = 0
+        for x in range(width):
+            run += occupied[x]
+            here[x] = above[x] + run
+    for i in range(n):
+        if not alive[i]:
+            continue
+        x, y = xy[0, i], xy[1, i]
+        x1, x2 = max(x - radius, 0), min(x + radius, width - 1) + 1
+        y1, y2 = max(y - radius, 0), min(y + radius, height - 1) + 1
+        counts[i] = sat[y2 * row + x2] - sat[y1 * row + x2] - sat[y2 * row + x1] + sat[y1 * row + x1] - 1
+
+
+@numba.njit(cache=True)
+def _write_common(out, n, spec, scales, tick, tpd, weather, any_lines, alive, fresh, needs, wallet, inventory, job,
+                  job_start, job_end, arrived_day, option, option_started, activity, last_action, last_success,
+                  last_duration, personality, other, values, of_agent, embeddings, tile, width, height, occupancy,
+                  xy, counts, sat, home, power_on, water_on, queue_of, position, target_obj, reserved_by, user):
+    """Write the common block of every living row among ``[0, n)`` (offsets in ``spec``, scales in ``scales``)."""
+    # Float operations follow the numpy expressions this replaced (float64 where numpy promoted), bit for bit.
+    tod = tick % tpd
+    day = tick // tpd
+    angle = TAU * tod / tpd
+    sin, cos = math.sin(angle), math.cos(angle)
+    radius = spec[RADIUS]
+    for i in range(n):
+        xy[0, i] = tile[i] % width
+        xy[1, i] = tile[i] // width
+    if n * n <= width * height:
+        count_pairwise(n, alive, xy, radius, counts)
+    else:
+        count_boxes(n, alive, xy, radius, occupancy, width, height, sat, counts)
+    commitment = spec[COMMITMENT]
+    top, dim = spec[TOP], spec[DIM]
+    none = len(embeddings) - 1  # the all-zero row
+    for i in range(n):
+        if not alive[i]:
+            continue
+        row = out[i]
+        # self scalars
+        c = spec[NEEDS]
+        for k in range(4):
+            row[c + k] = needs[i, k]
+        row[spec[WALLET]] = math.tanh(wallet[i] * np.float64(scales[WALLET_SCALE]))
+        c = spec[WALLET] + 1
+        for k in range(spec[ITEMS]):
+            row[c + k] = min(np.float64(inventory[i, k]) * np.float64(scales[INVENTORY_SCALE]), 1.0)
+        row[spec[TIME]] = sin
+        row[spec[TIME] + 1] = cos
+        c, j = spec[JOB], job[i]
+        start = job_start[j]
+        working = j >= 0 and start <= tod < job_end[j]
+        row[c] = j >= 0
+        row[c + 1] = working
+        row[c + 2] = working and arrived_day[j] != day
+        row[c + 3] = np.float64((start - tod) % tpd if j >= 0 else 0) * (1.0 / tpd)
+        c, opt = spec[OPTION], option[i]
+        for k in range(OPTION_COUNT):
+            row[c + k] = k == opt
+        left = 0
+        if commitment and opt >= 0:
+            left = max(commitment - (tick - option_started[i]), 0)
+        row[spec[COMMIT]] = np.float64(left) * (1.0 / commitment) if commitment else 0.0
+        c = spec[ACTIVITY]
+        for k in range(ACTIVITY_COUNT):
+            row[c + k] = k == activity[i]
+        c, n_aff = spec[LAST], spec[AFFORDANCES]
+        for k in range(n_aff):
+            row[c + k] = k == last_action[i]
+        row[c + n_aff] = last_success[i]
+        row[c + n_aff + 1] = min(np.float64(last_duration[i]) * np.float64(scales[DURATION_SCALE]), 1.0)
+        row[spec[CTX]] = fresh[i]
+        for k in range(WEATHER_COUNT):
+            row[spec[WEATHER] + k] = k == weather
+        for k in range(3):
+            row[spec[PERSONALITY] + k] = personality[i, k]
+        # social snippet: top friends by trust, then top rivals by rivalry (stable: the first tie wins a draw)
+        c = spec[SOCIAL]
+        ties = 0
+        for k in range(other.shape[1]):
+            ties += other[i, k] >= 0
+        for kind in range(2 if ties else 0):
+            comp = TRUST if kind == 0 else RIVALRY
+            taken = 0  # bit k: tie k already listed
+            for _ in range(top):
+                best, key = -1, np.float32(0.0)  # only positive components count
+                for k in range(other.shape[1]):
+                    if other[i, k] >= 0 and not (taken >> k) & 1 and values[i, k, comp] > key:
+                        best, key = k, values[i, k, comp]
+                if best >= 0:
+                    taken |= 1 << best
+                    e = of_agent[other[i, best]]
+                    e = e if e >= 0 else none
+                    for d in range(dim):
+                        row[c + d] = embeddings[e, d]
+                    for d in range(3):
+                        row[c + dim + d] = values[i, best, d]
+                else:
+                    for d in range(dim + 3):
+                        row[c + d] = 0.0
+                c += dim + 3
+        if not ties:
+            for d in range(2 * top * (dim + 3)):
+                row[c + d] = 0.0
+        # local summaries over ties to agents nearby
+        c = spec[LOCAL]
+        ties = 0
+        sum_trust, sum_rivalry = np.float32(0.0), np.float32(0.0)
+        max_trust, max_rivalry = np.float32(-2.0), np.float32(-2.0)
+        for k in range(other.shape[1]):
+            j = other[i, k]
+            if j >= 0 and alive[j] and abs(xy[0, j] - xy[0, i]) <= radius and abs(xy[1, j] - xy[1, i]) <= radius:
+                ties += 1
+                trust, rivalry = values[i, k, TRUST], values[i, k, RIVALRY]
+                sum_trust += trust
+                sum_rivalry += rivalry
+                max_trust = max(max_trust, trust)
+                max_rivalry = max(max_rivalry, rivalry)
+        row[c] = np.float64(sum_trust) / max(ties, 1)
+        row[c + 1] = max_trust if ties else 0.0
+        row[c + 2] = np.float64(sum_rivalry) / max(ties, 1)
+        row[c + 3] = max_rivalry if ties else 0.0
+        row[c + 4] = min(np.float64(counts[i]) * np.float64(scales[CROWD_SCALE]), 1.0)
+        # flags
+        c = spec[FLAGS]
+        row[c + 3] = power_on[home[i]]
+        row[c + 4] = water_on[home[i]]
+        if not any_lines:
+            row[c] = row[c + 1] = row[c + 2] = 0.0
+            continue
+        mine = queue_of[i]
+        row[c] = mine >= 0
+        row[c + 1] = min(np.float64(position[i]) * np.float64(scales[QUEUE_SCALE]), 1.0)
         # The line an agent stands in: the queue it is in, or the object it holds or uses.
-        slots = self.rows[:n]
-        line = a.target_obj[:n]
-        holds = (line >= 0) & ((o.reserved_by.take(line) == slots) | (o.user.take(line) == slots))
-        line = np.where(queued, mine, np.where(holds, line, -1))
-        ln = line[:, None]
-        same = (queue_of.take(other) == ln) | (o.reserved_by.take(ln) == other) | (o.user.take(ln) == other)
-        out[:, i + 2] = np.logical_or.reduce(rival & same & (ln >= 0), axis=1)
+        line = mine
+        if line < 0:
+            t = target_obj[i]
+            if t >= 0 and (reserved_by[t] == i or user[t] == i):
+                line = t
+        rival = False
+        if line >= 0:
+            for k in range(other.shape[1]):
+                j = other[i, k]
+                if j >= 0 and values[i, k, RIVALRY] > 0:
+                    if queue_of[j] == line or reserved_by[line] == j or user[line] == j:
+                        rival = True
+        row[c + 2] = rival

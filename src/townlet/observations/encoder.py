@@ -1,29 +1,25 @@
 """``ObservationEncoder``: writes every living agent's float32 observation into one preallocated buffer.
 
-Blocks are computed for all agents at once into a scratch array (one row per living agent) and copied into
-the slot-indexed buffer in a single assignment; rows of empty slots are zero. See docs/observations.md.
+Rows are slot-indexed and persist between encodes: each block is written by one compiled pass over the
+living rows (``CommonBlock``, ``KeyTargets``, ``MapWindow``), and rows of agents that left are zeroed. The
+buffer is the encoder's memory (the map block is updated cell by cell), so callers read it and never write
+it. See docs/observations.md.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import numba
 import numpy as np
 
 from townlet.observations.common import CommonBlock
 from townlet.observations.layout import TARGETS, FeatureLayout, layout_of
 from townlet.observations.local_map import MapWindow
-from townlet.observations.targets import FRIDGE, HOME, SHOWER, KeyTargets
-from townlet.world.needs import ENERGY, HUNGER, HYGIENE, SOCIAL
+from townlet.observations.targets import KeyTargets
 
 if TYPE_CHECKING:
     from townlet.world.state import World
-
-# Which key target the compact path hint points at when the agent is not walking anywhere, by largest need.
-NEED_TARGET = np.zeros(4, dtype=np.int64)
-NEED_TARGET[[HUNGER, HYGIENE, ENERGY, SOCIAL]] = [FRIDGE, SHOWER, HOME, HOME]
-# Next-step direction (-1 unreachable, 0 stay, 1..4 N/E/S/W) + 1 -> 4-value one-hot row.
-HINT_ROWS = np.vstack([np.zeros((2, 4)), np.eye(4)]).astype(np.float32)
 
 
 class ObservationEncoder:
@@ -51,79 +47,50 @@ class ObservationEncoder:
         if out.shape != (cap, self.size) or out.dtype != np.float32:
             raise ValueError(f"out must be float32[{cap}, {self.size}], got {out.dtype}{list(out.shape)}")
         self.buffer = out
+        blocks = self.layout.blocks
         self.common = CommonBlock(world, self.layout)
         self.targets = KeyTargets(world)
-        self.t_start, self.t_stop = self.layout.blocks["targets"]
-        self.distance_scale = np.float32(1.0 / world.config.observations.distance_scale)
-        self.map = MapWindow(world, self.layout.channels) if self.layout.window else None
-        self.m_start, self.m_stop = self.layout.blocks.get("map", (0, 0))
-        self.hint_start, self.hint_stop = self.layout.blocks.get("hints", (0, 0))
-        self.cells = self.layout.window**2
-        self.h_start = self.layout.blocks.get("path_hint", (0, 0))[0]
-        self._rows = np.arange(cap)
-        self._alive = np.zeros(cap, dtype=bool)
-        self._alive_bytes = b""
-        self._tiles = b""
-        self._fields = np.zeros((0, len(TARGETS)), dtype=np.int32)
-        g = world.grid
-        self.tile_x, self.tile_y = np.arange(g.size) % g.width, np.arange(g.size) // g.width
+        self.t_start = blocks["targets"][0]
+        self.h_start = blocks["path_hint"][0] if "path_hint" in blocks else -1
+        self.map = MapWindow(world, self.layout.channels, len(TARGETS)) if self.layout.window else None
+        self.m_start = blocks["map"][0] if "map" in blocks else -1
+        self.hint_start = blocks["hints"][0] if "hints" in blocks else -1
+        self._seen_alive = np.zeros(cap, dtype=bool)
+        self._seen_spawn = np.full(cap, -1, dtype=np.int64)
+        self._fresh = np.zeros(cap, dtype=bool)
+        self._encodes = 0
 
     def encode(self) -> np.ndarray:
-        """Write every living agent's observation into :attr:`buffer` (empty slots: zeros) and return it.
-
-        Rows ``[0, last living slot]`` are computed in place (slot-indexed, so slowly changing blocks persist);
-        rows of empty slots among them are zeroed afterwards.
-        """
+        """Write every living agent's observation into :attr:`buffer` (empty slots: zeros) and return it."""
         a = self.world.agents
-        alive = a.alive
-        snapshot = alive.tobytes()
-        if snapshot != self._alive_bytes:
-            self.buffer[self._alive & ~alive] = 0.0  # rows of agents that left
-            self._alive[:] = alive
-            self._alive_bytes = snapshot
-        live = alive.nonzero()[0]
-        if not len(live):
+        n = _population(a.alive, a.spawn_tick, self._seen_alive, self._seen_spawn, self._fresh, self.buffer,
+                        self._encodes == 0)
+        self._encodes += 1
+        if not n:
             return self.buffer
-        n = int(live[-1]) + 1
-        out = self.buffer[:n]
-        self.common.write(n, out)
-        tiles = a.tile[:n]
-        # Targets (and hint planes) depend only on where agents stand and who they are.
-        moved = self.targets.refresh(live) or tiles.tobytes() != self._tiles
-        if moved:
-            self._tiles = tiles.tobytes()
-            obj, dist, field = self.targets.nearest(n, tiles)
-            self._write_targets(out, tiles, obj, dist, n)
-            self._fields = np.where(obj >= 0, field, -1)
+        out = self.buffer
+        lines = self.common.read_queues()
+        self.common.write(n, out, self._fresh, lines)
+        self.targets.write(n, out, self.t_start, self.h_start)
         if self.map is not None:
-            self.map.update()
-            view = out[:, self.m_start : self.m_stop].reshape(n, self.cells, -1)
-            idx = self.map.cut(tiles, view)
-            if self.hint_stop and moved:
-                self.map.hints(idx, self._fields, out[:, self.hint_start : self.hint_stop].reshape(n, len(TARGETS), -1))
-        else:
-            self._write_path_hint(out, n, tiles, self._fields)
-        if len(live) < n:
-            out[~alive[:n]] = 0.0
+            self.map.write(n, out, self.m_start, self._fresh, self.common.queue_length, self.hint_start,
+                           self.targets.nearest_field)
         return self.buffer
 
-    def _write_targets(self, out: np.ndarray, tiles: np.ndarray, obj: np.ndarray, dist: np.ndarray, n: int) -> None:
-        o = self.world.objects
-        block = out[:, self.t_start : self.t_stop].reshape(n, len(TARGETS), 4)
-        present = obj >= 0
-        dx = (o.x.take(obj) - self.tile_x.take(tiles)[:, None]) * present
-        dy = (o.y.take(obj) - self.tile_y.take(tiles)[:, None]) * present
-        norm = np.hypot(dx, dy)
-        np.maximum(norm, 1e-9, out=norm)
-        block[..., 0] = present
-        block[..., 1] = np.minimum(dist * self.distance_scale, 1.0)
-        block[..., 2] = dx / norm
-        block[..., 3] = dy / norm
 
-    def _write_path_hint(self, out: np.ndarray, n: int, tiles: np.ndarray, fields: np.ndarray) -> None:
-        a, g = self.world.agents, self.world.grid
-        dest = a.dest_field[:n]
-        fallback = fields[self._rows[:n], NEED_TARGET[a.needs[:n].argmax(axis=1)]]
-        dest = np.where(dest >= 0, dest, fallback)
-        direction = np.where(dest >= 0, g.step[np.maximum(dest, 0), tiles], -1)
-        out[:, self.h_start : self.h_start + 4] = HINT_ROWS[direction + 1]
+@numba.njit(cache=True)
+def _population(alive, spawn, seen_alive, seen_spawn, fresh, out, first):
+    """Mark ``fresh`` the agents not seen at the last encode, zero the rows of those that left; return n.
+
+    ``n`` is one past the last living slot. On the ``first`` encode every empty row is zeroed.
+    """
+    n = 0
+    for s in range(len(alive)):
+        fresh[s] = alive[s] and (not seen_alive[s] or spawn[s] != seen_spawn[s])
+        if (seen_alive[s] or first) and not alive[s]:
+            out[s, :] = 0.0
+        seen_alive[s] = alive[s]
+        seen_spawn[s] = spawn[s]
+        if alive[s]:
+            n = s + 1
+    return n

@@ -1,16 +1,19 @@
-"""Egocentric map windows cut from a padded, tile-major channel array with one fancy-index gather.
+"""Egocentric map windows cut from a padded, tile-major channel array, and the per-agent path-hint planes.
 
-The town's channels live in ``float32[(H + 2p) * (W + 2p), C]`` (padding marked ``blocked``), so every agent's
-``window × window`` patch is ``array[centre + offsets]``: no per-agent loop, no bounds checks. Static channels
-(walls, doors, outdoors, queue nodes, object types) are written once; dynamic ones (agents, busy objects, queue
-lengths) only where something changed since the last encode. Per-agent path-hint planes (closeness of each
-window cell to the agent's own key targets) are gathered from the distance fields through a lookup table.
+The town's channels live in ``float32[(H + 2p) * (W + 2p), C]`` (padding marked ``blocked``), so each row of
+an agent's ``window × window`` patch is one contiguous run of ``window * C`` floats: no bounds checks. Static
+channels (walls, doors, outdoors, queue nodes, object types) are written once; one compiled pass per encode
+refreshes the dynamic ones (agents, busy objects, queue lengths), stamping the cells whose value changed,
+then writes every living agent's window: whole when the agent moved (or is new), else only its stamped
+cells. Hint planes (closeness of each window cell to the agent's own key targets, read from the distance
+fields through a lookup table) are rewritten only for agents whose tile or targets changed.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import numba
 import numpy as np
 
 from townlet.config.town_map import TileKind
@@ -21,14 +24,15 @@ if TYPE_CHECKING:
 
 
 class MapWindow:
-    """Cuts ``window × window × C`` patches around agents (row-major: row, column, channel), and hint planes.
+    """Writes ``window × window × C`` patches around agents (row-major: row, column, channel), and hint planes.
 
     Args:
         world: The town.
         channels: Channel names in output order (see ``townlet.observations.layout``).
+        hints: Number of hint planes per agent (0: none).
     """
 
-    def __init__(self, world: World, channels: tuple[str, ...]) -> None:
+    def __init__(self, world: World, channels: tuple[str, ...], hints: int = 0) -> None:
         cfg = world.config.observations
         g, o = world.grid, world.objects
         self.world = world
@@ -39,7 +43,6 @@ class MapWindow:
         self.channels = channels
         self.crowd = np.float32(1.0 / cfg.crowd_scale)
         self.queue_scale = np.float32(1.0 / cfg.queue_scale)
-        self.distance_scale = np.float32(1.0 / cfg.distance_scale)
         ys, xs = np.divmod(np.arange(g.size), g.width)
         self.pad_index = ((ys + p) * pw + xs + p).astype(np.int64)  # flat tile -> padded flat index
         self.array = np.zeros(((g.height + 2 * p) * pw, len(channels)), dtype=np.float32)
@@ -59,72 +62,122 @@ class MapWindow:
                 self.array[self.object_pad[o.by_type[t]], col[f"object.{t}"]] = 1.0
         dy, dx = np.divmod(np.arange(w * w), w)
         self.offsets = ((dy - self.half) * pw + (dx - self.half)).astype(np.int64)
-        self.dx = (dx - self.half).astype(np.int64)
-        self.dy = (dy - self.half).astype(np.int64)
-        self.centre = self.half * w + self.half
-        # Padded index -> flat map tile (0 outside the map, where ``inside`` is False).
-        self.unpad = np.zeros(len(self.array), dtype=np.int64)
+        # Dynamic channel columns (-1: not in this variant).
+        self.dynamic = np.array([col.get(name, -1) for name in ("agents", "busy", "queue_length")], dtype=np.int64)
+        # Padded index -> flat map tile (-1 outside the map).
+        self.unpad = np.full(len(self.array), -1, dtype=np.int64)
         self.unpad[self.pad_index] = np.arange(g.size)
-        self.inside = np.zeros(len(self.array), dtype=bool)
-        self.inside[self.pad_index] = True
         # Path distance -> closeness in [0, 1] (0 for unreachable ``FAR``): a lookup instead of arithmetic.
-        close = 1.0 - np.minimum(np.arange(int(FAR) + 1) * self.distance_scale, 1.0)
+        close = 1.0 - np.minimum(np.arange(int(FAR) + 1) * np.float32(1.0 / cfg.distance_scale), 1.0)
         close[int(FAR)] = 0.0
         self.closeness = close.astype(np.float32)
-        self._agent_tiles = np.zeros(0, dtype=np.int64)
-        self._queued: set[int] = set()
-        self._agents_snapshot = b""
-        self._busy_snapshot = b""
+        self._flat = self.array.reshape(-1)  # the same memory, as the kernel reads it
+        cap = world.agents.capacity
+        self._stamp = np.zeros(len(self.array), dtype=np.int64)  # encode count at which a cell last changed
+        self._encodes = 0
+        self._occupied = np.zeros(2 * cap + 1, dtype=np.int64)  # [count, tiles holding agents at the last encode...]
+        self._row_tile = np.full(cap, -1, dtype=np.int64)  # the tile each row's window was written for
+        self._row_fields = np.full((cap, max(hints, 1)), -1, dtype=np.int32)  # ... and its hint planes' fields
 
-    def update(self) -> None:
-        """Refresh the dynamic channels from the world (only tiles and objects that may have changed)."""
-        w, col = self.world, self.col
-        a = w.agents
-        if "agents" in col:
-            snapshot = a.tile.tobytes() + a.alive.tobytes()
-            if snapshot != self._agents_snapshot:
-                self._agents_snapshot = snapshot
-                tiles = a.tile[a.alive]
-                touched = np.concatenate([self._agent_tiles, tiles])
-                self.array[self.pad_index.take(touched), col["agents"]] = np.minimum(
-                    w.occupancy.take(touched) * self.crowd, 1.0
-                )
-                self._agent_tiles = tiles
-        o = w.objects
-        if "busy" in col:
-            snapshot = o.reserved_by.tobytes() + o.user.tobytes()
-            if snapshot != self._busy_snapshot:
-                self._busy_snapshot = snapshot
-                self.array[self.object_pad, col["busy"]] = (o.reserved_by >= 0) | (o.user >= 0)
-        if "queue_length" in col:
-            queued = {ob for ob in w.queues.active if o.queue[ob]}
-            for ob in queued | self._queued:
-                self.array[self.object_pad[ob], col["queue_length"]] = min(len(o.queue[ob]) * self.queue_scale, 1.0)
-            self._queued = queued
-
-    def cut(self, tiles: np.ndarray, out: np.ndarray) -> np.ndarray:
-        """Write ``window × window × C`` patches centred on ``tiles`` into ``out`` (``float32[n, window², C]``).
-
-        Returns the padded indices of the window cells (``int64[n, window²]``), reusable by :meth:`hints`.
-        """
-        idx = self.pad_index.take(tiles)[:, None] + self.offsets
-        self.array.take(idx, axis=0, out=out)
-        if "agents" in self.col:  # the agent itself does not count
-            c = self.col["agents"]
-            out[:, self.centre, c] = np.minimum((self.world.occupancy.take(tiles) - 1) * self.crowd, 1.0)
-        return idx
-
-    def hints(self, idx: np.ndarray, fields: np.ndarray, out: np.ndarray) -> None:
-        """Write ``float32[n, T, window²]`` closeness of each window cell to each agent's T targets into ``out``.
+    def write(self, n: int, out: np.ndarray, start: int, fresh: np.ndarray, queue_length: np.ndarray,
+              hint_at: int = -1, fields: np.ndarray | None = None) -> None:
+        """Refresh the dynamic channels, then write the windows (and hint planes) of the living rows among ``[0, n)``.
 
         Args:
-            idx: Padded window-cell indices from :meth:`cut`.
-            fields: ``int[n, T]`` distance field of each agent's target, -1 for none.
-            out: The destination view.
+            n: One past the last living slot.
+            out: The slot-indexed buffer; windows go at ``start`` (``window² × C`` floats per row).
+            start: Offset of the map block.
+            fresh: ``bool[capacity]`` rows whose agent is new since the last encode (written whole).
+            queue_length: ``int32[objects]`` agents queued per object, for the ``queue_length`` channel.
+            hint_at: Offset of the hint planes (``T × window²`` floats per row), -1 for none.
+            fields: ``int32[capacity, T]`` the distance field of each row's targets (-1 none), for the hints.
         """
-        grid = self.world.grid
-        cells = self.unpad.take(idx)
-        has = fields >= 0
-        flat = (fields * has)[:, :, None] * grid.size + cells[:, None, :]
-        close = self.closeness.take(grid.dist.reshape(-1).take(flat))
-        np.multiply(close, self.inside.take(idx)[:, None, :] & has[:, :, None], out=out)
+        w = self.world
+        a, o, g = w.agents, w.objects, w.grid
+        self._encodes += 1
+        if fields is None:
+            fields = self._row_fields
+        _write_windows(out, n, start, hint_at, a.alive, fresh, a.tile, w.occupancy, o.reserved_by, o.user,
+                       queue_length, self._flat, self.array.shape[1], self.pad_index, self.object_pad, self.offsets,
+                       self.window, self.dynamic, self.crowd, self.queue_scale, self._occupied, self._stamp,
+                       self._encodes, self._row_tile, self._row_fields, fields, g.dist, self.unpad, self.closeness)
+
+
+@numba.njit(cache=True)
+def _write_windows(out, n, start, hint_at, alive, fresh, tiles, occupancy, reserved_by, user, queue_length, flat,
+                   channels, pad_index, object_pad, offsets, window, dynamic, crowd, queue_scale, occupied, stamp,
+                   encodes, row_tile, row_fields, fields, dist, unpad, closeness):
+    """Refresh the dynamic channels (stamping changed cells), then write the living rows' windows and hints."""
+    # Values follow the numpy expressions this replaced (float32 products), bit for bit.
+    one, zero = np.float32(1.0), np.float32(0.0)
+    agents, busy, queued = dynamic[0], dynamic[1], dynamic[2]
+    if agents >= 0:  # tiles that held agents at the last encode, and those holding them now
+        before = count = occupied[0]
+        for i in range(n):
+            if alive[i]:
+                occupied[1 + count] = tiles[i]
+                count += 1
+        for k in range(count):
+            t = occupied[1 + k]
+            value = min(np.float32(occupancy[t]) * crowd, one)
+            at = pad_index[t] * channels + agents
+            if flat[at] != value:
+                flat[at] = value
+                stamp[pad_index[t]] = encodes
+        occupied[0] = count - before
+        for k in range(count - before):
+            occupied[1 + k] = occupied[1 + before + k]
+    if busy >= 0:
+        for ob in range(len(object_pad)):
+            value = one if reserved_by[ob] >= 0 or user[ob] >= 0 else zero
+            at = object_pad[ob] * channels + busy
+            if flat[at] != value:
+                flat[at] = value
+                stamp[object_pad[ob]] = encodes
+    if queued >= 0:
+        for ob in range(len(object_pad)):
+            value = min(np.float32(queue_length[ob]) * queue_scale, one)
+            at = object_pad[ob] * channels + queued
+            if flat[at] != value:
+                flat[at] = value
+                stamp[object_pad[ob]] = encodes
+    cells = window * window
+    span = window * channels
+    centre = start + (cells // 2) * channels
+    for i in range(n):
+        if not alive[i]:
+            continue
+        t = tiles[i]
+        p = pad_index[t]
+        moved = fresh[i] or row_tile[i] != t
+        row_tile[i] = t
+        row = out[i]
+        # (Unsigned indices: no negative-index wraparound, so the copies compile to vector moves.)
+        if moved:  # the whole window, one contiguous run of padded cells per window row
+            for r in range(window):
+                at, to = np.uint64((p + offsets[r * window]) * channels), np.uint64(start + r * span)
+                for k in range(np.uint64(span)):
+                    row[to + k] = flat[at + k]
+        else:  # only the cells whose dynamic channels changed since the last encode
+            for c in range(cells):
+                q = p + offsets[c]
+                if stamp[q] == encodes:
+                    at, to = np.uint64(q * channels), np.uint64(start + c * channels)
+                    for k in range(np.uint64(channels)):
+                        row[to + k] = flat[at + k]
+        if agents >= 0:  # the agent itself does not count
+            row[centre + agents] = min(np.float32(occupancy[t] - 1) * crowd, one)
+        if hint_at < 0:
+            continue
+        for k in range(fields.shape[1]):
+            if fields[i, k] != row_fields[i, k]:
+                row_fields[i, k] = fields[i, k]
+                moved = True
+        if not moved:
+            continue
+        for k in range(fields.shape[1]):
+            f = fields[i, k]
+            dst = hint_at + k * cells
+            for c in range(cells):
+                cell = unpad[p + offsets[c]]
+                out[i, dst + c] = closeness[dist[f, cell]] if f >= 0 and cell >= 0 else zero

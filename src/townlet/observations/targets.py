@@ -1,37 +1,49 @@
 """Key targets (shower, fridge, till, home, work): each agent's candidate objects, the nearest by path, and bearings.
 
-Candidates depend on who the agent is (its home and job), so they are rebuilt only for slots whose home, job
-or occupant changed since the last encode; every tick the distances of all candidates are read from the
-precomputed distance fields in one gather (``grid.dist[field, tile]``), and the nearest is kept.
+Candidates depend on who the agent is (its home and job), so they are rebuilt in Python only for slots whose
+home, job or occupant changed since the last encode (a compiled scan finds them). One compiled pass per
+encode then reads, for every agent that moved (or got new candidates), the path distance of each candidate
+from the precomputed distance fields, keeps the nearest and writes the targets block; in the compact
+variant it also writes every agent's path hint.
 """
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING
 
+import numba
 import numpy as np
 
 from townlet.observations.layout import TARGETS
 from townlet.world.grid import FAR
+from townlet.world.needs import ENERGY, HUNGER, HYGIENE, SOCIAL
 
 if TYPE_CHECKING:
     from townlet.world.state import World
 
 SHOWER, FRIDGE, TILL, HOME, WORK = range(len(TARGETS))
+# Which key target the compact path hint points at when the agent is not walking anywhere, by largest need.
+NEED_TARGET = np.zeros(4, dtype=np.int64)
+NEED_TARGET[[HUNGER, HYGIENE, ENERGY, SOCIAL]] = [FRIDGE, SHOWER, HOME, HOME]
+UNREACHABLE = int(FAR)
 
 
 class KeyTargets:
-    """Per-slot candidate objects for each key target, and the per-tick nearest-target computation.
+    """Per-slot candidate objects for each key target, and the per-encode nearest-target pass.
 
     Attributes:
         candidates: ``int32[C, T, K]`` candidate objects per slot and target (-1 padding).
         fields: ``int32[C, T, K]`` the distance field of each candidate (0 for padding).
+        nearest_field: ``int32[C, T]`` the distance field of each slot's nearest target (-1: none within reach),
+            as of the last :meth:`write`.
     """
 
     def __init__(self, world: World) -> None:
         self.world = world
         o = world.objects
         self.max_public = world.config.observations.max_candidates
+        self.distance_scale = np.float32(1.0 / world.config.observations.distance_scale)
         own = 1
         for place in world.homes:
             for t in ("shower", "fridge", "bed"):
@@ -40,28 +52,37 @@ class KeyTargets:
         cap = world.agents.capacity
         self.candidates = np.full((cap, len(TARGETS), self.width), -1, dtype=np.int32)
         self.fields = np.zeros((cap, len(TARGETS), self.width), dtype=np.int32)
+        self.nearest_field = np.full((cap, len(TARGETS)), -1, dtype=np.int32)
         home_kinds = np.array([k == "home" for k in o.place_kinds], dtype=bool)
         showers = o.by_type.get("shower", np.zeros(0, np.int32))
         self.public_showers = showers[~home_kinds[o.place[showers]]]
         self.tills = o.by_type.get("till", np.zeros(0, np.int32))
         self._key = np.full((cap, 3), -2, dtype=np.int64)  # (home, job, spawn tick) the candidates were built for
-        self._snapshot = b""
-        self._rows = np.arange(cap)
-        self._cols = np.arange(len(TARGETS))[None, :]
+        self._stale = np.zeros(cap, dtype=np.int64)
+        self._row_tile = np.full(cap, -1, dtype=np.int64)  # the tile each row's targets were written for
 
-    def refresh(self, live: np.ndarray) -> bool:
+    def refresh(self) -> bool:
         """Rebuild candidates for living slots whose home, job or occupant changed; return whether any did."""
         a = self.world.agents
-        snapshot = a.home.tobytes() + a.job.tobytes() + a.spawn_tick.tobytes() + a.alive.tobytes()
-        if snapshot == self._snapshot:
-            return False
-        self._snapshot = snapshot
-        key = np.stack([a.home[live], a.job[live], a.spawn_tick[live]], axis=1)
-        changed = (key != self._key[live]).any(axis=1)
-        for i in np.flatnonzero(changed):
-            self._rebuild(int(live[i]))
-        self._key[live[changed]] = key[changed]
-        return bool(changed.any())
+        count = _stale_slots(a.alive, a.home, a.job, a.spawn_tick, self._key, self._stale)
+        for i in range(count):
+            slot = int(self._stale[i])
+            self._rebuild(slot)
+            self._row_tile[slot] = -1
+        return count > 0
+
+    def write(self, n: int, out: np.ndarray, start: int, hint_at: int = -1) -> None:
+        """Write the targets block at ``start`` for the living rows among ``[0, n)``; refresh candidates first.
+
+        Also records :attr:`nearest_field`. With ``hint_at >= 0`` (compact variant) the N/E/S/W path hint is
+        written there: the next step toward the agent's destination, or toward the target of its largest need.
+        """
+        self.refresh()
+        w = self.world
+        a, g, o = w.agents, w.grid, w.objects
+        _write_targets(out, n, start, hint_at, a.alive, a.tile, self._row_tile, g.width, self.candidates, self.fields,
+                       g.dist, o.x, o.y, self.distance_scale, self.nearest_field, a.dest_field, a.needs, g.step,
+                       NEED_TARGET)
 
     def _rebuild(self, slot: int) -> None:
         w, o = self.world, self.world.objects
@@ -96,19 +117,55 @@ class KeyTargets:
         crow = np.abs(o.x[objs] - x) + np.abs(o.y[objs] - y)
         return [int(ob) for ob in objs[np.argsort(crow, kind="stable")[: self.max_public]]]
 
-    def nearest(self, n: int, tiles: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """For slots ``0..n-1`` and each target: ``(object, path distance, field)`` of the nearest candidate.
 
-        Missing or unreachable targets have object -1 and distance ``FAR``.
-        """
-        cand = self.candidates[:n]
-        fields = self.fields[:n]
-        grid = self.world.grid
-        dist = grid.dist.reshape(-1).take(fields * grid.size + tiles[:, None, None])
-        dist[cand < 0] = FAR
-        k = dist.argmin(axis=2)
-        rows, cols = self._rows[:n, None], self._cols
-        best = dist[rows, cols, k]
-        obj = cand[rows, cols, k]
-        obj[best >= FAR] = -1
-        return obj, best, fields[rows, cols, k]
+@numba.njit(cache=True)
+def _stale_slots(alive, home, job, spawn, key, stale):
+    """Living slots whose (home, job, spawn tick) differs from ``key`` (updated) go into ``stale``; return how many."""
+    count = 0
+    for s in range(len(alive)):
+        if alive[s] and (key[s, 0] != home[s] or key[s, 1] != job[s] or key[s, 2] != spawn[s]):
+            key[s, 0], key[s, 1], key[s, 2] = home[s], job[s], spawn[s]
+            stale[count] = s
+            count += 1
+    return count
+
+
+@numba.njit(cache=True)
+def _write_targets(out, n, start, hint_at, alive, tiles, row_tile, width, candidates, fields, dist, obj_x, obj_y,
+                   scale, nearest_field, dest_field, needs, step, need_target):
+    """Targets block (and path hint) of every living row among ``[0, n)``; rows on an unchanged tile keep theirs."""
+    # Float operations follow the numpy expressions this replaced (float64 bearings), bit for bit.
+    targets, k_max = candidates.shape[1], candidates.shape[2]
+    for i in range(n):
+        if not alive[i]:
+            continue
+        tile = tiles[i]
+        x, y = tile % width, tile // width
+        c = start
+        # Distances depend only on the tile and the candidates (row_tile is reset when they are rebuilt).
+        for t in range(targets if tile != row_tile[i] else 0):
+            best_k, best = 0, UNREACHABLE
+            for k in range(k_max):  # the first candidate of least distance
+                d = dist[fields[i, t, k], tile] if candidates[i, t, k] >= 0 else UNREACHABLE
+                if d < best:
+                    best_k, best = k, d
+            obj = candidates[i, t, best_k] if best < UNREACHABLE else -1
+            nearest_field[i, t] = fields[i, t, best_k] if obj >= 0 else -1
+            out[i, c + 1] = min(np.float32(best) * scale, np.float32(1.0))
+            if obj >= 0:
+                dx, dy = np.float64(obj_x[obj] - x), np.float64(obj_y[obj] - y)
+                norm = max(math.hypot(dx, dy), 1e-9)
+                out[i, c] = 1.0
+                out[i, c + 2] = dx / norm
+                out[i, c + 3] = dy / norm
+            else:
+                out[i, c] = out[i, c + 2] = out[i, c + 3] = 0.0
+            c += 4
+        row_tile[i] = tile
+        if hint_at >= 0:
+            dest = dest_field[i]
+            if dest < 0:
+                dest = nearest_field[i, need_target[np.argmax(needs[i])]]
+            direction = step[dest, tile] if dest >= 0 else -1
+            for k in range(4):  # direction 1..4 is N/E/S/W; -1 unreachable and 0 "there" read all zeros
+                out[i, hint_at + k] = direction == k + 1
