@@ -17,7 +17,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     TOWNLET_VENV=/opt/townlet/venv \
     TOWNLET_DATA=/var/lib/townlet \
     TOWNLET_HOST=0.0.0.0 \
-    TOWNLET_PORT=8000
+    TOWNLET_PORT=8000 \
+    NUMBA_CACHE_DIR=/var/lib/townlet/numba-cache
 COPY --from=build /wheels /wheels
 COPY --chmod=0755 deploy/install.sh /usr/local/bin/townlet-install
 RUN townlet-install install /wheels /opt/townlet/venv \

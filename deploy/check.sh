@@ -28,7 +28,8 @@ bash deploy/install.sh install "$work/wheels" "$work/venv"
 port="$("$work/venv/bin/python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
 export TOWNLET_VENV="$work/venv" TOWNLET_DATA="$work/data" TOWNLET_SECRETS="$work/no-secrets" \
   TOWNLET_CONFIG="$ROOT/deploy/townlet.yaml" TOWNLET_HOST=127.0.0.1 TOWNLET_PORT="$port" TOWNLET_SPEED=10x \
-  TOWNLET_AUTOSAVE_EVERY=0 TOWNLET_SET="snapshots.dir=$work/data/snapshots telemetry.transports=[]"
+  TOWNLET_AUTOSAVE_EVERY=0 TOWNLET_SET="snapshots.dir=$work/data/snapshots telemetry.transports=[]" \
+  NUMBA_CACHE_DIR="$work/data/numba-cache"  # as the image sets it: a fresh cache, so the kernels compile here
 echo "deploy: install.sh serve on 127.0.0.1:$port" >&2
 bash deploy/install.sh serve >"$work/serve.log" 2>&1 &
 pid=$!
