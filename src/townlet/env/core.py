@@ -154,9 +154,14 @@ class TownCore:
         self.done = self.ticks >= self.horizon
         if self.done:
             b.truncated[:] = alive
-        elif b.truncated.any():
+        elif np.count_nonzero(b.truncated):  # (a batch may restore the flags after an autoreset)
             b.truncated[:] = False
         self._observe()
+
+    @property
+    def changed(self) -> bool:
+        """Whether the last step (or the reset) saw agents leave or arrive (``exited`` / ``arrived`` set)."""
+        return self._flagged
 
     def _lifecycle(self, events: list[Event]) -> None:
         b = self.buffers

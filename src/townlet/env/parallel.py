@@ -106,7 +106,8 @@ class TownletParallelEnv(ParallelEnv):
                     obs[name] = {"observation": np.zeros(core.obs_size, dtype=np.float32),
                                  "action_mask": np.zeros(core.actions, dtype=np.int8)}
                     del slot_of[name]
-        if b.arrived.any() and not core.done:  # an arrival on the last tick never joins the episode
+        arrivals = core.changed and bool(b.arrived.any())
+        if arrivals and not core.done:  # an arrival on the last tick never joins the episode
             for slot in b.arrived.nonzero()[0]:
                 name = str(core.names[slot])
                 slot_of[name] = int(slot)
@@ -119,7 +120,7 @@ class TownletParallelEnv(ParallelEnv):
             self.agents = []
         else:
             obs.update(self._observations(live))
-            if core.exits or b.arrived.any():
+            if core.exits or arrivals:
                 self.agents = [str(core.names[s]) for s in live]
         return obs, rewards, terminations, truncations, infos
 

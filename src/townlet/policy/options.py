@@ -94,7 +94,7 @@ def option_mask(world: World, slots: np.ndarray | None = None) -> np.ndarray:
         items.get("clean_clothes", -1),
         float(e.prices.get("cafe_meal", np.inf)) if cafe_stock > 0 else np.inf,
         float(e.prices.get("raw_food", np.inf)) if grocer_stock > 0 else np.inf,
-        _shower_fee(world.manifest) if world.utilities.water_on.any() else np.inf,
+        _shower_fee(world.manifest) if np.count_nonzero(world.utilities.water_on) else np.inf,
         bool(world.relationships.enabled and np.count_nonzero(a.alive) > 1),
     )
 

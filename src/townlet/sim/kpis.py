@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import TYPE_CHECKING, Any
 
+import numba
 import numpy as np
 
 from townlet.world.events import Event, EventKind
@@ -46,10 +47,9 @@ class KpiTracker:
         """Fold one tick into the totals."""
         a = world.agents
         alive = a.alive
-        n = int(np.count_nonzero(alive))
+        n, ok = _need_ok(alive, a.needs, self.ok)
         self.agent_ticks += n
-        if n:
-            self.need_ok_ticks += int(np.count_nonzero(alive & (a.needs < self.ok).all(axis=1)))
+        self.need_ok_ticks += ok
         for event in events:
             name = COUNTED.get(event.kind)
             if name is not None:
@@ -104,3 +104,14 @@ class KpiTracker:
                 "std": round(self.reward_stats.std, 6) if self.reward_stats else 0.0,
             },
         }
+
+
+@numba.njit(cache=True)
+def _need_ok(alive: np.ndarray, needs: np.ndarray, ok: np.float32) -> tuple[int, int]:
+    """Living agents, and those among them with every need below ``ok``."""
+    n = good = 0
+    for s in range(len(alive)):
+        if alive[s]:
+            n += 1
+            good += int(needs[s].max() < ok)
+    return n, good
