@@ -19,6 +19,7 @@ import numpy as np
 
 from townlet.world.agents import Activity
 from townlet.world.events import EventKind
+from townlet.world.queues import PATIENCE
 
 if TYPE_CHECKING:
     from townlet.world.state import World
@@ -46,10 +47,13 @@ def move(world: World) -> np.ndarray:
         world.fail_step(int(slot), "unreachable")
     if not len(going):
         return arrived
-    keys = world.queues._priority(world, going) if len(going) > 1 else np.zeros(1)
+    # Tie-break keys (patience plus jitter, see Queues._priority) are drawn only when there is a tie to break.
+    draws = world.rng.world.random(len(going)) if len(going) > 1 else np.zeros(1)
+    jitter, by_patience = world.queues.tie_break()
     ghosts = _resolve(
-        going, target, keys, a.tile, a.alive, a.blocked, a.last_progress, world.occupancy, g.outdoors,
-        world.config.queues.ghost_after, world.tick, world.scratch_counts, world.scratch_slots,
+        going, target, draws, jitter, by_patience, a.personality[:, PATIENCE], a.tile, a.alive, a.blocked,
+        a.last_progress, world.occupancy, g.outdoors, world.config.queues.ghost_after, world.tick,
+        world.scratch_counts, world.scratch_slots,
     )
     for slot, other, tile in ghosts:
         world.counters["ghost_steps"] += 1
@@ -105,15 +109,20 @@ def _plan(movers: np.ndarray, tile: np.ndarray, dest: np.ndarray, step: np.ndarr
 
 
 @numba.njit(cache=True)
-def _resolve(movers: np.ndarray, target: np.ndarray, keys: np.ndarray, tile: np.ndarray, alive: np.ndarray,
-             blocked_for: np.ndarray, last_progress: np.ndarray, occupancy: np.ndarray, outdoors: np.ndarray,
-             ghost_after: int, tick: int, counts: np.ndarray, first: np.ndarray) -> list:
+def _resolve(movers: np.ndarray, target: np.ndarray, draws: np.ndarray, jitter: float, by_patience: bool,
+             patience: np.ndarray, tile: np.ndarray, alive: np.ndarray, blocked_for: np.ndarray,
+             last_progress: np.ndarray, occupancy: np.ndarray, outdoors: np.ndarray, ghost_after: int, tick: int,
+             counts: np.ndarray, first: np.ndarray) -> list:
     """Decide who steps, who is blocked and who ghosts through; apply the steps in place.
 
     ``counts`` (int, one per tile) and ``first`` (int, one per tile) are zeroed / -1 scratch arrays, left
     as found. Returns the ghost steps as ``(slot, agent pushed through or -1, tile)``.
     """
     n = len(movers)
+    keys = draws * (2.0 * jitter) - jitter  # the tie-break priority: the more patient yield
+    if by_patience:
+        for i in range(n):
+            keys[i] = patience[movers[i]] + keys[i]
     blocked = np.zeros(n, dtype=np.bool_)
     for i in range(n):  # how many walkers leave each tile
         counts[tile[movers[i]]] += 1

@@ -66,6 +66,14 @@ class Queues:
             return jitter
         return world.agents.personality[slots, PATIENCE] + jitter  # the more patient yields
 
+    def tie_break(self) -> tuple[float, bool]:
+        """``(jitter, by_patience)``: what a kernel needs to compute :meth:`_priority` itself.
+
+        The priority is ``patience + j`` (``j`` alone when not ``by_patience``) with ``j = u * 2 * jitter -
+        jitter`` for ``u`` drawn from the world stream, exactly as :meth:`_priority` draws it.
+        """
+        return float(self.cfg.tie_jitter), self.cfg.tie_break != "uniform"
+
     def _join(self, world: World, slot: int, obj: int) -> None:
         o = world.objects
         queue = o.queue[obj]
