@@ -3,9 +3,17 @@
 A field is computed once by a multi-source shortest-path search over the walkable tiles (C speed, via
 SciPy's csgraph) and cached; moving toward a goal is then a table lookup: ``step[field, tile]`` is the
 direction of the next step (0 at the goal, -1 where the goal is unreachable).
+
+Towns built from the same map (a batch of towns, or the next episode of one) also share the computed fields
+through a process-wide cache with a memory budget: each grid still numbers its fields in its own request
+order (field indices are part of a town's state), only the search is skipped.
 """
 
 from __future__ import annotations
+
+import hashlib
+import threading
+from collections import OrderedDict
 
 import numpy as np
 from scipy.sparse import csr_matrix
@@ -16,6 +24,37 @@ from townlet.config.town_map import OUTDOOR_KINDS, TileKind, TownMap
 STAY, NORTH, EAST, SOUTH, WEST = 0, 1, 2, 3, 4
 UNREACHABLE = -1
 FAR = np.uint16(65535)  # distance of unreachable tiles (paths are shorter than this)
+SHARED_FIELD_BYTES = 64 << 20  # budget of the process-wide field cache (least recently used go first)
+
+
+class _SharedFields:
+    """Computed ``(dist, step)`` rows by (map fingerprint, goals), least recently used evicted past a budget."""
+
+    def __init__(self, budget: int) -> None:
+        self.budget = budget
+        self.used = 0
+        self._rows: OrderedDict[tuple[bytes, tuple[int, ...]], tuple[np.ndarray, np.ndarray]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[bytes, tuple[int, ...]]) -> tuple[np.ndarray, np.ndarray] | None:
+        with self._lock:
+            rows = self._rows.get(key)
+            if rows is not None:
+                self._rows.move_to_end(key)
+            return rows
+
+    def put(self, key: tuple[bytes, tuple[int, ...]], rows: tuple[np.ndarray, np.ndarray]) -> None:
+        with self._lock:
+            if key in self._rows:
+                return
+            self._rows[key] = rows
+            self.used += rows[0].nbytes + rows[1].nbytes
+            while self.used > self.budget and self._rows:
+                _, (dist, step) = self._rows.popitem(last=False)
+                self.used -= dist.nbytes + step.nbytes
+
+
+_SHARED = _SharedFields(SHARED_FIELD_BYTES)
 
 
 class Grid:
@@ -44,6 +83,8 @@ class Grid:
         self.in_the_way = np.zeros(self.size, dtype=bool)
         self._loiter: dict[int, np.ndarray] = {}
         self._graph = self._adjacency()
+        shape = np.array([self.width, self.height], dtype=np.int64).tobytes()
+        self.fingerprint = hashlib.blake2b(shape + self.walkable.tobytes(), digest_size=16).digest()
         self._fields: dict[tuple[int, ...], int] = {}
         self._dist = np.zeros((0, self.size), dtype=np.uint16)
         self._step = np.zeros((0, self.size), dtype=np.int8)
@@ -101,8 +142,23 @@ class Grid:
             return found
         if not key:
             raise ValueError("a distance field needs at least one goal tile")
+        rows = _SHARED.get((self.fingerprint, key))
+        if rows is None:
+            rows = self._search(key)
+            _SHARED.put((self.fingerprint, key), rows)
+        if self.count == len(self._dist):
+            grow = max(16, self.count)
+            self._dist = np.concatenate([self._dist, np.zeros((grow, self.size), np.uint16)])
+            self._step = np.concatenate([self._step, np.zeros((grow, self.size), np.int8)])
+        self._dist[self.count], self._step[self.count] = rows
+        self._fields[key] = self.count
+        self.count += 1
+        return self.count - 1
+
+    def _search(self, goals: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+        """One multi-source search: ``(uint16 distances, int8 next-step directions)`` toward ``goals``."""
         dist, pred, _ = dijkstra(
-            self._graph, directed=False, indices=list(key), min_only=True, return_predecessors=True
+            self._graph, directed=False, indices=list(goals), min_only=True, return_predecessors=True
         )
         reach = np.isfinite(dist)
         step = np.full(self.size, UNREACHABLE, dtype=np.int8)
@@ -111,15 +167,7 @@ class Grid:
         delta = pred[moving] - moving
         for direction in (NORTH, EAST, SOUTH, WEST):
             step[moving[delta == self.offsets[direction]]] = direction
-        if self.count == len(self._dist):
-            grow = max(16, self.count)
-            self._dist = np.concatenate([self._dist, np.zeros((grow, self.size), np.uint16)])
-            self._step = np.concatenate([self._step, np.zeros((grow, self.size), np.int8)])
-        self._dist[self.count] = np.where(reach, np.minimum(dist, FAR - 1), FAR).astype(np.uint16)
-        self._step[self.count] = step
-        self._fields[key] = self.count
-        self.count += 1
-        return self.count - 1
+        return np.where(reach, np.minimum(dist, FAR - 1), FAR).astype(np.uint16), step
 
     @property
     def dist(self) -> np.ndarray:
