@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import numba
 import numpy as np
 
-from townlet.world.agents import Activity
+from townlet.world import scans
 from townlet.world.events import EventKind
 from townlet.world.queues import PATIENCE
 
@@ -25,19 +25,12 @@ if TYPE_CHECKING:
     from townlet.world.state import World
 
 ARRIVED, LOST, GOING = 0, 1, 2  # _plan's split of the walkers
-MOVING, QUEUED = int(Activity.MOVING), int(Activity.QUEUED)
-
-
-def walkers(world: World) -> np.ndarray:
-    """Slots of agents with somewhere to walk to."""
-    a = world.agents
-    return _walkers(a.alive, a.dest_field, a.activity, MOVING, QUEUED)
 
 
 def move(world: World) -> np.ndarray:
     """Advance walkers one step; return the slots of walkers standing at their destination."""
     a, g, wx = world.agents, world.grid, world.weather
-    movers = walkers(world)
+    movers = scans.walkers(a.alive, a.dest_field, a.activity)
     if not len(movers):
         return movers
     cost = float(wx.rain_cost) if wx.is_raining else 0.0
@@ -61,17 +54,6 @@ def move(world: World) -> np.ndarray:
         if other >= 0:
             world.relationships.apply(world, other, slot, "ghost_pushed")
     return arrived
-
-
-@numba.njit(cache=True)
-def _walkers(alive: np.ndarray, dest: np.ndarray, activity: np.ndarray, moving: int, queued: int) -> np.ndarray:
-    n = 0
-    out = np.empty(len(alive), dtype=np.int64)
-    for s in range(len(alive)):
-        if alive[s] and dest[s] >= 0 and (activity[s] == moving or activity[s] == queued):
-            out[n] = s
-            n += 1
-    return out[:n]
 
 
 @numba.njit(cache=True)

@@ -11,7 +11,7 @@ import numpy as np
 
 from townlet.world.agents import Activity
 
-IDLE, MOVING, WAITING = int(Activity.IDLE), int(Activity.MOVING), int(Activity.WAITING)
+IDLE, MOVING, QUEUED, WAITING = (int(x) for x in (Activity.IDLE, Activity.MOVING, Activity.QUEUED, Activity.WAITING))
 
 
 @numba.njit(cache=True)
@@ -94,6 +94,18 @@ def done_waiting(alive: np.ndarray, activity: np.ndarray, wait_until: np.ndarray
     n = 0
     for s in range(len(alive)):
         if alive[s] and activity[s] == WAITING and wait_until[s] <= tick:
+            out[n] = s
+            n += 1
+    return out[:n]
+
+
+@numba.njit(cache=True)
+def walkers(alive: np.ndarray, dest_field: np.ndarray, activity: np.ndarray) -> np.ndarray:
+    """Living agents with somewhere to walk to (walking, or queued and shuffling up the line)."""
+    out = np.empty(len(alive), dtype=np.int64)
+    n = 0
+    for s in range(len(alive)):
+        if alive[s] and dest_field[s] >= 0 and (activity[s] == MOVING or activity[s] == QUEUED):
             out[n] = s
             n += 1
     return out[:n]
