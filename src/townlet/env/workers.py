@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import mmap
 import multiprocessing as mp
+import time
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -19,6 +20,21 @@ import numpy as np
 from townlet.config.loader import LoadedConfig
 
 Shapes = dict[str, tuple[tuple[int, ...], type]]
+SPIN_S = 0.005  # how long a waiting side polls before it blocks (see :func:`receive`)
+
+
+def receive(conn: Connection) -> Any:
+    """``conn.recv()``, polling for up to ``SPIN_S`` first.
+
+    Between two steps of a batch each side waits well under a millisecond; a process that blocked instead
+    has to be woken by the kernel, which on a virtual machine's idle CPU can cost as much as a town's step.
+    Longer waits (a training update) fall through to the blocking receive and use no CPU.
+    """
+    deadline = time.perf_counter() + SPIN_S
+    while not conn.poll(0):
+        if time.perf_counter() > deadline:
+            break
+    return conn.recv()
 
 
 def _serve(conn: Connection, loaded: LoadedConfig, arrays: dict[str, np.ndarray], towns: list[int],
@@ -35,7 +51,7 @@ def _serve(conn: Connection, loaded: LoadedConfig, arrays: dict[str, np.ndarray]
     conn.send("ready")
     try:
         while True:
-            command, seed = conn.recv()
+            command, seed = receive(conn)
             if command == "step":
                 step_towns(cores, arrays, n_towns, seed, autoreset)
                 conn.send(None)
@@ -106,7 +122,7 @@ class WorkerPool:
 
     def gather(self) -> Any:
         """Wait for every worker's answer to the last :meth:`send`; lists are concatenated in town order."""
-        answers = [conn.recv() for conn in self._conns]
+        answers = [receive(conn) for conn in self._conns]
         if answers and isinstance(answers[0], list):
             return [x for part in answers for x in part]
         return None
