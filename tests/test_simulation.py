@@ -104,6 +104,18 @@ def test_every_phase_is_timed_in_each_tick_result() -> None:
     assert all(total > 0.0 for total in sim.phase_total.values())
 
 
+def test_phase_timing_switched_off_changes_nothing_but_the_timings() -> None:
+    """With ``time_phases`` off (the RL env) the town evolves identically and no phase time is recorded."""
+    timed, untimed = Simulation(load_config(), seed=3), Simulation(load_config(), seed=3)
+    untimed.time_phases = False
+    for _ in range(300):
+        timed.step()
+        assert untimed.step().phase_s == {}
+    assert timed.state_hash() == untimed.state_hash()
+    assert all(total == 0.0 for total in untimed.phase_total.values())
+    assert all(total > 0.0 for total in timed.phase_total.values())
+
+
 def test_added_phase_runs_in_place_and_is_timed() -> None:
     """A phase added after 'world' runs once per tick, after it, and shows up in phase_s."""
     sim = Simulation(load_config(), seed=0)

@@ -44,7 +44,7 @@ class TickResult:
     Attributes:
         tick: The tick that was simulated.
         events: Its events, in order.
-        phase_s: Seconds spent in each phase.
+        phase_s: Seconds spent in each phase (empty when :attr:`Simulation.time_phases` is off).
     """
 
     tick: int
@@ -95,6 +95,7 @@ class Simulation:
             ("kpis", Simulation._kpis),
         ]
         self.phase_total: dict[str, float] = {name: 0.0 for name, _ in self.phases}
+        self.time_phases = True  # time each phase (``phase_total``, ``TickResult.phase_s``); the RL env turns it off
         self.ticks_run = 0
         self._critical = np.float32(self.config.needs.critical)
         self._interrupt_level = np.float32(self.config.options.interrupt_level)
@@ -153,13 +154,17 @@ class Simulation:
             actions = self.actor.act(self)
         self._actions = actions
         timings: dict[str, float] = {}
-        clock = time.perf_counter
-        for name, phase in self.phases:
-            t0 = clock()
-            phase(self)
-            timings[name] = clock() - t0
-        for name, seconds in timings.items():
-            self.phase_total[name] += seconds
+        if self.time_phases:
+            clock = time.perf_counter
+            for name, phase in self.phases:
+                t0 = clock()
+                phase(self)
+                timings[name] = clock() - t0
+            for name, seconds in timings.items():
+                self.phase_total[name] += seconds
+        else:
+            for _, phase in self.phases:
+                phase(self)
         w.hook_event("tick", -1, detail=str(w.tick))
         result = TickResult(w.tick, w.events, timings)
         w.tick += 1

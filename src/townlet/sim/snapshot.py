@@ -39,7 +39,7 @@ SCHEMA_VERSION = 1
 # Attributes never captured: configuration, static data, code, live-process machinery, per-call scratch.
 SKIP = frozenset({
     "loaded", "config", "manifest", "town", "grid", "clock", "phases", "commands", "actor",
-    "phase_total", "_actions", "primitives", "reloader",
+    "phase_total", "time_phases", "_actions", "primitives", "reloader",
 })
 _PLAIN_SCALARS = (type(None), bool, int, float, str, bytes, np.generic, enum.Enum)
 
