@@ -97,6 +97,8 @@ class BatchedTowns:
         final_obs: ``float32[N, C, D]``: for towns reset by ``autoreset`` in the last step, the observations
             their episode ended with (rows of other towns are stale).
         reset_towns: ``bool[N]`` towns reset by ``autoreset`` in the last step.
+        towns: Batch index -> :class:`TownCore` of the towns this process steps (all of them when
+            ``workers=0``; the workers' towns live in their processes).
     """
 
     def __init__(

@@ -40,7 +40,7 @@ def move(world: World) -> np.ndarray:
         world.fail_step(int(slot), "unreachable")
     if not len(going):
         return arrived
-    # Tie-break keys (patience plus jitter, see Queues._priority) are drawn only when there is a tie to break.
+    # Tie-break keys (patience plus jitter, as Queues._priority computes them), drawn when several step at once.
     draws = world.rng.world.random(len(going)) if len(going) > 1 else np.zeros(1)
     jitter, by_patience = world.queues.tie_break()
     ghosts = _resolve(
