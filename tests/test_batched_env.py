@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from townlet.cli.main import main
-from townlet.env import BatchedTowns, parallel_env
+from townlet.env import BatchedTowns, parallel_env, workers
 from townlet.env.speed import random_masked
 
 LIFECYCLE = {
@@ -49,8 +49,14 @@ def test_batched_towns_match_single_envs_with_the_same_seeds(variant: str) -> No
     assert exits >= 3
 
 
-def test_worker_processes_give_the_same_results_as_one_process() -> None:
+# Step signals: shared counters where the platform allows them (x86-64), and the pipes (everywhere).
+SIGNALS = [True, False] if workers.SHARED_COUNTERS else [False]
+
+
+@pytest.mark.parametrize("shared_counters", SIGNALS, ids=["counters", "pipes"][-len(SIGNALS):])
+def test_worker_processes_give_the_same_results_as_one_process(shared_counters: bool, monkeypatch) -> None:
     """A batch stepped by this process and two forked workers matches the in-process batch exactly."""
+    monkeypatch.setattr(workers, "SHARED_COUNTERS", shared_counters)
     overrides = {"env.horizon": 60, **LIFECYCLE}
     local = BatchedTowns(3, variant="hybrid", overrides=overrides)
     spread = BatchedTowns(3, variant="hybrid", overrides=overrides, workers=2)

@@ -1,8 +1,10 @@
 """Worker processes for ``BatchedTowns(workers=k)``: each steps a contiguous share of the towns in place.
 
-The stacked buffers live in anonymous shared memory mapped before the workers are forked, so a step is one
-short message per worker and their writes are visible to the parent without copying; the parent steps a
-share of its own meanwhile (:meth:`WorkerPool.send`, then :meth:`WorkerPool.gather`). Needs the ``fork``
+The stacked buffers live in anonymous shared memory mapped before the workers are forked, so their writes
+are visible to the parent without copying; the parent steps a share of its own meanwhile
+(:meth:`WorkerPool.send`, then :meth:`WorkerPool.gather`). A step is signalled through a shared counter per
+worker (on x86-64, whose memory order makes a counter written after the data safe to read before it) or a
+short pipe message (elsewhere); other commands always go through the pipe. Needs the ``fork``
 start method (Linux, macOS; elsewhere use ``workers=0``); build the batch before the process starts threads
 of its own (a torch training loop, a server), as forking a threaded process is unsafe.
 """
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import mmap
 import multiprocessing as mp
+import platform
 import time
 from multiprocessing.connection import Connection
 from typing import Any
@@ -21,6 +24,9 @@ from townlet.config.loader import LoadedConfig
 
 Shapes = dict[str, tuple[tuple[int, ...], type]]
 SPIN_S = 0.005  # how long a waiting side polls before it blocks (see :func:`receive`)
+IDLE_POLL_S = 0.0005  # past that, how often an idle worker looks at its step counter
+SHARED_COUNTERS = platform.machine().lower() in ("x86_64", "amd64")  # see the module docstring
+ASKED, DONE, SEED = 0, 1, 2  # columns of WorkerPool.sync
 
 
 def receive(conn: Connection) -> Any:
@@ -38,8 +44,11 @@ def receive(conn: Connection) -> Any:
 
 
 def _serve(conn: Connection, loaded: LoadedConfig, arrays: dict[str, np.ndarray], towns: list[int],
-           n_towns: int, autoreset: bool) -> None:
-    """A worker's loop: build its towns on its side, then answer step / reset / query messages."""
+           n_towns: int, autoreset: bool, sync: np.ndarray) -> None:
+    """A worker's loop: build its towns on its side, then answer steps and reset / query messages.
+
+    A step is asked for by the counter ``sync[ASKED]`` moving past ``sync[DONE]``, or by a pipe message.
+    """
     from townlet.env.batched import reset_towns, step_towns, town_buffers
     from townlet.env.core import TownCore
 
@@ -49,9 +58,18 @@ def _serve(conn: Connection, loaded: LoadedConfig, arrays: dict[str, np.ndarray]
         core.buffers = town_buffers(arrays, i)
         cores[i] = core
     conn.send("ready")
+    busy = time.perf_counter()
     try:
         while True:
-            command, seed = receive(conn)
+            if sync[ASKED] != sync[DONE]:
+                step_towns(cores, arrays, n_towns, int(sync[SEED]), autoreset)
+                sync[DONE] = sync[ASKED]  # after the buffers: the parent reads them once it sees this
+                busy = time.perf_counter()
+                continue
+            if not conn.poll(0 if time.perf_counter() - busy < SPIN_S else IDLE_POLL_S):
+                continue
+            command, seed = conn.recv()
+            busy = time.perf_counter()
             if command == "step":
                 step_towns(cores, arrays, n_towns, seed, autoreset)
                 conn.send(None)
@@ -82,6 +100,7 @@ class WorkerPool:
 
     Attributes:
         arrays: The stacked buffers (numpy views of shared memory), by name.
+        sync: ``int64[workers, 3]`` step counters (asked, done) and the step's seed, in shared memory.
     """
 
     def __init__(self, loaded: LoadedConfig, shapes: Shapes, n_towns: int, shares: list[list[int]],
@@ -95,13 +114,18 @@ class WorkerPool:
             shared = mmap.mmap(-1, nbytes)  # anonymous and shared with the children forked below
             self._maps.append(shared)
             self.arrays[key] = np.ndarray(shape, dtype=dtype, buffer=shared)
+        busy_shares = [share for share in shares if share]
+        counters = mmap.mmap(-1, max(len(busy_shares), 1) * 3 * 8)
+        self._maps.append(counters)
+        self.sync = np.ndarray((len(busy_shares), 3), dtype=np.int64, buffer=counters)
+        self._stepping = False
         ctx = mp.get_context("fork")
         self._conns: list[Connection] = []
         self._procs = []
-        for share in (s for s in shares if s):
+        for k, share in enumerate(busy_shares):
             parent, child = ctx.Pipe()
             proc = ctx.Process(target=_serve, daemon=True,
-                               args=(child, loaded, self.arrays, share, n_towns, autoreset))
+                               args=(child, loaded, self.arrays, share, n_towns, autoreset, self.sync[k]))
             proc.start()
             child.close()
             self._conns.append(parent)
@@ -117,15 +141,34 @@ class WorkerPool:
 
     def send(self, command: str, seed: int) -> None:
         """Start a command on every worker without waiting (collect the answers with :meth:`gather`)."""
+        if command == "step" and SHARED_COUNTERS:
+            self.sync[:, SEED] = seed
+            self.sync[:, ASKED] += 1  # after the actions and the seed: a worker reads them once it sees this
+            self._stepping = True
+            return
         for conn in self._conns:
             conn.send((command, seed))
 
     def gather(self) -> Any:
         """Wait for every worker's answer to the last :meth:`send`; lists are concatenated in town order."""
+        if self._stepping:
+            self._stepping = False
+            self._wait_steps()
+            return None
         answers = [receive(conn) for conn in self._conns]
         if answers and isinstance(answers[0], list):
             return [x for part in answers for x in part]
         return None
+
+    def _wait_steps(self) -> None:
+        """Poll the step counters until every worker is done (sleeping between polls after ``SPIN_S``)."""
+        asked, done = self.sync[:, ASKED], self.sync[:, DONE]
+        deadline = time.perf_counter() + SPIN_S
+        while not np.array_equal(asked, done):
+            if time.perf_counter() > deadline:
+                time.sleep(IDLE_POLL_S)
+                if not all(proc.is_alive() for proc in self._procs):
+                    raise RuntimeError("a batch worker died while stepping")
 
     def close(self) -> None:
         """Stop the workers (the shared buffers stay readable until the batch is dropped)."""
