@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import mmap
 import multiprocessing as mp
+import os
 import platform
 import time
 from multiprocessing.connection import Connection
@@ -67,6 +68,7 @@ def _serve(conn: Connection, loaded: LoadedConfig, arrays: dict[str, np.ndarray]
                 busy = time.perf_counter()
                 continue
             if not conn.poll(0 if time.perf_counter() - busy < SPIN_S else IDLE_POLL_S):
+                os.sched_yield()
                 continue
             command, seed = conn.recv()
             busy = time.perf_counter()
@@ -165,6 +167,7 @@ class WorkerPool:
         asked, done = self.sync[:, ASKED], self.sync[:, DONE]
         deadline = time.perf_counter() + SPIN_S
         while not np.array_equal(asked, done):
+            os.sched_yield()  # a spinning process must not starve a worker that shares its CPU
             if time.perf_counter() > deadline:
                 time.sleep(IDLE_POLL_S)
                 if not all(proc.is_alive() for proc in self._procs):
