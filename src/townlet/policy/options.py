@@ -49,23 +49,6 @@ def is_night(world: World, tod: int) -> bool:
     return tod >= bed or tod < wake
 
 
-def work_window(world: World, slots: np.ndarray) -> np.ndarray:
-    """Whether each agent's job is open for arrival now (early arrival up to shift end)."""
-    emp = world.employment
-    tod = world.tick % world.ticks_per_day
-    return _work_window(slots, world.agents.job, emp.start, emp.end, emp.cfg.early_arrival, tod)
-
-
-@numba.njit(cache=True)
-def _work_window(slots: np.ndarray, job: np.ndarray, start: np.ndarray, end: np.ndarray, early: int,
-                 tod: int) -> np.ndarray:
-    out = np.zeros(len(slots), dtype=np.bool_)
-    for i in range(len(slots)):
-        j = job[slots[i]]
-        out[i] = j >= 0 and start[j] - early <= tod < end[j] - 1
-    return out
-
-
 _SHOWER_FEES: weakref.WeakKeyDictionary[Any, float] = weakref.WeakKeyDictionary()
 
 
