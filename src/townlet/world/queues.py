@@ -60,9 +60,9 @@ class Queues:
                 self._join(world, slot, obj)
 
     def _priority(self, world: World, slots: np.ndarray) -> np.ndarray:
-        j = self.cfg.tie_jitter  # uniform(-j, j), drawn the way Generator.uniform draws it (cheaper call)
+        j, by_patience = self.tie_break()  # uniform(-j, j), drawn the way Generator.uniform draws it
         jitter = world.rng.world.random(len(slots)) * (2.0 * j) - j
-        if self.cfg.tie_break == "uniform":
+        if not by_patience:
             return jitter
         return world.agents.personality[slots, PATIENCE] + jitter  # the more patient yields
 
