@@ -23,6 +23,16 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
                         help="override any config value (repeatable), e.g. --set population.agents=12")
 
 
+def add_config_options(parser: argparse.ArgumentParser, example: str = "") -> None:
+    """``--config CONFIG`` and repeatable ``--set key.path=value`` for the actions of subcommand groups.
+
+    Their positionals are taken by the action's own arguments; ``example`` ends the ``--set`` help.
+    """
+    parser.add_argument("--config", default=None, metavar="CONFIG", help="YAML config (default: the shipped one)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE",
+                        help=f"override a config value (repeatable){example}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The full argument parser with every subcommand registered."""
     from townlet.cli import (

@@ -15,6 +15,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from townlet.cli.main import add_config_options
+
 EXAMPLES = """examples:
   townlet promote register runs/hybrid/final.pt                 # a candidate
   townlet promote shadow runs/hybrid/final.pt                   # shadow it; promote or pin by the rules
@@ -34,9 +36,7 @@ def register(sub: Any, formatter: Any) -> None:
 
     def action(name: str, text: str, handler: Any) -> argparse.ArgumentParser:
         q = inner.add_parser(name, help=text, description=text, formatter_class=formatter, epilog=EXAMPLES)
-        q.add_argument("--config", default=None, metavar="CONFIG", help="YAML config (default: the shipped one)")
-        q.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE",
-                       help="override a config value (repeatable)")
+        add_config_options(q)
         q.add_argument("--registry", default=None, metavar="PATH", help="SQLite registry (default promotion.registry)")
         q.add_argument("--json", action="store_true", help="print JSON")
         q.set_defaults(handler=handler)

@@ -13,6 +13,8 @@ from typing import Any
 
 import orjson
 
+from townlet.cli.main import add_config_options
+
 EXAMPLES = """examples:
   townlet token issue --role admin --principal alice --ttl 8h      # prints the token alone
   TOKEN=$(townlet token issue --role viewer --principal stream-overlay --ttl 30d)
@@ -32,9 +34,7 @@ def register(sub: Any, formatter: Any) -> None:
 
     def action(name: str, text: str, handler: Any) -> argparse.ArgumentParser:
         q = inner.add_parser(name, help=text, description=text, formatter_class=formatter, epilog=EXAMPLES)
-        q.add_argument("--config", default=None, metavar="CONFIG", help="YAML config (default: the shipped one)")
-        q.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE",
-                       help="override a config value, e.g. --set console.state_dir=/var/lib/townlet")
+        add_config_options(q, ", e.g. --set console.state_dir=/var/lib/townlet")
         q.add_argument("--state-dir", default=None, metavar="DIR", help="where keys and revocations live")
         q.set_defaults(handler=handler)
         return q
