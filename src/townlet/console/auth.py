@@ -17,7 +17,6 @@ import base64
 import os
 import re
 import secrets
-import tempfile
 import time
 import uuid
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ import jwt
 import orjson
 
 from townlet.console.errors import E_UNAUTHENTICATED, CommandError
+from townlet.files import write_atomic
 
 if TYPE_CHECKING:
     from jwt.types import Options
@@ -71,22 +71,6 @@ class Principal:
         return self.role == "admin"
 
 
-def _write_atomic(path: Path, data: bytes, mode: int = 0o600) -> None:
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 class _Watched:
     """A JSON file re-read whenever its modification time or size changes."""
 
@@ -111,7 +95,8 @@ class _Watched:
         return self.data
 
     def put(self, data: dict[str, Any], mode: int = 0o600) -> None:
-        _write_atomic(self.path, orjson.dumps(data, option=orjson.OPT_INDENT_2) + b"\n", mode)
+        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        write_atomic(self.path, orjson.dumps(data, option=orjson.OPT_INDENT_2) + b"\n", permissions=mode)
         self.stamp = None  # re-read (and re-stamp) on next use
 
 

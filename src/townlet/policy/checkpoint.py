@@ -10,11 +10,11 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from townlet.files import write_atomic
 
 if TYPE_CHECKING:
     from townlet.policy.networks import NetworkSpec, OptionPolicyNet
@@ -68,8 +68,6 @@ def save(checkpoint: Checkpoint, path: str | Path) -> Path:
     """Write atomically (temp file, fsync, rename); returns the path."""
     import torch
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     payload = {
         "format": FORMAT, "spec": asdict(checkpoint.spec), "state_dict": checkpoint.state_dict,
         "variant": checkpoint.variant, "config_id": checkpoint.config_id, "policy_hash": checkpoint.policy_hash,
@@ -77,17 +75,7 @@ def save(checkpoint: Checkpoint, path: str | Path) -> Path:
     }
     buffer = io.BytesIO()
     torch.save(payload, buffer)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(buffer.getvalue())
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return write_atomic(path, buffer.getvalue())
 
 
 def load(path: str | Path) -> Checkpoint:

@@ -19,9 +19,7 @@ import enum
 import hashlib
 import io
 import json
-import os
 import pickle
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -30,6 +28,7 @@ import numpy as np
 
 from townlet.config.loader import LoadedConfig, compute_config_id
 from townlet.config.models import TownletConfig
+from townlet.files import write_atomic
 
 if TYPE_CHECKING:
     from townlet.sim.simulation import Simulation
@@ -264,25 +263,7 @@ def encode(sim: Simulation, migrations: list[dict[str, Any]] | None = None) -> b
 
 def write(sim: Simulation, path: str | Path) -> Path:
     """Write a snapshot atomically (temp file in the same directory, fsync, rename); return its path."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    data = encode(sim)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(target.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
-    return target
+    return write_atomic(path, encode(sim), sync_dir=True)
 
 
 @dataclasses.dataclass

@@ -27,8 +27,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +36,7 @@ import numpy as np
 
 from townlet.config.loader import LoadedConfig, load_config
 from townlet.config.models import clock_to_tick
+from townlet.files import write_atomic
 from townlet.observations import ObservationEncoder
 from townlet.observations.layout import FeatureLayout, layout_of
 from townlet.policy.options import OPTION_COUNT, OPTION_LABELS, option_mask
@@ -251,19 +250,6 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _write_atomic(path: Path, write: Callable[[Any], None], mode: str = "wb") -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, mode) as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def capture(
     config: str | Path | None, out: str | Path, *, overrides: Iterable[str] = (),
     scenario_names: Iterable[str] | None = None, seeds: int | None = None, ticks: int | None = None,
@@ -309,7 +295,7 @@ def capture(
             done += ticks
             obs_dim = int(arrays["obs"].shape[1])
             path = out / f"{name}-{seed}.npz"
-            _write_atomic(path, lambda handle, arrays=arrays: np.savez_compressed(handle, **arrays))  # type: ignore[misc]
+            write_atomic(path, lambda handle, arrays=arrays: np.savez_compressed(handle, **arrays))  # type: ignore[misc]
             shards.append({
                 "file": path.name, "sha256": _sha256(path), "scenario": name, "seed": seed, "ticks": ticks,
                 "config_id": episode.config_id,
@@ -332,7 +318,7 @@ def capture(
         "samples": sum(s["samples"] for s in shards),
         "shards": shards,
     }
-    _write_atomic(out / MANIFEST, lambda h: h.write(json.dumps(manifest, indent=2) + "\n"), mode="w")
+    write_atomic(out / MANIFEST, (json.dumps(manifest, indent=2) + "\n").encode())
     return manifest
 
 
