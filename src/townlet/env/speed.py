@@ -8,13 +8,32 @@ picks Idle: a quiet town, so mostly the env's own cost). Only env calls are time
 
 from __future__ import annotations
 
+import gc
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
 
 from townlet.env import BatchedTowns, env_config, parallel_env
 from townlet.policy.options import Option
+
+
+@contextmanager
+def steady_heap() -> Iterator[None]:
+    """Keep the objects built so far out of the garbage collector's full passes while timing.
+
+    A long run freezes its heap once it is set up (``townlet train``, batch workers): otherwise every full
+    collection walks the whole heap, a stall of tens of milliseconds that lands in one timed step. The
+    frozen objects are handed back to the collector afterwards.
+    """
+    gc.collect()
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
 
 
 def random_masked(rng: np.random.Generator, masks: np.ndarray) -> np.ndarray:
@@ -36,22 +55,23 @@ def single_env(variant: str, agents: int, steps: int, warmup: int, seed: int, ov
     option = env.sim.world.agents.option
     elapsed = 0.0
     agent_steps = 0
-    for i in range(warmup + steps):
-        names = env.agents
-        actions = {}
-        if names:
-            choice = random_masked(rng, np.stack([obs[n]["action_mask"] for n in names]))
-            if policy == "committed":
-                running = option[[env.core.sim.world.agents.slot_of[n] for n in names]]
-                choice = np.where(running >= 0, running, choice)
-            elif policy == "idle":
-                choice = np.full(len(names), int(Option.IDLE))
-            actions = dict(zip(names, choice.tolist(), strict=True))
-        t0 = time.perf_counter()
-        obs, *_ = env.step(actions)
-        if i >= warmup:
-            elapsed += time.perf_counter() - t0
-            agent_steps += len(actions)
+    with steady_heap():
+        for i in range(warmup + steps):
+            names = env.agents
+            actions = {}
+            if names:
+                choice = random_masked(rng, np.stack([obs[n]["action_mask"] for n in names]))
+                if policy == "committed":
+                    running = option[[env.core.sim.world.agents.slot_of[n] for n in names]]
+                    choice = np.where(running >= 0, running, choice)
+                elif policy == "idle":
+                    choice = np.full(len(names), int(Option.IDLE))
+                actions = dict(zip(names, choice.tolist(), strict=True))
+            t0 = time.perf_counter()
+            obs, *_ = env.step(actions)
+            if i >= warmup:
+                elapsed += time.perf_counter() - t0
+                agent_steps += len(actions)
     return {
         "env_steps_per_s": round(steps / elapsed, 1),
         "agent_steps_per_s": round(agent_steps / elapsed, 1),
@@ -139,16 +159,17 @@ def batched_vs_loop(
         runners["workers"] = _Batch(pool, seed)
     totals = {name: [0.0, 0] for name in runners}
     try:
-        for runner in runners.values():
-            runner.run(rng, warmup)
-        done = 0
-        while done < steps:
-            chunk = min(50, steps - done)
-            for name, runner in runners.items():
-                elapsed, agent_steps = runner.run(rng, chunk)
-                totals[name][0] += elapsed
-                totals[name][1] += agent_steps
-            done += chunk
+        with steady_heap():
+            for runner in runners.values():
+                runner.run(rng, warmup)
+            done = 0
+            while done < steps:
+                chunk = min(50, steps - done)
+                for name, runner in runners.items():
+                    elapsed, agent_steps = runner.run(rng, chunk)
+                    totals[name][0] += elapsed
+                    totals[name][1] += agent_steps
+                done += chunk
     finally:
         for runner in runners.values():
             if isinstance(runner, _Batch):

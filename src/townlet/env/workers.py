@@ -11,6 +11,7 @@ of its own (a torch training loop, a server), as forking a threaded process is u
 
 from __future__ import annotations
 
+import gc
 import mmap
 import multiprocessing as mp
 import os
@@ -58,6 +59,7 @@ def _serve(conn: Connection, loaded: LoadedConfig, arrays: dict[str, np.ndarray]
         core = TownCore(loaded)
         core.buffers = town_buffers(arrays, i)
         cores[i] = core
+    gc.freeze()  # its heap is long-lived: a full collection over it would stall every step of the batch
     conn.send("ready")
     busy = time.perf_counter()
     try:
@@ -121,6 +123,9 @@ class WorkerPool:
         self._maps.append(counters)
         self.sync = np.ndarray((len(busy_shares), 3), dtype=np.int64, buffer=counters)
         self._stepping = False
+        # As Python's docs advise before a fork: the children then leave the parent's objects (and their
+        # pages) alone, and neither side's full collections walk them again.
+        gc.freeze()
         ctx = mp.get_context("fork")
         self._conns: list[Connection] = []
         self._procs = []

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+import numba
 import numpy as np
 
 from townlet.policy.options import OPTION_LABELS, Option, is_night
@@ -57,6 +58,7 @@ class OptionController:
             ("gym", "shower"),
         }
         self.public = {key: tuple(int(x) for x in o.of_type_in_kind(key[1], key[0])) for key in self.shared}
+        self._arrays: dict[tuple[int, ...], np.ndarray] = {}  # candidate tuples as arrays, for _best_object
 
     # -- plans --------------------------------------------------------------------------------------
 
@@ -234,28 +236,36 @@ class OptionController:
         if not candidates:
             return -1
         here = int(w.agents.tile[slot])
+        if len(candidates) == 1:  # nothing to compare: usable or not
+            obj = candidates[0]
+            if (o.cooldown and o.on_cooldown(slot, obj, w.tick)) or not w.place_open[o.place[obj]]:
+                return -1
+            field = o.field_of(obj)  # (may grow the distance array: read it after)
+            return obj if w.grid.dist[field, here] < FAR else -1
         if len(candidates) > SHORTLIST:
             # In a big town only the few nearest (as the crow flies) are worth exact distances.
-            cands = np.asarray(candidates)
+            cands = np.asarray(candidates, dtype=np.int64)
             hx, hy = here % w.grid.width, here // w.grid.width
             crow = np.abs(o.x[cands] - hx) + np.abs(o.y[cands] - hy)
-            candidates = tuple(int(c) for c in cands[np.argpartition(crow, SHORTLIST)[:SHORTLIST]])
-        best, best_score = -1, None
-        open_places = w.place_open
-        for obj in candidates:
-            if o.cooldown and o.on_cooldown(slot, obj, w.tick):
-                continue
-            if not open_places[o.place[obj]]:
-                continue  # a closed facility
-            field = o.field_of(obj)
-            dist = int(w.grid.dist[field, here])
-            if dist >= FAR:
-                continue
-            busy = len(o.queue[obj]) + (1 if o.reserved_by[obj] >= 0 or o.user[obj] >= 0 else 0)
-            score = dist + QUEUE_COST * busy
-            if best_score is None or score < best_score:
-                best, best_score = obj, score
-        return best
+            cands = cands[np.argpartition(crow, SHORTLIST)[:SHORTLIST]]
+            candidates = tuple(int(c) for c in cands)
+        else:  # plans reuse a few candidate tuples: keep their arrays
+            cands = self._arrays.get(candidates)
+            if cands is None:
+                cands = self._arrays[candidates] = np.array(candidates, dtype=np.int64)
+        barred = _NOBODY_BARRED
+        if o.cooldown:  # (on_cooldown also forgets the cooldowns that have run out)
+            barred = np.array([o.on_cooldown(slot, obj, w.tick) for obj in candidates])
+        queued = np.array([len(o.queue[obj]) for obj in candidates], dtype=np.int64)
+        best = _best_object(cands, barred, here, o.place, w.place_open, o.field, w.grid.dist, queued, o.reserved_by,
+                            o.user, QUEUE_COST)
+        if best == NEEDS_FIELD:  # a candidate's distance field is not built yet: build them in this order
+            for i, obj in enumerate(candidates):
+                if not (len(barred) and barred[i]) and w.place_open[o.place[obj]]:
+                    o.field_of(obj)
+            best = _best_object(cands, barred, here, o.place, w.place_open, o.field, w.grid.dist, queued,
+                                o.reserved_by, o.user, QUEUE_COST)
+        return int(best)
 
     def _end(self, slot: int, ok: bool, reason: str = "") -> None:
         w, a = self.world, self.world.agents
@@ -282,3 +292,33 @@ class OptionController:
         """Drop the plan of an agent that left."""
         self.plans.pop(slot, None)
         self.failures[slot] = 0
+
+
+NEEDS_FIELD = -2  # _best_object's answer when a candidate it must measure has no distance field yet
+_NOBODY_BARRED = np.zeros(0, dtype=np.bool_)
+
+
+@numba.njit(cache=True)
+def _best_object(cands: np.ndarray, barred: np.ndarray, here: int, place: np.ndarray, place_open: np.ndarray,
+                 field: np.ndarray, dist: np.ndarray, queued: np.ndarray, reserved_by: np.ndarray, user: np.ndarray,
+                 queue_cost: int) -> int:
+    """The first candidate with the lowest walking distance plus queue cost, -1 if none, or ``NEEDS_FIELD``.
+
+    Skips candidates ``barred`` by a cooldown (empty: none is), in closed places, or out of reach;
+    ``queued`` holds each candidate's queue length.
+    """
+    best, best_score = -1, 0
+    for i in range(len(cands)):
+        obj = cands[i]
+        if (len(barred) and barred[i]) or not place_open[place[obj]]:
+            continue
+        if field[obj] < 0:
+            return NEEDS_FIELD
+        d = dist[field[obj], here]
+        if d >= FAR:
+            continue
+        busy = queued[i] + (1 if reserved_by[obj] >= 0 or user[obj] >= 0 else 0)
+        score = np.int64(d) + queue_cost * busy
+        if best < 0 or score < best_score:
+            best, best_score = obj, score
+    return best

@@ -14,6 +14,7 @@ curriculum state that ``--resume`` needs), and ``best.pt``: the policy after the
 from __future__ import annotations
 
 import dataclasses
+import gc
 import json
 import shutil
 import time
@@ -317,6 +318,9 @@ def train(args: PPOArgs, progress: Progress | None = None) -> dict[str, Any]:
 
     last_window: dict[str, float] | None = None
     first_step = global_step
+    # Everything built so far lives for the whole run: keep it out of the collector's full passes, each of
+    # which would otherwise stall collection for tens of milliseconds (see docs/architecture.md).
+    gc.freeze()
     try:
         while global_step < args.total_steps:
             done = global_step / args.total_steps

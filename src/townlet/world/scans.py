@@ -1,7 +1,7 @@
-"""Which agents a phase touches this tick: compiled scans over the slot arrays.
+"""Which agents a phase touches this tick: compiled scans over the slot arrays (and one over tiles).
 
 At town sizes a scan over the slots in one compiled loop costs a fraction of the handful of numpy calls
-it replaces; every function returns slot indices in ascending order.
+it replaces; every slot scan returns slot indices in ascending order.
 """
 
 from __future__ import annotations
@@ -109,3 +109,17 @@ def walkers(alive: np.ndarray, dest_field: np.ndarray, activity: np.ndarray) -> 
             out[n] = s
             n += 1
     return out[:n]
+
+
+@numba.njit(cache=True)
+def nearest_free(spots: np.ndarray, occupancy: np.ndarray, here: int, width: int) -> int:
+    """The first of ``spots`` (flat tiles) nearest ``here`` as the crow flies among those nobody stands on, or -1."""
+    best, best_crow = -1, 0
+    hx, hy = here % width, here // width
+    for t in spots:
+        if occupancy[t] != 0:
+            continue
+        crow = abs(t % width - hx) + abs(t // width - hy)
+        if best < 0 or crow < best_crow:
+            best, best_crow = t, crow
+    return best

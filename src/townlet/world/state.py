@@ -145,16 +145,10 @@ class World:
 
     def loiter_tile(self, slot: int, place: int) -> int:
         """The free tile of ``place`` nearest the agent where standing blocks nobody, or -1."""
-        here = int(self.agents.tile[slot])
+        if place < 0:
+            return -1
         spots = self.grid.loiter_spots(place)
-        if place < 0 or not len(spots):
-            return -1
-        spots = spots[self.occupancy[spots] == 0]
-        if not len(spots):
-            return -1
-        w = self.grid.width
-        crow = np.abs(spots % w - here % w) + np.abs(spots // w - here // w)
-        return int(spots[int(np.argmin(crow))])
+        return int(scans.nearest_free(spots, self.occupancy, int(self.agents.tile[slot]), self.grid.width))
 
     def wait(self, slot: int, ticks: int) -> None:
         """Make an agent wait where it stands for ``ticks`` ticks."""
