@@ -371,11 +371,16 @@ def test_agent_teleported_while_cooking_cooks_again_before_its_option_ends() -> 
 
 def reference_choice(sim: Simulation, slot: int, candidates: tuple[int, ...]) -> int:
     """The controller's rule spelled out: lowest walking distance plus QUEUE_COST per agent ahead."""
-    from townlet.policy.controller import QUEUE_COST
+    from townlet.policy.controller import QUEUE_COST, SHORTLIST
     from townlet.world.grid import FAR
 
     w, o = sim.world, sim.world.objects
     here = int(w.agents.tile[slot])
+    if len(candidates) > SHORTLIST:  # only the nearest few as the crow flies (ties: the earlier), in order
+        hx, hy = w.grid.xy(here)
+        crow = [abs(int(o.x[c]) - hx) + abs(int(o.y[c]) - hy) for c in candidates]
+        nearest = sorted(range(len(candidates)), key=lambda i: (crow[i], i))[:SHORTLIST]
+        candidates = tuple(candidates[i] for i in sorted(nearest))
     best, best_score = -1, None
     for obj in candidates:
         if o.on_cooldown(slot, obj, w.tick) or not w.place_open[o.place[obj]]:
@@ -391,7 +396,7 @@ def reference_choice(sim: Simulation, slot: int, candidates: tuple[int, ...]) ->
 
 
 def test_controller_choice_weighs_distance_queues_cooldowns_and_closed_places() -> None:
-    """``_choose`` (a compiled scoring pass) agrees with the rule spelled out, in a busy town."""
+    """``_choose`` (compiled passes) agrees with the rule spelled out, in a busy town, shortlists included."""
     sim = make_sim(agents=8, seed=3)
     o, ctl = sim.world.objects, sim.controller
     rng = np.random.default_rng(0)
@@ -400,7 +405,7 @@ def test_controller_choice_weighs_distance_queues_cooldowns_and_closed_places() 
     for _ in range(200):
         sim.step()
         slot = int(rng.choice(sim.world.agents.slots()))
-        candidates = tuple(int(x) for x in rng.choice(o.count, size=int(rng.integers(2, 7)), replace=False))
+        candidates = tuple(int(x) for x in rng.choice(o.count, size=int(rng.integers(2, 13)), replace=False))
         if rng.random() < 0.3:  # a cooldown on one of them
             o.cooldown[(slot, candidates[0])] = sim.world.tick + 5
         if rng.random() < 0.2:  # a closed place

@@ -242,17 +242,13 @@ class OptionController:
                 return -1
             field = o.field_of(obj)  # (may grow the distance array: read it after)
             return obj if w.grid.dist[field, here] < FAR else -1
-        if len(candidates) > SHORTLIST:
+        cands = self._arrays.get(candidates)  # plans reuse a few candidate tuples: keep their arrays
+        if cands is None:
+            cands = self._arrays[candidates] = np.array(candidates, dtype=np.int64)
+        if len(cands) > SHORTLIST:
             # In a big town only the few nearest (as the crow flies) are worth exact distances.
-            cands = np.asarray(candidates, dtype=np.int64)
-            hx, hy = here % w.grid.width, here // w.grid.width
-            crow = np.abs(o.x[cands] - hx) + np.abs(o.y[cands] - hy)
-            cands = cands[np.argpartition(crow, SHORTLIST)[:SHORTLIST]]
-            candidates = tuple(int(c) for c in cands)
-        else:  # plans reuse a few candidate tuples: keep their arrays
-            cands = self._arrays.get(candidates)
-            if cands is None:
-                cands = self._arrays[candidates] = np.array(candidates, dtype=np.int64)
+            cands = _nearest_by_crow(cands, o.x, o.y, here % w.grid.width, here // w.grid.width, SHORTLIST)
+            candidates = tuple(cands.tolist())
         barred = _NOBODY_BARRED
         if o.cooldown:  # (on_cooldown also forgets the cooldowns that have run out)
             barred = np.array([o.on_cooldown(slot, obj, w.tick) for obj in candidates])
@@ -296,6 +292,20 @@ class OptionController:
 
 NEEDS_FIELD = -2  # _best_object's answer when a candidate it must measure has no distance field yet
 _NOBODY_BARRED = np.zeros(0, dtype=np.bool_)
+
+
+@numba.njit(cache=True)
+def _nearest_by_crow(cands: np.ndarray, x: np.ndarray, y: np.ndarray, hx: int, hy: int, k: int) -> np.ndarray:
+    """The ``k`` candidates nearest ``(hx, hy)`` as the crow flies (ties: the earlier one), in their given order."""
+    crow = np.abs(x[cands] - hx) + np.abs(y[cands] - hy)
+    keep = np.zeros(len(cands), dtype=np.bool_)
+    for _ in range(k):
+        best = -1
+        for i in range(len(cands)):
+            if not keep[i] and (best < 0 or crow[i] < crow[best]):
+                best = i
+        keep[best] = True
+    return cands[keep]
 
 
 @numba.njit(cache=True)
