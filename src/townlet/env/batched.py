@@ -20,6 +20,7 @@ import numpy as np
 
 from townlet.config.loader import LoadedConfig
 from townlet.env.core import TownBuffers, TownCore
+from townlet.env.stacked import StackedObserver
 
 FIELDS = ("obs", "masks", "rewards", "alive", "terminated", "arrived", "truncated", "final_obs", "reset_towns",
           "actions", "episodes")
@@ -48,12 +49,26 @@ def town_buffers(arrays: dict[str, np.ndarray], i: int) -> TownBuffers:
                        arrays["terminated"][i], arrays["arrived"][i], arrays["truncated"][i])
 
 
+def observer_of(towns: dict[int, TownCore]) -> StackedObserver | None:
+    """The stacked observer for these towns (None for primitive actions: they observe one by one)."""
+    if not towns or any(town.primitives for town in towns.values()):
+        return None
+    return StackedObserver(list(towns.values()))
+
+
 def step_towns(towns: dict[int, TownCore], arrays: dict[str, np.ndarray], n_towns: int, seed: int,
-               autoreset: bool) -> None:
-    """Step the given towns (by batch index) with ``arrays["actions"]``, resetting finished ones if asked."""
+               autoreset: bool, observer: StackedObserver | None = None) -> None:
+    """Step the given towns (by batch index) with ``arrays["actions"]``, resetting finished ones if asked.
+
+    With an ``observer`` (built by :func:`observer_of` for these towns) all observations and masks are written
+    by one compiled call after the towns have stepped.
+    """
     done, actions = arrays["reset_towns"], arrays["actions"]
     for i, town in towns.items():
-        town.step(actions[i])
+        town.step(actions[i], observe=observer is None)
+    if observer is not None:
+        observer()
+    for i, town in towns.items():
         done[i] = town.done and autoreset
         if done[i]:
             arrays["final_obs"][i] = arrays["obs"][i]
@@ -136,6 +151,7 @@ class BatchedTowns:
             town.buffers = town_buffers(arrays, i)
             self.towns[i] = town
         self.arrays = arrays
+        self._observer = observer_of(self.towns)
         self.obs, self.masks, self.rewards = arrays["obs"], arrays["masks"], arrays["rewards"]
         self.alive, self.terminated, self.arrived = arrays["alive"], arrays["terminated"], arrays["arrived"]
         self.truncated, self.final_obs = arrays["truncated"], arrays["final_obs"]
@@ -162,7 +178,7 @@ class BatchedTowns:
         self.arrays["actions"][...] = actions
         if self._pool is not None:
             self._pool.send("step", self.seed)
-        step_towns(self.towns, self.arrays, self.n_towns, self.seed, self.autoreset)
+        step_towns(self.towns, self.arrays, self.n_towns, self.seed, self.autoreset, self._observer)
         if self._pool is not None:
             self._pool.gather()
         return self.obs, self.masks, self.rewards, self.terminated, self.truncated

@@ -8,13 +8,14 @@ The PettingZoo env turns those into per-agent dicts; the batched interface stack
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numba
 import numpy as np
 
 from townlet.config.loader import LoadedConfig
 from townlet.observations import ObservationEncoder
-from townlet.policy.options import OPTION_COUNT, option_mask
+from townlet.policy.options import OPTION_COUNT, mask_arrays, mask_row, mask_scalars, town_terms
 from townlet.policy.primitives import primitive_count
 from townlet.sim.simulation import Simulation
 from townlet.world.events import Event, EventKind
@@ -104,6 +105,7 @@ class TownCore:
         self.commitment = loaded.config.options.commitment_window
         self.critical = np.float32(loaded.config.needs.critical)
         self._critical_since = np.full(cap, NEVER, dtype=np.int64)  # first tick of each agent's critical streak
+        self._mask_args: tuple[Any, Any, tuple[Any, ...]] = (None, None, ())  # (sim, buffers, arguments) in use
 
     def reset(self, seed: int) -> None:
         """Start a new episode: a fresh town seeded with ``seed``; every agent's first observation is written."""
@@ -128,8 +130,12 @@ class TownCore:
         self.names = list(a.ids)
         self._observe()
 
-    def step(self, actions: np.ndarray) -> None:
-        """Advance one tick with ``actions`` (``int[C]``; -1 leaves a slot to the built-in policy)."""
+    def step(self, actions: np.ndarray, observe: bool = True) -> None:
+        """Advance one tick with ``actions`` (``int[C]``; -1 leaves a slot to the built-in policy).
+
+        ``observe=False`` leaves the observations and masks to the caller (a batch's
+        :class:`~townlet.env.stacked.StackedObserver` writes them for all its towns at once).
+        """
         b, sim = self.buffers, self.sim
         result = sim.step(actions)
         self.ticks += 1
@@ -157,7 +163,8 @@ class TownCore:
             b.truncated[:] = alive
         elif np.count_nonzero(b.truncated):  # (a batch may restore the flags after an autoreset)
             b.truncated[:] = False
-        self._observe()
+        if observe:
+            self._observe()
 
     @property
     def changed(self) -> bool:
@@ -176,35 +183,44 @@ class TownCore:
         """Observations and action masks of every living agent."""
         b, w = self.buffers, self.sim.world
         self.encoder.encode()
-        live = b.alive.nonzero()[0]
-        mask = b.mask
-        mask.fill(0)
-        if not len(live):
-            return
         if self.primitives:
-            mask[live] = self.sim.primitives.mask(w, live)
+            b.mask.fill(0)
+            live = b.alive.nonzero()[0]
+            if len(live):
+                b.mask[live] = self.sim.primitives.mask(w, live)
             return
-        # Inside the commitment window only the running option (continuing it) is offered, unless a need
-        # turned critical after the option started: then the agent may switch once (the simulation would
-        # accept a switch on every tick a need stays critical; offering it once keeps agents from thrashing).
-        a = w.agents
-        free = _free_to_choose(live, a.needs, self._critical_since, a.option, a.option_started, w.tick,
-                               self.commitment, self.critical)
-        if len(free):
-            mask[free] = option_mask(w, free)
-        _offer_running(mask, live, a.option)
+        town_masks(w.tick, *mask_scalars(w), *self.mask_args())
+
+    def mask_args(self) -> tuple[Any, ...]:
+        """The arguments of :func:`town_masks` after its per-tick scalars (this episode's arrays)."""
+        sim, buffers, args = self._mask_args
+        if sim is not self.sim or buffers is not self.buffers:
+            a, b = self.sim.world.agents, self.buffers
+            args = (b.mask, b.alive, a.needs, self._critical_since, a.option, a.option_started, self.commitment,
+                    self.critical, *mask_arrays(self.sim.world))
+            self._mask_args = (self.sim, b, args)
+        return args
 
 
 @numba.njit(cache=True)
-def _free_to_choose(live: np.ndarray, needs: np.ndarray, critical_since: np.ndarray, option: np.ndarray,
-                    started: np.ndarray, tick: int, commitment: int, critical: np.float32) -> np.ndarray:
-    """Living slots outside their commitment window (or with a need critical since their option started).
+def town_masks(tick, tod, meal_price, food_price, shower_fee, mask, alive, needs, critical_since, option, started,
+               commitment, critical, water_on, social_on, living, wallet, inventory, job, start, end, early, raw, meal,
+               clothes):
+    """Every slot's option mask row: zeros for empty slots, what may start for agents free to choose.
 
-    Updates ``critical_since``: the first tick of each agent's current critical streak (``NEVER`` if none).
+    Inside the commitment window only the running option (continuing it) is offered, unless a need turned
+    critical after the option started: then the agent may switch once (the simulation would accept a
+    switch on every tick a need stays critical; offering it once keeps agents from thrashing). Every living
+    agent may continue its running option. Updates ``critical_since``: the first tick of each agent's
+    current critical streak (``NEVER`` if none). ``tod`` to ``shower_fee`` are
+    :func:`~townlet.policy.options.mask_scalars`; ``water_on`` on are :func:`~townlet.policy.options.mask_arrays`.
     """
-    free = np.empty(len(live), dtype=np.int64)
-    n = 0
-    for s in live:
+    fee, social = town_terms(shower_fee, water_on, social_on, living)
+    for s in range(len(alive)):
+        row = mask[s]
+        row[:] = 0
+        if not alive[s]:
+            continue
         worst = needs[s, 0]
         for k in range(1, needs.shape[1]):
             worst = max(worst, needs[s, k])
@@ -212,16 +228,8 @@ def _free_to_choose(live: np.ndarray, needs: np.ndarray, critical_since: np.ndar
         since = min(critical_since[s], tick) if is_critical else NEVER
         critical_since[s] = since
         running = option[s] >= 0
-        locked = running and tick - started[s] < commitment and not (is_critical and started[s] < since)
-        if not locked:
-            free[n] = s
-            n += 1
-    return free[:n]
-
-
-@numba.njit(cache=True)
-def _offer_running(mask: np.ndarray, live: np.ndarray, option: np.ndarray) -> None:
-    """Allow every living agent to continue its running option."""
-    for s in live:
-        if option[s] >= 0:
-            mask[s, option[s]] = 1
+        if not (running and tick - started[s] < commitment and not (is_critical and started[s] < since)):
+            mask_row(row, s, tod, meal_price, food_price, fee, social, wallet, inventory, job, start, end, early, raw,
+                     meal, clothes)
+        if running:
+            row[option[s]] = 1

@@ -51,7 +51,7 @@ def _serve(conn: Connection, loaded: LoadedConfig, arrays: dict[str, np.ndarray]
 
     A step is asked for by the counter ``sync[ASKED]`` moving past ``sync[DONE]``, or by a pipe message.
     """
-    from townlet.env.batched import reset_towns, step_towns, town_buffers
+    from townlet.env.batched import observer_of, reset_towns, step_towns, town_buffers
     from townlet.env.core import TownCore
 
     cores = {}
@@ -59,13 +59,14 @@ def _serve(conn: Connection, loaded: LoadedConfig, arrays: dict[str, np.ndarray]
         core = TownCore(loaded)
         core.buffers = town_buffers(arrays, i)
         cores[i] = core
+    observer = observer_of(cores)
     gc.freeze()  # its heap is long-lived: a full collection over it would stall every step of the batch
     conn.send("ready")
     busy = time.perf_counter()
     try:
         while True:
             if sync[ASKED] != sync[DONE]:
-                step_towns(cores, arrays, n_towns, int(sync[SEED]), autoreset)
+                step_towns(cores, arrays, n_towns, int(sync[SEED]), autoreset, observer)
                 sync[DONE] = sync[ASKED]  # after the buffers: the parent reads them once it sees this
                 busy = time.perf_counter()
                 continue
@@ -75,7 +76,7 @@ def _serve(conn: Connection, loaded: LoadedConfig, arrays: dict[str, np.ndarray]
             command, seed = conn.recv()
             busy = time.perf_counter()
             if command == "step":
-                step_towns(cores, arrays, n_towns, seed, autoreset)
+                step_towns(cores, arrays, n_towns, seed, autoreset, observer)
                 conn.send(None)
             elif command == "reset":
                 reset_towns(cores, arrays, seed)

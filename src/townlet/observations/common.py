@@ -9,7 +9,7 @@ slots per object) into slot arrays.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numba
 import numpy as np
@@ -109,19 +109,17 @@ class CommonBlock:
         self._queued, self._lines = queued, lines
         return bool(lines)
 
-    def write(self, n: int, out: np.ndarray, fresh: np.ndarray, any_lines: bool) -> None:
-        """Fill the common block of the living rows among ``[0, n)`` (call :meth:`read_queues` first).
+    def kernel_args(self, out: np.ndarray, fresh: np.ndarray) -> tuple[Any, ...]:
+        """The arguments of :func:`_write_common` after its per-encode scalars (all live as long as the town).
 
         Args:
-            n: One past the last living slot.
             out: The slot-indexed buffer.
             fresh: ``bool[capacity]`` slots whose agent is seen for the first time (their ``ctx_reset``).
-            any_lines: What :meth:`read_queues` returned.
         """
         w = self.world
         a, g, rel, o = w.agents, w.grid, w.relationships, w.objects
-        _write_common(
-            out, n, self.spec, self.scales, w.tick, w.ticks_per_day, int(w.weather.state), any_lines,
+        return (
+            out, self.spec, self.scales, w.ticks_per_day,
             a.alive, fresh, a.needs, a.wallet, a.inventory, a.job, self.job_start, self.job_end,
             w.employment.arrived_day, a.option, a.option_started, a.activity, a.last_action, a.last_success,
             a.last_duration, a.personality, rel.other, rel.values, w.identity.of_agent, self.embeddings,
@@ -167,11 +165,15 @@ def count_boxes(n: int, alive: np.ndarray, xy: np.ndarray, radius: int, occupanc
 
 
 @numba.njit(cache=True)
-def _write_common(out, n, spec, scales, tick, tpd, weather, any_lines, alive, fresh, needs, wallet, inventory, job,
+def _write_common(n, tick, weather, any_lines, out, spec, scales, tpd, alive, fresh, needs, wallet, inventory, job,
                   job_start, job_end, arrived_day, option, option_started, activity, last_action, last_success,
                   last_duration, personality, other, values, of_agent, embeddings, tile, width, height, occupancy,
                   xy, counts, sat, home, power_on, water_on, queue_of, position, target_obj, reserved_by, user):
-    """Write the common block of every living row among ``[0, n)`` (offsets in ``spec``, scales in ``scales``)."""
+    """Write the common block of every living row among ``[0, n)`` (offsets in ``spec``, scales in ``scales``).
+
+    ``any_lines`` is what :meth:`CommonBlock.read_queues` returned; the arguments from ``out`` on are
+    :meth:`CommonBlock.kernel_args`.
+    """
     # Float operations follow the numpy expressions this replaced (float64 where numpy promoted), bit for bit.
     tod = tick % tpd
     day = tick // tpd

@@ -8,15 +8,15 @@ it. See docs/observations.md.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numba
 import numpy as np
 
-from townlet.observations.common import CommonBlock
+from townlet.observations.common import CommonBlock, _write_common
 from townlet.observations.layout import TARGETS, FeatureLayout, layout_of
-from townlet.observations.local_map import MapWindow
-from townlet.observations.targets import KeyTargets
+from townlet.observations.local_map import MapWindow, _write_windows
+from townlet.observations.targets import KeyTargets, _write_targets
 
 if TYPE_CHECKING:
     from townlet.world.state import World
@@ -59,27 +59,68 @@ class ObservationEncoder:
         self._seen_spawn = np.full(cap, -1, dtype=np.int64)
         self._fresh = np.zeros(cap, dtype=bool)
         self._encodes = 0
+        self._args: tuple[Any, ...] = ()
+        self._args_dist: np.ndarray | None = None  # the distance array the arguments were taken with
+
+    def prepare(self) -> tuple[bool, int, int, bool]:
+        """The Python half of an encode; returns its scalars ``(first, tick, weather, any_lines)``.
+
+        Reads the queues into arrays and rebuilds the target candidates of agents whose home, job or
+        occupant changed. The compiled half is :func:`encode_mapped` (or :func:`encode_flat` for a variant
+        without a map) with these scalars and :meth:`kernel_args`.
+        """
+        w = self.world
+        first = self._encodes == 0
+        self._encodes += 1
+        any_lines = self.common.read_queues()
+        self.targets.refresh()
+        return first, w.tick, int(w.weather.state), any_lines
+
+    def kernel_args(self) -> tuple[Any, ...]:
+        """``(population, common, targets[, windows])`` argument tuples of the compiled half (see :meth:`prepare`).
+
+        They hold the town's own arrays, so they are built once, and again when the grid's distance arrays
+        grow (a new distance field).
+        """
+        dist = self.world.grid.dist
+        if self._args_dist is not dist:
+            a, out, fresh = self.world.agents, self.buffer, self._fresh
+            args = [(a.alive, a.spawn_tick, self._seen_alive, self._seen_spawn, fresh, out),
+                    self.common.kernel_args(out, fresh), self.targets.kernel_args(out, self.t_start, self.h_start)]
+            if self.map is not None:
+                args.append(self.map.kernel_args(out, self.m_start, fresh, self.common.queue_length, self.hint_start,
+                                                 self.targets.nearest_field))
+            self._args, self._args_dist = tuple(args), dist
+        return self._args
 
     def encode(self) -> np.ndarray:
         """Write every living agent's observation into :attr:`buffer` (empty slots: zeros) and return it."""
-        a = self.world.agents
-        n = _population(a.alive, a.spawn_tick, self._seen_alive, self._seen_spawn, self._fresh, self.buffer,
-                        self._encodes == 0)
-        self._encodes += 1
-        if not n:
-            return self.buffer
-        out = self.buffer
-        lines = self.common.read_queues()
-        self.common.write(n, out, self._fresh, lines)
-        self.targets.write(n, out, self.t_start, self.h_start)
-        if self.map is not None:
-            self.map.write(n, out, self.m_start, self._fresh, self.common.queue_length, self.hint_start,
-                           self.targets.nearest_field)
+        scalars = self.prepare()
+        (encode_flat if self.map is None else encode_mapped)(*scalars, *self.kernel_args())
         return self.buffer
 
 
 @numba.njit(cache=True)
-def _population(alive, spawn, seen_alive, seen_spawn, fresh, out, first):
+def encode_mapped(first, tick, weather, any_lines, population, common, targets, windows):
+    """The compiled half of an encode for a variant with a map window (see :meth:`ObservationEncoder.prepare`)."""
+    n = _population(first, *population)
+    if n:
+        _write_common(n, tick, weather, any_lines, *common)
+        _write_targets(n, *targets)
+        _write_windows(n, *windows)
+
+
+@numba.njit(cache=True)
+def encode_flat(first, tick, weather, any_lines, population, common, targets):
+    """The compiled half of an encode for a variant without a map window (compact)."""
+    n = _population(first, *population)
+    if n:
+        _write_common(n, tick, weather, any_lines, *common)
+        _write_targets(n, *targets)
+
+
+@numba.njit(cache=True)
+def _population(first, alive, spawn, seen_alive, seen_spawn, fresh, out):
     """Mark ``fresh`` the agents not seen at the last encode, zero the rows of those that left; return n.
 
     ``n`` is one past the last living slot. On the ``first`` encode every empty row is zeroed.

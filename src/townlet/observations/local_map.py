@@ -11,7 +11,7 @@ fields through a lookup table) are rewritten only for agents whose tile or targe
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numba
 import numpy as np
@@ -74,17 +74,16 @@ class MapWindow:
         self._flat = self.array.reshape(-1)  # the same memory, as the kernel reads it
         cap = world.agents.capacity
         self._stamp = np.zeros(len(self.array), dtype=np.int64)  # encode count at which a cell last changed
-        self._encodes = 0
+        self._encodes = np.zeros(1, dtype=np.int64)  # passes so far (the kernel counts)
         self._occupied = np.zeros(2 * cap + 1, dtype=np.int64)  # [count, tiles holding agents at the last encode...]
         self._row_tile = np.full(cap, -1, dtype=np.int64)  # the tile each row's window was written for
         self._row_fields = np.full((cap, max(hints, 1)), -1, dtype=np.int32)  # ... and its hint planes' fields
 
-    def write(self, n: int, out: np.ndarray, start: int, fresh: np.ndarray, queue_length: np.ndarray,
-              hint_at: int = -1, fields: np.ndarray | None = None) -> None:
-        """Refresh the dynamic channels, then write the windows (and hint planes) of the living rows among ``[0, n)``.
+    def kernel_args(self, out: np.ndarray, start: int, fresh: np.ndarray, queue_length: np.ndarray,
+                    hint_at: int = -1, fields: np.ndarray | None = None) -> tuple[Any, ...]:
+        """The arguments of :func:`_write_windows` after ``n`` (valid until the grid's distance arrays grow).
 
         Args:
-            n: One past the last living slot.
             out: The slot-indexed buffer; windows go at ``start`` (``window² × C`` floats per row).
             start: Offset of the map block.
             fresh: ``bool[capacity]`` rows whose agent is new since the last encode (written whole).
@@ -94,20 +93,24 @@ class MapWindow:
         """
         w = self.world
         a, o, g = w.agents, w.objects, w.grid
-        self._encodes += 1
         if fields is None:
             fields = self._row_fields
-        _write_windows(out, n, start, hint_at, a.alive, fresh, a.tile, w.occupancy, o.reserved_by, o.user,
-                       queue_length, self._flat, self.array.shape[1], self.pad_index, self.object_pad, self.offsets,
-                       self.window, self.dynamic, self.crowd, self.queue_scale, self._occupied, self._stamp,
-                       self._encodes, self._row_tile, self._row_fields, fields, g.dist, self.unpad, self.closeness)
+        return (out, start, hint_at, a.alive, fresh, a.tile, w.occupancy, o.reserved_by, o.user, queue_length,
+                self._flat, self.array.shape[1], self.pad_index, self.object_pad, self.offsets, self.window,
+                self.dynamic, self.crowd, self.queue_scale, self._occupied, self._stamp, self._encodes,
+                self._row_tile, self._row_fields, fields, g.dist, self.unpad, self.closeness)
 
 
 @numba.njit(cache=True)
-def _write_windows(out, n, start, hint_at, alive, fresh, tiles, occupancy, reserved_by, user, queue_length, flat,
+def _write_windows(n, out, start, hint_at, alive, fresh, tiles, occupancy, reserved_by, user, queue_length, flat,
                    channels, pad_index, object_pad, offsets, window, dynamic, crowd, queue_scale, occupied, stamp,
-                   encodes, row_tile, row_fields, fields, dist, unpad, closeness):
-    """Refresh the dynamic channels (stamping changed cells), then write the living rows' windows and hints."""
+                   encode_count, row_tile, row_fields, fields, dist, unpad, closeness):
+    """Refresh the dynamic channels (stamping changed cells), then write the living rows' windows and hints.
+
+    ``encode_count`` (``int64[1]``) counts the passes; a cell's stamp is the pass that last changed it.
+    """
+    encode_count[0] += 1
+    encodes = encode_count[0]
     # Values follow the numpy expressions this replaced (float32 products), bit for bit.
     one, zero = np.float32(1.0), np.float32(0.0)
     agents, busy, queued = dynamic[0], dynamic[1], dynamic[2]

@@ -10,7 +10,7 @@ variant it also writes every agent's path hint.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numba
 import numpy as np
@@ -71,18 +71,17 @@ class KeyTargets:
             self._row_tile[slot] = -1
         return count > 0
 
-    def write(self, n: int, out: np.ndarray, start: int, hint_at: int = -1) -> None:
-        """Write the targets block at ``start`` for the living rows among ``[0, n)``; refresh candidates first.
+    def kernel_args(self, out: np.ndarray, start: int, hint_at: int = -1) -> tuple[Any, ...]:
+        """The arguments of :func:`_write_targets` after ``n`` (valid until the grid's distance arrays grow).
 
-        Also records :attr:`nearest_field`. With ``hint_at >= 0`` (compact variant) the N/E/S/W path hint is
+        The targets block goes at ``start``; with ``hint_at >= 0`` (compact variant) the N/E/S/W path hint is
         written there: the next step toward the agent's destination, or toward the target of its largest need.
+        The pass also records :attr:`nearest_field`. Call :meth:`refresh` before each pass.
         """
-        self.refresh()
         w = self.world
         a, g, o = w.agents, w.grid, w.objects
-        _write_targets(out, n, start, hint_at, a.alive, a.tile, self._row_tile, g.width, self.candidates, self.fields,
-                       g.dist, o.x, o.y, self.distance_scale, self.nearest_field, a.dest_field, a.needs, g.step,
-                       NEED_TARGET)
+        return (out, start, hint_at, a.alive, a.tile, self._row_tile, g.width, self.candidates, self.fields, g.dist,
+                o.x, o.y, self.distance_scale, self.nearest_field, a.dest_field, a.needs, g.step, NEED_TARGET)
 
     def _rebuild(self, slot: int) -> None:
         w, o = self.world, self.world.objects
@@ -131,7 +130,7 @@ def _stale_slots(alive, home, job, spawn, key, stale):
 
 
 @numba.njit(cache=True)
-def _write_targets(out, n, start, hint_at, alive, tiles, row_tile, width, candidates, fields, dist, obj_x, obj_y,
+def _write_targets(n, out, start, hint_at, alive, tiles, row_tile, width, candidates, fields, dist, obj_x, obj_y,
                    scale, nearest_field, dest_field, needs, step, need_target):
     """Targets block (and path hint) of every living row among ``[0, n)``; rows on an unchanged tile keep theirs."""
     # Float operations follow the numpy expressions this replaced (float64 bearings), bit for bit.

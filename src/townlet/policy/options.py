@@ -61,41 +61,79 @@ def _shower_fee(manifest: Any) -> float:
     return fee
 
 
+def mask_scalars(world: World) -> tuple[int, float, float, float]:
+    """The town's inputs to the mask now: ``(time of day, meal price, food price, shower fee)``.
+
+    A price of ``inf`` means nothing to buy (no open place of the kind has it in stock).
+    """
+    return (world.tick % world.ticks_per_day, _price_if_sold(world, "cafe", "cafe_meal"),
+            _price_if_sold(world, "grocer", "raw_food"), _shower_fee(world.manifest))
+
+
+def _price_if_sold(world: World, kind: str, item: str) -> float:
+    """The item's price if the open places of ``kind`` (closed facilities sell nothing) have any in stock, else inf."""
+    stock, open_places = world.economy.stock, world.place_open
+    units = 0
+    for place in world.objects.places_of_kind.get(kind, ()):
+        if open_places[place]:
+            units += stock.get(place, {}).get(item, 0)
+    return float(world.economy.prices.get(item, np.inf)) if units > 0 else np.inf
+
+
+def mask_arrays(world: World) -> tuple[Any, ...]:
+    """What the mask kernels read after :func:`mask_scalars`: town arrays and flags, then per-agent arrays."""
+    a, emp = world.agents, world.employment
+    items = a.item_index
+    return (world.utilities.water_on, world.relationships.enabled, a.alive, a.wallet, a.inventory, a.job, emp.start,
+            emp.end, emp.cfg.early_arrival, items.get("raw_food", -1), items.get("cafe_meal", -1),
+            items.get("clean_clothes", -1))
+
+
 def option_mask(world: World, slots: np.ndarray | None = None) -> np.ndarray:
     """``bool[n, 7]`` which options each agent (living slots by default) could start now."""
-    a, e, emp = world.agents, world.economy, world.employment
     if slots is None:
-        slots = a.slots()
-    items = a.item_index
-    places = world.objects.places_of_kind
-    open_places = world.place_open  # closed facilities sell nothing
-    cafe_stock = sum(e.stock_at(p, "cafe_meal") for p in places.get("cafe", ()) if open_places[p])
-    grocer_stock = sum(e.stock_at(p, "raw_food") for p in places.get("grocer", ()) if open_places[p])
-    return _option_mask(
-        slots, a.wallet, a.inventory, a.job, emp.start, emp.end, emp.cfg.early_arrival,
-        world.tick % world.ticks_per_day, items.get("raw_food", -1), items.get("cafe_meal", -1),
-        items.get("clean_clothes", -1),
-        float(e.prices.get("cafe_meal", np.inf)) if cafe_stock > 0 else np.inf,
-        float(e.prices.get("raw_food", np.inf)) if grocer_stock > 0 else np.inf,
-        _shower_fee(world.manifest) if np.count_nonzero(world.utilities.water_on) else np.inf,
-        bool(world.relationships.enabled and np.count_nonzero(a.alive) > 1),
-    )
+        slots = world.agents.slots()
+    return _option_mask(slots, *mask_scalars(world), *mask_arrays(world))
 
 
 @numba.njit(cache=True)
-def _option_mask(slots: np.ndarray, wallet: np.ndarray, inventory: np.ndarray, job: np.ndarray,
-                 start: np.ndarray, end: np.ndarray, early: int, tod: int, raw: int, meal: int, clothes: int,
-                 meal_price: float, food_price: float, shower_fee: float, social: bool) -> np.ndarray:
-    """The mask from per-agent arrays and the town's scalars (a price of ``inf``: nothing to buy)."""
-    mask = np.ones((len(slots), OPTION_COUNT), dtype=np.bool_)
+def town_terms(shower_fee: float, water_on: np.ndarray, social_on: bool, alive: np.ndarray) -> tuple[float, bool]:
+    """The shower fee (inf while no place has water) and whether anybody could socialise (two or more agents)."""
+    fee = np.inf
+    for on in water_on:
+        if on:
+            fee = shower_fee
+            break
+    living = 0
+    for here in alive:
+        living += here
+    return fee, social_on and living > 1
+
+
+@numba.njit(cache=True)
+def mask_row(row: np.ndarray, s: int, tod: int, meal_price: float, food_price: float, shower_fee: float, social: bool,
+             wallet: np.ndarray, inventory: np.ndarray, job: np.ndarray, start: np.ndarray, end: np.ndarray,
+             early: int, raw: int, meal: int, clothes: int) -> None:
+    """Write slot ``s``'s mask into ``row`` (of any integer or bool dtype)."""
+    money = wallet[s]
+    has_food = (raw >= 0 and inventory[s, raw] >= 1) or (meal >= 0 and inventory[s, meal] >= 1)
+    row[0] = has_food or money >= meal_price  # GetFed
+    row[1] = money >= shower_fee or (clothes >= 0 and inventory[s, clothes] >= 1)  # GetClean
+    j = job[s]
+    row[2] = j >= 0 and start[j] - early <= tod < end[j] - 1  # GoToWork
+    row[3] = money >= food_price  # ShopGroceries
+    row[4] = True  # Sleep
+    row[5] = social  # Socialise
+    row[6] = True  # Idle
+
+
+@numba.njit(cache=True)
+def _option_mask(slots, tod, meal_price, food_price, shower_fee, water_on, social_on, alive, wallet, inventory, job,
+                 start, end, early, raw, meal, clothes):
+    """The mask rows of ``slots`` (the arguments after them: :func:`mask_scalars`, then :func:`mask_arrays`)."""
+    fee, social = town_terms(shower_fee, water_on, social_on, alive)
+    mask = np.empty((len(slots), OPTION_COUNT), dtype=np.bool_)
     for i in range(len(slots)):
-        s = slots[i]
-        money = wallet[s]
-        has_food = (raw >= 0 and inventory[s, raw] >= 1) or (meal >= 0 and inventory[s, meal] >= 1)
-        mask[i, 0] = has_food or money >= meal_price  # GetFed
-        mask[i, 1] = money >= shower_fee or (clothes >= 0 and inventory[s, clothes] >= 1)  # GetClean
-        j = job[s]
-        mask[i, 2] = j >= 0 and start[j] - early <= tod < end[j] - 1  # GoToWork
-        mask[i, 3] = money >= food_price  # ShopGroceries
-        mask[i, 5] = social  # Socialise
+        mask_row(mask[i], slots[i], tod, meal_price, food_price, fee, social, wallet, inventory, job, start, end,
+                 early, raw, meal, clothes)
     return mask
