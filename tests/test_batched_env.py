@@ -20,11 +20,16 @@ LIFECYCLE = {
 }
 
 
-@pytest.mark.parametrize("variant", ["full", "compact"])
-def test_batched_towns_match_single_envs_with_the_same_seeds(variant: str) -> None:
-    """Town i of a batch reset with seed s steps exactly like a single env reset with seed s + i."""
-    overrides = {"env.horizon": 400, **LIFECYCLE}
+@pytest.mark.parametrize(("variant", "level"), [("full", "options"), ("compact", "options"), ("hybrid", "primitives")])
+def test_batched_towns_match_single_envs_with_the_same_seeds(variant: str, level: str) -> None:
+    """Town i of a batch reset with seed s steps exactly like a single env reset with seed s + i.
+
+    With option actions the batch observes its towns in one compiled call (``StackedObserver``); with
+    primitive actions each town observes on its own.
+    """
+    overrides = {"env.horizon": 400, "env.action_level": level, **LIFECYCLE}
     batch = BatchedTowns(3, variant=variant, overrides=overrides)
+    assert (batch.observer is None) == (level == "primitives")
     obs, masks = batch.reset(seed=10)
     singles = [parallel_env(variant=variant, overrides=overrides) for _ in range(3)]
     for i, env in enumerate(singles):

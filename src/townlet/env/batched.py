@@ -2,8 +2,10 @@
 
 No per-agent Python objects: actions come in as ``int[N, C]`` (slot-indexed, -1 = built-in policy) and
 observations, masks, rewards and flags go out as preallocated stacked buffers that each town's
-:class:`~townlet.env.core.TownCore` writes in place. Town ``i`` of a batch reset with seed ``s`` is the same
-episode as a single env reset with seed ``s + i`` (and its ``e``-th automatic reset uses ``s + i + e·N``).
+:class:`~townlet.env.core.TownCore` writes in place; once the towns of a process have stepped, one compiled
+call (:class:`~townlet.env.stacked.StackedObserver`) writes all their observations and masks. Town ``i`` of a
+batch reset with seed ``s`` is the same episode as a single env reset with seed ``s + i`` (and its ``e``-th
+automatic reset uses ``s + i + e·N``).
 
 With ``workers=k`` the towns are split into ``k + 1`` contiguous shares: ``k`` forked worker processes step
 theirs, writing into the same buffers in shared memory, while this process steps the first share. The
@@ -114,6 +116,8 @@ class BatchedTowns:
         reset_towns: ``bool[N]`` towns reset by ``autoreset`` in the last step.
         towns: Batch index -> :class:`TownCore` of the towns this process steps (all of them when
             ``workers=0``; the workers' towns live in their processes).
+        observer: The :class:`~townlet.env.stacked.StackedObserver` that writes those towns' observations
+            and masks in one compiled call per step (None with primitive actions: each town observes alone).
     """
 
     def __init__(
@@ -151,7 +155,7 @@ class BatchedTowns:
             town.buffers = town_buffers(arrays, i)
             self.towns[i] = town
         self.arrays = arrays
-        self._observer = observer_of(self.towns)
+        self.observer = observer_of(self.towns)
         self.obs, self.masks, self.rewards = arrays["obs"], arrays["masks"], arrays["rewards"]
         self.alive, self.terminated, self.arrived = arrays["alive"], arrays["terminated"], arrays["arrived"]
         self.truncated, self.final_obs = arrays["truncated"], arrays["final_obs"]
@@ -178,7 +182,7 @@ class BatchedTowns:
         self.arrays["actions"][...] = actions
         if self._pool is not None:
             self._pool.send("step", self.seed)
-        step_towns(self.towns, self.arrays, self.n_towns, self.seed, self.autoreset, self._observer)
+        step_towns(self.towns, self.arrays, self.n_towns, self.seed, self.autoreset, self.observer)
         if self._pool is not None:
             self._pool.gather()
         return self.obs, self.masks, self.rewards, self.terminated, self.truncated
