@@ -66,9 +66,9 @@ class StackedObserver:
         self._keys[i] = (encoding, masking)
         entries = (*encoding, masking)
         if not self._lists:  # the first town fixes the lists' types; the others start as copies of it
-            self._lists = tuple(List([entry] * len(self.towns)) for entry in entries)
+            self._lists = tuple(_filled(entry, len(self.towns)) for entry in entries)
         for column, entry in zip(self._lists, entries, strict=True):
-            column[i] = entry
+            _put(column, i, entry)
 
 
 @numba.njit(cache=True)
@@ -89,3 +89,20 @@ def _observe_flat(ints, floats, populations, commons, targets, masks):
                     commons[t], targets[t])
         town_masks(ints[t, TICK], ints[t, TOD], floats[t, MEAL_PRICE], floats[t, FOOD_PRICE], floats[t, SHOWER_FEE],
                    *masks[t])
+
+
+# Typed lists are built and updated by compiled (and cached) functions: from Python each list method
+# would be compiled again in every process, for every tuple type, at the first step (seconds).
+@numba.njit(cache=True)
+def _filled(entry, n):
+    """A typed list of ``n`` times ``entry``."""
+    out = List()
+    for _ in range(n):
+        out.append(entry)
+    return out
+
+
+@numba.njit(cache=True)
+def _put(column, i, entry):
+    """``column[i] = entry``."""
+    column[i] = entry
