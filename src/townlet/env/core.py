@@ -212,8 +212,9 @@ def town_masks(tick, tod, meal_price, food_price, shower_fee, mask, alive, needs
     critical after the option started: then the agent may switch once (the simulation would accept a
     switch on every tick a need stays critical; offering it once keeps agents from thrashing). Every living
     agent may continue its running option. Updates ``critical_since``: the first tick of each agent's
-    current critical streak (``NEVER`` if none). ``tod`` to ``shower_fee`` are
-    :func:`~townlet.policy.options.mask_scalars`; ``water_on`` on are :func:`~townlet.policy.options.mask_arrays`.
+    current critical streak (``NEVER`` if none). ``tod`` to ``shower_fee`` come from
+    :func:`~townlet.policy.options.mask_scalars`, ``water_on`` and the rest from
+    :func:`~townlet.policy.options.mask_arrays`.
     """
     fee, social = town_terms(shower_fee, water_on, social_on, living)
     for s in range(len(alive)):
