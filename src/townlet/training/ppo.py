@@ -318,8 +318,8 @@ def train(args: PPOArgs, progress: Progress | None = None) -> dict[str, Any]:
 
     last_window: dict[str, float] | None = None
     first_step = global_step
-    # Everything built so far lives for the whole run: keep it out of the collector's full passes, each of
-    # which would otherwise stall collection for tens of milliseconds (see docs/architecture.md).
+    # Everything built so far lives for the whole run: keep it out of the garbage collector's full passes,
+    # each of which would otherwise stall rollouts for tens of milliseconds (see docs/architecture.md).
     gc.freeze()
     try:
         while global_step < args.total_steps:
