@@ -113,3 +113,5 @@ def test_bench_env_reports_steps_per_second_and_the_batched_speedup(capsys) -> N
     single, batched = result["env"]["single"][0], result["env"]["batched"][0]
     assert single["variant"] == "compact" and single["env_steps_per_s"] > 0 and single["invalid_actions"] == 0
     assert batched["towns"] == 2 and batched["speedup"] > 0 and batched["workers_speedup"] > 0
+    capacity = result["env"]["parallel_capacity"]  # a plain CPU job in 3 processes against 1 (ideal: 3)
+    assert capacity["processes"] == 3 and all(0.5 < capacity[k] < 3.5 for k in ("before", "after"))

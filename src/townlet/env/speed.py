@@ -9,6 +9,7 @@ picks Idle: a quiet town, so mostly the env's own cost). Only env calls are time
 from __future__ import annotations
 
 import gc
+import multiprocessing as mp
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -189,15 +190,59 @@ def batched_vs_loop(
     return result
 
 
+def _count(n: int) -> int:
+    """Pure-Python busy work: the kind a town's tick is made of."""
+    total = 0
+    for i in range(n):
+        total += i
+    return total
+
+
+def _count_when(go: Any, n: int) -> None:
+    go.wait()
+    _count(n)
+
+
+def parallel_capacity(processes: int, work: int = 2_000_000) -> float | None:
+    """How many processes' worth of pure-Python work the machine does at once right now (ideal: ``processes``).
+
+    Times ``work`` loop steps in this process, then the same in ``processes`` forked processes started
+    together: on a shared virtual machine the answer moves with the neighbours, and with it what worker
+    processes can add. None where processes cannot be forked.
+    """
+    if "fork" not in mp.get_all_start_methods():
+        return None
+    t0 = time.perf_counter()
+    _count(work)
+    alone = time.perf_counter() - t0
+    ctx = mp.get_context("fork")
+    go = ctx.Event()
+    procs = [ctx.Process(target=_count_when, args=(go, work), daemon=True) for _ in range(processes)]
+    for proc in procs:
+        proc.start()
+    time.sleep(0.05)  # let them reach the start line
+    t0 = time.perf_counter()
+    go.set()
+    for proc in procs:
+        proc.join()
+    return round(processes * alone / (time.perf_counter() - t0), 2)
+
+
 def env_figures(
     variants: list[str], agents: int, towns: int, steps: int, warmup: int, seed: int, overrides: list[str],
     workers: int = 0,
 ) -> dict[str, Any]:
     """The ``env`` block of ``townlet bench --env``."""
     env_config(variant=variants[0], agents=agents, overrides=overrides)  # fail early on a bad config
-    return {
+    figures: dict[str, Any] = {
         "steps": steps,
         "warmup": warmup,
         "single": [single_figures(v, agents, steps, warmup, seed, overrides) for v in variants],
-        "batched": [batched_vs_loop(v, agents, towns, steps, warmup, seed, overrides, workers) for v in variants],
     }
+    # What the machine could give worker processes, just before and just after they ran.
+    before = parallel_capacity(workers + 1) if workers else None
+    figures["batched"] = [batched_vs_loop(v, agents, towns, steps, warmup, seed, overrides, workers) for v in variants]
+    if workers:
+        figures["parallel_capacity"] = {"processes": workers + 1, "before": before,
+                                        "after": parallel_capacity(workers + 1)}
+    return figures
