@@ -135,14 +135,14 @@ def test_stdout_transport_writes_snapshot_then_diffs_and_events() -> None:
 
 
 def test_perf_and_transport_health_sections_report_phase_timings_and_slowest_ticks(tmp_path: Path) -> None:
-    """Every health_every ticks the state carries per-phase ms, the slowest ticks and each transport's health."""
-    sim = busy_sim(extra=["telemetry.health_every=20", "telemetry.slowest_ticks=3"])
+    """Every health_every ticks the state carries the last perf_window ticks: phase ms, slowest ticks, transports."""
+    sim = busy_sim(extra=["telemetry.health_every=20", "telemetry.slowest_ticks=3", "telemetry.perf_window=40"])
     publisher = TelemetryPublisher(sim, transports=[FileTransport(tmp_path / "t.jsonl")]).attach()
     sim.run(100)
     publisher.close()
     state = state_at(read_messages(tmp_path / "t.jsonl"))["state"]
     perf = state["perf"]
-    assert perf["ticks"] == 20 and len(perf["slowest"]) == 3
+    assert perf["ticks"] == perf["window"] == 40 and len(perf["slowest"]) == 3
     assert {"policy", "arbitrate", "world", "telemetry"} <= set(perf["phase_ms"])
     assert perf["slowest"][0]["ms"] >= perf["slowest"][-1]["ms"] > 0
     health = state["transports"]["file"]

@@ -112,7 +112,19 @@ class TelemetryConfig(Strict):
 
     transports: list[TransportConfig] = []
     health_every: Ticks = Field(50, description="ticks between perf/transport-health updates; 0 leaves them out")
-    slowest_ticks: int = Field(5, ge=0, le=1000, description="slowest ticks listed in perf")
+    slowest_ticks: int = Field(5, ge=0, le=1000, description="slowest ticks of the perf window listed in perf")
+    perf_window: int = Field(
+        1000, ge=10, le=1_000_000,
+        description="ticks the perf figures cover: a rolling window kept whether or not anything publishes",
+    )
+    tick_target_ms: dict[Annotated[int, Field(ge=1, le=10_000_000)], Annotated[float, Field(gt=0.0, le=1e6)]] = Field(
+        {8: 0.2, 1000: 4.0, 10_000: 40.0},
+        description="target tick duration (ms) per population: linear between the listed populations, the first "
+        "value below them, proportional to agents above them; empty: no target",
+    )
+    health_log_s: Annotated[float, Field(ge=0.0, le=86_400.0)] = Field(
+        60.0, description="wall seconds between `tick.health` log lines of a publishing town; 0 = none"
+    )
     narration_lines: int = Field(20, ge=0, le=10_000, description="recent narration lines kept in the state")
     stability_window: int = Field(1000, ge=10, le=1_000_000, description="ticks per rolling KPI window")
     drop_alert_rate: Annotated[float, Field(gt=0.0, le=1.0)] = Field(
@@ -120,6 +132,19 @@ class TelemetryConfig(Strict):
     )
     drop_window: int = Field(200, ge=1, le=1_000_000, description="ticks over which the drop rate is measured")
     digits: int = Field(4, ge=1, le=12, description="decimals kept for needs, money and ties")
+
+    def target_tick_ms(self, agents: int) -> float | None:
+        """The target tick duration in ms for a population of ``agents`` (None when no target is set)."""
+        if not self.tick_target_ms:
+            return None
+        points = sorted(self.tick_target_ms.items())
+        if agents <= points[0][0]:
+            return points[0][1]
+        for (low, low_ms), (high, high_ms) in zip(points, points[1:], strict=False):
+            if agents <= high:
+                return low_ms + (high_ms - low_ms) * (agents - low) / (high - low)
+        last, last_ms = points[-1]
+        return last_ms * agents / last  # cost per tick grows linearly with agents (SPEC 24)
 
 
 class RateLimitConfig(Strict):

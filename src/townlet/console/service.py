@@ -294,16 +294,12 @@ class ConsoleService:
         return self._builder
 
     def health(self) -> dict[str, Any]:
-        """Telemetry health (or plain phase timings without a publisher) plus console counters."""
+        """Telemetry health (or the tick timings alone without a publisher) plus console counters."""
         sim = self.sim
         if self.publisher is not None:
             out = self.publisher.health()
         else:
-            n = max(sim.ticks_run, 1)
-            out = {"tick": int(sim.world.tick), "transports": {},
-                   "perf": {"ticks": sim.ticks_run,
-                            "tick_ms_mean": round(sum(sim.phase_total.values()) * 1000 / n, 4),
-                            "phase_ms": {k: round(v * 1000 / n, 4) for k, v in sim.phase_total.items()}}}
+            out = {"tick": int(sim.world.tick), "transports": {}, "perf": sim.perf()}
         with self._lock:
             counts = dict(self.counts)
         out["console"] = {**counts, "queued": len(sim.commands),

@@ -64,9 +64,21 @@ def render(live: LiveTown, results: Counter[str]) -> str:
     out.metric("townlet_tick_step_seconds_total", "counter", "Wall time spent simulating ticks.", stats.step_s_total)
     out.metric("townlet_phase_seconds_total", "counter", "Wall time spent in each tick phase.",
                [({"phase": name}, seconds) for name, seconds in dict(sim.phase_total).items()])
-    perf = live.publisher.perf_now()
-    out.metric("townlet_slowest_tick_seconds", "gauge", "The slowest ticks of the run (rank 1 = slowest).",
+    perf = sim.perf()
+    out.metric("townlet_slowest_tick_seconds", "gauge",
+               "The slowest ticks of the last telemetry.perf_window ticks (rank 1 = slowest).",
                [({"rank": i + 1, "tick": s["tick"]}, s["ms"] / 1000) for i, s in enumerate(perf["slowest"])])
+    out.metric("townlet_tick_duration_seconds", "gauge",
+               "Tick duration over the last telemetry.perf_window ticks: mean, median, 99th percentile, max.",
+               [({"stat": stat}, perf[f"tick_ms_{stat}"] / 1000) for stat in ("mean", "p50", "p99", "max")])
+    out.metric("townlet_phase_window_seconds", "gauge", "Mean seconds per tick in each phase over the window.",
+               [({"phase": name}, ms / 1000) for name, ms in perf["phase_ms"].items()])
+    if perf["target_tick_ms"] is not None:
+        out.metric("townlet_tick_target_seconds", "gauge",
+                   "Target tick duration for this population (telemetry.tick_target_ms).", perf["target_tick_ms"] / 1000)
+        out.metric("townlet_tick_headroom", "gauge",
+                   "1 - mean tick duration / target: the share of the target unused (negative: over it).",
+                   perf["headroom"])
     out.metric("townlet_agents", "gauge", "Agents living in the town.", int(sim.world.agents.alive.sum()))
     out.metric("townlet_connected_clients", "gauge", "WebSocket viewers connected.", status["viewers"])
     health = live.publisher.transport_health()

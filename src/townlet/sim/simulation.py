@@ -27,6 +27,7 @@ from townlet.policy.scripted import OptionPolicy, RandomPolicy, ScriptedPolicy
 from townlet.rewards import Rewards
 from townlet.sim.clock import Clock
 from townlet.sim.kpis import KpiTracker
+from townlet.sim.timings import TickTimings
 from townlet.world import actions, scans
 from townlet.world.events import Event
 from townlet.world.needs import ENERGY, HUNGER
@@ -97,6 +98,8 @@ class Simulation:
         self.phase_total: dict[str, float] = {name: 0.0 for name, _ in self.phases}
         self.time_phases = True  # time each phase (``phase_total``, ``TickResult.phase_s``); the RL env turns it off
         self.ticks_run = 0
+        telemetry = self.config.telemetry
+        self.timings = TickTimings(self.phase_total, telemetry.perf_window, telemetry.slowest_ticks)
         self._critical = np.float32(self.config.needs.critical)
         self._interrupt_level = np.float32(self.config.options.interrupt_level)
         self._slot_phase = np.arange(self.world.agents.capacity) % self.config.options.interrupt_every
@@ -160,8 +163,11 @@ class Simulation:
                 t0 = clock()
                 phase(self)
                 timings[name] = clock() - t0
+            spent = 0.0
             for name, seconds in timings.items():
                 self.phase_total[name] += seconds
+                spent += seconds
+            self.timings.record(w.tick, spent)
         else:
             for _, phase in self.phases:
                 phase(self)
@@ -181,6 +187,14 @@ class Simulation:
                 progress(i + 1)
         if progress is not None:
             progress(ticks)
+
+    def perf(self) -> dict[str, Any]:
+        """Tick timings over the last ``telemetry.perf_window`` ticks, against the population's target.
+
+        See :meth:`townlet.sim.timings.TickTimings.summary` for the fields (wall clock: not deterministic).
+        """
+        agents = int(self.world.agents.alive.sum())
+        return self.timings.summary(agents, self.config.telemetry.target_tick_ms(agents))
 
     def masks(self) -> np.ndarray:
         """``bool[capacity, A]`` action mask for every slot (rows of empty slots are all False).

@@ -1,14 +1,14 @@
 """The publisher: a ``telemetry`` phase that encodes each tick once and hands it to every transport.
 
 Attach it to a simulation and it installs one timed phase after the last existing one; detach it and the
-phase goes away, so a town nobody watches pays nothing. It also keeps the health picture: per-phase tick
-timings and the slowest ticks (``perf``), each transport's health, and the drop-rate watch that logs one
-warning and publishes one ``alert`` event per episode of loss.
+phase goes away, so a town nobody watches pays nothing. It also reports health: the simulation's rolling tick
+timings (``perf``, see :mod:`townlet.sim.timings`), each transport's health, the drop-rate watch that logs one
+warning and publishes one ``alert`` event per episode of loss, and the periodic ``tick.health`` log line
+(:mod:`townlet.telemetry.health`).
 """
 
 from __future__ import annotations
 
-import heapq
 import logging
 from collections import deque
 from collections.abc import Iterable
@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from townlet.config.models import TelemetryConfig
 from townlet.logs import log_event
 from townlet.telemetry.encoder import TelemetryEncoder
+from townlet.telemetry.health import HealthLog
 from townlet.telemetry.transports import Transport, build_transport
 
 if TYPE_CHECKING:
@@ -24,50 +25,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("townlet.telemetry")
 PHASE = "telemetry"
-
-
-class PerfWindow:
-    """Per-phase tick timings over the current health window, and the slowest ticks of the run."""
-
-    def __init__(self, sim: Simulation, slowest: int) -> None:
-        self.sim = sim
-        self.keep = slowest
-        self.last = dict(sim.phase_total)
-        self.sums: dict[str, float] = {}
-        self.ticks = 0
-        self.slowest: list[tuple[float, int]] = []  # min-heap of (seconds, tick)
-
-    def fold(self, tick: int) -> None:
-        """Take the phase times of the previous tick (its totals land after its last phase, ours included)."""
-        totals = self.sim.phase_total
-        spent = 0.0
-        for name, total in totals.items():
-            delta = total - self.last.get(name, 0.0)
-            self.sums[name] = self.sums.get(name, 0.0) + delta
-            spent += delta
-        self.last = dict(totals)
-        if spent <= 0.0:
-            return  # the first tick after attaching: no finished tick to account for yet
-        self.ticks += 1
-        if self.keep:
-            if len(self.slowest) < self.keep:
-                heapq.heappush(self.slowest, (spent, tick - 1))
-            elif spent > self.slowest[0][0]:
-                heapq.heapreplace(self.slowest, (spent, tick - 1))
-
-    def section(self) -> dict[str, Any]:
-        """The ``perf`` section for the window just ended (and start a new window)."""
-        n = max(self.ticks, 1)
-        phase_ms = {name: round(total * 1000 / n, 4) for name, total in self.sums.items()}
-        out = {
-            "ticks": self.ticks,
-            "tick_ms_mean": round(sum(self.sums.values()) * 1000 / n, 4),
-            "phase_ms": phase_ms,
-            "slowest": [{"tick": t, "ms": round(s * 1000, 3)} for s, t in sorted(self.slowest, reverse=True)],
-        }
-        self.sums = {}
-        self.ticks = 0
-        return out
 
 
 class DropWatch:
@@ -115,7 +72,7 @@ class TelemetryPublisher:
         self.sim = sim
         self.cfg = cfg or sim.config.telemetry
         self.encoder = TelemetryEncoder(sim, self.cfg)
-        self.perf = PerfWindow(sim, self.cfg.slowest_ticks)
+        self.health_log = HealthLog(self.cfg.health_log_s)
         self.transports: list[Transport] = []
         self.watches: dict[str, DropWatch] = {}
         self.attached = False
@@ -159,7 +116,6 @@ class TelemetryPublisher:
             transport.start()
         last = self.sim.phases[-1][0]
         self.sim.add_phase(PHASE, TelemetryPublisher._phase_of(self), after=last)
-        self.perf = PerfWindow(self.sim, self.cfg.slowest_ticks)
         self.attached = True
         return self
 
@@ -188,15 +144,16 @@ class TelemetryPublisher:
     def publish(self) -> None:
         """Encode the tick just simulated and offer it to every transport (never blocks)."""
         tick = int(self.sim.world.tick)
-        self.perf.fold(tick)
         alerts = self._watch_drops(tick)
-        sections = None
-        every = self.cfg.health_every
-        if every and (self.published == 0 or tick % every == 0):
-            sections = {"perf": self.perf.section(), "transports": self.transport_health()}
+        if self.health_log.due(tick):
+            self.health_log.emit(tick, self.sim.perf(), self.transport_health())
         if not any(transport.wants() for transport in self.transports):
             self.encoder.skip()  # nobody listens (a viewer-less WebSocket server): fold the windows only
             return
+        sections = None
+        every = self.cfg.health_every
+        if every and (self.encoder.state is None or tick % every == 0):  # a snapshot is due, or the cadence
+            sections = {"perf": self.sim.perf(), "transports": self.transport_health()}
         batch = self.encoder.encode(alerts, sections)
         for transport in self.transports:
             transport.put(batch)
@@ -242,20 +199,10 @@ class TelemetryPublisher:
         return out
 
     def health(self) -> dict[str, Any]:
-        """The health payload: tick, transports, and the latest perf section."""
+        """The health payload: tick, transports, and the tick timings of the last window (always fresh)."""
         return {
             "tick": int(self.sim.world.tick),
             "published": self.published,
             "transports": self.transport_health(),
-            "perf": self.encoder.sections.get("perf") or self.perf_now(),
-        }
-
-    def perf_now(self) -> dict[str, Any]:
-        """Perf over the ticks folded so far in the current window (without ending the window)."""
-        n = max(self.perf.ticks, 1)
-        return {
-            "ticks": self.perf.ticks,
-            "tick_ms_mean": round(sum(self.perf.sums.values()) * 1000 / n, 4),
-            "phase_ms": {name: round(t * 1000 / n, 4) for name, t in self.perf.sums.items()},
-            "slowest": [{"tick": t, "ms": round(s * 1000, 3)} for s, t in sorted(self.perf.slowest, reverse=True)],
+            "perf": self.sim.perf(),
         }

@@ -157,14 +157,24 @@ def _definitions() -> dict[str, Any]:
         required=["window_ticks", "windows"],
         description="Rolling KPI windows (each `window_ticks` long): the last two completed windows.",
     )
+    ms = {"type": "number", "minimum": 0}
     perf = obj(
         {
             "ticks": NAT,
-            "tick_ms_mean": {"type": "number", "minimum": 0},
-            "phase_ms": mapping({"type": "number", "minimum": 0}),
-            "slowest": array(obj({"tick": NAT, "ms": {"type": "number", "minimum": 0}})),
+            "tick_ms_mean": ms,
+            "phase_ms": mapping(ms),
+            "slowest": array(obj({"tick": NAT, "ms": ms})),
+            "window": NAT,
+            "agents": NAT,
+            "tick_ms_p50": ms,
+            "tick_ms_p99": ms,
+            "tick_ms_max": ms,
+            "target_tick_ms": {"type": ["number", "null"]},
+            "headroom": {"type": ["number", "null"]},
         },
-        description="Wall-clock timings over the last `health_every` ticks (not deterministic).",
+        required=["ticks", "tick_ms_mean", "phase_ms", "slowest"],
+        description="Wall-clock tick timings over the last `perf_window` ticks, sent every `health_every` ticks "
+        "(not deterministic); `headroom` = 1 - tick_ms_mean / target_tick_ms.",
     )
     health = obj(
         {
@@ -258,7 +268,7 @@ def nullable(schema: Any) -> Any:
         out["enum"] = [*out["enum"], None]
     if "type" in out:
         types = out["type"] if isinstance(out["type"], list) else [out["type"]]
-        out["type"] = [*types, "null"]
+        out["type"] = types if "null" in types else [*types, "null"]
     return out
 
 
