@@ -275,6 +275,18 @@ def perturbation_cancel(d: Desk) -> None:
     assert d.do("perturbation_cancel", id=started["id"]).code == E_NOT_FOUND
 
 
+def perturbations(d: Desk) -> None:
+    d.sim.run(1000 - d.world.tick)  # midnight: the dice roll (stage M3 has perturbations on)
+    d.world.events = []
+    assert d.sim.perturbations.enabled
+    off = d.ok("perturbations", state="off")
+    assert off["schedule"] == "off" and off["next_roll_tick"] is None
+    assert not d.sim.perturbations.enabled and d.sim.perturbations.scheduled == []
+    on = d.ok("perturbations", state="on")
+    assert on == {"schedule": "on", "dropped": [], "running": on["running"], "next_roll_tick": 2000}
+    assert d.ok("status", token=d.viewer)["perturbation_schedule"] == "on"
+
+
 def narrate(d: Desk) -> None:
     d.ok("narrate", text="The mayor waves from the park.", agent="agent_1")
     lines = [e for e in d.events if e.kind is EventKind.NARRATION]
@@ -303,6 +315,7 @@ HAPPY: dict[str, Callable[[Desk], None]] = {
     "help": help_, "speed": speed, "pause": pause, "toggle_mortality": toggle_mortality,
     "set_exit_cap": set_exit_cap, "set_spawn_delay": set_spawn_delay, "arrange_meet": arrange_meet,
     "perturbation_trigger": perturbation_trigger, "perturbation_cancel": perturbation_cancel, "narrate": narrate,
+    "perturbations": perturbations,
     "snapshot": snapshot_, "reload": reload_,
 }
 
@@ -437,3 +450,24 @@ def test_busy_target_and_blocked_tiles(desk: Desk) -> None:
     assert result.code in (E_BLOCKED_TILE,) or int(a.tile[desk.slot(other)]) == indoor[0]
     desk.world.agents.asleep[desk.slot("agent_1")] = True
     assert desk.do("force_chat", agent="agent_0", other="agent_1").code in (E_BUSY_TARGET,)
+
+
+def test_perturbations_switched_off_live_start_no_more_until_switched_on(tmp_path: Path) -> None:
+    """After `perturbations state=off` nothing scheduled starts for days (today's rolls included); on resumes."""
+    certain = [f"perturbations.{k}.daily_probability=1.0" for k in ("price_spike", "blackout", "water_outage")]
+    d = Desk(tmp_path, certain)
+    d.sim.run(1001)  # past midnight of day 1: today's dice have rolled
+    assert d.sim.perturbations.scheduled, "with probability 1 something is scheduled for today"
+    off = d.ok("perturbations", state="off")
+    assert {e["kind"] for e in off["dropped"]} >= {"price_spike", "blackout", "water_outage"}
+    started = sum(d.sim.perturbations.started.values())
+    for _ in range(3000):  # three in-sim days
+        assert all(e.kind is not EventKind.PERTURBATION_STARTED for e in d.sim.step().events)
+    assert sum(d.sim.perturbations.started.values()) == started and not d.sim.perturbations.scheduled
+    d.ok("perturbations", state="on")
+    d.sim.run(2000)  # the next midnight's dice, then the day's window
+    assert sum(d.sim.perturbations.started.values()) > started
+    audit = [orjson.loads(x) for x in d.audit_path.read_bytes().splitlines()]
+    assert [r["args"] for r in audit if r["cmd"] == "perturbations"] == [{"state": "off"}, {"state": "on"}]
+    assert d.do("perturbations", token=d.viewer, state="off").code == E_FORBIDDEN
+    assert d.do("perturbations", state="maybe").code == E_INVALID_ARG

@@ -90,6 +90,9 @@ def bench_command(args: argparse.Namespace) -> int:
         runs.append(figures)
         print(f"bench: repeat {i + 1}/{args.repeat}: {figures['ticks_per_s']:.0f} ticks/s", file=sys.stderr)
     phases = runs[0]["phase_ms"].keys()
+    ticks_per_s = statistics.median(r["ticks_per_s"] for r in runs)
+    agents_mean = round(statistics.median(r["agent_steps_per_s"] / r["ticks_per_s"] for r in runs))
+    target = loaded.config.telemetry.target_tick_ms(agents_mean)
     result = {
         "agents": args.agents,
         "town_scale": args.town_scale,
@@ -97,9 +100,12 @@ def bench_command(args: argparse.Namespace) -> int:
         "ticks": args.ticks,
         "warmup": args.warmup,
         "repeat": args.repeat,
-        "ticks_per_s": round(statistics.median(r["ticks_per_s"] for r in runs), 1),
+        "ticks_per_s": round(ticks_per_s, 1),
         "agent_steps_per_s": round(statistics.median(r["agent_steps_per_s"] for r in runs), 1),
         "phase_ms": {p: round(statistics.median(r["phase_ms"][p] for r in runs), 4) for p in phases},
+        "tick_ms": round(1000.0 / ticks_per_s, 4),
+        "target_tick_ms": None if target is None else round(target, 4),
+        "headroom": None if target is None else round(1.0 - 1000.0 / ticks_per_s / target, 4),
         "build_s": round(statistics.median(r["build_s"] for r in runs), 3),
         "peak_rss_mb": round(peak_rss_mb(), 1),
         "config_id": loaded.config_id,

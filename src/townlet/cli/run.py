@@ -12,6 +12,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from townlet.config.loader import load_config
+from townlet.logs import configure_logging
 from townlet.sim.simulation import Simulation
 
 EXAMPLES = """examples:
@@ -20,6 +21,7 @@ EXAMPLES = """examples:
   townlet run my_town.yaml --set population.agents=16 --json
   townlet run --set features.relationships=OFF --ticks 2000 --json | jq .kpis
   townlet run --ticks 2000 --telemetry town.jsonl   # then: townlet telemetry replay town.jsonl --tick 1500
+  townlet run --set 'telemetry.transports=[{kind: file, path: town.jsonl}]'   # the config's transports
 """
 
 
@@ -42,7 +44,8 @@ def register(sub: Any, formatter: Any) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout instead of tables")
     p.add_argument("--policy", choices=("scripted", "random"), default="scripted", help="who chooses options")
     p.add_argument("--telemetry", metavar="FILE", default=None,
-                   help="write the telemetry stream to FILE as JSONL (a snapshot line, then diff and event lines)")
+                   help="write the telemetry stream to FILE as JSONL (a snapshot line, then diff and event lines), "
+                        "besides the config's telemetry.transports")
     p.add_argument("--snapshot-out", metavar="PATH", default=None,
                    help="write a snapshot of the final state to PATH (continue it with --resume)")
     p.add_argument("--resume", metavar="PATH", default=None,
@@ -58,17 +61,16 @@ def _positive(text: str) -> int:
 
 
 def _telemetry(sim: Simulation, path: str | None) -> Any:
-    """Attach a telemetry publisher writing ``path`` (plus the config's transports); None without a path."""
-    if path is None:
+    """Attach a publisher to the config's ``telemetry.transports`` plus ``path``; None when there are neither."""
+    if path is None and not sim.config.telemetry.transports:
         return None
-    from townlet.logs import configure_logging
     from townlet.telemetry.publisher import TelemetryPublisher
     from townlet.telemetry.transports import FileTransport
 
-    configure_logging(sim.config.logging.format, sim.config.logging.level)
     publisher = TelemetryPublisher.from_config(sim)
-    # The run waits for the file rather than dropping: a generous buffer, flushed at the end.
-    publisher.add_transport(FileTransport(path, name="run", buffer_ticks=100_000))
+    if path is not None:
+        # The run waits for the file rather than dropping: a generous buffer, flushed at the end.
+        publisher.add_transport(FileTransport(path, name="run", buffer_ticks=100_000))
     return publisher.attach()
 
 
@@ -103,6 +105,7 @@ def run_command(args: argparse.Namespace) -> int:
     else:
         loaded = load_config(args.config, args.overrides)
         sim = Simulation(loaded, seed=args.seed, policy=args.policy)
+    configure_logging(sim.config.logging.format, sim.config.logging.level)  # as serve: structured, on stderr
     err = Console(stderr=True)
     for problem in sim.invariant_problems:
         err.print(f"[yellow]warning:[/] economy invariant: {problem}")

@@ -1,7 +1,8 @@
 """Console commands for the run itself: reading, pacing, lifecycle switches, perturbations, narration.
 
 Reading: status, agent, health, help; pacing: speed, pause; lifecycle: toggle_mortality, set_exit_cap,
-set_spawn_delay; perturbations: arrange_meet, perturbation_trigger, perturbation_cancel; narrate.
+set_spawn_delay; perturbations: the schedule on/off (``perturbations``), arrange_meet, perturbation_trigger,
+perturbation_cancel; narrate.
 
 ``status``, ``agent``, ``health`` and ``help`` are read-only and open to viewer tokens; the rest need admin.
 """
@@ -41,6 +42,7 @@ def status(ctx: Context, args: NoArgs) -> dict[str, Any]:
                       "spawn_delay": list(sim.lifecycle.spawn_delay)},
         "perturbations": [{"id": p.id, "kind": p.kind, "ends": p.end, "detail": p.detail}
                           for p in sim.perturbations.active],
+        "perturbation_schedule": "on" if sim.perturbations.enabled else "off",
         "possessed": dict(sorted(ctx.service.possession.owners.items())),
         "kpis": {k: kpis[k] for k in ("attendance", "lateness", "collapses", "need_ok_share") if k in kpis},
     }
@@ -222,6 +224,23 @@ def perturbation_trigger(ctx: Context, args: TriggerArgs) -> dict[str, Any]:
             raise CommandError(E_INVALID_ARG, "agents: two different agents")
         given["agents"] = (a, b)
     return _start(ctx, args.kind, given)
+
+
+class ScheduleArgs(Args):
+    """``state``: ``on`` rolls the daily dice again from the next midnight; ``off`` stops scheduled ones starting."""
+
+    state: Literal["on", "off"]
+
+
+@command("perturbations", ScheduleArgs)
+def perturbations(ctx: Context, args: ScheduleArgs) -> dict[str, Any]:
+    """Switch the perturbation schedule on or off (running ones end on time; triggers still work)."""
+    schedule = ctx.sim.perturbations
+    dropped = schedule.set_enabled(args.state == "on")
+    tick, tpd = ctx.sim.world.tick, ctx.sim.world.ticks_per_day
+    return {"schedule": args.state, "dropped": [{"tick": t, "kind": k} for t, k in dropped],
+            "running": [p.id for p in schedule.active],
+            "next_roll_tick": -(-tick // tpd) * tpd if args.state == "on" else None}  # this tick's phase rolls
 
 
 class CancelArgs(Args):

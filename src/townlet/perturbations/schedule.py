@@ -199,6 +199,20 @@ class Perturbations:
             raise ValueError(f"no agent {agent!r}")
         return slot
 
+    def set_enabled(self, on: bool) -> list[tuple[int, str]]:
+        """Switch the schedule on (dice from the next midnight) or off (nothing scheduled starts any more).
+
+        Running perturbations are left to end on time (``cancel`` ends one early); console triggers still work.
+
+        Returns:
+            The ``(tick, kind)`` entries dropped from today's schedule (empty when switching on).
+        """
+        self.enabled = bool(on)
+        dropped: list[tuple[int, str]] = []
+        if not on:
+            dropped, self.scheduled = self.scheduled, []
+        return dropped
+
     def cancel(self, perturbation_id: int) -> bool:
         """End a running perturbation now (restoring the town); False when no such one runs."""
         for p in self.active:
