@@ -11,11 +11,19 @@ import yaml
 
 from townlet.config import LoadedConfig, load_config
 from townlet.config.loader import DEFAULTS_DIR
+from townlet.logs import reset_logging
 from townlet.sim import Simulation
 from townlet.world.events import Event
 from townlet.world.state import World
 
 SHIPPED_AFFORDANCES = DEFAULTS_DIR / "affordances.yaml"
+
+
+@pytest.fixture(autouse=True)
+def _structured_logging_reset() -> Any:
+    """Commands run in-process (`run`, `serve`) install the structured log handler: remove it after each test."""
+    yield
+    reset_logging()
 
 
 @pytest.fixture
