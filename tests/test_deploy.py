@@ -20,11 +20,12 @@ INSTALL = ROOT / "deploy" / "install.sh"
 def install_commands() -> set[str]:
     """The subcommands deploy/install.sh handles (its case labels)."""
     text = INSTALL.read_text(encoding="utf-8")
-    return {label for group in re.findall(r"^  ([a-z|-]+)\)$", text, flags=re.MULTILINE) for label in group.split("|")}
+    groups = re.findall(r"^  ([a-z|-]+)\)$", text, flags=re.MULTILINE)
+    return {label for group in groups for label in group.split("|")}
 
 
 def test_the_image_has_runtime_as_default_target_and_a_training_stage_with_a_torch_index_argument() -> None:
-    """Stages build, base, training, runtime (last, so a plain `docker build` gives the live town); CPU torch default."""
+    """Stages build, base, training, runtime (last: a plain `docker build` gives the live town); CPU torch default."""
     stages = re.findall(r"^FROM \S+ AS (\S+)$", DOCKERFILE, flags=re.MULTILINE)
     assert stages == ["build", "base", "training", "runtime"]
     training = DOCKERFILE.split("AS training", 1)[1].split("\nFROM ", 1)[0]
@@ -48,7 +49,7 @@ def test_every_entrypoint_the_image_and_compose_name_is_an_install_sh_command() 
 
 
 def test_compose_profiles_run_the_town_the_sink_and_a_trainer_writing_checkpoints_to_a_volume() -> None:
-    """town and sink use the runtime image, the trainer the training image with its runs in a named volume."""
+    """The town and the sink use the runtime image, the trainer the training image with its runs in a named volume."""
     services = COMPOSE["services"]
     assert {name: s["profiles"] for name, s in services.items()} == {
         "town": ["town"], "sink": ["sink"], "trainer": ["train"]}

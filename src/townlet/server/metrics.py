@@ -74,8 +74,8 @@ def render(live: LiveTown, results: Counter[str]) -> str:
     out.metric("townlet_phase_window_seconds", "gauge", "Mean seconds per tick in each phase over the window.",
                [({"phase": name}, ms / 1000) for name, ms in perf["phase_ms"].items()])
     if perf["target_tick_ms"] is not None:
-        out.metric("townlet_tick_target_seconds", "gauge",
-                   "Target tick duration for this population (telemetry.tick_target_ms).", perf["target_tick_ms"] / 1000)
+        out.metric("townlet_tick_target_seconds", "gauge", "Target tick duration for this population "
+                   "(telemetry.tick_target_ms).", perf["target_tick_ms"] / 1000)
         out.metric("townlet_tick_headroom", "gauge",
                    "1 - mean tick duration / target: the share of the target unused (negative: over it).",
                    perf["headroom"])
