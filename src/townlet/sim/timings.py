@@ -33,8 +33,8 @@ class TickTimings:
         self.block = max(1, self.window // BLOCKS)
         self.recorded = 0
         self._phase_total = phase_total
-        self._seconds = np.zeros(self.window, dtype=np.float64)
-        self._ticks = np.full(self.window, -1, dtype=np.int64)
+        self._seconds = [0.0] * self.window  # plain lists: a per-tick store costs a fraction of a numpy one
+        self._ticks = [-1] * self.window
         self._next = 0
         self._marks: deque[tuple[int, dict[str, float]]] = deque([(0, dict(phase_total))], maxlen=BLOCKS + 1)
 
@@ -65,7 +65,8 @@ class TickTimings:
                        slowest=[], target_tick_ms=target_ms, headroom=None)
             return out
         idx = np.arange(self._next - n, self._next) % self.window
-        ms = self._seconds[idx] * 1000.0
+        seconds = np.asarray(self._seconds)
+        ms = seconds[idx] * 1000.0
         ordered = np.sort(ms)
         mean = float(ms.mean())
         now = self._phase_total
@@ -75,9 +76,8 @@ class TickTimings:
         out["tick_ms_max"] = round(float(ordered[-1]), 4)
         out["phase_ms"] = {name: round(max(total - then.get(name, 0.0), 0.0) * 1000.0 / n, 4)
                           for name, total in now.items()}
-        top = idx[np.argsort(-self._seconds[idx], kind="stable")[: self.keep]]
-        out["slowest"] = [{"tick": int(self._ticks[i]), "ms": round(float(self._seconds[i]) * 1000.0, 3)}
-                          for i in top]
+        top = idx[np.argsort(-seconds[idx], kind="stable")[: self.keep]]
+        out["slowest"] = [{"tick": self._ticks[i], "ms": round(self._seconds[i] * 1000.0, 3)} for i in top.tolist()]
         out["target_tick_ms"] = None if target_ms is None else round(target_ms, 4)
         out["headroom"] = None if target_ms is None else round(1.0 - mean / target_ms, 4)
         return out
