@@ -107,3 +107,15 @@ def test_run_writes_the_configured_transports_without_the_telemetry_flag(
     assert state_at(read_messages(path))["tick"] == 119
     assert re.search(r"^ts=\S+ level=info logger=townlet.telemetry event=tick.health tick=\d+ window=", err,
                      flags=re.MULTILINE)
+
+
+def test_snapshots_leave_out_the_wall_clock_timings(tmp_path: Path) -> None:
+    """A snapshot carries no tick timings: they describe this process, and a resumed town starts its own window."""
+    from townlet.sim import snapshot
+
+    sim = Simulation(load_config())
+    sim.run(50)
+    assert not any(path.endswith(".timings") for path in snapshot.capture(sim))
+    snapshot.write(sim, tmp_path / "a.snap")
+    resumed = snapshot.load(tmp_path / "a.snap")
+    assert resumed.perf()["ticks"] == 0 and resumed.state_hash() == sim.state_hash()

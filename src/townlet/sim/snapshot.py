@@ -39,6 +39,7 @@ SCHEMA_VERSION = 1
 SKIP = frozenset({
     "loaded", "config", "manifest", "town", "grid", "clock", "phases", "commands", "actor",
     "phase_total", "time_phases", "_actions", "primitives", "reloader",
+    "timings",  # wall-clock tick timings of this process (sim/timings.py), not town state
 })
 _PLAIN_SCALARS = (type(None), bool, int, float, str, bytes, np.generic, enum.Enum)
 
