@@ -114,6 +114,10 @@ def test_metrics_expose_tick_rate_phase_times_clients_drops_and_console_results(
         assert samples['townlet_console_commands_total{status="refused"}'] == 2
         assert samples['townlet_tick_lag_seconds{quantile="0.99"}'] < 0.05
         assert any(name.startswith("townlet_slowest_tick_seconds{") for name in samples)
+        tick_s = {stat: samples[f'townlet_tick_duration_seconds{{stat="{stat}"}}'] for stat in ("p50", "p99")}
+        assert 0 < tick_s["p50"] <= tick_s["p99"] and samples['townlet_phase_window_seconds{phase="telemetry"}'] > 0
+        target, mean = samples["townlet_tick_target_seconds"], samples['townlet_tick_duration_seconds{stat="mean"}']
+        assert target == 0.0025 and samples["townlet_tick_headroom"] == pytest.approx(1 - mean / target, abs=0.01)
 
 
 def test_the_stream_is_a_snapshot_then_schema_valid_diffs_that_rebuild_any_later_snapshot(

@@ -80,6 +80,21 @@ def test_console_cli_runs_commands_with_a_token_from_the_flag_or_the_environment
         "y": 2, "x": 10, "on": False, "agents": ["a", "b"], "name": "agent_1", "note": "10:00"}
 
 
+def test_console_cli_blackout_state_on_and_perturbations_off_work_as_typed(
+        server: ServerProcess, capsys: pytest.CaptureFixture[str]) -> None:
+    """`townlet console URL blackout state=on` cuts the power; `perturbations state=off` stops the schedule."""
+    admin = issue(server.state_dir, "admin", "ops")
+    code, out, err = console(capsys, server.url, "blackout", "state=on", "--token", admin)
+    assert code == 0, out + err
+    assert json.loads(out)["data"]["power_off"]
+    code, out, _ = console(capsys, server.url, "blackout", "state=off", "--token", admin)
+    assert code == 0 and json.loads(out)["data"]["power_off"] == []
+    code, out, _ = console(capsys, server.url, "perturbations", "state=off", "--token", admin)
+    assert code == 0 and json.loads(out)["data"]["schedule"] == "off"
+    code, out, _ = console(capsys, server.url, "status", "--token", admin)
+    assert json.loads(out)["data"]["perturbation_schedule"] == "off"
+
+
 def test_tls_serves_https_and_wss(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """With --tls-cert/--tls-key the URL is https, the API verifies against the CA, and watch reads wss."""
     ca = make_ca()
