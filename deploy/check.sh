@@ -76,7 +76,8 @@ if [ "$healthy" != 1 ]; then
 fi
 say "runtime stage: /healthz ok"
 grep -q "the live town is at http://127.0.0.1:$port/" "$work/serve.log"
-for _ in $(seq 1 40); do grep -q '"event":"tick.health"' "$work/serve.log" && break; sleep 0.25; done
+# The first tick compiles the simulation kernels (a fresh cache): allow a minute for the first tick.health line.
+for _ in $(seq 1 240); do grep -q '"event":"tick.health"' "$work/serve.log" && break; sleep 0.25; done
 grep -q '"event":"tick.health"' "$work/serve.log" || { echo "deploy: no tick.health line" >&2; cat "$work/serve.log" >&2; exit 1; }
 stream="$(ls "$work"/sink/telemetry/town-*.jsonl 2>/dev/null | head -n 1 || true)"
 [ -n "$stream" ] || { echo "deploy: the sink wrote no file" >&2; cat "$work/sink.log" >&2; exit 1; }

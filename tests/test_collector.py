@@ -120,3 +120,17 @@ def test_collect_refuses_plaintext_off_loopback_and_bad_addresses(
     """`townlet telemetry collect` exits 2 naming the problem: plaintext beyond loopback, no TLS, a bad address."""
     code = main(["telemetry", "collect", "--out", str(tmp_path), *argv])
     assert code == 2 and needle in capsys.readouterr().err
+
+
+def test_sink_closes_a_silent_connection_after_the_idle_timeout(tmp_path: Path) -> None:
+    """A client that connects and sends nothing loses its slot after idle_s seconds."""
+    sink = Sink("127.0.0.1", 0, tmp_path / "out", idle_s=0.3)
+    serving(sink)
+    try:
+        with socket.create_connection(("127.0.0.1", sink.port)) as conn:
+            conn.settimeout(5)
+            started = time.monotonic()
+            assert conn.recv(10) == b""
+            assert time.monotonic() - started < 4
+    finally:
+        sink.close()

@@ -40,10 +40,12 @@ class Sink:
         keep: Files kept (oldest deleted first; 0: all).
         max_connections: Connections served at once; more are closed at once.
         max_line: Longest line accepted, in bytes.
+        idle_s: A connection silent this long is closed (a paused town reconnects with a fresh snapshot).
     """
 
     def __init__(self, host: str, port: int, out_dir: str | Path, context: ssl.SSLContext | None = None,
-                 max_bytes: int = 0, keep: int = 0, max_connections: int = 4, max_line: int = 64 * 2**20) -> None:
+                 max_bytes: int = 0, keep: int = 0, max_connections: int = 4, max_line: int = 64 * 2**20,
+                 idle_s: float = 3600.0) -> None:
         self.out_dir = Path(out_dir).expanduser()
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self.context = context
@@ -51,6 +53,7 @@ class Sink:
         self.keep = keep
         self.max_connections = max_connections
         self.max_line = max_line
+        self.idle_s = idle_s
         self.sock = socket.create_server((host, port), reuse_port=False)
         self.sock.settimeout(0.2)
         self.port = int(self.sock.getsockname()[1])
@@ -99,7 +102,7 @@ class Sink:
             raw.settimeout(10)
             if self.context is not None:
                 conn = self.context.wrap_socket(raw, server_side=True)
-            conn.settimeout(None)
+            conn.settimeout(self.idle_s)  # a silent client does not hold a connection slot for ever
             self.connections += 1
             log_event(log, "telemetry.sink_connected", None, peer=peer)
             self._receive(conn, peer)
