@@ -157,6 +157,10 @@ class SnapshotsConfig(Strict):
     watch_every: int = Field(
         0, ge=0, le=100_000_000, description="ticks between checks of the affordance/perturbation files (0 = off)"
     )
+    keys_file: str = Field("", description="snapshot signing keys (default: snapshot-keys.json in console.state_dir)")
+    max_bytes: int = Field(1 << 30, ge=1 << 16, le=1 << 40, description="largest snapshot file read")
+    max_header_bytes: int = Field(8 << 20, ge=1 << 12, le=1 << 30, description="largest snapshot header read")
+    max_arrays: int = Field(100_000, ge=1, le=10_000_000, description="most arrays one snapshot may hold")
 
 
 class ServerConfig(Strict):
