@@ -90,6 +90,7 @@ class GuardedHttp(H11Protocol):
 
     refused = False
     head_timer: asyncio.TimerHandle | None = None
+    head_seen = 0  # bytes of the request head received so far
 
     @property
     def limits(self) -> Limits:
@@ -113,8 +114,11 @@ class GuardedHttp(H11Protocol):
             super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
-        """Feed h11; the head deadline stops once a whole request head has arrived."""
+        """Feed h11 unless the head grows too big (431); the head deadline stops once a whole head arrived."""
         if self.refused:
+            return
+        if self.conn.their_state is h11.IDLE and self._head_too_big(data):
+            self._refuse_head()
             return
         super().data_received(data)
         if self.conn.their_state is not h11.IDLE:
@@ -134,13 +138,24 @@ class GuardedHttp(H11Protocol):
     def send_400_response(self, msg: str) -> None:
         """A head that outgrew ``max_header_bytes`` gets 431; any other malformed request 400."""
         if len(self.conn.trailing_data[0]) > self.limits.max_header_bytes:
-            self._stop_head_timer()
-            self.transport.write(_431)
-            self.transport.close()
+            self._refuse_head()
             return
         super().send_400_response(msg)
 
+    def _head_too_big(self, data: bytes) -> bool:
+        # a head that arrives whole in one read is never buffered past h11's limit, so count it here too
+        end = data.find(b"\r\n\r\n")
+        size = self.head_seen + (end if end >= 0 else len(data))
+        self.head_seen = 0 if end >= 0 else size
+        return size > self.limits.max_header_bytes
+
+    def _refuse_head(self) -> None:
+        self._stop_head_timer()
+        self.transport.write(_431)
+        self.transport.close()
+
     def _await_head(self) -> None:
+        self.head_seen = 0
         self._stop_head_timer()
         self.head_timer = self.loop.call_later(self.limits.header_timeout_s, self._head_timed_out)
 
