@@ -86,6 +86,9 @@ def figures(window: float) -> dict[str, Any]:
                                "tick_ratio_1x": round(ticking.ratio, 3)}
         out["auth_flood"] = _auth_flood(target, window)
         out["stalled_viewers"] = _stalled(target, window)
+        # by now the flood's summary interval (console.audit.summary_s, 60 s) has ended: its summary line is written
+        wait_for(lambda: any(b'"summary":true' in line for line in audit.read_bytes().splitlines()), 30.0)
+        out["audit_bytes_after_all_attacks"] = audit.stat().st_size - before  # summaries included
         return out
     finally:
         proc.stop()

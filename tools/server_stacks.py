@@ -12,7 +12,7 @@ every 2 s with a 5 s pong deadline. Then the same probes run against each:
 - ``cap_150``: 150 connections sending a request each at once: how many got 200, 503, or nothing;
 - ``stalled_ws_s``: seconds until the server drops a WebSocket peer that never reads (30 = never).
 
-Run: ``.venv/bin/pip install hypercorn granian`` (the ``stacks`` extra), then
+Run: ``.venv/bin/pip install -e ".[stacks]"`` (hypercorn, granian), then
 ``.venv/bin/python tools/server_stacks.py [--only NAME ...]``. About two minutes per stack.
 """
 
