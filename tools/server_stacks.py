@@ -19,21 +19,30 @@ Run: ``.venv/bin/pip install -e ".[stacks]"`` (hypercorn, granian), then
 from __future__ import annotations
 
 import argparse
-import base64
+import contextlib
 import json
 import os
 import socket
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
-import psutil
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "security"))
+
+from attacks import (  # noqa: E402 - the probes are the hostile tests' attacks
+    Target,
+    closed_after,
+    huge_headers,
+    oversized_header,
+    stalled_viewer,
+    status_of,
+    wait_for,
+)
 
 STACKS = ("uvicorn-httptools", "uvicorn-h11", "hypercorn", "granian", "townlet")
-NEVER = 30.0
+NEVER = 30.0  # seconds: a limit not enforced within this is reported as never
 OPEN_WS = [0]
 
 
@@ -116,131 +125,32 @@ def _connect(port: int, timeout: float = 5.0) -> socket.socket:
     return socket.create_connection(("127.0.0.1", port), timeout=timeout)
 
 
-def _status(sock: socket.socket) -> str:
-    try:
-        line = sock.recv(256).split(b"\r\n", 1)[0].decode("latin-1")
-    except (TimeoutError, OSError) as exc:
-        return f"no answer ({type(exc).__name__})"
-    return line[9:12] if line.startswith("HTTP/1.") else ("closed" if not line else line[:20])
-
-
-def header_100k(port: int) -> str:
-    """The answer to a request whose head is 100 KB."""
-    with _connect(port) as s:
-        try:
-            s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 100_000 + b"\r\n\r\n")
-        except OSError:
-            pass
-        return _status(s)
-
-
-def header_32mb(port: int, tree: psutil.Process) -> dict[str, Any]:
-    """Four concurrent 32 MB heads: their answers and the server's RSS growth (MB, peak over the attack)."""
-    base = _rss(tree)
-    peak = [base]
-    answers: list[str] = []
-    done = threading.Event()
-
-    def one() -> None:
-        with _connect(port, 20.0) as s:
-            try:
-                s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: ")
-                chunk = b"a" * 65536
-                for _ in range(512):
-                    s.sendall(chunk)
-                s.sendall(b"\r\n\r\n")
-            except OSError:
-                pass
-            answers.append(_status(s))
-
-    def sample() -> None:
-        while not done.is_set():
-            peak[0] = max(peak[0], _rss(tree))
-            time.sleep(0.05)
-
-    sampler = threading.Thread(target=sample)
-    sampler.start()
-    start = time.monotonic()
-    threads = [threading.Thread(target=one) for _ in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
-    done.set()
-    sampler.join()
-    return {"answers": sorted(answers), "rss_growth_mb": round((peak[0] - base) / 2**20, 1),
-            "seconds": round(time.monotonic() - start, 1)}
-
-
-def _until_closed(s: socket.socket, trickle: bool) -> float:
-    start = time.monotonic()
-    s.settimeout(1.0)
-    while time.monotonic() - start < NEVER:
-        try:
-            if trickle:
-                s.sendall(b"X-Slow: 1\r\n")
-            data = s.recv(4096)
-            if not data or data.startswith(b"HTTP/1.1 408") or data.startswith(b"HTTP/1.1 4"):
-                return round(time.monotonic() - start, 1)
-        except TimeoutError:
-            continue
-        except OSError:
-            return round(time.monotonic() - start, 1)
-    return NEVER
-
-
-def slow_header_s(port: int) -> float:
-    """Seconds until a head that trickles in (a header line a second) is cut off."""
-    with _connect(port) as s:
+def probe(target: Target) -> dict[str, Any]:
+    """Every probe of the module docstring against a server on ``target``."""
+    out: dict[str, Any] = {"header_100k": oversized_header(target, 100_000), "header_32mb": huge_headers(target)}
+    with target.connect() as s:
         s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n")
-        return _until_closed(s, trickle=True)
-
-
-def idle_s(port: int) -> float:
-    """Seconds until a connection that never sends anything is closed."""
-    with _connect(port) as s:
-        return _until_closed(s, trickle=False)
-
-
-def cap_150(port: int) -> dict[str, int]:
-    """150 connections at once, a request each: answers by kind."""
-    socks = [_connect(port, 10.0) for _ in range(150)]
+        out["slow_header_s"] = round(closed_after(s, NEVER, b"X-Slow: 1\r\n"), 1)
+    with target.connect() as s:
+        out["idle_s"] = round(closed_after(s, NEVER), 1)
+    socks = [target.connect(10.0) for _ in range(150)]
     try:
         for s in socks:
-            try:
+            with contextlib.suppress(OSError):
                 s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-            except OSError:
-                pass
-        counts: dict[str, int] = {}
-        for s in socks:
-            status = _status(s)
-            counts[status] = counts.get(status, 0) + 1
-        return counts
+        statuses = [status_of(s) for s in socks]
+        out["cap_150"] = {k: statuses.count(k) for k in sorted(set(statuses))}
     finally:
         for s in socks:
             s.close()
-
-
-def stalled_ws_s(port: int) -> float:
-    """Seconds until the server drops a WebSocket peer that never reads what it is sent."""
-    key = base64.b64encode(os.urandom(16)).decode()
-    s = _connect(port)
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
-    s.sendall(f"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}"
-              "\r\nSec-WebSocket-Version: 13\r\n\r\n".encode())
-    head = s.recv(1024)
-    if not head.startswith(b"HTTP/1.1 101"):
-        s.close()
-        return -1.0
-    start = time.monotonic()
+    time.sleep(1)
+    stalled = stalled_viewer(target, "/ws")
     try:
-        while time.monotonic() - start < NEVER:
-            if _get(port, "/stats").get("ws") == 0:
-                return round(time.monotonic() - start, 1)
-            time.sleep(0.25)
-        return NEVER
+        freed = wait_for(lambda: _get(target.port, "/stats").get("ws") == 0, NEVER, 0.25)
+        out["stalled_ws_s"] = NEVER if freed is None else round(freed, 1)
     finally:
-        s.close()
+        stalled.close()
+    return out
 
 
 def _get(port: int, path: str) -> dict[str, Any]:
@@ -250,13 +160,6 @@ def _get(port: int, path: str) -> dict[str, Any]:
         while chunk := s.recv(4096):
             data += chunk
     return json.loads(data.split(b"\r\n\r\n", 1)[1] or b"{}")
-
-
-def _rss(tree: psutil.Process) -> int:
-    try:
-        return tree.memory_info().rss + sum(c.memory_info().rss for c in tree.children(recursive=True))
-    except psutil.Error:
-        return 0
 
 
 def measure(stack: str) -> dict[str, Any]:
@@ -275,14 +178,7 @@ def measure(stack: str) -> dict[str, Any]:
                 if time.monotonic() > deadline or child.poll() is not None:
                     return {"error": "did not start"}
                 time.sleep(0.2)
-        tree = psutil.Process(child.pid)
-        out: dict[str, Any] = {"header_100k": header_100k(port), "header_32mb": header_32mb(port, tree)}
-        out["slow_header_s"] = slow_header_s(port)
-        out["idle_s"] = idle_s(port)
-        out["cap_150"] = cap_150(port)
-        time.sleep(1)
-        out["stalled_ws_s"] = stalled_ws_s(port)
-        return out
+        return probe(Target(f"http://127.0.0.1:{port}", child.pid, "", ""))
     finally:
         child.kill()
         child.wait(10)

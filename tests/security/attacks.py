@@ -60,8 +60,12 @@ class Target:
         return answer.status_code, answer.json()
 
     def rss(self) -> int:
-        """The server's resident memory, in bytes."""
-        return int(psutil.Process(self.pid).memory_info().rss)
+        """The server's resident memory (with any worker processes it started), in bytes."""
+        try:
+            server = psutil.Process(self.pid)
+            return sum(p.memory_info().rss for p in [server, *server.children(recursive=True)])
+        except psutil.Error:
+            return 0
 
 
 @dataclass
@@ -185,12 +189,12 @@ def slow_headers(target: Target, count: int, limit_s: float) -> list[float]:
     return out
 
 
-def stalled_viewer(target: Target) -> socket.socket:
+def stalled_viewer(target: Target, path: str = "/ws/telemetry") -> socket.socket:
     """A WebSocket viewer that completes the handshake and then never reads (the caller closes it)."""
     key = base64.b64encode(os.urandom(16)).decode()
     s = target.connect()
     s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 32768)
-    s.sendall(f"GET /ws/telemetry HTTP/1.1\r\nHost: 127.0.0.1:{target.port}\r\nUpgrade: websocket\r\n"
+    s.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{target.port}\r\nUpgrade: websocket\r\n"
               f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode())
     head = s.recv(512)
     assert head.startswith(b"HTTP/1.1 101"), head[:80]

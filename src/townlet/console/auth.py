@@ -94,6 +94,13 @@ def _finite(value: Any) -> bool:
     return type(value) in (int, float) and math.isfinite(value)
 
 
+def _listed(revocations: dict[str, Any], jti: str, principal: str, iat: float) -> bool:
+    if jti in revocations["tokens"]:
+        return True
+    entry = revocations["principals"].get(principal)
+    return entry is not None and iat <= entry["before"]
+
+
 class RevocationsUnavailable(Exception):
     """The revocation list is missing or corrupt where it must exist (``serve`` will not start)."""
 
@@ -255,10 +262,7 @@ class TokenAuthority:
         if self.alert is not None:
             log_event(log, "console.credentials_restored", None, problem=self.alert)
             self.alert = None
-        if jti in data["tokens"]:
-            return True
-        entry = data["principals"].get(principal)
-        return entry is not None and iat <= entry["before"]
+        return _listed(data, jti, principal, iat)
 
     def _alert(self, problem: str) -> None:
         if problem != self.alert:  # once per new problem, not once per request
@@ -296,18 +300,18 @@ class TokenAuthority:
         now = time.time() if now is None else now
         if not self.issued_file.exists():
             return []
+        try:
+            data: dict[str, Any] | None = self.revocations.get()
+        except StateFileError:
+            data = None
         out = []
         for line in self.issued_file.read_bytes().splitlines():
             if not line.strip():
                 continue
             rec = orjson.loads(line)
-            try:
-                revoked = self.revoked(rec["jti"], rec["sub"], rec["iat"])
-            except CommandError:
-                revoked = None
-            if revoked is None:
+            if data is None:
                 status = "unknown"
-            elif revoked:
+            elif _listed(data, rec["jti"], rec["sub"], rec["iat"]):
                 status = "revoked"
             elif rec["exp"] + self.leeway_s < now:
                 status = "expired"
