@@ -15,6 +15,7 @@ from townlet.cli.main import main
 from townlet.config.loader import load_config
 from townlet.console import ConsoleService, TokenAuthority
 from townlet.console.audit import AuditLog
+from townlet.console.auth import RevocationsUnavailable
 from townlet.console.errors import E_CONFLICT, E_INVALID_ARG, E_RATE_LIMITED, E_UNAUTHENTICATED
 from townlet.console.limits import TokenBucket
 from townlet.sim import Simulation
@@ -207,3 +208,14 @@ def test_applied_commands_are_audited_whole_for_replay(authority, state) -> None
     audited = [r["args"] for r in lines(state) if r.get("ok")]
     for payload, args in zip(payloads, audited, strict=True):
         assert "truncated" not in args and all(args[k] == v for k, v in payload["args"].items())
+
+
+def test_an_install_from_before_the_rule_gets_an_empty_list_once(authority, state) -> None:
+    """Keys but never a revocation list (an older install): the first ensure creates it and its marker."""
+    authority.keys.rotate()  # a key set written the old way: no list, no marker
+    assert not (state / "revocations.json").exists()
+    authority.ensure_revocation_list()
+    assert (state / "revocations.json").exists() and (state / "revocations.json.required").exists()
+    (state / "revocations.json").unlink()
+    with pytest.raises(RevocationsUnavailable, match="existed before"):
+        authority.ensure_revocation_list()

@@ -10,7 +10,8 @@ unique id (``jti``); its header names the signing key (``kid``). Three files hol
 Key set and revocations are re-read whenever their files change, so ``townlet token revoke`` and key
 rotation take effect in a running server without a restart. Every failure is ``E_UNAUTHENTICATED``.
 
-Revocation fails closed: the list is created with the first key, and from then on a missing or corrupt
+Revocation fails closed: the list is created with the first key (with a ``revocations.json.required`` marker
+beside it), and from then on a missing or corrupt
 list makes every token fail ("revocation list unavailable") and logs a ``console.credentials_unavailable``
 alert until the file is restored; it is never used stale. ``townlet serve`` refuses to start without it.
 Claims are type-checked (``iat``, ``exp`` and any ``nbf`` finite numbers; ``iat`` not in the future beyond
@@ -44,7 +45,7 @@ ROLES = ("viewer", "admin")
 ALGORITHM = "HS256"
 ISSUER = "townlet"
 MAX_TOKEN_CHARS = 4096
-REQUIRED_MARK = "revocation_list"  # in the key set: the revocation list exists and must not go missing
+REQUIRED_SUFFIX = ".required"  # a marker beside the revocation list: it existed, so it must not go missing
 _TTL = re.compile(r"^(\d+)([smhd])$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _PRINCIPAL = re.compile(r"^[A-Za-z0-9_.@:-]{1,64}$")
@@ -160,16 +161,16 @@ class TokenAuthority:
         except StateFileError as exc:
             if not exc.missing:
                 raise RevocationsUnavailable(f"the revocation list {exc}; fix or restore it") from None
-        data = self.keys.data()
-        if not data["keys"]:
+        if not self.keys.data()["keys"]:
             return
-        if data.get(REQUIRED_MARK):
+        marker = self.revocations.path.with_name(self.revocations.path.name + REQUIRED_SUFFIX)
+        if marker.exists():
             raise RevocationsUnavailable(
                 f"the revocation list {self.revocations.path} is missing although it existed before; restore it "
                 "from a backup (an empty list would re-enable every revoked token: write "
                 '{"tokens": {}, "principals": {}} to it only if you mean that)')
         self.revocations.put(_EMPTY_REVOCATIONS, 0o644, exclusive=True)
-        self.keys.file.put({**data, REQUIRED_MARK: True})
+        marker.write_bytes(b"")  # the key set may be a read-only secret: the marker lives beside the list
 
     # -- tokens -------------------------------------------------------------------------------------
 
