@@ -63,6 +63,8 @@ def url_of(host: str, port: int, secure: bool) -> str:
 
 def serve_command(args: argparse.Namespace) -> int:
     """Load the config, check TLS and credentials, bind, print the URL and serve until interrupted."""
+    import uvicorn
+
     from townlet.config.loader import load_config
     from townlet.config.models import is_loopback_host
     from townlet.console.auth import RevocationsUnavailable
@@ -126,8 +128,6 @@ def serve_command(args: argparse.Namespace) -> int:
     # uvicorn stops gracefully on SIGINT/SIGTERM, then re-raises the signal: both end the command with 0.
     signal.signal(signal.SIGTERM, _stopped)
     try:
-        import uvicorn
-
         uvicorn.Server(config).run(sockets=[sock])
     except KeyboardInterrupt:
         pass
