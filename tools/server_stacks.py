@@ -29,6 +29,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "security"))
 
 from attacks import (  # noqa: E402 - the probes are the hostile tests' attacks
@@ -180,6 +182,9 @@ def measure(stack: str) -> dict[str, Any]:
                 time.sleep(0.2)
         return probe(Target(f"http://127.0.0.1:{port}", child.pid, "", ""))
     finally:
+        with contextlib.suppress(psutil.Error):  # granian's worker outlives its parent unless killed too
+            for worker in psutil.Process(child.pid).children(recursive=True):
+                worker.kill()
         child.kill()
         child.wait(10)
 
