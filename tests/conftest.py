@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,16 @@ def _structured_logging_reset() -> Any:
     """Commands run in-process (`run`, `serve`) install the structured log handler: remove it after each test."""
     yield
     reset_logging()
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_home(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """Tests never touch the real ``~/.townlet``: HOME is a session folder (caches stay where they were)."""
+    real = Path.home()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MPLCONFIGDIR", os.environ.get("MPLCONFIGDIR", str(real / ".config" / "matplotlib")))
+        patch.setenv("HOME", str(tmp_path_factory.mktemp("home")))
+        yield
 
 
 @pytest.fixture

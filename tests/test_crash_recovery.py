@@ -9,8 +9,10 @@ import sys
 import time
 from pathlib import Path
 
+from townlet.config.loader import load_config
 from townlet.sim import snapshot
 from townlet.sim.autosave import Autosaver, newest_valid
+from townlet.sim.signing import SnapshotKeys
 
 
 def test_autosave_keeps_the_newest_files(make_sim, tmp_path: Path) -> None:
@@ -35,7 +37,7 @@ def test_corrupt_newest_is_skipped_with_a_warning(make_sim, tmp_path: Path) -> N
     resumed, path, warnings = newest_valid(tmp_path)
     assert path.name == "town-000000000080.snap"
     assert resumed.tick == 80
-    assert len(warnings) == 1 and "checksum mismatch" in warnings[0]
+    assert len(warnings) == 1 and "signature mismatch" in warnings[0]
 
 
 CLI = "import sys; from townlet.cli.main import main; sys.exit(main(sys.argv[1:]))"
@@ -67,9 +69,10 @@ def test_kill_9_between_autosaves_then_resume(make_sim, tmp_path: Path) -> None:
         town.send_signal(signal.SIGKILL)
         town.wait(10)
     files = sorted(snaps.glob("town-*.snap"))
+    keys = SnapshotKeys.from_config(load_config(overrides=[f"console.state_dir={state}"]).config)
     for path in files:  # every complete autosave is valid: atomic writes leave nothing half-written
-        snapshot.read(path)
-    newest = snapshot.load(files[-1])
+        snapshot.read(path, keys)
+    newest = snapshot.load(files[-1], keys=keys)
     reference = make_sim(seed=4)
     reference.run(newest.tick)
     assert newest.state_hash() == reference.state_hash()  # nothing corrupted: it is the uninterrupted town

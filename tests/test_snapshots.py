@@ -43,7 +43,7 @@ def test_identity_block_is_recorded(make_sim, tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("damage", ["truncate", "bitflip"])
 def test_corrupt_snapshot_is_refused(make_sim, tmp_path: Path, damage: str) -> None:
-    """A truncated or bit-flipped file fails its checksum and is refused with a clear error."""
+    """A truncated or bit-flipped file fails its signature and is refused with a clear error."""
     sim = make_sim()
     sim.run(50)
     path = snapshot.write(sim, tmp_path / "s.snap")
@@ -53,7 +53,7 @@ def test_corrupt_snapshot_is_refused(make_sim, tmp_path: Path, damage: str) -> N
     else:
         data[len(data) - 100] ^= 0x04
     path.write_bytes(bytes(data))
-    with pytest.raises(SnapshotError, match="checksum mismatch"):
+    with pytest.raises(SnapshotError, match="signature mismatch"):
         snapshot.load(path)
 
 
@@ -111,7 +111,7 @@ def test_cli_snapshot_inspect_validate(tmp_path: Path, capsys) -> None:
     assert main(["snapshot", "validate", str(snap)]) == 0
     snap.write_bytes(snap.read_bytes()[:-10])
     assert main(["snapshot", "validate", str(snap)]) == 1
-    assert "checksum mismatch" in capsys.readouterr().err
+    assert "signature mismatch" in capsys.readouterr().err
 
 
 def test_migration_is_reported_by_run_json_and_telemetry(tmp_path: Path, capsys) -> None:

@@ -14,11 +14,12 @@ from typing import BinaryIO
 
 
 def write_atomic(path: str | Path, data: bytes | Callable[[BinaryIO], object], *, permissions: int | None = None,
-                 sync_dir: bool = False) -> Path:
+                 sync_dir: bool = False, exclusive: bool = False) -> Path:
     """Write ``data`` (bytes, or a function writing to the open binary file) to ``path`` atomically.
 
     Creates the parent directory if needed. ``permissions`` sets the file's mode before anything is written
-    (secrets); ``sync_dir`` also fsyncs the directory, so that the rename itself survives a power cut.
+    (secrets); ``sync_dir`` also fsyncs the directory, so that the rename itself survives a power cut;
+    ``exclusive`` only creates: when ``path`` already exists it is left alone and ``FileExistsError`` raised.
     Returns the path.
     """
     path = Path(path)
@@ -34,7 +35,11 @@ def write_atomic(path: str | Path, data: bytes | Callable[[BinaryIO], object], *
                 handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
-        os.replace(tmp, path)
+        if exclusive:
+            os.link(tmp, path)  # fails if another writer got there first
+            os.unlink(tmp)
+        else:
+            os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

@@ -3,7 +3,9 @@
 Recorded inputs are the console audit log (JSONL): every command that was applied (``ok`` true, not a
 duplicate) is re-run at the start of the tick it was applied at, by the same principal and role. The
 result is compared with a later snapshot of the recorded run (``--against``, by default the autosave
-``N`` ticks later in the same directory) or an explicit ``--expect`` hash.
+``N`` ticks later in the same directory) or an explicit ``--expect`` hash. A rotated audit log is read
+oldest first: ``--inputs audit.jsonl.1 --inputs audit.jsonl``. Snapshots must verify against the key set
+of ``--state-dir`` (default: ``console.state_dir``).
 """
 
 from __future__ import annotations
@@ -15,10 +17,14 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from townlet.cli.main import add_config_options
+
 EXAMPLES = """examples:
   townlet replay snaps/town-000000002000.snap --ticks 1000 --inputs ~/.townlet/audit.jsonl
   townlet replay a.snap --against b.snap --inputs audit.jsonl --json
   townlet replay a.snap --ticks 500 --expect 9f84ce950cf09fee9b2ca8810dc9353d
+  townlet replay snaps/town-000000002000.snap --ticks 1000 --inputs audit.jsonl.1 --inputs audit.jsonl \
+      --state-dir /var/lib/townlet/state
 """
 
 
@@ -29,35 +35,44 @@ def register(sub: Any, formatter: Any) -> None:
     p.add_argument("snapshot", metavar="SNAPSHOT")
     p.add_argument("--ticks", type=int, default=None, metavar="N",
                    help="ticks to re-run (default: up to the --against snapshot's tick)")
-    p.add_argument("--inputs", default=None, metavar="AUDIT.jsonl", help="the console audit log of the recorded run")
+    p.add_argument("--inputs", action="append", default=[], metavar="AUDIT.jsonl",
+                   help="the console audit log of the recorded run (repeat for rotated files, oldest first)")
     p.add_argument("--against", default=None, metavar="SNAPSHOT", help="a later snapshot of the recorded run")
     p.add_argument("--expect", default=None, metavar="HASH", help="the recorded run's state hash after N ticks")
     p.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    add_config_options(p)
+    p.add_argument("--state-dir", default=None, metavar="DIR",
+                   help="where the snapshot signing keys live (default: console.state_dir, ~/.townlet)")
     p.set_defaults(handler=replay_command)
 
 
-def read_inputs(path: str | Path | None) -> dict[int, list[dict[str, Any]]]:
-    """Applied commands of an audit log, grouped by the tick they were applied at (file order kept)."""
+def read_inputs(paths: str | Path | list[str] | None) -> dict[int, list[dict[str, Any]]]:
+    """Applied commands of audit logs (oldest file first), grouped by the tick they were applied at."""
     by_tick: dict[int, list[dict[str, Any]]] = defaultdict(list)
-    if path is None:
+    if paths is None:
         return by_tick
-    for line in Path(path).expanduser().read_text(encoding="utf-8").splitlines():
-        if not line.strip():
-            continue
-        rec = json.loads(line)
-        if rec.get("ok") is True and not rec.get("duplicate") and rec.get("cmd") and rec.get("tick") is not None:
-            by_tick[int(rec["tick"])].append(rec)
+    for path in [paths] if isinstance(paths, (str, Path)) else paths:
+        for line in Path(path).expanduser().read_text(encoding="utf-8").splitlines():
+            if not line.strip():
+                continue
+            rec = json.loads(line)
+            if rec.get("ok") is True and not rec.get("duplicate") and rec.get("cmd") and rec.get("tick") is not None:
+                by_tick[int(rec["tick"])].append(rec)
     return by_tick
 
 
-def replay(snapshot_path: str | Path, ticks: int, inputs: dict[int, list[dict[str, Any]]]) -> dict[str, Any]:
-    """Load ``snapshot_path``, run ``ticks`` ticks re-applying ``inputs``; return the tick, hash and counts."""
+def replay(snapshot_path: str | Path, ticks: int, inputs: dict[int, list[dict[str, Any]]],
+           keys: Any = None) -> dict[str, Any]:
+    """Load ``snapshot_path``, run ``ticks`` ticks re-applying ``inputs``; return the tick, hash and counts.
+
+    ``keys`` is the snapshot key set to verify it with (default: the shipped config's).
+    """
     from townlet.console.auth import Principal
     from townlet.console.registry import REGISTRY, Context
     from townlet.console.service import ConsoleService
     from townlet.sim import snapshot
 
-    sim = snapshot.load(snapshot_path)
+    sim = snapshot.load(snapshot_path, keys=keys)
     service = ConsoleService(sim, authority=None)  # type: ignore[arg-type]  # commands are not re-authorised
     applied, failed = 0, []
     start = sim.tick
@@ -78,27 +93,29 @@ def replay(snapshot_path: str | Path, ticks: int, inputs: dict[int, list[dict[st
             "state_hash": sim.state_hash()}
 
 
-def _default_against(path: Path, ticks: int | None) -> Path | None:
+def _default_against(path: Path, ticks: int | None, keys: Any) -> Path | None:
     from townlet.sim import snapshot
     from townlet.sim.autosave import snapshot_name
 
     if ticks is None:
         return None
-    candidate = path.parent / snapshot_name(snapshot.read(path).identity["tick"] + ticks)
+    candidate = path.parent / snapshot_name(snapshot.read(path, keys).identity["tick"] + ticks)
     return candidate if candidate.exists() else None
 
 
 def replay_command(args: argparse.Namespace) -> int:
     """Replay and report; exit 0 when the hash matches, 1 when it differs, 2 on bad input."""
+    from townlet.cli.snapshot import snapshot_keys
     from townlet.sim import snapshot
 
     path = Path(args.snapshot)
+    keys = snapshot_keys(args)
     try:
-        start = snapshot.read(path).identity["tick"]
-        against = Path(args.against) if args.against else _default_against(path, args.ticks)
+        start = snapshot.read(path, keys).identity["tick"]
+        against = Path(args.against) if args.against else _default_against(path, args.ticks, keys)
         expected = args.expect
         if against is not None:
-            later = snapshot.read(against).identity
+            later = snapshot.read(against, keys).identity
             expected = expected or later["state_hash"]
             ticks = args.ticks if args.ticks is not None else later["tick"] - start
             if later["tick"] != start + ticks:
@@ -109,7 +126,7 @@ def replay_command(args: argparse.Namespace) -> int:
         if ticks is None or ticks < 0:
             print("townlet: error: give --ticks N (or --against a later snapshot)", file=sys.stderr)
             return 2
-        result = replay(path, ticks, read_inputs(args.inputs))
+        result = replay(path, ticks, read_inputs(args.inputs), keys)
     except (snapshot.SnapshotError, OSError, ValueError) as exc:
         print(f"townlet: error: {exc}", file=sys.stderr)
         return 2

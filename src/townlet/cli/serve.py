@@ -62,31 +62,41 @@ def url_of(host: str, port: int, secure: bool) -> str:
 
 
 def serve_command(args: argparse.Namespace) -> int:
-    """Load the config, set up credentials, bind, print the URL and serve until interrupted."""
+    """Load the config, check TLS and credentials, bind, print the URL and serve until interrupted."""
     import uvicorn
 
     from townlet.config.loader import load_config
     from townlet.config.models import is_loopback_host
+    from townlet.console.auth import RevocationsUnavailable
     from townlet.logs import configure_logging
-    from townlet.server.app import bind, create_app
+    from townlet.server.app import create_app
+    from townlet.server.certificates import CertificateError, check_certificate
     from townlet.server.credentials import first_run_admin_token, keys_file
     from townlet.server.live import LiveTown
+    from townlet.server.stack import Limits, StackConfig, bind
 
     loaded = load_config(args.config, _overrides(args))
     cfg = loaded.config
     server = cfg.server
     configure_logging(cfg.logging.format, cfg.logging.level)
     secure = server.tls_cert is not None
-    for path in (server.tls_cert, server.tls_key):
-        if path is not None and not Path(path).expanduser().is_file():
-            print(f"townlet: error: TLS file not found: {path}", file=sys.stderr)
+    if server.tls_cert is not None and server.tls_key is not None:
+        try:
+            for warning in check_certificate(server.tls_cert, server.tls_key, server.tls_allow_invalid_dates):
+                print(f"townlet: warning: {warning}", file=sys.stderr, flush=True)
+        except CertificateError as exc:
+            print(f"townlet: error: {exc}", file=sys.stderr)
             return 2
+    try:
+        token = first_run_admin_token(cfg.console, server)
+    except RevocationsUnavailable as exc:
+        print(f"townlet: error: {exc}", file=sys.stderr)
+        return 2
     try:
         sock = bind(server.host, server.port)
     except OSError as exc:
         print(f"townlet: error: cannot listen on {server.host}:{server.port}: {exc.strerror or exc}", file=sys.stderr)
         return 2
-    token = first_run_admin_token(cfg.console, server)
     resumed = _resume(args, loaded)
     if isinstance(resumed, int):
         return resumed
@@ -112,11 +122,9 @@ def serve_command(args: argparse.Namespace) -> int:
     if not secure and not is_loopback_host(server.host):
         print("townlet: warning: serving without TLS on a non-loopback address; tokens travel in clear "
               "(use --tls-cert/--tls-key)", file=sys.stderr)
-    config = uvicorn.Config(
-        app, log_config=None, access_log=False, ws="websockets-sansio", ws_per_message_deflate=False,
-        ws_max_size=server.max_body_bytes, proxy_headers=False, server_header=False, lifespan="on",
-        timeout_graceful_shutdown=3, ssl_certfile=_path(server.tls_cert), ssl_keyfile=_path(server.tls_key),
-    )
+    config = StackConfig(app, Limits.from_config(server), ws_max_size=server.max_body_bytes,
+                         timeout_graceful_shutdown=3, ssl_certfile=_path(server.tls_cert),
+                         ssl_keyfile=_path(server.tls_key))
     # uvicorn stops gracefully on SIGINT/SIGTERM, then re-raises the signal: both end the command with 0.
     signal.signal(signal.SIGTERM, _stopped)
     try:

@@ -55,6 +55,21 @@ def register(sub: Any, formatter: Any) -> None:
     q = action("retire", "remove a signing key: tokens it signed stop working at once", retire_command)
     q.add_argument("kid", metavar="KEY_ID")
     p.set_defaults(handler=lambda args: _help(p))
+    for parser in inner.choices.values():  # a missing or corrupt key set or revocation list: one line
+        parser.set_defaults(handler=_credential_errors(parser.get_default("handler")))
+
+
+def _credential_errors(handler: Any) -> Any:
+    def run(args: argparse.Namespace) -> int:
+        from townlet.console.auth import RevocationsUnavailable
+        from townlet.keys import StateFileError
+
+        try:
+            return int(handler(args))
+        except (RevocationsUnavailable, StateFileError) as exc:
+            return _fail(str(exc))
+
+    return run
 
 
 def _help(parser: argparse.ArgumentParser) -> int:

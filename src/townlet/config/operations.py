@@ -155,6 +155,21 @@ class RateLimitConfig(Strict):
     burst: int = Field(40, ge=1, le=100_000)
 
 
+class AuditConfig(Strict):
+    """Bounds on the console audit log: rotation size, entry size, and how refusal floods are summarised."""
+
+    max_bytes: int = Field(64 << 20, ge=0, le=1 << 40, description="rotate to AUDIT.1 past this size (0: never)")
+    max_arg_bytes: int = Field(
+        2048, ge=256, le=1 << 20, description="arguments or result data larger than this (JSON) become a digest"
+    )
+    refusal_lines: int = Field(
+        10, ge=0, le=100_000, description="refusals written in full per principal or source per interval"
+    )
+    summary_s: Annotated[float, Field(gt=0.0, le=86_400.0)] = Field(
+        60.0, description="the interval after which the rest are written as one summary line"
+    )
+
+
 class ConsoleConfig(Strict):
     """Console access control: token key set, revocations, audit log, de-duplication, rate limits.
 
@@ -172,6 +187,7 @@ class ConsoleConfig(Strict):
     leeway_s: int = Field(30, ge=0, le=3600, description="clock skew tolerated on expiry")
     dedup_size: int = Field(4096, ge=0, le=1_000_000, description="cmd_ids remembered per console")
     rate_limit: RateLimitConfig = RateLimitConfig()
+    audit: AuditConfig = AuditConfig()
 
 
 class SnapshotsConfig(Strict):
@@ -183,6 +199,10 @@ class SnapshotsConfig(Strict):
     watch_every: int = Field(
         0, ge=0, le=100_000_000, description="ticks between checks of the affordance/perturbation files (0 = off)"
     )
+    keys_file: str = Field("", description="snapshot signing keys (default: snapshot-keys.json in console.state_dir)")
+    max_bytes: int = Field(1 << 30, ge=1 << 16, le=1 << 40, description="largest snapshot file read")
+    max_header_bytes: int = Field(8 << 20, ge=1 << 12, le=1 << 30, description="largest snapshot header read")
+    max_arrays: int = Field(100_000, ge=1, le=10_000_000, description="most arrays one snapshot may hold")
 
 
 class ServerConfig(Strict):
@@ -225,11 +245,38 @@ class ServerConfig(Strict):
         RateLimitConfig(per_second=1.0, burst=20), description="per client address, for unauthenticated requests"
     )
     bootstrap_ttl: str = Field("30d", pattern=r"^\d+[smhd]$", description="lifetime of the first-run admin token")
+    trusted_proxies: list[str] = Field(
+        [], description="addresses or networks (CIDR) of reverse proxies whose X-Forwarded-For names the client"
+    )
+    max_header_bytes: int = Field(16384, ge=1024, le=1 << 20, description="largest request head; bigger gets 431")
+    header_timeout_s: Annotated[float, Field(gt=0.0, le=600.0)] = Field(
+        10.0, description="seconds a request head may take to arrive (slow or silent clients are cut off)"
+    )
+    idle_timeout_s: Annotated[float, Field(gt=0.0, le=3600.0)] = Field(
+        5.0, description="seconds an idle keep-alive connection is kept open between requests"
+    )
+    max_connections: int = Field(1100, ge=2, le=1_000_000, description="open connections at most; more get 503")
+    ws_ping_s: Annotated[float, Field(gt=0.0, le=600.0)] = Field(
+        2.0, description="seconds between pings to each WebSocket viewer"
+    )
+    send_timeout_s: Annotated[float, Field(gt=0.0, le=600.0)] = Field(
+        5.0, description="a viewer that has not read what was sent (its pong) this long after a ping is evicted"
+    )
+    tls_allow_invalid_dates: bool = Field(
+        False, description="start even with an expired or not-yet-valid server certificate (warns loudly)"
+    )
 
     @model_validator(mode="after")
     def _tls_pair(self) -> ServerConfig:
         if (self.tls_cert is None) != (self.tls_key is None):
             raise ValueError("tls_cert and tls_key go together")
+        for entry in self.trusted_proxies:
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ValueError(f"trusted_proxies: {entry!r} is not an address or network") from None
+        if self.max_connections <= self.max_viewers:
+            raise ValueError("max_connections must be larger than max_viewers (viewers are connections too)")
         return self
 
 

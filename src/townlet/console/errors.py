@@ -25,11 +25,21 @@ ERROR_CODES = (
 )
 
 
+MAX_MESSAGE = 300  # characters: no answer or audit line ever echoes unbounded input
+
+
+def clip(text: object, limit: int = MAX_MESSAGE) -> str:
+    """``text`` as a string of at most ``limit`` characters (an ellipsis marks a cut)."""
+    text = text if isinstance(text, str) else str(text)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 class CommandError(Exception):
-    """A refused or failed command: a stable ``code`` and a human ``message``."""
+    """A refused or failed command: a stable ``code`` and a human ``message`` (clipped to ``MAX_MESSAGE``)."""
 
     def __init__(self, code: str, message: str) -> None:
         assert code in ERROR_CODES, code
+        message = clip(message)
         super().__init__(f"{code}: {message}")
         self.code = code
         self.message = message

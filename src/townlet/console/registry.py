@@ -20,10 +20,13 @@ if TYPE_CHECKING:
     from townlet.sim.simulation import Simulation
 
 
-class Args(BaseModel):
-    """Base of every argument model: strict types, unknown keys refused."""
+MAX_STRING = 280  # characters of any string argument (the longest a command needs: a narration line)
 
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+class Args(BaseModel):
+    """Base of every argument model: strict types, unknown keys refused, strings at most ``MAX_STRING`` long."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, str_max_length=MAX_STRING)
 
 
 class NoArgs(Args):

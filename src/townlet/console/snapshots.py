@@ -43,27 +43,26 @@ def snapshot_cmd(ctx: Context, args: SnapshotArgs) -> dict[str, Any]:
     if not path.is_file():
         raise CommandError(E_NOT_FOUND, f"no snapshot {args.file!r}")
     try:
-        snap = snapshot.read(path)
-        chain = snapshot.migration_path(snap.identity["config_id"], sim.loaded.config_id)
-        state = snap.state()
-        applied = list(snap.header.get("migrations", []))
-        for step in chain:
-            state = step.apply(state)
-            applied.append({"name": step.name, "from": step.source, "to": step.target,
-                            "tick": snap.identity["tick"]})
+        snap = snapshot.read(path, snapshot.SnapshotKeys.from_config(sim.config))
+        state, applied = snap.migrated(sim.loaded.config_id)
     except snapshot.SnapshotError as exc:
         raise CommandError(E_CONFLICT, str(exc)) from None
     if args.op == "migrate":
         from townlet.sim.simulation import Simulation
 
         fresh = Simulation(sim.loaded, seed=snap.identity["seed"])
-        snapshot.restore(fresh, state)
+        try:
+            snapshot.restore(fresh, state)
+        except snapshot.SnapshotError as exc:
+            raise CommandError(E_CONFLICT, str(exc)) from None
         fresh.applied_migrations = applied
         snapshot.write(fresh, path)
         return {"op": "migrate", "file": args.file, "migrations": applied}
+    before = snapshot.capture(sim)
     try:
         snapshot.restore(sim, state)
     except snapshot.SnapshotError as exc:
+        snapshot.restore(sim, before)  # a state that does not fit leaves the running town as it was
         raise CommandError(E_CONFLICT, str(exc)) from None
     sim.applied_migrations = applied
     return {"op": "load", "file": args.file, "tick": sim.world.tick, "state_hash": sim.state_hash(),

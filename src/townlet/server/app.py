@@ -1,9 +1,11 @@
 """The HTTP face of a live town (FastAPI): viewer page, telemetry WebSocket, console API, health and metrics.
 
-Routes: ``GET /`` (the viewer), ``/static/*``, ``GET /api/town`` (the static map), ``WS /ws/telemetry``
-(a snapshot, then diffs and events), ``POST /api/console``, ``GET /healthz``, ``GET /metrics``. Requests
+Routes: ``GET|HEAD /`` (the viewer), ``/static/*``, ``GET /api/town`` (the static map), ``WS /ws/telemetry``
+(a snapshot, then diffs and events), ``POST /api/console``, ``GET|HEAD /healthz``, ``GET /metrics``. Requests
 must name this server in ``Host`` (loopback names for a loopback server); browser pages from other origins
-are refused unless listed in ``server.allowed_origins``. Nothing served ever contains a key or a token.
+(or with a malformed ``Origin``) are refused unless listed in ``server.allowed_origins``. Nothing served ever
+contains a key or a token. Connection-level limits (header size, timeouts, connection cap, stalled viewers)
+are the server stack's (:mod:`townlet.server.stack`).
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import socket
+import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -25,6 +27,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from townlet.console.auth import Principal
 from townlet.console.errors import E_INVALID_ARG, E_RATE_LIMITED, E_UNAUTHENTICATED
 from townlet.logs import log_event
 from townlet.server import metrics
@@ -32,9 +35,10 @@ from townlet.server.console_api import (
     E_TIMEOUT,
     E_UNAVAILABLE,
     STATUS_OF,
-    FailedAuthGuard,
     ResultCounter,
     bearer,
+    client_address,
+    proxy_networks,
     refusal,
 )
 from townlet.server.live import LiveTown
@@ -125,7 +129,9 @@ def create_app(live: LiveTown, secure: bool = False) -> FastAPI:
     """
     cfg = live.cfg
     results = ResultCounter()
-    guard = FailedAuthGuard(cfg.auth_failures)
+    proxies = proxy_networks(cfg.trusted_proxies)
+    rates = [x.per_second for x in (cfg.auth_failures, live.sim.config.console.rate_limit) if x.per_second > 0]
+    retry_after = {"retry-after": str(max(1, math.ceil(1.0 / min(rates, default=1.0))))}  # one token's refill
     town = town_description(live.sim)
     hub: dict[str, ViewerHub] = {}
 
@@ -148,11 +154,11 @@ def create_app(live: LiveTown, secure: bool = False) -> FastAPI:
     app.add_middleware(HostGuard, bound_host=cfg.host, allowed_hosts=list(cfg.allowed_hosts))
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
-    @app.get("/", include_in_schema=False)
+    @app.api_route("/", methods=["GET", "HEAD"], include_in_schema=False)
     async def index() -> FileResponse:
         return FileResponse(STATIC_DIR / "index.html", headers={"cache-control": "no-cache"})
 
-    @app.get("/healthz")
+    @app.api_route("/healthz", methods=["GET", "HEAD"])
     async def healthz() -> JSONResponse:
         status = live.status()
         return JSONResponse(status, status_code=200 if status["status"] == "ok" else 503)
@@ -167,12 +173,19 @@ def create_app(live: LiveTown, secure: bool = False) -> FastAPI:
 
     @app.post("/api/console")
     async def console(request: Request) -> Response:
-        address = request.client.host if request.client else "?"
+        source = client_address(request.client.host if request.client else None,
+                                request.headers.get("x-forwarded-for"), proxies)
         tick = live.last_tick
-        if guard.blocked(address):
-            return _answer(results, refusal(E_RATE_LIMITED, "too many failed authentications; wait", tick),
-                           {"retry-after": str(max(1, round(guard.wait_s)))})
-        body = await _read_body(request, cfg.max_body_bytes)
+        token = bearer(request.headers.get("authorization"))
+        # charged to a rate limit (the principal's, or for a failing token the source's) before the body is read
+        admitted = await run_in_threadpool(live.console.admit, token, source)
+        if not isinstance(admitted, Principal):
+            return _answer(results, admitted.to_dict(), _refusal_headers(admitted.code, retry_after))
+        try:
+            body = await asyncio.wait_for(_read_body(request, cfg.max_body_bytes), cfg.header_timeout_s)
+        except TimeoutError:
+            return _answer(results, refusal(E_INVALID_ARG, f"body not received within {cfg.header_timeout_s:g} s",
+                                            tick), status=408)
         if body is None:
             return _answer(results, refusal(E_INVALID_ARG, f"body larger than {cfg.max_body_bytes} bytes", tick))
         try:
@@ -185,8 +198,7 @@ def create_app(live: LiveTown, secure: bool = False) -> FastAPI:
         if not live.alive:
             message = f"the town has stopped ({live.error or 'not running'}); see /healthz"
             return _answer(results, refusal(E_UNAVAILABLE, message, tick), status=503)
-        token = bearer(request.headers.get("authorization"))
-        future = await run_in_threadpool(live.console.submit, token, payload)
+        future = await run_in_threadpool(live.console.submit_as, admitted, payload, source)
         live.wake()
         try:
             result = (await asyncio.wait_for(asyncio.wrap_future(future), cfg.console_timeout_s)).to_dict()
@@ -194,10 +206,7 @@ def create_app(live: LiveTown, secure: bool = False) -> FastAPI:
             body_out = refusal(E_TIMEOUT, f"the town did not apply the command within {cfg.console_timeout_s:g} s; "
                                           "it may still be applied", tick)
             return _answer(results, body_out, status=504)
-        if result["code"] == E_UNAUTHENTICATED:
-            guard.failed(address)
-        headers = {"www-authenticate": 'Bearer realm="townlet"'} if result["code"] == E_UNAUTHENTICATED else {}
-        return _answer(results, result, headers)
+        return _answer(results, result, _refusal_headers(result["code"], retry_after))
 
     @app.websocket("/ws/telemetry")
     async def telemetry(ws: WebSocket) -> None:
@@ -206,10 +215,11 @@ def create_app(live: LiveTown, secure: bool = False) -> FastAPI:
             log_event(log, "server.viewer_refused", live.last_tick, origin=origin, reason="origin")
             await ws.close(code=1008)
             return
-        if len(live.viewers.clients) >= cfg.max_viewers:
-            await ws.close(code=1013)
-            return
         await ws.accept()
+        if len(live.viewers.clients) >= cfg.max_viewers:  # full: say so with the close code, not a refused handshake
+            log_event(log, "server.viewer_refused", live.last_tick, reason="full", viewers=cfg.max_viewers)
+            await ws.close(code=1013, reason="the server is full; try again later")
+            return
         cursor = live.viewers.subscribe()
         viewer = Viewer(ws, cursor, cfg.stream_rate, cfg.catch_up_rate, cfg.behind_ticks)
         viewers = hub["viewers"]
@@ -239,19 +249,14 @@ async def _read_body(request: Request, limit: int) -> bytes | None:
     return bytes(body)
 
 
+def _refusal_headers(code: str | None, retry_after: dict[str, str]) -> dict[str, str]:
+    if code == E_UNAUTHENTICATED:
+        return {"www-authenticate": 'Bearer realm="townlet"'}
+    return retry_after if code == E_RATE_LIMITED else {}
+
+
 def _answer(results: ResultCounter, body: dict[str, Any], headers: dict[str, str] | None = None,
             status: int | None = None) -> Response:
     results.add(body["code"])
     code = status if status is not None else STATUS_OF.get(body["code"], 409)
     return Response(orjson.dumps(body), status_code=code, media_type="application/json", headers=headers)
-
-
-def bind(host: str, port: int) -> socket.socket:
-    """A socket bound to ``host:port`` (IPv4 or IPv6), ready for the server to listen on."""
-    family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
-                                                         flags=socket.AI_PASSIVE)[0]
-    sock = socket.socket(family, kind, proto)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(address)
-    sock.set_inheritable(True)
-    return sock

@@ -2,18 +2,18 @@
 
 ``POST /api/console`` with ``Authorization: Bearer TOKEN`` and ``{"cmd", "args", "cmd_id"}``. The body of
 every answer is the console :class:`~townlet.console.service.Result` as JSON; the status follows its code
-(``STATUS_OF``). Besides the per-principal rate limit of the console, clients whose requests fail
-authentication are slowed per address, so nobody can guess tokens at line speed.
+(``STATUS_OF``). Rate limits are the console's (per principal, and per source address for requests whose
+token fails); the source is the peer's address, or, when the peer is one of ``server.trusted_proxies``, the
+last address in ``X-Forwarded-For`` that is not a trusted proxy.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import threading
-import time
 from collections import Counter
 from typing import Any
 
-from townlet.config.models import RateLimitConfig
 from townlet.console.errors import (
     E_ALREADY_POSSESSED,
     E_BLOCKED_TILE,
@@ -25,7 +25,6 @@ from townlet.console.errors import (
     E_RATE_LIMITED,
     E_UNAUTHENTICATED,
 )
-from townlet.console.service import TokenBucket
 
 STATUS_OF: dict[str | None, int] = {
     None: 200,
@@ -59,38 +58,40 @@ def refusal(code: str, message: str, tick: int | None = None) -> dict[str, Any]:
             "tick": tick, "duplicate": False}
 
 
-class FailedAuthGuard:
-    """Slows down an address whose requests keep failing authentication.
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
-    Each failure takes a token from the address's bucket; once it is empty the address is refused
-    (``E_RATE_LIMITED``) without checking anything until the bucket refills.
+
+def proxy_networks(entries: list[str]) -> list[Network]:
+    """The ``server.trusted_proxies`` entries as networks (validated by the config already)."""
+    return [ipaddress.ip_network(entry, strict=False) for entry in entries]
+
+
+def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        return ipaddress.ip_address(text.strip().strip("[]"))
+    except ValueError:
+        return None
+
+
+def client_address(peer: str | None, forwarded: str | None, proxies: list[Network]) -> str:
+    """The client a request speaks for: the peer, or behind trusted proxies the first untrusted forwarded hop.
+
+    ``X-Forwarded-For`` is read right to left (each proxy appends the address it saw), skipping trusted
+    proxies; a malformed entry stops the walk at the last trusted hop, so a client cannot pick its address.
     """
-
-    def __init__(self, cfg: RateLimitConfig) -> None:
-        self.enabled = cfg.per_second > 0
-        self.bucket = TokenBucket(cfg.per_second, cfg.burst)
-        self.wait_s = 1.0 / cfg.per_second if self.enabled else 0.0
-        self.locked: dict[str, float] = {}
-        self._lock = threading.Lock()
-
-    def blocked(self, address: str) -> bool:
-        """Whether ``address`` must wait before trying again."""
-        with self._lock:
-            until = self.locked.get(address)
-            if until is None:
-                return False
-            if time.monotonic() >= until:
-                del self.locked[address]
-                return False
-            return True
-
-    def failed(self, address: str) -> None:
-        """Count one failed authentication from ``address``."""
-        if self.enabled and not self.bucket(address):
-            with self._lock:
-                self.locked[address] = time.monotonic() + self.wait_s
-                if len(self.locked) > 100_000:  # a flood from everywhere: forget the oldest
-                    self.locked.pop(next(iter(self.locked)))
+    if peer is None:
+        return "?"
+    here = _address(peer)
+    if not forwarded or here is None or not any(here in net for net in proxies):
+        return peer
+    for hop in reversed(forwarded.split(",")[-64:]):
+        address = _address(hop)
+        if address is None:
+            return str(here)
+        if not any(address in net for net in proxies):
+            return str(address)
+        here = address
+    return str(here)
 
 
 class ResultCounter:

@@ -12,10 +12,14 @@ def first_run_admin_token(console: ConsoleConfig, server: ServerConfig) -> str |
     """On a fresh install (no signing key yet) create one and issue an admin token; None otherwise.
 
     The token is returned for printing once and never stored (the issue log keeps only its id).
+
+    Raises:
+        RevocationsUnavailable: keys exist but the revocation list is missing or corrupt (fail closed).
     """
     authority = TokenAuthority.from_config(console)
     active, _ = authority.key_ids()
     if active is not None:
+        authority.ensure_revocation_list()
         return None
     authority.rotate()
     ttl = min(parse_ttl(server.bootstrap_ttl), authority.max_ttl_s)

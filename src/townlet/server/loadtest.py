@@ -75,8 +75,8 @@ class LoadBench:
     def __init__(self, overrides: list[str], config: str | None = None, seed: int | None = None) -> None:
         from townlet.config.loader import load_config
         from townlet.console.auth import TokenAuthority
-        from townlet.server.app import bind
         from townlet.server.live import LiveTown
+        from townlet.server.stack import bind
 
         self.tmp = tempfile.TemporaryDirectory(prefix="townlet-bench-live-")
         sets = [*overrides, f"console.state_dir={self.tmp.name}", "server.host=127.0.0.1", "server.port=0",
@@ -94,9 +94,10 @@ class LoadBench:
         import uvicorn
 
         from townlet.server.app import create_app
+        from townlet.server.stack import Limits, StackConfig
 
-        config = uvicorn.Config(create_app(self.live), log_config=None, access_log=False, ws="websockets-sansio",
-                                ws_per_message_deflate=False, lifespan="on", proxy_headers=False)
+        server = self.loaded.config.server
+        config = StackConfig(create_app(self.live), Limits.from_config(server), ws_max_size=server.max_body_bytes)
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
         self.thread.start()

@@ -128,6 +128,14 @@ class Cursor:
         self.last_error = error
         self.last_failure_tick = item.tick
 
+    def lost(self, error: str) -> None:
+        """The connection failed (evicted, or gone without closing): what it had not taken counts as dropped."""
+        if self.consumed is not None and self.feed.lines > self.consumed:
+            self._drop(self.feed.lines - self.consumed)
+            self.consumed = self.feed.lines
+        self.last_error = self.last_error or error
+        self.last_failure_tick = max(self.last_failure_tick, self.feed.seq)
+
     def _drop(self, lines: int) -> None:
         self._skip(lines, "dropped")
 
@@ -267,13 +275,17 @@ def origin_allowed(origin: str | None, host_header: str | None, secure: bool, al
         return True
     if origin in allowed:
         return True
-    parts = urlsplit(origin)
-    if parts.scheme not in ("http", "https") or not host_header:
+    try:
+        parts = urlsplit(origin)
+        port = parts.port  # raises on a malformed port
+    except ValueError:  # a malformed Origin is not this server's page
+        return False
+    if parts.scheme not in ("http", "https") or not host_header or not parts.hostname:
         return False
     if (parts.scheme == "https") != secure:
         return False
     default = 443 if parts.scheme == "https" else 80
-    origin_netloc = parts.netloc if parts.port else f"{parts.hostname}:{default}"
+    origin_netloc = parts.netloc if port else f"{parts.hostname}:{default}"
     host_netloc = host_header if ":" in host_header.split("]")[-1] else f"{host_header}:{default}"
     return origin_netloc.lower() == host_netloc.lower()
 
@@ -297,6 +309,7 @@ class Viewer:
         self.behind_ticks = behind_ticks
         self.wake = asyncio.Event()
         self.gone = False
+        self.close_code: int | None = None  # how the peer's side ended (1000/1001: it left on purpose)
 
     def poke(self) -> None:
         """Something was published (called on the event loop)."""
@@ -311,6 +324,8 @@ class Viewer:
             listener.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await listener
+            if self.gone and self.close_code not in (1000, 1001):  # failed or evicted, not a goodbye
+                self.cursor.lost(f"connection lost (close code {self.close_code})")
 
     async def _listen(self) -> None:
         # Viewers have nothing to say; reading notices a closed connection while the town is paused.
@@ -318,6 +333,7 @@ class Viewer:
             while True:
                 message = await self.ws.receive()
                 if message.get("type") == "websocket.disconnect":
+                    self.close_code = message.get("code")
                     break
         finally:
             self.gone = True
@@ -337,8 +353,9 @@ class Viewer:
             try:
                 for line in item.data.splitlines():
                     await ws.send_text(line.decode())
-            except Exception as exc:  # the connection went away mid-send
+            except Exception as exc:  # the connection went away mid-send (or was evicted while stalled)
                 cursor.send_failed(item, f"{type(exc).__name__}: {exc}")
+                cursor.lost(f"{type(exc).__name__}: {exc}")
                 return
             cursor.sent_ok(item)
             sending = time.monotonic() - started

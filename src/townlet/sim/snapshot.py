@@ -1,229 +1,162 @@
-"""Snapshots: the whole simulation state plus an identity block, written atomically with a checksum.
+r"""Snapshots: the whole simulation state plus an identity block, signed, in a format that never runs code.
 
-The state is captured generically: starting at the :class:`Simulation`, every attribute of every townlet
-component that is plain data (NumPy arrays, numbers, strings, and lists/dicts/sets/deques/Counters of
-them) is recorded under its attribute path; anything holding code (hooks, callbacks, compiled rules,
-the config, the static map and its distance fields) is skipped and rebuilt from the config on load.
-Grid distance fields are not saved: the goal tiles of every lazily created field are, and the fields are
-recreated in the same order so indices stored in agent arrays (``dest_field``) stay valid.
+What is captured: the state is a set of named **sections** (:data:`SECTIONS`, registered with
+:func:`register_section`). Three are built in: ``grid_fields`` (the goal tiles of every lazily created
+distance field, recreated in the same order on load so indices stored in agent arrays stay valid),
+``components`` (starting at the :class:`Simulation`, every attribute of every townlet component that is
+plain data - see :func:`townlet.sim.codec.plain` - under its attribute path; anything holding code, the
+config and the static map are skipped and rebuilt from the config) and ``rng`` (the three bit-generator
+states). A new kind of state that is not an attribute of a component registers its own section.
 
-File layout: a magic line, the SHA-256 of everything after it, a JSON header line (identity block,
-config, applied migrations), then the pickled state. A truncated or altered file fails the checksum.
+File layout (docs/snapshots.md has the full description)::
+
+    TOWNLET-SNAPSHOT v2\n
+    hmac-sha256 KID HEX\n        HMAC-SHA256 of the magic, KID and everything below, keyed by KID
+    {JSON header}\n              identity, config, files, migrations, sections, state_bytes, arrays
+    {JSON state}                 exactly state_bytes: the sections in the typed encoding of townlet.sim.codec
+    array bytes                  the arrays of the header's table, one after the other
+
+The signature is checked before anything else is parsed, and every size is bounded (``snapshots.max_bytes``,
+``max_header_bytes``, ``max_arrays``). Version 1 files (a pickled state) are refused; ``townlet snapshot
+convert-v1`` rewrites a trusted one (:mod:`townlet.sim.snapshot_v1`).
 """
 
 from __future__ import annotations
 
-import collections
 import dataclasses
-import enum
-import hashlib
-import io
 import json
-import pickle
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
+from pydantic import ValidationError
 
 from townlet.config.loader import LoadedConfig, compute_config_id
 from townlet.config.models import TownletConfig
 from townlet.files import write_atomic
+from townlet.sim import codec, components
+from townlet.sim.migrations import (  # noqa: F401 - part of this module's interface
+    MIGRATIONS,
+    MigrationError,
+    MigrationStep,
+    migrate,
+    migration_path,
+    register_migration,
+)
+from townlet.sim.signing import SignatureError, SnapshotKeys
 
 if TYPE_CHECKING:
     from townlet.sim.simulation import Simulation
 
-MAGIC = b"TOWNLET-SNAPSHOT v1\n"
-SCHEMA_VERSION = 1
-# Attributes never captured: configuration, static data, code, live-process machinery, per-call scratch.
-SKIP = frozenset({
-    "loaded", "config", "manifest", "town", "grid", "clock", "phases", "commands", "actor",
-    "phase_total", "time_phases", "_actions", "primitives", "reloader",
-    "timings",  # wall-clock tick timings of this process (sim/timings.py), not town state
-})
-_PLAIN_SCALARS = (type(None), bool, int, float, str, bytes, np.generic, enum.Enum)
+MAGIC = b"TOWNLET-SNAPSHOT v2\n"
+MAGIC_V1 = b"TOWNLET-SNAPSHOT v1\n"
+SCHEMA_VERSION = 2
+MAX_SIGNATURE_LINE = 256
+_IDENTITY = {"schema_version": int, "config_id": str, "seed": int, "tick": int, "state_hash": str}
+_HEADER = {"identity": dict, "config": dict, "map_path": str, "affordances_path": str, "source": str,
+           "migrations": list, "sections": list, "state_bytes": int, "arrays": list}
 
 
 class SnapshotError(Exception):
-    """A snapshot that cannot be read or applied (corrupt, truncated, incompatible); the message says why."""
+    """A snapshot that cannot be read or applied (corrupt, unsigned, incompatible); the message says why."""
 
 
-# -- migrations -----------------------------------------------------------------------------------------
-
-Migration = Callable[[dict[str, Any]], dict[str, Any]]
+# -- sections ---------------------------------------------------------------------------------------------
 
 
 @dataclasses.dataclass(frozen=True)
-class MigrationStep:
-    """One registered migration: turns a state captured under ``source`` into one valid under ``target``."""
+class Section:
+    """One named part of a snapshot's state.
+
+    Attributes:
+        name: Its key in the state (and in migrations).
+        capture: Returns the section's plain data (anything :func:`townlet.sim.codec.plain` accepts).
+        restore: Puts captured data back into a freshly built simulation of the same config.
+    """
 
     name: str
-    source: str
-    target: str
-    apply: Migration
+    capture: Callable[[Simulation], Any]
+    restore: Callable[[Simulation, Any], None]
 
 
-MIGRATIONS: dict[tuple[str, str], MigrationStep] = {}
+SECTIONS: dict[str, Section] = {}
 
 
-def register_migration(name: str, source: str, target: str, apply: Migration) -> MigrationStep:
-    """Register a migration from config_id ``source`` to ``target`` (``apply`` edits the state dict)."""
-    step = MigrationStep(name, source, target, apply)
-    MIGRATIONS[(source, target)] = step
-    return step
+def register_section(name: str, capture: Callable[[Simulation], Any],
+                     restore: Callable[[Simulation, Any], None]) -> Section:
+    """Add a section to every snapshot written from now on; restored after those registered before it.
 
-
-def migration_path(source: str, target: str) -> list[MigrationStep]:
-    """The chain of registered migrations from ``source`` to ``target`` (empty when equal).
-
-    Raises:
-        SnapshotError: when no chain exists.
+    A file without the section (written before it existed) leaves that state as a fresh town has it.
     """
-    if source == target:
-        return []
-    frontier: list[tuple[str, list[MigrationStep]]] = [(source, [])]
-    seen = {source}
-    while frontier:
-        here, chain = frontier.pop(0)
-        for (a, b), step in MIGRATIONS.items():
-            if a == here and b not in seen:
-                if b == target:
-                    return [*chain, step]
-                seen.add(b)
-                frontier.append((b, [*chain, step]))
-    raise SnapshotError(f"config_id mismatch: snapshot was taken under {source}, this config is {target}, "
-                        "and no registered migration leads from one to the other")
+    if name in SECTIONS:
+        raise ValueError(f"snapshot section {name!r} registered twice")
+    section = SECTIONS[name] = Section(name, capture, restore)
+    return section
 
 
-# -- capture and restore ----------------------------------------------------------------------------------
+def _restore_components(sim: Simulation, saved: Any) -> None:
+    try:
+        components.restore_components(sim, saved)
+    except components.ComponentError as exc:
+        raise SnapshotError(str(exc)) from None
 
 
-def _is_plain(value: Any, depth: int = 0) -> bool:
-    if isinstance(value, np.ndarray):
-        return value.dtype != object
-    if isinstance(value, _PLAIN_SCALARS):
-        return True
-    if depth > 6:
-        return False
-    if isinstance(value, dict):
-        return all(_is_plain(k, depth + 1) and _is_plain(v, depth + 1) for k, v in value.items())
-    if isinstance(value, (list, tuple, set, frozenset, collections.deque)):
-        return all(_is_plain(v, depth + 1) for v in value)
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return type(value).__module__.startswith("townlet.") and all(
-            _is_plain(getattr(value, f.name), depth + 1) for f in dataclasses.fields(value))
-    return False
-
-
-def _attributes(obj: Any) -> list[str]:
-    names = list(getattr(obj, "__dict__", {}))
-    for cls in type(obj).__mro__:
-        names += [s for s in getattr(cls, "__slots__", ()) if s not in names and hasattr(obj, s)]
-    return names
-
-
-def _components(sim: Simulation) -> dict[str, Any]:
-    """Every stateful townlet object reachable from ``sim``, by its first attribute path (stable order)."""
-    found: dict[str, Any] = {}
-    seen: set[int] = set()
-
-    def walk(obj: Any, path: str) -> None:
-        if id(obj) in seen:
-            return
-        seen.add(id(obj))
-        found[path] = obj
-        for name in _attributes(obj):
-            if name in SKIP:
-                continue
-            value = getattr(obj, name)
-            if (type(value).__module__.startswith("townlet.") and not callable(value)
-                    and not dataclasses.is_dataclass(value) and not isinstance(value, enum.Enum)):
-                walk(value, f"{path}.{name}")
-
-    walk(sim, "sim")
-    return found
-
-
-def capture(sim: Simulation) -> dict[str, Any]:
-    """The simulation's whole mutable state as plain data (see the module docstring)."""
-    state: dict[str, Any] = {}
-    for path, obj in _components(sim).items():
-        plain = {}
-        for name in _attributes(obj):
-            if name in SKIP:
-                continue
-            value = getattr(obj, name)
-            if _is_plain(value):
-                plain[name] = value
-        state[path] = plain
-    state["rng"] = sim.rng.state()
+def _capture_fields(sim: Simulation) -> list[tuple[int, ...]]:
     grid = sim.world.grid
-    state["grid_fields"] = [goals for goals, _ in sorted(grid._fields.items(), key=lambda kv: kv[1])]
-    return pickle.loads(pickle.dumps(state, protocol=5))  # a deep copy detached from the live objects
+    return [goals for goals, _ in sorted(grid._fields.items(), key=lambda kv: kv[1])]
 
 
-def _restore_into(current: Any, saved: Any) -> Any:
-    """Copy ``saved`` into ``current`` in place where possible (keeps aliases such as array views)."""
-    if isinstance(current, np.ndarray) and isinstance(saved, np.ndarray):
-        if current.shape == saved.shape and current.dtype == saved.dtype and current.flags.writeable:
-            np.copyto(current, saved)
-            return current
-        return saved
-    if isinstance(current, collections.deque) and isinstance(saved, collections.deque):
-        if current.maxlen == saved.maxlen:
-            current.clear()
-            current.extend(saved)
-            return current
-        return saved
-    if isinstance(current, dict) and isinstance(saved, dict) and type(current) is type(saved):
-        merged = {k: _restore_into(current[k], v) if k in current else v for k, v in saved.items()}
-        current.clear()
-        current.update(merged)
-        return current
-    if isinstance(current, list) and isinstance(saved, list):
-        if len(current) == len(saved):
-            current[:] = [_restore_into(c, s) for c, s in zip(current, saved, strict=True)]
-        else:
-            current[:] = saved
-        return current
-    if isinstance(current, set) and isinstance(saved, set):
-        current.clear()
-        current.update(saved)
-        return current
-    return saved
-
-
-def restore(sim: Simulation, state: dict[str, Any]) -> None:
-    """Load a captured state into a freshly built simulation of the same config.
-
-    Raises:
-        SnapshotError: when the state does not fit this simulation (different components or fields).
-    """
+def _restore_fields(sim: Simulation, saved: Any) -> None:
     grid = sim.world.grid
-    saved = [tuple(g) for g in state["grid_fields"]]
-    current = [goals for goals, _ in sorted(grid._fields.items(), key=lambda kv: kv[1])]
-    if current != saved[: len(current)]:  # a running town's own lazy fields: rebuild in the snapshot's order
+    if not isinstance(saved, list) or not all(isinstance(g, (list, tuple)) for g in saved):
+        raise SnapshotError("grid_fields must be a list of goal-tile tuples")
+    goals_list = [tuple(g) for g in saved]
+    if any(not all(type(t) is int and 0 <= t < grid.size for t in goals) for goals in goals_list):
+        raise SnapshotError("grid_fields name a tile outside the map")
+    if _capture_fields(sim) != goals_list[: grid.count]:  # a running town's own lazy fields: rebuild in order
         grid._fields = {}
         grid.count = 0
-    for index, goals in enumerate(saved):
+    for index, goals in enumerate(goals_list):
         got = grid.field(goals)
         if got != index:
             raise SnapshotError(f"distance field {index} cannot be rebuilt in order (got {got})")
-    components = _components(sim)
-    for path, plain in state.items():
-        if path in ("rng", "grid_fields"):
-            continue
-        obj = components.get(path)
-        loose = path.startswith("sim.policy")  # policy wrappers (console possession) are process machinery
-        if obj is None:
-            if loose:
-                continue
-            raise SnapshotError(f"snapshot holds state for {path}, which this simulation does not have")
-        for name, value in plain.items():
-            if loose and not hasattr(obj, name):
-                continue
-            setattr(obj, name, _restore_into(getattr(obj, name, None), value))
-    sim.rng.restore(state["rng"])
+
+
+def _restore_rng(sim: Simulation, saved: Any) -> None:
+    try:
+        sim.rng.restore(saved)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise SnapshotError(f"the rng section is not a set of bit-generator states ({str(exc)[:120]})") from None
+
+
+register_section("grid_fields", _capture_fields, _restore_fields)
+register_section("components", components.capture_components, _restore_components)
+register_section("rng", lambda sim: sim.rng.state(), _restore_rng)
+
+
+def capture(sim: Simulation) -> dict[str, Any]:
+    """The simulation's whole mutable state as plain data, by section (a copy detached from the live objects)."""
+    doc, arrays = codec.encode({name: section.capture(sim) for name, section in SECTIONS.items()})
+    return codec.decode(doc, [a.copy() for a in arrays])
+
+
+def restore(sim: Simulation, state: dict[str, Any]) -> None:
+    """Load a captured state into a freshly built simulation of the same config (sections in registration order).
+
+    Raises:
+        SnapshotError: when the state does not fit this simulation (unknown sections, components or fields).
+    """
+    unknown = set(state) - set(SECTIONS)
+    if unknown:
+        raise SnapshotError(f"snapshot has section(s) this Townlet does not know: {', '.join(sorted(unknown))}")
+    try:
+        for name, section in SECTIONS.items():
+            if name in state:
+                section.restore(sim, state[name])
+    except SnapshotError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a state that does not fit this town
+        raise SnapshotError(f"state does not fit this config ({type(exc).__name__}: {str(exc)[:200]})") from None
 
 
 # -- identity and files -----------------------------------------------------------------------------------
@@ -247,9 +180,16 @@ def identity(sim: Simulation) -> dict[str, Any]:
     }
 
 
-def encode(sim: Simulation, migrations: list[dict[str, Any]] | None = None) -> bytes:
-    """The snapshot file's bytes for the simulation as it stands between ticks."""
-    header = {
+def _body(header: dict[str, Any], state: dict[str, Any]) -> bytes:
+    doc, arrays = codec.encode(state)
+    text = json.dumps(doc, separators=(",", ":"), allow_nan=False).encode()
+    header = {**header, "sections": list(state), "state_bytes": len(text), "arrays": codec.array_table(arrays)}
+    head = json.dumps(header, sort_keys=True, allow_nan=False).encode() + b"\n"
+    return b"".join([head, text, *(a.tobytes() for a in arrays)])
+
+
+def _header(sim: Simulation, migrations: list[dict[str, Any]] | None) -> dict[str, Any]:
+    return {
         "identity": identity(sim),
         "config": sim.config.model_dump(mode="json"),
         "map_path": str(sim.loaded.map_path),
@@ -257,116 +197,238 @@ def encode(sim: Simulation, migrations: list[dict[str, Any]] | None = None) -> b
         "source": str(sim.loaded.source),
         "migrations": list(migrations if migrations is not None else getattr(sim, "applied_migrations", [])),
     }
-    head = json.dumps(header, sort_keys=True).encode() + b"\n"
-    body = head + pickle.dumps(capture(sim), protocol=5)
-    return MAGIC + hashlib.sha256(body).hexdigest().encode() + b"\n" + body
 
 
-def write(sim: Simulation, path: str | Path) -> Path:
-    """Write a snapshot atomically (temp file in the same directory, fsync, rename); return its path."""
-    return write_atomic(path, encode(sim), sync_dir=True)
+def encode(sim: Simulation, keys: SnapshotKeys | None = None,
+           migrations: list[dict[str, Any]] | None = None) -> bytes:
+    """The signed snapshot file's bytes for the simulation as it stands between ticks."""
+    body = _body(_header(sim, migrations), {name: section.capture(sim) for name, section in SECTIONS.items()})
+    keys = keys or SnapshotKeys.from_config(sim.config)
+    return MAGIC + keys.sign(MAGIC, body) + body
+
+
+def write(sim: Simulation, path: str | Path, keys: SnapshotKeys | None = None) -> Path:
+    """Write a signed snapshot atomically (temp file in the same directory, fsync, rename); return its path.
+
+    ``keys`` defaults to the key set the simulation's config names (created with a first key if absent).
+    """
+    return write_atomic(path, encode(sim, keys), sync_dir=True)
+
+
+def write_state(path: str | Path, header: dict[str, Any], state: dict[str, Any], keys: SnapshotKeys) -> Path:
+    """Write a signed snapshot of a captured ``state`` (by section) under ``header`` (identity, config, files).
+
+    Raises:
+        SnapshotError: a value the format cannot represent.
+    """
+    try:
+        body = _body(header, state)
+    except codec.FormatError as exc:
+        raise SnapshotError(f"{path}: the state cannot be written ({exc})") from None
+    return write_atomic(path, MAGIC + keys.sign(MAGIC, body) + body, sync_dir=True)
 
 
 @dataclasses.dataclass
 class Snapshot:
-    """A verified snapshot file: its header and (lazily) its state.
+    """A snapshot file whose signature verified (or that the caller chose to trust) and whose header parsed.
 
     Attributes:
         path: Where it was read from.
-        header: Identity block, config, file paths and applied migrations.
-        payload: The pickled state (checksum already verified).
+        header: Identity block, config, file paths, applied migrations, sections and the array table.
+        body: The bytes after the signature line (header, state, arrays).
+        signed_by: The key id that signed it (None when read with ``trust``).
+        max_arrays: The array limit the state is decoded under.
     """
 
     path: Path
     header: dict[str, Any]
-    payload: bytes
+    body: bytes
+    signed_by: str | None
+    max_arrays: int
 
     @property
     def identity(self) -> dict[str, Any]:
         """The identity block."""
         return self.header["identity"]
 
+    @property
+    def size(self) -> int:
+        """Bytes of state and arrays."""
+        return self.header["state_bytes"] + sum(entry.get("n", 0) for entry in self.header["arrays"])
+
     def state(self) -> dict[str, Any]:
-        """Unpickle the state (only numpy, builtins and townlet data classes are allowed)."""
+        """Decode the state by section (typed JSON and plain arrays; nothing in it is executed).
+
+        Raises:
+            SnapshotError: the state does not follow the format.
+        """
+        import townlet.sim.simulation  # noqa: F401 - the classes a state may name must be loaded first
+
+        start = self.body.index(b"\n") + 1
+        end = start + self.header["state_bytes"]
         try:
-            return _SafeUnpickler(io.BytesIO(self.payload)).load()
-        except Exception as exc:  # noqa: BLE001 - any failure here means an unreadable state
-            raise SnapshotError(f"{self.path}: state cannot be decoded ({exc})") from None
+            text = self.body[start:end].decode("utf-8")
+            doc = json.loads(text, parse_constant=_no_constant)
+            arrays = codec.read_arrays(self.header["arrays"], memoryview(self.body)[end:], self.max_arrays)
+            state = codec.decode(doc, arrays)
+        except (ValueError, RecursionError) as exc:
+            raise SnapshotError(f"{self.path}: state cannot be decoded ({str(exc)[:200]})") from None
+        if not isinstance(state, dict) or list(state) != self.header["sections"]:
+            raise SnapshotError(f"{self.path}: the state's sections do not match its header")
+        return state
+
+    def migrated(self, config_id: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """The state carried to ``config_id`` through registered migrations, and every migration applied.
+
+        Raises:
+            SnapshotError: undecodable state, or no chain of migrations.
+        """
+        state = self.state()
+        try:
+            return migrate(state, self.identity["config_id"], config_id, self.identity["tick"],
+                           self.header["migrations"])
+        except MigrationError as exc:
+            raise SnapshotError(str(exc)) from None
 
     def loaded_config(self) -> LoadedConfig:
         """Rebuild the config the snapshot was taken under (its files must still exist)."""
-        config = TownletConfig.model_validate(self.header["config"])
+        try:
+            config = TownletConfig.model_validate(self.header["config"])
+        except ValidationError as exc:
+            raise SnapshotError(f"{self.path}: its config does not validate ({exc.errors()[0]['msg']})") from None
         map_path, aff_path = Path(self.header["map_path"]), Path(self.header["affordances_path"])
         for p in (map_path, aff_path):
-            if not p.exists():
+            if not p.is_file():
                 raise SnapshotError(f"{self.path}: the file {p} the snapshot's config names is missing")
         return LoadedConfig(config, Path(self.header["source"]), map_path, aff_path,
                             compute_config_id(config, map_path, aff_path))
 
 
-class _SafeUnpickler(pickle.Unpickler):
-    ALLOWED = ("builtins", "collections", "numpy", "numpy.core.multiarray", "numpy._core.multiarray",
-               "numpy.core.numeric", "numpy._core.numeric")
-
-    def find_class(self, module: str, name: str) -> Any:
-        if module in self.ALLOWED or module.startswith(("numpy.", "townlet.")):
-            if module == "builtins" and name in ("eval", "exec", "compile", "open", "__import__", "getattr"):
-                raise pickle.UnpicklingError(f"forbidden {module}.{name}")
-            return super().find_class(module, name)
-        raise pickle.UnpicklingError(f"forbidden {module}.{name}")
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
 
 
-def read(path: str | Path) -> Snapshot:
-    """Read and verify a snapshot file.
-
-    Raises:
-        SnapshotError: missing, not a snapshot, truncated or altered (checksum mismatch), or a newer schema.
-    """
-    p = Path(path)
-    try:
-        data = p.read_bytes()
-    except OSError as exc:
-        raise SnapshotError(f"{p}: cannot read snapshot ({exc.strerror or exc})") from None
-    if not data.startswith(MAGIC):
-        raise SnapshotError(f"{p}: not a Townlet snapshot (bad magic)")
-    rest = data[len(MAGIC):]
-    digest, sep, body = rest.partition(b"\n")
-    if not sep or hashlib.sha256(body).hexdigest().encode() != digest:
-        raise SnapshotError(f"{p}: checksum mismatch - the file is truncated or corrupt; refusing to load it")
-    head, _, payload = body.partition(b"\n")
-    header = json.loads(head)
+def _check_header(header: Any, where: str) -> dict[str, Any]:
+    problem = None
+    if not isinstance(header, dict):
+        problem = "the header is not a JSON object"
+    else:
+        for name, kind in _HEADER.items():
+            if not isinstance(header.get(name), kind):
+                problem = f"header field {name} is missing or not a {kind.__name__}"
+                break
+        else:
+            ident = header["identity"]
+            for name, kind in _IDENTITY.items():
+                if not isinstance(ident.get(name), kind) or isinstance(ident.get(name), bool):
+                    problem = f"identity field {name} is missing or not a {kind.__name__}"
+                    break
+            if problem is None and (ident["seed"] < 0 or ident["tick"] < 0):
+                problem = "seed and tick must not be negative"
+            if problem is None and not all(isinstance(s, str) for s in header["sections"]):
+                problem = "sections must be names"
+            if problem is None and not all(isinstance(m, dict) for m in header["migrations"]):
+                problem = "migrations must be objects"
+    if problem is not None:
+        raise SnapshotError(f"{where}: malformed snapshot header ({problem})")
     version = header["identity"]["schema_version"]
     if version > SCHEMA_VERSION:
-        raise SnapshotError(f"{p}: schema version {version} is newer than this Townlet ({SCHEMA_VERSION})")
-    return Snapshot(p, header, payload)
+        raise SnapshotError(f"{where}: schema version {version} is newer than this Townlet ({SCHEMA_VERSION})")
+    if version < SCHEMA_VERSION:
+        raise SnapshotError(f"{where}: schema version {version} cannot be read by this format ({SCHEMA_VERSION})")
+    return header
 
 
-def load(path: str | Path, loaded: LoadedConfig | None = None, policy: Any = "scripted") -> Simulation:
+def read(path: str | Path, keys: SnapshotKeys | None = None, trust: bool = False) -> Snapshot:
+    """Read a snapshot file: size limit, magic, signature (before anything is parsed), then the header.
+
+    Args:
+        path: The file.
+        keys: The key set and limits (default: those of the shipped config, ``~/.townlet``).
+        trust: Skip the signature check (an operator vouched for the file); every format check still runs.
+
+    Raises:
+        SnapshotError: missing, too large, not a snapshot, a version 1 file, unsigned or signed by an unknown
+            key, altered (signature mismatch), a malformed header or a newer schema. One line each.
+    """
+    p = Path(path)
+    keys = keys or SnapshotKeys.from_config()
+    try:
+        size = p.stat().st_size
+        if size > keys.max_bytes:
+            raise SnapshotError(f"{p}: {size} bytes is more than snapshots.max_bytes ({keys.max_bytes}); "
+                                "refusing to read it")
+        with open(p, "rb") as handle:
+            data = handle.read(keys.max_bytes + 1)
+    except OSError as exc:
+        raise SnapshotError(f"{p}: cannot read snapshot ({exc.strerror or exc})") from None
+    if data.startswith(MAGIC_V1):
+        raise SnapshotError(f"{p}: a version 1 snapshot (pickle-based: loading it could run code); if you trust "
+                            f"where it came from, convert it with: townlet snapshot convert-v1 {p} --out NEW.snap")
+    if not data.startswith(MAGIC):
+        raise SnapshotError(f"{p}: not a Townlet snapshot (bad magic)")
+    end = data.find(b"\n", len(MAGIC), len(MAGIC) + MAX_SIGNATURE_LINE)
+    if end < 0:
+        raise SnapshotError(f"{p}: no signature line - the file is truncated or corrupt; refusing to load it")
+    body = data[end + 1:]
+    signed_by = None
+    if not trust:
+        try:
+            signed_by = keys.verify(data[len(MAGIC):end], MAGIC, body, str(p))
+        except SignatureError as exc:
+            raise SnapshotError(str(exc)) from None
+    head_end = body.find(b"\n", 0, keys.max_header_bytes)
+    if head_end < 0:
+        raise SnapshotError(f"{p}: malformed snapshot header (no header line within {keys.max_header_bytes} bytes)")
+    try:
+        header = json.loads(body[:head_end].decode("utf-8"), parse_constant=_no_constant)
+    except (ValueError, RecursionError) as exc:
+        raise SnapshotError(f"{p}: malformed snapshot header ({str(exc)[:120]})") from None
+    header = _check_header(header, str(p))
+    table = header["arrays"]
+    sizes: list[Any] = [e.get("n") if isinstance(e, dict) else None for e in table]
+    if len(table) > keys.max_arrays or not all(type(n) is int and n >= 0 for n in sizes):
+        raise SnapshotError(f"{p}: malformed snapshot header (bad array table)")
+    if header["state_bytes"] < 0 or head_end + 1 + header["state_bytes"] + sum(sizes) != len(body):
+        raise SnapshotError(f"{p}: the sizes in its header do not match the file - truncated or corrupt")
+    return Snapshot(p, header, body, signed_by, keys.max_arrays)
+
+
+def resign(path: str | Path, keys: SnapshotKeys, out: str | Path | None = None) -> Snapshot:
+    """Vouch for a snapshot: check its format in full (without its signature) and sign it with ``keys``.
+
+    Writes ``out`` (default: ``path`` itself) atomically; returns the snapshot as read.
+
+    Raises:
+        SnapshotError: anything but the signature is wrong with it.
+    """
+    snap = read(path, keys, trust=True)
+    snap.state()  # every format check, before anyone's key vouches for it
+    write_atomic(out or path, MAGIC + keys.sign(MAGIC, snap.body) + snap.body, sync_dir=True)
+    return snap
+
+
+def load(path: str | Path, loaded: LoadedConfig | None = None, policy: Any = "scripted",
+         keys: SnapshotKeys | None = None, trust: bool = False) -> Simulation:
     """Build a simulation from a snapshot (under ``loaded`` when given, else the snapshot's own config).
 
     A different config_id is refused unless registered migrations lead to it; the steps applied are
-    recorded on ``sim.applied_migrations`` (and in any snapshot written later).
+    recorded on ``sim.applied_migrations`` (and in any snapshot written later). ``keys`` default to those
+    ``loaded``'s config names (else the shipped config's).
 
     Raises:
-        SnapshotError: corrupt file, or an incompatible config without a migration.
+        SnapshotError: unsigned, altered or malformed file, or an incompatible config without a migration.
     """
     from townlet.sim.simulation import Simulation
 
-    snap = read(path)
+    keys = keys or SnapshotKeys.from_config(loaded.config if loaded is not None else None)
+    snap = read(path, keys, trust)
     loaded = loaded or snap.loaded_config()
-    ident = snap.identity
-    chain = migration_path(ident["config_id"], loaded.config_id)
-    state = snap.state()
-    applied = list(snap.header.get("migrations", []))
-    for step in chain:
-        state = step.apply(state)
-        applied.append({"name": step.name, "from": step.source, "to": step.target, "tick": ident["tick"]})
-    sim = Simulation(loaded, seed=ident["seed"], policy=policy)
+    state, applied = snap.migrated(loaded.config_id)
+    sim = Simulation(loaded, seed=snap.identity["seed"], policy=policy)
     try:
         restore(sim, state)
-    except SnapshotError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - a state that does not fit this town
-        raise SnapshotError(f"{snap.path}: state does not fit this config ({exc})") from None
+    except SnapshotError as exc:
+        raise SnapshotError(f"{snap.path}: {exc}") from None
     sim.applied_migrations = applied
     return sim
