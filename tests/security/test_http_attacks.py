@@ -25,6 +25,7 @@ from server_support import ServerProcess
 
 NOMINAL = 1 / TICK_S
 KEPT_TICKING = 0.5  # of the nominal rate, at least, on a shared and noisy machine (the figures tool measures it)
+MIN_S = 2.0  # the ticking is measured over at least this long: a sub-second window is mostly rounding
 
 
 def test_an_oversized_header_gets_431_and_huge_ones_do_not_grow_the_server(hostile) -> None:
@@ -32,7 +33,7 @@ def test_an_oversized_header_gets_431_and_huge_ones_do_not_grow_the_server(hosti
     target, _ = hostile
     assert oversized_header(target, 100_000) == "431"
     assert oversized_header(target, 1000) == "200"
-    result, ticking = during(target, NOMINAL, lambda: huge_headers(target, 4, 32))
+    result, ticking = during(target, NOMINAL, lambda: huge_headers(target, 4, 32), min_s=MIN_S)
     assert result["answers"] == ["431"] * 4
     assert result["rss_growth_mb"] < 20
     assert ticking.ratio > KEPT_TICKING
@@ -41,7 +42,7 @@ def test_an_oversized_header_gets_431_and_huge_ones_do_not_grow_the_server(hosti
 def test_slow_and_silent_connections_are_cut_off(hostile) -> None:
     """Heads trickling in and sockets that send nothing are closed after the header deadline (1 s here)."""
     target, _ = hostile
-    cut, ticking = during(target, NOMINAL, lambda: slow_headers(target, 20, 10.0))
+    cut, ticking = during(target, NOMINAL, lambda: slow_headers(target, 20, 10.0), min_s=MIN_S)
     assert len(cut) == 20 and max(cut) < 4.0
     with target.connect() as idle:
         idle.settimeout(5.0)
@@ -70,7 +71,7 @@ def test_the_connection_cap_answers_503_and_frees_up(hostile) -> None:
             for s in socks:
                 s.close()
 
-    refused, ticking = during(target, NOMINAL, crowd)
+    refused, ticking = during(target, NOMINAL, crowd, min_s=MIN_S)
     assert refused >= 5
     assert wait_for(lambda: _answers(target), 5.0) is not None
     assert ticking.ratio > KEPT_TICKING
