@@ -270,7 +270,7 @@ def train(args: PPOArgs, progress: Progress | None = None) -> dict[str, Any]:
     # The network: fresh, from --init, or from the checkpoint being resumed.
     source = resumed or (load(args.init) if args.init else None)
     spec = source.spec if source else NetworkSpec.for_layout(collector.layout, collector.n_actions, args.hidden,
-                                                              args.lstm, args.stay_bias)
+                                                              args.lstm, args.stay_bias, decisions="ticks")
     if spec.obs_dim != collector.layout.size or spec.n_actions != collector.n_actions:
         raise CheckpointError(f"checkpoint reads {spec.obs_dim} features / {spec.n_actions} actions but the towns "
                               f"give {collector.layout.size} / {collector.n_actions} ({collector.layout.variant})")
