@@ -29,7 +29,16 @@ from townlet.env.core import Decisions, TownBuffers, TownCore
 from townlet.env.stacked import StackedObserver
 
 FIELDS = ("obs", "masks", "rewards", "alive", "terminated", "arrived", "truncated", "deciding", "discounted",
-          "need_peak", "final_obs", "reset_towns", "ticks", "actions", "episodes")
+          "need_peak", "final_obs", "reset_towns", "ticks", "limit", "actions", "episodes", "kpi_totals", "kpi_final")
+# Columns of ``kpi_totals``: the town's KPI counters over its current episode (see :func:`kpi_totals`).
+KPI_TOTALS = ("attended", "absent", "late", "need_ok_ticks", "agent_ticks", "collapses", "exits")
+
+
+def kpi_totals(sim: Any) -> np.ndarray:
+    """``float64[7]`` a town's KPI counters so far this episode, in ``KPI_TOTALS`` order."""
+    emp, k = sim.world.employment, sim.kpis
+    return np.array([emp.attended.sum(), emp.absent.sum(), emp.late.sum(), k.need_ok_ticks, k.agent_ticks,
+                     k.counts["collapses"], sum(k.exits.values())], dtype=np.float64)
 
 
 def batch_shapes(n: int, cap: int, size: int, actions: int) -> dict[str, tuple[tuple[int, ...], type]]:
@@ -48,8 +57,11 @@ def batch_shapes(n: int, cap: int, size: int, actions: int) -> dict[str, tuple[t
         "final_obs": ((n, cap, size), np.float32),
         "reset_towns": ((n,), np.bool_),
         "ticks": ((n,), np.int64),
+        "limit": ((n,), np.int64),
         "actions": ((n, cap), np.int64),
         "episodes": ((n,), np.int64),
+        "kpi_totals": ((n, len(KPI_TOTALS)), np.float64),
+        "kpi_final": ((n, len(KPI_TOTALS)), np.float64),
     }
 
 
@@ -74,21 +86,23 @@ def step_towns(towns: dict[int, TownCore], arrays: dict[str, np.ndarray], n_town
     With an ``observer`` (built by :func:`observer_of` for these towns) all observations and masks are written
     by one compiled call after the towns have stepped.
     """
-    done, actions, ticks = arrays["reset_towns"], arrays["actions"], arrays["ticks"]
+    done, actions, ticks, limit = arrays["reset_towns"], arrays["actions"], arrays["ticks"], arrays["limit"]
     for i, town in towns.items():
-        town.step(actions[i], observe=observer is None)
+        town.step(actions[i], observe=observer is None, limit=int(limit[i]))
         ticks[i] = town.last_ticks
     if observer is not None:
         observer()
     for i, town in towns.items():
         done[i] = town.done and autoreset
         if done[i]:
+            arrays["kpi_final"][i] = kpi_totals(town.sim)
             arrays["final_obs"][i] = arrays["obs"][i]
             arrays["episodes"][i] += 1
             kept = {k: arrays[k][i].copy() for k in ("truncated", "rewards", "terminated", "discounted", "need_peak")}
             town.reset(seed + i + int(arrays["episodes"][i]) * n_towns)
             for k, v in kept.items():
                 arrays[k][i] = v
+        arrays["kpi_totals"][i] = kpi_totals(town.sim)
 
 
 def reset_towns(towns: dict[int, TownCore], arrays: dict[str, np.ndarray], seed: int) -> None:
@@ -98,6 +112,7 @@ def reset_towns(towns: dict[int, TownCore], arrays: dict[str, np.ndarray], seed:
         arrays["reset_towns"][i] = False
         arrays["ticks"][i] = 0
         town.reset(seed + i)
+        arrays["kpi_totals"][i] = kpi_totals(town.sim)
 
 
 class BatchedTowns:
@@ -132,6 +147,8 @@ class BatchedTowns:
         final_obs: ``float32[N, C, D]``: for towns reset by ``autoreset`` in the last step, the observations
             their episode ended with (rows of other towns are stale).
         reset_towns: ``bool[N]`` towns reset by ``autoreset`` in the last step.
+        kpi_totals: ``float64[N, 7]`` each town's KPI counters over its current episode (``KPI_TOTALS``);
+            ``kpi_final`` holds them as a town's last episode ended (towns reset by ``autoreset``).
         towns: Batch index -> :class:`TownCore` of the towns this process steps (all of them when
             ``workers=0``; the workers' towns live in their processes).
         observer: The :class:`~townlet.env.stacked.StackedObserver` that writes those towns' observations
@@ -181,6 +198,7 @@ class BatchedTowns:
         self.truncated, self.final_obs = arrays["truncated"], arrays["final_obs"]
         self.deciding, self.discounted, self.need_peak = arrays["deciding"], arrays["discounted"], arrays["need_peak"]
         self.reset_towns, self.ticks = arrays["reset_towns"], arrays["ticks"]
+        self.kpi_totals, self.kpi_final = arrays["kpi_totals"], arrays["kpi_final"]
 
     def reset(self, seed: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Reset every town (town ``i`` gets seed ``seed + i``); return ``(obs, masks)``."""
@@ -193,15 +211,18 @@ class BatchedTowns:
             self._pool.gather()
         return self.obs, self.masks
 
-    def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    def step(self, actions: np.ndarray, limit: np.ndarray | None = None,
+             ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Step every town with ``actions`` (``int[N, C]``); return ``(obs, masks, rewards, terminated, truncated)``.
 
         All returned arrays are the batch's own buffers, overwritten by the next call. In decision mode each
-        town runs to its next decision point (:attr:`ticks`, :attr:`deciding`).
+        town runs to its next decision point (:attr:`ticks`, :attr:`deciding`), or for at most ``limit[i]``
+        ticks where that is positive; a town with ``limit[i] < 0`` is left as it is this step.
         """
         if actions.shape != (self.n_towns, self.capacity):
             raise ValueError(f"actions must have shape {(self.n_towns, self.capacity)}, got {actions.shape}")
         self.arrays["actions"][...] = actions
+        self.arrays["limit"][...] = 0 if limit is None else limit
         if self._pool is not None:
             self._pool.send("step", self.seed)
         step_towns(self.towns, self.arrays, self.n_towns, self.seed, self.autoreset, self.observer)

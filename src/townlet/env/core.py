@@ -23,11 +23,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import numba
 import numpy as np
 
 from townlet.config.loader import LoadedConfig
 from townlet.observations import ObservationEncoder
-from townlet.policy.options import DECISION_POINTS, OPTION_COUNT, mask_arrays, mask_scalars, must_decide, town_masks
+from townlet.policy.options import (
+    DECISION_POINTS,
+    OPTION_COUNT,
+    decision_point,
+    mask_arrays,
+    mask_scalars,
+    town_masks,
+)
 from townlet.policy.primitives import primitive_count
 from townlet.sim.simulation import Simulation
 from townlet.world.events import Event, EventKind
@@ -167,30 +175,36 @@ class TownCore:
         self.names = list(a.ids)
         self._observe()
 
-    def step(self, actions: np.ndarray, observe: bool = True) -> None:
+    def step(self, actions: np.ndarray, observe: bool = True, limit: int = 0) -> None:
         """Advance with ``actions`` (``int[C]``; -1: the built-in policy): one tick, or in decision mode several.
 
-        In decision mode the town ticks on until somebody must decide (see the module docstring).
-
-        ``observe=False`` leaves the observations and masks to the caller (a batch's
-        :class:`~townlet.env.stacked.StackedObserver` writes them for all its towns at once).
+        In decision mode the town ticks on until somebody must decide (see the module docstring), or for at
+        most ``limit`` ticks when ``limit > 0``; ``limit < 0`` leaves the town as it is (a step of no ticks:
+        nothing happens, the actions are not taken). ``observe=False`` leaves the observations and masks to
+        the caller (a batch's :class:`~townlet.env.stacked.StackedObserver` writes them for all its towns).
         """
         b = self.buffers
-        if not self.points:
+        if limit < 0:
+            for flags in (b.exited, b.arrived, b.truncated):
+                flags[:] = False
+            for sums in (b.reward, b.discounted, b.need_peak):
+                sums[:] = 0.0
+            self.exits, self.last_ticks = {}, 0
+        elif not self.points:
             self._tick(actions)
             b.discounted[:] = b.reward
             np.max(self.sim.world.agents.needs, axis=1, out=b.need_peak, where=b.alive[:, None], initial=0.0)
             b.deciding[:] = b.alive
             self.last_ticks = 1
         else:
-            self._until_decision(actions)
+            self._until_decision(actions, limit)
         if observe:
             self._observe()
 
-    def _until_decision(self, actions: np.ndarray) -> None:
+    def _until_decision(self, actions: np.ndarray, limit: int) -> None:
         """Decision mode: tick until an agent must decide or leaves, or the horizon; sums the rewards."""
         b, a = self.buffers, self.sim.world.agents
-        acts, total = self._acts, self._sum
+        acts, total, since = self._acts, self._sum, self.sim.controller.critical_since
         # Agents at a decision point take their action; the others continue (-1 stays with the built-in policy).
         np.copyto(acts, np.where(actions < 0, -1, np.where(b.deciding, actions, a.option)))
         builtin = actions < 0
@@ -202,15 +216,11 @@ class TownCore:
         while True:
             self._tick(acts)
             ticks += 1
-            total += b.reward
-            b.discounted += discount * b.reward
+            deciding = _fold_tick(b.reward, total, b.discounted, discount, b.need_peak, a.needs, a.alive, a.option,
+                                  a.option_started, since, self.sim.world.tick, b.deciding, builtin, acts)
             discount *= self.gamma
-            np.maximum(b.need_peak, a.needs.max(axis=1), out=b.need_peak, where=b.alive)
-            ctl = self.sim.controller
-            b.deciding[:] = must_decide(a.alive, a.option, a.option_started, ctl.critical_since, self.sim.world.tick)
-            if self.done or self._flagged or b.deciding.any():
+            if self.done or self._flagged or deciding or ticks == limit:
                 break
-            np.copyto(acts, np.where(builtin, -1, a.option))
         b.reward[:] = total
         self.last_ticks = ticks
 
@@ -277,3 +287,30 @@ class TownCore:
                     *mask_arrays(self.sim.world))
             self._mask_args = (self.sim, b, args)
         return args
+
+
+@numba.njit(cache=True)
+def _fold_tick(reward, total, discounted, discount, need_peak, needs, alive, option, started, critical_since, tick,
+               deciding, builtin, acts):
+    """Fold a tick of a decision-mode step: reward sums, need peaks, who decides, the next tick's actions.
+
+    Returns whether anybody is at a decision point (:func:`~townlet.policy.options.decision_point`).
+    """
+    anybody = False
+    for s in range(len(alive)):
+        r = reward[s]
+        total[s] += r
+        discounted[s] += discount * r
+        if not alive[s]:
+            deciding[s] = False
+            acts[s] = -1
+            continue
+        worst = needs[s, 0]
+        for k in range(1, needs.shape[1]):
+            worst = max(worst, needs[s, k])
+        need_peak[s] = max(need_peak[s], worst)
+        here = decision_point(s, option, started, critical_since, tick)
+        deciding[s] = here
+        anybody = anybody or here
+        acts[s] = -1 if builtin[s] else option[s]
+    return anybody

@@ -130,13 +130,19 @@ def option_mask(world: World, slots: np.ndarray | None = None, commitment: int =
 
 
 @numba.njit(cache=True)
+def decision_point(s: int, option: np.ndarray, started: np.ndarray, critical_since: np.ndarray, tick: int) -> bool:
+    """Whether living slot ``s`` is at a decision point before ``tick``: no option, or a need just turned critical."""
+    return option[s] < 0 or (critical_since[s] == tick and started[s] < tick)
+
+
+@numba.njit(cache=True)
 def must_decide(alive: np.ndarray, option: np.ndarray, started: np.ndarray, critical_since: np.ndarray,
                 tick: int) -> np.ndarray:
-    """``bool[C]`` agents at a decision point before ``tick``: no option, or a need turned critical under one."""
+    """``bool[C]`` agents at a decision point before ``tick`` (:func:`decision_point`)."""
     out = np.zeros(len(alive), dtype=np.bool_)
     for s in range(len(alive)):
         if alive[s]:
-            out[s] = option[s] < 0 or (critical_since[s] == tick and started[s] < tick)
+            out[s] = decision_point(s, option, started, critical_since, tick)
     return out
 
 
@@ -196,10 +202,10 @@ def mask_slot(row: np.ndarray, s: int, tick: int, tod: int, meal_price: float, f
     """Write living slot ``s``'s mask row: the one option mask (see the module docstring)."""
     running = option[s] >= 0
     since = critical_since[s]
-    if not running:
+    if commitment == DECISION_POINTS:
+        free = decision_point(s, option, started, critical_since, tick)
+    elif not running:
         free = True
-    elif commitment == DECISION_POINTS:
-        free = since == tick and started[s] < tick
     else:
         free = tick - started[s] >= commitment or (since != NEVER and started[s] < since)
     row[:] = 0
