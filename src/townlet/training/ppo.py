@@ -36,7 +36,7 @@ from townlet.policy.checkpoint import Checkpoint, CheckpointError, from_network,
 from townlet.policy.networks import NetworkSpec, OptionPolicyNet
 from townlet.training.advantages import gae
 from townlet.training.curriculum import Curriculum
-from townlet.training.metrics import MetricsLog, plot_learning_curves
+from townlet.training.metrics import MetricsLog, plot_learning_curves, read_metrics
 from townlet.training.rollout import Collector, Rollout
 from townlet.training.windows import BestWindows, baseline_kpis, window_kpis
 
@@ -336,11 +336,12 @@ def train(args: PPOArgs, progress: Progress | None = None) -> dict[str, Any]:
         if curriculum is not None:
             metrics.write("stage", global_step=0, stage=curriculum.stage, reason="start")
         if args.baselines:
+            # Over a whole episode (up to 5 windows): a town's first morning alone flatters everybody.
+            span = min(loaded.config.env.horizon, 5 * window_ticks)
             for policy in ("scripted", "random"):
-                kpis = baseline_kpis(args.config, stage_overrides(), args.towns, window_ticks, args.seed + 7919,
-                                     policy)
+                kpis = baseline_kpis(args.config, stage_overrides(), args.towns, span, args.seed + 7919, policy)
                 baselines[policy] = kpis
-                metrics.write("baseline", policy=policy, ticks=window_ticks, kpis=kpis)
+                metrics.write("baseline", policy=policy, ticks=span, kpis=kpis)
     if moved_by_hand and curriculum is not None:
         metrics.write("stage", global_step=global_step, stage=curriculum.stage, reason="by hand")
     anneal = _anneal(args, loaded, resumed, baselines, stage_overrides(), window_ticks)
@@ -430,6 +431,7 @@ def train(args: PPOArgs, progress: Progress | None = None) -> dict[str, Any]:
         collector.close()
     final = checkpoint("final.pt")
     train_s = time.perf_counter() - started
+    shares = _time_shares(out / "metrics.jsonl", first_step, train_s)
     best_path = out / "best.pt" if best.step is not None and (out / "best.pt").is_file() else None
     scorecards = final_scorecards(final, args, stage_overrides(), best_path) if args.final_eval else None
     if scorecards is not None:
@@ -442,10 +444,20 @@ def train(args: PPOArgs, progress: Progress | None = None) -> dict[str, Any]:
         "out": str(out), "final": str(final), "metrics": str(out / "metrics.jsonl"), "curves": str(png),
         "global_step": global_step, "updates": update, "stage": curriculum.stage if curriculum else None,
         "policy_hash": load(final).policy_hash, "window": last_window, "train_seconds": round(train_s, 1),
+        "ticks_per_s": round((global_step - first_step) / train_s, 1) if train_s > 0 else None, **shares,
         "seconds": round(time.perf_counter() - started, 1), "anneal": anneal.to_dict() if anneal else None,
         "best_checkpoint": str(best_path) if best_path else None, "best_score": best.score if best_path else None,
         "best_tick": best.step, "best_window": best.kpis, "scorecards": scorecards,
     }
+
+
+def _time_shares(metrics: Path, first_step: int, train_s: float) -> dict[str, float]:
+    """Shares of this invocation's wall time spent collecting (policy included), in the policy, and learning."""
+    rows = [r for r in read_metrics(metrics) if r.get("kind") == "update" and r["global_step"] > first_step]
+    total = max(train_s, 1e-9)
+    return {"collect_share": round(sum(r["collect_s"] for r in rows) / total, 3),
+            "policy_share": round(sum(r.get("policy_s", 0.0) for r in rows) / total, 3),
+            "learn_share": round(sum(r["learn_s"] for r in rows) / total, 3)}
 
 
 def final_scorecards(checkpoint: Path, args: PPOArgs, overrides: list[str],
