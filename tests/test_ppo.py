@@ -436,3 +436,11 @@ def test_agents_present_until_the_horizon_count_for_self_sufficiency() -> None:
     """Episodes ending mid-window (autoreset) still count their agents: the scripted routine stays at 1.0."""
     kpis = baseline_kpis(None, ["env.horizon=300"], 1, 600, 3, "scripted")
     assert kpis["self_sufficiency"] == 1.0 and kpis["attendance"] == 1.0
+
+
+def test_baselines_score_windows_taken_together_like_the_training_windows() -> None:
+    """Three scripted days as one-day windows keep most agents self-sufficient; as one 3-day span far fewer."""
+    daily = baseline_kpis(None, [], 1, 3000, 4, "scripted", window=1000)
+    whole = baseline_kpis(None, [], 1, 3000, 4, "scripted")
+    assert daily["self_sufficiency"] >= 0.75 and daily["self_sufficiency"] > whole["self_sufficiency"]
+    assert daily["need_ok_share"] == whole["need_ok_share"] and daily["attendance"] == whole["attendance"]

@@ -336,12 +336,13 @@ def train(args: PPOArgs, progress: Progress | None = None) -> dict[str, Any]:
         if curriculum is not None:
             metrics.write("stage", global_step=0, stage=curriculum.stage, reason="start")
         if args.baselines:
-            # Over a whole episode (up to 5 windows): a town's first morning alone flatters everybody.
-            span = min(loaded.config.env.horizon, 5 * window_ticks)
+            # Windows over a whole episode (up to 5): a town's first morning alone flatters everybody.
+            span = min(max(loaded.config.env.horizon, window_ticks), 5 * window_ticks)
             for policy in ("scripted", "random"):
-                kpis = baseline_kpis(args.config, stage_overrides(), args.towns, span, args.seed + 7919, policy)
+                kpis = baseline_kpis(args.config, stage_overrides(), args.towns, span, args.seed + 7919, policy,
+                                     window=window_ticks)
                 baselines[policy] = kpis
-                metrics.write("baseline", policy=policy, ticks=span, kpis=kpis)
+                metrics.write("baseline", policy=policy, ticks=span, window=window_ticks, kpis=kpis)
     if moved_by_hand and curriculum is not None:
         metrics.write("stage", global_step=global_step, stage=curriculum.stage, reason="by hand")
     anneal = _anneal(args, loaded, resumed, baselines, stage_overrides(), window_ticks)

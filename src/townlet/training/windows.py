@@ -183,24 +183,35 @@ class BestWindows:
 
 
 def baseline_kpis(config: str | None, overrides: list[str], towns: int, ticks: int, seed: int,
-                  policy: str) -> dict[str, float]:
+                  policy: str, window: int | None = None) -> dict[str, float]:
     """Window KPIs of ``towns`` towns run ``ticks`` ticks by the ``scripted`` or the uniform ``random`` masked policy.
 
-    The random policy picks uniformly among the allowed options for every agent every tick (as the
-    ``townlet bench --env`` load does); the scripted one is the built-in routine (action -1).
+    The towns run in decision mode: the random policy picks uniformly among the allowed options whenever an
+    agent must decide; the scripted one is the built-in routine (action -1). With ``window`` the KPIs are
+    those of ``window``-tick windows taken together (their raw sums added, as :class:`BestWindows` does), so
+    they compare with training windows of that length.
     """
     from townlet.env import BatchedTowns
     from townlet.env.speed import random_masked
 
     if policy not in ("scripted", "random"):
         raise ValueError(f"unknown baseline policy {policy!r} (scripted or random)")
-    batch = BatchedTowns(towns, config, overrides=list(overrides), autoreset=True)
+    batch = BatchedTowns(towns, config, overrides=list(overrides), autoreset=True, decisions="points")
     batch.reset(seed=seed)
     tracker = TownKpis(batch)
     rng = np.random.default_rng(seed)
-    scripted = np.full((towns, batch.capacity), -1, dtype=np.int64)
-    for _ in range(ticks):
-        actions = scripted if policy == "scripted" else np.where(batch.alive, random_masked(rng, batch.masks), -1)
-        batch.step(actions)
-        tracker.update()
-    return window_kpis(tracker.close_window(), batch.loaded.config.time.ticks_per_day)
+    span = window or ticks
+    total = np.zeros(10)
+    done = np.zeros(towns, dtype=np.int64)
+    for start in range(0, ticks, span):
+        end = min(start + span, ticks)
+        while (done < end).any():  # every town stops at the window's end and waits for the others
+            actions = np.full((towns, batch.capacity), -1, dtype=np.int64)
+            if policy == "random":
+                actions = np.where(batch.alive, random_masked(rng, batch.masks), -1)
+            batch.step(actions, np.where(done < end, end - done, -1))
+            done += batch.ticks
+            tracker.update()
+        total += tracker.close_window()
+    batch.close()
+    return window_kpis(total, batch.loaded.config.time.ticks_per_day)
