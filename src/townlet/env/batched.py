@@ -27,6 +27,7 @@ import numpy as np
 from townlet.config.loader import LoadedConfig
 from townlet.env.core import Decisions, TownBuffers, TownCore
 from townlet.env.stacked import StackedObserver
+from townlet.sim.pickling import KeepsViews
 
 FIELDS = ("obs", "masks", "rewards", "alive", "terminated", "arrived", "truncated", "deciding", "discounted",
           "need_peak", "final_obs", "reset_towns", "ticks", "limit", "actions", "episodes", "kpi_totals", "kpi_final")
@@ -115,7 +116,7 @@ def reset_towns(towns: dict[int, TownCore], arrays: dict[str, np.ndarray], seed:
         arrays["kpi_totals"][i] = kpi_totals(town.sim)
 
 
-class BatchedTowns:
+class BatchedTowns(KeepsViews):
     """A batch of towns for training throughput.
 
     Args:
@@ -229,6 +230,16 @@ class BatchedTowns:
         if self._pool is not None:
             self._pool.gather()
         return self.obs, self.masks, self.rewards, self.terminated, self.truncated
+
+    def __getstate__(self) -> dict[str, Any]:
+        if self._pool is not None:
+            raise TypeError("a BatchedTowns with worker processes cannot be pickled or copied (its towns live in "
+                            "the workers); build another with the same arguments, or use workers=0")
+        return {**self.__dict__, "observer": None}  # numba typed lists: rebuilt below
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self.observer = observer_of(self.towns)
 
     def state_hashes(self) -> list[str]:
         """``Simulation.state_hash()`` of every town, in order."""

@@ -37,6 +37,7 @@ from townlet.policy.options import (
     town_masks,
 )
 from townlet.policy.primitives import primitive_count
+from townlet.sim.pickling import KeepsViews
 from townlet.sim.simulation import Simulation
 from townlet.world.events import Event, EventKind
 
@@ -96,7 +97,7 @@ def action_count(loaded: LoadedConfig, sim: Simulation) -> int:
     return OPTION_COUNT
 
 
-class TownCore:
+class TownCore(KeepsViews):
     """One town for RL: reset with a seed, step with an ``int[C]`` action array, read slot-indexed buffers.
 
     Args:

@@ -11,11 +11,12 @@ from pettingzoo import ParallelEnv
 from townlet.config.loader import LoadedConfig
 from townlet.env.core import Decisions, TownCore
 from townlet.env.render import ansi_frame, rgb_frame
+from townlet.sim.pickling import KeepsViews
 
 SEED_BOUND = 2**31
 
 
-class TownletParallelEnv(ParallelEnv):
+class TownletParallelEnv(KeepsViews, ParallelEnv):
     """One town as a PettingZoo env; see the ``townlet.env`` module docstring for the full contract.
 
     Args:

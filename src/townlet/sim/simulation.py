@@ -26,6 +26,7 @@ from townlet.policy.primitives import PrimitiveRules
 from townlet.policy.scripted import OptionPolicy, RandomPolicy, ScriptedPolicy
 from townlet.rewards import Rewards
 from townlet.sim.clock import Clock
+from townlet.sim.pickling import KeepsViews
 from townlet.sim.kpis import KpiTracker
 from townlet.sim.timings import TickTimings
 from townlet.world import actions, scans
@@ -53,7 +54,7 @@ class TickResult:
     phase_s: dict[str, float] = field(default_factory=dict)
 
 
-class Simulation:
+class Simulation(KeepsViews):
     """A town plus its policy, advanced one tick at a time by :meth:`step`.
 
     Args:
@@ -122,10 +123,23 @@ class Simulation:
         self.rewards = Rewards(self.world)
         self.narration = Narrator(self.world)
         self.kpis.reward_stats = self.rewards.stats
-        self.add_phase("perturbations", lambda s: s.perturbations.update(s.world), after="commands")
-        self.add_phase("lifecycle", lambda s: s.lifecycle.update(s.world), after="world")
-        self.add_phase("rewards", lambda s: s.rewards.update(s.world), after="relationships")
-        self.add_phase("narration", lambda s: s.narration.update(s.world), after="rewards")
+        self.add_phase("perturbations", Simulation._perturb, after="commands")
+        self.add_phase("lifecycle", Simulation._lifecycle, after="world")
+        self.add_phase("rewards", Simulation._reward, after="relationships")
+        self.add_phase("narration", Simulation._narrate, after="rewards")
+
+    # The life-and-drama phases as functions (not lambdas), so a simulation pickles and deep-copies.
+    def _perturb(self) -> None:
+        self.perturbations.update(self.world)
+
+    def _lifecycle(self) -> None:
+        self.lifecycle.update(self.world)
+
+    def _reward(self) -> None:
+        self.rewards.update(self.world)
+
+    def _narrate(self) -> None:
+        self.narration.update(self.world)
 
     @property
     def tick(self) -> int:
