@@ -30,7 +30,8 @@ from townlet.env.stacked import StackedObserver
 from townlet.sim.pickling import KeepsViews
 
 FIELDS = ("obs", "masks", "rewards", "alive", "terminated", "arrived", "truncated", "deciding", "discounted",
-          "need_peak", "final_obs", "reset_towns", "ticks", "limit", "actions", "episodes", "kpi_totals", "kpi_final")
+          "need_peak", "final_obs", "final_masks", "reset_towns", "ticks", "limit", "actions", "episodes", "kpi_totals",
+          "kpi_final")
 # Columns of ``kpi_totals``: the town's KPI counters over its current episode (see :func:`kpi_totals`).
 KPI_TOTALS = ("attended", "absent", "late", "need_ok_ticks", "agent_ticks", "collapses", "exits")
 
@@ -56,6 +57,7 @@ def batch_shapes(n: int, cap: int, size: int, actions: int) -> dict[str, tuple[t
         "discounted": ((n, cap), np.float32),
         "need_peak": ((n, cap), np.float32),
         "final_obs": ((n, cap, size), np.float32),
+        "final_masks": ((n, cap, actions), np.int8),
         "reset_towns": ((n,), np.bool_),
         "ticks": ((n,), np.int64),
         "limit": ((n,), np.int64),
@@ -98,6 +100,7 @@ def step_towns(towns: dict[int, TownCore], arrays: dict[str, np.ndarray], n_town
         if done[i]:
             arrays["kpi_final"][i] = kpi_totals(town.sim)
             arrays["final_obs"][i] = arrays["obs"][i]
+            arrays["final_masks"][i] = arrays["masks"][i]
             arrays["episodes"][i] += 1
             kept = {k: arrays[k][i].copy() for k in ("truncated", "rewards", "terminated", "discounted", "need_peak")}
             town.reset(seed + i + int(arrays["episodes"][i]) * n_towns)
@@ -146,7 +149,7 @@ class BatchedTowns(KeepsViews):
         need_peak: ``float32[N, C]`` each agent's worst need deficit at its worst tick of the last step.
         ticks: ``int64[N]`` ticks each town advanced in the last step (1 tick by tick).
         final_obs: ``float32[N, C, D]``: for towns reset by ``autoreset`` in the last step, the observations
-            their episode ended with (rows of other towns are stale).
+            their episode ended with (rows of other towns are stale); ``final_masks`` the same for the masks.
         reset_towns: ``bool[N]`` towns reset by ``autoreset`` in the last step.
         kpi_totals: ``float64[N, 7]`` each town's KPI counters over its current episode (``KPI_TOTALS``);
             ``kpi_final`` holds them as a town's last episode ended (towns reset by ``autoreset``).
@@ -196,7 +199,8 @@ class BatchedTowns(KeepsViews):
         self.observer = observer_of(self.towns)
         self.obs, self.masks, self.rewards = arrays["obs"], arrays["masks"], arrays["rewards"]
         self.alive, self.terminated, self.arrived = arrays["alive"], arrays["terminated"], arrays["arrived"]
-        self.truncated, self.final_obs = arrays["truncated"], arrays["final_obs"]
+        self.truncated, self.final_obs, self.final_masks = arrays["truncated"], arrays["final_obs"], arrays[
+            "final_masks"]
         self.deciding, self.discounted, self.need_peak = arrays["deciding"], arrays["discounted"], arrays["need_peak"]
         self.reset_towns, self.ticks = arrays["reset_towns"], arrays["ticks"]
         self.kpi_totals, self.kpi_final = arrays["kpi_totals"], arrays["kpi_final"]

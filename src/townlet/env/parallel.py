@@ -164,6 +164,16 @@ class TownletParallelEnv(KeepsViews, ParallelEnv):
         Raises:
             RuntimeError: when the episode is over (call :meth:`reset`).
         """
+        rewards, terminations, truncations, infos = self.advance(actions)
+        obs = self._observations()
+        self._draw()
+        return obs, rewards, terminations, truncations, infos
+
+    def advance(self, actions: dict[str, Any]) -> tuple[dict, dict, dict, dict]:
+        """:meth:`step` without building the observation dicts: ``(rewards, terminations, truncations, infos)``.
+
+        For adapters that read the observations as arrays (:meth:`seat_rows`) instead.
+        """
         if not self.agents:
             raise RuntimeError("the episode is over (every seat was truncated): call reset() first")
         core = self.core
@@ -190,14 +200,12 @@ class TownletParallelEnv(KeepsViews, ParallelEnv):
                 infos[seats[slot]]["arrived"] = True  # left and refilled in one step: the reward is the leaver's
         if core.points:
             self._decision_infos(infos)
-        obs = self._observations()
         if done:
             counters = self.counters()
             for info in infos.values():
                 info["counters"] = counters
             self.agents = []
-        self._draw()
-        return obs, rewards, terminations, truncations, infos
+        return rewards, terminations, truncations, infos
 
     def _fill_actions(self, actions: dict[str, Any]) -> None:
         """The slot-indexed action array: each occupied seat's action; -1 (scripted) where one is missing."""
@@ -241,13 +249,22 @@ class TownletParallelEnv(KeepsViews, ParallelEnv):
             info["must_decide"] = d
             info["discounted_reward"] = r
 
-    def _observations(self) -> dict[str, dict[str, np.ndarray]]:
+    def seat_rows(self, obs: np.ndarray, mask: np.ndarray) -> None:
+        """Write every seat's observation (``[S, D]``) and action mask (``[S, A]``, any numeric dtype) into the
+        given arrays: an empty seat's row is zeros, its mask the no-op alone."""
         b, n = self.core.buffers, self.seats
-        obs, mask = b.obs[:n].copy(), b.mask[:n].copy()
+        np.copyto(obs, b.obs[:n])
+        np.copyto(mask, b.mask[:n])
         alive = b.alive[:n]
         if not alive.all():
             obs[~alive] = 0.0
             mask[~alive] = self._vacant_mask
+
+    def _observations(self) -> dict[str, dict[str, np.ndarray]]:
+        n = self.seats
+        obs = np.empty((n, self.core.obs_size), dtype=np.float32)
+        mask = np.empty((n, self.core.actions), dtype=np.int8)
+        self.seat_rows(obs, mask)
         return {seat: {"observation": o, "action_mask": m}
                 for seat, o, m in zip(self.possible_agents, obs, mask, strict=True)}
 
