@@ -12,7 +12,7 @@ while env.agents:
 
 | | |
 |---|---|
-| import | `from townlet.env import parallel_env` (AEC: `env`; batched: `BatchedTowns`; adapters: `townlet.env.wrappers`) |
+| import | `from townlet.env import parallel_env` (AEC: `env`; batched: `BatchedTowns`; adapters: `.wrappers`) |
 | name | `townlet_v1` (`metadata["name"]`; v0 gave agents their town ids and grew `possible_agents`) |
 | API | PettingZoo `ParallelEnv`: a step is one tick, or in decision mode the ticks until some agent must decide |
 | agents | fixed seats `seat_0` ... `seat_{S-1}` (S = `population.agents`); `possible_agents` never changes |

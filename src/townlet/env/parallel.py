@@ -55,6 +55,7 @@ class TownletParallelEnv(KeepsViews, ParallelEnv):
     Attributes:
         scripted_fallbacks: Agent-steps driven by the scripted routine since the env was built (a missing
             action, or an agent without a seat); 0 when a learner drives everybody.
+        exits: Occupants who left their seats since the env was built.
     """
 
     metadata = {"name": "townlet_v1", "render_modes": ["human", "rgb_array", "ansi"], "is_parallelizable": True,
@@ -100,6 +101,7 @@ class TownletParallelEnv(KeepsViews, ParallelEnv):
         self.seed_used: int | None = None
         self.cycles = 0
         self.scripted_fallbacks = 0
+        self.exits = 0
         self._invalid_before = 0  # masked actions ignored in earlier episodes
         self._warned = False
 
@@ -125,8 +127,9 @@ class TownletParallelEnv(KeepsViews, ParallelEnv):
         return self._invalid_before + self.core.sim.invalid_actions
 
     def counters(self) -> dict[str, int]:
-        """``scripted_fallbacks`` and ``invalid_actions`` since the env was built."""
-        return {"scripted_fallbacks": self.scripted_fallbacks, "invalid_actions": self.invalid_actions}
+        """``scripted_fallbacks``, ``invalid_actions`` and ``exits`` (occupants who left) since the env was built."""
+        return {"scripted_fallbacks": self.scripted_fallbacks, "invalid_actions": self.invalid_actions,
+                "exits": self.exits}
 
     # -- the loop -----------------------------------------------------------------------------------
 
@@ -193,6 +196,7 @@ class TownletParallelEnv(KeepsViews, ParallelEnv):
             for slot, (name, reason) in core.exits.items():
                 if slot < n:
                     infos[seats[slot]].update(exit_reason=reason, left=name)
+                    self.exits += 1
             for slot in (b.arrived[:n] & ~b.exited[:n]).nonzero()[0].tolist():
                 infos[seats[slot]]["arrived"] = True
                 rewards[seats[slot]] = 0.0  # the step closes the seat's empty spell; the newcomer starts now
@@ -250,8 +254,10 @@ class TownletParallelEnv(KeepsViews, ParallelEnv):
             info["discounted_reward"] = r
 
     def seat_rows(self, obs: np.ndarray, mask: np.ndarray) -> None:
-        """Write every seat's observation (``[S, D]``) and action mask (``[S, A]``, any numeric dtype) into the
-        given arrays: an empty seat's row is zeros, its mask the no-op alone."""
+        """Write every seat's observation (``[S, D]``) and action mask (``[S, A]``, any numeric dtype).
+
+        An empty seat's row is zeros and its mask the no-op alone.
+        """
         b, n = self.core.buffers, self.seats
         np.copyto(obs, b.obs[:n])
         np.copyto(mask, b.mask[:n])

@@ -26,8 +26,8 @@ from townlet.policy.primitives import PrimitiveRules
 from townlet.policy.scripted import OptionPolicy, RandomPolicy, ScriptedPolicy
 from townlet.rewards import Rewards
 from townlet.sim.clock import Clock
-from townlet.sim.pickling import KeepsViews
 from townlet.sim.kpis import KpiTracker
+from townlet.sim.pickling import KeepsViews
 from townlet.sim.timings import TickTimings
 from townlet.world import actions, scans
 from townlet.world.events import Event

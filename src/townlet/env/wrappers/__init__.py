@@ -203,6 +203,8 @@ class SeatRows(KeepsViews):
         final_obs: ``float32[N * S, D + A]``: for rows of towns reset in the last step, their last observation.
         rewards: ``float32[N * S]``; ``terminated`` / ``truncated``: ``bool[N * S]`` of the last step.
         scripted_fallbacks: Agent-steps driven by the scripted routine (agents beyond the seats), 0 normally.
+        invalid_actions: Actions of occupied seats that their masks did not allow (the towns ignore them).
+        exits: Occupants who left their seats.
     """
 
     def __init__(self, n_towns: int, seats: int | None = None, **batch: Any) -> None:
@@ -231,11 +233,9 @@ class SeatRows(KeepsViews):
         self._vacant[size + self.noop] = 1.0
         self.ended: list[tuple[int, float, int]] = []
         self.scripted_fallbacks = 0
+        self.invalid_actions = 0
+        self.exits = 0
 
-    @property
-    def invalid_actions(self) -> int:
-        """Masked actions the towns ignored in their current episodes (0 when every row follows its mask)."""
-        return self.batch.invalid_actions
 
     def reset(self, seed: int | None = None) -> np.ndarray:
         """Reset every town (town ``t`` gets seed ``seed + t``; without a seed, one from fresh entropy)."""
@@ -259,6 +259,9 @@ class SeatRows(KeepsViews):
         if n < b.capacity and b.alive[:, n:].any():
             self.scripted_fallbacks += int(np.count_nonzero(b.alive[:, n:]))
         occupied = b.alive[:, :n].reshape(-1).copy()  # who sat in each seat during the step
+        chosen = np.clip(seated.reshape(-1), 0, self.actions - 1)
+        allowed = self.obs[np.arange(self.num_rows), self.obs_size + chosen] > 0.5
+        self.invalid_actions += int(np.count_nonzero(occupied & ~(allowed & (seated.reshape(-1) >= 0))))
         b.step(acts)
         gone, came = b.terminated[:, :n], b.arrived[:, :n] & ~b.reset_towns[:, None]  # (a reset's new agents)
         rewards = np.where(occupied.reshape(self.n_towns, n), b.rewards[:, :n], 0.0)
@@ -274,6 +277,7 @@ class SeatRows(KeepsViews):
         self._write(self._flat, b.obs, b.masks, b.alive)
         self._returns += self.rewards
         self._lengths += occupied
+        self.exits += int(np.count_nonzero(gone))
         ends = occupied & (gone.reshape(-1) | self.truncated)
         self.ended = [(int(r), float(self._returns[r]), int(self._lengths[r])) for r in ends.nonzero()[0]]
         restart = self.terminated | self.truncated
