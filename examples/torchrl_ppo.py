@@ -71,7 +71,8 @@ def main(argv: list[str] | None = None) -> dict:
     for _ in range(args.iterations):
         with torch.no_grad():
             batch = env.rollout(args.frames, policy=actor, break_when_any_done=False)
-            loss.value_estimator(batch, params=loss.critic_network_params, target_params=loss.target_critic_network_params)
+            loss.value_estimator(batch, params=loss.critic_network_params,
+                                 target_params=loss.target_critic_network_params)
         frames += batch.batch_size[0]
         rewards.append(float(batch["next", GROUP, "reward"].mean()))
         for _ in range(args.epochs):
