@@ -358,7 +358,8 @@ class TownsVectorEnv(gymnasium.vector.VectorEnv):
 
     def close_extras(self, **kwargs: Any) -> None:
         """Stop the batch's worker processes, if any."""
-        self.rows.close()
+        if hasattr(self, "rows"):  # (not when the constructor failed)
+            self.rows.close()
 
 
 __all__ = ["SeatEpisodes", "SeatRows", "TownsVectorEnv", "action_masks", "flat_space", "require"]
