@@ -59,7 +59,8 @@ def main(argv: list[str] | None = None) -> dict:
     env_config = {"variant": args.variant, "overrides": args.sets, "decisions": args.decisions}
     config = (
         PPOConfig()
-        .environment(TownletMultiAgentEnv, env_config=env_config)
+        # RLlib's env check steps once with unmasked random actions; tests/test_ecosystem.py runs it separately.
+        .environment(TownletMultiAgentEnv, env_config=env_config, disable_env_checking=True)
         .multi_agent(policies={POLICY}, policy_mapping_fn=every_seat_to_the_shared_policy)
         .rl_module(rl_module_spec=MultiRLModuleSpec(rl_module_specs={
             POLICY: RLModuleSpec(module_class=ActionMaskingTorchRLModule,
