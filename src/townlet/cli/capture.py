@@ -16,6 +16,8 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from townlet.cli.extras import missing_extra
+
 EXAMPLES = """examples:
   townlet capture --out data/bc                                # every scenario, imitation.capture seeds and ticks
   townlet capture --out data/small --seeds 1 --ticks 500 --scenarios routine,lateness
@@ -115,6 +117,8 @@ def capture_command(args: argparse.Namespace) -> int:
 
 def bc_command(args: argparse.Namespace) -> int:
     """Train the clone, save it, report its accuracy (exit 1 when it misses the target)."""
+    if (code := missing_extra("bc", "train", ("torch",))) is not None:
+        return code
     from townlet.config.loader import load_config
     from townlet.policy.checkpoint import save
     from townlet.training.bc import train_bc
@@ -150,6 +154,8 @@ def bc_command(args: argparse.Namespace) -> int:
 
 def anneal_command(args: argparse.Namespace) -> int:
     """Run the anneal and print its outcome."""
+    if (code := missing_extra("anneal", "train", ("torch",))) is not None:
+        return code
     from townlet.policy.checkpoint import CheckpointError
     from townlet.training.anneal import run_anneal
 

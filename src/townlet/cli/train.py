@@ -8,6 +8,8 @@ import json
 import sys
 from typing import Any, get_type_hints
 
+from townlet.cli.extras import missing_extra
+
 EXAMPLES = """examples:
   townlet train --steps 1000000 --out runs/hybrid           # the default town (hybrid observations, 8 agents)
   townlet train --steps 200000 --out runs/m0 --stage M0     # start the curriculum at M0; moves on by KPI bands
@@ -127,6 +129,9 @@ def train_command(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+    needs = ("torch", "matplotlib", *(("ray",) if args.ray else ()))  # (the learning-curve PNG: matplotlib)
+    if (code := missing_extra("train", "train", needs)) is not None:
+        return code
     from townlet.policy.checkpoint import CheckpointError
     from townlet.training.ppo import train
 
