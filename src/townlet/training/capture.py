@@ -3,7 +3,7 @@
 Each episode runs the scripted town with one *scenario* (a routine day, or a stress: low money, a utility
 outage in the middle of an affordance, a price spike, queue contention, lateness) and records, for every
 agent at a *decision point* (the points where a semi-MDP policy chooses, :func:`~townlet.policy.options.must_decide`:
-its option finished or failed, it just arrived, a need turned critical under its option), what a learned
+its option finished or failed, it just arrived, a need rose past the decision level under its option), what a learned
 policy would see and what the scripted routine chose:
 
 | array | shape | meaning |
