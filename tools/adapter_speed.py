@@ -5,8 +5,9 @@
 Every contender steps one town (8 seats) with lifecycle and perturbations on and frequent exits, under the
 same random masked policy (actions drawn outside the timed calls). The contenders take turns in chunks of 50
 steps, so a busy machine slows them alike. ``ratio`` is env steps/s against raw. With ``--profile N``, each
-contender's N steps also run under cProfile: ``townlet_share`` is the part of the time spent in Townlet's own
-code (the rest is the library's), and ``top`` its three costliest functions. Needs ``townlet[ecosystem]``.
+contender's N more steps run under cProfile: ``townlet_share`` is the part of their time spent inside Townlet's
+code, ``library_share`` the rest (the library's wrappers, conversions, copies), and ``library_top`` the three
+costliest functions outside Townlet. Needs ``townlet[ecosystem]``.
 """
 
 from __future__ import annotations
@@ -30,6 +31,9 @@ CHURN = {
     "features.lifecycle": "on", "features.perturbations": "on", "lifecycle.exits.age_out": True,
     "lifecycle.age_out_days": 0.08, "lifecycle.max_exits_per_day": 50, "lifecycle.exit_spacing": 3,
 }
+
+
+LIBRARY_FACES = ("wrappers/sb3.py", "wrappers/rllib.py", "wrappers/torchrl.py")  # counted with their library
 
 
 class Contender:
@@ -136,17 +140,27 @@ def contenders(args: argparse.Namespace, horizon: int) -> dict[str, Contender]:
 
 
 def profile(contender: Contender, steps: int) -> dict[str, Any]:
+    """Where a contender's step time goes: Townlet's own code (entered from the library) against the library's."""
     prof = cProfile.Profile()
-    prof.enable()
-    contender.run(steps, timed=False)
-    prof.disable()
-    stats = pstats.Stats(prof)
-    total = sum(row[2] for row in stats.stats.values())  # tottime over every function
-    own = sum(row[2] for (path, _, _), row in stats.stats.items() if "/townlet/" in path)
-    top = sorted(stats.stats.items(), key=lambda kv: -kv[1][2])[:3]
-    return {"townlet_share": round(own / total, 3) if total else None,
-            "top": [f"{path.split('site-packages/')[-1]}:{line} {name} {row[2] / total:.0%}"
-                    for (path, line, name), row in top]}
+    for _ in range(steps):
+        actions = contender.prepare()
+        prof.enable()
+        contender.step(actions)
+        prof.disable()
+    stats = pstats.Stats(prof).stats  # type: ignore[attr-defined]
+    total = sum(row[2] for row in stats.values())  # tottime over every function
+
+    def ours(func: tuple) -> bool:  # the town and the env's own layers, not the thin faces libraries call
+        path = func[0]
+        return "/townlet/" in path and not path.endswith(LIBRARY_FACES) and "/tools/" not in path
+
+    # Townlet's time: the inclusive time of each call into Townlet code from outside it.
+    own = sum(edge[3] for func, row in stats.items() if ours(func)
+              for caller, edge in row[4].items() if not ours(caller))
+    top = sorted(((f, r) for f, r in stats.items() if not ours(f)), key=lambda kv: -kv[1][2])[:3]
+    return {"townlet_share": round(min(own / total, 1.0), 3), "library_share": round(max(1 - own / total, 0.0), 3),
+            "library_top": [f"{path.split('site-packages/')[-1]}:{line} {name} {row[2] / total:.0%}"
+                            for (path, line, name), row in top]}
 
 
 def main(argv: list[str] | None = None) -> None:
