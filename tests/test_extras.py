@@ -28,7 +28,7 @@ def test_train_without_matplotlib_stops_at_once_naming_the_extra(tmp_path: Path,
 
 
 def test_ray_is_only_needed_with_the_ray_flag_and_clone_needs_torch(tmp_path: Path, monkeypatch, capsys) -> None:
-    """train asks for Ray only with --ray; bc and anneal ask for torch; a present extra passes the check."""
+    """`townlet train` asks for Ray only with --ray; bc and anneal ask for torch; a present extra passes."""
     hide(monkeypatch, "ray", "torch")
     assert main(["train", "--steps", "64", "--out", str(tmp_path / "r"), "--ray", "local", "--json"]) == 2
     assert "torch, ray missing" in capsys.readouterr().err
