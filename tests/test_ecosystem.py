@@ -15,19 +15,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from env_support import churn, churn_args
+
 pytestmark = pytest.mark.slow
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
-CHURN = {
-    "features.lifecycle": "on",
-    "features.perturbations": "on",
-    "lifecycle.exits.age_out": "true",
-    "lifecycle.age_out_days": "0.08",
-    "lifecycle.max_exits_per_day": "50",
-    "lifecycle.exit_spacing": "3",
-    "env.horizon": "200",
-}
-SETS = [arg for key, value in CHURN.items() for arg in ("--set", f"{key}={value}")]
+CHURN = churn(200)
+SETS = churn_args(200)
 
 
 def run_example(name: str, *args: str, timeout: int = 280) -> dict:

@@ -14,20 +14,12 @@ from pettingzoo.test import api_test, max_cycles_test, parallel_api_test, render
 from pettingzoo.utils.conversions import parallel_to_aec
 
 import townlet.env as townlet_env
+from env_support import churn
 from townlet.env import BatchedTowns, parallel_env
 from townlet.env.speed import random_masked
 from townlet.sim import Simulation
 
-# Lifecycle and perturbations on, and agents retire after ~80 ticks: exits and newcomers every few dozen ticks.
-CHURN = {
-    "features.lifecycle": "on",
-    "features.perturbations": "on",
-    "lifecycle.exits.age_out": True,
-    "lifecycle.age_out_days": 0.08,
-    "lifecycle.max_exits_per_day": 50,
-    "lifecycle.exit_spacing": 3,
-    "env.horizon": 300,
-}
+CHURN = churn(300)
 SEATS = [f"seat_{i}" for i in range(8)]
 MODES = ["ticks", "points"]
 

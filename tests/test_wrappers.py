@@ -7,20 +7,13 @@ import pickle
 import numpy as np
 import pytest
 
+from env_support import churn
 from townlet.env import parallel_env
 from townlet.env.wrappers import SeatEpisodes, SeatRows, TownsVectorEnv, action_masks, require
 from townlet.lifecycle.exits import REASONS
 from townlet.policy.options import Option
 
-CHURN = {
-    "features.lifecycle": "on",
-    "features.perturbations": "on",
-    "lifecycle.exits.age_out": True,
-    "lifecycle.age_out_days": 0.08,
-    "lifecycle.max_exits_per_day": 50,
-    "lifecycle.exit_spacing": 3,
-    "env.horizon": 200,
-}
+CHURN = churn(200)
 
 
 def flat_actions(obs: dict, rng: np.random.Generator) -> dict:
