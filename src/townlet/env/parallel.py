@@ -203,7 +203,7 @@ class TownletParallelEnv(KeepsViews, ParallelEnv):
             for slot in (b.arrived[:n] & b.exited[:n]).nonzero()[0].tolist():
                 infos[seats[slot]]["arrived"] = True  # left and refilled in one step: the reward is the leaver's
         if core.points:
-            self._decision_infos(infos)
+            self._decision_infos(infos, done)
         if done:
             counters = self.counters()
             for info in infos.values():
@@ -240,14 +240,14 @@ class TownletParallelEnv(KeepsViews, ParallelEnv):
                     f"env.agents, pass scripted_fallback=True to allow this quietly, or raise seats= (up to "
                     f"{self.core.capacity}). This warning is shown once.", RuntimeWarning, stacklevel=3)
 
-    def _decision_infos(self, infos: dict[str, dict]) -> None:
+    def _decision_infos(self, infos: dict[str, dict], done: bool) -> None:
         """Decision mode: ticks passed, who must decide next, the discounted reward of each seat's step."""
         core = self.core
         b = core.buffers
         n = self.seats
         discounted = np.where(b.alive[:n] | b.exited[:n], b.discounted[:n], 0.0)
         discounted[b.arrived[:n] & ~b.exited[:n]] = 0.0
-        deciding = (b.deciding[:n] & b.alive[:n] & (not core.done)).tolist()
+        deciding = (b.deciding[:n] & b.alive[:n] & (not done)).tolist()
         for info, d, r in zip(infos.values(), deciding, discounted.tolist(), strict=True):
             info["ticks"] = core.last_ticks
             info["must_decide"] = d
