@@ -1,16 +1,25 @@
-"""A town where agents come and go every few dozen ticks, for the env, adapter and library tests."""
+"""Shared settings of the env tests: a churning lifecycle, a short horizon, a random masked actor."""
 
 from __future__ import annotations
 
-# Lifecycle and perturbations on, and agents retire after ~80 ticks: exits and newcomers every few dozen ticks.
-CHURN = {
+import numpy as np
+
+# Agents retire after ~80 ticks, so a few hundred steps see several leave and newcomers arrive.
+LIFECYCLE = {
     "features.lifecycle": "on",
-    "features.perturbations": "on",
     "lifecycle.exits.age_out": True,
     "lifecycle.age_out_days": 0.08,
     "lifecycle.max_exits_per_day": 50,
     "lifecycle.exit_spacing": 3,
 }
+SHORT = {"env.horizon": 300}
+# The town the adapter and library tests churn: the lifecycle above with perturbations on.
+CHURN = {**LIFECYCLE, "features.perturbations": "on"}
+
+
+def masked_actions(env, obs: dict, rng: np.random.Generator) -> dict:
+    """A uniformly random allowed action for every agent."""
+    return {a: int(rng.choice(np.flatnonzero(obs[a]["action_mask"]))) for a in env.agents}
 
 
 def churn(horizon: int) -> dict:

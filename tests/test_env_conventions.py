@@ -14,7 +14,7 @@ from pettingzoo.test import api_test, max_cycles_test, parallel_api_test, render
 from pettingzoo.utils.conversions import parallel_to_aec
 
 import townlet.env as townlet_env
-from env_support import churn
+from env_support import churn, masked_actions
 from townlet.env import BatchedTowns, parallel_env
 from townlet.env.speed import random_masked
 from townlet.sim import Simulation
@@ -22,11 +22,6 @@ from townlet.sim import Simulation
 CHURN = churn(300)
 SEATS = [f"seat_{i}" for i in range(8)]
 MODES = ["ticks", "points"]
-
-
-def masked_actions(env, obs: dict, rng: np.random.Generator) -> dict:
-    """A uniformly random allowed action for every seat."""
-    return {a: int(rng.choice(np.flatnonzero(obs[a]["action_mask"]))) for a in env.agents}
 
 
 def churn_env(**kwargs):

@@ -109,3 +109,19 @@ def test_option_mask_with_no_commitment_lists_every_possible_option_plus_the_run
     free = option_mask(sim.world, np.array([0]))[0]
     windowed = sim.masks()[0]
     assert free[a.option[0]] and windowed[a.option[0]] and windowed.sum() == 1 < free.sum()
+
+
+def test_a_need_rising_to_the_decision_level_is_a_decision_point_once(make_sim) -> None:
+    """Hunger rising to options.decision_level under a running option: a decision point that tick, not after."""
+    sim = make_sim(agents=2)
+    sim.step()
+    ctl, a = sim.controller, sim.world.agents
+    level = sim.config.options.decision_level
+    a.needs[0, HUNGER] = level - 0.0005  # the next tick's decay lifts it over the level
+    seen = []
+    for _ in range(3):
+        sim.step(np.where(a.alive, a.option, -1))
+        seen.append((bool(ctl.deciding()[0]), bool(a.option[0] >= 0)))
+    assert seen == [(True, True), (False, True), (False, True)], "a point under the running option, once"
+    assert a.needs[0, HUNGER] >= level
+    assert ctl.masks(np.array([0]), DECISION_POINTS).sum() == 1, "past the point, only continuing"

@@ -106,7 +106,7 @@ def mask_arrays(world: World) -> tuple[Any, ...]:
             items.get("clean_clothes", -1))
 
 
-NEVER = np.iinfo(np.int64).max  # ``critical_since`` of an agent with no critical need
+NEVER = np.iinfo(np.int64).max  # ``critical_since`` / ``point_at`` of an agent with no streak / no point
 DECISION_POINTS = -1  # ``commitment`` of the semi-MDP mask: choices only at decision points
 
 
