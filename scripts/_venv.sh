@@ -11,10 +11,10 @@ if [ ! -x "$VENV/bin/python" ]; then
   "$VENV/bin/python" -m pip install --quiet --upgrade pip >&2
 fi
 STAMP="$VENV/.townlet-installed"
-WANT="$(cat "$ROOT/pyproject.toml" | sha256sum | cut -d' ' -f1)-${TOWNLET_EXTRAS:-dev}"
+WANT="$(cat "$ROOT/pyproject.toml" "$ROOT/constraints.txt" | sha256sum | cut -d' ' -f1)-${TOWNLET_EXTRAS:-dev}"
 if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$WANT" ]; then
   echo "townlet: installing townlet[${TOWNLET_EXTRAS:-dev}] into $VENV" >&2
-  "$VENV/bin/python" -m pip install --quiet -e "$ROOT[${TOWNLET_EXTRAS:-dev}]" >&2
+  "$VENV/bin/python" -m pip install --quiet -e "$ROOT[${TOWNLET_EXTRAS:-dev}]" -c "$ROOT/constraints.txt" >&2
   echo "$WANT" > "$STAMP"
 fi
 export PATH="$VENV/bin:$PATH"

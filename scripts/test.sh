@@ -7,7 +7,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/_venv.sh"
 bash "$(dirname "${BASH_SOURCE[0]}")/_system.sh"  # Chromium and tmux for the browser and dashboard tests
 cd "$ROOT"
 echo "== ruff" >&2
-ruff check src tests tools
+ruff check src tests tools examples
 echo "== mypy (core packages, see [tool.mypy] in pyproject.toml)" >&2
 mypy
 echo "== import-linter (layers, no torch/servers in the core)" >&2

@@ -7,17 +7,10 @@ import json
 import numpy as np
 import pytest
 
+from env_support import LIFECYCLE
 from townlet.cli.main import main
 from townlet.env import BatchedTowns, parallel_env, workers
 from townlet.env.speed import random_masked
-
-LIFECYCLE = {
-    "features.lifecycle": "on",
-    "lifecycle.exits.age_out": True,
-    "lifecycle.age_out_days": 0.08,
-    "lifecycle.max_exits_per_day": 50,
-    "lifecycle.exit_spacing": 3,
-}
 
 
 @pytest.mark.parametrize(("variant", "level"), [("full", "options"), ("compact", "options"), ("hybrid", "primitives")])
@@ -41,15 +34,15 @@ def test_batched_towns_match_single_envs_with_the_same_seeds(variant: str, level
         obs, masks, rewards, terminated, truncated = batch.step(actions)
         exits += int(terminated.sum())
         for i, env in enumerate(singles):
-            slot_of = env.core.sim.world.agents.slot_of
-            single_obs, single_rewards, terms, *_ = env.step(
-                {a: int(actions[i, slot_of[a]]) for a in env.agents})
-            for name in env.agents:
-                s = slot_of[name]
-                assert np.array_equal(obs[i, s], single_obs[name]["observation"])
-                assert np.array_equal(masks[i, s], single_obs[name]["action_mask"])
-                assert rewards[i, s] == np.float32(single_rewards[name]) or batch.arrived[i, s]
-            assert int(terminated[i].sum()) == sum(terms.values())
+            # seat s is slot s; an empty seat's action (the no-op) is ignored either way
+            single_obs, single_rewards, _, _, infos = env.step(
+                {seat: int(actions[i, s]) if actions[i, s] >= 0 else env.noop for s, seat in enumerate(env.agents)})
+            for s, seat in enumerate(env.agents):
+                if batch.alive[i, s]:
+                    assert np.array_equal(obs[i, s], single_obs[seat]["observation"])
+                    assert np.array_equal(masks[i, s], single_obs[seat]["action_mask"])
+                assert rewards[i, s] == np.float32(single_rewards[seat]) or batch.arrived[i, s]
+            assert int(terminated[i].sum()) == sum("exit_reason" in info for info in infos.values())
         assert [env.sim.state_hash() for env in singles] == batch.state_hashes()
     assert exits >= 3
 
@@ -93,7 +86,7 @@ def test_autoreset_starts_the_next_episode_with_the_next_seed() -> None:
     assert not np.array_equal(batch.final_obs, before) and batch.final_obs[:, 8:].sum() == 0
     single = parallel_env(variant="compact", overrides={"env.horizon": 10})
     first, _ = single.reset(seed=5 + 1 + 2)
-    assert np.array_equal(batch.obs[1, 0], first["agent_0"]["observation"])
+    assert np.array_equal(batch.obs[1, 0], first["seat_0"]["observation"])
 
 
 def test_actions_must_be_stacked_per_town() -> None:

@@ -8,26 +8,12 @@ import numpy as np
 import pytest
 from pettingzoo.test import parallel_api_test, parallel_seed_test
 
+from env_support import LIFECYCLE, SHORT, masked_actions
 from townlet.config.errors import ConfigError
 from townlet.env import parallel_env
 from townlet.env.render import agent_colour
 from townlet.policy.options import Option
 from townlet.policy.primitives import Primitive
-
-# Agents retire after ~80 ticks, so a few hundred steps see several leave and newcomers arrive.
-LIFECYCLE = {
-    "features.lifecycle": "on",
-    "lifecycle.exits.age_out": True,
-    "lifecycle.age_out_days": 0.08,
-    "lifecycle.max_exits_per_day": 50,
-    "lifecycle.exit_spacing": 3,
-}
-SHORT = {"env.horizon": 300}
-
-
-def masked_actions(env, obs: dict, rng: np.random.Generator) -> dict:
-    """A uniformly random allowed action for every agent."""
-    return {a: int(rng.choice(np.flatnonzero(obs[a]["action_mask"]))) for a in env.agents}
 
 
 @pytest.mark.parametrize("variant", ["full", "hybrid", "compact"])
@@ -40,13 +26,13 @@ def test_parallel_api_test_passes_for_every_variant(variant: str) -> None:
 
 @pytest.mark.parametrize("variant", ["full", "hybrid", "compact"])
 def test_parallel_api_test_passes_with_agents_leaving_and_arriving(variant: str) -> None:
-    """With lifecycle on, agents leave and newcomers join during parallel_api_test, which still passes."""
+    """With lifecycle on, agents leave and newcomers take their seats during parallel_api_test, which passes."""
     env = parallel_env(variant=variant, overrides={**SHORT, **LIFECYCLE})
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         parallel_api_test(env, num_cycles=300)
     assert sum(env.sim.lifecycle.exits.values()) >= 2 and env.sim.lifecycle.arrived >= 2
-    assert len(env.possible_agents) > 8
+    assert env.possible_agents == [f"seat_{i}" for i in range(8)] and env.scripted_fallbacks == 0
 
 
 @pytest.mark.parametrize(("variant", "extra"), [(v, x) for x in ({}, LIFECYCLE) for v in ("full", "hybrid", "compact")],
@@ -64,7 +50,7 @@ def test_same_seed_gives_the_same_episode() -> None:
         obs, _ = env.reset(seed=7)
         for _ in range(50):
             obs, *_ = env.step(dict.fromkeys(env.agents, 6))
-        runs.append((env.sim.state_hash(), obs["agent_0"]["observation"]))
+        runs.append((env.sim.state_hash(), obs["seat_0"]["observation"]))
     assert runs[0][0] == runs[1][0] and np.array_equal(runs[0][1], runs[1][1])
     env.reset()
     first = env.seed_used
@@ -72,26 +58,31 @@ def test_same_seed_gives_the_same_episode() -> None:
     assert first != env.seed_used
 
 
-def test_an_exit_terminates_only_that_agent_and_a_newcomer_joins() -> None:
-    """An agent that leaves is terminated with its reason and final reward; its replacement joins later."""
+def test_an_exit_ends_the_occupants_stay_and_a_newcomer_takes_the_seat() -> None:
+    """A leaver's step carries its terminal reward and reason; the seat stays, empty, until a newcomer sits."""
     env = parallel_env(variant="compact", overrides={"features.lifecycle": "on"})
-    obs, _ = env.reset(seed=1)
+    obs, infos = env.reset(seed=1)
+    assert infos["seat_3"] == {"person": "agent_3"}
     sim = env.sim
     sim.enqueue(lambda w: sim.lifecycle.exit(3, "console"))
     obs, rewards, terms, truncs, infos = env.step(dict.fromkeys(env.agents, 6))
-    assert terms["agent_3"] and infos["agent_3"] == {"exit_reason": "console"}
-    assert sum(terms.values()) == 1 and not any(truncs.values())
-    assert rewards["agent_3"] == pytest.approx(float(sim.rewards.last[3])) and rewards["agent_3"] < 0
-    assert not obs["agent_3"]["observation"].any() and "agent_3" not in env.agents
+    assert infos["seat_3"] == {"person": None, "exit_reason": "console", "left": "agent_3"}
+    assert not any(terms.values()) and not any(truncs.values()) and "seat_3" in env.agents
+    assert rewards["seat_3"] == pytest.approx(float(sim.rewards.last[3])) and rewards["seat_3"] < 0
+    noop = [int(k == Option.IDLE) for k in range(7)]
+    assert not obs["seat_3"]["observation"].any() and obs["seat_3"]["action_mask"].tolist() == noop
     joined = None
     for _ in range(30):
-        obs, rewards, *_ = env.step(dict.fromkeys(env.agents, 6))
-        joined = next((a for a in env.agents if a not in env.possible_agents[:8]), None)
-        if joined:
+        obs, rewards, terms, _, infos = env.step(dict.fromkeys(env.agents, 6))
+        assert not any(terms.values()) and env.possible_agents == [f"seat_{i}" for i in range(8)]
+        if infos["seat_3"].get("arrived"):
+            joined = infos["seat_3"]["person"]
             break
-    assert joined == "agent_8" and rewards[joined] == 0.0 and joined in env.possible_agents
+        assert rewards["seat_3"] == 0.0 and infos["seat_3"] == {"person": None}
+    assert joined == "agent_8" and rewards["seat_3"] == 0.0 and env.person("seat_3") == "agent_8"
     ctx = env.layout.index("ctx_reset")
-    assert obs[joined]["observation"][ctx] == 1.0 and obs["agent_0"]["observation"][ctx] == 0.0
+    assert obs["seat_3"]["observation"][ctx] == 1.0 and obs["seat_0"]["observation"][ctx] == 0.0
+    assert env.scripted_fallbacks == 0 and env.invalid_actions == 0
 
 
 def test_the_horizon_truncates_every_agent() -> None:
@@ -104,46 +95,54 @@ def test_the_horizon_truncates_every_agent() -> None:
     assert env.agents == [] and len(truncs) == 8
 
 
-def test_agents_without_an_action_follow_the_scripted_policy() -> None:
-    """Agents left out of the action dict are driven by the built-in policy."""
+def test_seats_without_an_action_follow_the_scripted_routine_with_one_warning() -> None:
+    """Seats left out of the action dict are driven by the built-in routine: warned once, counted every time."""
     env = parallel_env(variant="compact")
     env.reset(seed=0)
-    for _ in range(30):
-        env.step({})
+    with pytest.warns(RuntimeWarning, match="scripted routine") as caught:
+        for _ in range(30):
+            env.step({})
+    assert len(caught) == 1 and env.scripted_fallbacks == 30 * 8
     assert (env.sim.world.agents.option[:8] >= 0).any() and env.sim.invalid_actions == 0
+    quiet = parallel_env(variant="compact", scripted_fallback=True)
+    quiet.reset(seed=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        quiet.step({"seat_0": 6})
+    assert quiet.scripted_fallbacks == 7
 
 
 def test_the_mask_offers_only_the_running_option_inside_the_commitment_window() -> None:
     """While committed, only the running option is unmasked; afterwards every allowed switch takes effect."""
-    env = parallel_env(variant="compact")
+    env = parallel_env(variant="compact", scripted_fallback=True)
     obs, _ = env.reset(seed=0)
     sleep, window = int(Option.SLEEP), env.loaded.config.options.commitment_window
-    obs, *_ = env.step({"agent_0": sleep})
+    obs, *_ = env.step({"seat_0": sleep})
     a = env.sim.world.agents
     assert a.option[0] == sleep
     for _ in range(window - 1):
-        assert obs["agent_0"]["action_mask"].tolist() == [int(k == sleep) for k in range(7)]
-        obs, *_ = env.step({"agent_0": sleep})
-    mask = obs["agent_0"]["action_mask"]
+        assert obs["seat_0"]["action_mask"].tolist() == [int(k == sleep) for k in range(7)]
+        obs, *_ = env.step({"seat_0": sleep})
+    mask = obs["seat_0"]["action_mask"]
     assert mask.sum() > 1 and mask[int(Option.IDLE)] == 1
-    env.step({"agent_0": int(Option.IDLE)})
+    env.step({"seat_0": int(Option.IDLE)})
     assert a.option[0] == int(Option.IDLE) and env.sim.invalid_actions == 0
 
 
 def test_a_need_turning_critical_opens_the_mask_once() -> None:
     """A need that turns critical during an option unlocks one switch; the new option is then committed."""
-    env = parallel_env(variant="compact")
+    env = parallel_env(variant="compact", scripted_fallback=True)
     env.reset(seed=0)
     sleep, fed = int(Option.SLEEP), int(Option.GET_FED)
-    env.step({"agent_0": sleep})
-    obs, *_ = env.step({"agent_0": sleep})
-    assert obs["agent_0"]["action_mask"].sum() == 1
+    env.step({"seat_0": sleep})
+    obs, *_ = env.step({"seat_0": sleep})
+    assert obs["seat_0"]["action_mask"].sum() == 1
     env.sim.world.agents.needs[0, 0] = env.loaded.config.needs.critical + 0.01  # starving, mid-window
-    obs, *_ = env.step({"agent_0": sleep})
-    assert obs["agent_0"]["action_mask"][fed] == 1
-    obs, *_ = env.step({"agent_0": fed})
+    obs, *_ = env.step({"seat_0": sleep})
+    assert obs["seat_0"]["action_mask"][fed] == 1
+    obs, *_ = env.step({"seat_0": fed})
     assert env.sim.world.agents.option[0] == fed
-    assert obs["agent_0"]["action_mask"].tolist() == [int(k == fed) for k in range(7)]
+    assert obs["seat_0"]["action_mask"].tolist() == [int(k == fed) for k in range(7)]
     assert env.sim.invalid_actions == 0
 
 
@@ -195,30 +194,31 @@ def test_render_draws_the_town_as_an_image_and_as_text() -> None:
     text.reset(seed=0)
     lines = text.render().splitlines()
     assert lines[0] == "#" * 15 + "==,,##########,,==" + "#" * 15
-    assert lines[48].startswith("tick 0") and lines[49].startswith("0 agent_0")
+    assert lines[48].startswith("tick 0") and lines[49].startswith("0 agent_0")  # (the person, not the seat)
     assert parallel_env(variant="compact").render() is None
     assert env.state_space.contains(env.state())
 
 
 def test_primitive_actions_move_agents_and_start_affordances() -> None:
     """At the primitive level, a move changes the tile and interacting with the fridge eats a snack."""
-    env = parallel_env(variant="compact", agents=1, overrides={"env.action_level": "primitives"})
+    env = parallel_env(variant="compact", agents=1, overrides={"env.action_level": "primitives"},
+                       scripted_fallback=True)
     obs, _ = env.reset(seed=0)
     w = env.sim.world
-    assert env.action_space("agent_0").n == 5 + len(w.manifest.affordances)
+    assert env.action_space("seat_0").n == 5 + len(w.manifest.affordances)
     fridge = int(w.objects.of_type_in_place("fridge", int(w.agents.home[0]))[0])
     w.teleport(0, w.grid.tile(int(w.objects.x[fridge]), int(w.objects.y[fridge]) + 2))
-    obs, *_ = env.step({"agent_0": int(Primitive.WAIT)})
-    assert obs["agent_0"]["action_mask"][Primitive.NORTH] == 1
+    obs, *_ = env.step({"seat_0": int(Primitive.WAIT)})
+    assert obs["seat_0"]["action_mask"][Primitive.NORTH] == 1
     here = int(w.agents.tile[0])
-    obs, *_ = env.step({"agent_0": int(Primitive.NORTH)})
+    obs, *_ = env.step({"seat_0": int(Primitive.NORTH)})
     assert int(w.agents.tile[0]) == here - w.grid.width
     snack = Primitive.INTERACT + w.manifest.by_id["snack"].index
-    assert obs["agent_0"]["action_mask"][snack] == 1
+    assert obs["seat_0"]["action_mask"][snack] == 1
     food = int(w.agents.inventory[0, w.agents.item_index["raw_food"]])
-    env.step({"agent_0": int(snack)})
+    env.step({"seat_0": int(snack)})
     for _ in range(10):
-        env.step({"agent_0": int(Primitive.WAIT)})
+        env.step({"seat_0": int(Primitive.WAIT)})
     assert int(w.agents.inventory[0, w.agents.item_index["raw_food"]]) == food - 1
     assert env.sim.invalid_actions == 0
 
@@ -241,7 +241,7 @@ def test_keywords_set_variant_population_and_overrides() -> None:
     """parallel_env's keywords pick the variant, the population and any dotted override."""
     env = parallel_env(variant="full", agents=3, overrides=["env.horizon=7"])
     obs, _ = env.reset(seed=0)
-    assert env.agents == ["agent_0", "agent_1", "agent_2"] and env.loaded.config.env.horizon == 7
-    assert obs["agent_0"]["observation"].shape == (env.layout.size,) and env.variant == "full"
+    assert env.agents == ["seat_0", "seat_1", "seat_2"] and env.loaded.config.env.horizon == 7
+    assert obs["seat_0"]["observation"].shape == (env.layout.size,) and env.variant == "full"
     with pytest.raises(ConfigError):
         parallel_env(variant="tiny")

@@ -63,7 +63,7 @@ def single_env(variant: str, agents: int, steps: int, warmup: int, seed: int, ov
             if names:
                 choice = random_masked(rng, np.stack([obs[n]["action_mask"] for n in names]))
                 if policy == "committed":
-                    running = option[[env.core.sim.world.agents.slot_of[n] for n in names]]
+                    running = option[: len(names)]  # seat i is slot i (an empty seat's -1 keeps its no-op)
                     choice = np.where(running >= 0, running, choice)
                 elif policy == "idle":
                     choice = np.full(len(names), int(Option.IDLE))

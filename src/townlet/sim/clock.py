@@ -29,6 +29,15 @@ class Clock:
     paused: bool = False
     changed: threading.Event = field(default_factory=threading.Event, repr=False, compare=False)
 
+    def __getstate__(self) -> dict[str, object]:
+        state = dict(self.__dict__)
+        del state["changed"]  # a wake-up signal for a live loop in this process only
+        return state
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        self.__dict__.update(state)
+        self.changed = threading.Event()
+
     def set_speed(self, speed: str) -> None:
         """Switch speed (``1x``, ``10x``, ``100x`` or ``max``)."""
         if speed not in SPEEDS:

@@ -16,8 +16,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from townlet.training.rollout import Collector, Rollout
 
 _worker_class: Any = None
@@ -48,11 +46,12 @@ def worker_class() -> Any:
     class RolloutWorker:
         """One Ray actor owning a :class:`Collector` and a CPU copy of the policy network."""
 
-        def __init__(self, config: str | None, overrides: list[str], towns: int, seed: int, gamma: float) -> None:
+        def __init__(self, config: str | None, overrides: list[str], towns: int, seed: int, gamma: float,
+                     window_ticks: int) -> None:
             import torch
 
             torch.set_num_threads(1)
-            self.collector = Collector(config, overrides, towns, seed, gamma)
+            self.collector = Collector(config, overrides, towns, seed, gamma, window_ticks=window_ticks)
             self.net: Any = None
 
         def describe(self) -> dict[str, Any]:
@@ -67,14 +66,11 @@ def worker_class() -> Any:
             self.net.load_state_dict(weights)
             return self.collector.collect(self.net, ticks)
 
-        def window_ticks(self) -> int:
-            return self.collector.window_ticks
-
-        def close_window(self) -> np.ndarray:
-            return self.collector.close_window()
-
         def set_scripted_share(self, share: float) -> None:
             self.collector.set_scripted_share(share)
+
+        def close(self) -> None:
+            self.collector.close()
 
     _worker_class = RolloutWorker
     return RolloutWorker
@@ -89,12 +85,13 @@ class RayCollector:
         workers: Rollout actors.
         towns: Towns per actor.
         seed: Seed of the first town of the first actor.
-        gamma: Discount (bootstrap at truncation).
+        gamma: Discount per tick.
         address: ``local`` or a Ray cluster address.
+        window_ticks: Ticks per town of a KPI window (0: a day); the actors' windows are added up.
     """
 
     def __init__(self, config: str | Path | None, overrides: list[str], workers: int, towns: int, seed: int,
-                 gamma: float, address: str = "local") -> None:
+                 gamma: float, address: str = "local", window_ticks: int = 0) -> None:
         import ray
 
         from townlet.env import env_config
@@ -105,7 +102,8 @@ class RayCollector:
         self._started = connect(address, workers)
         cls = worker_class()
         path = None if config is None else str(Path(config).resolve())
-        self.workers = [cls.remote(path, list(overrides), towns, seed + k * towns, gamma) for k in range(workers)]
+        self.workers = [cls.remote(path, list(overrides), towns, seed + k * towns, gamma, window_ticks)
+                        for k in range(workers)]
         info = ray.get(self.workers[0].describe.remote())
         self.layout = info["layout"]
         self.n_actions = info["n_actions"]
@@ -120,20 +118,7 @@ class RayCollector:
 
         weights = ray.put({k: v.detach().cpu() for k, v in net.state_dict().items()})
         parts = ray.get([w.collect.remote(net.spec, weights, ticks) for w in self.workers])
-        return Rollout.concat(parts)
-
-    @property
-    def window_ticks(self) -> int:
-        """Ticks per town since the KPI window opened (the actors move in lockstep)."""
-        import ray
-
-        return int(ray.get(self.workers[0].window_ticks.remote()))
-
-    def close_window(self) -> np.ndarray:
-        """The actors' raw window sums, added up."""
-        import ray
-
-        return np.sum(ray.get([w.close_window.remote() for w in self.workers]), axis=0)
+        return Rollout.concat(parts, self.slots // len(self.workers))
 
     def set_scripted_share(self, share: float) -> None:
         """Forward the anneal's scripted share to every actor."""

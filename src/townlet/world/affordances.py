@@ -12,9 +12,11 @@ completion, so a failed affordance costs nothing.
 from __future__ import annotations
 
 import hashlib
+import operator
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
@@ -32,12 +34,7 @@ Condition = Callable[["World", int, int], bool]
 FLAGS = ("power_on", "water_on", "own_home", "on_shift", "own_station", "has_job")
 _TOKEN = re.compile(r"\s*(>=|<=|==|!=|>|<|\*|[A-Za-z_][A-Za-z_0-9.]*|-?\d+(?:\.\d+)?)")
 _OPS: dict[str, Callable[[float, float], bool]] = {
-    ">=": lambda a, b: a >= b,
-    "<=": lambda a, b: a <= b,
-    "==": lambda a, b: a == b,
-    "!=": lambda a, b: a != b,
-    ">": lambda a, b: a > b,
-    "<": lambda a, b: a < b,
+    ">=": operator.ge, "<=": operator.le, "==": operator.eq, "!=": operator.ne, ">": operator.gt, "<": operator.lt,
 }
 
 
@@ -98,41 +95,89 @@ class Affordance:
         return None
 
 
+# Compiled expressions are module-level functions and ``functools.partial`` objects over them (never lambdas),
+# so a world holding a manifest pickles and deep-copies (vector envs copy towns into worker processes).
+def _constant(value: float, w: World, a: int, o: int) -> float:
+    return value
+
+
+def _wallet(w: World, a: int, o: int) -> float:
+    return float(w.agents.wallet[a])
+
+
+def _need(k: int, w: World, a: int, o: int) -> float:
+    return float(w.agents.needs[a, k])
+
+
+def _inventory(name: str, w: World, a: int, o: int) -> float:
+    return float(w.agents.inventory[a, w.agents.item_index[name]])
+
+
+def _stock(name: str, w: World, a: int, o: int) -> float:
+    return float(w.economy.stock_at(int(w.objects.place[o]), name))
+
+
+def _price(name: str, w: World, a: int, o: int) -> float:
+    return float(w.economy.price(name))
+
+
 def _operand(token: str, items: set[str], where: tuple[str, str]) -> Callable[[World, int, int], float]:
     try:
-        value = float(token)
-        return lambda w, a, o: value
+        return partial(_constant, float(token))
     except ValueError:
         pass
     if token == "wallet":
-        return lambda w, a, o: float(w.agents.wallet[a])
+        return _wallet
     if token in NEED_NAMES:
-        k = NEED_NAMES.index(token)
-        return lambda w, a, o: float(w.agents.needs[a, k])
+        return partial(_need, NEED_NAMES.index(token))
     head, _, name = token.partition(".")
     if head in ("inventory", "stock", "price") and name in items:
-        if head == "inventory":
-            return lambda w, a, o: float(w.agents.inventory[a, w.agents.item_index[name]])
-        if head == "stock":
-            return lambda w, a, o: float(w.economy.stock_at(int(w.objects.place[o]), name))
-        return lambda w, a, o: float(w.economy.price(name))
+        return partial({"inventory": _inventory, "stock": _stock, "price": _price}[head], name)
     raise ConfigError(where[0], where[1], f"unknown operand {token!r}")
 
 
+def _power_on(w: World, a: int, o: int) -> bool:
+    return bool(w.utilities.power_on[w.objects.place[o]])
+
+
+def _water_on(w: World, a: int, o: int) -> bool:
+    return bool(w.utilities.water_on[w.objects.place[o]])
+
+
+def _own_home(w: World, a: int, o: int) -> bool:
+    return int(w.objects.place[o]) == int(w.agents.home[a])
+
+
+def _on_shift(w: World, a: int, o: int) -> bool:
+    return w.employment.on_shift(a, w.tick)
+
+
+def _own_station(w: World, a: int, o: int) -> bool:
+    return w.employment.station_of(a) == o
+
+
+def _has_job(w: World, a: int, o: int) -> bool:
+    return int(w.agents.job[a]) >= 0
+
+
+_FLAG_TESTS: dict[str, Condition] = {
+    "power_on": _power_on, "water_on": _water_on, "own_home": _own_home, "on_shift": _on_shift,
+    "own_station": _own_station, "has_job": _has_job,
+}
+
+
 def _flag(name: str, where: tuple[str, str]) -> Condition:
-    if name == "power_on":
-        return lambda w, a, o: bool(w.utilities.power_on[w.objects.place[o]])
-    if name == "water_on":
-        return lambda w, a, o: bool(w.utilities.water_on[w.objects.place[o]])
-    if name == "own_home":
-        return lambda w, a, o: int(w.objects.place[o]) == int(w.agents.home[a])
-    if name == "on_shift":
-        return lambda w, a, o: w.employment.on_shift(a, w.tick)
-    if name == "own_station":
-        return lambda w, a, o: w.employment.station_of(a) == o
-    if name == "has_job":
-        return lambda w, a, o: int(w.agents.job[a]) >= 0
-    raise ConfigError(where[0], where[1], f"unknown flag {name!r} (known: {', '.join(FLAGS)})")
+    if name not in _FLAG_TESTS:
+        raise ConfigError(where[0], where[1], f"unknown flag {name!r} (known: {', '.join(FLAGS)})")
+    return _FLAG_TESTS[name]
+
+
+def _negation(cond: Condition, w: World, a: int, o: int) -> bool:
+    return not cond(w, a, o)
+
+
+def _conjunction(clauses: tuple[Condition, ...], w: World, a: int, o: int) -> bool:
+    return all(c(w, a, o) for c in clauses)
 
 
 def compile_condition(text: str, items: set[str], where: tuple[str, str]) -> Condition:
@@ -152,10 +197,17 @@ def compile_condition(text: str, items: set[str], where: tuple[str, str]) -> Con
             if op_at < 1 or op_at == len(tokens) - 1:
                 raise ConfigError(where[0], where[1], f"expected 'left OP right' in {part!r}")
             cond = _comparison(tokens[:op_at], tokens[op_at], tokens[op_at + 1 :], items, where)
-        clauses.append((lambda c: lambda w, a, o: not c(w, a, o))(cond) if negate else cond)
+        clauses.append(partial(_negation, cond) if negate else cond)
     if len(clauses) == 1:
         return clauses[0]
-    return lambda w, a, o: all(c(w, a, o) for c in clauses)
+    return partial(_conjunction, tuple(clauses))
+
+
+def _multiply(factors: tuple[Callable[[World, int, int], float], ...], w: World, a: int, o: int) -> float:
+    result = 1.0
+    for f in factors:
+        result *= f(w, a, o)
+    return result
 
 
 def _product(tokens: list[str], items: set[str], where: tuple[str, str]) -> Callable[[World, int, int], float]:
@@ -164,19 +216,16 @@ def _product(tokens: list[str], items: set[str], where: tuple[str, str]) -> Call
         raise ConfigError(where[0], where[1], f"bad expression {' '.join(tokens)!r}")
     if len(factors) == 1:
         return factors[0]
+    return partial(_multiply, tuple(factors))
 
-    def product(w: World, a: int, o: int) -> float:
-        result = 1.0
-        for f in factors:
-            result *= f(w, a, o)
-        return result
 
-    return product
+def _compare(fn: Callable[[float, float], bool], lhs: Callable[[World, int, int], float],
+             rhs: Callable[[World, int, int], float], w: World, a: int, o: int) -> bool:
+    return fn(lhs(w, a, o), rhs(w, a, o))
 
 
 def _comparison(left: list[str], op: str, right: list[str], items: set[str], where: tuple[str, str]) -> Condition:
-    lhs, rhs, fn = _product(left, items, where), _product(right, items, where), _OPS[op]
-    return lambda w, a, o: fn(lhs(w, a, o), rhs(w, a, o))
+    return partial(_compare, _OPS[op], _product(left, items, where), _product(right, items, where))
 
 
 class AffordanceManifest:

@@ -52,13 +52,21 @@ class HookError(RuntimeError):
 
 
 class HookRegistry:
-    """Hooks by name and global hooks by event, with call counters for inspection."""
+    """Hooks by name and global hooks by event, with call counters for inspection.
+
+    Pickling (a town copied into a vector env's worker) carries the counters and re-registers the hooks
+    of the modules the registry was built from (:meth:`from_modules`) on the other side, so hooks that are
+    closures over the registry work; hooks added by hand are pickled as they are. A hook that keeps state
+    of its own outside ``stats`` starts afresh in the copy.
+    """
 
     def __init__(self) -> None:
         self._named: dict[str, Hook] = {}
         self._global: dict[str, list[tuple[str, Hook]]] = {event: [] for event in GLOBAL_EVENTS}
         self.calls: Counter[str] = Counter()
         self.stats: Counter[str] = Counter()
+        self.modules: tuple[str, ...] = ()  # modules whose register() filled this registry, in order
+        self._by_hand: list[tuple[str, str, Hook]] = []  # ("add" | event, name, hook) not from a module
 
     @classmethod
     def from_modules(cls, modules: list[str], allowed: list[str]) -> HookRegistry:
@@ -67,27 +75,53 @@ class HookRegistry:
         for name in modules:
             if name not in allowed:
                 raise HookError(f"hook module {name!r} is not in hooks.allowed_modules")
-            try:
-                module = importlib.import_module(name)
-            except ImportError as exc:
-                raise HookError(f"cannot import hook module {name!r}: {exc}") from None
-            register = getattr(module, "register", None)
-            if not callable(register):
-                raise HookError(f"hook module {name!r} has no register(registry) function")
-            register(registry)
+            registry._register_module(name)
         return registry
+
+    def _register_module(self, name: str) -> None:
+        try:
+            module = importlib.import_module(name)
+        except ImportError as exc:
+            raise HookError(f"cannot import hook module {name!r}: {exc}") from None
+        register = getattr(module, "register", None)
+        if not callable(register):
+            raise HookError(f"hook module {name!r} has no register(registry) function")
+        by_hand = self._by_hand
+        self._by_hand = []  # what register() adds comes back by calling it again
+        try:
+            register(self)
+        finally:
+            self._by_hand = by_hand
+        self.modules += (name,)
+
+    def __getstate__(self) -> dict[str, object]:
+        return {"modules": self.modules, "by_hand": self._by_hand, "calls": self.calls, "stats": self.stats}
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        self.__init__()  # type: ignore[misc]
+        for name in state["modules"]:  # type: ignore[attr-defined]
+            self._register_module(name)
+        for kind, name, hook in state["by_hand"]:  # type: ignore[attr-defined]
+            if kind == "add":
+                self.add(name, hook)
+            else:
+                self.on(kind, hook, name)
+        self.calls, self.stats = state["calls"], state["stats"]  # type: ignore[assignment]
 
     def add(self, name: str, hook: Hook) -> None:
         """Register a named hook that affordances can list."""
         if name in self._named:
             raise HookError(f"hook {name!r} is registered twice")
         self._named[name] = hook
+        self._by_hand.append(("add", name, hook))
 
     def on(self, event: str, hook: Hook, name: str = "") -> None:
         """Register a global hook for one of ``GLOBAL_EVENTS``."""
         if event not in self._global:
             raise HookError(f"unknown global hook event {event!r} (known: {', '.join(GLOBAL_EVENTS)})")
-        self._global[event].append((name or getattr(hook, "__name__", "hook"), hook))
+        name = name or getattr(hook, "__name__", "hook")
+        self._global[event].append((name, hook))
+        self._by_hand.append((event, name, hook))
 
     def known(self, name: str) -> bool:
         """Whether a named hook exists."""
