@@ -51,11 +51,32 @@ def spied(policy: LearnedPolicy) -> Spy:
 def test_the_forward_pass_runs_on_one_torch_thread_and_the_setting_comes_back(tmp_path: Path, two_threads) -> None:
     """By default the network acts on one thread; torch's own setting is restored after every tick."""
     sim = Simulation(load_config(), seed=0)
-    sim.actor = LearnedPolicy(tiny_checkpoint(tmp_path / "p.pt"))
+    sim.actor = LearnedPolicy(tiny_checkpoint(tmp_path / "p.pt", decisions="ticks"))
     spy = spied(sim.actor)
     for _ in range(3):
         sim.step()
     assert spy.threads == [1, 1, 1] and torch.get_num_threads() == 2
+
+
+def test_a_semi_mdp_policy_is_asked_only_for_agents_at_a_decision_point(tmp_path: Path) -> None:
+    """Forward passes see only the deciding agents; everybody else continues its running option untouched."""
+    sim = Simulation(load_config(), seed=0)
+    sim.actor = LearnedPolicy(tiny_checkpoint(tmp_path / "p.pt"))
+    spy = spied(sim.actor)
+    rows, ticks_with_pass = 0, 0
+    for _ in range(200):
+        deciding = sim.controller.deciding()
+        running = sim.world.agents.option.copy()
+        passes = len(spy.threads)
+        actions = sim.actor.act(sim)
+        assert list(sim.actor.deciders) == list(deciding.nonzero()[0])
+        keep = sim.world.agents.alive & ~deciding
+        assert (actions[keep] == running[keep]).all(), "non-deciders continue"
+        assert len(spy.threads) == passes + (1 if deciding.any() else 0)
+        rows += int(deciding.sum())
+        ticks_with_pass += bool(deciding.any())
+        sim.step(actions)
+    assert 0 < ticks_with_pass < 200 and rows < 200 * 8 / 4, "a small share of agent-ticks are decisions"
 
 
 def test_policy_threads_come_from_the_config_and_0_leaves_torch_alone(tmp_path: Path, two_threads) -> None:
@@ -76,7 +97,7 @@ def test_policy_threads_come_from_the_config_and_0_leaves_torch_alone(tmp_path: 
 def lstm_town(tmp_path: Path) -> tuple[Simulation, Spy]:
     sim = Simulation(load_config(overrides=["population.agents=3", "features.lifecycle=on",
                                             "lifecycle.spawn_delay=[3, 3]"]), seed=0)
-    sim.actor = LearnedPolicy(tiny_checkpoint(tmp_path / "lstm.pt", lstm=True))
+    sim.actor = LearnedPolicy(tiny_checkpoint(tmp_path / "lstm.pt", lstm=True, decisions="ticks"))
     spy = spied(sim.actor)
     for _ in range(5):
         sim.step()

@@ -20,12 +20,12 @@ from townlet.policy.learned import LearnedPolicy
 from townlet.policy.networks import NetworkSpec, OptionPolicyNet
 from townlet.sim import Simulation
 from townlet.training.curriculum import Curriculum
-from townlet.training.ppo import PPOArgs, ppo_update, train
+from townlet.training.ppo import PPOArgs, ppo_update, sequences, train
 from townlet.training.rollout import Collector, Rollout
 from townlet.training.windows import BestWindows, baseline_kpis, window_kpis, window_score
 
 TINY = {"towns": 2, "rollout_ticks": 32, "window_ticks": 64, "baselines": False, "checkpoint_every": 2,
-        "final_eval": False}
+        "final_eval": False, "env_workers": 0}
 
 
 @pytest.fixture(autouse=True)
@@ -45,29 +45,35 @@ def net_for(collector: Collector, **kw: Any) -> OptionPolicyNet:
 # -- the update ------------------------------------------------------------------------------------------------
 
 
+def transitions(obs: np.ndarray, actions: np.ndarray, logp: np.ndarray, values: np.ndarray, rewards: np.ndarray,
+                learned: bool = True) -> Rollout:
+    """One-decision episodes (each transition ends its agent's episode), for bandit-style update tests."""
+    n = len(actions)
+    return Rollout(obs=obs, masks=np.ones((n, 7), bool), actions=actions, logprobs=logp, values=values,
+                   rewards=rewards, discounts=np.ones(n, np.float32), next_values=np.zeros(n, np.float32),
+                   ends=np.ones(n, bool), next_index=np.full(n, -1), learned=np.full(n, learned),
+                   slots=np.arange(n), ticks=np.ones(n, np.int64), resets=np.ones(n, bool))
+
+
 def test_update_raises_the_probability_of_the_rewarded_option() -> None:
     """A bandit where option 3 pays 1 and the rest 0: a few PPO updates make option 3 the most likely."""
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
     net = OptionPolicyNet(NetworkSpec(obs_dim=4, n_actions=7, hidden=16))
     opt = torch.optim.Adam(net.parameters(), lr=3e-3)
-    args = PPOArgs(reward_scale=1.0, gamma=0.0, gae_lambda=0.0, minibatches=1)
-    t, b = 16, 8
-    obs = np.ones((t, b, 4), np.float32)
+    args = PPOArgs(reward_scale=1.0, gae_lambda=0.0, minibatches=1)
+    n = 128
+    obs = np.ones((n, 4), np.float32)
     mask = torch.ones(1, 7, dtype=torch.bool)
     before = torch.softmax(net(torch.ones(1, 4), mask)[0], -1)[0, 3].item()
     for _ in range(8):
         with torch.no_grad():
-            logits, values, _ = net(torch.from_numpy(obs.reshape(-1, 4)), torch.ones(t * b, 7, dtype=torch.bool))
+            logits, values, _ = net(torch.from_numpy(obs), torch.ones(n, 7, dtype=torch.bool))
             dist = net.distribution(logits)
             actions = dist.sample()
             logp = dist.log_prob(actions)
-        act = actions.numpy().reshape(t, b)
-        ro = Rollout(obs=obs, masks=np.ones((t, b, 7), bool), actions=act, logprobs=logp.numpy().reshape(t, b),
-                     values=values.numpy().reshape(t, b), rewards=(act == 3).astype(np.float32),
-                     bootstrap=np.zeros((t, b), np.float32), dones=np.ones((t, b), bool), valid=np.ones((t, b), bool),
-                     learned=np.ones((t, b), bool), resets=np.zeros((t, b), bool),
-                     last_values=np.zeros(b, np.float32), init_state=None)
+        act = actions.numpy()
+        ro = transitions(obs, act, logp.numpy(), values.numpy(), (act == 3).astype(np.float32))
         stats = ppo_update(net, opt, ro, args, torch.device("cpu"), rng)
     after = torch.softmax(net(torch.ones(1, 4), mask)[0], -1)[0, 3].item()
     assert before == pytest.approx(1 / 7, abs=0.02)
@@ -76,18 +82,15 @@ def test_update_raises_the_probability_of_the_rewarded_option() -> None:
 
 
 def test_scripted_rows_train_the_value_but_not_the_policy() -> None:
-    """With every row left to the scripted routine the policy weights stay put while the critic learns."""
+    """With every transition left to the scripted routine the policy weights stay put while the critic learns."""
     torch.manual_seed(0)
     net = OptionPolicyNet(NetworkSpec(obs_dim=4, n_actions=7, hidden=16))
     opt = torch.optim.Adam(net.parameters(), lr=1e-2)
     actor = net.actor.weight.detach().clone()
     critic = net.critic.weight.detach().clone()
-    t, b = 8, 4
-    ro = Rollout(obs=np.ones((t, b, 4), np.float32), masks=np.ones((t, b, 7), bool), actions=np.zeros((t, b), np.int64),
-                 logprobs=np.full((t, b), -np.log(7), np.float32), values=np.zeros((t, b), np.float32),
-                 rewards=np.ones((t, b), np.float32), bootstrap=np.zeros((t, b), np.float32),
-                 dones=np.zeros((t, b), bool), valid=np.ones((t, b), bool), learned=np.zeros((t, b), bool),
-                 resets=np.zeros((t, b), bool), last_values=np.zeros(b, np.float32), init_state=None)
+    n = 32
+    ro = transitions(np.ones((n, 4), np.float32), np.zeros(n, np.int64), np.full(n, -np.log(7), np.float32),
+                     np.zeros(n, np.float32), np.ones(n, np.float32), learned=False)
     ppo_update(net, opt, ro, PPOArgs(ent_coef=0.0), torch.device("cpu"), np.random.default_rng(0))
     assert torch.equal(net.actor.weight, actor)
     assert not torch.equal(net.critic.weight, critic)
@@ -112,7 +115,7 @@ def test_full_variant_cnn_reads_the_map_block_channel_by_channel() -> None:
     assert logits.shape == (2, towns.actions) and value.shape == (2,)
 
 
-def test_stay_bias_favours_the_running_option() -> None:
+def test_stay_bias_favours_the_running_option_at_a_critical_decision() -> None:
     """With the stay bias a fresh network gives the running option most of the probability; without it, 1/7."""
     towns = BatchedTowns(1)
     towns.reset(seed=0)
@@ -131,64 +134,74 @@ def test_stay_bias_favours_the_running_option() -> None:
 # -- collection ----------------------------------------------------------------------------------------------
 
 
-def test_collector_returns_time_by_slot_arrays_with_legal_actions() -> None:
-    """Every array is [T, towns x capacity]; valid rows are living agents acting within their masks."""
+def test_collector_steps_every_town_exactly_and_asks_only_deciding_agents() -> None:
+    """Each town runs exactly the budget; transitions are decisions with legal actions, far fewer than agent-ticks."""
     c = Collector(None, [], 2, 5, 0.99)
-    ro = c.collect(net_for(c), 20)
-    b = 2 * c.capacity
-    assert ro.obs.shape == (20, b, c.layout.size) and ro.masks.shape == (20, b, 7)
-    assert ro.actions.shape == ro.rewards.shape == ro.valid.shape == (20, b)
-    assert ro.ticks == 40 and ro.agent_steps == 20 * 16  # 8 agents per town
-    t, s = np.nonzero(ro.valid)
-    assert ro.masks[t, s, ro.actions[t, s]].all()
-    assert (ro.logprobs[ro.valid] <= 0).all() and (ro.logprobs[~ro.valid] == 0).all()
-    assert ro.resets[0][ro.valid[0]].all() and not ro.resets[1:].any()
+    ro = c.collect(net_for(c), 300)
+    assert ro.town_ticks == 600 and c.window_ticks == 300
+    assert 16 <= ro.size < 0.2 * 600 * 8, "agents decide at decision points, not every tick"
+    assert ro.obs.shape == (ro.size, c.layout.size) and ro.masks.shape == (ro.size, 7)
+    assert ro.masks[np.arange(ro.size), ro.actions].all()
+    assert (ro.logprobs <= 0).all() and (ro.ticks >= 1).all()
+    first = {int(s) for s in ro.slots[ro.resets]}
+    assert first == set(range(8)) | set(range(c.capacity, c.capacity + 8)), "everyone's first decision resets"
+    ro2 = c.collect(net_for(c), 100)
+    assert ro2.town_ticks == 200 and not ro2.resets.any(), "open transitions carry over to the next rollout"
 
 
-def test_a_town_collects_the_same_whichever_batch_it_is_in() -> None:
-    """Town 1 of a two-town collector seeded s matches a one-town collector seeded s + 1 (what Ray relies on)."""
-    pair = Collector(None, [], 2, 10, 0.99)
+def test_a_town_collects_the_same_whichever_batch_or_process_it_is_in() -> None:
+    """Town 1 of a two-town collector seeded s matches a one-town collector seeded s + 1, also with a worker."""
+    pair = Collector(None, [], 2, 10, 0.99, workers=1)
     single = Collector(None, [], 1, 11, 0.99)
     net = net_for(pair)
-    a, b = pair.collect(net, 30), single.collect(net, 30)
+    try:
+        a, b = pair.collect(net, 200), single.collect(net, 200)
+    finally:
+        pair.close()
     cap = pair.capacity
-    np.testing.assert_array_equal(a.actions[:, cap:], b.actions)
-    np.testing.assert_allclose(a.rewards[:, cap:], b.rewards)
+    second = a.slots >= cap
+    np.testing.assert_array_equal(a.actions[second], b.actions)
+    np.testing.assert_array_equal(a.slots[second] - cap, b.slots)
+    np.testing.assert_allclose(a.rewards[second], b.rewards)
 
 
 def test_scripted_share_leaves_slots_to_the_routine() -> None:
-    """Half the slots scripted: their rows are valid (they feed the values) but not learned."""
+    """Half the slots scripted: their transitions feed the values but are not learned."""
     c = Collector(None, [], 1, 0, 0.99)
     c.set_scripted_share(0.5)
-    ro = c.collect(net_for(c), 10)
+    ro = c.collect(net_for(c), 800)  # (the routine sleeps until 06:00: its first decisions come after)
     scripted = c.scripted.reshape(-1)
     assert scripted.sum() == c.capacity // 2
-    assert not ro.learned[:, scripted].any()
-    assert ro.valid[:, scripted].any() and ro.learned[:, ~scripted].any()
+    assert not ro.learned[scripted[ro.slots]].any()
+    assert scripted[ro.slots].any() and ro.learned[~scripted[ro.slots]].any()
 
 
 def test_horizon_truncation_is_bootstrapped_with_the_final_value() -> None:
-    """At the horizon every agent's step is done and carries gamma * V(final observation)."""
-    c = Collector(None, ["env.horizon=10"], 1, 0, 0.9)
+    """At the horizon every open transition ends, bootstrapping with V(final observation), and a new chain starts."""
+    c = Collector(None, ["env.horizon=60"], 1, 0, 0.9)
     net = net_for(c)
-    ro = c.collect(net, 12)
-    live = ro.valid[9]
-    assert ro.dones[9][live].all() and not ro.dones[:9].any()
-    final = c.towns.final_obs.reshape(c.slots, -1)[live]
+    ro = c.collect(net, 60)  # the rollout ends with the episode
+    cut = ro.ends
+    assert cut.sum() == 8, "the eight agents' episodes end at the horizon"
+    final = c.towns.final_obs.reshape(c.slots, -1)
     with torch.no_grad():
-        _, v, _ = net(torch.from_numpy(final), torch.ones(len(final), 7, dtype=torch.bool))
-    np.testing.assert_allclose(ro.bootstrap[9][live], 0.9 * v.numpy(), rtol=1e-5)
-    assert ro.resets[10][ro.valid[10]].all()  # the fresh episode resets the recurrent state
+        _, v, _ = net(torch.from_numpy(final[ro.slots[cut]]), torch.ones(int(cut.sum()), 7, dtype=torch.bool))
+    np.testing.assert_allclose(ro.next_values[cut], v.numpy(), rtol=1e-5)
+    assert (ro.next_index[cut] == -1).all()
+    after = c.collect(net, 50)
+    assert after.resets.any() and set(after.slots[after.resets]) <= set(range(8)), "the next episode starts afresh"
 
 
 def test_lstm_collection_keeps_state_and_resets_it_at_arrivals() -> None:
-    """A recurrent net: the rollout carries the initial state, and the collector's state moves on."""
+    """A recurrent net: every transition carries the state before it; first decisions start from zero."""
     c = Collector(None, [], 1, 0, 0.99)
     net = net_for(c, lstm=True, hidden=32)
-    ro = c.collect(net, 5)
-    assert ro.init_state is not None and ro.init_state[0].shape == (1, c.slots, 32)
-    assert not np.any(ro.init_state[0])
+    ro = c.collect(net, 300)
+    assert ro.init_state is not None and ro.init_state[0].shape == (1, ro.size, 32)
+    assert not np.any(ro.init_state[0][:, ro.resets]) and np.any(ro.init_state[0][:, ~ro.resets])
     assert c.state is not None and c.state[0].abs().sum() > 0
+    seq = sequences(ro)
+    assert seq.valid.sum() == ro.size and (ro.slots[seq.rows[0]] == np.sort(np.unique(ro.slots))).all()
 
 
 # -- window KPIs and baselines ----------------------------------------------------------------------------------
@@ -423,3 +436,11 @@ def test_agents_present_until_the_horizon_count_for_self_sufficiency() -> None:
     """Episodes ending mid-window (autoreset) still count their agents: the scripted routine stays at 1.0."""
     kpis = baseline_kpis(None, ["env.horizon=300"], 1, 600, 3, "scripted")
     assert kpis["self_sufficiency"] == 1.0 and kpis["attendance"] == 1.0
+
+
+def test_baselines_score_windows_taken_together_like_the_training_windows() -> None:
+    """Three scripted days as one-day windows keep most agents self-sufficient; as one 3-day span far fewer."""
+    daily = baseline_kpis(None, [], 1, 3000, 4, "scripted", window=1000)
+    whole = baseline_kpis(None, [], 1, 3000, 4, "scripted")
+    assert daily["self_sufficiency"] >= 0.75 and daily["self_sufficiency"] > whole["self_sufficiency"]
+    assert daily["need_ok_share"] == whole["need_ok_share"] and daily["attendance"] == whole["attendance"]

@@ -222,8 +222,8 @@ def test_reward_is_clipped_to_0_2_per_tick(make_sim) -> None:
     assert terms_of(sim, 1)["guardrails"] == pytest.approx(0.3)
 
 
-def test_episode_return_is_clipped_to_the_episode_limit(make_sim, run) -> None:
-    """With clip_episode 1 and +0.2 a tick, the return stops at 1.0 after 5 ticks; later rewards are 0."""
+def test_episode_cap_stops_positive_rewards_at_the_limit(make_sim, run) -> None:
+    """With clip_episode 1 and +0.2 a tick, the return stops at 1.0 after 5 ticks; later positive rewards are 0."""
     sim = make_sim(agents=1, manual=True, overrides=NO_NEEDS + ["rewards.survival=0.2", "rewards.clip_episode=1"])
     seen = []
     for _ in range(8):
@@ -231,6 +231,29 @@ def test_episode_return_is_clipped_to_the_episode_limit(make_sim, run) -> None:
         seen.append(round(float(sim.rewards.last[0]), 6))
     assert seen == [0.2] * 5 + [0.0] * 3
     assert sim.rewards.episode_return[0] == pytest.approx(1.0)
+
+
+def test_penalties_keep_arriving_after_any_loss(make_sim) -> None:
+    """Far below -clip_episode every collapse still costs its penalty; at +clip_episode penalties still bite."""
+    sim = make_sim(agents=2, manual=True, overrides=NO_NEEDS + [
+        "rewards.survival=0", "rewards.clip_episode=1", "rewards.faint_penalty=0.2", "rewards.exit_guard_ticks=0"])
+    losses = []
+    for _ in range(40):  # -0.2 a tick for 40 ticks: a return of -8, eight times the cap
+        emit_next_tick(sim, EventKind.COLLAPSE, agent=0)
+        sim.step()
+        losses.append(float(sim.rewards.last[0]))
+    assert losses == pytest.approx([-0.2] * 40), "no penalty is ever silenced"
+    assert sim.rewards.episode_return[0] == pytest.approx(-8.0, abs=1e-4)
+    capped = make_sim(agents=1, manual=True, overrides=NO_NEEDS + [
+        "rewards.survival=0.2", "rewards.clip_episode=1", "rewards.faint_penalty=0.5", "rewards.exit_guard_ticks=0"])
+    for _ in range(6):
+        capped.step()  # the return reaches the cap of 1.0 and stays there
+    emit_next_tick(capped, EventKind.COLLAPSE, agent=0)
+    capped.step()
+    assert float(capped.rewards.last[0]) == pytest.approx(-0.2), "raw 0.2 - 0.5 = -0.3, clipped per tick only"
+    capped.step()
+    assert float(capped.rewards.last[0]) == pytest.approx(0.2), "back below the cap: positive rewards pay again"
+    assert capped.rewards.episode_return[0] == pytest.approx(1.0)
 
 
 def test_no_positive_reward_within_10_ticks_of_an_exit_trigger(make_sim, run) -> None:

@@ -14,8 +14,8 @@ from townlet.sim import Simulation
 
 
 def tiny_checkpoint(path: Path, variant: str = "hybrid", seed: int = 0, overrides: list[str] | None = None,
-                    lstm: bool = False) -> Path:
-    """Save an untrained policy (recurrent with ``lstm``) for the shipped town (``variant`` observations)."""
+                    lstm: bool = False, decisions: str = "points") -> Path:
+    """Save an untrained policy (recurrent with ``lstm``; a semi-MDP one unless ``decisions="ticks"``)."""
     import torch
 
     from townlet.policy.checkpoint import from_network, save
@@ -24,7 +24,8 @@ def tiny_checkpoint(path: Path, variant: str = "hybrid", seed: int = 0, override
     loaded = load_config(overrides=overrides or [])
     sim = Simulation(loaded)
     torch.manual_seed(seed)
-    net = OptionPolicyNet(NetworkSpec.for_layout(layout_of(sim.world, variant), OPTION_COUNT, hidden=16, lstm=lstm))
+    net = OptionPolicyNet(NetworkSpec.for_layout(layout_of(sim.world, variant), OPTION_COUNT, hidden=16, lstm=lstm,
+                                                 decisions=decisions))
     return save(from_network(net, variant, loaded.config_id), path)
 
 

@@ -104,11 +104,10 @@ def capture_command(args: argparse.Namespace) -> int:
     summary = {k: v for k, v in manifest.items() if k != "shards"}
     summary["out"] = args.out
     summary["shards"] = len(manifest["shards"])
-    summary["decisions"] = sum(s["decisions"] for s in manifest["shards"])
     if args.json:
         sys.stdout.write(json.dumps(summary) + "\n")
     else:
-        print(f"captured {summary['samples']} samples ({summary['decisions']} decisions) in {summary['shards']} "
+        print(f"captured {summary['samples']} decisions in {summary['shards']} "
               f"shards: {', '.join(summary['scenarios'])} x {summary['seeds']} seeds x {summary['ticks']} ticks, "
               f"{summary['variant']} observations ({summary['obs_dim']} floats) -> {args.out}")
     return 0
@@ -142,9 +141,9 @@ def bc_command(args: argparse.Namespace) -> int:
         sys.stdout.write(json.dumps(result) + "\n")
     else:
         verdict = "reached" if report.passed else "MISSED"
-        print(f"held-out action accuracy {report.holdout_accuracy:.2%} ({verdict} the {report.target:.0%} target; "
-              f"{report.holdout_decision_accuracy:.2%} on the routine's choices) over {report.holdout_samples} "
-              f"samples of {len(report.holdout_episodes)} held-out episode(s); policy {checkpoint.policy_hash} "
+        print(f"held-out action accuracy {report.holdout_accuracy:.2%} ({verdict} the {report.target:.0%} target) "
+              f"over {report.holdout_samples} decisions of {len(report.holdout_episodes)} held-out episode(s); "
+              f"policy {checkpoint.policy_hash} "
               f"-> {args.out}")
     return 0 if report.passed else 1
 

@@ -48,12 +48,6 @@ class BehaviourCloningConfig(Strict):
     batch_size: int = Field(1024, ge=1, le=1_000_000)
     learning_rate: Annotated[float, Field(gt=0.0, le=1.0)] = 2e-3
     hidden: int = Field(128, ge=8, le=4096, description="hidden width of the MLP")
-    stay_bias: Annotated[float, Field(ge=0.0, le=100.0)] = Field(
-        4.0, description="initial learned bias toward continuing the running option (as PPO's)"
-    )
-    decision_weight: Annotated[float, Field(ge=1.0, le=1000.0)] = Field(
-        10.0, description="loss weight of samples where the scripted routine chose an option (vs continuing one)"
-    )
     target_accuracy: Unit = Field(0.9, description="held-out action accuracy the clone must reach")
     seed: int = Field(0, ge=0, le=2**32 - 1)
     threads: int = Field(1, ge=1, le=256, description="CPU threads for training (more only contend on small nets)")

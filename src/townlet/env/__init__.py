@@ -13,12 +13,12 @@ while env.agents:
 | | |
 |---|---|
 | import | `from townlet.env import parallel_env` (batched: `BatchedTowns`) |
-| API | PettingZoo `ParallelEnv`: every living agent acts each step; one step is one tick |
+| API | PettingZoo `ParallelEnv`: a step is one tick, or in decision mode the ticks until some agent must decide |
 | agents | the town's agent ids (`agent_0`, ...); newcomers join with fresh ids |
 | action space | `Discrete(7)` options, or `Discrete(5 + affordances)` primitives |
 | observation space | `Dict(observation=Box(-1, 1, (D,), float32), action_mask=Box(0, 1, (A,), int8))` |
 | D (shipped town) | full 2909, hybrid 368, compact 130 (every index: docs/observations.md) |
-| reward | `sim.rewards.last[slot]` for the tick (SPEC 13) |
+| reward | `sim.rewards.last[slot]` for the tick (SPEC 13); in decision mode summed over the step's ticks |
 | termination | the agent left town (lifecycle exit) |
 | truncation | every agent at `env.horizon` ticks (default 5000) |
 | render modes | `rgb_array`, `ansi` |
@@ -27,10 +27,23 @@ while env.agents:
   Socialise, Idle. With `env.action_level=primitives` they are wait, move N/E/S/W and interact with
   affordance *i* (see `townlet.policy.primitives`). Agents missing from the action dict follow the built-in
   scripted policy for that tick.
-- **Masks.** Options: the running option (choosing it again continues it) and, once the commitment window
-  (`options.commitment_window`, 15 ticks) has passed, or when a need turned critical after the running option
-  started (one switch per emergency), what `option_mask` allows now: an unmasked choice always takes effect.
-  Primitives: `PrimitiveRules.mask`. A masked action is ignored and counted in `sim.invalid_actions`.
+- **Masks.** Options: the one option mask of `townlet.policy.options` (the same rows the simulation checks
+  choices against and a deployed `LearnedPolicy` sees): the running option (choosing it again continues it)
+  and, for an agent free to choose, every option that could start now. Tick by tick an agent is free once the
+  commitment window (`options.commitment_window`, 15 ticks) has passed, with no option, or when a need turned
+  critical after its option started (one switch per emergency); in decision mode only at a decision point.
+  An unmasked choice always takes effect. Primitives: `PrimitiveRules.mask`. A masked action is ignored and
+  counted in `sim.invalid_actions`.
+- **Decision mode** (`parallel_env(decisions="points")`, the semi-MDP over options): a step runs tick after
+  tick until some agent must decide — its option finished or failed, it just arrived (it has no option), or
+  a need turned critical under its option — or an agent leaves, or the horizon comes. Between decisions an
+  agent's option runs without asking anybody. `rewards[a]` is the sum of the agent's rewards over the step's
+  ticks; `infos[a]` holds `ticks` (how many ticks the step lasted), `must_decide` (whether the agent chooses
+  at the next step; only those agents' masks offer a choice, everybody else's only the running option, which
+  they continue whatever they send) and `discounted_reward` (`sum_i gamma**i * r_i` over the step's ticks,
+  `gamma` per tick as given to `parallel_env`, 0.99 by default; a learner chains steps with
+  `gamma**ticks`). `BatchedTowns(decisions="points")` offers the same as arrays: each town runs to its own
+  next decision point (`ticks[i]`, `deciding`, `rewards`, `discounted`).
 - **Leaving and joining.** An agent that leaves gets `terminations[id] = True`, `infos[id]["exit_reason"]`, its
   terminal reward and an all-zero final observation. A newcomer appears in `env.agents` and `possible_agents`
   the step it arrives, with reward 0 and `ctx_reset = 1` in its observation.
@@ -48,6 +61,8 @@ Parameters of `parallel_env`:
 | `agents` | `population.agents` (8) | initial population |
 | `overrides` | none | dotted config overrides: `{"env.horizon": 2000}` or `["features.lifecycle=on"]` |
 | `render_mode` | None | `"rgb_array"` or `"ansi"` |
+| `decisions` | `"ticks"` | `"ticks"` (a step is a tick) or `"points"` (decision mode, above) |
+| `gamma` | 0.99 | discount per tick of `infos[a]["discounted_reward"]` (decision mode) |
 
 Config keys read here: `env.horizon` (5000), `env.action_level` (`options` or `primitives`), `env.render_tile_px`,
 `observations.*` (window, scales), `features.observations`, `features.lifecycle`.
@@ -62,7 +77,7 @@ from typing import Any
 
 from townlet.config.loader import LoadedConfig, load_config
 from townlet.env.batched import BatchedTowns
-from townlet.env.core import TownBuffers, TownCore
+from townlet.env.core import Decisions, TownBuffers, TownCore
 from townlet.env.parallel import TownletParallelEnv
 
 Overrides = Mapping[str, Any] | Iterable[str] | None
@@ -87,10 +102,11 @@ def env_config(
 
 def parallel_env(
     config: str | Path | None = None, *, variant: str | None = None, agents: int | None = None,
-    overrides: Overrides = None, render_mode: str | None = None,
+    overrides: Overrides = None, render_mode: str | None = None, decisions: Decisions = "ticks", gamma: float = 0.99,
 ) -> TownletParallelEnv:
     """Build the PettingZoo parallel env (see the module docstring for spaces and parameters)."""
-    return TownletParallelEnv(env_config(config, variant=variant, agents=agents, overrides=overrides), render_mode)
+    loaded = env_config(config, variant=variant, agents=agents, overrides=overrides)
+    return TownletParallelEnv(loaded, render_mode, decisions=decisions, gamma=gamma)
 
 
 __all__ = ["BatchedTowns", "TownBuffers", "TownCore", "TownletParallelEnv", "env_config", "parallel_env"]

@@ -11,6 +11,10 @@ With ``workers=k`` the towns are split into ``k + 1`` contiguous shares: ``k`` f
 theirs, writing into the same buffers in shared memory, while this process steps the first share. The
 per-town tick is single-threaded, so extra cores are where batched throughput comes from: on an ``n``-core
 machine use ``workers=n - 1``. Results are identical either way.
+
+In decision mode (``decisions="points"``, see :mod:`townlet.env.core`) every town runs, within one batch
+step, to its own next decision point: towns advance at their own pace, :attr:`BatchedTowns.ticks` says how
+far each went, and :attr:`BatchedTowns.deciding` who chooses at the next step.
 """
 
 from __future__ import annotations
@@ -21,11 +25,20 @@ from typing import Any
 import numpy as np
 
 from townlet.config.loader import LoadedConfig
-from townlet.env.core import TownBuffers, TownCore
+from townlet.env.core import Decisions, TownBuffers, TownCore
 from townlet.env.stacked import StackedObserver
 
-FIELDS = ("obs", "masks", "rewards", "alive", "terminated", "arrived", "truncated", "final_obs", "reset_towns",
-          "actions", "episodes")
+FIELDS = ("obs", "masks", "rewards", "alive", "terminated", "arrived", "truncated", "deciding", "discounted",
+          "need_peak", "final_obs", "reset_towns", "ticks", "limit", "actions", "episodes", "kpi_totals", "kpi_final")
+# Columns of ``kpi_totals``: the town's KPI counters over its current episode (see :func:`kpi_totals`).
+KPI_TOTALS = ("attended", "absent", "late", "need_ok_ticks", "agent_ticks", "collapses", "exits")
+
+
+def kpi_totals(sim: Any) -> np.ndarray:
+    """``float64[7]`` a town's KPI counters so far this episode, in ``KPI_TOTALS`` order."""
+    emp, k = sim.world.employment, sim.kpis
+    return np.array([emp.attended.sum(), emp.absent.sum(), emp.late.sum(), k.need_ok_ticks, k.agent_ticks,
+                     k.counts["collapses"], sum(k.exits.values())], dtype=np.float64)
 
 
 def batch_shapes(n: int, cap: int, size: int, actions: int) -> dict[str, tuple[tuple[int, ...], type]]:
@@ -38,17 +51,25 @@ def batch_shapes(n: int, cap: int, size: int, actions: int) -> dict[str, tuple[t
         "terminated": ((n, cap), np.bool_),
         "arrived": ((n, cap), np.bool_),
         "truncated": ((n, cap), np.bool_),
+        "deciding": ((n, cap), np.bool_),
+        "discounted": ((n, cap), np.float32),
+        "need_peak": ((n, cap), np.float32),
         "final_obs": ((n, cap, size), np.float32),
         "reset_towns": ((n,), np.bool_),
+        "ticks": ((n,), np.int64),
+        "limit": ((n,), np.int64),
         "actions": ((n, cap), np.int64),
         "episodes": ((n,), np.int64),
+        "kpi_totals": ((n, len(KPI_TOTALS)), np.float64),
+        "kpi_final": ((n, len(KPI_TOTALS)), np.float64),
     }
 
 
 def town_buffers(arrays: dict[str, np.ndarray], i: int) -> TownBuffers:
     """Town ``i``'s views of the stacked buffers."""
     return TownBuffers(arrays["obs"][i], arrays["masks"][i], arrays["rewards"][i], arrays["alive"][i],
-                       arrays["terminated"][i], arrays["arrived"][i], arrays["truncated"][i])
+                       arrays["terminated"][i], arrays["arrived"][i], arrays["truncated"][i], arrays["deciding"][i],
+                       arrays["discounted"][i], arrays["need_peak"][i])
 
 
 def observer_of(towns: dict[int, TownCore]) -> StackedObserver | None:
@@ -65,20 +86,23 @@ def step_towns(towns: dict[int, TownCore], arrays: dict[str, np.ndarray], n_town
     With an ``observer`` (built by :func:`observer_of` for these towns) all observations and masks are written
     by one compiled call after the towns have stepped.
     """
-    done, actions = arrays["reset_towns"], arrays["actions"]
+    done, actions, ticks, limit = arrays["reset_towns"], arrays["actions"], arrays["ticks"], arrays["limit"]
     for i, town in towns.items():
-        town.step(actions[i], observe=observer is None)
+        town.step(actions[i], observe=observer is None, limit=int(limit[i]))
+        ticks[i] = town.last_ticks
     if observer is not None:
         observer()
     for i, town in towns.items():
         done[i] = town.done and autoreset
         if done[i]:
+            arrays["kpi_final"][i] = kpi_totals(town.sim)
             arrays["final_obs"][i] = arrays["obs"][i]
             arrays["episodes"][i] += 1
-            kept = {k: arrays[k][i].copy() for k in ("truncated", "rewards", "terminated")}
+            kept = {k: arrays[k][i].copy() for k in ("truncated", "rewards", "terminated", "discounted", "need_peak")}
             town.reset(seed + i + int(arrays["episodes"][i]) * n_towns)
             for k, v in kept.items():
                 arrays[k][i] = v
+        arrays["kpi_totals"][i] = kpi_totals(town.sim)
 
 
 def reset_towns(towns: dict[int, TownCore], arrays: dict[str, np.ndarray], seed: int) -> None:
@@ -86,7 +110,9 @@ def reset_towns(towns: dict[int, TownCore], arrays: dict[str, np.ndarray], seed:
     for i, town in towns.items():
         arrays["episodes"][i] = 0
         arrays["reset_towns"][i] = False
+        arrays["ticks"][i] = 0
         town.reset(seed + i)
+        arrays["kpi_totals"][i] = kpi_totals(town.sim)
 
 
 class BatchedTowns:
@@ -102,6 +128,9 @@ class BatchedTowns:
             kept in :attr:`final_obs`).
         workers: 0 steps every town in this process; ``k > 0`` forks ``k`` worker processes and splits the
             towns into ``k + 1`` shares, this process stepping the first.
+        decisions: ``"ticks"`` (a step is a tick) or ``"points"`` (decision mode: each town steps to its next
+            decision point).
+        gamma: Discount per tick of :attr:`discounted`.
 
     Attributes:
         obs: ``float32[N, C, D]`` observations (zero rows for empty slots).
@@ -111,9 +140,15 @@ class BatchedTowns:
         terminated: ``bool[N, C]`` agents that left town in the last step.
         truncated: ``bool[N, C]`` agents whose episode hit the horizon in the last step.
         arrived: ``bool[N, C]`` agents whose first observation this is (newcomers, or a fresh episode).
+        deciding: ``bool[N, C]`` agents that choose at the next step (every living agent tick by tick).
+        discounted: ``float32[N, C]`` the last step's rewards discounted per tick (``sum_i gamma**i * r_i``).
+        need_peak: ``float32[N, C]`` each agent's worst need deficit at its worst tick of the last step.
+        ticks: ``int64[N]`` ticks each town advanced in the last step (1 tick by tick).
         final_obs: ``float32[N, C, D]``: for towns reset by ``autoreset`` in the last step, the observations
             their episode ended with (rows of other towns are stale).
         reset_towns: ``bool[N]`` towns reset by ``autoreset`` in the last step.
+        kpi_totals: ``float64[N, 7]`` each town's KPI counters over its current episode (``KPI_TOTALS``);
+            ``kpi_final`` holds them as a town's last episode ended (towns reset by ``autoreset``).
         towns: Batch index -> :class:`TownCore` of the towns this process steps (all of them when
             ``workers=0``; the workers' towns live in their processes).
         observer: The :class:`~townlet.env.stacked.StackedObserver` that writes those towns' observations
@@ -123,6 +158,7 @@ class BatchedTowns:
     def __init__(
         self, n_towns: int, config: str | Path | None = None, *, variant: str | None = None,
         agents: int | None = None, overrides: Any = None, autoreset: bool = True, workers: int = 0,
+        decisions: Decisions = "ticks", gamma: float = 0.99,
     ) -> None:
         from townlet.env import env_config
 
@@ -134,7 +170,8 @@ class BatchedTowns:
         self.loaded: LoadedConfig = loaded
         self.n_towns = n_towns
         self.autoreset = autoreset
-        first = TownCore(loaded)
+        self.decisions = decisions
+        first = TownCore(loaded, decisions=decisions, gamma=gamma)
         cap, size, actions = first.capacity, first.obs_size, first.actions
         self.capacity, self.obs_size, self.actions = cap, size, actions
         self.layout = first.layout
@@ -145,13 +182,13 @@ class BatchedTowns:
         if len(shares) > 1:
             from townlet.env.workers import WorkerPool
 
-            self._pool = WorkerPool(loaded, shapes, n_towns, shares[1:], autoreset)
+            self._pool = WorkerPool(loaded, shapes, n_towns, shares[1:], autoreset, decisions, gamma)
             arrays = self._pool.arrays
         else:
             arrays = {name: np.zeros(shape, dtype=dtype) for name, (shape, dtype) in shapes.items()}
         self.towns: dict[int, TownCore] = {}  # the towns this process steps, by batch index
         for i in shares[0]:
-            town = first if i == 0 else TownCore(loaded)
+            town = first if i == 0 else TownCore(loaded, decisions=decisions, gamma=gamma)
             town.buffers = town_buffers(arrays, i)
             self.towns[i] = town
         self.arrays = arrays
@@ -159,7 +196,9 @@ class BatchedTowns:
         self.obs, self.masks, self.rewards = arrays["obs"], arrays["masks"], arrays["rewards"]
         self.alive, self.terminated, self.arrived = arrays["alive"], arrays["terminated"], arrays["arrived"]
         self.truncated, self.final_obs = arrays["truncated"], arrays["final_obs"]
-        self.reset_towns = arrays["reset_towns"]
+        self.deciding, self.discounted, self.need_peak = arrays["deciding"], arrays["discounted"], arrays["need_peak"]
+        self.reset_towns, self.ticks = arrays["reset_towns"], arrays["ticks"]
+        self.kpi_totals, self.kpi_final = arrays["kpi_totals"], arrays["kpi_final"]
 
     def reset(self, seed: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Reset every town (town ``i`` gets seed ``seed + i``); return ``(obs, masks)``."""
@@ -172,14 +211,18 @@ class BatchedTowns:
             self._pool.gather()
         return self.obs, self.masks
 
-    def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    def step(self, actions: np.ndarray, limit: np.ndarray | None = None,
+             ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Step every town with ``actions`` (``int[N, C]``); return ``(obs, masks, rewards, terminated, truncated)``.
 
-        All returned arrays are the batch's own buffers, overwritten by the next call.
+        All returned arrays are the batch's own buffers, overwritten by the next call. In decision mode each
+        town runs to its next decision point (:attr:`ticks`, :attr:`deciding`), or for at most ``limit[i]``
+        ticks where that is positive; a town with ``limit[i] < 0`` is left as it is this step.
         """
         if actions.shape != (self.n_towns, self.capacity):
             raise ValueError(f"actions must have shape {(self.n_towns, self.capacity)}, got {actions.shape}")
         self.arrays["actions"][...] = actions
+        self.arrays["limit"][...] = 0 if limit is None else limit
         if self._pool is not None:
             self._pool.send("step", self.seed)
         step_towns(self.towns, self.arrays, self.n_towns, self.seed, self.autoreset, self.observer)
@@ -200,7 +243,7 @@ class BatchedTowns:
 
     def close(self) -> None:
         """Stop the worker processes (nothing to do in process); the buffers stay readable."""
-        if self._pool is not None:
+        if getattr(self, "_pool", None) is not None:
             self._pool.close()
 
     def __del__(self) -> None:

@@ -3,24 +3,45 @@
 Everything here is an array over slots: actions in, then observations, action masks, rewards, and the
 per-slot flags of what happened this step (an agent left, an agent arrived, the episode hit its horizon).
 The PettingZoo env turns those into per-agent dicts; the batched interface stacks them across towns.
+
+Two ways to step (``decisions``):
+
+- ``"ticks"``: a step is one tick; every living agent acts (its mask: the commitment window holds, choosing
+  the running option continues it).
+- ``"points"`` (decision mode, the semi-MDP): a step runs tick after tick until some agent must decide
+  (:func:`~townlet.policy.options.must_decide`: its option finished or failed, it just arrived, or a need
+  turned critical under its option), an agent leaves, or the horizon comes. Only agents at a decision point
+  choose (their mask: what may start; everybody else's: only the running option, which they continue
+  whatever they send). ``reward`` is each slot's reward summed over the step's ticks, ``discounted`` the sum
+  discounted per tick (``sum_i gamma**i * r_i``), :attr:`TownCore.last_ticks` how many ticks it lasted.
+
+In both, an action of -1 leaves the agent to the built-in (scripted) policy for the whole step.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numba
 import numpy as np
 
 from townlet.config.loader import LoadedConfig
 from townlet.observations import ObservationEncoder
-from townlet.policy.options import OPTION_COUNT, mask_arrays, mask_row, mask_scalars, town_terms
+from townlet.policy.options import (
+    DECISION_POINTS,
+    OPTION_COUNT,
+    decision_point,
+    mask_arrays,
+    mask_scalars,
+    town_masks,
+)
 from townlet.policy.primitives import primitive_count
 from townlet.sim.simulation import Simulation
 from townlet.world.events import Event, EventKind
 
-NEVER = np.iinfo(np.int64).max
+Decisions = Literal["ticks", "points"]
+DECISION_MODES = ("ticks", "points")
 
 
 @dataclass
@@ -30,11 +51,14 @@ class TownBuffers:
     Attributes:
         obs: ``float32[C, D]`` observations (zero rows for empty slots).
         mask: ``int8[C, A]`` action masks (zero rows for empty slots).
-        reward: ``float32[C]`` reward of the tick just simulated (including an exit's terminal penalty).
+        reward: ``float32[C]`` reward of the step (its ticks summed; an exit's terminal penalty included).
         alive: ``bool[C]`` slots holding an agent after the step.
         exited: ``bool[C]`` slots whose agent left this step (terminated).
         arrived: ``bool[C]`` slots whose agent arrived this step (its first observation).
         truncated: ``bool[C]`` slots whose agent reached the horizon this step.
+        deciding: ``bool[C]`` agents that choose at the next step (decision mode; every living agent tick by tick).
+        discounted: ``float32[C]`` the step's rewards discounted per tick, ``sum_i gamma**i * r_i``.
+        need_peak: ``float32[C]`` each agent's worst need deficit at its worst tick of the step.
     """
 
     obs: np.ndarray
@@ -44,6 +68,9 @@ class TownBuffers:
     exited: np.ndarray
     arrived: np.ndarray
     truncated: np.ndarray
+    deciding: np.ndarray
+    discounted: np.ndarray
+    need_peak: np.ndarray
 
     @classmethod
     def allocate(cls, capacity: int, obs_size: int, actions: int) -> TownBuffers:
@@ -56,6 +83,9 @@ class TownBuffers:
             exited=np.zeros(capacity, dtype=bool),
             arrived=np.zeros(capacity, dtype=bool),
             truncated=np.zeros(capacity, dtype=bool),
+            deciding=np.zeros(capacity, dtype=bool),
+            discounted=np.zeros(capacity, dtype=np.float32),
+            need_peak=np.zeros(capacity, dtype=np.float32),
         )
 
 
@@ -72,18 +102,29 @@ class TownCore:
     Args:
         loaded: The config (its ``features.observations`` is the variant).
         buffers: Where to write; allocated when None.
+        decisions: ``"ticks"`` or ``"points"`` (decision mode; see the module docstring).
+        gamma: Discount per tick of the ``discounted`` reward sums.
 
     Attributes:
         sim: The current episode's simulation.
         encoder: Its observation encoder.
-        ticks: Steps taken in this episode.
+        ticks: Ticks simulated in this episode.
+        last_ticks: Ticks the last step lasted (1 tick by tick).
         done: The horizon was reached (call :meth:`reset`).
         exits: Slot -> (agent id, reason) for the agents that left in the last step.
         names: Agent id per slot as of the last step.
     """
 
-    def __init__(self, loaded: LoadedConfig, buffers: TownBuffers | None = None) -> None:
+    def __init__(self, loaded: LoadedConfig, buffers: TownBuffers | None = None, decisions: Decisions = "ticks",
+                 gamma: float = 0.99) -> None:
+        if decisions not in DECISION_MODES:
+            raise ValueError(f"decisions must be one of {', '.join(DECISION_MODES)}, not {decisions!r}")
+        if not 0.0 <= gamma <= 1.0:
+            raise ValueError(f"gamma must lie in [0, 1], not {gamma}")
         self.loaded = loaded
+        self.decisions: Decisions = decisions
+        self.points = decisions == "points"
+        self.gamma = np.float32(gamma)
         self.horizon = loaded.config.env.horizon
         self.primitives = loaded.config.env.action_level == "primitives"
         self.sim = Simulation(loaded, seed=loaded.config.seed)
@@ -96,15 +137,16 @@ class TownCore:
         self.buffers = buffers or TownBuffers.allocate(cap, self.obs_size, self.actions)
         self.encoder = probe
         self.ticks = 0
+        self.last_ticks = 0
         self.done = False
         self.exits: dict[int, tuple[str, str]] = {}
         self.names: list[str | None] = [None] * cap
         self._spawn = np.zeros(cap, dtype=np.int64)
         self._population = b""
         self._flagged = False
-        self.commitment = loaded.config.options.commitment_window
-        self.critical = np.float32(loaded.config.needs.critical)
-        self._critical_since = np.full(cap, NEVER, dtype=np.int64)  # first tick of each agent's critical streak
+        self.commitment = DECISION_POINTS if self.points else loaded.config.options.commitment_window
+        self._acts = np.full(cap, -1, dtype=np.int64)  # the actions of each tick of a decision-mode step
+        self._sum = np.zeros(cap, dtype=np.float32)  # scratch of a decision-mode step's reward sum
         self._mask_args: tuple[Any, Any, tuple[Any, ...]] = (None, None, ())  # (sim, buffers, arguments) in use
 
     def reset(self, seed: int) -> None:
@@ -115,27 +157,75 @@ class TownCore:
         b.obs[...] = 0.0
         self.encoder = ObservationEncoder(self.sim.world, out=b.obs)
         self.ticks = 0
+        self.last_ticks = 0
         self.done = False
         self.exits = {}
         a = self.sim.world.agents
         b.alive[:] = a.alive
         b.arrived[:] = a.alive
+        b.deciding[:] = a.alive
         b.exited[:] = False
         b.truncated[:] = False
         b.reward[:] = 0.0
+        b.discounted[:] = 0.0
+        np.max(a.needs, axis=1, out=b.need_peak, where=a.alive[:, None], initial=0.0)
         self._spawn[:] = a.spawn_tick
-        self._critical_since[:] = NEVER
         self._population = a.alive.tobytes() + a.spawn_tick.tobytes()
         self._flagged = True
         self.names = list(a.ids)
         self._observe()
 
-    def step(self, actions: np.ndarray, observe: bool = True) -> None:
-        """Advance one tick with ``actions`` (``int[C]``; -1 leaves a slot to the built-in policy).
+    def step(self, actions: np.ndarray, observe: bool = True, limit: int = 0) -> None:
+        """Advance with ``actions`` (``int[C]``; -1: the built-in policy): one tick, or in decision mode several.
 
-        ``observe=False`` leaves the observations and masks to the caller (a batch's
-        :class:`~townlet.env.stacked.StackedObserver` writes them for all its towns at once).
+        In decision mode the town ticks on until somebody must decide (see the module docstring), or for at
+        most ``limit`` ticks when ``limit > 0``; ``limit < 0`` leaves the town as it is (a step of no ticks:
+        nothing happens, the actions are not taken). ``observe=False`` leaves the observations and masks to
+        the caller (a batch's :class:`~townlet.env.stacked.StackedObserver` writes them for all its towns).
         """
+        b = self.buffers
+        if limit < 0:
+            for flags in (b.exited, b.arrived, b.truncated):
+                flags[:] = False
+            for sums in (b.reward, b.discounted, b.need_peak):
+                sums[:] = 0.0
+            self.exits, self.last_ticks = {}, 0
+        elif not self.points:
+            self._tick(actions)
+            b.discounted[:] = b.reward
+            np.max(self.sim.world.agents.needs, axis=1, out=b.need_peak, where=b.alive[:, None], initial=0.0)
+            b.deciding[:] = b.alive
+            self.last_ticks = 1
+        else:
+            self._until_decision(actions, limit)
+        if observe:
+            self._observe()
+
+    def _until_decision(self, actions: np.ndarray, limit: int) -> None:
+        """Decision mode: tick until an agent must decide or leaves, or the horizon; sums the rewards."""
+        b, a = self.buffers, self.sim.world.agents
+        acts, total, since = self._acts, self._sum, self.sim.controller.critical_since
+        # Agents at a decision point take their action; the others continue (-1 stays with the built-in policy).
+        np.copyto(acts, np.where(actions < 0, -1, np.where(b.deciding, actions, a.option)))
+        builtin = actions < 0
+        total[:] = 0.0
+        b.discounted[:] = 0.0
+        b.need_peak[:] = 0.0
+        discount = np.float32(1.0)
+        ticks = 0
+        while True:
+            self._tick(acts)
+            ticks += 1
+            deciding = _fold_tick(b.reward, total, b.discounted, discount, b.need_peak, a.needs, a.alive, a.option,
+                                  a.option_started, since, self.sim.world.tick, b.deciding, builtin, acts)
+            discount *= self.gamma
+            if self.done or self._flagged or deciding or ticks == limit:
+                break
+        b.reward[:] = total
+        self.last_ticks = ticks
+
+    def _tick(self, actions: np.ndarray) -> None:
+        """One tick: simulate, then this tick's reward and who left or arrived."""
         b, sim = self.buffers, self.sim
         result = sim.step(actions)
         self.ticks += 1
@@ -150,7 +240,6 @@ class TownCore:
             np.logical_and(alive, ~b.alive | changed, out=b.arrived)
             b.alive[:] = alive
             self._spawn[:] = a.spawn_tick
-            self._critical_since[b.arrived] = NEVER
             self._lifecycle(result.events)
             self._flagged = True
         elif self._flagged:  # clear last step's exits and arrivals
@@ -163,8 +252,6 @@ class TownCore:
             b.truncated[:] = alive
         elif np.count_nonzero(b.truncated):  # (a batch may restore the flags after an autoreset)
             b.truncated[:] = False
-        if observe:
-            self._observe()
 
     @property
     def changed(self) -> bool:
@@ -192,45 +279,38 @@ class TownCore:
         town_masks(w.tick, *mask_scalars(w), *self.mask_args())
 
     def mask_args(self) -> tuple[Any, ...]:
-        """The arguments of :func:`town_masks` after its per-tick scalars (this episode's arrays)."""
+        """The arguments of :func:`~townlet.policy.options.town_masks` after its per-tick scalars (this episode's)."""
         sim, buffers, args = self._mask_args
         if sim is not self.sim or buffers is not self.buffers:
             a, b = self.sim.world.agents, self.buffers
-            args = (b.mask, b.alive, a.needs, self._critical_since, a.option, a.option_started, self.commitment,
-                    self.critical, *mask_arrays(self.sim.world))
+            args = (b.mask, self.sim.controller.critical_since, a.option, a.option_started, self.commitment,
+                    *mask_arrays(self.sim.world))
             self._mask_args = (self.sim, b, args)
         return args
 
 
 @numba.njit(cache=True)
-def town_masks(tick, tod, meal_price, food_price, shower_fee, mask, alive, needs, critical_since, option, started,
-               commitment, critical, water_on, social_on, living, wallet, inventory, job, start, end, early, raw, meal,
-               clothes):
-    """Every slot's option mask row: zeros for empty slots, what may start for agents free to choose.
+def _fold_tick(reward, total, discounted, discount, need_peak, needs, alive, option, started, critical_since, tick,
+               deciding, builtin, acts):
+    """Fold a tick of a decision-mode step: reward sums, need peaks, who decides, the next tick's actions.
 
-    Inside the commitment window only the running option (continuing it) is offered, unless a need turned
-    critical after the option started: then the agent may switch once (the simulation would accept a
-    switch on every tick a need stays critical; offering it once keeps agents from thrashing). Every living
-    agent may continue its running option. Updates ``critical_since``: the first tick of each agent's
-    current critical streak (``NEVER`` if none). ``tod`` to ``shower_fee`` come from
-    :func:`~townlet.policy.options.mask_scalars`, ``water_on`` and the rest from
-    :func:`~townlet.policy.options.mask_arrays`.
+    Returns whether anybody is at a decision point (:func:`~townlet.policy.options.decision_point`).
     """
-    fee, social = town_terms(shower_fee, water_on, social_on, living)
+    anybody = False
     for s in range(len(alive)):
-        row = mask[s]
-        row[:] = 0
+        r = reward[s]
+        total[s] += r
+        discounted[s] += discount * r
         if not alive[s]:
+            deciding[s] = False
+            acts[s] = -1
             continue
         worst = needs[s, 0]
         for k in range(1, needs.shape[1]):
             worst = max(worst, needs[s, k])
-        is_critical = worst >= critical
-        since = min(critical_since[s], tick) if is_critical else NEVER
-        critical_since[s] = since
-        running = option[s] >= 0
-        if not (running and tick - started[s] < commitment and not (is_critical and started[s] < since)):
-            mask_row(row, s, tod, meal_price, food_price, fee, social, wallet, inventory, job, start, end, early, raw,
-                     meal, clothes)
-        if running:
-            row[option[s]] = 1
+        need_peak[s] = max(need_peak[s], worst)
+        here = decision_point(s, option, started, critical_since, tick)
+        deciding[s] = here
+        anybody = anybody or here
+        acts[s] = -1 if builtin[s] else option[s]
+    return anybody

@@ -9,29 +9,34 @@ from gymnasium import spaces
 from pettingzoo import ParallelEnv
 
 from townlet.config.loader import LoadedConfig
-from townlet.env.core import TownCore
+from townlet.env.core import Decisions, TownCore
 from townlet.env.render import ansi_frame, rgb_frame
 
 SEED_BOUND = 2**31
 
 
 class TownletParallelEnv(ParallelEnv):
-    """Every agent of one town acts each step; see the ``townlet.env`` module docstring for the full contract.
+    """One town as a PettingZoo env; see the ``townlet.env`` module docstring for the full contract.
 
     Args:
         loaded: The config (variant, population, horizon and action level already applied).
         render_mode: ``"rgb_array"``, ``"ansi"`` or None.
+        decisions: ``"ticks"`` (a step is a tick, every agent acts) or ``"points"`` (decision mode: a step
+            lasts until some agent must decide; see :mod:`townlet.env.core`).
+        gamma: Discount per tick of ``infos[agent]["discounted_reward"]`` in decision mode.
     """
 
     metadata = {"name": "townlet_v0", "render_modes": ["rgb_array", "ansi"], "is_parallelizable": True,
                 "render_fps": 4}
 
-    def __init__(self, loaded: LoadedConfig, render_mode: str | None = None) -> None:
+    def __init__(self, loaded: LoadedConfig, render_mode: str | None = None, decisions: Decisions = "ticks",
+                 gamma: float = 0.99) -> None:
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode must be one of {self.metadata['render_modes']} or None")
         self.loaded = loaded
         self.render_mode = render_mode
-        self.core = TownCore(loaded)
+        self.core = TownCore(loaded, decisions=decisions, gamma=gamma)
+        self.decisions = decisions
         self.variant = self.core.layout.variant
         self.layout = self.core.layout
         self._observation_space = spaces.Dict({
@@ -79,10 +84,18 @@ class TownletParallelEnv(ParallelEnv):
         self._slot_of = {name: int(s) for name, s in zip(self.agents, live, strict=True)}
         self.possible_agents = list(self.agents)
         obs = self._observations(live)
-        return obs, {name: {} for name in self.agents}
+        infos: dict[str, dict] = {name: {} for name in self.agents}
+        if core.points:
+            for name in self.agents:
+                infos[name] = {"ticks": 0, "must_decide": True, "discounted_reward": 0.0}
+        return obs, infos
 
     def step(self, actions: dict[str, Any]) -> tuple[dict, dict, dict, dict, dict]:
-        """Apply every agent's action for one tick; agents without an action follow the built-in policy."""
+        """Apply the agents' actions for one tick (or, in decision mode, until somebody must decide).
+
+        Agents without an action follow the built-in policy meanwhile; in decision mode an agent that need
+        not decide continues its running option whatever it sends.
+        """
         core, act, slot_of = self.core, self._actions, self._slot_of
         act.fill(-1)
         for name, action in actions.items():
@@ -113,6 +126,8 @@ class TownletParallelEnv(ParallelEnv):
                 slot_of[name] = int(slot)
                 self.possible_agents.append(name)
                 rewards[name], terminations[name], truncations[name], infos[name] = 0.0, False, core.done, {}
+        if core.points:
+            self._decision_infos(infos, before, slot_of)
         live = b.alive.nonzero()[0]
         if core.done:
             live = live[~b.arrived[live]]
@@ -123,6 +138,20 @@ class TownletParallelEnv(ParallelEnv):
             if core.exits or arrivals:
                 self.agents = [str(core.names[s]) for s in live]
         return obs, rewards, terminations, truncations, infos
+
+    def _decision_infos(self, infos: dict[str, dict], before: list[str], slot_of: dict[str, int]) -> None:
+        """Decision mode: ticks passed, who must decide next, the discounted reward of each agent's step."""
+        core = self.core
+        b = core.buffers
+        discounted = b.discounted.tolist()
+        deciding = b.deciding.tolist()
+        leavers = {name: slot for slot, (name, _) in core.exits.items()}
+        for name, info in infos.items():
+            slot = slot_of.get(name, leavers.get(name))
+            arrived = name not in before
+            info["ticks"] = core.last_ticks
+            info["must_decide"] = bool(slot is not None and name in slot_of and deciding[slot] and not core.done)
+            info["discounted_reward"] = 0.0 if arrived or slot is None else float(discounted[slot])
 
     def _observations(self, live: np.ndarray) -> dict[str, dict[str, np.ndarray]]:
         b, names = self.core.buffers, self.core.names

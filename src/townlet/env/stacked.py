@@ -4,7 +4,7 @@ Observing towns one by one pays each town's per-call costs every time: the Pytho
 kernel's arguments, and the unboxing of about a hundred arrays. Here each town's argument tuples (its own
 arrays, built once per episode) sit in numba typed lists, and one call loops over the towns through the
 same kernels a single town uses (:func:`~townlet.observations.encoder.encode_mapped`,
-:func:`~townlet.env.core.town_masks`). Only the per-tick scalars (tick, weather, whether anybody queues,
+:func:`~townlet.policy.options.town_masks`). Only the per-tick scalars (tick, weather, whether anybody queues,
 prices...) are gathered in Python, so the results are those of each town observing on its own.
 """
 
@@ -16,9 +16,9 @@ import numba
 import numpy as np
 from numba.typed import List
 
-from townlet.env.core import TownCore, town_masks
+from townlet.env.core import TownCore
 from townlet.observations.encoder import encode_flat, encode_mapped
-from townlet.policy.options import mask_scalars
+from townlet.policy.options import mask_scalars, town_masks
 
 # Columns of the per-town scalar arrays.
 FIRST, TICK, WEATHER, LINES, TOD = range(5)  # int64 columns

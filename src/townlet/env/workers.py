@@ -46,7 +46,7 @@ def receive(conn: Connection) -> Any:
 
 
 def _serve(conn: Connection, loaded: LoadedConfig, arrays: dict[str, np.ndarray], towns: list[int],
-           n_towns: int, autoreset: bool, sync: np.ndarray) -> None:
+           n_towns: int, autoreset: bool, sync: np.ndarray, decisions: str, gamma: float) -> None:
     """A worker's loop: build its towns on its side, then answer steps and reset / query messages.
 
     A step is asked for by the counter ``sync[ASKED]`` moving past ``sync[DONE]``, or by a pipe message.
@@ -56,7 +56,7 @@ def _serve(conn: Connection, loaded: LoadedConfig, arrays: dict[str, np.ndarray]
 
     cores = {}
     for i in towns:
-        core = TownCore(loaded)
+        core = TownCore(loaded, decisions=decisions, gamma=gamma)  # type: ignore[arg-type]
         core.buffers = town_buffers(arrays, i)
         cores[i] = core
     observer = observer_of(cores)
@@ -102,6 +102,8 @@ class WorkerPool:
         n_towns: Towns in the whole batch.
         shares: Batch indices of the towns each worker steps (one worker per non-empty share).
         autoreset: Reset finished towns (see :class:`~townlet.env.batched.BatchedTowns`).
+        decisions: ``"ticks"`` or ``"points"`` (see :mod:`townlet.env.core`).
+        gamma: Discount per tick of the towns' discounted reward sums.
 
     Attributes:
         arrays: The stacked buffers (numpy views of shared memory), by name.
@@ -109,7 +111,7 @@ class WorkerPool:
     """
 
     def __init__(self, loaded: LoadedConfig, shapes: Shapes, n_towns: int, shares: list[list[int]],
-                 autoreset: bool) -> None:
+                 autoreset: bool, decisions: str = "ticks", gamma: float = 0.99) -> None:
         if "fork" not in mp.get_all_start_methods():
             raise RuntimeError("BatchedTowns workers need the 'fork' start method; use workers=0 here")
         self.arrays: dict[str, np.ndarray] = {}
@@ -133,7 +135,8 @@ class WorkerPool:
         for k, share in enumerate(busy_shares):
             parent, child = ctx.Pipe()
             proc = ctx.Process(target=_serve, daemon=True,
-                               args=(child, loaded, self.arrays, share, n_towns, autoreset, self.sync[k]))
+                               args=(child, loaded, self.arrays, share, n_towns, autoreset, self.sync[k], decisions,
+                                     gamma))
             proc.start()
             child.close()
             self._conns.append(parent)

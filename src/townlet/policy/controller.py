@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING
 import numba
 import numpy as np
 
-from townlet.policy.options import OPTION_LABELS, Option, is_night
+from townlet.policy.options import NEVER, OPTION_LABELS, Option, critical_streaks, is_night, must_decide, option_mask
+from townlet.world.agents import Activity
 from townlet.world.events import EventKind
 from townlet.world.grid import FAR
 
@@ -36,7 +37,12 @@ class Step:
 
 
 class OptionController:
-    """Builds plans for options and advances agents through their steps."""
+    """Builds plans for options and advances agents through their steps; keeps the agents' critical streaks.
+
+    Attributes:
+        critical_since: ``int64[C]`` the first tick of each agent's current streak with a need at or above
+            ``needs.critical`` (``NEVER``: none); the mask and the decision points read it.
+    """
 
     def __init__(self, world: World) -> None:
         self.world = world
@@ -59,6 +65,8 @@ class OptionController:
         }
         self.public = {key: tuple(int(x) for x in o.of_type_in_kind(key[1], key[0])) for key in self.shared}
         self._arrays: dict[tuple[int, ...], np.ndarray] = {}  # candidate tuples as arrays, for _best_object
+        self.critical_since = np.full(world.agents.capacity, NEVER, dtype=np.int64)
+        self._critical = np.float32(world.config.needs.critical)
 
     # -- plans --------------------------------------------------------------------------------------
 
@@ -148,6 +156,34 @@ class OptionController:
         return []
 
     # -- running ------------------------------------------------------------------------------------
+
+    def settle(self) -> None:
+        """Bring every agent's option up to date with its body (mutates the world; between ticks and in ``policy``).
+
+        A walk past ``options.max_option_ticks`` fails; an idle body moves on to its option's next step, or
+        its option ends (finished or failed), so that an agent whose plan ran out holds no option. Then the
+        critical streaks (:attr:`critical_since`) are brought up to date for the tick about to run.
+        """
+        w, a = self.world, self.world.agents
+        stalled, idle = _unsettled(a.alive, a.activity, a.option, a.step_started, w.tick, self.travel_limit)
+        for slot in stalled:
+            w.fail_step(int(slot), "travel_timeout")
+        for slot in idle:
+            self.advance(int(slot))
+        critical_streaks(a.alive, a.needs, self._critical, self.critical_since, w.tick)
+
+    def deciding(self) -> np.ndarray:
+        """``bool[C]`` agents at a decision point now: no option, or a need turned critical under their option."""
+        a = self.world.agents
+        return must_decide(a.alive, a.option, a.option_started, self.critical_since, self.world.tick)
+
+    def masks(self, slots: np.ndarray | None = None, commitment: int | None = None) -> np.ndarray:
+        """``bool[n, 7]`` the option mask of ``slots`` (living by default); ``commitment``: the window by default.
+
+        See :mod:`townlet.policy.options` (``DECISION_POINTS`` for the semi-MDP mask, 0 for every possible option).
+        """
+        window = self.commitment if commitment is None else commitment
+        return option_mask(self.world, slots, window, self.critical_since)
 
     def start(self, slot: int, option: Option, steps: list[Step] | None = None) -> bool:
         """Begin an option for an agent (abandoning the current one); False if it has no plan.
@@ -288,6 +324,30 @@ class OptionController:
         """Drop the plan of an agent that left."""
         self.plans.pop(slot, None)
         self.failures[slot] = 0
+        self.critical_since[slot] = NEVER
+
+
+_IDLE, _MOVING = int(Activity.IDLE), int(Activity.MOVING)
+
+
+@numba.njit(cache=True)
+def _unsettled(alive: np.ndarray, activity: np.ndarray, option: np.ndarray, step_started: np.ndarray, tick: int,
+               limit: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(stalled, idle)``: walkers past ``limit`` ticks, then agents with an option and an idle body (or a stall)."""
+    stalled = np.empty(len(alive), dtype=np.int64)
+    idle = np.empty(len(alive), dtype=np.int64)
+    n = m = 0
+    for s in range(len(alive)):
+        if not alive[s]:
+            continue
+        walking_too_long = activity[s] == _MOVING and tick - step_started[s] > limit
+        if walking_too_long:
+            stalled[n] = s
+            n += 1
+        if option[s] >= 0 and (activity[s] == _IDLE or walking_too_long):
+            idle[m] = s
+            m += 1
+    return stalled[:n], idle[:m]
 
 
 NEEDS_FIELD = -2  # _best_object's answer when a candidate it must measure has no distance field yet

@@ -1,7 +1,12 @@
-"""A learned policy driving a live town: observations -> network -> one option per agent per tick.
+"""A learned policy driving a live town: observations -> network -> options for the agents that must choose.
 
 ``LearnedPolicy.act(sim)`` returns the option array that :meth:`Simulation.step` takes; it also keeps the
-latest option probabilities and values per slot for the viewer's policy inspector. Torch is imported only
+latest option probabilities and values per slot for the viewer's policy inspector. A semi-MDP policy
+(``spec.decisions == "points"``, what ``townlet train`` makes) is asked only for the agents at a decision
+point (their option finished or failed, they just arrived, a need turned critical): everybody else
+continues the running option and costs no forward pass. A per-tick policy (older checkpoints) is asked for
+every living agent every tick. Either way the mask is the one option mask the policy trained with
+(:mod:`townlet.policy.options`, through :meth:`Simulation.masks`). Torch is imported only
 when a learned policy is actually used. The forward pass runs on ``threads`` torch threads (one by default):
 a small network acting tick by tick only loses to thread hand-offs (about 30 ticks/s against 420 on a busy
 2-core machine). A recurrent policy's state is per slot and starts from zero for a newcomer in the slot or
@@ -19,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from townlet.policy.checkpoint import Checkpoint, CheckpointError, build_network, load
-from townlet.policy.options import OPTION_COUNT, option_mask
+from townlet.policy.options import OPTION_COUNT
 
 if TYPE_CHECKING:
     from townlet.sim.simulation import Simulation
@@ -46,7 +51,7 @@ def torch_threads(threads: int = 1) -> Iterator[None]:
 
 
 class LearnedPolicy:
-    """Chooses options for every living agent each tick from a checkpoint.
+    """Chooses options from a checkpoint for the agents that must choose (every living agent, per tick).
 
     Args:
         checkpoint: A :class:`Checkpoint` or a path to one.
@@ -54,8 +59,11 @@ class LearnedPolicy:
         threads: Torch CPU threads for the forward pass (``promotion.policy_threads``; 0: torch's default).
 
     Attributes:
-        probs: ``float32[C, 7]`` option probabilities from the last tick (zeros for empty slots).
-        values: ``float32[C]`` value estimates from the last tick.
+        probs: ``float32[C, 7]`` option probabilities at each agent's last decision (zeros for empty slots).
+        values: ``float32[C]`` value estimates at each agent's last decision.
+        decision_points: The policy chooses at decision points only (a semi-MDP policy).
+        deciders: ``int64[n]`` slots that chose at the last tick (empty: nobody did).
+        masks: ``bool[n, 7]`` their mask rows.
     """
 
     def __init__(self, checkpoint: Checkpoint | str | Path, greedy: bool = False, threads: int = 1) -> None:
@@ -63,6 +71,9 @@ class LearnedPolicy:
         self.net = build_network(self.checkpoint)
         self.greedy = greedy
         self.threads = threads
+        self.decision_points = self.checkpoint.spec.decisions == "points"
+        self.deciders = np.zeros(0, dtype=np.int64)
+        self.masks = np.zeros((0, OPTION_COUNT), dtype=bool)
         self.encoder: Any = None
         self._world: Any = None
         self._state: Any = None
@@ -102,22 +113,24 @@ class LearnedPolicy:
             self._state[1][:, idx] = 0.0
 
     def act(self, sim: Simulation) -> np.ndarray:
-        """One option per slot for the coming tick (-1 for empty slots)."""
+        """One option per slot for the coming tick (-1 for empty slots; the running option where nobody chooses)."""
         import torch
 
         if self._world is not sim.world:
             self._bind(sim)
         world = sim.world
-        obs = self.encoder.encode()
-        live = world.agents.slots()
-        actions = np.full(world.agents.capacity, -1, dtype=np.int64)
+        a = world.agents
+        actions = np.where(a.alive, a.option, -1).astype(np.int64)
+        live = sim.controller.deciding().nonzero()[0] if self.decision_points else a.slots()
+        self.deciders = live
         if not len(live):
+            self.masks = np.zeros((0, OPTION_COUNT), dtype=bool)
             return actions
-        mask = option_mask(world, live)
-        running = world.agents.option[live]
-        mask[np.flatnonzero(running >= 0), running[running >= 0]] = True
+        obs = self.encoder.encode()
+        mask = sim.masks(self.decision_points)[live]
+        self.masks = mask
         if self._state is not None:
-            spawn = world.agents.spawn_tick[live]
+            spawn = a.spawn_tick[live]
             fresh = (spawn != self._spawn[live]) | (obs[live, self._ctx] > 0.5)
             self.reset_state(live[fresh])
             self._spawn[live] = spawn
@@ -136,7 +149,7 @@ class LearnedPolicy:
             draws = world.rng.policy.random(len(live))[:, None]
             choice = (cumulative < draws).sum(axis=1).clip(0, OPTION_COUNT - 1)
         actions[live] = choice
-        self.probs[:] = 0.0
+        self.probs[~a.alive] = 0.0
         self.probs[live] = probs
         self.values[live] = value.numpy()
         return actions

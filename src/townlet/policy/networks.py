@@ -33,6 +33,8 @@ class NetworkSpec:
             When set, a learned per-option *stay bias* is added to the running option's logit: the prior that
             an option, once chosen, is continued (it starts at ``stay_bias``).
         stay_bias: Initial value of the stay bias.
+        decisions: ``"points"``: the policy chooses only at decision points (a semi-MDP policy, trained in the
+            env's decision mode); ``"ticks"``: every living agent every tick (older checkpoints).
     """
 
     obs_dim: int
@@ -44,10 +46,11 @@ class NetworkSpec:
     map_order: str = "chw"
     running_option_at: int = -1
     stay_bias: float = 0.0
+    decisions: str = "ticks"
 
     @classmethod
     def for_layout(cls, layout: Any, n_actions: int, hidden: int = 128, lstm: bool = False,
-                   stay_bias: float | None = None) -> NetworkSpec:
+                   stay_bias: float | None = None, decisions: str = "points") -> NetworkSpec:
         """The spec for an observation layout: a CNN over the map block for ``full``, else an MLP.
 
         Args:
@@ -56,12 +59,13 @@ class NetworkSpec:
             hidden: Width of the hidden layers.
             lstm: Add the recurrent core.
             stay_bias: Add the learned stay bias, starting at this value (options action level only).
+            decisions: ``"points"`` (a semi-MDP policy) or ``"ticks"``.
         """
         from townlet.config.models import OPTION_NAMES
 
-        extra: dict[str, Any] = {}
+        extra: dict[str, Any] = {"decisions": decisions}
         if stay_bias is not None and n_actions == len(OPTION_NAMES):
-            extra = {"running_option_at": layout.index(f"option.{OPTION_NAMES[0]}"), "stay_bias": float(stay_bias)}
+            extra.update(running_option_at=layout.index(f"option.{OPTION_NAMES[0]}"), stay_bias=float(stay_bias))
         if layout.variant != "full":
             return cls(layout.size, n_actions, None, hidden, lstm, **extra)
         start, stop = layout.blocks["map"]

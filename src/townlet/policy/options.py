@@ -1,8 +1,24 @@
-"""Options (GetFed, GetClean, GoToWork, ShopGroceries, Sleep, Socialise, Idle) and the action mask.
+"""Options (GetFed, GetClean, GoToWork, ShopGroceries, Sleep, Socialise, Idle), the one option mask, decision points.
 
-The mask marks options that cannot possibly run for an agent right now (no food and no money to buy
-any, no job or not near shift time, nobody to talk to); masked options are never chosen and never
-punished.
+There is one mask, computed by one compiled rule (:func:`mask_slot`) wherever a mask is needed: the
+simulation (checking external choices, asking the built-in policy), the RL env, capture for behaviour
+cloning, the trainer and :class:`~townlet.policy.learned.LearnedPolicy`. A row says which options an agent
+may choose now:
+
+- *possible* options (:func:`mask_row`): not those that cannot run (no food and no money to buy any, no
+  job or not near shift time, nobody to talk to); masked options are never chosen and never punished;
+- but only when the agent is *free to choose*; otherwise the row holds just the running option
+  (choosing it continues it). Who is free depends on the ``commitment`` argument:
+
+  - ``commitment >= 0`` (tick by tick): an agent with no option, one whose option has run ``commitment``
+    ticks (the commitment window; 0: everybody), or one whose need turned critical after its option started;
+  - ``commitment = DECISION_POINTS`` (semi-MDP): only an agent at a *decision point* (:func:`must_decide`):
+    its option finished or failed (or it just arrived: it has none), or a need turned critical this tick
+    while its option runs.
+
+Every living agent may continue its running option. Critical streaks (``critical_since``, the first tick of
+each agent's current streak with a need at or above ``needs.critical``) are kept by the option controller
+between ticks (:meth:`~townlet.policy.controller.OptionController.settle`).
 """
 
 from __future__ import annotations
@@ -89,11 +105,62 @@ def mask_arrays(world: World) -> tuple[Any, ...]:
             items.get("clean_clothes", -1))
 
 
-def option_mask(world: World, slots: np.ndarray | None = None) -> np.ndarray:
-    """``bool[n, 7]`` which options each agent (living slots by default) could start now."""
+NEVER = np.iinfo(np.int64).max  # ``critical_since`` of an agent with no critical need
+DECISION_POINTS = -1  # ``commitment`` of the semi-MDP mask: choices only at decision points
+
+
+def option_mask(world: World, slots: np.ndarray | None = None, commitment: int = 0,
+                critical_since: np.ndarray | None = None) -> np.ndarray:
+    """``bool[n, 7]`` the option mask of ``slots`` (living slots by default) for the coming tick.
+
+    Args:
+        world: The town, between ticks.
+        slots: Slots to mask (each row: see the module docstring).
+        commitment: The commitment window in ticks (0: every agent is free to choose, so a row is every
+            possible option plus the running one), or ``DECISION_POINTS``.
+        critical_since: ``int64[C]`` critical streaks (the controller's); None: nobody's need is critical.
+    """
     if slots is None:
         slots = world.agents.slots()
-    return _option_mask(slots, *mask_scalars(world), *mask_arrays(world))
+    if critical_since is None:
+        critical_since = np.full(world.agents.capacity, NEVER, dtype=np.int64)
+    a = world.agents
+    return _slot_masks(np.asarray(slots, dtype=np.int64), world.tick, *mask_scalars(world), critical_since, a.option,
+                       a.option_started, commitment, *mask_arrays(world))
+
+
+@numba.njit(cache=True)
+def decision_point(s: int, option: np.ndarray, started: np.ndarray, critical_since: np.ndarray, tick: int) -> bool:
+    """Whether living slot ``s`` is at a decision point before ``tick``: no option, or a need just turned critical."""
+    return option[s] < 0 or (critical_since[s] == tick and started[s] < tick)
+
+
+@numba.njit(cache=True)
+def must_decide(alive: np.ndarray, option: np.ndarray, started: np.ndarray, critical_since: np.ndarray,
+                tick: int) -> np.ndarray:
+    """``bool[C]`` agents at a decision point before ``tick`` (:func:`decision_point`)."""
+    out = np.zeros(len(alive), dtype=np.bool_)
+    for s in range(len(alive)):
+        if alive[s]:
+            out[s] = decision_point(s, option, started, critical_since, tick)
+    return out
+
+
+@numba.njit(cache=True)
+def critical_streaks(alive: np.ndarray, needs: np.ndarray, critical: np.float32, critical_since: np.ndarray,
+                     tick: int) -> None:
+    """Update ``critical_since`` for the coming ``tick``: the first tick of each agent's current critical streak."""
+    for s in range(len(alive)):
+        if not alive[s]:
+            critical_since[s] = NEVER
+            continue
+        worst = needs[s, 0]
+        for k in range(1, needs.shape[1]):
+            worst = max(worst, needs[s, k])
+        if worst < critical:
+            critical_since[s] = NEVER
+        elif critical_since[s] == NEVER:
+            critical_since[s] = tick
 
 
 @numba.njit(cache=True)
@@ -128,12 +195,50 @@ def mask_row(row: np.ndarray, s: int, tod: int, meal_price: float, food_price: f
 
 
 @numba.njit(cache=True)
-def _option_mask(slots, tod, meal_price, food_price, shower_fee, water_on, social_on, alive, wallet, inventory, job,
-                 start, end, early, raw, meal, clothes):
-    """The mask rows of ``slots`` (the arguments after them: :func:`mask_scalars`, then :func:`mask_arrays`)."""
+def mask_slot(row: np.ndarray, s: int, tick: int, tod: int, meal_price: float, food_price: float, fee: float,
+              social: bool, critical_since: np.ndarray, option: np.ndarray, started: np.ndarray, commitment: int,
+              wallet: np.ndarray, inventory: np.ndarray, job: np.ndarray, start: np.ndarray, end: np.ndarray,
+              early: int, raw: int, meal: int, clothes: int) -> None:
+    """Write living slot ``s``'s mask row: the one option mask (see the module docstring)."""
+    running = option[s] >= 0
+    since = critical_since[s]
+    if commitment == DECISION_POINTS:
+        free = decision_point(s, option, started, critical_since, tick)
+    elif not running:
+        free = True
+    else:
+        free = tick - started[s] >= commitment or (since != NEVER and started[s] < since)
+    row[:] = 0
+    if free:
+        mask_row(row, s, tod, meal_price, food_price, fee, social, wallet, inventory, job, start, end, early, raw,
+                 meal, clothes)
+    if running:
+        row[option[s]] = 1
+
+
+@numba.njit(cache=True)
+def town_masks(tick, tod, meal_price, food_price, shower_fee, mask, critical_since, option, started, commitment,
+               water_on, social_on, alive, wallet, inventory, job, start, end, early, raw, meal, clothes):
+    """Every slot's mask row into ``mask`` (``[C, A]`` of any integer or bool dtype): zeros for empty slots.
+
+    ``tod`` to ``shower_fee`` come from :func:`mask_scalars`, ``water_on`` and the rest from :func:`mask_arrays`.
+    """
     fee, social = town_terms(shower_fee, water_on, social_on, alive)
-    mask = np.empty((len(slots), OPTION_COUNT), dtype=np.bool_)
+    for s in range(len(alive)):
+        if alive[s]:
+            mask_slot(mask[s], s, tick, tod, meal_price, food_price, fee, social, critical_since, option, started,
+                      commitment, wallet, inventory, job, start, end, early, raw, meal, clothes)
+        else:
+            mask[s, :] = 0
+
+
+@numba.njit(cache=True)
+def _slot_masks(slots, tick, tod, meal_price, food_price, shower_fee, critical_since, option, started, commitment,
+                water_on, social_on, alive, wallet, inventory, job, start, end, early, raw, meal, clothes):
+    """The mask rows of ``slots`` (the same rule as :func:`town_masks`)."""
+    fee, social = town_terms(shower_fee, water_on, social_on, alive)
+    mask = np.zeros((len(slots), OPTION_COUNT), dtype=np.bool_)
     for i in range(len(slots)):
-        mask_row(mask[i], slots[i], tod, meal_price, food_price, fee, social, wallet, inventory, job, start, end,
-                 early, raw, meal, clothes)
+        mask_slot(mask[i], slots[i], tick, tod, meal_price, food_price, fee, social, critical_since, option, started,
+                  commitment, wallet, inventory, job, start, end, early, raw, meal, clothes)
     return mask

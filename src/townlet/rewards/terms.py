@@ -16,9 +16,11 @@ Terms (weights in ``rewards``; the table with defaults is in docs/lifecycle.md):
   ``relationship`` (mean trust of one's ties). Ignored while any need is above ``social_need_cap``.
 
 Guardrails, in order: no positive reward within ``exit_guard_ticks`` of an exit trigger (collapse, eviction
-notice, pending exit, the exit itself); clip to ``±clip_tick``; clip the episode's return to
-``±clip_episode``. Their net effect is the ``guardrails`` entry of the breakdown, so the breakdown of a
-slot always sums to its reward.
+notice, pending exit, the exit itself); clip to ``±clip_tick``; then the episode cap: a positive reward is cut
+so that the episode's return never exceeds ``+clip_episode``. The cap bounds what exploiting positive terms
+can earn and nothing else: a penalty is never clipped by it, however much an agent has lost (a floor on the
+return would make every later penalty free, and a policy that had lost enough would stop caring). Their net
+effect is the ``guardrails`` entry of the breakdown, so the breakdown of a slot always sums to its reward.
 """
 
 from __future__ import annotations
@@ -105,8 +107,8 @@ class Rewards:
         self._survival = np.float32(cfg.survival)
         self._spawned = -1
         self._lo_tick, self._hi_tick = np.float32(-cfg.clip_tick), np.float32(cfg.clip_tick)
-        self._lo_episode, self._hi_episode = np.float32(-cfg.clip_episode), np.float32(cfg.clip_episode)
-        self._return_bound = 0.0  # an upper bound on |episode_return| (skips the episode clip while far)
+        self._hi_episode = np.float32(cfg.clip_episode)
+        self._return_bound = 0.0  # an upper bound on every episode_return (skips the episode cap while far below)
 
     def update(self, world: World) -> None:
         """Compute every slot's reward for this tick (the ``rewards`` phase)."""
@@ -188,11 +190,11 @@ class Rewards:
         """Apply the guardrails to the summed terms; ``counted`` is living plus leaving agents."""
         cfg = self.cfg
         near_exit = tick - self.last_trigger <= cfg.exit_guard_ticks
-        # The episode clip can only bite once |return| could have reached it (a cheap upper bound).
+        # The episode cap can only bite once a return could have reached it (a cheap upper bound).
         clip_episode = self._return_bound + cfg.clip_tick >= cfg.clip_episode
         total, squares, bound = _guardrails(
             self._terms, self.last, self.episode_return, self.trigger_tick, tick, cfg.exit_guard_ticks, near_exit,
-            self._lo_tick, self._hi_tick, clip_episode, self._lo_episode, self._hi_episode,
+            self._lo_tick, self._hi_tick, clip_episode, self._hi_episode,
         )
         self._return_bound = bound if clip_episode else self._return_bound + cfg.clip_tick
         self.stats.update_sums(counted, total, squares)
@@ -229,11 +231,12 @@ def _living_terms(terms: np.ndarray, needs: np.ndarray, alive: np.ndarray, neg_w
 @numba.njit(cache=True)
 def _guardrails(terms: np.ndarray, reward: np.ndarray, episode_return: np.ndarray, trigger_tick: np.ndarray,
                 tick: int, guard_ticks: int, near_exit: bool, lo: np.float32, hi: np.float32, clip_episode: bool,
-                lo_episode: np.float32, hi_episode: np.float32) -> tuple[float, float, float]:
+                hi_episode: np.float32) -> tuple[float, float, float]:
     """Sum every term but the last (the guardrails row) into ``reward``, apply the guardrails in place.
 
     Writes the guardrails' net effect into the last row and adds the rewards to ``episode_return``; returns
-    the sum and the sum of squares of the rewards, and the largest ``|episode_return|``.
+    the sum and the sum of squares of the rewards, and the largest ``episode_return``. The episode cap only
+    ever lowers a positive reward (to what keeps the return at or below ``hi_episode``).
     """
     guard_row = terms.shape[0] - 1
     zero = np.float32(0.0)
@@ -247,15 +250,12 @@ def _guardrails(terms: np.ndarray, reward: np.ndarray, episode_return: np.ndarra
             r = min(r, zero)  # no positive reward right after an exit trigger
         r = min(r, hi)
         ret = episode_return[s]
-        if clip_episode:
-            clipped = min(max(ret + r, lo_episode), hi_episode)
-            r = clipped - ret
-            episode_return[s] = clipped
-        else:
-            episode_return[s] = ret + r
+        if clip_episode and r > zero:
+            r = max(min(r, hi_episode - ret), zero)
+        episode_return[s] = ret + r
         reward[s] = r
         terms[guard_row, s] = r - raw
         total += float(r)
         squares += float(r) * float(r)
-        bound = max(bound, abs(float(episode_return[s])))
+        bound = max(bound, float(episode_return[s]))
     return total, squares, bound

@@ -21,7 +21,7 @@ from townlet.lifecycle import Lifecycle
 from townlet.narration import Narrator
 from townlet.perturbations import Perturbations
 from townlet.policy.controller import OptionController
-from townlet.policy.options import OPTION_COUNT, Option, option_mask
+from townlet.policy.options import DECISION_POINTS, OPTION_COUNT, Option
 from townlet.policy.primitives import PrimitiveRules
 from townlet.policy.scripted import OptionPolicy, RandomPolicy, ScriptedPolicy
 from townlet.rewards import Rewards
@@ -104,6 +104,7 @@ class Simulation:
         self._interrupt_level = np.float32(self.config.options.interrupt_level)
         self._slot_phase = np.arange(self.world.agents.capacity) % self.config.options.interrupt_every
         self._actions: np.ndarray | None = None
+        self._settled: list[Event] = []  # events of settling between ticks, for the next tick's list
         self._running = np.full(self.world.agents.capacity, -1, dtype=np.int8)
         self._no_actions = np.full(self.world.agents.capacity, -1, dtype=np.int64)
         # env.action_level: external actions are options, or primitives (wait, moves, interactions)
@@ -112,6 +113,7 @@ class Simulation:
             self.world.spawn()
         self.invariant_problems = self.world.economy.check_invariant(self.world)
         self.world.events.clear()
+        self._settle()
         # Life and drama: always installed, their feature flags decide whether they act.
         self.perturbations = Perturbations(self.world)
         self.perturbations.summon = self.controller.meet
@@ -152,7 +154,7 @@ class Simulation:
                 When None and an :attr:`actor` is set (a learned policy), the actor chooses.
         """
         w = self.world
-        w.events = []
+        w.events, self._settled = self._settled, []  # the tick's events start with what settling emitted
         if actions is None and self.actor is not None:
             actions = self.actor.act(self)
         self._actions = actions
@@ -175,6 +177,7 @@ class Simulation:
         result = TickResult(w.tick, w.events, timings)
         w.tick += 1
         self.ticks_run += 1
+        self._settle()
         for hook in self.after_step:
             hook(self)
         return result
@@ -196,21 +199,34 @@ class Simulation:
         agents = int(self.world.agents.alive.sum())
         return self.timings.summary(agents, self.config.telemetry.target_tick_ms(agents))
 
-    def masks(self) -> np.ndarray:
+    def masks(self, decision_points: bool = False) -> np.ndarray:
         """``bool[capacity, A]`` action mask for every slot (rows of empty slots are all False).
 
-        ``A`` is 7 options, or ``5 + affordances`` primitives when ``env.action_level`` is ``primitives``.
+        ``A`` is 7 options (the one option mask of :mod:`townlet.policy.options`: tick by tick with the
+        commitment window, or with ``decision_points`` the semi-MDP mask), or ``5 + affordances`` primitives
+        when ``env.action_level`` is ``primitives``.
         """
         slots = self.world.agents.slots()
         if self.primitives is not None:
             rows = self.primitives.mask(self.world, slots)
         else:
-            rows = option_mask(self.world, slots)
+            rows = self.controller.masks(slots, DECISION_POINTS if decision_points else None)
         full = np.zeros((self.world.agents.capacity, rows.shape[1]), dtype=bool)
         full[slots] = rows
         return full
 
     # -- phases -------------------------------------------------------------------------------------
+
+    def _settle(self) -> None:
+        """Between ticks: options whose plan ran out end now, so who must decide next is known (see env).
+
+        Runs after ``tick`` advanced, so a step it starts is timed as if the next tick had started it, and
+        what it emits is kept for the next tick's events (``world.events`` still shows the tick just run).
+        """
+        w = self.world
+        finished, w.events = w.events, []
+        self.controller.settle()
+        self._settled, w.events = w.events, finished
 
     def _apply_commands(self) -> None:
         # Take exactly what has arrived so far: another thread (the console) may append meanwhile.
@@ -225,10 +241,7 @@ class Simulation:
         actions = self._actions
         if actions is not None:
             self._running[:] = a.option  # what each agent was doing when its action was chosen
-        for slot in scans.stalled(a.alive, a.activity, a.step_started, w.tick, ctl.travel_limit):
-            w.fail_step(int(slot), "travel_timeout")
-        for slot in scans.idle(a.alive, a.activity):
-            ctl.advance(int(slot))
+        ctl.settle()  # (only a command or a perturbation this tick leaves anything to settle)
         if actions is None:
             actions = self._no_actions
         elif self.primitives is not None:
@@ -238,7 +251,7 @@ class Simulation:
             self._apply_external(scans.switching(a.alive, actions, a.option, self._running))
         free, any_builtin = scans.builtin_free(a.alive, actions, a.option)
         if len(free):
-            masks = option_mask(w, free)
+            masks = ctl.masks(free)
             for slot, row in zip(free, masks, strict=True):
                 ctl.start(int(slot), Option(self.policy.choose(w, int(slot), row)))
         if any_builtin:
@@ -248,20 +261,20 @@ class Simulation:
         """Start the external choices of agents switching options (``switching``: their slots).
 
         Choosing the running option continues it, also when it ended earlier this tick (the choice was
-        made while it ran): those never get here. Only real switches are checked against the mask.
+        made while it ran): those never get here. Only real switches are checked, against the option mask
+        (:meth:`OptionController.masks`, tick by tick: the commitment window holds unless a need turned
+        critical): a choice the mask allows always takes effect.
         """
         if not len(switching):
             return
-        w, a, ctl = self.world, self.world.agents, self.controller
+        ctl = self.controller
         assert self._actions is not None
-        critical = self._critical
-        for slot, row in zip(switching.tolist(), option_mask(w, switching), strict=True):
+        for slot, row in zip(switching.tolist(), ctl.masks(switching), strict=True):
             choice = int(self._actions[slot])
             if not (0 <= choice < OPTION_COUNT) or not row[choice]:
                 self.invalid_actions += 1
                 continue
-            if ctl.may_switch(slot) or a.needs[slot].max() >= critical:
-                ctl.start(slot, Option(choice))
+            ctl.start(slot, Option(choice))
 
     def _interrupt_for_pressing_needs(self, external: np.ndarray) -> None:
         """Let the built-in policy reconsider agents whose hunger or fatigue has grown pressing.
@@ -283,7 +296,7 @@ class Simulation:
         slots = due.nonzero()[0]
         if not len(slots):
             return
-        for slot, row in zip(slots, option_mask(w, slots), strict=True):
+        for slot, row in zip(slots, ctl.masks(slots, commitment=0), strict=True):
             choice = self.policy.choose(w, int(slot), row)
             if choice != a.option[slot]:
                 ctl.start(int(slot), Option(choice))

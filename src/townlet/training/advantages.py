@@ -1,50 +1,53 @@
-"""Per-agent returns and advantages (GAE) over a rollout of many agent slots at once.
+"""Per-agent returns and advantages (GAE) over semi-MDP transitions, each with its own discount.
 
-Rollouts are arrays shaped ``[T, B]`` where B counts agent slots across towns. An agent's episode ends at
-its exit (``done``); a slot that holds nobody is ``valid = False``; a newcomer in a slot starts a fresh
-episode, so nothing is bootstrapped across an exit or a spawn.
+A transition j lasted ``k_j`` ticks: its reward is ``R_j = sum_i gamma**i r_i`` over those ticks and its
+discount ``d_j = gamma**k_j``. The TD error bootstraps with the value at the agent's next decision:
+
+    delta_j = R_j + d_j * V_next_j - V_j
+    A_j     = delta_j + d_j * lambda * A_next(j)
+
+where ``next(j)`` is the same agent's following transition (``next_index``). An exit has ``V_next = 0``; an
+episode cut at the horizon bootstraps with ``V(final observation)``; either way nothing flows back past the
+end of an agent's episode (``ends``), and a newcomer in the slot starts a chain of its own. Lambda applies per
+decision (not per tick): it trades bias for variance between decisions. With ``k = 1`` everywhere this is the
+textbook per-step GAE.
 """
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 
 
-def gae(
-    rewards: np.ndarray,
-    values: np.ndarray,
-    dones: np.ndarray,
-    valid: np.ndarray,
-    last_values: np.ndarray,
-    gamma: float,
-    lam: float,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Generalised advantage estimates and returns.
+def gae(rewards: np.ndarray, values: np.ndarray, discounts: np.ndarray, next_values: np.ndarray, ends: np.ndarray,
+        next_index: np.ndarray, lam: float) -> tuple[np.ndarray, np.ndarray]:
+    """Generalised advantage estimates and returns of ``n`` transitions.
 
     Args:
-        rewards: ``[T, B]`` reward received after acting at step t.
-        values: ``[T, B]`` value estimate at step t.
-        dones: ``[T, B]`` the agent's episode ended at step t (no bootstrap past it).
-        valid: ``[T, B]`` a living agent acted in this slot at step t.
-        last_values: ``[B]`` value of the state after the last step (bootstrap for unfinished episodes).
-        gamma: Discount.
-        lam: GAE lambda.
+        rewards: ``[n]`` discounted reward of each transition's ticks.
+        values: ``[n]`` value at each transition's decision.
+        discounts: ``[n]`` ``gamma ** ticks`` of each transition.
+        next_values: ``[n]`` the value each bootstraps with (0 after an exit).
+        ends: ``[n]`` the agent's episode ended with the transition (exit or horizon).
+        next_index: ``[n]`` row of the same agent's next transition, always later in the arrays (-1: none).
+        lam: GAE lambda, per decision.
 
     Returns:
-        ``(advantages, returns)``, both ``[T, B]`` float32; zero where not valid.
+        ``(advantages, returns)``, both ``float32[n]``; returns are ``advantages + values``.
     """
-    steps = rewards.shape[0]
-    adv = np.zeros_like(rewards, dtype=np.float32)
-    running = np.zeros(rewards.shape[1], dtype=np.float32)
-    next_values = last_values.astype(np.float32)
-    next_valid = np.ones(rewards.shape[1], dtype=bool)
-    for t in range(steps - 1, -1, -1):
-        cont = (1.0 - dones[t].astype(np.float32)) * next_valid
-        delta = rewards[t] + gamma * next_values * cont - values[t]
-        running = delta + gamma * lam * cont * running
-        running = np.where(valid[t], running, 0.0).astype(np.float32)
-        adv[t] = running
-        next_values = values[t]
-        next_valid = valid[t]
-    returns = np.where(valid, adv + values, 0.0).astype(np.float32)
-    return adv, returns
+    adv = _gae(np.asarray(rewards, np.float64), np.asarray(values, np.float64), np.asarray(discounts, np.float64),
+               np.asarray(next_values, np.float64), np.asarray(ends, np.bool_), np.asarray(next_index, np.int64),
+               float(lam))
+    return adv.astype(np.float32), (adv + values).astype(np.float32)
+
+
+@numba.njit(cache=True)
+def _gae(rewards, values, discounts, next_values, ends, next_index, lam):
+    n = len(rewards)
+    adv = np.zeros(n)
+    for j in range(n - 1, -1, -1):
+        delta = rewards[j] + discounts[j] * next_values[j] - values[j]
+        following = next_index[j]
+        carry = adv[following] if following >= 0 and not ends[j] else 0.0
+        adv[j] = delta + discounts[j] * lam * carry
+    return adv

@@ -1,10 +1,10 @@
 """Behaviour cloning: train the option policy to imitate the scripted routine from a captured dataset.
 
 Whole episodes are held out (a share of each scenario's seeds), so the held-out accuracy measures days the
-network never saw. The loss is the masked categorical cross-entropy of the scripted option, with the rare
-samples where the routine *chose* (rather than continued) an option weighted up (``imitation.bc``). The result
-is an ordinary policy checkpoint (``townlet train --init`` and ``townlet evaluate --checkpoint`` take it) whose
-``meta["bc"]`` holds the accuracy report.
+network never saw. The samples are the routine's choices at decision points (:mod:`townlet.training.capture`),
+so the clone is a semi-MDP policy like those PPO trains; the loss is the masked categorical cross-entropy of
+the scripted option (``imitation.bc``). The result is an ordinary policy checkpoint (``townlet train --init``
+and ``townlet evaluate --checkpoint`` take it) whose ``meta["bc"]`` holds the accuracy report.
 """
 
 from __future__ import annotations
@@ -31,9 +31,7 @@ class BcReport:
     """How the clone did.
 
     Attributes:
-        holdout_accuracy: Share of held-out ticks (gap samples aside) where the greedy option is the scripted one.
-        holdout_decision_accuracy: The same over ticks where the routine chose an option (the hard ones).
-        holdout_gap_accuracy: The same over the held-out gap samples (see :mod:`townlet.training.capture`).
+        holdout_accuracy: Share of held-out decisions where the greedy option is the scripted one.
         train_accuracy: Accuracy on the training episodes.
         per_scenario: Held-out accuracy per scenario.
         train_samples / holdout_samples: Sample counts.
@@ -45,8 +43,6 @@ class BcReport:
     """
 
     holdout_accuracy: float
-    holdout_decision_accuracy: float
-    holdout_gap_accuracy: float
     train_accuracy: float
     per_scenario: dict[str, float]
     train_samples: int
@@ -96,11 +92,10 @@ def _split_single(data: Dataset, holdout: float) -> tuple[dict[str, np.ndarray],
     return ({k: v[~late] for k, v in arrays.items()}, {k: v[late] for k, v in arrays.items()})
 
 
-def _tensors(arrays: dict[str, np.ndarray]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+def _tensors(arrays: dict[str, np.ndarray]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     return (torch.from_numpy(np.ascontiguousarray(arrays["obs"], dtype=np.float32)),
             torch.from_numpy(arrays["mask"].astype(bool)),
-            torch.from_numpy(arrays["action"].astype(np.int64)),
-            torch.from_numpy(arrays["decision"].astype(bool)))
+            torch.from_numpy(arrays["action"].astype(np.int64)))
 
 
 def predict(net: OptionPolicyNet, obs: torch.Tensor, mask: torch.Tensor, batch: int = 8192) -> torch.Tensor:
@@ -113,20 +108,12 @@ def predict(net: OptionPolicyNet, obs: torch.Tensor, mask: torch.Tensor, batch: 
     return torch.cat(out) if out else torch.zeros(0, dtype=torch.int64)
 
 
-def natural(arrays: dict[str, np.ndarray], gap: bool = False) -> dict[str, np.ndarray]:
-    """The samples as they happened (or, with ``gap``, only the synthetic gap samples)."""
-    rows = arrays["synthetic"] if gap else ~arrays["synthetic"]
-    return {k: v[rows] for k, v in arrays.items()}
-
-
-def accuracy(net: OptionPolicyNet, arrays: dict[str, np.ndarray]) -> tuple[float, float]:
-    """``(accuracy, accuracy on decision samples)`` of the greedy policy on some samples (1.0 when empty)."""
-    obs, mask, action, decision = _tensors(arrays)
+def accuracy(net: OptionPolicyNet, arrays: dict[str, np.ndarray]) -> float:
+    """Accuracy of the greedy policy on some samples (1.0 when empty)."""
+    obs, mask, action = _tensors(arrays)
     if not len(action):
-        return 1.0, 1.0
-    hit = predict(net, obs, mask) == action
-    dec = float(hit[decision].float().mean()) if bool(decision.any()) else 1.0
-    return float(hit.float().mean()), dec
+        return 1.0
+    return float((predict(net, obs, mask) == action).float().mean())
 
 
 def train_bc(
@@ -162,13 +149,11 @@ def _train(data: Dataset, cfg: BehaviourCloningConfig, epochs: int,
         train, held = _split_single(data, cfg.holdout)
         held_names = [f"{shards[0]['scenario']}-{shards[0]['seed']} (last {cfg.holdout:.0%} of ticks)"]
         held_scenario = np.full(len(held["action"]), shards[0]["scenario"])
-    spec = NetworkSpec.for_layout(data.layout(), int(data.manifest["n_actions"]), cfg.hidden,
-                                  stay_bias=cfg.stay_bias)
+    spec = NetworkSpec.for_layout(data.layout(), int(data.manifest["n_actions"]), cfg.hidden)
     net = OptionPolicyNet(spec)
-    obs, mask, action, decision = _tensors(train)
-    # A label its own mask forbids (the mask moved within the tick) cannot be learned: leave it out.
-    learnable = mask[torch.arange(len(action)), action]
-    weight = torch.where(decision, cfg.decision_weight, 1.0) * learnable.float()
+    obs, mask, action = _tensors(train)
+    # A label its own mask forbids (a command or a perturbation moved the mask within the tick) cannot be learned.
+    weight = mask[torch.arange(len(action)), action].float()
     optimiser = torch.optim.Adam(net.parameters(), lr=cfg.learning_rate)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=max(epochs, 1))
     loss_fn = nn.CrossEntropyLoss(reduction="none")
@@ -188,22 +173,20 @@ def _train(data: Dataset, cfg: BehaviourCloningConfig, epochs: int,
             optimiser.step()
         schedule.step()
         net.eval()
-        history.append(accuracy(net, natural(held))[0])
+        history.append(accuracy(net, held))
         if progress is not None:
             progress(epoch + 1, epochs, history[-1])
     seconds = time.perf_counter() - started
     net.eval()
-    held_acc, held_dec = accuracy(net, natural(held))
-    gap_acc = accuracy(net, natural(held, gap=True))[0]
+    held_acc = accuracy(net, held)
     per_scenario = {}
     for name in dict.fromkeys(held_scenario.tolist()):
         rows = held_scenario == name
-        per_scenario[str(name)] = accuracy(net, natural({k: v[rows] for k, v in held.items()}))[0]
+        per_scenario[str(name)] = accuracy(net, {k: v[rows] for k, v in held.items()})
     report = BcReport(
-        holdout_accuracy=round(held_acc, 4), holdout_decision_accuracy=round(held_dec, 4),
-        holdout_gap_accuracy=round(gap_acc, 4), train_accuracy=round(accuracy(net, natural(train))[0], 4),
+        holdout_accuracy=round(held_acc, 4), train_accuracy=round(accuracy(net, train), 4),
         per_scenario={k: round(v, 4) for k, v in per_scenario.items()},
-        train_samples=int(n), holdout_samples=int((~held["synthetic"]).sum()),
+        train_samples=int(n), holdout_samples=int(len(held["action"])),
         holdout_episodes=held_names,
         epochs=epochs, seconds=round(seconds, 2), history=[round(h, 4) for h in history],
         target=cfg.target_accuracy, passed=held_acc >= cfg.target_accuracy,

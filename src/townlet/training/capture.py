@@ -2,21 +2,19 @@
 
 Each episode runs the scripted town with one *scenario* (a routine day, or a stress: low money, a utility
 outage in the middle of an affordance, a price spike, queue contention, lateness) and records, for every
-living agent on every tick, what a learned policy would see and what the scripted routine chose:
+agent at a *decision point* (the points where a semi-MDP policy chooses, :func:`~townlet.policy.options.must_decide`:
+its option finished or failed, it just arrived, a need turned critical under its option), what a learned
+policy would see and what the scripted routine chose:
 
 | array | shape | meaning |
 |---|---|---|
-| `obs` | `float32[n, D]` | the observation before the tick (as the env and `LearnedPolicy` encode it) |
-| `mask` | `bool[n, 7]` | the option mask then (allowed options plus the running one) |
-| `action` | `int8[n]` | the option the agent runs after the policy phase: the running one, or the one just chosen |
-| `decision` | `bool[n]` | the scripted routine chose an option for this agent on this tick (switch or start) |
+| `obs` | `float32[n, D]` | the observation at the decision point (as the env and `LearnedPolicy` encode it) |
+| `mask` | `bool[n, 7]` | the option mask then (the one mask at decision points: what may start, and what runs) |
+| `action` | `int8[n]` | the option the routine started (or, at a critical point, kept running) |
 | `tick`, `slot` | `int32[n]` | where the sample came from |
-| `synthetic` | `bool[n]` | a *gap* sample (below), not a tick as it happened |
 
-Gap samples: choosing the running option *continues* it, so when a learned policy re-chooses an option on
-the tick it ends, the agent spends one tick with no option and chooses again after it. The routine never
-passes through that state, so for every choice made as an option ended, a copy of the sample with the
-running-option features cleared (what the agent sees in the gap) is added with the same label.
+The routine also changes its mind between decision points (it reconsiders busy agents whose hunger or
+fatigue grows pressing); a semi-MDP policy cannot, so those choices are not samples.
 
 One compressed ``.npz`` shard per episode; ``manifest.json`` lists the shards with their sha256, sample
 counts, scenario and seed, plus the config_id, observation variant and shapes. :func:`load_dataset`
@@ -39,7 +37,7 @@ from townlet.config.models import clock_to_tick
 from townlet.files import write_atomic
 from townlet.observations import ObservationEncoder
 from townlet.observations.layout import FeatureLayout, layout_of
-from townlet.policy.options import OPTION_COUNT, OPTION_LABELS, option_mask
+from townlet.policy.options import OPTION_COUNT, OPTION_LABELS
 from townlet.sim.simulation import Simulation, TickResult
 from townlet.world.agents import Activity
 from townlet.world.events import EventKind
@@ -47,9 +45,9 @@ from townlet.world.needs import HUNGER, HYGIENE
 from townlet.world.rng import RngStreams
 from townlet.world.state import World
 
-FORMAT = "townlet-bc-dataset/1"
+FORMAT = "townlet-bc-dataset/2"
 MANIFEST = "manifest.json"
-ARRAYS = ("obs", "mask", "action", "decision", "tick", "slot", "synthetic")
+ARRAYS = ("obs", "mask", "action", "tick", "slot")
 
 
 class DatasetError(ValueError):
@@ -189,57 +187,42 @@ def record_episode(
     loaded: LoadedConfig, scenario: Scenario, seed: int, ticks: int, variant: str | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> dict[str, np.ndarray]:
-    """Run the scripted town for ``ticks`` under ``scenario`` and return the episode's sample arrays.
+    """Run the scripted town for ``ticks`` under ``scenario`` and return the episode's decision samples.
 
     ``loaded`` must already include the scenario's overrides (see :func:`capture`).
     """
     sim = Simulation(loaded, seed=seed)
     world, a = sim.world, sim.world.agents
     encoder = ObservationEncoder(world, variant)
-    option_at = encoder.layout.index(f"option.{OPTION_LABELS[0]}")
-    commit_at = encoder.layout.index("option.commitment_left")
-    cap = a.capacity
-    chosen = np.full(cap, -1, dtype=np.int64)
-    label = np.full(cap, -1, dtype=np.int64)
-    ended = np.zeros(cap, dtype=bool)
+    label = np.full(a.capacity, -1, dtype=np.int64)
 
     def after_policy(s: Simulation) -> None:
-        chosen[:] = -1
-        ended[:] = False
+        label[:] = a.option  # the option running after the policy phase: the one just started or kept
         for event in s.world.events:
             if event.kind is EventKind.OPTION_STARTED:
-                chosen[event.agent] = OPTION_LABELS.index(event.detail)
-            elif event.kind is EventKind.OPTION_FINISHED or event.kind is EventKind.OPTION_FAILED:
-                ended[event.agent] = True
-        label[:] = np.where(chosen >= 0, chosen, a.option)
+                label[event.agent] = OPTION_LABELS.index(event.detail)  # (even if it failed at once)
 
     sim.add_phase("capture", after_policy, after="policy")
     parts: dict[str, list[np.ndarray]] = {name: [] for name in ARRAYS}
     for t in range(ticks):
-        live = a.slots()
-        obs = encoder.encode()[live].copy()
-        free_mask = option_mask(world, live)
-        mask = free_mask.copy()
-        running = a.option[live]
-        mask[np.flatnonzero(running >= 0), running[running >= 0]] = True
+        live = sim.controller.deciding().nonzero()[0]
         tick = sim.tick
+        if len(live):
+            obs = encoder.encode()[live].copy()
+            mask = sim.masks(decision_points=True)[live]
         step_scenario(sim, scenario)
-        keep = label[live] >= 0  # an agent that left mid-tick before choosing has nothing to teach
-        gap = keep & (chosen[live] >= 0) & ended[live] & free_mask[np.arange(len(live)), np.maximum(label[live], 0)]
-        gap_obs = obs[gap]
-        gap_obs[:, option_at : option_at + OPTION_COUNT] = 0.0
-        gap_obs[:, commit_at] = 0.0
-        n, g = int(keep.sum()), int(gap.sum())
-        parts["obs"] += [obs[keep], gap_obs]
-        parts["mask"] += [mask[keep], free_mask[gap]]
-        parts["action"] += [label[live][keep].astype(np.int8), label[live][gap].astype(np.int8)]
-        parts["decision"] += [(chosen[live] >= 0)[keep], np.ones(g, dtype=bool)]
-        parts["tick"].append(np.full(n + g, tick, dtype=np.int32))
-        parts["slot"] += [live[keep].astype(np.int32), live[gap].astype(np.int32)]
-        parts["synthetic"] += [np.zeros(n, dtype=bool), np.ones(g, dtype=bool)]
+        if len(live):
+            keep = label[live] >= 0  # an agent that left before choosing has nothing to teach
+            parts["obs"].append(obs[keep])
+            parts["mask"].append(mask[keep])
+            parts["action"].append(label[live][keep].astype(np.int8))
+            parts["tick"].append(np.full(int(keep.sum()), tick, dtype=np.int32))
+            parts["slot"].append(live[keep].astype(np.int32))
         if progress is not None:
             progress(t + 1)
-    return {name: np.concatenate(chunks) for name, chunks in parts.items()}
+    empty = {"obs": np.zeros((0, encoder.size), np.float32), "mask": np.zeros((0, OPTION_COUNT), bool),
+             "action": np.zeros(0, np.int8), "tick": np.zeros(0, np.int32), "slot": np.zeros(0, np.int32)}
+    return {name: np.concatenate(chunks) if chunks else empty[name] for name, chunks in parts.items()}
 
 
 def _sha256(path: Path) -> str:
@@ -300,8 +283,6 @@ def capture(
                 "file": path.name, "sha256": _sha256(path), "scenario": name, "seed": seed, "ticks": ticks,
                 "config_id": episode.config_id,
                 "samples": int(len(arrays["action"])),
-                "decisions": int((arrays["decision"] & ~arrays["synthetic"]).sum()),
-                "gap_samples": int(arrays["synthetic"].sum()),
             })
     manifest = {
         "format": FORMAT,
@@ -377,7 +358,9 @@ def verify_dataset(root: str | Path) -> dict[str, Any]:
     except json.JSONDecodeError as exc:
         raise DatasetError(f"{path}: not valid JSON ({exc})") from None
     if manifest.get("format") != FORMAT:
-        raise DatasetError(f"{path}: not a {FORMAT} manifest")
+        older = manifest.get("format") == "townlet-bc-dataset/1"
+        hint = " (an older capture of every tick: capture it again)" if older else ""
+        raise DatasetError(f"{path}: not a {FORMAT} manifest{hint}")
     for shard in manifest["shards"]:
         file = root / shard["file"]
         if not file.exists():

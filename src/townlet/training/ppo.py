@@ -1,14 +1,17 @@
-"""PPO over options, CleanRL-style: the arguments, the update, then the training loop, top to bottom.
+"""PPO over options as a semi-MDP, CleanRL-style: the arguments, the update, then the training loop, top to bottom.
 
-Every living agent of every town picks an option each tick from one shared network (masked categorical
-head, value head; MLP for hybrid/compact, a small CNN over the map for full, optional LSTM). Rollouts of
-``rollout_ticks`` ticks come from :class:`~townlet.training.rollout.Collector` (in-process) or from Ray
-actors (:mod:`townlet.training.ray_rollouts`); advantages are per agent slot (:func:`~townlet.training.advantages.gae`),
-cut at exits and arrivals. The run directory gets ``metrics.jsonl`` (one line per update, see
-:mod:`townlet.training.metrics`), ``learning_curves.png``, ``checkpoints/update_NNNNNN.pt``, ``latest.pt`` and
-``final.pt`` (policy checkpoints carrying the policy hash, variant, config_id, and the optimiser and
-curriculum state that ``--resume`` needs), and ``best.pt``: the policy after the best-scoring KPI windows
-(:class:`~townlet.training.windows.BestWindows`).
+Agents choose an option only at decision points (their option finished or failed, they just arrived, a need
+turned critical), from one shared network (masked categorical head, value head; MLP for hybrid/compact, a
+small CNN over the map for full, optional LSTM); between decisions their option runs with no policy call.
+Rollouts of ``rollout_ticks`` ticks per town come from :class:`~townlet.training.rollout.Collector`
+(in-process, towns optionally split over worker processes) or from Ray actors
+(:mod:`townlet.training.ray_rollouts`). Each transition carries the reward of its ticks discounted per tick
+and bootstraps with ``gamma**k V(next decision)``; advantages are GAE over each agent's decisions
+(:func:`~townlet.training.advantages.gae`), cut at exits and arrivals. The run directory gets
+``metrics.jsonl`` (one line per update, see :mod:`townlet.training.metrics`), ``learning_curves.png``,
+``checkpoints/update_NNNNNN.pt``, ``latest.pt`` and ``final.pt`` (policy checkpoints carrying the policy
+hash, variant, config_id, and the optimiser and curriculum state that ``--resume`` needs), and ``best.pt``:
+the policy after the best-scoring KPI windows (:class:`~townlet.training.windows.BestWindows`).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import gc
 import json
+import os
 import shutil
 import time
 from collections.abc import Callable
@@ -32,7 +36,7 @@ from townlet.policy.checkpoint import Checkpoint, CheckpointError, from_network,
 from townlet.policy.networks import NetworkSpec, OptionPolicyNet
 from townlet.training.advantages import gae
 from townlet.training.curriculum import Curriculum
-from townlet.training.metrics import MetricsLog, plot_learning_curves
+from townlet.training.metrics import MetricsLog, plot_learning_curves, read_metrics
 from townlet.training.rollout import Collector, Rollout
 from townlet.training.windows import BestWindows, baseline_kpis, window_kpis
 
@@ -72,16 +76,19 @@ class PPOArgs:
     whichever is further along"""
     towns: int = 8
     """towns stepped together (per worker with Ray)"""
-    rollout_ticks: int = 128
-    """ticks each town runs between two updates"""
+    env_workers: int = -1
+    """worker processes stepping a share of the towns beside the learner's process (-1: one per spare CPU core,
+    at most one per town; 0: every town in the learner's process)"""
+    rollout_ticks: int = 512
+    """ticks each town runs between two updates (on average over the towns)"""
     learning_rate: float = 3e-4
     """Adam learning rate"""
     anneal_lr: bool = True
     """decay the learning rate linearly to 0 over the run"""
-    gamma: float = 0.99
-    """discount per tick"""
+    gamma: float = 0.995
+    """discount per tick (a transition of k ticks is discounted by gamma**k)"""
     gae_lambda: float = 0.95
-    """GAE lambda"""
+    """GAE lambda, per decision"""
     minibatches: int = 4
     """minibatches per epoch"""
     update_epochs: int = 4
@@ -90,7 +97,7 @@ class PPOArgs:
     """normalise advantages per minibatch"""
     clip_coef: float = 0.2
     """policy ratio clip"""
-    clip_vloss: bool = True
+    clip_vloss: bool = False
     """clip the value loss around the old values"""
     ent_coef: float = 0.01
     """entropy bonus"""
@@ -100,15 +107,14 @@ class PPOArgs:
     """gradient clipping norm"""
     target_kl: float | None = None
     """stop the epochs of an update early past this approximate KL (None: never)"""
-    reward_scale: float = 10.0
-    """rewards are multiplied by this before advantages and value targets (per-tick rewards are ~0.01)"""
+    reward_scale: float = 1.0
+    """rewards are multiplied by this before advantages and value targets"""
     hidden: int = 128
     """width of the hidden layers"""
     lstm: bool = False
     """add a recurrent core (state kept across option switches, reset at arrivals)"""
-    stay_bias: float | None = 4.0
-    """initial learned bias toward continuing the running option (None: none); without it a fresh policy
-    switches away from nearly every option before it can finish"""
+    stay_bias: float | None = None
+    """initial learned bias toward continuing the running option at a critical decision point (None: none)"""
     window_ticks: int = 0
     """ticks per town of one KPI window (curriculum bands, learning curves); 0: one in-sim day"""
     checkpoint_every: int = 20
@@ -136,21 +142,21 @@ class PPOArgs:
 
 def ppo_update(net: OptionPolicyNet, optimizer: torch.optim.Optimizer, ro: Rollout, args: PPOArgs,
                device: torch.device, rng: np.random.Generator) -> dict[str, float]:
-    """Clipped-surrogate PPO on one rollout; returns the update's losses and diagnostics."""
-    rewards = ro.rewards * np.float32(args.reward_scale) + ro.bootstrap
-    adv, ret = gae(rewards, ro.values, ro.dones, ro.valid, ro.last_values, args.gamma, args.gae_lambda)
+    """Clipped-surrogate PPO on one rollout of semi-MDP transitions; returns the update's losses and diagnostics."""
+    scale = np.float32(args.reward_scale)
+    adv, ret = gae(ro.rewards * scale, ro.values, ro.discounts, ro.next_values, ro.ends, ro.next_index,
+                   args.gae_lambda)
     to = lambda a: torch.as_tensor(a, device=device)  # noqa: E731
-    masks = ro.masks.copy()
-    masks[~ro.valid] = True  # empty rows: any mask, they carry no loss
     stats: dict[str, list[float]] = {k: [] for k in ("policy_loss", "value_loss", "entropy", "approx_kl", "clipfrac")}
+    n = ro.size
+    if n == 0:
+        return {k: float("nan") for k in (*stats, "explained_variance")}
     if net.lstm is None:
-        rows = np.flatnonzero(ro.valid.reshape(-1))
-        flat = lambda a: a.reshape(-1, *a.shape[2:])[rows]  # noqa: E731
-        data = [to(flat(x)) for x in (ro.obs, masks, ro.actions, ro.logprobs, ro.values, adv, ret, ro.learned)]
-        size = max(len(rows) // args.minibatches, 1)
+        data = [to(x) for x in (ro.obs, ro.masks, ro.actions, ro.logprobs, ro.values, adv, ret, ro.learned)]
+        size = max(n // args.minibatches, 1)
         for _ in range(args.update_epochs):
-            order = rng.permutation(len(rows))
-            for lo in range(0, len(rows), size):
+            order = rng.permutation(n)
+            for lo in range(0, n, size):
                 mb = torch.as_tensor(order[lo : lo + size], device=device)
                 obs, mask, act, old_logp, old_v, mb_adv, mb_ret, learned = (x[mb] for x in data)
                 logits, value, _ = net(obs, mask)
@@ -158,36 +164,70 @@ def ppo_update(net: OptionPolicyNet, optimizer: torch.optim.Optimizer, ro: Rollo
             if args.target_kl is not None and stats["approx_kl"] and stats["approx_kl"][-1] > args.target_kl:
                 break
     else:
-        cols = np.flatnonzero(ro.valid.any(axis=0))
-        data = [to(x) for x in (ro.obs, masks, ro.actions, ro.logprobs, ro.values, adv, ret, ro.learned, ro.valid,
-                                ro.resets)]
-        h0, c0 = (to(s) for s in ro.init_state)  # type: ignore[union-attr]
-        size = max(len(cols) // args.minibatches, 1)
+        seq = sequences(ro)
+        rows = to(seq.rows)
+        valid = to(seq.valid)
+        data = [to(x) for x in (ro.obs, ro.masks, ro.actions, ro.logprobs, ro.values, adv, ret, ro.learned, ro.resets)]
+        assert ro.init_state is not None
+        h0, c0 = (to(s[:, seq.first]) for s in ro.init_state)
+        agents = seq.rows.shape[1]
+        size = max(agents // args.minibatches, 1)
         for _ in range(args.update_epochs):
-            order = rng.permutation(cols)
-            for lo in range(0, len(cols), size):
+            order = rng.permutation(agents)
+            for lo in range(0, agents, size):
                 mb = torch.as_tensor(order[lo : lo + size], device=device)
-                obs, mask, act, old_logp, old_v, mb_adv, mb_ret, learned, valid, resets = (x[:, mb] for x in data)
+                idx, keep = rows[:, mb], valid[:, mb]
+                obs, mask, act, old_logp, old_v, mb_adv, mb_ret, learned, resets = (x[idx] for x in data)
                 state: Any = (h0[:, mb], c0[:, mb])
                 logits_t, values_t = [], []
-                for t in range(obs.shape[0]):  # replay the sequence so the recurrent state matches collection
+                for t in range(idx.shape[0]):  # replay each agent's decisions so the state matches collection
                     logits, value, state = net(obs[t], mask[t], state, resets[t])
                     logits_t.append(logits)
                     values_t.append(value)
-                keep = valid.reshape(-1)
-                logits = torch.stack(logits_t).reshape(-1, logits_t[0].shape[-1])[keep]
-                value = torch.stack(values_t).reshape(-1)[keep]
+                flat = keep.reshape(-1)
+                logits = torch.stack(logits_t).reshape(-1, logits_t[0].shape[-1])[flat]
+                value = torch.stack(values_t).reshape(-1)[flat]
                 act, old_logp, old_v, mb_adv, mb_ret, learned = (
-                    x.reshape(-1)[keep] for x in (act, old_logp, old_v, mb_adv, mb_ret, learned))
+                    x.reshape(-1)[flat] for x in (act, old_logp, old_v, mb_adv, mb_ret, learned))
                 _step(net, optimizer, args, logits, value, act, old_logp, old_v, mb_adv, mb_ret, learned, stats)
             if args.target_kl is not None and stats["approx_kl"] and stats["approx_kl"][-1] > args.target_kl:
                 break
-    living = ro.valid
-    var_ret = float(np.var(ret[living])) if living.any() else 0.0
-    explained = 1.0 - float(np.var(ret[living] - ro.values[living])) / var_ret if var_ret > 0 else float("nan")
+    var_ret = float(np.var(ret))
+    explained = 1.0 - float(np.var(ret - ro.values)) / var_ret if var_ret > 0 else float("nan")
     out = {k: float(np.mean(v)) if v else float("nan") for k, v in stats.items()}
     out["explained_variance"] = explained
+    out["advantage_std"] = float(np.std(adv))
+    out["return_mean"] = float(np.mean(ret))
     return out
+
+
+@dataclass
+class Sequences:
+    """Each agent chain's transitions as columns, for replaying a recurrent policy decision by decision.
+
+    Attributes:
+        rows: ``int64[L, S]`` rollout row of the t-th transition of sequence s (padding: row 0).
+        valid: ``bool[L, S]`` real entries.
+        first: ``int64[S]`` row of each sequence's first transition (its recorded state starts the replay).
+    """
+
+    rows: np.ndarray
+    valid: np.ndarray
+    first: np.ndarray
+
+
+def sequences(ro: Rollout) -> Sequences:
+    """Group a rollout's transitions by agent slot, in decision order (a slot's newcomers follow its leaver)."""
+    order = np.lexsort((np.arange(ro.size), ro.slots))
+    slots = ro.slots[order]
+    starts = np.flatnonzero(np.r_[True, slots[1:] != slots[:-1]])
+    lengths = np.diff(np.r_[starts, len(order)])
+    rows = np.zeros((int(lengths.max()), len(starts)), dtype=np.int64)
+    valid = np.zeros_like(rows, dtype=bool)
+    for s, (lo, length) in enumerate(zip(starts, lengths, strict=True)):
+        rows[:length, s] = order[lo : lo + length]
+        valid[:length, s] = True
+    return Sequences(rows, valid, order[starts])
 
 
 def _step(net: OptionPolicyNet, optimizer: torch.optim.Optimizer, args: PPOArgs, logits: torch.Tensor,
@@ -271,6 +311,8 @@ def train(args: PPOArgs, progress: Progress | None = None) -> dict[str, Any]:
     source = resumed or (load(args.init) if args.init else None)
     spec = source.spec if source else NetworkSpec.for_layout(collector.layout, collector.n_actions, args.hidden,
                                                               args.lstm, args.stay_bias)
+    if spec.decisions != "points":  # an older per-tick policy as a warm start: from now on it decides at points
+        spec = dataclasses.replace(spec, decisions="points")
     if spec.obs_dim != collector.layout.size or spec.n_actions != collector.n_actions:
         raise CheckpointError(f"checkpoint reads {spec.obs_dim} features / {spec.n_actions} actions but the towns "
                               f"give {collector.layout.size} / {collector.n_actions} ({collector.layout.variant})")
@@ -294,11 +336,13 @@ def train(args: PPOArgs, progress: Progress | None = None) -> dict[str, Any]:
         if curriculum is not None:
             metrics.write("stage", global_step=0, stage=curriculum.stage, reason="start")
         if args.baselines:
+            # Windows over a whole episode (up to 5): a town's first morning alone flatters everybody.
+            span = min(max(loaded.config.env.horizon, window_ticks), 5 * window_ticks)
             for policy in ("scripted", "random"):
-                kpis = baseline_kpis(args.config, stage_overrides(), args.towns, window_ticks, args.seed + 7919,
-                                     policy)
+                kpis = baseline_kpis(args.config, stage_overrides(), args.towns, span, args.seed + 7919, policy,
+                                     window=window_ticks)
                 baselines[policy] = kpis
-                metrics.write("baseline", policy=policy, ticks=window_ticks, kpis=kpis)
+                metrics.write("baseline", policy=policy, ticks=span, window=window_ticks, kpis=kpis)
     if moved_by_hand and curriculum is not None:
         metrics.write("stage", global_step=global_step, stage=curriculum.stage, reason="by hand")
     anneal = _anneal(args, loaded, resumed, baselines, stage_overrides(), window_ticks)
@@ -335,19 +379,21 @@ def train(args: PPOArgs, progress: Progress | None = None) -> dict[str, Any]:
             if rollout_net is not net:
                 rollout_net.load_state_dict({k: v.cpu() for k, v in net.state_dict().items()})
             ro = collector.collect(rollout_net, args.rollout_ticks)
-            global_step += ro.ticks
+            global_step += ro.town_ticks
             t0 = time.perf_counter()
             stats = ppo_update(net, optimizer, ro, args, device, rng)
             learn_s = time.perf_counter() - t0
-            valid = ro.valid
             row: dict[str, Any] = {
-                "update": update, "global_step": global_step, "agent_steps": ro.agent_steps, "lr": lr,
+                "update": update, "global_step": global_step, "decisions": ro.size, "lr": lr,
                 "stage": curriculum.stage if curriculum else None,
-                "reward_mean": float(ro.rewards[valid].mean()) if valid.any() else 0.0,
+                "reward_mean": float(ro.rewards.sum() / max(ro.ticks.sum(), 1)),
+                "ticks_per_decision": float(ro.ticks.mean()) if ro.size else None,
                 "episodes": len(ro.episode_returns),
                 "episode_return": float(np.mean(ro.episode_returns)) if ro.episode_returns else None,
-                "collect_ticks_per_s": ro.ticks / ro.collect_s, "env_ticks_per_s": ro.ticks / max(ro.env_s, 1e-9),
-                "collect_s": ro.collect_s, "learn_s": learn_s, "elapsed_s": time.perf_counter() - started,
+                "collect_ticks_per_s": ro.town_ticks / ro.collect_s,
+                "env_ticks_per_s": ro.town_ticks / max(ro.env_s, 1e-9),
+                "collect_s": ro.collect_s, "policy_s": ro.policy_s, "learn_s": learn_s,
+                "elapsed_s": time.perf_counter() - started,
                 **stats,
             }
             move_to, improved = None, False
@@ -386,6 +432,7 @@ def train(args: PPOArgs, progress: Progress | None = None) -> dict[str, Any]:
         collector.close()
     final = checkpoint("final.pt")
     train_s = time.perf_counter() - started
+    shares = _time_shares(out / "metrics.jsonl", first_step, train_s)
     best_path = out / "best.pt" if best.step is not None and (out / "best.pt").is_file() else None
     scorecards = final_scorecards(final, args, stage_overrides(), best_path) if args.final_eval else None
     if scorecards is not None:
@@ -398,10 +445,20 @@ def train(args: PPOArgs, progress: Progress | None = None) -> dict[str, Any]:
         "out": str(out), "final": str(final), "metrics": str(out / "metrics.jsonl"), "curves": str(png),
         "global_step": global_step, "updates": update, "stage": curriculum.stage if curriculum else None,
         "policy_hash": load(final).policy_hash, "window": last_window, "train_seconds": round(train_s, 1),
+        "ticks_per_s": round((global_step - first_step) / train_s, 1) if train_s > 0 else None, **shares,
         "seconds": round(time.perf_counter() - started, 1), "anneal": anneal.to_dict() if anneal else None,
         "best_checkpoint": str(best_path) if best_path else None, "best_score": best.score if best_path else None,
         "best_tick": best.step, "best_window": best.kpis, "scorecards": scorecards,
     }
+
+
+def _time_shares(metrics: Path, first_step: int, train_s: float) -> dict[str, float]:
+    """Shares of this invocation's wall time spent collecting (policy included), in the policy, and learning."""
+    rows = [r for r in read_metrics(metrics) if r.get("kind") == "update" and r["global_step"] > first_step]
+    total = max(train_s, 1e-9)
+    return {"collect_share": round(sum(r["collect_s"] for r in rows) / total, 3),
+            "policy_share": round(sum(r.get("policy_s", 0.0) for r in rows) / total, 3),
+            "learn_share": round(sum(r["learn_s"] for r in rows) / total, 3)}
 
 
 def final_scorecards(checkpoint: Path, args: PPOArgs, overrides: list[str],
@@ -470,10 +527,17 @@ def _town_seed(args: PPOArgs, update: int) -> int:
     return args.seed * 1_000_003 + update * 7919
 
 
+def env_workers(args: PPOArgs) -> int:
+    """Worker processes for the in-process collector's batch (``env_workers``; -1: one per spare core)."""
+    if args.env_workers >= 0:
+        return min(args.env_workers, max(args.towns - 1, 0))
+    return max(min((os.cpu_count() or 1) - 1, args.towns - 1), 0)
+
+
 def _collector(args: PPOArgs, overrides: list[str], seed: int) -> Any:
     """In-process collector, or Ray rollout actors when ``args.ray`` is set."""
     if args.ray:
         from townlet.training.ray_rollouts import RayCollector
 
         return RayCollector(args.config, overrides, args.workers, args.towns, seed, args.gamma, address=args.ray)
-    return Collector(args.config, overrides, args.towns, seed, args.gamma)
+    return Collector(args.config, overrides, args.towns, seed, args.gamma, workers=env_workers(args))

@@ -67,7 +67,7 @@ def worker_class() -> Any:
             self.net.load_state_dict(weights)
             return self.collector.collect(self.net, ticks)
 
-        def window_ticks(self) -> int:
+        def window_ticks(self) -> float:
             return self.collector.window_ticks
 
         def close_window(self) -> np.ndarray:
@@ -75,6 +75,9 @@ def worker_class() -> Any:
 
         def set_scripted_share(self, share: float) -> None:
             self.collector.set_scripted_share(share)
+
+        def close(self) -> None:
+            self.collector.close()
 
     _worker_class = RolloutWorker
     return RolloutWorker
@@ -120,14 +123,14 @@ class RayCollector:
 
         weights = ray.put({k: v.detach().cpu() for k, v in net.state_dict().items()})
         parts = ray.get([w.collect.remote(net.spec, weights, ticks) for w in self.workers])
-        return Rollout.concat(parts)
+        return Rollout.concat(parts, self.slots // len(self.workers))
 
     @property
-    def window_ticks(self) -> int:
-        """Ticks per town since the KPI window opened (the actors move in lockstep)."""
+    def window_ticks(self) -> float:
+        """Ticks per town since the KPI window opened (the mean over the actors' towns)."""
         import ray
 
-        return int(ray.get(self.workers[0].window_ticks.remote()))
+        return float(np.mean(ray.get([w.window_ticks.remote() for w in self.workers])))
 
     def close_window(self) -> np.ndarray:
         """The actors' raw window sums, added up."""

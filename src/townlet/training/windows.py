@@ -30,7 +30,6 @@ import numpy as np
 
 if TYPE_CHECKING:
     from townlet.env import BatchedTowns
-    from townlet.sim.simulation import Simulation
 
 KPI_NAMES = ("attendance", "lateness", "need_ok_share", "self_sufficiency", "collapses", "exits", "reward")
 # Raw window sums: the counters summed per town (attended, absent, late, need_ok_ticks, agent_ticks, collapses,
@@ -38,19 +37,17 @@ KPI_NAMES = ("attendance", "lateness", "need_ok_share", "self_sufficiency", "col
 _ATTENDED, _ABSENT, _LATE, _OK, _AGENT_TICKS, _COLLAPSES, _EXITS, _SUFFICIENT, _WHOLE, _REWARD = range(10)
 
 
-def _totals(sim: Simulation) -> np.ndarray:
-    emp, k = sim.world.employment, sim.kpis
-    return np.array([
-        emp.attended.sum(), emp.absent.sum(), emp.late.sum(), k.need_ok_ticks, k.agent_ticks,
-        k.counts["collapses"], sum(k.exits.values()),
-    ], dtype=np.float64)
-
-
 class TownKpis:
     """Accumulates window KPIs over a :class:`~townlet.env.BatchedTowns`; call :meth:`update` after every step.
 
+    Works tick by tick and in decision mode (a step of several ticks: the worst need of each agent over the
+    step's ticks is the batch's ``need_peak``; towns may advance by different numbers of ticks).
+
     Args:
         towns: The batch (episodes may reset inside it: finished episodes are banked, not lost).
+
+    Attributes:
+        ticks: Ticks per town since the window opened (the mean over the towns).
     """
 
     def __init__(self, towns: BatchedTowns) -> None:
@@ -58,39 +55,33 @@ class TownKpis:
         n, c = towns.n_towns, towns.capacity
         self.ok = np.float32(towns.loaded.config.needs.ok_threshold)
         self.ticks_per_day = towns.loaded.config.time.ticks_per_day
-        self._sims = [towns.towns[i].sim for i in range(towns.n_towns)]
-        self._start = np.stack([_totals(s) for s in self._sims])
+        self._start = towns.kpi_totals.copy()
         self._banked = np.zeros_like(self._start)
         self._max_need = np.zeros((n, c), dtype=np.float32)
         self._whole = towns.alive.copy()  # the same agent has held the slot since the window opened
         self._ended = np.zeros(2)  # (self-sufficient, counted) agents whose episode ended at the horizon
         self._reward = 0.0
-        self.ticks = 0
+        self.ticks = 0.0
 
     def update(self) -> None:
         """Fold in the step just taken."""
         towns = self.towns
-        for i in range(towns.n_towns):
-            town = towns.towns[i]
-            sim = town.sim
-            if sim is not self._sims[i]:  # autoreset: bank the finished episode's totals and agents
-                self._banked[i] += _totals(self._sims[i]) - self._start[i]
-                self._start[i] = _totals(sim)
-                self._sims[i] = sim
-                # Agents there from the window's start to the horizon count as present all window.
-                whole = self._whole[i]
-                self._ended += (float((whole & (self._max_need[i] < self.ok)).sum()), float(whole.sum()))
-                self._whole[i] = False
-                self._max_need[i] = 0.0
-            needs = sim.world.agents.needs
-            np.maximum(self._max_need[i], needs.max(axis=1), out=self._max_need[i])
+        np.maximum(self._max_need, towns.need_peak, out=self._max_need)
+        for i in np.flatnonzero(towns.reset_towns):  # autoreset: bank the finished episode's totals and agents
+            self._banked[i] += towns.kpi_final[i] - self._start[i]
+            self._start[i] = towns.kpi_totals[i]
+            # Agents there from the window's start to the horizon count as present all window.
+            whole = self._whole[i]
+            self._ended += (float((whole & (self._max_need[i] < self.ok)).sum()), float(whole.sum()))
+            self._whole[i] = False
+            self._max_need[i] = 0.0
         self._whole &= ~towns.arrived & towns.alive
         self._reward += float(towns.rewards.sum())
-        self.ticks += 1
+        self.ticks += float(towns.ticks.mean())
 
     def close_window(self) -> np.ndarray:
         """The window's raw sums (see :func:`window_kpis`); opens the next window."""
-        now = np.stack([_totals(s) for s in self._sims])
+        now = self.towns.kpi_totals.copy()
         d = (self._banked + now - self._start).sum(axis=0)
         whole = self._whole & self.towns.alive
         sufficient = float((self._max_need[whole] < self.ok).sum()) + self._ended[0]
@@ -101,7 +92,7 @@ class TownKpis:
         self._whole = self.towns.alive.copy()
         self._ended[:] = 0.0
         self._reward = 0.0
-        self.ticks = 0
+        self.ticks = 0.0
         return raw
 
 
@@ -192,24 +183,35 @@ class BestWindows:
 
 
 def baseline_kpis(config: str | None, overrides: list[str], towns: int, ticks: int, seed: int,
-                  policy: str) -> dict[str, float]:
+                  policy: str, window: int | None = None) -> dict[str, float]:
     """Window KPIs of ``towns`` towns run ``ticks`` ticks by the ``scripted`` or the uniform ``random`` masked policy.
 
-    The random policy picks uniformly among the allowed options for every agent every tick (as the
-    ``townlet bench --env`` load does); the scripted one is the built-in routine (action -1).
+    The towns run in decision mode: the random policy picks uniformly among the allowed options whenever an
+    agent must decide; the scripted one is the built-in routine (action -1). With ``window`` the KPIs are
+    those of ``window``-tick windows taken together (their raw sums added, as :class:`BestWindows` does), so
+    they compare with training windows of that length.
     """
     from townlet.env import BatchedTowns
     from townlet.env.speed import random_masked
 
     if policy not in ("scripted", "random"):
         raise ValueError(f"unknown baseline policy {policy!r} (scripted or random)")
-    batch = BatchedTowns(towns, config, overrides=list(overrides), autoreset=True)
+    batch = BatchedTowns(towns, config, overrides=list(overrides), autoreset=True, decisions="points")
     batch.reset(seed=seed)
     tracker = TownKpis(batch)
     rng = np.random.default_rng(seed)
-    scripted = np.full((towns, batch.capacity), -1, dtype=np.int64)
-    for _ in range(ticks):
-        actions = scripted if policy == "scripted" else np.where(batch.alive, random_masked(rng, batch.masks), -1)
-        batch.step(actions)
-        tracker.update()
-    return window_kpis(tracker.close_window(), batch.loaded.config.time.ticks_per_day)
+    span = window or ticks
+    total = np.zeros(10)
+    done = np.zeros(towns, dtype=np.int64)
+    for start in range(0, ticks, span):
+        end = min(start + span, ticks)
+        while (done < end).any():  # every town stops at the window's end and waits for the others
+            actions = np.full((towns, batch.capacity), -1, dtype=np.int64)
+            if policy == "random":
+                actions = np.where(batch.alive, random_masked(rng, batch.masks), -1)
+            batch.step(actions, np.where(done < end, end - done, -1))
+            done += batch.ticks
+            tracker.update()
+        total += tracker.close_window()
+    batch.close()
+    return window_kpis(total, batch.loaded.config.time.ticks_per_day)
