@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import TYPE_CHECKING, Any, NoReturn
 
 if TYPE_CHECKING:
@@ -22,9 +21,10 @@ def add_policy_argument(parser: argparse.ArgumentParser, default: str | None = N
 
 
 def fail(exc: BaseException) -> NoReturn:
-    """Print one error line and exit with status 2 (bad input)."""
-    print(f"townlet: error: {exc}", file=sys.stderr)
-    raise SystemExit(2)
+    """Stop the command: ``townlet: error: …`` on one line, exit status 2 (bad input)."""
+    from townlet.cli.main import BadInput
+
+    raise BadInput(str(exc)) from None
 
 
 def policy_errors() -> tuple[type[BaseException], ...]:

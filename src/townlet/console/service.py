@@ -353,7 +353,7 @@ class ConsoleService:
         return self._builder
 
     def health(self) -> dict[str, Any]:
-        """Telemetry health (or the tick timings alone without a publisher) plus console counters."""
+        """Telemetry health (or the tick timings alone without a publisher), console counters, live canaries."""
         sim = self.sim
         if self.publisher is not None:
             out = self.publisher.health()
@@ -368,6 +368,9 @@ class ConsoleService:
                           "audit_rotations": audit.rotations if audit else 0,
                           "credentials": self.authority.alert or "ok" if self.authority is not None else "ok",
                           "possessed": len(self.possession.owners)}
+        if self.policies is not None:  # the live canaries and who drives (console/policy.py)
+            out["stability"] = {"policy": self.policies.driving(), "canaries": self.policies.canary_states(),
+                                "promotion_state": self.policies.promotion_state()}
         return out
 
 

@@ -8,7 +8,7 @@ One rule, used by the command line (``--policy``), the policy registry (``promot
 | `variant` | the checkpoint reads the town's observation variant (`features.observations`) |
 | `observation size` | the checkpoint's input length is what that variant produces in this town |
 | `option set` | the town takes options (`env.action_level: options`) and the checkpoint chooses among exactly them |
-| `config` | the checkpoint was trained under this town's config_id, or that of one of its curriculum stages |
+| `config` | the checkpoint was trained under this town's config_id, or that of the same config (file and `--set`) at another curriculum stage or none |
 
 A *runnable* check (``strict=False``: size and option set only) is what the evaluation suite asks: it scores
 a policy on any town it can read, on purpose across variants and stages (the A/B gate).
@@ -17,9 +17,11 @@ a policy on any town it can read, on purpose across variants and stages (the A/B
 from __future__ import annotations
 
 import copy
+from functools import cache
+from pathlib import Path
 from typing import TYPE_CHECKING
 
-from townlet.config.loader import LoadedConfig, compute_config_id
+from townlet.config.loader import LoadedConfig, compute_config_id, load_config
 from townlet.config.models import TownletConfig
 from townlet.observations.layout import VARIANTS, layout_of
 from townlet.policy.checkpoint import Checkpoint, CheckpointError
@@ -38,14 +40,32 @@ class IncompatiblePolicy(CheckpointError):
         self.differences = differences
 
 
+@cache
+def _family(source: Path, overrides: tuple[str, ...], stages: tuple[str, ...]) -> dict[str, str]:
+    family = {}
+    for stage in (None, *stages):  # as `townlet train --stage` loads it: the stage after every other override
+        loaded = load_config(source, [*overrides, f"stage={stage or 'null'}"])
+        family.setdefault(loaded.config_id, f"stage {stage}" if stage else "no stage")
+    return family
+
+
 def config_family(loaded: LoadedConfig) -> dict[str, str]:
-    """config_id -> label of this town's config and of the same config at each of its curriculum stages."""
+    """config_id -> label of this town's config, and of the same config with no stage and at each stage.
+
+    The same config means the same file and ``--set`` overrides; for a config rebuilt without its overrides
+    (a snapshot's), the same config with each stage's features folded in.
+    """
     family = {loaded.config_id: "this town"}
+    stages = tuple(loaded.config.stages)
+    if loaded.overrides is not None:
+        for config_id, label in _family(loaded.source, loaded.overrides, stages).items():
+            family.setdefault(config_id, label)
+        return family
     raw = loaded.config.model_dump(mode="json")
-    for name, stage in loaded.config.stages.items():
+    for name in stages:
         body = copy.deepcopy(raw)
         body["stage"] = name
-        body["features"].update(stage.features)
+        body["features"].update(loaded.config.stages[name].features)
         config = TownletConfig.model_validate(body)
         family.setdefault(compute_config_id(config, loaded.map_path, loaded.affordances_path), f"stage {name}")
     return family
@@ -80,7 +100,7 @@ def differences(checkpoint: Checkpoint, world: World, strict: bool = True) -> li
     if strict:
         family = config_family(world.loaded)
         if checkpoint.config_id not in family:
-            stages = [label.removeprefix("stage ") for label in family.values() if label != "this town"]
+            stages = [label.removeprefix("stage ") for label in family.values() if label.startswith("stage ")]
             nor = f" nor that of its stages {', '.join(stages)}" if stages else ""
             found.append(f"config: trained under config {checkpoint.config_id}, not this town's "
                          f"{world.loaded.config_id}{nor} (run it with the config and --set overrides it was "

@@ -213,8 +213,8 @@ class LivePolicies:
         self.changes.append(change)
         self.refresh()
         w.emit(EventKind.POLICY_CHANGED, value=float(sim.tick), detail=f"{action}:{before['hash']}->{now['hash']}")
-        label = now["name"] if now["name"] == now["hash"] else f"{now['name']} ({now['hash']})"
-        w.emit(EventKind.NARRATION, value=-1.0, detail=f"The town now follows the {label} policy, {why}.")
+        named = "" if now["name"] == now["hash"] else f" ({now['hash']})"
+        w.emit(EventKind.NARRATION, value=-1.0, detail=f"The town now follows the {now['name']} policy{named}, {why}.")
         log_event(LOG, f"promotion.{action}", int(sim.tick), logging.WARNING if action == "rollback" else logging.INFO,
                   policy=now["hash"], previous=before["hash"], reason=why, promotion_state=self.promotion_state())
         return {"policy": now, "previous": before, "tick": int(sim.tick), "action": action}
