@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 
 import orjson
+import pytest
 from fastapi.testclient import TestClient
 
 from townlet.config.loader import load_config
@@ -74,3 +75,50 @@ def test_help_lists_policy_with_its_admin_ops(tmp_path: Path) -> None:
     live.console.flush()
     listed = {c["name"]: c for c in future.result(timeout=1).data["commands"]}
     assert listed["policy"]["role"] == "viewer" and listed["policy"]["admin_ops"] == ["swap", "promote", "rollback"]
+
+
+def test_serve_policy_default_shows_learned_agents_and_says_which_policy_drives(tmp_path: Path) -> None:
+    """`townlet serve --policy default` prints the policy; the stream's agents carry its inspector numbers."""
+    from server_support import ServerProcess
+
+    server = ServerProcess(tmp_path / "state", "--policy", "default", "--speed", "max",
+                           "--registry", str(tmp_path / "registry.sqlite"))
+    try:
+        assert any(line.startswith(f"townlet: policy default = {shipped.default_hash()} (--policy)")
+                   for line in server.lines), server.lines
+        server.wait_tick(200)
+        health = server.health()
+        assert health["policy"]["hash"] == shipped.default_hash() and health["policy"]["source"] == "default"
+        status, body = post_cmd(server, "agent", agent="agent_1")
+        assert status == 200 and body["data"]["policy"]["hash"] == shipped.default_hash()
+    finally:
+        assert server.stop() == 0
+
+
+@pytest.mark.slow
+def test_serve_runs_the_registrys_release_or_else_scripted_and_says_which(tmp_path: Path) -> None:
+    """No release: scripted, and the line says so; after `promote promote default`: the default policy."""
+    from server_support import ServerProcess
+    from townlet.cli.main import main
+
+    registry = str(tmp_path / "registry.sqlite")
+    first = ServerProcess(tmp_path / "state", "--registry", registry)
+    try:
+        assert any("policy scripted (the registry at" in line and "has no release yet" in line
+                   for line in first.lines), first.lines
+    finally:
+        first.stop()
+    assert main(["promote", "promote", "default", "--reason", "ship it", "--registry", registry]) == 0
+    second = ServerProcess(tmp_path / "state", "--registry", registry)
+    try:
+        assert any(f"policy {shipped.default_hash()} (the release of the registry at" in line
+                   for line in second.lines), second.lines
+        assert second.health()["policy"]["hash"] == shipped.default_hash()
+    finally:
+        second.stop()
+
+
+def post_cmd(server, cmd: str, **args: object) -> tuple[int, dict]:
+    from server_support import issue, post
+
+    return post(server.url, issue(server.state_dir, "admin", "tester"), cmd, **args)
