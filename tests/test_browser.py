@@ -242,8 +242,8 @@ def test_the_viewer_is_keyboard_accessible_and_fits_a_phone(browser: Browser, se
 @pytest.fixture(scope="module")
 def learned_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServerProcess, str]]:
     """A server driven by the shipped default policy, with a second (untrained) policy in its registry."""
-    from training_support import tiny_checkpoint
     from townlet.training.registry import PolicyRegistry
+    from training_support import tiny_checkpoint
 
     root = tmp_path_factory.mktemp("learned")
     with PolicyRegistry(root / "registry.sqlite") as registry:

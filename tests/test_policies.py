@@ -99,7 +99,7 @@ def test_the_option_set_must_be_the_towns(tiny: Path) -> None:
 
 
 def test_the_registry_refuses_to_register_or_promote_a_policy_that_does_not_fit(tmp_path: Path) -> None:
-    """promote and register with the town's config refuse another variant, naming it."""
+    """Registering or promoting with the town's config refuses another variant, naming it."""
     compact = tiny_checkpoint(tmp_path / "compact.pt", variant="compact")
     town = load_config()
     with PolicyRegistry(tmp_path / "r.sqlite") as registry:

@@ -23,8 +23,7 @@ BASE = "http://127.0.0.1:8000"
 
 
 def test_swap_status_refusals_and_audit_over_http(tmp_path: Path) -> None:
-    """Admin swap to default lands within one tick; viewer E_FORBIDDEN, unknown E_NOT_FOUND, misfit E_CONFLICT;
-    status and /healthz answer the hash driving; every request is in the audit log."""
+    """Admin swap lands within a tick; viewer, unknown and misfit refused by code; status, /healthz; all audited."""
     state = tmp_path / "state"
     loaded = load_config(overrides=["time.live_tick_seconds=0.05", f"console.state_dir={state}",
                                     "console.audit_fsync=false"])

@@ -42,8 +42,8 @@ def register(sub: Any, formatter: Any) -> None:
 
 def bench_live_command(args: argparse.Namespace) -> int:
     """Run the benchmark and print its report."""
-    from townlet.logs import configure_logging
     from townlet.cli.policy_arg import fail, policy_errors
+    from townlet.logs import configure_logging
     from townlet.server.loadtest import compare_policies, report_path
 
     if args.spectators < 1 or args.duration <= 0:

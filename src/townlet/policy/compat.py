@@ -8,7 +8,7 @@ One rule, used by the command line (``--policy``), the policy registry (``promot
 | `variant` | the checkpoint reads the town's observation variant (`features.observations`) |
 | `observation size` | the checkpoint's input length is what that variant produces in this town |
 | `option set` | the town takes options (`env.action_level: options`) and the checkpoint chooses among exactly them |
-| `config` | the checkpoint was trained under this town's config_id, or that of the same config (file and `--set`) at another curriculum stage or none |
+| `config` | trained under this town's config_id, or the same config's (file, `--set`) at another stage or none |
 
 A *runnable* check (``strict=False``: size and option set only) is what the evaluation suite asks: it scores
 a policy on any town it can read, on purpose across variants and stages (the A/B gate).
