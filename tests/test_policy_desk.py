@@ -220,3 +220,20 @@ def test_the_live_baseline_is_measured_once_and_cached(tmp_path: Path) -> None:
     (cached,) = list(tmp_path.glob("stability-baseline-*.json"))
     assert json.loads(cached.read_text())["windows"] == 2
     assert live_baseline(loaded, 3, tmp_path) == first
+
+
+def test_replay_re_applies_a_recorded_swap_and_reaches_the_same_hash(town: Town, tmp_path: Path) -> None:
+    """A snapshot before a console swap, replayed with the audit log, ends where the live town did."""
+    from townlet.cli.replay import read_inputs, replay
+    from townlet.sim import snapshot
+
+    town.sim.run(5)
+    snapshot.write(town.sim, tmp_path / "before.snap")
+    town.sim.run(5)
+    assert town.policy(op="swap", ref="default").ok
+    town.sim.run(49)
+    result = replay(tmp_path / "before.snap", town.sim.tick - 5, read_inputs(town.audit_path),
+                    registry=town.registry)
+    assert result["input_failures"] == [] and result["policy"]["hash"] == "scripted"
+    assert result["to_tick"] == town.sim.tick and result["state_hash"] == town.sim.state_hash()
+    assert town.registry.decisions()[-1].action == "promote"  # the replay wrote nothing to the registry

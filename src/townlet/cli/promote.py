@@ -11,6 +11,7 @@ import argparse
 import json
 import logging
 import sys
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -145,8 +146,9 @@ def promote_command(args: argparse.Namespace) -> int:
     """Promote by hand."""
     def act(registry: Any) -> dict[str, Any]:
         ref = args.policy
-        if ref == "default":
-            ref = registry.register(_policy_arg(ref), "the shipped default policy", town=_town(args)).policy_hash
+        if ref == "default" or Path(ref).is_file():  # a checkpoint file is registered on the way
+            ref = registry.register(_policy_arg(ref), f"registered to be promoted: {args.reason}",
+                                    town=_town(args)).policy_hash
         record = registry.promote(ref, args.reason, force=args.force, town=_town(args))
         return {**_record(record), "message": f"{record.policy_hash} is the release"}
 

@@ -71,14 +71,15 @@ class LivePolicies:
         registry: The policy registry (None: swaps only, no releases to promote or roll back).
         baseline: What normal looks like for the canaries (see :func:`live_baseline`).
         rollback: Roll back on a firing canary (default ``promotion.live_rollback``); else only pin.
+        monitor: Run the live canaries (False: console changes only, as ``townlet replay`` re-applies them).
 
     Attributes:
         monitor: The live stability monitor.
         changes: The last few policy changes, newest last (``status``).
     """
 
-    def __init__(self, sim: Simulation, registry: PolicyRegistry | None, baseline: Baseline,
-                 rollback: bool | None = None) -> None:
+    def __init__(self, sim: Simulation, registry: PolicyRegistry | None, baseline: Baseline | None,
+                 rollback: bool | None = None, monitor: bool = True) -> None:
         self.sim = sim
         self.registry = registry
         self.cfg = sim.config.promotion
@@ -91,8 +92,11 @@ class LivePolicies:
         self._state: dict[str, Any] = {}
         self._section: dict[str, Any] = {}
         self.refresh()
-        self.monitor = StabilityMonitor(sim, baseline, label="live", on_window=self._window,
-                                        promotion_state=self.promotion_state)
+        self.monitor: StabilityMonitor | None = None
+        if monitor:
+            assert baseline is not None, "the live canaries need a baseline"
+            self.monitor = StabilityMonitor(sim, baseline, label="live", on_window=self._window,
+                                            promotion_state=self.promotion_state)
 
     # -- reading ----------------------------------------------------------------------------------
 
@@ -135,8 +139,8 @@ class LivePolicies:
             "candidate": None,  # this desk runs no shadow town: `townlet promote shadow` does, beside the registry
             "registry": state.get("registry"),
             "canaries": self.canary_states(),
-            "windows": len(self.monitor.reports),
-            "window_ticks": self.monitor.cfg.window_ticks,
+            "windows": len(self.monitor.reports) if self.monitor else 0,
+            "window_ticks": self.sim.config.stability.window_ticks,
             "rollback_on_canary": self.rollback_on_canary,
             "changes": list(self.changes),
         }

@@ -112,6 +112,12 @@ class PolicyRegistry:
         """Close the database."""
         self.db.close()
 
+    def scratch_copy(self) -> PolicyRegistry:
+        """An in-memory copy to try decisions on without touching this file (``townlet replay``)."""
+        copy = PolicyRegistry(":memory:")
+        self.db.backup(copy.db)
+        return copy
+
     def __enter__(self) -> PolicyRegistry:
         return self
 

@@ -137,6 +137,24 @@ def check(stats: WindowStats, baseline: Baseline, cfg: StabilityConfig) -> list[
     return fired
 
 
+def training_canaries(kpis: dict[str, float], cfg: StabilityConfig,
+                      baseline: dict[str, float] | None = None) -> dict[str, str]:
+    """The canaries a training window's KPIs (:func:`~townlet.training.windows.window_kpis`) can judge.
+
+    Per canary ``ok``, ``fired`` or ``n/a``: training windows count collapses and lateness as rates, not
+    option starts, so ``option_thrash`` is not judged there, and ``reward_collapse`` only against a measured
+    scripted ``baseline`` (the trainer's ``baselines``); lateness is judged against the baseline's lateness
+    (floored at ``lateness_floor``).
+    """
+    expected = max(float((baseline or {}).get("lateness", 0.0)), cfg.lateness_floor)
+    out = {"lateness_spike": "fired" if kpis.get("lateness", 0.0) > cfg.lateness_factor * expected else "ok",
+           "starvation": "fired" if kpis.get("collapses", 0.0) > 0 and cfg.starvation_max == 0 else "ok",
+           "option_thrash": "n/a", "reward_collapse": "n/a"}
+    if baseline and "reward" in baseline and "reward" in kpis:
+        out["reward_collapse"] = "fired" if kpis["reward"] < baseline["reward"] - cfg.reward_margin else "ok"
+    return out
+
+
 class StabilityMonitor:
     """Rolling windows over one simulation, checked against a baseline as they close.
 
