@@ -79,6 +79,7 @@ def serve_command(args: argparse.Namespace) -> int:
     from townlet.server.credentials import first_run_admin_token, keys_file
     from townlet.server.live import LiveTown
     from townlet.server.stack import Limits, StackConfig, bind
+    from townlet.training.live import baseline_file
 
     loaded = load_config(args.config, _overrides(args))
     cfg = loaded.config
@@ -109,6 +110,10 @@ def serve_command(args: argparse.Namespace) -> int:
     if isinstance(driving, int):
         return driving
     choice, registry, why = driving
+    seed = resumed.seed if resumed is not None else (args.seed if args.seed is not None else cfg.seed)
+    if not baseline_file(loaded, seed).is_file():
+        print(f"townlet: measuring the live canaries' baseline ({cfg.stability.baseline_windows} windows of the "
+              f"scripted routine; cached in {cfg.stability.baseline_cache})", flush=True)
     try:
         live = LiveTown.build(loaded, seed=args.seed, sim=resumed, policy=choice, registry=registry)
     except policy_errors() as exc:

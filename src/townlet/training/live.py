@@ -39,15 +39,21 @@ from townlet.world.events import EventKind
 LOG = logging.getLogger("townlet.promotion")
 
 
+def baseline_file(loaded: LoadedConfig, seed: int, cache_dir: str | Path | None = None) -> Path:
+    """Where :func:`live_baseline` caches the baseline of a config and seed."""
+    cfg = loaded.config.stability
+    directory = Path(cache_dir or cfg.baseline_cache).expanduser()
+    return directory / f"stability-baseline-{loaded.config_id}-{seed}-{cfg.baseline_windows}x{cfg.window_ticks}.json"
+
+
 def live_baseline(loaded: LoadedConfig, seed: int, cache_dir: str | Path | None = None) -> Baseline:
     """The scripted routine's windows on this config and seed (:meth:`Baseline.measure`), cached on disk.
 
     The cache is one JSON file per config_id and seed in ``cache_dir`` (``stability.baseline_cache`` by
     default), so a restart does not measure again.
     """
-    cfg = loaded.config.stability
-    directory = Path(cache_dir or cfg.baseline_cache).expanduser()
-    file = directory / f"stability-baseline-{loaded.config_id}-{seed}-{cfg.baseline_windows}x{cfg.window_ticks}.json"
+    file = baseline_file(loaded, seed, cache_dir)
+    directory = file.parent
     try:
         data = json.loads(file.read_text(encoding="utf-8"))
         return Baseline(float(data["lateness"]), float(data["reward_mean"]), float(data["reward_std"]),
