@@ -69,6 +69,8 @@ def policy_cmd(ctx: Context, args: PolicyArgs) -> dict[str, Any]:
     """Which policy drives (status); admins: swap, promote or roll back the driving policy."""
     desk: PolicyDesk | None = getattr(ctx.service, "policies", None)
     if desk is None:
+        if args.op == "status":
+            return _bare_status(ctx)
         raise CommandError(E_CONFLICT, "this town has no policy desk (policies are managed by townlet serve)")
     who = ctx.principal.name
     reason = args.reason or f"console {args.op} by {who}"
@@ -88,3 +90,17 @@ def policy_cmd(ctx: Context, args: PolicyArgs) -> dict[str, Any]:
         raise CommandError(E_CONFLICT, str(exc)) from None
     except OSError as exc:  # a registered checkpoint whose file went away
         raise CommandError(E_CONFLICT, f"cannot load the policy ({exc})") from None
+
+
+def _bare_status(ctx: Context) -> dict[str, Any]:
+    """``op=status`` of a town without a desk (no registry, no live canaries): who drives, from the town itself."""
+    from townlet.sim.driving import driving_kind
+
+    actor = ctx.sim.actor
+    if actor is not None and hasattr(actor, "identity"):
+        policy = {**actor.identity(), "kind": "learned"}
+    else:
+        kind = driving_kind(ctx.sim)
+        policy = {"hash": kind, "name": kind, "source": "builtin" if kind != "other" else "in-process", "kind": kind}
+    return {"policy": policy, "release": None, "pinned": None, "candidate": None, "registry": None, "canaries": {},
+            "windows": 0, "changes": []}
