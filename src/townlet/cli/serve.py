@@ -113,13 +113,12 @@ def serve_command(args: argparse.Namespace) -> int:
     seed = resumed.seed if resumed is not None else (args.seed if args.seed is not None else cfg.seed)
     if not baseline_file(loaded, seed).is_file():
         print(f"townlet: measuring the live canaries' baseline ({cfg.stability.baseline_windows} windows of the "
-              f"scripted routine; cached in {cfg.stability.baseline_cache})", flush=True)
+              f"scripted routine; cached in {cfg.stability.baseline_cache})", file=sys.stderr, flush=True)
     try:
         live = LiveTown.build(loaded, seed=args.seed, sim=resumed, policy=choice, registry=registry)
     except policy_errors() as exc:
         print(f"townlet: error: {exc}", file=sys.stderr)
         return 2
-    print(f"townlet: policy {_label(live.policies.driving())} ({why})", flush=True)
     from townlet.sim.autosave import Autosaver
 
     saver = Autosaver.from_config(live.sim, args.snapshot_dir or args.resume).attach(live.sim)
@@ -135,6 +134,7 @@ def serve_command(args: argparse.Namespace) -> int:
     print(f"townlet: the live town is at {base}/  (telemetry: {live.viewers.public_url})", flush=True)
     print(f"townlet: speed {'paused' if live.sim.clock.paused else live.sim.clock.speed}, seed {live.sim.seed}, "
           f"config {loaded.config_id}; Ctrl+C stops", flush=True)
+    print(f"townlet: policy {_label(live.policies.driving())} ({why})", flush=True)
     if token is not None:
         print(f"townlet: first run: created a signing key in {keys_file(cfg.console)}", flush=True)
         print(f"townlet: admin token (shown once, keep it secret): {token}", flush=True)
