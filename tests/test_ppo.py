@@ -138,15 +138,16 @@ def test_collector_steps_every_town_exactly_and_asks_only_deciding_agents() -> N
     """Each town runs exactly the budget; transitions are decisions with legal actions, far fewer than agent-ticks."""
     c = Collector(None, [], 2, 5, 0.99)
     ro = c.collect(net_for(c), 300)
-    assert ro.town_ticks == 600 and c.window_ticks == 300
+    assert ro.town_ticks == 600 and c.kpis.ticks == 300 and not ro.windows
     assert 16 <= ro.size < 0.2 * 600 * 8, "agents decide at decision points, not every tick"
     assert ro.obs.shape == (ro.size, c.layout.size) and ro.masks.shape == (ro.size, 7)
     assert ro.masks[np.arange(ro.size), ro.actions].all()
     assert (ro.logprobs <= 0).all() and (ro.ticks >= 1).all()
     first = {int(s) for s in ro.slots[ro.resets]}
     assert first == set(range(8)) | set(range(c.capacity, c.capacity + 8)), "everyone's first decision resets"
-    ro2 = c.collect(net_for(c), 100)
-    assert ro2.town_ticks == 200 and not ro2.resets.any(), "open transitions carry over to the next rollout"
+    ro2 = c.collect(net_for(c), 800)
+    assert ro2.town_ticks == 1600 and not ro2.resets.any(), "open transitions carry over to the next rollout"
+    assert len(ro2.windows) == 1 and ro2.window_ends == [2 * 700], "the day's window closes on its last tick"
 
 
 def test_a_town_collects_the_same_whichever_batch_or_process_it_is_in() -> None:

@@ -46,15 +46,15 @@ def test_two_ray_workers_collect_what_one_process_collects(local_ray: None) -> N
     torch.manual_seed(0)
     net = OptionPolicyNet(NetworkSpec.for_layout(local.layout, local.n_actions))
     try:
-        a = ray_side.collect(net, 200)
-        b = local.collect(net, 200)
-        assert a.town_ticks == b.town_ticks == 400
+        a = ray_side.collect(net, 1200)
+        b = local.collect(net, 1200)
+        assert a.town_ticks == b.town_ticks == 2400
         order_a, order_b = np.lexsort((a.ticks, a.slots)), np.lexsort((b.ticks, b.slots))
         np.testing.assert_array_equal(np.sort(a.slots), np.sort(b.slots))
         assert (a.actions[order_a] == b.actions[order_b]).mean() > 0.99
         np.testing.assert_allclose(a.rewards.sum(), b.rewards.sum(), rtol=0.05, atol=1e-3)
-        assert ray_side.window_ticks == 200
-        np.testing.assert_allclose(ray_side.close_window(), local.close_window(), rtol=0.05, atol=0.1)
+        assert len(a.windows) == len(b.windows) == 1 and a.window_ends == b.window_ends == [2000]
+        np.testing.assert_allclose(a.windows[0], b.windows[0], rtol=0.05, atol=0.1)
     finally:
         ray_side.close()
 

@@ -9,17 +9,18 @@ import sys
 from typing import Any, get_type_hints
 
 EXAMPLES = """examples:
-  townlet train --steps 1000000 --out runs/hybrid           # the default town (hybrid observations, 8 agents)
+  townlet train --steps 100000000 --out runs/ppo --ppo max_seconds=1200   # 20 minutes from scratch (the recipe)
+  townlet train --steps 5000000 --out runs/m3 --stage M3 --no-advance     # lifecycle and perturbations on
   townlet train --steps 200000 --out runs/m0 --stage M0     # start the curriculum at M0; moves on by KPI bands
   townlet train --steps 500000 --out runs/bc --init bc/policy.pt   # warm start from behaviour cloning
   townlet train --steps 2000000 --resume runs/hybrid        # continue a run (to 2M ticks in total)
   townlet train --resume runs/m0 --stage M2 --steps 800000  # move the curriculum by hand, then go on
   townlet train --steps 1000000 --out runs/ray --ray local --workers 2   # rollout workers on a local Ray
   townlet train --steps 1000000 --out runs/ray --ray auto --workers 16   # ... on the Ray cluster of this node
-  townlet train --variant full --steps 500000 --out runs/full --ppo hidden=256 --ppo lstm=true
+  townlet train --variant full --steps 5000000 --out runs/full --ppo lstm=true   # CNN over the map, recurrent
 
-The run directory gets metrics.jsonl (one JSON line per update), learning_curves.png, checkpoints/,
-latest.pt and final.pt; see docs/training.md.
+Agents decide at decision points only (PPO over options as a semi-MDP). The run directory gets metrics.jsonl
+(one JSON line per update), learning_curves.png, checkpoints/, latest.pt and final.pt; see docs/training.md.
 """
 
 
@@ -28,8 +29,9 @@ def register(sub: Any, formatter: Any) -> None:
     from townlet.cli.main import add_config_arguments
 
     p = sub.add_parser("train", help="train the option policy with PPO", formatter_class=formatter,
-                       description="Train one shared option policy with PPO over batched towns (PyTorch; CPU "
-                                   "by default). Prints a JSON summary on stdout at the end.",
+                       description="Train one shared option policy with PPO over options as a semi-MDP, from "
+                                   "scratch, over batched towns (PyTorch; CPU by default). Prints a JSON summary "
+                                   "on stdout at the end.",
                        epilog=EXAMPLES)
     add_config_arguments(p)
     p.add_argument("--steps", type=_positive, required=True, metavar="N",

@@ -317,6 +317,9 @@ class OptionsConfig(Strict):
     socialise_chance: Unit = Field(0.4, description="chance a free agent seeks company (scaled by extroversion)")
     interrupt_level: Unit = Field(0.5, description="a need this high makes the scripted policy reconsider")
     interrupt_every: int = Field(10, ge=1, le=1000, description="ticks between reconsiderations")
+    decision_level: Unit = Field(
+        0.5, description="a need rising to this deficit is a decision point of semi-MDP policies (as is needs.critical)"
+    )
     hygiene_trigger: Unit = 0.5
     energy_trigger: Unit = 0.7
     social_trigger: Unit = 0.6

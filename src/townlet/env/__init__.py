@@ -36,7 +36,8 @@ while env.agents:
   counted in `sim.invalid_actions`.
 - **Decision mode** (`parallel_env(decisions="points")`, the semi-MDP over options): a step runs tick after
   tick until some agent must decide — its option finished or failed, it just arrived (it has no option), or
-  a need turned critical under its option — or an agent leaves, or the horizon comes. Between decisions an
+  a need rose to `options.decision_level` (0.6) or turned critical under its option — or an agent leaves, or
+  the horizon comes. Between decisions an
   agent's option runs without asking anybody. `rewards[a]` is the sum of the agent's rewards over the step's
   ticks; `infos[a]` holds `ticks` (how many ticks the step lasted), `must_decide` (whether the agent chooses
   at the next step; only those agents' masks offer a choice, everybody else's only the running option, which

@@ -10,10 +10,11 @@ Two ways to step (``decisions``):
   the running option continues it).
 - ``"points"`` (decision mode, the semi-MDP): a step runs tick after tick until some agent must decide
   (:func:`~townlet.policy.options.must_decide`: its option finished or failed, it just arrived, or a need
-  turned critical under its option), an agent leaves, or the horizon comes. Only agents at a decision point
-  choose (their mask: what may start; everybody else's: only the running option, which they continue
-  whatever they send). ``reward`` is each slot's reward summed over the step's ticks, ``discounted`` the sum
-  discounted per tick (``sum_i gamma**i * r_i``), :attr:`TownCore.last_ticks` how many ticks it lasted.
+  rose past ``options.decision_level`` or turned critical under its option), an agent leaves, or the horizon
+  comes. Only agents at a decision point choose (their mask: what may start; everybody else's: only the
+  running option, which they continue whatever they send). ``reward`` is each slot's reward summed over the
+  step's ticks, ``discounted`` the sum discounted per tick (``sum_i gamma**i * r_i``),
+  :attr:`TownCore.last_ticks` how many ticks it lasted.
 
 In both, an action of -1 leaves the agent to the built-in (scripted) policy for the whole step.
 """
@@ -204,7 +205,7 @@ class TownCore:
     def _until_decision(self, actions: np.ndarray, limit: int) -> None:
         """Decision mode: tick until an agent must decide or leaves, or the horizon; sums the rewards."""
         b, a = self.buffers, self.sim.world.agents
-        acts, total, since = self._acts, self._sum, self.sim.controller.critical_since
+        acts, total, points = self._acts, self._sum, self.sim.controller.point_at
         # Agents at a decision point take their action; the others continue (-1 stays with the built-in policy).
         np.copyto(acts, np.where(actions < 0, -1, np.where(b.deciding, actions, a.option)))
         builtin = actions < 0
@@ -217,7 +218,7 @@ class TownCore:
             self._tick(acts)
             ticks += 1
             deciding = _fold_tick(b.reward, total, b.discounted, discount, b.need_peak, a.needs, a.alive, a.option,
-                                  a.option_started, since, self.sim.world.tick, b.deciding, builtin, acts)
+                                  a.option_started, points, self.sim.world.tick, b.deciding, builtin, acts)
             discount *= self.gamma
             if self.done or self._flagged or deciding or ticks == limit:
                 break
@@ -283,14 +284,15 @@ class TownCore:
         sim, buffers, args = self._mask_args
         if sim is not self.sim or buffers is not self.buffers:
             a, b = self.sim.world.agents, self.buffers
-            args = (b.mask, self.sim.controller.critical_since, a.option, a.option_started, self.commitment,
+            ctl = self.sim.controller
+            args = (b.mask, ctl.critical_since, ctl.point_at, a.option, a.option_started, self.commitment,
                     *mask_arrays(self.sim.world))
             self._mask_args = (self.sim, b, args)
         return args
 
 
 @numba.njit(cache=True)
-def _fold_tick(reward, total, discounted, discount, need_peak, needs, alive, option, started, critical_since, tick,
+def _fold_tick(reward, total, discounted, discount, need_peak, needs, alive, option, started, point_at, tick,
                deciding, builtin, acts):
     """Fold a tick of a decision-mode step: reward sums, need peaks, who decides, the next tick's actions.
 
@@ -309,7 +311,7 @@ def _fold_tick(reward, total, discounted, discount, need_peak, needs, alive, opt
         for k in range(1, needs.shape[1]):
             worst = max(worst, needs[s, k])
         need_peak[s] = max(need_peak[s], worst)
-        here = decision_point(s, option, started, critical_since, tick)
+        here = decision_point(s, option, started, point_at, tick)
         deciding[s] = here
         anybody = anybody or here
         acts[s] = -1 if builtin[s] else option[s]

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import numba
 import numpy as np
 
-from townlet.policy.options import NEVER, OPTION_LABELS, Option, critical_streaks, is_night, must_decide, option_mask
+from townlet.policy.options import NEVER, OPTION_LABELS, Option, is_night, must_decide, need_points, option_mask
 from townlet.world.agents import Activity
 from townlet.world.events import EventKind
 from townlet.world.grid import FAR
@@ -41,7 +41,9 @@ class OptionController:
 
     Attributes:
         critical_since: ``int64[C]`` the first tick of each agent's current streak with a need at or above
-            ``needs.critical`` (``NEVER``: none); the mask and the decision points read it.
+            ``needs.critical`` (``NEVER``: none); the mask reads it.
+        point_at: ``int64[C]`` the last tick a need turned critical or rose to ``options.decision_level``
+            (a decision point of semi-MDP policies when it is the coming tick).
     """
 
     def __init__(self, world: World) -> None:
@@ -66,7 +68,10 @@ class OptionController:
         self.public = {key: tuple(int(x) for x in o.of_type_in_kind(key[1], key[0])) for key in self.shared}
         self._arrays: dict[tuple[int, ...], np.ndarray] = {}  # candidate tuples as arrays, for _best_object
         self.critical_since = np.full(world.agents.capacity, NEVER, dtype=np.int64)
+        self.point_at = np.full(world.agents.capacity, NEVER, dtype=np.int64)
+        self.above = np.zeros(world.agents.needs.shape, dtype=bool)  # needs at or above the decision level
         self._critical = np.float32(world.config.needs.critical)
+        self._level = np.float32(world.config.options.decision_level)
 
     # -- plans --------------------------------------------------------------------------------------
 
@@ -162,7 +167,8 @@ class OptionController:
 
         A walk past ``options.max_option_ticks`` fails; an idle body moves on to its option's next step, or
         its option ends (finished or failed), so that an agent whose plan ran out holds no option. Then the
-        critical streaks (:attr:`critical_since`) are brought up to date for the tick about to run.
+        critical streaks and need points (:attr:`critical_since`, :attr:`point_at`) are brought up to date for
+        the tick about to run.
         """
         w, a = self.world, self.world.agents
         stalled, idle = _unsettled(a.alive, a.activity, a.option, a.step_started, w.tick, self.travel_limit)
@@ -170,12 +176,13 @@ class OptionController:
             w.fail_step(int(slot), "travel_timeout")
         for slot in idle:
             self.advance(int(slot))
-        critical_streaks(a.alive, a.needs, self._critical, self.critical_since, w.tick)
+        need_points(a.alive, a.needs, self._critical, self.critical_since, self._level, self.above, self.point_at,
+                    w.tick)
 
     def deciding(self) -> np.ndarray:
-        """``bool[C]`` agents at a decision point now: no option, or a need turned critical under their option."""
+        """``bool[C]`` agents at a decision point now: no option, or a need point under their option."""
         a = self.world.agents
-        return must_decide(a.alive, a.option, a.option_started, self.critical_since, self.world.tick)
+        return must_decide(a.alive, a.option, a.option_started, self.point_at, self.world.tick)
 
     def masks(self, slots: np.ndarray | None = None, commitment: int | None = None) -> np.ndarray:
         """``bool[n, 7]`` the option mask of ``slots`` (living by default); ``commitment``: the window by default.
@@ -183,7 +190,7 @@ class OptionController:
         See :mod:`townlet.policy.options` (``DECISION_POINTS`` for the semi-MDP mask, 0 for every possible option).
         """
         window = self.commitment if commitment is None else commitment
-        return option_mask(self.world, slots, window, self.critical_since)
+        return option_mask(self.world, slots, window, self.critical_since, self.point_at)
 
     def start(self, slot: int, option: Option, steps: list[Step] | None = None) -> bool:
         """Begin an option for an agent (abandoning the current one); False if it has no plan.
@@ -325,6 +332,8 @@ class OptionController:
         self.plans.pop(slot, None)
         self.failures[slot] = 0
         self.critical_since[slot] = NEVER
+        self.point_at[slot] = NEVER
+        self.above[slot] = False
 
 
 _IDLE, _MOVING = int(Activity.IDLE), int(Activity.MOVING)

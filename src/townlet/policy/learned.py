@@ -3,7 +3,7 @@
 ``LearnedPolicy.act(sim)`` returns the option array that :meth:`Simulation.step` takes; it also keeps the
 latest option probabilities and values per slot for the viewer's policy inspector. A semi-MDP policy
 (``spec.decisions == "points"``, what ``townlet train`` makes) is asked only for the agents at a decision
-point (their option finished or failed, they just arrived, a need turned critical): everybody else
+point (their option finished or failed, they just arrived, a need rose past a decision level): everybody else
 continues the running option and costs no forward pass. A per-tick policy (older checkpoints) is asked for
 every living agent every tick. Either way the mask is the one option mask the policy trained with
 (:mod:`townlet.policy.options`, through :meth:`Simulation.masks`). Torch is imported only

@@ -13,12 +13,13 @@ may choose now:
   - ``commitment >= 0`` (tick by tick): an agent with no option, one whose option has run ``commitment``
     ticks (the commitment window; 0: everybody), or one whose need turned critical after its option started;
   - ``commitment = DECISION_POINTS`` (semi-MDP): only an agent at a *decision point* (:func:`must_decide`):
-    its option finished or failed (or it just arrived: it has none), or a need turned critical this tick
-    while its option runs.
+    its option finished or failed (or it just arrived: it has none), or, while its option runs, a need turned
+    critical or rose past ``options.decision_level`` this tick (``point_at``).
 
 Every living agent may continue its running option. Critical streaks (``critical_since``, the first tick of
-each agent's current streak with a need at or above ``needs.critical``) are kept by the option controller
-between ticks (:meth:`~townlet.policy.controller.OptionController.settle`).
+each agent's current streak with a need at or above ``needs.critical``) and need points (``point_at``, the
+last tick a need turned critical or rose past the decision level) are kept by the option controller between
+ticks (:meth:`~townlet.policy.controller.OptionController.settle`).
 """
 
 from __future__ import annotations
@@ -110,7 +111,7 @@ DECISION_POINTS = -1  # ``commitment`` of the semi-MDP mask: choices only at dec
 
 
 def option_mask(world: World, slots: np.ndarray | None = None, commitment: int = 0,
-                critical_since: np.ndarray | None = None) -> np.ndarray:
+                critical_since: np.ndarray | None = None, point_at: np.ndarray | None = None) -> np.ndarray:
     """``bool[n, 7]`` the option mask of ``slots`` (living slots by default) for the coming tick.
 
     Args:
@@ -119,48 +120,62 @@ def option_mask(world: World, slots: np.ndarray | None = None, commitment: int =
         commitment: The commitment window in ticks (0: every agent is free to choose, so a row is every
             possible option plus the running one), or ``DECISION_POINTS``.
         critical_since: ``int64[C]`` critical streaks (the controller's); None: nobody's need is critical.
+        point_at: ``int64[C]`` need points (the controller's); None: none.
     """
     if slots is None:
         slots = world.agents.slots()
-    if critical_since is None:
-        critical_since = np.full(world.agents.capacity, NEVER, dtype=np.int64)
+    never = np.full(world.agents.capacity, NEVER, dtype=np.int64)
     a = world.agents
-    return _slot_masks(np.asarray(slots, dtype=np.int64), world.tick, *mask_scalars(world), critical_since, a.option,
-                       a.option_started, commitment, *mask_arrays(world))
+    return _slot_masks(np.asarray(slots, dtype=np.int64), world.tick, *mask_scalars(world),
+                       never if critical_since is None else critical_since, never if point_at is None else point_at,
+                       a.option, a.option_started, commitment, *mask_arrays(world))
 
 
 @numba.njit(cache=True)
-def decision_point(s: int, option: np.ndarray, started: np.ndarray, critical_since: np.ndarray, tick: int) -> bool:
-    """Whether living slot ``s`` is at a decision point before ``tick``: no option, or a need just turned critical."""
-    return option[s] < 0 or (critical_since[s] == tick and started[s] < tick)
+def decision_point(s: int, option: np.ndarray, started: np.ndarray, point_at: np.ndarray, tick: int) -> bool:
+    """Whether living slot ``s`` is at a decision point before ``tick``: no option, or a need point under one."""
+    return option[s] < 0 or (point_at[s] == tick and started[s] < tick)
 
 
 @numba.njit(cache=True)
-def must_decide(alive: np.ndarray, option: np.ndarray, started: np.ndarray, critical_since: np.ndarray,
+def must_decide(alive: np.ndarray, option: np.ndarray, started: np.ndarray, point_at: np.ndarray,
                 tick: int) -> np.ndarray:
     """``bool[C]`` agents at a decision point before ``tick`` (:func:`decision_point`)."""
     out = np.zeros(len(alive), dtype=np.bool_)
     for s in range(len(alive)):
         if alive[s]:
-            out[s] = decision_point(s, option, started, critical_since, tick)
+            out[s] = decision_point(s, option, started, point_at, tick)
     return out
 
 
 @numba.njit(cache=True)
-def critical_streaks(alive: np.ndarray, needs: np.ndarray, critical: np.float32, critical_since: np.ndarray,
-                     tick: int) -> None:
-    """Update ``critical_since`` for the coming ``tick``: the first tick of each agent's current critical streak."""
+def need_points(alive: np.ndarray, needs: np.ndarray, critical: np.float32, critical_since: np.ndarray,
+                level: np.float32, above: np.ndarray, point_at: np.ndarray, tick: int) -> None:
+    """Update the critical streaks and need points for the coming ``tick`` (both ``int64[C]``, ``NEVER``: none).
+
+    ``critical_since`` is the first tick of each agent's current streak with a need at or above ``critical``;
+    ``point_at`` becomes ``tick`` when such a streak starts or a need rises to ``level`` (``above``:
+    ``bool[C, needs]`` which needs were at or above it, so that only a rise counts).
+    """
     for s in range(len(alive)):
         if not alive[s]:
             critical_since[s] = NEVER
+            point_at[s] = NEVER
+            above[s, :] = False
             continue
         worst = needs[s, 0]
-        for k in range(1, needs.shape[1]):
-            worst = max(worst, needs[s, k])
+        for k in range(needs.shape[1]):
+            x = needs[s, k]
+            worst = max(worst, x)
+            high = x >= level
+            if high and not above[s, k]:
+                point_at[s] = tick
+            above[s, k] = high
         if worst < critical:
             critical_since[s] = NEVER
         elif critical_since[s] == NEVER:
             critical_since[s] = tick
+            point_at[s] = tick
 
 
 @numba.njit(cache=True)
@@ -196,14 +211,15 @@ def mask_row(row: np.ndarray, s: int, tod: int, meal_price: float, food_price: f
 
 @numba.njit(cache=True)
 def mask_slot(row: np.ndarray, s: int, tick: int, tod: int, meal_price: float, food_price: float, fee: float,
-              social: bool, critical_since: np.ndarray, option: np.ndarray, started: np.ndarray, commitment: int,
+              social: bool, critical_since: np.ndarray, point_at: np.ndarray, option: np.ndarray,
+              started: np.ndarray, commitment: int,
               wallet: np.ndarray, inventory: np.ndarray, job: np.ndarray, start: np.ndarray, end: np.ndarray,
               early: int, raw: int, meal: int, clothes: int) -> None:
     """Write living slot ``s``'s mask row: the one option mask (see the module docstring)."""
     running = option[s] >= 0
     since = critical_since[s]
     if commitment == DECISION_POINTS:
-        free = decision_point(s, option, started, critical_since, tick)
+        free = decision_point(s, option, started, point_at, tick)
     elif not running:
         free = True
     else:
@@ -217,8 +233,8 @@ def mask_slot(row: np.ndarray, s: int, tick: int, tod: int, meal_price: float, f
 
 
 @numba.njit(cache=True)
-def town_masks(tick, tod, meal_price, food_price, shower_fee, mask, critical_since, option, started, commitment,
-               water_on, social_on, alive, wallet, inventory, job, start, end, early, raw, meal, clothes):
+def town_masks(tick, tod, meal_price, food_price, shower_fee, mask, critical_since, point_at, option, started,
+               commitment, water_on, social_on, alive, wallet, inventory, job, start, end, early, raw, meal, clothes):
     """Every slot's mask row into ``mask`` (``[C, A]`` of any integer or bool dtype): zeros for empty slots.
 
     ``tod`` to ``shower_fee`` come from :func:`mask_scalars`, ``water_on`` and the rest from :func:`mask_arrays`.
@@ -226,19 +242,19 @@ def town_masks(tick, tod, meal_price, food_price, shower_fee, mask, critical_sin
     fee, social = town_terms(shower_fee, water_on, social_on, alive)
     for s in range(len(alive)):
         if alive[s]:
-            mask_slot(mask[s], s, tick, tod, meal_price, food_price, fee, social, critical_since, option, started,
-                      commitment, wallet, inventory, job, start, end, early, raw, meal, clothes)
+            mask_slot(mask[s], s, tick, tod, meal_price, food_price, fee, social, critical_since, point_at, option,
+                      started, commitment, wallet, inventory, job, start, end, early, raw, meal, clothes)
         else:
             mask[s, :] = 0
 
 
 @numba.njit(cache=True)
-def _slot_masks(slots, tick, tod, meal_price, food_price, shower_fee, critical_since, option, started, commitment,
-                water_on, social_on, alive, wallet, inventory, job, start, end, early, raw, meal, clothes):
+def _slot_masks(slots, tick, tod, meal_price, food_price, shower_fee, critical_since, point_at, option, started,
+                commitment, water_on, social_on, alive, wallet, inventory, job, start, end, early, raw, meal, clothes):
     """The mask rows of ``slots`` (the same rule as :func:`town_masks`)."""
     fee, social = town_terms(shower_fee, water_on, social_on, alive)
     mask = np.zeros((len(slots), OPTION_COUNT), dtype=np.bool_)
     for i in range(len(slots)):
-        mask_slot(mask[i], slots[i], tick, tod, meal_price, food_price, fee, social, critical_since, option, started,
-                  commitment, wallet, inventory, job, start, end, early, raw, meal, clothes)
+        mask_slot(mask[i], slots[i], tick, tod, meal_price, food_price, fee, social, critical_since, point_at,
+                  option, started, commitment, wallet, inventory, job, start, end, early, raw, meal, clothes)
     return mask

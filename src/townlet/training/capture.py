@@ -3,18 +3,19 @@
 Each episode runs the scripted town with one *scenario* (a routine day, or a stress: low money, a utility
 outage in the middle of an affordance, a price spike, queue contention, lateness) and records, for every
 agent at a *decision point* (the points where a semi-MDP policy chooses, :func:`~townlet.policy.options.must_decide`:
-its option finished or failed, it just arrived, a need turned critical under its option), what a learned
+its option finished or failed, it just arrived, a need rose past the decision level under its option), what a learned
 policy would see and what the scripted routine chose:
 
 | array | shape | meaning |
 |---|---|---|
 | `obs` | `float32[n, D]` | the observation at the decision point (as the env and `LearnedPolicy` encode it) |
 | `mask` | `bool[n, 7]` | the option mask then (the one mask at decision points: what may start, and what runs) |
-| `action` | `int8[n]` | the option the routine started (or, at a critical point, kept running) |
+| `action` | `int8[n]` | the option the routine chooses there, asked with that mask (it may continue the running one) |
 | `tick`, `slot` | `int32[n]` | where the sample came from |
 
-The routine also changes its mind between decision points (it reconsiders busy agents whose hunger or
-fatigue grows pressing); a semi-MDP policy cannot, so those choices are not samples.
+The routine is *asked* at each decision point, as a teacher: at a need point it may choose to continue, or to
+switch the way it would when it next reconsiders (it does so every ``options.interrupt_every`` ticks, not at
+decision points); its random draws are restored after asking, so the recorded town is the routine's own.
 
 One compressed ``.npz`` shard per episode; ``manifest.json`` lists the shards with their sha256, sample
 counts, scenario and seed, plus the config_id, observation variant and shapes. :func:`load_dataset`
@@ -40,7 +41,6 @@ from townlet.observations.layout import FeatureLayout, layout_of
 from townlet.policy.options import OPTION_COUNT, OPTION_LABELS
 from townlet.sim.simulation import Simulation, TickResult
 from townlet.world.agents import Activity
-from townlet.world.events import EventKind
 from townlet.world.needs import HUNGER, HYGIENE
 from townlet.world.rng import RngStreams
 from townlet.world.state import World
@@ -189,35 +189,29 @@ def record_episode(
 ) -> dict[str, np.ndarray]:
     """Run the scripted town for ``ticks`` under ``scenario`` and return the episode's decision samples.
 
-    ``loaded`` must already include the scenario's overrides (see :func:`capture`).
+    At each decision point the routine is asked what it would choose there, with that mask (its random
+    draws are put back, so asking changes nothing in the town). ``loaded`` must already include the
+    scenario's overrides (see :func:`capture`).
     """
     sim = Simulation(loaded, seed=seed)
-    world, a = sim.world, sim.world.agents
+    world = sim.world
     encoder = ObservationEncoder(world, variant)
-    label = np.full(a.capacity, -1, dtype=np.int64)
-
-    def after_policy(s: Simulation) -> None:
-        label[:] = a.option  # the option running after the policy phase: the one just started or kept
-        for event in s.world.events:
-            if event.kind is EventKind.OPTION_STARTED:
-                label[event.agent] = OPTION_LABELS.index(event.detail)  # (even if it failed at once)
-
-    sim.add_phase("capture", after_policy, after="policy")
     parts: dict[str, list[np.ndarray]] = {name: [] for name in ARRAYS}
+    stream = world.rng.policy.bit_generator
     for t in range(ticks):
         live = sim.controller.deciding().nonzero()[0]
-        tick = sim.tick
         if len(live):
-            obs = encoder.encode()[live].copy()
+            obs = encoder.encode()[live]
             mask = sim.masks(decision_points=True)[live]
+            drawn = stream.state
+            labels = [sim.policy.choose(world, int(s), row) for s, row in zip(live, mask, strict=True)]
+            stream.state = drawn
+            parts["obs"].append(obs.copy())
+            parts["mask"].append(mask)
+            parts["action"].append(np.array(labels, dtype=np.int8))
+            parts["tick"].append(np.full(len(live), sim.tick, dtype=np.int32))
+            parts["slot"].append(live.astype(np.int32))
         step_scenario(sim, scenario)
-        if len(live):
-            keep = label[live] >= 0  # an agent that left before choosing has nothing to teach
-            parts["obs"].append(obs[keep])
-            parts["mask"].append(mask[keep])
-            parts["action"].append(label[live][keep].astype(np.int8))
-            parts["tick"].append(np.full(int(keep.sum()), tick, dtype=np.int32))
-            parts["slot"].append(live[keep].astype(np.int32))
         if progress is not None:
             progress(t + 1)
     empty = {"obs": np.zeros((0, encoder.size), np.float32), "mask": np.zeros((0, OPTION_COUNT), bool),

@@ -56,6 +56,19 @@ def read_metrics(path: str | Path) -> list[dict[str, Any]]:
     return rows
 
 
+def window_series(rows: list[dict[str, Any]]) -> list[tuple[int, dict[str, float]]]:
+    """``(global_step, kpis)`` of every KPI window in a run's metrics, in order (several may close in one update)."""
+    out: list[tuple[int, dict[str, float]]] = []
+    for r in rows:
+        if r.get("kind") != "update":
+            continue
+        if r.get("windows"):
+            out += list(zip(r.get("window_steps") or [r["global_step"]] * len(r["windows"]), r["windows"], strict=True))
+        elif r.get("window"):
+            out.append((r["global_step"], r["window"]))
+    return out
+
+
 def plot_learning_curves(metrics: str | Path, out: str | Path, title: str = "Townlet PPO") -> Path:
     """Draw the window KPIs, the losses and the entropy against env ticks into a PNG.
 
@@ -69,7 +82,7 @@ def plot_learning_curves(metrics: str | Path, out: str | Path, title: str = "Tow
 
     rows = read_metrics(metrics)
     updates = [r for r in rows if r.get("kind") == "update"]
-    windows = [(r["global_step"], r["window"]) for r in updates if r.get("window")]
+    windows = window_series(rows)
     baselines = {r["policy"]: r["kpis"] for r in rows if r.get("kind") == "baseline"}
     stages = [(r["global_step"], r["stage"]) for r in rows if r.get("kind") == "stage"]
     bests = [r["global_step"] for r in rows if r.get("kind") == "best"]

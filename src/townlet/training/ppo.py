@@ -1,8 +1,9 @@
 """PPO over options as a semi-MDP, CleanRL-style: the arguments, the update, then the training loop, top to bottom.
 
 Agents choose an option only at decision points (their option finished or failed, they just arrived, a need
-turned critical), from one shared network (masked categorical head, value head; MLP for hybrid/compact, a
-small CNN over the map for full, optional LSTM); between decisions their option runs with no policy call.
+turned critical or rose past ``options.decision_level``), from one shared network (masked categorical head,
+value head; MLP for hybrid/compact, a small CNN over the map for full, optional LSTM); between decisions their
+option runs with no policy call.
 Rollouts of ``rollout_ticks`` ticks per town come from :class:`~townlet.training.rollout.Collector`
 (in-process, towns optionally split over worker processes) or from Ray actors
 (:mod:`townlet.training.ray_rollouts`). Each transition carries the reward of its ticks discounted per tick
@@ -79,7 +80,7 @@ class PPOArgs:
     env_workers: int = -1
     """worker processes stepping a share of the towns beside the learner's process (-1: one per spare CPU core,
     at most one per town; 0: every town in the learner's process)"""
-    rollout_ticks: int = 512
+    rollout_ticks: int = 1024
     """ticks each town runs between two updates (on average over the towns)"""
     learning_rate: float = 3e-4
     """Adam learning rate"""
@@ -105,7 +106,7 @@ class PPOArgs:
     """value loss weight"""
     max_grad_norm: float = 0.5
     """gradient clipping norm"""
-    target_kl: float | None = None
+    target_kl: float | None = 0.03
     """stop the epochs of an update early past this approximate KL (None: never)"""
     reward_scale: float = 1.0
     """rewards are multiplied by this before advantages and value targets"""
@@ -397,13 +398,15 @@ def train(args: PPOArgs, progress: Progress | None = None) -> dict[str, Any]:
                 **stats,
             }
             move_to, improved = None, False
-            if collector.window_ticks >= window_ticks:
-                raw = collector.close_window()
+            for raw, at in zip(ro.windows, ro.window_ends, strict=True):  # windows that closed (a day each)
                 last_window = window_kpis(raw, loaded.config.time.ticks_per_day)
+                row.setdefault("windows", []).append(last_window)
+                row.setdefault("window_steps", []).append(global_step - ro.town_ticks + at)
                 row["window"] = last_window
                 if collector.scripted_share == 0.0:  # a window of partly scripted agents says little of the policy
-                    row["window_score"], improved = best.observe(raw, global_step)
-                if curriculum is not None:
+                    row["window_score"], better = best.observe(raw, global_step)
+                    improved = improved or better
+                if curriculum is not None and move_to is None:
                     move_to = curriculum.observe(last_window, global_step)
                 if anneal is not None and not anneal.finished:
                     decision = anneal.observe(last_window)
@@ -539,5 +542,7 @@ def _collector(args: PPOArgs, overrides: list[str], seed: int) -> Any:
     if args.ray:
         from townlet.training.ray_rollouts import RayCollector
 
-        return RayCollector(args.config, overrides, args.workers, args.towns, seed, args.gamma, address=args.ray)
-    return Collector(args.config, overrides, args.towns, seed, args.gamma, workers=env_workers(args))
+        return RayCollector(args.config, overrides, args.workers, args.towns, seed, args.gamma, address=args.ray,
+                            window_ticks=args.window_ticks)
+    return Collector(args.config, overrides, args.towns, seed, args.gamma, workers=env_workers(args),
+                     window_ticks=args.window_ticks)

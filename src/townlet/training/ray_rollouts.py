@@ -16,8 +16,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from townlet.training.rollout import Collector, Rollout
 
 _worker_class: Any = None
@@ -48,11 +46,12 @@ def worker_class() -> Any:
     class RolloutWorker:
         """One Ray actor owning a :class:`Collector` and a CPU copy of the policy network."""
 
-        def __init__(self, config: str | None, overrides: list[str], towns: int, seed: int, gamma: float) -> None:
+        def __init__(self, config: str | None, overrides: list[str], towns: int, seed: int, gamma: float,
+                     window_ticks: int) -> None:
             import torch
 
             torch.set_num_threads(1)
-            self.collector = Collector(config, overrides, towns, seed, gamma)
+            self.collector = Collector(config, overrides, towns, seed, gamma, window_ticks=window_ticks)
             self.net: Any = None
 
         def describe(self) -> dict[str, Any]:
@@ -66,12 +65,6 @@ def worker_class() -> Any:
                 self.net = OptionPolicyNet(spec)
             self.net.load_state_dict(weights)
             return self.collector.collect(self.net, ticks)
-
-        def window_ticks(self) -> float:
-            return self.collector.window_ticks
-
-        def close_window(self) -> np.ndarray:
-            return self.collector.close_window()
 
         def set_scripted_share(self, share: float) -> None:
             self.collector.set_scripted_share(share)
@@ -92,12 +85,13 @@ class RayCollector:
         workers: Rollout actors.
         towns: Towns per actor.
         seed: Seed of the first town of the first actor.
-        gamma: Discount (bootstrap at truncation).
+        gamma: Discount per tick.
         address: ``local`` or a Ray cluster address.
+        window_ticks: Ticks per town of a KPI window (0: a day); the actors' windows are added up.
     """
 
     def __init__(self, config: str | Path | None, overrides: list[str], workers: int, towns: int, seed: int,
-                 gamma: float, address: str = "local") -> None:
+                 gamma: float, address: str = "local", window_ticks: int = 0) -> None:
         import ray
 
         from townlet.env import env_config
@@ -108,7 +102,8 @@ class RayCollector:
         self._started = connect(address, workers)
         cls = worker_class()
         path = None if config is None else str(Path(config).resolve())
-        self.workers = [cls.remote(path, list(overrides), towns, seed + k * towns, gamma) for k in range(workers)]
+        self.workers = [cls.remote(path, list(overrides), towns, seed + k * towns, gamma, window_ticks)
+                        for k in range(workers)]
         info = ray.get(self.workers[0].describe.remote())
         self.layout = info["layout"]
         self.n_actions = info["n_actions"]
@@ -124,19 +119,6 @@ class RayCollector:
         weights = ray.put({k: v.detach().cpu() for k, v in net.state_dict().items()})
         parts = ray.get([w.collect.remote(net.spec, weights, ticks) for w in self.workers])
         return Rollout.concat(parts, self.slots // len(self.workers))
-
-    @property
-    def window_ticks(self) -> float:
-        """Ticks per town since the KPI window opened (the mean over the actors' towns)."""
-        import ray
-
-        return float(np.mean(ray.get([w.window_ticks.remote() for w in self.workers])))
-
-    def close_window(self) -> np.ndarray:
-        """The actors' raw window sums, added up."""
-        import ray
-
-        return np.sum(ray.get([w.close_window.remote() for w in self.workers]), axis=0)
 
     def set_scripted_share(self, share: float) -> None:
         """Forward the anneal's scripted share to every actor."""

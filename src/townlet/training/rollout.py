@@ -63,6 +63,9 @@ class Rollout:
         policy_s: Of which in forward passes and sampling.
         episode_returns: Undiscounted returns of the agent episodes that ended during the collection.
         batch_steps: Batch steps taken (each ends at some agent's decision point).
+        windows: Raw sums of the KPI windows that closed during the collection, in order
+            (:func:`~townlet.training.windows.window_kpis`).
+        window_ends: Town-ticks into the collection (summed over towns) at which each window closed.
     """
 
     obs: np.ndarray
@@ -86,6 +89,8 @@ class Rollout:
     policy_s: float = 0.0
     episode_returns: list[float] = field(default_factory=list)
     batch_steps: int = 0
+    windows: list[np.ndarray] = field(default_factory=list)
+    window_ends: list[int] = field(default_factory=list)
 
     @property
     def size(self) -> int:
@@ -112,7 +117,9 @@ class Rollout:
                        collect_s=max(p.collect_s for p in parts), env_s=max(p.env_s for p in parts),
                        policy_s=max(p.policy_s for p in parts),
                        episode_returns=[r for p in parts for r in p.episode_returns],
-                       batch_steps=max(p.batch_steps for p in parts))
+                       batch_steps=max(p.batch_steps for p in parts),
+                       windows=[np.sum(w, axis=0) for w in zip(*(p.windows for p in parts), strict=True)],
+                       window_ends=[sum(e) for e in zip(*(p.window_ends for p in parts), strict=True)])
 
 
 ARRAY_FIELDS = ("obs", "masks", "actions", "logprobs", "values", "rewards", "discounts", "next_values", "ends",
@@ -129,10 +136,12 @@ class Collector:
         seed: Town ``i`` starts with run seed ``seed + i`` (later episodes: see :class:`BatchedTowns`).
         gamma: Discount per tick.
         workers: Worker processes stepping a share of the towns (``BatchedTowns(workers=...)``).
+        window_ticks: Ticks per town of a KPI window (0: a day); windows close on their last tick, whatever
+            the rollout length, and come back in :attr:`Rollout.windows`.
     """
 
     def __init__(self, config: str | Path | None, overrides: list[str], n_towns: int, seed: int,
-                 gamma: float, workers: int = 0) -> None:
+                 gamma: float, workers: int = 0, window_ticks: int = 0) -> None:
         self.gamma = float(gamma)
         self.towns = BatchedTowns(n_towns, config, overrides=list(overrides), autoreset=True, workers=workers,
                                   decisions="points", gamma=gamma)
@@ -142,6 +151,8 @@ class Collector:
         self.capacity = self.towns.capacity
         self.slots = n_towns * self.capacity
         self.kpis = TownKpis(self.towns)
+        self.window = window_ticks or self.loaded.config.time.ticks_per_day
+        self.window_pos = 0  # ticks into the open window (the same for every town between collections)
         self.scripted = np.zeros((n_towns, self.capacity), dtype=bool)
         self.scripted_share = 0.0
         b, d, a = self.slots, self.towns.obs_size, self.towns.actions
@@ -190,6 +201,7 @@ class Collector:
         """Step every town exactly ``ticks`` ticks with ``net`` deciding (a town that is through waits for the rest).
 
         A town's last step may stop between two decision points: the open transitions carry on next time.
+        Every town also stops at each KPI window's last tick, where the window is closed.
         """
         towns, b = self.towns, self.slots
         out = _Transitions(towns.obs_size, towns.actions)
@@ -205,12 +217,23 @@ class Collector:
         actions = np.zeros((self.n_towns, self.capacity), dtype=np.int64)
         flat_actions = actions.reshape(b)
         town_of = np.arange(b) // self.capacity
-        remaining = np.full(self.n_towns, ticks, dtype=np.int64)
+        done = np.zeros(self.n_towns, dtype=np.int64)
+        end = 0  # the towns' common goal this stretch: the rollout's end or the window's, whichever comes first
+        windows: list[np.ndarray] = []
+        window_ends: list[int] = []
         steps = 0
         env_s = policy_s = 0.0
         start = time.perf_counter()
         prev = np.full(b, -1, dtype=np.int64)  # each slot's last finished transition in this rollout (chain)
-        while (remaining > 0).any():
+        while True:
+            if (done >= end).all():
+                if end and (self.window_pos + end) % self.window == 0:
+                    windows.append(self.kpis.close_window())
+                    window_ends.append(end * self.n_towns)
+                if end >= ticks:
+                    break
+                end = min(ticks, end + self.window - (self.window_pos + end) % self.window)
+            remaining = end - done
             t0 = time.perf_counter()
             stepping = remaining > 0
             rows = np.flatnonzero(deciding & alive & stepping[town_of])
@@ -262,12 +285,14 @@ class Collector:
             env_s += t2 - t1
             policy_s += t1 - t0
             steps += 1
-            remaining -= towns.ticks
+            done += towns.ticks
             self.kpis.update()
             self._accumulate(town_of)
             self._episode_ends(net, out, prev)
+        self.window_pos = (self.window_pos + ticks) % self.window
         ro = out.rollout(recurrent)
         ro.town_ticks = ticks * self.n_towns
+        ro.windows, ro.window_ends = windows, window_ends
         ro.collect_s = time.perf_counter() - start
         ro.env_s, ro.policy_s, ro.batch_steps = env_s, policy_s, steps
         ro.episode_returns = out.returns
@@ -320,15 +345,6 @@ class Collector:
         if ends:
             out.returns.extend(self._returns[slots].tolist())
             self._returns[slots] = 0.0
-
-    @property
-    def window_ticks(self) -> float:
-        """Ticks per town since the KPI window opened (the towns' mean)."""
-        return self.kpis.ticks
-
-    def close_window(self) -> np.ndarray:
-        """Raw KPI sums of the window (:func:`~townlet.training.windows.window_kpis` turns them into KPIs)."""
-        return self.kpis.close_window()
 
 
 class _Transitions:
