@@ -5,15 +5,18 @@ from __future__ import annotations
 import tomllib
 from pathlib import Path
 
+from townlet.config.loader import load_config
 from townlet.policy import shipped
+from townlet.policy.compat import check_config
 from townlet.training.evaluation import evaluate
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_the_shipped_policy_loads_and_its_hash_is_the_scorecards() -> None:
-    """policy.pt (under 2 MB) loads with its weights intact and is the policy scorecard.json names."""
+    """policy.pt (under 2 MB) loads, is the policy scorecard.json names, and fits the shipped town as it is now."""
     checkpoint = shipped.load_default()
+    check_config(checkpoint, load_config())  # a change to the town's config needs the policy trained again
     card = shipped.default_card()
     assert checkpoint.policy_hash == card["policy_hash"]
     assert shipped.CHECKPOINT_FILE.stat().st_size < 2 * 1024 * 1024

@@ -237,3 +237,17 @@ def test_replay_re_applies_a_recorded_swap_and_reaches_the_same_hash(town: Town,
     assert result["input_failures"] == [] and result["policy"]["hash"] == "scripted"
     assert result["to_tick"] == town.sim.tick and result["state_hash"] == town.sim.state_hash()
     assert town.registry.decisions()[-1].action == "promote"  # the replay wrote nothing to the registry
+
+
+def test_status_shows_the_candidate_a_shadow_promotion_put_in_shadow(town: Town, tmp_path: Path) -> None:
+    """`townlet promote shadow` on the same registry: status names the candidate until it is decided."""
+    from townlet.training.promotion import Promotion
+
+    ckpt = tiny_checkpoint(tmp_path / "cand.pt", seed=4)
+    promotion = Promotion(town.registry, seed=0, baseline=CALM)
+    record = promotion.propose(str(ckpt))
+    town.desk.refresh()
+    candidate = town.policy(town.viewer).data["candidate"]
+    assert candidate["hash"] == record.policy_hash and candidate["release"] == "scripted"
+    town.registry.reject(record.policy_hash, "not today")
+    assert town.policy(town.viewer).data["candidate"] is None

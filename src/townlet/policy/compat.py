@@ -42,7 +42,7 @@ class IncompatiblePolicy(CheckpointError):
 
 @cache
 def _family(source: Path, overrides: tuple[str, ...], stages: tuple[str, ...]) -> dict[str, str]:
-    family = {}
+    family: dict[str, str] = {}
     for stage in (None, *stages):  # as `townlet train --stage` loads it: the stage after every other override
         loaded = load_config(source, [*overrides, f"stage={stage or 'null'}"])
         family.setdefault(loaded.config_id, f"stage {stage}" if stage else "no stage")

@@ -142,7 +142,7 @@ class LivePolicies:
             "policy": self.driving(),
             "release": state["release"],
             "pinned": state["pinned"],
-            "candidate": None,  # this desk runs no shadow town: `townlet promote shadow` does, beside the registry
+            "candidate": self.candidate(),
             "registry": state.get("registry"),
             "canaries": self.canary_states(),
             "windows": len(self.monitor.reports) if self.monitor else 0,
@@ -150,6 +150,11 @@ class LivePolicies:
             "rollback_on_canary": self.rollback_on_canary,
             "changes": list(self.changes),
         }
+
+    def candidate(self) -> dict[str, Any] | None:
+        """The candidate in a shadow town (``townlet promote shadow`` on this registry): hash, since when, or None."""
+        shadow = self.registry.in_shadow() if self.registry is not None else None
+        return None if shadow is None else {"hash": shadow.policy_hash, "since": shadow.at, "release": shadow.previous}
 
     def canary_states(self) -> dict[str, dict[str, Any]]:
         """Per canary: ``state`` (ok or fired, as of the last closed window), times ``fired``, last value and limit."""

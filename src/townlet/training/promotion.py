@@ -120,6 +120,7 @@ class Promotion:
             self.custom.setdefault(record.policy_hash, checkpoint)
         if record.policy_hash == self.release.policy_hash:
             raise RegistryError(f"{record.policy_hash} is the release already")
+        self.registry.shadow(record.policy_hash, tick)
         self.candidate = record
         self.shadow = build_sim(self.loaded, self.seed, self.policy_of(record), self.greedy)
         self.shadow_monitor = StabilityMonitor(self.shadow, self.baseline, label="shadow",

@@ -2,8 +2,8 @@
 
 Two tables. ``policies`` holds one row per policy: its hash (or ``scripted``/``random`` for the built-in
 routines), checkpoint path, observation variant, config_id and status (``candidate``, ``release``,
-``retired``, ``rejected``). ``decisions`` is append-only: ``register``, ``promote``, ``rollback``, ``reject``,
-``pin`` and ``unpin``, each with the time, the simulation tick (when there is one), the policy, the release
+``retired``, ``rejected``). ``decisions`` is append-only: ``register``, ``shadow``, ``promote``, ``rollback``,
+``reject``, ``pin`` and ``unpin``, each with the time, the simulation tick (when there is one), the policy, the release
 before it, a reason and JSON details (window reports, gate checks).
 
 The current release is the top of the release stack that the decisions build (a promotion pushes, a rollback
@@ -332,6 +332,24 @@ class PolicyRegistry:
         current = self.release
         with self.db:
             self._decide("pin", current.policy_hash if current else "", reason, tick, None, details)
+
+    def shadow(self, ref: str, tick: int | None = None) -> None:
+        """Record that a candidate went into a shadow town (``townlet promote shadow``)."""
+        record = self.resolve(ref)
+        current = self.release
+        with self.db:
+            self._decide("shadow", record.policy_hash, "candidate in a shadow town beside the release", tick,
+                         current.policy_hash if current else None)
+
+    def in_shadow(self) -> Decision | None:
+        """The ``shadow`` decision of a candidate not yet promoted or turned down since (None: none in shadow)."""
+        decided: set[str] = set()
+        for d in reversed(self.decisions()):
+            if d.action in ("promote", "reject"):
+                decided.add(d.policy_hash)
+            elif d.action == "shadow" and d.policy_hash not in decided:
+                return d
+        return None
 
     def unpin(self, reason: str, tick: int | None = None) -> None:
         """Allow promotions again."""
