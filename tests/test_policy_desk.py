@@ -183,8 +183,9 @@ def test_the_agent_answer_and_telemetry_carry_the_policy_inspector(town: Town) -
 
 
 def test_a_release_that_never_eats_trips_starvation_and_is_rolled_back_within_one_window(
-        town: Town, tmp_path: Path) -> None:
+        town: Town, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     """A released policy that never eats fires starvation in the first window: pinned, rolled back, alerted."""
+    caplog.set_level("INFO", logger="townlet")
     bad = town.registry.register(str(never_eats(tmp_path / "never_eats.pt")))
     assert town.policy(op="promote", ref=bad.policy_hash).ok
     window = town.sim.config.stability.window_ticks
@@ -201,6 +202,10 @@ def test_a_release_that_never_eats_trips_starvation_and_is_rolled_back_within_on
     status = town.policy(town.viewer).data
     assert status["canaries"]["starvation"]["state"] == "fired" and status["pinned"]
     assert town.desk.stability_section()["rollbacks"] == 1
+    (window,) = [r.context for r in caplog.records if getattr(r, "event", "") == "stability.window"]
+    assert window["label"] == "live" and window["canaries"] and window["promotion_state"]["driving"] == bad.policy_hash
+    (rollback,) = [r.context for r in caplog.records if getattr(r, "event", "") == "promotion.rollback"]
+    assert rollback["previous"] == bad.policy_hash and rollback["promotion_state"]["release"] == "scripted"
 
 
 def test_without_live_rollback_a_firing_canary_only_pins(tmp_path: Path) -> None:
