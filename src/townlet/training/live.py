@@ -191,9 +191,20 @@ class LivePolicies:
     def rollback(self, who: str, reason: str) -> dict[str, Any]:
         """``policy op=rollback``: back to the release before the current one, which drives from now on."""
         registry = self._registry()
-        bad = self.release()
-        good = self._choice_of(registry.rollback(reason, self.sim.tick, {"by": who}), "release")
-        return self._switch(good, f"rolled back by {who} (from {bad.policy_hash if bad else '?'})", "rollback")
+        bad, good = self._previous_release(registry)
+        registry.rollback(reason, self.sim.tick, {"by": who})
+        return self._switch(good, f"rolled back by {who} (from {bad})", "rollback")
+
+    def _previous_release(self, registry: PolicyRegistry) -> tuple[str, PolicyChoice]:
+        """The release now and the one before it, found and checked for fit before the registry records anything."""
+        stack = registry.releases()
+        if len(stack) < 2:
+            raise RegistryError("no earlier release to roll back to")
+        record = registry.get(stack[-2])
+        assert record is not None
+        good = self._choice_of(record, "release")
+        self._check(good)
+        return stack[-1], good
 
     def reinstate_recorded(self) -> dict[str, Any]:
         """After the console loaded a snapshot into the town: the policy it records drives again."""
@@ -268,7 +279,8 @@ class LivePolicies:
             if on_release:
                 if len(registry.releases()) < 2:
                     return
-                good = self._choice_of(registry.rollback(reason, tick, {"window": report.to_dict()}), "release")
+                _, good = self._previous_release(registry)
+                registry.rollback(reason, tick, {"window": report.to_dict()})
             else:
                 good = self._choice_of(release, "release")  # a hand-swapped policy goes back to the release
             result = self._switch(good, f"after a canary ({report.reason})", "rollback")
