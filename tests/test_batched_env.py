@@ -7,17 +7,10 @@ import json
 import numpy as np
 import pytest
 
+from env_support import LIFECYCLE
 from townlet.cli.main import main
 from townlet.env import BatchedTowns, parallel_env, workers
 from townlet.env.speed import random_masked
-
-LIFECYCLE = {
-    "features.lifecycle": "on",
-    "lifecycle.exits.age_out": True,
-    "lifecycle.age_out_days": 0.08,
-    "lifecycle.max_exits_per_day": 50,
-    "lifecycle.exit_spacing": 3,
-}
 
 
 @pytest.mark.parametrize(("variant", "level"), [("full", "options"), ("compact", "options"), ("hybrid", "primitives")])

@@ -8,24 +8,11 @@ import numpy as np
 import pytest
 from pettingzoo.test import parallel_api_test, parallel_seed_test
 
+from env_support import LIFECYCLE, SHORT, masked_actions
 from townlet.config import load_config
 from townlet.env import BatchedTowns, TownCore, parallel_env
 from townlet.env.speed import random_masked
 from townlet.sim import Simulation
-
-LIFECYCLE = {
-    "features.lifecycle": "on",
-    "lifecycle.exits.age_out": True,
-    "lifecycle.age_out_days": 0.08,
-    "lifecycle.max_exits_per_day": 50,
-    "lifecycle.exit_spacing": 3,
-}
-SHORT = {"env.horizon": 300}
-
-
-def masked_actions(env, obs: dict, rng: np.random.Generator) -> dict:
-    """A uniformly random allowed action for every agent."""
-    return {a: int(rng.choice(np.flatnonzero(obs[a]["action_mask"]))) for a in env.agents}
 
 
 @pytest.mark.parametrize("extra", [{}, LIFECYCLE], ids=["plain", "lifecycle"])

@@ -8,26 +8,12 @@ import numpy as np
 import pytest
 from pettingzoo.test import parallel_api_test, parallel_seed_test
 
+from env_support import LIFECYCLE, SHORT, masked_actions
 from townlet.config.errors import ConfigError
 from townlet.env import parallel_env
 from townlet.env.render import agent_colour
 from townlet.policy.options import Option
 from townlet.policy.primitives import Primitive
-
-# Agents retire after ~80 ticks, so a few hundred steps see several leave and newcomers arrive.
-LIFECYCLE = {
-    "features.lifecycle": "on",
-    "lifecycle.exits.age_out": True,
-    "lifecycle.age_out_days": 0.08,
-    "lifecycle.max_exits_per_day": 50,
-    "lifecycle.exit_spacing": 3,
-}
-SHORT = {"env.horizon": 300}
-
-
-def masked_actions(env, obs: dict, rng: np.random.Generator) -> dict:
-    """A uniformly random allowed action for every agent."""
-    return {a: int(rng.choice(np.flatnonzero(obs[a]["action_mask"]))) for a in env.agents}
 
 
 @pytest.mark.parametrize("variant", ["full", "hybrid", "compact"])

@@ -1,0 +1,20 @@
+"""Shared settings of the env tests: a churning lifecycle, a short horizon, a random masked actor."""
+
+from __future__ import annotations
+
+import numpy as np
+
+# Agents retire after ~80 ticks, so a few hundred steps see several leave and newcomers arrive.
+LIFECYCLE = {
+    "features.lifecycle": "on",
+    "lifecycle.exits.age_out": True,
+    "lifecycle.age_out_days": 0.08,
+    "lifecycle.max_exits_per_day": 50,
+    "lifecycle.exit_spacing": 3,
+}
+SHORT = {"env.horizon": 300}
+
+
+def masked_actions(env, obs: dict, rng: np.random.Generator) -> dict:
+    """A uniformly random allowed action for every agent."""
+    return {a: int(rng.choice(np.flatnonzero(obs[a]["action_mask"]))) for a in env.agents}
