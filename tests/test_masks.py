@@ -83,7 +83,7 @@ def test_the_simulation_checks_external_choices_against_the_same_mask(make_sim) 
 
 
 def test_decision_points_are_no_option_or_a_need_turning_critical(make_sim) -> None:
-    """must_decide: agents without an option; an agent whose need turned critical this tick under its option, once."""
+    """must_decide: no option; a need turned critical under the option, then again every interrupt_every ticks."""
     sim = make_sim(agents=3)
     sim.step()
     ctl, a = sim.controller, sim.world.agents
@@ -96,9 +96,13 @@ def test_decision_points_are_no_option_or_a_need_turning_critical(make_sim) -> N
     rows = ctl.masks(np.array([0, 2]), DECISION_POINTS)
     assert rows[0].sum() == 1 and rows[0, a.option[0]], "a non-decider may only continue"
     assert rows[1].sum() > 1 and rows[1, a.option[2]], "the critical one may switch or continue"
-    sim.step()
-    assert not ctl.deciding()[2], "one decision per critical streak"
-    assert must_decide(a.alive, a.option, a.option_started, ctl.critical_since, sim.tick).sum() == ctl.deciding().sum()
+    a.needs[2, HUNGER] = 0.999
+    seen = []
+    for _ in range(sim.config.options.interrupt_every):
+        sim.step(np.where(a.alive, a.option, -1))
+        seen.append(bool(ctl.deciding()[2]))
+    assert seen == [False] * 9 + [True], "while it stays critical, another decision every interrupt_every ticks"
+    assert (must_decide(a.alive, a.option, a.option_started, ctl.point_at, sim.tick) == ctl.deciding()).all()
 
 
 def test_option_mask_with_no_commitment_lists_every_possible_option_plus_the_running_one(make_sim) -> None:
@@ -109,3 +113,19 @@ def test_option_mask_with_no_commitment_lists_every_possible_option_plus_the_run
     free = option_mask(sim.world, np.array([0]))[0]
     windowed = sim.masks()[0]
     assert free[a.option[0]] and windowed[a.option[0]] and windowed.sum() == 1 < free.sum()
+
+
+def test_a_need_rising_to_the_decision_level_is_a_decision_point_once(make_sim) -> None:
+    """Hunger rising to options.decision_level under a running option: a decision point that tick, not after."""
+    sim = make_sim(agents=2)
+    sim.step()
+    ctl, a = sim.controller, sim.world.agents
+    level = sim.config.options.decision_level
+    a.needs[0, HUNGER] = level - 0.0005  # the next tick's decay lifts it over the level
+    seen = []
+    for _ in range(3):
+        sim.step(np.where(a.alive, a.option, -1))
+        seen.append((bool(ctl.deciding()[0]), bool(a.option[0] >= 0)))
+    assert seen == [(True, True), (False, True), (False, True)], "a point under the running option, once"
+    assert a.needs[0, HUNGER] >= level
+    assert ctl.masks(np.array([0]), DECISION_POINTS).sum() == 1, "past the point, only continuing"

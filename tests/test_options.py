@@ -420,3 +420,17 @@ def test_controller_choice_weighs_distance_queues_cooldowns_and_closed_places() 
         checked += expected >= 0
         sim.world.place_open[:] = True
     assert checked > 100  # most draws have a usable candidate
+
+
+def test_get_clean_plans_only_what_the_agent_can_pay_for() -> None:
+    """Broke with clean clothes: GetClean changes clothes (no shower it cannot pay for, so it does not fail at once)."""
+    sim = make_sim(agents=1)
+    a, ctl = sim.world.agents, sim.controller
+    a.wallet[0] = 0.1
+    item(sim.world, 0, "clean_clothes", 2)
+    steps = ctl.plan(0, Option.GET_CLEAN)
+    affs = {sim.world.manifest.affordances[s.aff].id for s in steps}
+    assert affs == {"change_clothes"}
+    a.wallet[0] = 5.0
+    assert {sim.world.manifest.affordances[s.aff].id for s in ctl.plan(0, Option.GET_CLEAN)} == {"shower",
+                                                                                               "change_clothes"}

@@ -42,14 +42,16 @@ class OptionController:
     Attributes:
         critical_since: ``int64[C]`` the first tick of each agent's current streak with a need at or above
             ``needs.critical`` (``NEVER``: none); the mask reads it.
-        point_at: ``int64[C]`` the last tick a need turned critical or rose to ``options.decision_level``
-            (a decision point of semi-MDP policies when it is the coming tick).
+        point_at: ``int64[C]`` the last tick a need turned critical or rose to ``options.decision_level``, or a
+            critical streak went on another ``options.interrupt_every`` ticks (a decision point of semi-MDP
+            policies when it is the coming tick).
     """
 
     def __init__(self, world: World) -> None:
         self.world = world
         m, o = world.manifest, world.objects
         self.aff = {a.id: a.index for a in m.affordances}
+        self.pay = {a.id: float(a.pay) for a in m.affordances}
         self.plans: dict[int, list[Step]] = {}
         self.failures = np.zeros(world.agents.capacity, dtype=np.int32)
         self.commitment = world.config.options.commitment_window
@@ -72,6 +74,7 @@ class OptionController:
         self.above = np.zeros(world.agents.needs.shape, dtype=bool)  # needs at or above the decision level
         self._critical = np.float32(world.config.needs.critical)
         self._level = np.float32(world.config.options.decision_level)
+        self._every = world.config.options.interrupt_every
 
     # -- plans --------------------------------------------------------------------------------------
 
@@ -123,13 +126,15 @@ class OptionController:
                 )
             return home or (cafe if can_buy else [])
         if option == Option.GET_CLEAN:
+            # Only what the agent can pay for: a plan whose first step is refused fails at once, again and again.
+            money = float(a.wallet[slot])
             showers = self._powered(self._mine(slot, "shower") + self.public[("gym", "shower")], "water")
-            steps = [Step(showers, aff["shower"])] if showers else []
+            steps = [Step(showers, aff["shower"])] if showers and money >= self.pay["shower"] else []
             clothes = inv[a.item_index["clean_clothes"]]
             wardrobe = self._mine(slot, "wardrobe")
             if clothes >= 1:
                 steps.append(Step(wardrobe, aff["change_clothes"]))
-            elif self._powered(self._powered(wardrobe, "water"), "power"):
+            elif self._powered(self._powered(wardrobe, "water"), "power") and money >= self.pay["do_laundry"]:
                 steps.append(Step(wardrobe, aff["do_laundry"]))
             return steps
         if option == Option.GO_TO_WORK:
@@ -177,7 +182,7 @@ class OptionController:
         for slot in idle:
             self.advance(int(slot))
         need_points(a.alive, a.needs, self._critical, self.critical_since, self._level, self.above, self.point_at,
-                    w.tick)
+                    self._every, w.tick)
 
     def deciding(self) -> np.ndarray:
         """``bool[C]`` agents at a decision point now: no option, or a need point under their option."""

@@ -14,7 +14,8 @@ may choose now:
     ticks (the commitment window; 0: everybody), or one whose need turned critical after its option started;
   - ``commitment = DECISION_POINTS`` (semi-MDP): only an agent at a *decision point* (:func:`must_decide`):
     its option finished or failed (or it just arrived: it has none), or, while its option runs, a need turned
-    critical or rose past ``options.decision_level`` this tick (``point_at``).
+    critical or rose past ``options.decision_level`` this tick, or a need has stayed critical another
+    ``options.interrupt_every`` ticks (``point_at``).
 
 Every living agent may continue its running option. Critical streaks (``critical_since``, the first tick of
 each agent's current streak with a need at or above ``needs.critical``) and need points (``point_at``, the
@@ -106,7 +107,7 @@ def mask_arrays(world: World) -> tuple[Any, ...]:
             items.get("clean_clothes", -1))
 
 
-NEVER = np.iinfo(np.int64).max  # ``critical_since`` of an agent with no critical need
+NEVER = np.iinfo(np.int64).max  # ``critical_since`` / ``point_at`` of an agent with no streak / no point
 DECISION_POINTS = -1  # ``commitment`` of the semi-MDP mask: choices only at decision points
 
 
@@ -150,12 +151,13 @@ def must_decide(alive: np.ndarray, option: np.ndarray, started: np.ndarray, poin
 
 @numba.njit(cache=True)
 def need_points(alive: np.ndarray, needs: np.ndarray, critical: np.float32, critical_since: np.ndarray,
-                level: np.float32, above: np.ndarray, point_at: np.ndarray, tick: int) -> None:
+                level: np.float32, above: np.ndarray, point_at: np.ndarray, every: int, tick: int) -> None:
     """Update the critical streaks and need points for the coming ``tick`` (both ``int64[C]``, ``NEVER``: none).
 
     ``critical_since`` is the first tick of each agent's current streak with a need at or above ``critical``;
-    ``point_at`` becomes ``tick`` when such a streak starts or a need rises to ``level`` (``above``:
-    ``bool[C, needs]`` which needs were at or above it, so that only a rise counts).
+    ``point_at`` becomes ``tick`` when such a streak starts, every ``every`` ticks while it lasts (what could
+    not be done when it started, for want of money, may be possible now), and when a need rises to ``level``
+    (``above``: ``bool[C, needs]`` which needs were at or above it, so that only a rise counts).
     """
     for s in range(len(alive)):
         if not alive[s]:
@@ -175,6 +177,8 @@ def need_points(alive: np.ndarray, needs: np.ndarray, critical: np.float32, crit
             critical_since[s] = NEVER
         elif critical_since[s] == NEVER:
             critical_since[s] = tick
+            point_at[s] = tick
+        elif (tick - critical_since[s]) % every == 0:
             point_at[s] = tick
 
 
