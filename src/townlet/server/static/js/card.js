@@ -28,7 +28,7 @@ function tieList(title, ties, field) {
 // and its value estimate (telemetry's agent.policy); otherwise who drives the agent (state.policy, a possession).
 function policyInspector(agent, town) {
   const policy = agent.policy;
-  const driving = town || { name: "scripted", hash: "scripted" };
+  const driving = town || { name: "scripted", hash: "scripted", source: "builtin" };
   if (!policy || !Array.isArray(policy.top)) {
     let text = driving.name;
     if (driving.hash && driving.hash !== driving.name) text += ` (${driving.hash})`;
