@@ -242,7 +242,7 @@ class Simulation:
         actions = self._actions
         if actions is not None:
             self._running[:] = a.option  # what each agent was doing when its action was chosen
-        ctl.settle()  # (only a command or a perturbation this tick leaves anything to settle)
+        ctl.settle(points=False)  # (only a command or a perturbation this tick leaves anything to settle)
         if actions is None:
             actions = self._no_actions
         elif self.primitives is not None:
