@@ -26,7 +26,7 @@ from townlet.policy.options import (
 )
 from townlet.world.agents import Activity
 from townlet.world.events import EventKind
-from townlet.world.grid import FAR
+from townlet.world.fields import FAR, field_dist
 
 if TYPE_CHECKING:
     from townlet.world.state import World
@@ -290,7 +290,7 @@ class OptionController:
         best = int(FAR)
         for obj in candidates:
             field = self.world.objects.field_of(obj)
-            best = min(best, int(self.world.grid.dist[field, here]))
+            best = min(best, self.world.grid.dist_at(field, here))
         return best
 
     def _choose(self, slot: int, candidates: tuple[int, ...]) -> int:
@@ -303,8 +303,8 @@ class OptionController:
             obj = candidates[0]
             if (o.cooldown and o.on_cooldown(slot, obj, w.tick)) or not w.place_open[o.place[obj]]:
                 return -1
-            field = o.field_of(obj)  # (may grow the distance array: read it after)
-            return obj if w.grid.dist[field, here] < FAR else -1
+            field = o.field_of(obj)
+            return obj if w.grid.dist_at(field, here) < FAR else -1
         cands = self._arrays.get(candidates)  # plans reuse a few candidate tuples: keep their arrays
         if cands is None:
             cands = self._arrays[candidates] = np.array(candidates, dtype=np.int64)
@@ -316,13 +316,13 @@ class OptionController:
         if o.cooldown:  # (on_cooldown also forgets the cooldowns that have run out)
             barred = np.array([o.on_cooldown(slot, obj, w.tick) for obj in candidates])
         queued = np.array([len(o.queue[obj]) for obj in candidates], dtype=np.int64)
-        best = _best_object(cands, barred, here, o.place, w.place_open, o.field, w.grid.dist, queued, o.reserved_by,
-                            o.user, QUEUE_COST)
+        best = _best_object(cands, barred, here, o.place, w.place_open, o.field, w.grid.fields.arrays, queued,
+                            o.reserved_by, o.user, QUEUE_COST)
         if best == NEEDS_FIELD:  # a candidate's distance field is not built yet: build them in this order
             for i, obj in enumerate(candidates):
                 if not (len(barred) and barred[i]) and w.place_open[o.place[obj]]:
                     o.field_of(obj)
-            best = _best_object(cands, barred, here, o.place, w.place_open, o.field, w.grid.dist, queued,
+            best = _best_object(cands, barred, here, o.place, w.place_open, o.field, w.grid.fields.arrays, queued,
                                 o.reserved_by, o.user, QUEUE_COST)
         return int(best)
 
@@ -399,7 +399,7 @@ def _nearest_by_crow(cands: np.ndarray, x: np.ndarray, y: np.ndarray, hx: int, h
 
 @numba.njit(cache=True)
 def _best_object(cands: np.ndarray, barred: np.ndarray, here: int, place: np.ndarray, place_open: np.ndarray,
-                 field: np.ndarray, dist: np.ndarray, queued: np.ndarray, reserved_by: np.ndarray, user: np.ndarray,
+                 field: np.ndarray, fields: tuple, queued: np.ndarray, reserved_by: np.ndarray, user: np.ndarray,
                  queue_cost: int) -> int:
     """The first candidate with the lowest walking distance plus queue cost, -1 if none, or ``NEEDS_FIELD``.
 
@@ -413,7 +413,7 @@ def _best_object(cands: np.ndarray, barred: np.ndarray, here: int, place: np.nda
             continue
         if field[obj] < 0:
             return NEEDS_FIELD
-        d = dist[field[obj], here]
+        d = field_dist(fields, field[obj], here)
         if d >= FAR:
             continue
         busy = queued[i] + (1 if reserved_by[obj] >= 0 or user[obj] >= 0 else 0)

@@ -19,6 +19,7 @@ import numpy as np
 
 from townlet.world import scans
 from townlet.world.events import EventKind
+from townlet.world.fields import field_step
 from townlet.world.queues import PATIENCE
 
 if TYPE_CHECKING:
@@ -34,8 +35,8 @@ def move(world: World) -> np.ndarray:
     if not len(movers):
         return movers
     cost = float(wx.rain_cost) if wx.is_raining else 0.0
-    arrived, lost, going, target = _plan(movers, a.tile, a.dest_field, g.step, g.offsets, g.outdoors, cost,
-                                         world.tick)
+    arrived, lost, going, target = _plan(movers, a.tile, a.dest_field, g.fields.arrays, g.offsets, g.outdoors,
+                                         cost, world.tick)
     for slot in lost:
         world.fail_step(int(slot), "unreachable")
     if not len(going):
@@ -57,7 +58,7 @@ def move(world: World) -> np.ndarray:
 
 
 @numba.njit(cache=True)
-def _plan(movers: np.ndarray, tile: np.ndarray, dest: np.ndarray, step: np.ndarray, offsets: np.ndarray,
+def _plan(movers: np.ndarray, tile: np.ndarray, dest: np.ndarray, fields: tuple, offsets: np.ndarray,
           outdoors: np.ndarray, rain_cost: float, tick: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Split the walkers: ``(arrived, lost, going, target)``; ``target`` is the tile each goer steps into.
 
@@ -71,7 +72,7 @@ def _plan(movers: np.ndarray, tile: np.ndarray, dest: np.ndarray, step: np.ndarr
     for i in range(n):
         s = movers[i]
         here = tile[s]
-        d = step[dest[s], here]
+        d = field_step(fields, dest[s], here)
         if d == 0:
             kind = ARRIVED
         elif d < 0:

@@ -10,6 +10,7 @@ import numba
 import numpy as np
 
 from townlet.world.agents import Activity
+from townlet.world.fields import field_dist
 
 IDLE, MOVING, QUEUED, WAITING = (int(x) for x in (Activity.IDLE, Activity.MOVING, Activity.QUEUED, Activity.WAITING))
 
@@ -75,13 +76,13 @@ def builtin_free(alive: np.ndarray, actions: np.ndarray, option: np.ndarray) -> 
 
 @numba.njit(cache=True)
 def asking(alive: np.ndarray, activity: np.ndarray, requested: np.ndarray, target_obj: np.ndarray,
-           dest_field: np.ndarray, tile: np.ndarray, dist: np.ndarray, radius: int) -> np.ndarray:
+           dest_field: np.ndarray, tile: np.ndarray, fields: tuple, radius: int) -> np.ndarray:
     """Walkers to an object, not yet queued or holding it, within ``radius`` steps of it (by their field)."""
     out = np.empty(len(alive), dtype=np.int64)
     n = 0
     for s in range(len(alive)):
         if alive[s] and activity[s] == MOVING and not requested[s] and target_obj[s] >= 0:
-            if dist[dest_field[s], tile[s]] <= radius:
+            if field_dist(fields, dest_field[s], tile[s]) <= radius:
                 out[n] = s
                 n += 1
     return out[:n]

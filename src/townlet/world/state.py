@@ -48,7 +48,7 @@ class World:
             if cfg.town.scale > 1:
                 town = tile_town_map(town, cfg.town.scale)
         self.town = town
-        self.grid = Grid(town)
+        self.grid = Grid(town, cfg.town.paths)
         self.objects = ObjectTable(town, self.grid)
         self.grid.mark_in_the_way(self.objects.access)
         items = sorted(set(cfg.economy.items) | set(cfg.economy.starting_inventory) | {"clean_clothes"})
@@ -208,8 +208,8 @@ class World:
     def arbitrate(self) -> None:
         """Queue and reservation rules, then movement, then starts for agents who reached their object."""
         a = self.agents
-        asking = scans.asking(a.alive, a.activity, a.requested, a.target_obj, a.dest_field, a.tile, self.grid.dist,
-                              self.config.queues.reserve_radius)
+        asking = scans.asking(a.alive, a.activity, a.requested, a.target_obj, a.dest_field, a.tile,
+                              self.grid.fields.arrays, self.config.queues.reserve_radius)
         if len(asking):
             self.queues.request(self, [(int(s), int(a.target_obj[s])) for s in asking])
         self.queues.update(self)
