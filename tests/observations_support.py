@@ -189,7 +189,7 @@ class ReferenceEncoder:
         home = a.home[:n]
         out[:, i + 3] = w.utilities.power_on.take(home)
         out[:, i + 4] = w.utilities.water_on.take(home)
-        lines = [ob for ob in w.queues.active if o.queue[ob]]
+        lines = [ob for ob in range(o.count) if o.queue[ob]]
         if not lines:
             out[:, i : i + 3] = 0.0
             return
@@ -334,7 +334,7 @@ class ReferenceEncoder:
             array[self.object_pad, col["busy"]] = (o.reserved_by >= 0) | (o.user >= 0)
         if "queue_length" in col:
             scale = np.float32(1.0 / self.obs.queue_scale)
-            for ob in w.queues.active:
+            for ob in range(o.count):
                 if o.queue[ob]:
                     array[self.object_pad[ob], col["queue_length"]] = min(float(len(o.queue[ob]) * scale), 1.0)
         idx = self.pad_index.take(tiles)[:, None] + self.offsets

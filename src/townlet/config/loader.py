@@ -14,7 +14,7 @@ import yaml
 from pydantic import ValidationError
 
 from townlet.config.errors import ConfigError
-from townlet.config.models import TownletConfig
+from townlet.config.models import PathsConfig, TownletConfig
 
 DEFAULTS_DIR = Path(__file__).resolve().parent / "defaults"
 DEFAULT_CONFIG = DEFAULTS_DIR / "default.yaml"
@@ -173,6 +173,8 @@ def compute_config_id(config: TownletConfig, *files: Path) -> str:
             "promotion": True,
         },
     )
+    if body["town"].get("paths") == PathsConfig().model_dump(mode="json"):
+        del body["town"]["paths"]  # default path keeping adds nothing: ids from before it was configurable hold
     digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode())
     for path in files:
         digest.update(path.read_bytes())

@@ -99,6 +99,7 @@ def _restore_components(sim: Simulation, saved: Any) -> None:
         components.restore_components(sim, saved)
     except components.ComponentError as exc:
         raise SnapshotError(str(exc)) from None
+    sim.world.queues.reindex(sim.world)  # the arrays beside the queues follow the restored queues
 
 
 def _capture_fields(sim: Simulation) -> list[tuple[int, ...]]:
