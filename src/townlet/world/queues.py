@@ -46,6 +46,7 @@ class Queues:
         self.queued_for = np.full(world.agents.capacity, -1, dtype=np.int32)
         self.length = np.zeros(world.objects.count, dtype=np.int32)
         self.head_since = np.full(world.objects.count, NOT_WAITING, dtype=np.int64)
+        self._due = np.empty(world.objects.count, dtype=np.int64)  # scratch: objects due a rule this tick
 
     def reindex(self, world: World) -> None:
         """Rebuild the arrays beside the ordered queues from the queues themselves (after a snapshot loads)."""
@@ -142,8 +143,9 @@ class Queues:
     def update(self, world: World) -> None:
         """Expire stale reservations, time out long queue waits, and serve freed objects."""
         o, tick, cfg = world.objects, world.tick, self.cfg
-        for obj in _due(o.reserved_by, o.reserved_at, o.user, self.length, self.head_since, tick,
-                        cfg.reservation_timeout, cfg.queue_timeout).tolist():
+        n = _due(o.reserved_by, o.reserved_at, o.user, self.length, self.head_since, tick, cfg.reservation_timeout,
+                 cfg.queue_timeout, self._due)
+        for obj in self._due[:n].tolist() if n else ():
             holder = int(o.reserved_by[obj])
             if holder >= 0 and o.user[obj] < 0 and tick - o.reserved_at[obj] > cfg.reservation_timeout:
                 self._expire(world, obj, holder)
@@ -191,9 +193,9 @@ class Queues:
 
 @numba.njit(cache=True)
 def _due(reserved_by: np.ndarray, reserved_at: np.ndarray, user: np.ndarray, length: np.ndarray,
-         head_since: np.ndarray, tick: int, reservation_timeout: int, queue_timeout: int) -> np.ndarray:
-    """Objects (ascending) with a reservation to expire, a queue head waiting too long, or a queue to serve."""
-    out = np.empty(len(reserved_by), dtype=np.int64)
+         head_since: np.ndarray, tick: int, reservation_timeout: int, queue_timeout: int, out: np.ndarray) -> int:
+    """Objects (ascending, into ``out``; their count returned) with a reservation to expire, a queue head waiting
+    too long, or a queue to serve."""
     n = 0
     for obj in range(len(reserved_by)):
         held, used = reserved_by[obj] >= 0, user[obj] >= 0
@@ -205,7 +207,7 @@ def _due(reserved_by: np.ndarray, reserved_at: np.ndarray, user: np.ndarray, len
         if expire or stale or serve:
             out[n] = obj
             n += 1
-    return out[:n]
+    return n
 
 
 @numba.njit(cache=True)

@@ -1,7 +1,9 @@
 """Which agents a phase touches this tick: compiled scans over the slot arrays (and one over tiles).
 
 At town sizes a scan over the slots in one compiled loop costs a fraction of the handful of numpy calls
-it replaces; every slot scan returns slot indices in ascending order.
+it replaces; every slot scan yields slot indices in ascending order. The per-tick scans write them into a
+row of the world's :attr:`~townlet.world.state.World.found` buffer and return how many (handing a fresh
+array back to Python costs more than a small town's whole scan); the rows are named here.
 """
 
 from __future__ import annotations
@@ -13,30 +15,10 @@ from townlet.world.agents import Activity
 from townlet.world.fields import field_dist
 
 IDLE, MOVING, QUEUED, WAITING = (int(x) for x in (Activity.IDLE, Activity.MOVING, Activity.QUEUED, Activity.WAITING))
-
-
-@numba.njit(cache=True)
-def idle(alive: np.ndarray, activity: np.ndarray) -> np.ndarray:
-    """Living agents whose body is idle (finished or failed its step, or never had one)."""
-    out = np.empty(len(alive), dtype=np.int64)
-    n = 0
-    for s in range(len(alive)):
-        if alive[s] and activity[s] == IDLE:
-            out[n] = s
-            n += 1
-    return out[:n]
-
-
-@numba.njit(cache=True)
-def stalled(alive: np.ndarray, activity: np.ndarray, step_started: np.ndarray, tick: int, limit: int) -> np.ndarray:
-    """Living agents that have been walking to their current step for more than ``limit`` ticks."""
-    out = np.empty(len(alive), dtype=np.int64)
-    n = 0
-    for s in range(len(alive)):
-        if alive[s] and activity[s] == MOVING and tick - step_started[s] > limit:
-            out[n] = s
-            n += 1
-    return out[:n]
+# Rows of World.found: who asks for an object, who arrived / got lost / steps, whose wait is over, who uses an
+# affordance / lost its power or water / earns / is done, whose option is stalled / idle.
+ASKING, ARRIVED, LOST, GOING, WAITED, USERS, LOST_USE, EARNING, DONE, STALLED, UNSETTLED = range(11)
+FOUND_ROWS = 11
 
 
 @numba.njit(cache=True)
@@ -76,40 +58,26 @@ def builtin_free(alive: np.ndarray, actions: np.ndarray, option: np.ndarray) -> 
 
 @numba.njit(cache=True)
 def asking(alive: np.ndarray, activity: np.ndarray, requested: np.ndarray, target_obj: np.ndarray,
-           dest_field: np.ndarray, tile: np.ndarray, fields: tuple, radius: int) -> np.ndarray:
+           dest_field: np.ndarray, tile: np.ndarray, fields: tuple, radius: int, out: np.ndarray) -> int:
     """Walkers to an object, not yet queued or holding it, within ``radius`` steps of it (by their field)."""
-    out = np.empty(len(alive), dtype=np.int64)
     n = 0
     for s in range(len(alive)):
         if alive[s] and activity[s] == MOVING and not requested[s] and target_obj[s] >= 0:
             if field_dist(fields, dest_field[s], tile[s]) <= radius:
                 out[n] = s
                 n += 1
-    return out[:n]
+    return n
 
 
 @numba.njit(cache=True)
-def done_waiting(alive: np.ndarray, activity: np.ndarray, wait_until: np.ndarray, tick: int) -> np.ndarray:
+def done_waiting(alive: np.ndarray, activity: np.ndarray, wait_until: np.ndarray, tick: int, out: np.ndarray) -> int:
     """Living agents whose wait ends this tick."""
-    out = np.empty(len(alive), dtype=np.int64)
     n = 0
     for s in range(len(alive)):
         if alive[s] and activity[s] == WAITING and wait_until[s] <= tick:
             out[n] = s
             n += 1
-    return out[:n]
-
-
-@numba.njit(cache=True)
-def walkers(alive: np.ndarray, dest_field: np.ndarray, activity: np.ndarray) -> np.ndarray:
-    """Living agents with somewhere to walk to (walking, or queued and shuffling up the line)."""
-    out = np.empty(len(alive), dtype=np.int64)
-    n = 0
-    for s in range(len(alive)):
-        if alive[s] and dest_field[s] >= 0 and (activity[s] == MOVING or activity[s] == QUEUED):
-            out[n] = s
-            n += 1
-    return out[:n]
+    return n
 
 
 @numba.njit(cache=True)

@@ -73,6 +73,9 @@ class World:
         # Per-tile scratch for the movement kernels (left zeroed / -1 between uses).
         self.scratch_counts = np.zeros(self.grid.size, dtype=np.int64)
         self.scratch_slots = np.full(self.grid.size, -1, dtype=np.int64)
+        # Rows of slots found by this tick's scans (named in townlet.world.scans), each read before its next use.
+        self.found = np.empty((scans.FOUND_ROWS, self.agents.capacity), dtype=np.int64)
+        self.step_into = np.empty(self.agents.capacity, dtype=np.int64)  # the tile each walker steps into
         ident = cfg.identity
         self.identity = IdentitySlots(ident.embedding_slots, ident.reuse_cooldown, self.agents.capacity)
         self.tick = 0
@@ -207,11 +210,12 @@ class World:
 
     def arbitrate(self) -> None:
         """Queue and reservation rules, then movement, then starts for agents who reached their object."""
-        a = self.agents
-        asking = scans.asking(a.alive, a.activity, a.requested, a.target_obj, a.dest_field, a.tile,
-                              self.grid.fields.arrays, self.config.queues.reserve_radius)
-        if len(asking):
-            self.queues.request(self, [(int(s), int(a.target_obj[s])) for s in asking])
+        a, found = self.agents, self.found
+        n = scans.asking(a.alive, a.activity, a.requested, a.target_obj, a.dest_field, a.tile,
+                         self.grid.fields.arrays, self.config.queues.reserve_radius, found[scans.ASKING])
+        if n:
+            asking = found[scans.ASKING, :n].tolist()
+            self.queues.request(self, [(s, int(a.target_obj[s])) for s in asking])
         self.queues.update(self)
         arrived = movement.move(self)
         for slot in arrived:
@@ -223,7 +227,8 @@ class World:
                 a.step_done[slot] = True
             elif a.requested[slot]:
                 actions.start(self, int(slot))
-        for slot in scans.done_waiting(a.alive, a.activity, a.wait_until, self.tick):
+        n = scans.done_waiting(a.alive, a.activity, a.wait_until, self.tick, found[scans.WAITED])
+        for slot in found[scans.WAITED, :n].tolist():
             a.activity[slot] = Activity.IDLE
             a.step_done[slot] = True
 
