@@ -237,3 +237,60 @@ def test_the_viewer_is_keyboard_accessible_and_fits_a_phone(browser: Browser, se
     shot(phone, "phone-390x844", full_page=True)
     phone.context.close()
     assert not errors and not phone_errors
+
+
+@pytest.fixture(scope="module")
+def learned_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServerProcess, str]]:
+    """A server driven by the shipped default policy, with a second (untrained) policy in its registry."""
+    from townlet.training.registry import PolicyRegistry
+    from training_support import tiny_checkpoint
+
+    root = tmp_path_factory.mktemp("learned")
+    with PolicyRegistry(root / "registry.sqlite") as registry:
+        other = registry.register(str(tiny_checkpoint(root / "other.pt", seed=9))).policy_hash
+    proc = ServerProcess(root / "state", "--policy", "default", "--speed", "100x",
+                         "--registry", str(root / "registry.sqlite"))
+    yield proc, other
+    proc.stop()
+
+
+@pytest.mark.slow
+def test_the_policy_inspector_shows_the_servers_numbers_and_a_swap(
+        browser: Browser, learned_server: tuple[ServerProcess, str]) -> None:
+    """The card's bars and value are the server's `agent` answer for that agent; a console swap shows up."""
+    from townlet.policy import shipped
+
+    server, other = learned_server
+    page, errors = open_viewer(browser, server)
+    try:
+        server.wait_tick(300)
+        admin(server, "pause")
+        until(page, "window.townlet.stream.state.clock.paused === true")
+        viewer = issue(server.state_dir, "viewer", "inspector-check")
+        answers = {name: post(server.url, viewer, "agent", agent=name)[1]["data"]
+                   for name in page.evaluate("Object.keys(window.townlet.stream.state.agents)")}
+        target = next(name for name, data in sorted(answers.items()) if "policy" in data)
+        expected = answers[target]["policy"]
+        page.click(f"#agents button[data-agent='{target}']")
+        page.wait_for_selector(f"#card[data-agent='{target}'] [data-testid='policy'] .prob")
+        card = page.locator("#card [data-testid='policy']")
+        assert card.get_attribute("data-hash") == expected["hash"] == shipped.default_hash()
+        rows = [(row.get_attribute("data-option"), float(row.get_attribute("data-p") or "nan"))
+                for row in page.locator("#card [data-testid='policy'] .prob").all()]
+        assert rows == [(option, p) for option, p in expected["top"]] and len(rows) >= 3
+        assert page.locator("#card .prob .value").all_inner_texts() == [f"{p:.2f}" for _, p in expected["top"]]
+        value = page.locator("#card [data-testid='policy-value']")
+        assert float(value.get_attribute("data-value") or "nan") == expected["value"]
+        assert value.inner_text() == f"value {expected['value']:.3f}"
+        shot(page, "policy-inspector")
+        swapped = admin(server, "policy", op="swap", ref=other[:10])
+        assert swapped["data"]["policy"]["hash"] == other
+        until(page, f"document.querySelector(\"#card [data-testid='policy']\").dataset.hash === {other!r}")
+        assert "no decision yet" in page.locator("#card [data-testid='policy']").inner_text()
+        admin(server, "pause", on=False)
+        until(page, "document.querySelector(\"#card [data-testid='policy'] .prob\") !== null", timeout=60)
+        assert page.locator("#card [data-testid='policy']").get_attribute("data-hash") == other
+        shot(page, "policy-inspector-swapped")
+    finally:
+        page.context.close()
+    assert not errors

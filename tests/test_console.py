@@ -303,6 +303,17 @@ def snapshot_(d: Desk) -> None:
     assert d.do("snapshot", op="load", file="missing.snap").code == E_NOT_FOUND
 
 
+def policy_(d: Desk) -> None:
+    from townlet.training.live import LivePolicies
+    from townlet.training.stability import Baseline
+
+    d.console.policies = LivePolicies(d.sim, None, Baseline(0.05, 0.0))
+    assert d.ok("policy", token=d.viewer)["policy"]["hash"] == "scripted"
+    swapped = d.ok("policy", op="swap", ref="default")
+    assert swapped["policy"]["source"] == "default" and d.sim.actor is not None
+    assert EventKind.POLICY_CHANGED.value in d.kinds()
+
+
 def reload_(d: Desk) -> None:
     data = d.ok("reload")
     assert data["applied"] == [] and "affordances" in data["unchanged"]
@@ -316,7 +327,7 @@ HAPPY: dict[str, Callable[[Desk], None]] = {
     "set_exit_cap": set_exit_cap, "set_spawn_delay": set_spawn_delay, "arrange_meet": arrange_meet,
     "perturbation_trigger": perturbation_trigger, "perturbation_cancel": perturbation_cancel, "narrate": narrate,
     "perturbations": perturbations,
-    "snapshot": snapshot_, "reload": reload_,
+    "snapshot": snapshot_, "reload": reload_, "policy": policy_,
 }
 
 

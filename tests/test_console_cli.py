@@ -27,6 +27,7 @@ CLI_FORMS: dict[str, tuple[list[str], dict[str, Any]]] = {
     "perturbation_trigger": (["kind=price_spike", "item=raw_food", "magnitude=1.5", "duration=200"],
                              {"kind": "price_spike", "item": "raw_food", "magnitude": 1.5, "duration": 200}),
     "perturbations": (["state=off"], {"state": "off"}),
+    "policy": (["op=swap", "ref=12345678"], {"op": "swap", "ref": "12345678"}),  # a hash stays a word
     "possess": (["agent=agent_3"], {"agent": "agent_3"}),
     "price": (["item=raw_food", "price=2"], {"item": "raw_food", "price": 2}),
     "rain": (["state=start"], {"state": "start"}),

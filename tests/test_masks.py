@@ -83,7 +83,7 @@ def test_the_simulation_checks_external_choices_against_the_same_mask(make_sim) 
 
 
 def test_decision_points_are_no_option_or_a_need_turning_critical(make_sim) -> None:
-    """must_decide: no option; a need turned critical under the option, then again every interrupt_every ticks."""
+    """must_decide: no option; a need turned critical under the option; in the streak, a new option possible."""
     sim = make_sim(agents=3)
     sim.step()
     ctl, a = sim.controller, sim.world.agents
@@ -96,12 +96,15 @@ def test_decision_points_are_no_option_or_a_need_turning_critical(make_sim) -> N
     rows = ctl.masks(np.array([0, 2]), DECISION_POINTS)
     assert rows[0].sum() == 1 and rows[0, a.option[0]], "a non-decider may only continue"
     assert rows[1].sum() > 1 and rows[1, a.option[2]], "the critical one may switch or continue"
-    a.needs[2, HUNGER] = 0.999
-    seen = []
-    for _ in range(sim.config.options.interrupt_every):
-        sim.step(np.where(a.alive, a.option, -1))
-        seen.append(bool(ctl.deciding()[2]))
-    assert seen == [False] * 9 + [True], "while it stays critical, another decision every interrupt_every ticks"
+    sim.step(np.where(a.alive, a.option, -1))
+    assert not ctl.deciding()[2], "one decision per critical streak..."
+    food, a.wallet[2] = a.item_index["raw_food"], 0.0
+    a.inventory[2, food] = 0
+    sim.step(np.where(a.alive, a.option, -1))
+    assert not ctl.masks(np.array([2]), 0)[0, 0] and not ctl.deciding()[2], "GetFed out of reach"
+    sim.enqueue(lambda w: w.agents.wallet.__setitem__(2, 50.0))  # as if wages came in during the tick
+    sim.step(np.where(a.alive, a.option, -1))
+    assert ctl.deciding()[2], "...unless an option becomes possible while the need stays critical"
     assert (must_decide(a.alive, a.option, a.option_started, ctl.point_at, sim.tick) == ctl.deciding()).all()
 
 

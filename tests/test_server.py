@@ -125,7 +125,7 @@ def test_the_stream_is_a_snapshot_then_schema_valid_diffs_that_rebuild_any_later
     """A viewer's diffs applied to its first snapshot equal the snapshot a later viewer receives."""
     with serving(tmp_path) as town, town.stream() as first:
         messages = receive(first, 1)
-        assert messages[0]["type"] == "snapshot" and messages[0]["schema"] == "townlet.telemetry/1"
+        assert messages[0]["type"] == "snapshot" and messages[0]["schema"] == "townlet.telemetry/2"
         state = messages[0]["state"]
         town.wait_tick(state["tick"] + 10)
         with town.stream() as second:

@@ -182,7 +182,7 @@ def test_a_synthetic_lateness_spike_pins_the_release() -> None:
         assert reg.get("late-riser").status == "rejected"
         actions = [(d.action, d.policy_hash) for d in reg.decisions()]
         assert actions == [("register", "scripted"), ("promote", "scripted"), ("register", "late-riser"),
-                           ("reject", "late-riser"), ("pin", "scripted")]
+                           ("shadow", "late-riser"), ("reject", "late-riser"), ("pin", "scripted")]
         assert reg.decisions("reject")[0].details["window"]["canaries"][0]["name"] == "lateness_spike"
         with pytest.raises(RegistryError, match="pinned"):
             promotion.propose(steady, name="steady")

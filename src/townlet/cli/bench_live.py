@@ -1,7 +1,9 @@
 """``townlet bench-live``: load-test the live server with WebSocket spectators on loopback; prints JSON.
 
 Reports the tick lag at 1x with the spectators connected (p99 must stay under 50 ms) and the tick rate
-at 100x with and without them (within 10%). Takes about three times ``--duration`` seconds.
+at 100x with and without them (within 10%), once per driving policy (by default the scripted routine and
+the learned policy shipped with Townlet, side by side). Takes about three times ``--duration`` seconds per
+policy.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from townlet.cli.main import add_config_arguments
 EXAMPLES = """examples:
   townlet bench-live                                  # 100 spectators, 3 phases of 60 s
   townlet bench-live --spectators 20 --duration 10 --json
+  townlet bench-live --policy default --policy runs/ppo/final.pt   # two learned policies side by side
   townlet bench-live --set population.agents=32 --output live-bench.json
 """
 
@@ -31,20 +34,28 @@ def register(sub: Any, formatter: Any) -> None:
     p.add_argument("--json", action="store_true", help="one line of JSON (default: pretty-printed)")
     p.add_argument("--output", default=None, metavar="FILE", help="also write the report to FILE")
     p.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
+    p.add_argument("--policy", action="append", default=None, metavar="REF",
+                   help="who drives (repeatable: one run each, side by side in by_policy; default: scripted and "
+                        "default, the learned policy shipped with Townlet)")
     p.set_defaults(handler=bench_live_command)
 
 
 def bench_live_command(args: argparse.Namespace) -> int:
     """Run the benchmark and print its report."""
+    from townlet.cli.policy_arg import fail, policy_errors
     from townlet.logs import configure_logging
-    from townlet.server.loadtest import report_path, run_load_bench
+    from townlet.server.loadtest import compare_policies, report_path
 
     if args.spectators < 1 or args.duration <= 0:
         print("townlet: error: --spectators and --duration must be positive", file=sys.stderr)
         return 2
     configure_logging("kv", "error")  # the report says what matters; drop alerts under load are expected
-    report = run_load_bench(args.spectators, args.duration, args.overrides, args.config, args.seed,
-                            log=lambda text: print(f"bench-live: {text}", file=sys.stderr, flush=True))
+    try:
+        report = compare_policies(args.policy or ["scripted", "default"], args.spectators, args.duration,
+                                  args.overrides, args.config, args.seed,
+                                  log=lambda text: print(f"bench-live: {text}", file=sys.stderr, flush=True))
+    except policy_errors() as exc:
+        fail(exc)
     report_path(args.output, report)
     print(json.dumps(report) if args.json else json.dumps(report, indent=2))
     return 1 if args.strict and not report["pass"] else 0

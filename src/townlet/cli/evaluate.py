@@ -13,6 +13,8 @@ from rich.table import Table
 EXAMPLES = """examples:
   townlet evaluate --policy scripted --json                     # the routine on evaluation.seeds, 3 days each
   townlet evaluate --policy random --days 1 --seed 7 --json
+  townlet evaluate --policy default --baseline scripted         # the shipped learned policy against the routine
+  townlet evaluate --policy release --suite                     # the registry's release on every stage
   townlet evaluate --checkpoint runs/hybrid/final.pt --suite    # every curriculum stage x every seed
   townlet evaluate --checkpoint new.pt --baseline release.pt    # the A/B gate: exit 1 when new.pt fails it
   townlet evaluate --checkpoint compact.pt --baseline hybrid.pt --set features.observations=compact
@@ -22,6 +24,7 @@ EXAMPLES = """examples:
 def register(sub: Any, formatter: Any) -> None:
     """Add the ``evaluate`` subcommand."""
     from townlet.cli.main import add_config_arguments
+    from townlet.cli.policy_arg import HELP
 
     p = sub.add_parser("evaluate", help="score a policy on fixed-seed scenarios (KPI scorecard, A/B gate)",
                        formatter_class=formatter, epilog=EXAMPLES,
@@ -29,8 +32,10 @@ def register(sub: Any, formatter: Any) -> None:
                                    "for) and print its KPI scorecard; with --baseline, also the A/B gate.")
     add_config_arguments(p)
     who = p.add_mutually_exclusive_group(required=True)
-    who.add_argument("--checkpoint", metavar="PATH", help="a policy checkpoint")
-    who.add_argument("--policy", choices=("scripted", "random"), help="a built-in policy")
+    who.add_argument("--checkpoint", metavar="PATH", help="a policy checkpoint (the same as --policy PATH)")
+    who.add_argument("--policy", metavar="REF", help=HELP)
+    p.add_argument("--registry", default=None, metavar="PATH",
+                   help="the policy registry for release and hashes (default promotion.registry)")
     p.add_argument("--days", type=float, default=None, metavar="D", help="in-sim days per scenario "
                    "(default evaluation.days)")
     p.add_argument("--seed", type=int, action="append", default=None, metavar="S",
@@ -38,15 +43,50 @@ def register(sub: Any, formatter: Any) -> None:
     where = p.add_mutually_exclusive_group()
     where.add_argument("--stage", action="append", default=None, metavar="NAME", help="curriculum stage (repeatable)")
     where.add_argument("--suite", action="store_true", help="every stage of the suite (evaluation.stages, or all)")
-    p.add_argument("--baseline", metavar="scripted|random|PATH", default=None,
-                   help="also evaluate this policy and gate the first against it (exit 1 when the gate fails)")
+    p.add_argument("--baseline", metavar="REF", default=None,
+                   help="also evaluate this policy (any --policy reference) and gate the first against it (exit 1 "
+                        "when the gate fails)")
     p.add_argument("--sample", action="store_true", help="learned policies sample options instead of the greedy pick")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(handler=evaluate_command)
 
 
+def _policy(ref: str, loaded: Any, args: argparse.Namespace, err: Any) -> Any:
+    """What ``evaluate`` runs for a reference: a built-in's name or the checkpoint (it must be runnable here)."""
+    from townlet.cli.policy_arg import choose, fail
+    from townlet.policy.compat import IncompatiblePolicy, check_config
+
+    choice = choose(ref, loaded, args)
+    if choice.checkpoint is None:
+        return choice.kind
+    try:
+        check_config(choice.checkpoint, loaded, strict=False)
+    except IncompatiblePolicy as exc:
+        fail(exc)
+    try:
+        check_config(choice.checkpoint, loaded)
+    except IncompatiblePolicy as exc:  # scored anyway: the suite compares across variants and stages on purpose
+        err.print(f"[yellow]note:[/] {exc}")
+    return choice.checkpoint
+
+
+def _promotion_state(args: argparse.Namespace, loaded: Any, hashes: list[str]) -> dict[str, Any] | None:
+    from townlet.cli.policy_arg import registry_of
+
+    registry = registry_of(args, loaded)
+    if registry is None:
+        return None
+    with registry:
+        state = registry.state()
+    return {**state, "evaluated_release": state["release"] in hashes}
+
+
 def evaluate_command(args: argparse.Namespace) -> int:
     """Evaluate, print the scorecard (and the gate)."""
+    import logging
+
+    from townlet.config.loader import load_config
+    from townlet.logs import configure_logging, log_event
     from townlet.policy.checkpoint import CheckpointError
     from townlet.training.evaluation import evaluate
     from townlet.training.gate import gate_evaluations
@@ -59,17 +99,17 @@ def evaluate_command(args: argparse.Namespace) -> int:
         if not args.json or err.is_terminal:
             err.print(f"[dim]{done}/{total} {label}[/]")
 
-    policy = args.checkpoint or args.policy
+    loaded = load_config(args.config, args.overrides)
+    configure_logging(loaded.config.logging.format, loaded.config.logging.level)
+    policy = _policy(args.checkpoint or args.policy, loaded, args, err)
+    baseline = _policy(args.baseline, loaded, args, err) if args.baseline else None
     try:
         result = evaluate(policy, args.config, args.overrides, progress=progress, **kwargs)
-        base = evaluate(args.baseline, args.config, args.overrides, progress=progress, **kwargs) \
-            if args.baseline else None
+        base = evaluate(baseline, args.config, args.overrides, progress=progress, **kwargs) \
+            if baseline is not None else None
     except CheckpointError as exc:
         print(f"townlet: error: {exc}", file=sys.stderr)
         return 2
-    from townlet.config.loader import load_config
-
-    loaded = load_config(args.config, args.overrides)
     out: dict[str, Any] = {
         "policy": result.policy,
         "config_id": loaded.config_id,
@@ -85,6 +125,13 @@ def evaluate_command(args: argparse.Namespace) -> int:
         passed = verdict.passed
         out["baseline"] = {"policy": base.policy, **base.scorecard}
         out["gate"] = verdict.to_dict()
+    state = _promotion_state(args, loaded, [result.policy, *([base.policy] if base else [])])
+    log_event(logging.getLogger("townlet.promotion"), "evaluation.scorecard", None,
+              logging.INFO if passed else logging.WARNING, policy=result.policy,
+              baseline=base.policy if base else None, gate=out.get("gate", {}).get("passed"),
+              **{k: result.scorecard[k] for k in ("attendance", "self_sufficiency", "need_ok_share", "collapses")
+                 if k in result.scorecard},
+              promotion_state=state)
     if args.json:
         sys.stdout.write(json.dumps(out) + "\n")
     else:

@@ -11,6 +11,10 @@ from townlet.config.errors import ConfigError
 Handler = Callable[[argparse.Namespace], int]
 
 
+class BadInput(Exception):
+    """Bad input found deep in a command: ``main`` prints ``townlet: error: MESSAGE`` and exits with 2."""
+
+
 def _formatter(prog: str) -> argparse.HelpFormatter:
     return argparse.RawDescriptionHelpFormatter(prog, max_help_position=32)
 
@@ -84,7 +88,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         return handler(args)
-    except ConfigError as exc:
+    except (ConfigError, BadInput) as exc:
         print(f"townlet: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -17,8 +19,11 @@ from rich.table import Table
 
 from townlet.cli.main import add_config_options
 
+LOG = logging.getLogger("townlet.promotion")
+
 EXAMPLES = """examples:
-  townlet promote register runs/hybrid/final.pt                 # a candidate
+  townlet promote register runs/hybrid/final.pt                 # a candidate (it must fit the town)
+  townlet promote promote default --reason "the shipped policy"  # then: townlet serve runs it
   townlet promote shadow runs/hybrid/final.pt                   # shadow it; promote or pin by the rules
   townlet promote list                                          # policies, the release, a pin
   townlet promote log --json                                    # every decision with its reason
@@ -43,10 +48,12 @@ def register(sub: Any, formatter: Any) -> None:
         return q
 
     q = action("register", "register a checkpoint (or scripted/random) as a candidate", register_command)
-    q.add_argument("policy", metavar="CHECKPOINT", help="a checkpoint file, or scripted / random")
+    q.add_argument("policy", metavar="CHECKPOINT", help="a checkpoint file, default (the shipped policy), or "
+                   "scripted / random; a checkpoint must fit the town of --config/--set")
     q.add_argument("--reason", default="registered by hand")
     q = action("promote", "make a registered policy the release by hand (refused while pinned)", promote_command)
-    q.add_argument("policy", metavar="REF", help="policy hash (or unique prefix) or checkpoint path")
+    q.add_argument("policy", metavar="REF", help="policy hash (or unique prefix), checkpoint path, or default; "
+                   "it must fit the town of --config/--set")
     q.add_argument("--reason", required=True)
     q.add_argument("--force", action="store_true", help="promote even while pinned")
     q = action("rollback", "go back to the release before the current one", rollback_command)
@@ -89,13 +96,34 @@ def _record(record: Any) -> dict[str, Any]:
             "variant": record.variant, "config_id": record.config_id, "registered_at": record.registered_at}
 
 
+def _town(args: argparse.Namespace) -> Any:
+    """The config of the town the registry's policies drive (a checkpoint must fit it)."""
+    from townlet.config.loader import load_config
+
+    return load_config(args.config, args.overrides)
+
+
+def _policy_arg(ref: str) -> str:
+    """``default`` is the shipped policy's file; anything else is passed on as given."""
+    if ref == "default":
+        from townlet.policy.shipped import default_path
+
+        return str(default_path())
+    return ref
+
+
 def _run(args: argparse.Namespace, act: Any) -> int:
+    from townlet.logs import configure_logging, log_event
     from townlet.policy.checkpoint import CheckpointError
     from townlet.training.registry import RegistryError
 
+    town = _town(args)
+    configure_logging(town.config.logging.format, town.config.logging.level)
     try:
         with _registry(args) as registry:
             out = act(registry)
+            log_event(LOG, f"promotion.{args.promote_command}", None, policy=out.get("policy_hash"),
+                      reason=getattr(args, "reason", None), promotion_state=registry.state())
     except (RegistryError, CheckpointError) as exc:
         return _fail(str(exc))
     if args.json:
@@ -108,7 +136,7 @@ def _run(args: argparse.Namespace, act: Any) -> int:
 def register_command(args: argparse.Namespace) -> int:
     """Register a candidate."""
     def act(registry: Any) -> dict[str, Any]:
-        record = registry.register(args.policy, args.reason)
+        record = registry.register(_policy_arg(args.policy), args.reason, town=_town(args))
         return {**_record(record), "message": f"registered {record.policy_hash} ({record.status})"}
 
     return _run(args, act)
@@ -117,7 +145,11 @@ def register_command(args: argparse.Namespace) -> int:
 def promote_command(args: argparse.Namespace) -> int:
     """Promote by hand."""
     def act(registry: Any) -> dict[str, Any]:
-        record = registry.promote(args.policy, args.reason, force=args.force)
+        ref = args.policy
+        if ref == "default" or Path(ref).is_file():  # a checkpoint file is registered on the way
+            ref = registry.register(_policy_arg(ref), f"registered to be promoted: {args.reason}",
+                                    town=_town(args)).policy_hash
+        record = registry.promote(ref, args.reason, force=args.force, town=_town(args))
         return {**_record(record), "message": f"{record.policy_hash} is the release"}
 
     return _run(args, act)
@@ -191,15 +223,18 @@ def log_command(args: argparse.Namespace) -> int:
 
 def shadow_command(args: argparse.Namespace) -> int:
     """Shadow a candidate until it is promoted or turned down; exit 1 when it is turned down."""
+    from townlet.logs import configure_logging
     from townlet.policy.checkpoint import CheckpointError
     from townlet.training.promotion import Promotion
     from townlet.training.registry import RegistryError
 
     err = Console(stderr=True)
+    town = _town(args)
+    configure_logging(town.config.logging.format, town.config.logging.level)  # stability and promotion lines
     try:
         with _registry(args) as registry:
             promotion = Promotion(registry, args.config, args.overrides, seed=args.seed)
-            record = promotion.propose(args.policy)
+            record = promotion.propose(_policy_arg(args.policy))
             windows = args.windows or promotion.cfg.windows_to_promote + 2
             ticks = windows * promotion.loaded.config.stability.window_ticks
             if not args.json:

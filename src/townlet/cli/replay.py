@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from townlet.cli.main import add_config_options
+from townlet.cli.policy_arg import add_policy_argument
 
 EXAMPLES = """examples:
   townlet replay snaps/town-000000002000.snap --ticks 1000 --inputs ~/.townlet/audit.jsonl
@@ -43,6 +44,7 @@ def register(sub: Any, formatter: Any) -> None:
     add_config_options(p)
     p.add_argument("--state-dir", default=None, metavar="DIR",
                    help="where the snapshot signing keys live (default: console.state_dir, ~/.townlet)")
+    add_policy_argument(p, more="default: the policy the snapshot records")
     p.set_defaults(handler=replay_command)
 
 
@@ -62,18 +64,25 @@ def read_inputs(paths: str | Path | list[str] | None) -> dict[int, list[dict[str
 
 
 def replay(snapshot_path: str | Path, ticks: int, inputs: dict[int, list[dict[str, Any]]],
-           keys: Any = None) -> dict[str, Any]:
+           keys: Any = None, policy: Any = None, registry: Any = None) -> dict[str, Any]:
     """Load ``snapshot_path``, run ``ticks`` ticks re-applying ``inputs``; return the tick, hash and counts.
 
-    ``keys`` is the snapshot key set to verify it with (default: the shipped config's).
+    ``keys`` is the snapshot key set to verify it with (default: the shipped config's). The snapshot's policy
+    drives (or ``policy``, a :class:`~townlet.training.policies.PolicyChoice`); recorded ``policy`` commands
+    swap, promote and roll back in an in-memory copy of ``registry``, never in the file.
     """
     from townlet.console.auth import Principal
     from townlet.console.registry import REGISTRY, Context
     from townlet.console.service import ConsoleService
     from townlet.sim import snapshot
+    from townlet.training.live import LivePolicies
+    from townlet.training.policies import reinstate
 
     sim = snapshot.load(snapshot_path, keys=keys)
+    driving = reinstate(sim, policy, registry)
     service = ConsoleService(sim, authority=None)  # type: ignore[arg-type]  # commands are not re-authorised
+    service.policies = LivePolicies(sim, registry.scratch_copy() if registry is not None else None, None,
+                                    monitor=False)
     applied, failed = 0, []
     start = sim.tick
     for _ in range(ticks):
@@ -90,7 +99,7 @@ def replay(snapshot_path: str | Path, ticks: int, inputs: dict[int, list[dict[st
                 failed.append(f"tick {sim.tick}: {rec['cmd']} failed ({exc})")
         sim.step()
     return {"from_tick": start, "to_tick": sim.tick, "inputs_applied": applied, "input_failures": failed,
-            "state_hash": sim.state_hash()}
+            "policy": driving.to_dict(), "state_hash": sim.state_hash()}
 
 
 def _default_against(path: Path, ticks: int | None, keys: Any) -> Path | None:
@@ -105,6 +114,7 @@ def _default_against(path: Path, ticks: int | None, keys: Any) -> Path | None:
 
 def replay_command(args: argparse.Namespace) -> int:
     """Replay and report; exit 0 when the hash matches, 1 when it differs, 2 on bad input."""
+    from townlet.cli.policy_arg import choose, policy_errors, registry_of
     from townlet.cli.snapshot import snapshot_keys
     from townlet.sim import snapshot
 
@@ -126,8 +136,11 @@ def replay_command(args: argparse.Namespace) -> int:
         if ticks is None or ticks < 0:
             print("townlet: error: give --ticks N (or --against a later snapshot)", file=sys.stderr)
             return 2
-        result = replay(path, ticks, read_inputs(args.inputs), keys)
-    except (snapshot.SnapshotError, OSError, ValueError) as exc:
+        snap = snapshot.read(path, keys)
+        loaded = snap.loaded_config()
+        override = choose(args.policy, loaded, args) if args.policy else None
+        result = replay(path, ticks, read_inputs(args.inputs), keys, override, registry_of(args, loaded))
+    except (snapshot.SnapshotError, OSError, ValueError, *policy_errors()) as exc:
         print(f"townlet: error: {exc}", file=sys.stderr)
         return 2
     result["expected"] = expected

@@ -13,6 +13,7 @@ from rich.table import Table
 
 from townlet.config.loader import load_config
 from townlet.logs import configure_logging
+from townlet.policy.learned import torch_threads
 from townlet.sim.simulation import Simulation
 
 EXAMPLES = """examples:
@@ -22,18 +23,22 @@ EXAMPLES = """examples:
   townlet run --set features.relationships=OFF --ticks 2000 --json | jq .kpis
   townlet run --ticks 2000 --telemetry town.jsonl   # then: townlet telemetry replay town.jsonl --tick 1500
   townlet run --set 'telemetry.transports=[{kind: file, path: town.jsonl}]'   # the config's transports
+  townlet run --policy default --json | jq .policy   # the learned policy shipped with Townlet drives
+  townlet run --policy runs/ppo/final.pt --ticks 3000  # a checkpoint (it must fit the town: variant, size, config)
+  townlet run --policy release                 # the policy registry's release (promotion.registry)
 """
 
 
 def register(sub: Any, formatter: Any) -> None:
     """Add the ``run`` subcommand."""
     from townlet.cli.main import add_config_arguments
+    from townlet.cli.policy_arg import add_policy_argument
 
     p = sub.add_parser(
         "run",
         help="run a headless town for N ticks and report KPIs",
         formatter_class=formatter,
-        description="Run the town headless (unpaced) with the scripted agents and report KPIs.",
+        description="Run the town headless (unpaced) and report KPIs; --policy says who drives the agents.",
         epilog=EXAMPLES,
     )
     add_config_arguments(p)
@@ -42,7 +47,7 @@ def register(sub: Any, formatter: Any) -> None:
     )
     p.add_argument("--seed", type=int, default=None, metavar="S", help="run seed (default: the config's seed)")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout instead of tables")
-    p.add_argument("--policy", choices=("scripted", "random"), default="scripted", help="who chooses options")
+    add_policy_argument(p, more="default scripted; with --resume, the policy the snapshot records")
     p.add_argument("--telemetry", metavar="FILE", default=None,
                    help="write the telemetry stream to FILE as JSONL (a snapshot line, then diff and event lines), "
                         "besides the config's telemetry.transports")
@@ -74,22 +79,50 @@ def _telemetry(sim: Simulation, path: str | None) -> Any:
     return publisher.attach()
 
 
-def _resume(args: argparse.Namespace) -> Simulation:
-    """The simulation stored in ``args.resume`` (under CONFIG when given; a mismatch needs a migration)."""
+def _resume(args: argparse.Namespace) -> tuple[Simulation, Any]:
+    """The town stored in ``args.resume`` and its policy: ``--policy``, else the one the snapshot records.
+
+    The snapshot's own config is used unless CONFIG or ``--set`` is given (a mismatch needs a migration).
+    """
+    from townlet.cli.policy_arg import choose, fail, policy_errors, registry_of
     from townlet.sim import snapshot
+    from townlet.training.policies import reinstate
 
     loaded = load_config(args.config, args.overrides) if (args.config or args.overrides) else None
     try:
-        return snapshot.load(args.resume, loaded, policy=args.policy)
+        sim = snapshot.load(args.resume, loaded)
     except snapshot.SnapshotError as exc:
         raise SystemExit(f"townlet: error: {exc}") from None
+    override = choose(args.policy, sim.loaded, args) if args.policy else None
+    try:
+        return sim, reinstate(sim, override, None if override else registry_of(args, sim.loaded))
+    except policy_errors() as exc:
+        fail(exc)
+
+
+def _fresh(args: argparse.Namespace) -> tuple[Simulation, Any]:
+    """A new town driven by ``--policy`` (scripted by default)."""
+    from townlet.cli.policy_arg import choose, fail, policy_errors
+    from townlet.training.policies import install
+
+    loaded = load_config(args.config, args.overrides)
+    choice = choose(args.policy or "scripted", loaded, args)
+    sim = Simulation(loaded, seed=args.seed)
+    try:
+        install(sim, choice)
+    except policy_errors() as exc:
+        fail(exc)
+    return sim, choice
 
 
 def run_result(sim: Simulation) -> dict[str, Any]:
-    """The ``--json`` contract: identity, size, state hash and KPIs of a finished run."""
+    """The ``--json`` contract: identity, driving policy, size, state hash and KPIs of a finished run."""
+    from townlet.training.policies import describe
+
     return {
         "config_id": sim.loaded.config_id,
         "seed": sim.seed,
+        "policy": describe(sim),
         "ticks": sim.ticks_run,
         "agents": int(sim.world.agents.alive.sum()),
         "state_hash": sim.state_hash(),
@@ -100,11 +133,7 @@ def run_result(sim: Simulation) -> dict[str, Any]:
 
 def run_command(args: argparse.Namespace) -> int:
     """Build the simulation, run it with progress on stderr, print the result."""
-    if args.resume is not None:
-        sim = _resume(args)
-    else:
-        loaded = load_config(args.config, args.overrides)
-        sim = Simulation(loaded, seed=args.seed, policy=args.policy)
+    sim, _choice = _resume(args) if args.resume is not None else _fresh(args)
     configure_logging(sim.config.logging.format, sim.config.logging.level)  # as serve: structured, on stderr
     err = Console(stderr=True)
     for problem in sim.invariant_problems:
@@ -119,7 +148,7 @@ def run_command(args: argparse.Namespace) -> int:
         console=err,
         disable=not show,
         transient=args.json,
-    ) as progress:
+    ) as progress, torch_threads(sim.config.promotion.policy_threads):
         task = progress.add_task("run", total=args.ticks)
         sim.run(
             args.ticks, progress=lambda done: progress.update(task, completed=done), every=max(args.ticks // 100, 1)
@@ -141,9 +170,11 @@ def run_command(args: argparse.Namespace) -> int:
 def print_summary(console: Console, result: dict[str, Any]) -> None:
     """The human KPI table."""
     k = result["kpis"]
+    policy = result["policy"]
     table = Table(
         title=f"Townlet run - config {result['config_id']}, seed {result['seed']}, "
-        f"{result['ticks']} ticks, {result['agents']} agents"
+        f"{result['ticks']} ticks, {result['agents']} agents, policy {policy['name']}"
+        + (f" ({policy['hash']})" if policy["hash"] != policy["name"] else "")
     )
     table.add_column("KPI")
     table.add_column("value", justify="right")

@@ -14,12 +14,15 @@ from pathlib import Path
 from typing import Any
 
 from townlet.cli.main import add_config_arguments
+from townlet.cli.policy_arg import add_policy_argument, policy_errors, registry_of
 
 EXAMPLES = """examples:
   townlet serve                                        # the default town at http://127.0.0.1:8000/
   townlet serve --port 8080 --speed 10x --seed 3
   townlet serve my_town.yaml --host 0.0.0.0 --tls-cert cert.pem --tls-key key.pem
   townlet serve --speed pause --set server.allowed_origins='["https://overlay.example"]'
+  townlet serve --policy default                       # the learned policy shipped with Townlet drives
+  townlet serve --policy runs/ppo/final.pt             # a checkpoint (it must fit the town); or --policy release
 then: townlet watch http://127.0.0.1:8000   |   townlet console http://127.0.0.1:8000 status --token $TOKEN
 """
 
@@ -44,6 +47,8 @@ def register(sub: Any, formatter: Any) -> None:
                    help="snapshot every N ticks (default: snapshots.autosave_every; 0 = off)")
     p.add_argument("--snapshot-dir", default=None, metavar="DIR",
                    help="where autosaves go (default: --resume DIR, else snapshots.dir)")
+    add_policy_argument(p, more="default: with --resume the policy the snapshot records, else the registry's "
+                        "release, else scripted")
     p.set_defaults(handler=serve_command)
 
 
@@ -74,6 +79,7 @@ def serve_command(args: argparse.Namespace) -> int:
     from townlet.server.credentials import first_run_admin_token, keys_file
     from townlet.server.live import LiveTown
     from townlet.server.stack import Limits, StackConfig, bind
+    from townlet.training.live import baseline_file
 
     loaded = load_config(args.config, _overrides(args))
     cfg = loaded.config
@@ -100,7 +106,19 @@ def serve_command(args: argparse.Namespace) -> int:
     resumed = _resume(args, loaded)
     if isinstance(resumed, int):
         return resumed
-    live = LiveTown.build(loaded, seed=args.seed, sim=resumed)
+    driving = _driving_policy(args, loaded, resumed)
+    if isinstance(driving, int):
+        return driving
+    choice, registry, why = driving
+    seed = resumed.seed if resumed is not None else (args.seed if args.seed is not None else cfg.seed)
+    if not baseline_file(loaded, seed).is_file():
+        print(f"townlet: measuring the live canaries' baseline ({cfg.stability.baseline_windows} windows of the "
+              f"scripted routine; cached in {cfg.stability.baseline_cache})", file=sys.stderr, flush=True)
+    try:
+        live = LiveTown.build(loaded, seed=args.seed, sim=resumed, policy=choice, registry=registry)
+    except policy_errors() as exc:
+        print(f"townlet: error: {exc}", file=sys.stderr)
+        return 2
     from townlet.sim.autosave import Autosaver
 
     saver = Autosaver.from_config(live.sim, args.snapshot_dir or args.resume).attach(live.sim)
@@ -116,6 +134,7 @@ def serve_command(args: argparse.Namespace) -> int:
     print(f"townlet: the live town is at {base}/  (telemetry: {live.viewers.public_url})", flush=True)
     print(f"townlet: speed {'paused' if live.sim.clock.paused else live.sim.clock.speed}, seed {live.sim.seed}, "
           f"config {loaded.config_id}; Ctrl+C stops", flush=True)
+    print(f"townlet: policy {_label(live.policies.driving())} ({why})", flush=True)
     if token is not None:
         print(f"townlet: first run: created a signing key in {keys_file(cfg.console)}", flush=True)
         print(f"townlet: admin token (shown once, keep it secret): {token}", flush=True)
@@ -150,6 +169,33 @@ def _resume(args: argparse.Namespace, loaded: Any) -> Any:
         print(f"townlet: warning: {warning}", file=sys.stderr, flush=True)
     print(f"townlet: resumed tick {sim.world.tick} from {path}", flush=True)
     return sim
+
+
+def _driving_policy(args: argparse.Namespace, loaded: Any, resumed: Any) -> Any:
+    """(who drives, the registry, why) for serve: ``--policy``, a resumed snapshot's policy, the release, scripted."""
+    from townlet.training.policies import builtin, reinstate, resolve
+
+    try:
+        registry = registry_of(args, loaded, create=True)
+        if args.policy is not None:
+            choice = resolve(args.policy, registry)
+            if resumed is not None:
+                reinstate(resumed, choice, registry)
+                return None, registry, "--policy, over the snapshot's"
+            return choice, registry, "--policy"
+        if resumed is not None:
+            reinstate(resumed, None, registry)
+            return None, registry, "recorded in the snapshot"
+        if registry.release is not None:
+            return resolve("release", registry), registry, f"the release of the registry at {registry.path}"
+        return builtin("scripted"), registry, f"the registry at {registry.path} has no release yet"
+    except policy_errors() as exc:
+        print(f"townlet: error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _label(policy: dict[str, Any]) -> str:
+    return policy["name"] if policy["name"] == policy["hash"] else f"{policy['name']} = {policy['hash']}"
 
 
 def _stopped(signum: int, frame: Any) -> None:

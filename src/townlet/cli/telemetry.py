@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 
 EXAMPLES = """examples:
-  townlet telemetry schema > telemetry-v1.json
+  townlet telemetry schema > telemetry-v2.json
   townlet run --ticks 2000 --telemetry town.jsonl
   townlet telemetry replay town.jsonl --tick 1500 | jq .state.agents.agent_0.needs
   townlet telemetry replay town.jsonl            # the last tick in the file

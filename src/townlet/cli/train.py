@@ -148,6 +148,12 @@ def train_command(args: argparse.Namespace) -> int:
         if not torch.cuda.is_available():
             print("townlet train: error: --device cuda but no CUDA device is available", file=sys.stderr)
             return 2
+    from townlet.config.loader import load_config
+    from townlet.logs import configure_logging
+
+    loaded = load_config(args.config, list(args.overrides))
+    configure_logging(loaded.config.logging.format, loaded.config.logging.level)
+    watch = TrainingWatch(loaded, ppo.out)
     err = Console(stderr=True)
     with Progress(
         TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
@@ -163,11 +169,80 @@ def train_command(args: argparse.Namespace) -> int:
             if row.get("stage"):
                 info += f"  stage {row['stage']}"
             bar.update(task, total=total, completed=done, info=info)
+            watch.row(row)
 
         try:
             summary = train(ppo, progress=progress)
         except CheckpointError as exc:
             print(f"townlet train: error: {exc}", file=sys.stderr)
             return 2
+    watch.done(summary)
     sys.stdout.write(json.dumps(summary) + "\n")
     return 0
+
+
+class TrainingWatch:
+    """Structured log lines of a training run: ``stability.window`` per KPI window, ``promotion.candidate`` at the end.
+
+    Both carry ``promotion_state``: the policy registry's release and pin (when the registry exists), and the
+    run's candidate (its ``--out`` directory, then the final checkpoint's hash).
+    """
+
+    def __init__(self, loaded: Any, out: Any) -> None:
+        import logging
+
+        self.loaded = loaded
+        self.out = str(out)
+        self.stability = logging.getLogger("townlet.stability")
+        self.promotion = logging.getLogger("townlet.promotion")
+        self.windows = 0
+        self.baseline: dict[str, float] | None = None
+
+    def state(self, candidate: str) -> dict[str, Any]:
+        """``promotion_state``: the registry's release and pin, and this run's candidate."""
+        from townlet.training.policies import open_registry
+
+        registry = open_registry(self.loaded)
+        if registry is None:
+            return {"release": None, "pinned": None, "registry": None, "candidate": candidate}
+        with registry:
+            return registry.state(registry=registry.path, candidate=candidate)
+
+    def row(self, row: dict[str, Any]) -> None:
+        """Log a closed training window (rows without one are skipped)."""
+        from townlet.logs import log_event
+        from townlet.training.stability import training_canaries
+
+        window = row.get("window")
+        if not window:
+            return
+        if self.baseline is None:
+            self.baseline = self._scripted_baseline()
+        canaries = training_canaries(window, self.loaded.config.stability, self.baseline)
+        log_event(self.stability, "stability.window", None, label="train", window=self.windows,
+                  global_step=row.get("global_step"), stage=row.get("stage"), passed="fired" not in canaries.values(),
+                  canaries=canaries, **window, promotion_state=self.state(self.out))
+        self.windows += 1
+
+    def _scripted_baseline(self) -> dict[str, float]:
+        """The scripted routine's window KPIs the trainer measured first (``metrics.jsonl``; empty when not)."""
+        from pathlib import Path
+
+        try:
+            lines = (Path(self.out) / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
+        except OSError:
+            return {}
+        for line in lines:
+            record = json.loads(line)
+            if record.get("kind") == "baseline" and record.get("policy") == "scripted":
+                return dict(record.get("kpis") or {})
+        return {}
+
+    def done(self, summary: dict[str, Any]) -> None:
+        """Log the run's final checkpoint as a candidate for the registry."""
+        from townlet.logs import log_event
+
+        final = summary.get("policy_hash")
+        log_event(self.promotion, "promotion.candidate", None, policy=final, checkpoint=summary.get("final"),
+                  best=summary.get("best_checkpoint"), windows=self.windows,
+                  next=f"townlet promote register {summary.get('final')}", promotion_state=self.state(final or ""))

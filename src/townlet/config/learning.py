@@ -132,6 +132,9 @@ class StabilityConfig(Strict):
         0.005, description="reward collapse: and below the baseline mean by at least this much"
     )
     baseline_windows: int = Field(3, ge=1, le=1000, description="scripted windows measured for the baseline")
+    baseline_cache: str = Field(
+        "~/.townlet/baselines", description="where the live town keeps measured baselines (per config_id and seed)"
+    )
 
 
 class PromotionConfig(Strict):
@@ -142,6 +145,9 @@ class PromotionConfig(Strict):
         2, ge=0, le=1000, description="windows after a promotion in which a failing release is rolled back"
     )
     registry: str = Field("~/.townlet/registry.sqlite", description="the SQLite policy registry")
+    live_rollback: bool = Field(
+        True, description="a canary firing on the live town's release rolls back to the release before (else: pin)"
+    )
     policy_threads: int = Field(
         1, ge=0, le=256, description="torch CPU threads of a learned policy driving a town (0: torch's default)"
     )

@@ -42,6 +42,7 @@ class LoadedConfig:
         map_path: The resolved town map file.
         affordances_path: The resolved affordance manifest.
         config_id: A short hash of everything that changes behaviour (not the seed).
+        overrides: The ``--set`` overrides it was loaded with (None when rebuilt otherwise, e.g. from a snapshot).
     """
 
     config: TownletConfig
@@ -49,6 +50,7 @@ class LoadedConfig:
     map_path: Path
     affordances_path: Path
     config_id: str
+    overrides: tuple[str, ...] | None = None
 
 
 def read_yaml(path: Path) -> Any:
@@ -209,4 +211,5 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         map_path=map_path,
         affordances_path=aff_path,
         config_id=compute_config_id(config, map_path, aff_path),
+        overrides=tuple(overrides or ()),
     )

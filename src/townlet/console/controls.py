@@ -82,8 +82,9 @@ def help_(ctx: Context, args: HelpArgs) -> dict[str, Any]:
     visible = [registry.commands[n] for n in registry.names()]
     if not ctx.principal.is_admin:
         visible = [c for c in visible if not c.admin]
-    return {"role": ctx.principal.role, "commands": [{"name": c.name, "role": "admin" if c.admin else "viewer",
-                                                      "summary": c.summary} for c in visible]}
+    return {"role": ctx.principal.role,
+            "commands": [{"name": c.name, "role": "admin" if c.admin else "viewer", "summary": c.summary,
+                          **({"admin_ops": list(c.admin_ops)} if c.admin_ops else {})} for c in visible]}
 
 
 # -- pacing ----------------------------------------------------------------------------------------------

@@ -46,6 +46,7 @@ class Command:
         handler: Runs the command at a tick boundary.
         admin: Whether only admin tokens may run it (read-only commands are open to viewers).
         summary: One line for ``help``.
+        admin_ops: For a viewer command with an ``op`` argument: the ops that need an admin token.
     """
 
     name: str
@@ -53,6 +54,11 @@ class Command:
     handler: Handler
     admin: bool
     summary: str
+    admin_ops: tuple[str, ...] = ()
+
+    def needs_admin(self, args: Args) -> bool:
+        """Whether these (validated) arguments need an admin token."""
+        return self.admin or getattr(args, "op", None) in self.admin_ops
 
     def parse(self, raw: Any) -> Args:
         """Validate raw arguments.
@@ -73,13 +79,16 @@ class Command:
             raise CommandError(E_INVALID_ARG, f"{where}: {msg}") from None
 
     def describe(self) -> dict[str, Any]:
-        """Name, role, summary and the JSON Schema of the arguments."""
-        return {
+        """Name, role, summary and the JSON Schema of the arguments (and the ops only admins may run)."""
+        out: dict[str, Any] = {
             "name": self.name,
             "role": "admin" if self.admin else "viewer",
             "summary": self.summary,
             "args": self.args.model_json_schema(),
         }
+        if self.admin_ops:
+            out["admin_ops"] = list(self.admin_ops)
+        return out
 
 
 class Registry:
@@ -88,14 +97,18 @@ class Registry:
     def __init__(self) -> None:
         self.commands: dict[str, Command] = {}
 
-    def command(self, name: str, args: type[Args] = NoArgs, admin: bool = True) -> Callable[[Handler], Handler]:
-        """Decorator registering a handler; its docstring's first line is the summary."""
+    def command(self, name: str, args: type[Args] = NoArgs, admin: bool = True,
+                admin_ops: tuple[str, ...] = ()) -> Callable[[Handler], Handler]:
+        """Decorator registering a handler; its docstring's first line is the summary.
+
+        ``admin_ops``: a viewer command whose ``op`` argument takes these values needs an admin token for them.
+        """
 
         def register(handler: Handler) -> Handler:
             if name in self.commands:
                 raise ValueError(f"command {name!r} registered twice")
             summary = (handler.__doc__ or "").strip().splitlines()[0] if handler.__doc__ else ""
-            self.commands[name] = Command(name, args, handler, admin, summary)
+            self.commands[name] = Command(name, args, handler, admin, summary, tuple(admin_ops))
             return handler
 
         return register

@@ -29,6 +29,7 @@ import orjson
 
 from townlet.console import commands as _commands  # noqa: F401 - registers the world commands
 from townlet.console import controls as _controls  # noqa: F401 - registers the run commands
+from townlet.console import policy as _policy  # noqa: F401 - registers policy
 from townlet.console import snapshots as _snapshots  # noqa: F401 - registers snapshot and reload
 from townlet.console.audit import MAX_NAME, AuditLog
 from townlet.console.auth import Principal, TokenAuthority, console_paths
@@ -97,6 +98,7 @@ class ConsoleService:
 
     Args:
         sim: The simulation the commands act on. Its policy is wrapped for possession.
+            (``policies``, the policy desk of the ``policy`` command, is set by whoever runs the town.)
         authority: Verifies tokens.
         audit: The audit log (None: nothing is written; tests only).
         publisher: The telemetry publisher, for the ``health`` command.
@@ -123,6 +125,7 @@ class ConsoleService:
                        "rate_limited": 0}
         self._lock = threading.Lock()
         self._builder: StateBuilder | None = None
+        self.policies: Any = None  # the live town's policy desk (console/policy.py), installed by the server
         if isinstance(sim.policy, PossessionPolicy):
             self.possession = sim.policy
         else:
@@ -209,6 +212,8 @@ class ConsoleService:
                 if earlier is not None:
                     return earlier
             args = command.parse(raw_args)
+            if command.admin_ops and command.needs_admin(args) and not principal.is_admin:
+                raise CommandError(E_FORBIDDEN, f"{cmd_name} op={getattr(args, 'op', '')} needs an admin token")
         except CommandError as exc:
             return _resolved(self._refuse(principal, source, cmd_name, raw_args, cmd_id, exc))
         except Exception as exc:  # a bug in checking must not reach the caller's loop
@@ -348,7 +353,7 @@ class ConsoleService:
         return self._builder
 
     def health(self) -> dict[str, Any]:
-        """Telemetry health (or the tick timings alone without a publisher) plus console counters."""
+        """Telemetry health (or the tick timings alone without a publisher), console counters, live canaries."""
         sim = self.sim
         if self.publisher is not None:
             out = self.publisher.health()
@@ -363,6 +368,9 @@ class ConsoleService:
                           "audit_rotations": audit.rotations if audit else 0,
                           "credentials": self.authority.alert or "ok" if self.authority is not None else "ok",
                           "possessed": len(self.possession.owners)}
+        if self.policies is not None:  # the live canaries and who drives (console/policy.py)
+            out["stability"] = {"policy": self.policies.driving(), "canaries": self.policies.canary_states(),
+                                "promotion_state": self.policies.promotion_state()}
         return out
 
 

@@ -1,7 +1,8 @@
 """Admin commands for snapshots and hot reload: ``snapshot`` (save, load, migrate) and ``reload``.
 
 Snapshot files live in ``snapshots.dir``; commands name them by bare file name so a token cannot read or
-write elsewhere. Loading replaces the running town's state at the tick boundary the command runs at.
+write elsewhere. Loading replaces the running town's state at the tick boundary the command runs at, and
+the policy the snapshot records drives again (through the live town's policy desk).
 """
 
 from __future__ import annotations
@@ -63,10 +64,19 @@ def snapshot_cmd(ctx: Context, args: SnapshotArgs) -> dict[str, Any]:
         snapshot.restore(sim, state)
     except snapshot.SnapshotError as exc:
         snapshot.restore(sim, before)  # a state that does not fit leaves the running town as it was
+        sim.recorded_policy = None  # (its policy never stopped driving)
         raise CommandError(E_CONFLICT, str(exc)) from None
     sim.applied_migrations = applied
-    return {"op": "load", "file": args.file, "tick": sim.world.tick, "state_hash": sim.state_hash(),
-            "migrations": applied}
+    out = {"op": "load", "file": args.file, "tick": sim.world.tick, "state_hash": sim.state_hash(),
+           "migrations": applied}
+    desk = getattr(ctx.service, "policies", None)
+    if desk is not None and sim.recorded_policy is not None:  # the policy the snapshot records drives again
+        try:
+            out["policy"] = desk.reinstate_recorded()
+        except (LookupError, ValueError) as exc:  # the town is loaded; the policy driving now keeps driving
+            out["policy_warning"] = f"{exc}; the policy driving before the load keeps driving"
+    sim.recorded_policy = None
+    return out
 
 
 @command("reload")

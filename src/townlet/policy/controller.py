@@ -14,7 +14,16 @@ from typing import TYPE_CHECKING
 import numba
 import numpy as np
 
-from townlet.policy.options import NEVER, OPTION_LABELS, Option, is_night, must_decide, need_points, option_mask
+from townlet.policy.options import (
+    NEVER,
+    OPTION_COUNT,
+    OPTION_LABELS,
+    Option,
+    is_night,
+    must_decide,
+    need_points,
+    option_mask,
+)
 from townlet.world.agents import Activity
 from townlet.world.events import EventKind
 from townlet.world.grid import FAR
@@ -42,9 +51,9 @@ class OptionController:
     Attributes:
         critical_since: ``int64[C]`` the first tick of each agent's current streak with a need at or above
             ``needs.critical`` (``NEVER``: none); the mask reads it.
-        point_at: ``int64[C]`` the last tick a need turned critical or rose to ``options.decision_level``, or a
-            critical streak went on another ``options.interrupt_every`` ticks (a decision point of semi-MDP
-            policies when it is the coming tick).
+        point_at: ``int64[C]`` the last tick a need turned critical or rose to ``options.decision_level``, or,
+            in a critical streak, an option became possible (a decision point of semi-MDP policies when it is
+            the coming tick).
     """
 
     def __init__(self, world: World) -> None:
@@ -74,7 +83,7 @@ class OptionController:
         self.above = np.zeros(world.agents.needs.shape, dtype=bool)  # needs at or above the decision level
         self._critical = np.float32(world.config.needs.critical)
         self._level = np.float32(world.config.options.decision_level)
-        self._every = world.config.options.interrupt_every
+        self.possible = np.zeros((world.agents.capacity, OPTION_COUNT), dtype=bool)  # options possible in a streak
 
     # -- plans --------------------------------------------------------------------------------------
 
@@ -167,13 +176,13 @@ class OptionController:
 
     # -- running ------------------------------------------------------------------------------------
 
-    def settle(self) -> None:
+    def settle(self, points: bool = True) -> None:
         """Bring every agent's option up to date with its body (mutates the world; between ticks and in ``policy``).
 
         A walk past ``options.max_option_ticks`` fails; an idle body moves on to its option's next step, or
         its option ends (finished or failed), so that an agent whose plan ran out holds no option. Then the
-        critical streaks and need points (:attr:`critical_since`, :attr:`point_at`) are brought up to date for
-        the tick about to run.
+        critical streaks and, with ``points`` (between ticks, where decisions are made), the need points
+        (:attr:`critical_since`, :attr:`point_at`) are brought up to date for the tick about to run.
         """
         w, a = self.world, self.world.agents
         stalled, idle = _unsettled(a.alive, a.activity, a.option, a.step_started, w.tick, self.travel_limit)
@@ -182,7 +191,13 @@ class OptionController:
         for slot in idle:
             self.advance(int(slot))
         need_points(a.alive, a.needs, self._critical, self.critical_since, self._level, self.above, self.point_at,
-                    self._every, w.tick)
+                    w.tick, points)
+        critical = np.flatnonzero(self.critical_since != NEVER)
+        if points and len(critical):  # in an emergency, an option that becomes possible is worth a decision
+            rows = option_mask(w, critical)
+            grew = (rows & ~self.possible[critical]).any(axis=1) & (self.critical_since[critical] != w.tick)
+            self.point_at[critical[grew]] = w.tick
+            self.possible[critical] = rows
 
     def deciding(self) -> np.ndarray:
         """``bool[C]`` agents at a decision point now: no option, or a need point under their option."""

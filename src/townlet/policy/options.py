@@ -14,8 +14,8 @@ may choose now:
     ticks (the commitment window; 0: everybody), or one whose need turned critical after its option started;
   - ``commitment = DECISION_POINTS`` (semi-MDP): only an agent at a *decision point* (:func:`must_decide`):
     its option finished or failed (or it just arrived: it has none), or, while its option runs, a need turned
-    critical or rose past ``options.decision_level`` this tick, or a need has stayed critical another
-    ``options.interrupt_every`` ticks (``point_at``).
+    critical or rose past ``options.decision_level`` this tick, or, while a need stays critical, an option
+    became possible that was not (wages paid for the meal it could not afford; ``point_at``).
 
 Every living agent may continue its running option. Critical streaks (``critical_since``, the first tick of
 each agent's current streak with a need at or above ``needs.critical``) and need points (``point_at``, the
@@ -151,13 +151,12 @@ def must_decide(alive: np.ndarray, option: np.ndarray, started: np.ndarray, poin
 
 @numba.njit(cache=True)
 def need_points(alive: np.ndarray, needs: np.ndarray, critical: np.float32, critical_since: np.ndarray,
-                level: np.float32, above: np.ndarray, point_at: np.ndarray, every: int, tick: int) -> None:
-    """Update the critical streaks and need points for the coming ``tick`` (both ``int64[C]``, ``NEVER``: none).
+                level: np.float32, above: np.ndarray, point_at: np.ndarray, tick: int, points: bool) -> None:
+    """Update the critical streaks and (with ``points``) the need points for ``tick`` (``int64[C]``, ``NEVER``: none).
 
     ``critical_since`` is the first tick of each agent's current streak with a need at or above ``critical``;
-    ``point_at`` becomes ``tick`` when such a streak starts, every ``every`` ticks while it lasts (what could
-    not be done when it started, for want of money, may be possible now), and when a need rises to ``level``
-    (``above``: ``bool[C, needs]`` which needs were at or above it, so that only a rise counts).
+    ``point_at`` becomes ``tick`` when such a streak starts or a need rises to ``level`` (``above``:
+    ``bool[C, needs]`` which needs were at or above it, so that only a rise counts).
     """
     for s in range(len(alive)):
         if not alive[s]:
@@ -169,17 +168,17 @@ def need_points(alive: np.ndarray, needs: np.ndarray, critical: np.float32, crit
         for k in range(needs.shape[1]):
             x = needs[s, k]
             worst = max(worst, x)
-            high = x >= level
-            if high and not above[s, k]:
-                point_at[s] = tick
-            above[s, k] = high
+            if points:
+                high = x >= level
+                if high and not above[s, k]:
+                    point_at[s] = tick
+                above[s, k] = high
         if worst < critical:
             critical_since[s] = NEVER
         elif critical_since[s] == NEVER:
             critical_since[s] = tick
-            point_at[s] = tick
-        elif (tick - critical_since[s]) % every == 0:
-            point_at[s] = tick
+            if points:
+                point_at[s] = tick
 
 
 @numba.njit(cache=True)

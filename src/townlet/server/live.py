@@ -23,6 +23,10 @@ from townlet.server.viewers import ViewerTransport
 from townlet.sim.clock import SPEEDS
 from townlet.sim.simulation import Simulation
 from townlet.telemetry.publisher import TelemetryPublisher
+from townlet.training.live import LivePolicies, live_baseline
+from townlet.training.policies import PolicyChoice, install
+from townlet.training.registry import PolicyRegistry
+from townlet.training.stability import Baseline
 
 log = logging.getLogger("townlet.server")
 PAUSED_POLL_S = 0.05  # how often a paused loop looks for queued commands when nothing wakes it
@@ -116,10 +120,19 @@ class LiveTown:
         self.set_speed(cfg.speed)
 
     @classmethod
-    def build(cls, loaded: LoadedConfig, seed: int | None = None, sim: Simulation | None = None) -> LiveTown:
-        """A live town from a loaded config: telemetry transports and console from their sections.
+    def build(cls, loaded: LoadedConfig, seed: int | None = None, sim: Simulation | None = None,
+              policy: PolicyChoice | None = None, registry: PolicyRegistry | None = None,
+              baseline: Baseline | None = None) -> LiveTown:
+        """A live town from a loaded config: telemetry transports, console and policy desk from their sections.
 
-        ``sim`` continues an existing simulation (one resumed from a snapshot) instead of a new one.
+        Args:
+            loaded: The config.
+            seed: Run seed of a new town.
+            sim: Continue an existing simulation (one resumed from a snapshot) instead of a new one.
+            policy: Who drives (checked for fit; default: whoever drives ``sim`` already, scripted for a new town).
+            registry: The policy registry the console's ``policy`` command promotes and rolls back in.
+            baseline: The live canaries' baseline (default: measured once per config and seed, then cached in
+                ``stability.baseline_cache``).
         """
         sim = sim or Simulation(loaded, seed=seed)
         cfg = loaded.config.server
@@ -127,7 +140,17 @@ class LiveTown:
         viewers = ViewerTransport(cfg.viewer_buffer_ticks)
         publisher.add_transport(viewers)
         console = ConsoleService.from_config(sim, publisher)
+        if policy is not None:
+            install(sim, policy)
+        desk = LivePolicies(sim, registry, baseline or live_baseline(sim.loaded, sim.seed))
+        console.policies = desk
+        publisher.encoder.stability_source = desk.stability_section
         return cls(sim, console, publisher, viewers, cfg)
+
+    @property
+    def policies(self) -> LivePolicies:
+        """The policy desk (the console's ``policy`` command, the live canaries)."""
+        return self.console.policies
 
     # -- control ------------------------------------------------------------------------------------
 
@@ -281,4 +304,8 @@ class LiveTown:
             out["last_tick_age_s"] = round(since, 3)
         if self.error is not None:
             out["error"] = self.error
+        desk = self.console.policies
+        if desk is not None:
+            state = desk.promotion_state()
+            out["policy"] = {**desk.driving(), "canaries": desk.canary_states(), "promotion_state": state}
         return out

@@ -6,6 +6,9 @@ Three timed phases on one server (the real app, uvicorn, the console API to chan
 2. ``100x`` with N spectators connected: the tick rate must stay within 10% of phase 1;
 3. ``1x`` with N spectators: the tick lag (how late each tick starts against its schedule), p99 < 50 ms.
 
+:func:`compare_policies` runs the phases once per driving policy (the scripted routine, then the shipped
+learned policy by default), each on a fresh server.
+
 Spectators run in a separate process (as real viewers would) and count what they receive.
 """
 
@@ -70,19 +73,23 @@ class LoadBench:
         overrides: Config overrides (``--set``), applied to the shipped config or ``config``.
         config: A YAML config file, or None for the shipped one.
         seed: The run seed.
+        policy: Who drives (a ``--policy`` reference: scripted, default, a checkpoint...).
     """
 
-    def __init__(self, overrides: list[str], config: str | None = None, seed: int | None = None) -> None:
+    def __init__(self, overrides: list[str], config: str | None = None, seed: int | None = None,
+                 policy: str = "scripted") -> None:
         from townlet.config.loader import load_config
         from townlet.console.auth import TokenAuthority
         from townlet.server.live import LiveTown
         from townlet.server.stack import bind
+        from townlet.training.policies import resolve
 
         self.tmp = tempfile.TemporaryDirectory(prefix="townlet-bench-live-")
         sets = [*overrides, f"console.state_dir={self.tmp.name}", "server.host=127.0.0.1", "server.port=0",
                 "server.speed=100x", "console.audit_fsync=false"]
         self.loaded = load_config(config, sets)
-        self.live = LiveTown.build(self.loaded, seed=seed)
+        self.choice = resolve(policy)
+        self.live = LiveTown.build(self.loaded, seed=seed, policy=self.choice)
         self.token, _ = TokenAuthority.from_config(self.loaded.config.console).issue("bench", "admin", 3600)
         self.sock = bind("127.0.0.1", 0)
         self.base = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
@@ -152,10 +159,11 @@ class LoadBench:
 
 
 def run_load_bench(spectators: int, duration: float, overrides: list[str], config: str | None = None,
-                   seed: int | None = None, log: Any = None) -> dict[str, Any]:
-    """The three phases; returns the JSON report (with ``pass`` flags)."""
+                   seed: int | None = None, log: Any = None, policy: str = "scripted") -> dict[str, Any]:
+    """The three phases with ``policy`` driving; returns the JSON report (with ``pass`` flags)."""
     say = log or (lambda text: None)
-    bench = LoadBench(overrides, config, seed)
+    bench = LoadBench(overrides, config, seed, policy)
+    say(f"policy {bench.choice.name} ({bench.choice.policy_hash})")
     ctx = mp.get_context("spawn")
     ready, stop, results = ctx.Event(), ctx.Event(), ctx.Queue()
     url = bench.base.replace("http://", "ws://") + "/ws/telemetry"
@@ -189,12 +197,28 @@ def run_load_bench(spectators: int, duration: float, overrides: list[str], confi
         "duration_s": duration,
         "agents": int(bench.live.sim.world.agents.alive.sum()),
         "config_id": bench.loaded.config_id,
+        "policy": bench.choice.to_dict(),
         "pace_1x": {**paced, "lag_p99_limit_ms": LAG_LIMIT_MS, "pass": lag_ok},
         "speed_100x": {"alone": alone, "with_spectators": crowded, "ratio": round(ratio, 4),
                        "min_ratio": 1.0 - RATE_TOLERANCE, "pass": rate_ok},
         "spectator_side": tally,
         "pass": lag_ok and rate_ok and tally["connected"] == spectators,
     }
+
+
+def compare_policies(policies: list[str], spectators: int, duration: float, overrides: list[str],
+                     config: str | None = None, seed: int | None = None, log: Any = None) -> dict[str, Any]:
+    """:func:`run_load_bench` for each policy, one after the other.
+
+    The report is the first policy's (the contract of one run) plus ``by_policy``: every run by policy name,
+    side by side; ``pass`` holds when every run passed.
+    """
+    runs = {}
+    for policy in policies:
+        (log or (lambda text: None))(f"=== {policy}")
+        runs[policy] = run_load_bench(spectators, duration, overrides, config, seed, log, policy)
+    first = runs[policies[0]]
+    return {**first, "by_policy": runs, "pass": all(r["pass"] for r in runs.values())}
 
 
 def report_path(path: str | None, report: dict[str, Any]) -> None:

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 SKIP = frozenset({
     "loaded", "config", "manifest", "town", "grid", "clock", "phases", "commands", "actor",
     "phase_total", "time_phases", "_actions", "primitives", "reloader",
+    "recorded_policy",  # the snapshot's policy section, read back for the resolver (sim/driving.py)
     "timings",  # wall-clock tick timings of this process (sim/timings.py), not town state
 })
 

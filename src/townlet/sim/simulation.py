@@ -83,7 +83,8 @@ class Simulation(KeepsViews):
         self.clock = Clock(self.config.time.live_tick_seconds)  # live pacing (console speed/pause)
         self.invalid_actions = 0
         self.applied_migrations: list[dict[str, Any]] = []  # snapshot migrations this state went through
-        self.actor: Any = None  # a learned policy with ``act(sim) -> int[capacity]`` (townlet.policy.learned)
+        self.actor: Any = None  # a learned policy with ``act(sim) -> int[capacity]`` (townlet.policy.driver)
+        self.recorded_policy: dict[str, Any] | None = None  # the policy a restored snapshot names (sim/driving.py)
         self.commands: list[Callable[[World], Any]] = []
         self.after_step: list[Phase] = []  # called between ticks (autosave, hot reload): the state is whole
         self.reloader: Any = None  # a townlet.sim.reload.HotReloader once hot reload is in use
@@ -255,7 +256,7 @@ class Simulation(KeepsViews):
         actions = self._actions
         if actions is not None:
             self._running[:] = a.option  # what each agent was doing when its action was chosen
-        ctl.settle()  # (only a command or a perturbation this tick leaves anything to settle)
+        ctl.settle(points=False)  # (only a command or a perturbation this tick leaves anything to settle)
         if actions is None:
             actions = self._no_actions
         elif self.primitives is not None:

@@ -34,7 +34,7 @@ from pydantic import ValidationError
 from townlet.config.loader import LoadedConfig, compute_config_id
 from townlet.config.models import TownletConfig
 from townlet.files import write_atomic
-from townlet.sim import codec, components
+from townlet.sim import codec, components, driving
 from townlet.sim.migrations import (  # noqa: F401 - part of this module's interface
     MIGRATIONS,
     MigrationError,
@@ -132,6 +132,7 @@ def _restore_rng(sim: Simulation, saved: Any) -> None:
 register_section("grid_fields", _capture_fields, _restore_fields)
 register_section("components", components.capture_components, _restore_components)
 register_section("rng", lambda sim: sim.rng.state(), _restore_rng)
+register_section("policy", driving.capture, driving.restore)
 
 
 def capture(sim: Simulation) -> dict[str, Any]:

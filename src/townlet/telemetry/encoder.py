@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -30,7 +31,8 @@ if TYPE_CHECKING:
 class KpiWindows:
     """Rolling KPI windows of a fixed length, folded tick by tick from the state and the events.
 
-    These are the ``stability`` section until the stability monitor (training) publishes its own canaries.
+    These are the ``stability`` section; a live town's stability monitor adds its canaries to it
+    (:attr:`TelemetryEncoder.stability_source`).
     """
 
     def __init__(self, world: World, kpis: KpiTracker, window: int) -> None:
@@ -112,6 +114,21 @@ class TelemetryEncoder:
         self.state: dict[str, Any] | None = None
         self.names: dict[int, str] = {}
         self._known: set[str] = set()
+        # The live stability monitor's canaries and promotion state (set by the live server's policy desk).
+        self.stability_source: Callable[[], dict[str, Any]] | None = None
+        self._stability: tuple[Any, Any, dict[str, Any]] = (None, None, {})
+
+    def stability(self) -> dict[str, Any]:
+        """The ``stability`` section: the rolling KPI windows, and the live canaries when a monitor runs."""
+        windows = self.kpi_windows.section
+        live = self.stability_source() if self.stability_source is not None else None
+        if live is None:
+            return windows
+        last_windows, last_live, merged = self._stability
+        if windows is not last_windows or live is not last_live:  # rebuilt only when a part changed
+            merged = {**windows, **live}
+            self._stability = (windows, live, merged)
+        return merged
 
     def _name(self, slot: int) -> str:
         name = self.sim.world.agents.ids[slot] if 0 <= slot < self.sim.world.agents.capacity else None
@@ -170,7 +187,7 @@ class TelemetryEncoder:
         if sections:
             self.sections.update(sections)
         state = self.builder.build()
-        state["stability"] = self.kpi_windows.section
+        state["stability"] = self.stability()
         state["narration"] = self.narration
         state.update(self.sections)
         dumps = orjson.dumps
@@ -214,7 +231,7 @@ class TelemetryEncoder:
             state = self.builder.build()
         finally:
             w.tick += 1
-        state["stability"] = self.kpi_windows.section
+        state["stability"] = self.stability()
         state["narration"] = self.narration
         state.update(self.sections)
         dumps = orjson.dumps

@@ -1,4 +1,4 @@
-"""The telemetry JSON Schema: built here, published as ``schema/telemetry-v1.json``, validated against in tests.
+"""The telemetry JSON Schema: built here, published as ``schema/telemetry-v2.json``, validated against in tests.
 
 Every line of a stream is one message: ``snapshot`` (the whole state), ``diff`` (a merge patch of the
 state since the previous tick) or ``event`` (one thing that happened). The patch schema is derived from
@@ -19,7 +19,7 @@ from townlet.config.models import NEED_NAMES
 from townlet.world.agents import PERSONALITY_TRAITS
 from townlet.world.weather import WEATHER_STATES
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: agents' `policy` (the inspector), the town's `policy`, live canaries in `stability`
 SCHEMA_ID = f"townlet.telemetry/{SCHEMA_VERSION}"
 SCHEMA_FILE = Path(__file__).resolve().parent / "schema" / f"telemetry-v{SCHEMA_VERSION}.json"
 MESSAGE_TYPES = ("snapshot", "diff", "event")
@@ -91,6 +91,16 @@ def _definitions() -> dict[str, Any]:
             "job": ref("job"),
             "ties": obj({"friends": array(ref("tie"), maxItems=2), "rivals": array(ref("tie"), maxItems=2)}, []),
             "possessed_by": STR,
+            "policy": obj(
+                {
+                    "hash": STR,
+                    "top": array({"type": "array", "prefixItems": [{"enum": list(OPTIONS)}, UNIT], "items": False,
+                                  "minItems": 2, "maxItems": 2}, minItems=3, maxItems=len(OPTIONS)),
+                    "value": NUM,
+                },
+                description="The policy inspector: the learned policy driving this agent, its options' "
+                "probabilities at the agent's last decision (best first) and its value estimate.",
+            ),
         },
         required=["slot", "x", "y", "needs", "wallet", "inventory", "activity", "asleep", "personality"],
         description="A living agent; optional fields are left out when they do not apply.",
@@ -152,10 +162,35 @@ def _definitions() -> dict[str, Any]:
             "chats": NAT,
         }
     )
+    canary = obj(
+        {"state": {"enum": ["ok", "fired"]}, "fired": NAT, "window": NAT, "value": NUM, "limit": NUM,
+         "message": STR},
+        required=["state", "fired"],
+        description="One live canary: its state as of the last closed window, how often it fired, and when last.",
+    )
     stability = obj(
-        {"window_ticks": NAT, "windows": NAT, "last": window, "previous": window},
+        {
+            "window_ticks": NAT,
+            "windows": NAT,
+            "last": window,
+            "previous": window,
+            "canaries": mapping(canary, description="by canary: lateness_spike, starvation, option_thrash, "
+                                "reward_collapse (docs/evaluation.md)"),
+            "policy": STR,
+            "release": STR,
+            "pinned": STR,
+            "rollbacks": NAT,
+        },
         required=["window_ticks", "windows"],
-        description="Rolling KPI windows (each `window_ticks` long): the last two completed windows.",
+        description="Rolling KPI windows (each `window_ticks` long): the last two completed windows; in a live "
+        "town also the stability canaries of the policy driving (`policy`), the registry's `release`, a pin "
+        "(its reason) and the rollbacks the canaries caused.",
+    )
+    driving = obj(
+        {"hash": STR, "name": STR, "source": STR, "since": NAT},
+        required=["hash", "name", "source"],
+        description="The policy driving the town: a learned policy's hash (or scripted/random), how it is "
+        "called, where it came from (builtin, default, path, registry, release, snapshot) and since which tick.",
     )
     ms = {"type": "number", "minimum": 0}
     perf = obj(
@@ -243,6 +278,7 @@ def _definitions() -> dict[str, Any]:
             "perturbations": array(perturbation),
             "perf": perf,
             "transports": mapping(ref("transport_health")),
+            "policy": driving,
         },
         required=["tick", "clock", "agents", "objects", "economy", "weather", "utilities", "kpis", "narration"],
         description="The whole town; `perf` and `transports` appear when health reporting is on.",

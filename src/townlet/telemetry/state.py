@@ -14,6 +14,7 @@ import numpy as np
 
 from townlet.config.models import NEED_NAMES
 from townlet.policy.options import OPTION_LABELS
+from townlet.sim.driving import driving_kind
 from townlet.world.agents import PERSONALITY_TRAITS
 from townlet.world.relationships import FAMILIARITY, RIVALRY, TRUST
 from townlet.world.weather import WEATHER_STATES
@@ -68,6 +69,7 @@ class StateBuilder:
         self._objects: dict[str, Any] = {o.ids[i]: self.object_static[i] for i in range(o.count)}
         self._object_keys: dict[int, tuple[Any, ...]] = {}
         self._busy: set[int] = set()
+        self._driving: tuple[Any, dict[str, Any]] = (None, {})
 
     def _round(self, values: np.ndarray) -> list[Any]:
         return np.round(values.astype(np.float64), self.digits).tolist()
@@ -96,7 +98,27 @@ class StateBuilder:
         perturbations = getattr(sim, "perturbations", None)
         if perturbations is not None:
             state["perturbations"] = self.perturbations(perturbations.active)
+        state["policy"] = self.driving_policy()
         return state
+
+    def driving_policy(self) -> dict[str, Any]:
+        """Who drives the town: ``{hash, name, source}`` and, for a learned policy, ``since`` (its first tick)."""
+        actor = self.sim.actor
+        if actor is not None and hasattr(actor, "identity"):
+            ident = actor.identity()
+            key: tuple[Any, ...] = (ident["hash"], ident["name"], ident["source"], ident["since"])
+        elif actor is not None:
+            name = str(getattr(actor, "policy_hash", None) or type(actor).__name__)
+            key = (name, name, "in-process", None)
+        else:
+            kind = driving_kind(self.sim)
+            key = (kind, kind, "builtin", None)
+        if self._driving[0] != key:
+            out = {"hash": key[0], "name": key[1], "source": key[2]}
+            if key[3] is not None:
+                out["since"] = int(key[3])
+            self._driving = (key, out)
+        return self._driving[1]
 
     def utilities(self) -> dict[str, Any]:
         """Places without power or water, and places closed to the public."""
@@ -125,7 +147,11 @@ class StateBuilder:
         return out
 
     def agents(self) -> dict[str, Any]:
-        """Every living agent: position, needs, wallet, inventory, option, body, job and top ties.
+        """Every living agent: position, needs, wallet, inventory, option, body, job, top ties and policy.
+
+        ``policy`` (``{hash, top: [[option, probability], ...], value}``, best option first) is there for an
+        agent a learned policy drives, once it has decided under that policy (the inspector's numbers from
+        its last decision); possessed agents and agents of the built-in routine have none.
 
         Parts that rarely change (personality, job, ties) are cached per slot and rebuilt only when their
         source values change, so unchanged parts are the very same objects tick after tick.
@@ -149,6 +175,8 @@ class StateBuilder:
         job_keys = self._job_keys(slots, jobs)
         jobs = jobs.tolist()
         possessed = getattr(self.sim.policy, "possessed_by", None) or {}
+        inspect = getattr(self.sim.actor, "inspect", None)  # a learned policy's inspector (policy/driver.py)
+        inspected = inspect(slots, digits=self.digits) if inspect is not None else None
         ids, items, object_ids = a.ids, a.items, w.objects.ids
         cache = self._agent_cache
         out: dict[str, Any] = {}
@@ -196,6 +224,8 @@ class StateBuilder:
                     agent["ties"] = cached["ties"]
             if slot in possessed:
                 agent["possessed_by"] = possessed[slot]
+            elif inspected is not None and inspected[i] is not None:
+                agent["policy"] = inspected[i]
             out[self.public(name)] = agent
         return out
 

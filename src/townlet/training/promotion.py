@@ -25,6 +25,7 @@ from typing import Any
 
 from townlet.config.loader import load_config
 from townlet.logs import log_event
+from townlet.policy.compat import check
 from townlet.training.evaluation import Policy, build_sim, evaluate, install, single_thread
 from townlet.training.gate import gate_evaluations
 from townlet.training.registry import BUILTINS, PolicyRecord, PolicyRegistry, RegistryError
@@ -63,7 +64,7 @@ class Promotion:
         self.baseline = baseline or Baseline.measure(self.loaded, self.seed)
         self.live = build_sim(self.loaded, self.seed, self.policy_of(release), self.greedy)
         self.release_monitor = StabilityMonitor(self.live, self.baseline, label="release",
-                                                on_window=self._release_window)
+                                                on_window=self._release_window, promotion_state=self.state)
         self.candidate: PolicyRecord | None = None
         self.shadow: Any = None
         self.shadow_monitor: StabilityMonitor | None = None
@@ -112,17 +113,21 @@ class Promotion:
             from townlet.policy.checkpoint import Checkpoint, load
 
             checkpoint = policy if isinstance(policy, Checkpoint) else load(policy)
+            check(checkpoint, self.live.world)
             path = None if isinstance(policy, Checkpoint) else policy
             record = self.registry.register(checkpoint if path is None else path, "candidate for the shadow town",
                                             tick)
             self.custom.setdefault(record.policy_hash, checkpoint)
         if record.policy_hash == self.release.policy_hash:
             raise RegistryError(f"{record.policy_hash} is the release already")
+        self.registry.shadow(record.policy_hash, tick)
         self.candidate = record
         self.shadow = build_sim(self.loaded, self.seed, self.policy_of(record), self.greedy)
         self.shadow_monitor = StabilityMonitor(self.shadow, self.baseline, label="shadow",
-                                               on_window=lambda r: self._pending.append(("shadow", r)))
-        log_event(LOG, "promotion.shadow", tick, candidate=record.policy_hash, release=self.release.policy_hash)
+                                               on_window=lambda r: self._pending.append(("shadow", r)),
+                                               promotion_state=self.state)
+        log_event(LOG, "promotion.shadow", tick, candidate=record.policy_hash, release=self.release.policy_hash,
+                  promotion_state=self.state())
         return record
 
     # -- running --------------------------------------------------------------------------------------
@@ -174,7 +179,7 @@ class Promotion:
         self.promoted_window = len(self.release_monitor.reports)
         self.outcomes.append(("promote", candidate.policy_hash, reason))
         log_event(LOG, "promotion.promote", self.live.tick, policy=candidate.policy_hash,
-                  previous=release.policy_hash, reason=reason)
+                  previous=release.policy_hash, reason=reason, promotion_state=self.state())
         self._drop_shadow()
 
     def _turn_down(self, reason: str, details: dict[str, Any]) -> None:
@@ -186,7 +191,7 @@ class Promotion:
         self.outcomes.append(("reject", self.candidate.policy_hash, reason))
         self.outcomes.append(("pin", self.release.policy_hash, pin_reason))
         log_event(LOG, "promotion.pin", tick, logging.WARNING, candidate=self.candidate.policy_hash,
-                  release=self.release.policy_hash, reason=reason)
+                  release=self.release.policy_hash, reason=reason, promotion_state=self.state())
         self._drop_shadow()
 
     def _drop_shadow(self) -> None:
@@ -210,11 +215,18 @@ class Promotion:
             self.promoted_window = None
             self.outcomes.append(("rollback", record.policy_hash, reason))
             log_event(LOG, "promotion.rollback", tick, logging.WARNING, policy=record.policy_hash, previous=bad,
-                      reason=reason)
+                      reason=reason, promotion_state=self.state())
         elif self.registry.pinned is None:
             self.registry.pin(reason, tick, {"window": report.to_dict()})
             self.outcomes.append(("pin", self.release.policy_hash, reason))
-            log_event(LOG, "promotion.pin", tick, logging.WARNING, release=self.release.policy_hash, reason=reason)
+            log_event(LOG, "promotion.pin", tick, logging.WARNING, release=self.release.policy_hash, reason=reason,
+                      promotion_state=self.state())
+
+    def state(self) -> dict[str, Any]:
+        """``promotion_state`` of the log lines: release, pin, the candidate in shadow and its passing streak."""
+        streak = self.shadow_monitor.streak if self.shadow_monitor is not None else 0
+        return self.registry.state(candidate=self.candidate.policy_hash if self.candidate else None,
+                                   shadow_streak=streak)
 
     def status(self) -> dict[str, Any]:
         """Where things stand: release, candidate, pin, windows, and what happened."""

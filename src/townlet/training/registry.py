@@ -2,8 +2,8 @@
 
 Two tables. ``policies`` holds one row per policy: its hash (or ``scripted``/``random`` for the built-in
 routines), checkpoint path, observation variant, config_id and status (``candidate``, ``release``,
-``retired``, ``rejected``). ``decisions`` is append-only: ``register``, ``promote``, ``rollback``, ``reject``,
-``pin`` and ``unpin``, each with the time, the simulation tick (when there is one), the policy, the release
+``retired``, ``rejected``). ``decisions`` is append-only: ``register``, ``shadow``, ``promote``, ``rollback``,
+``reject``, ``pin`` and ``unpin``, each with the time, the simulation tick (when there is one), the policy, the release
 before it, a reason and JSON details (window reports, gate checks).
 
 The current release is the top of the release stack that the decisions build (a promotion pushes, a rollback
@@ -17,7 +17,12 @@ import json
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
+
+from townlet.policy.compat import check_config
+
+if TYPE_CHECKING:
+    from townlet.config.loader import LoadedConfig
 
 BUILTINS = ("scripted", "random")
 SCHEMA = """
@@ -100,12 +105,18 @@ class PolicyRegistry:
             file.parent.mkdir(parents=True, exist_ok=True)
             text = str(file)
         self.path = text
-        self.db = sqlite3.connect(text)
+        self.db = sqlite3.connect(text, check_same_thread=False)  # the live town's tick thread uses it too
         self.db.executescript(SCHEMA)
 
     def close(self) -> None:
         """Close the database."""
         self.db.close()
+
+    def scratch_copy(self) -> PolicyRegistry:
+        """An in-memory copy to try decisions on without touching this file (``townlet replay``)."""
+        copy = PolicyRegistry(":memory:")
+        self.db.backup(copy.db)
+        return copy
 
     def __enter__(self) -> PolicyRegistry:
         return self
@@ -116,7 +127,7 @@ class PolicyRegistry:
     # -- policies -------------------------------------------------------------------------------------
 
     def register(self, policy: Any, reason: str = "registered", tick: int | None = None,
-                 path: str | Path | None = None) -> PolicyRecord:
+                 path: str | Path | None = None, town: LoadedConfig | None = None) -> PolicyRecord:
         """Add a candidate and return its record (a known policy just returns its record).
 
         Args:
@@ -125,6 +136,8 @@ class PolicyRegistry:
             reason: Why it is registered.
             tick: The simulation tick, when there is one.
             path: The checkpoint file of a loaded checkpoint.
+            town: The town's config: a checkpoint that does not fit it is refused
+                (:class:`~townlet.policy.compat.IncompatiblePolicy`, naming each difference).
         """
         file, variant, config_id, meta = "", "", "", {}
         if isinstance(policy, str) and policy in BUILTINS:
@@ -133,6 +146,8 @@ class PolicyRegistry:
             from townlet.policy.checkpoint import Checkpoint, load
 
             checkpoint = policy if isinstance(policy, Checkpoint) else load(policy)
+            if town is not None:
+                check_config(checkpoint, town)
             where = path if isinstance(policy, Checkpoint) else policy
             file = str(Path(where).resolve()) if where else ""
             policy_hash, variant, config_id = checkpoint.policy_hash, checkpoint.variant, checkpoint.config_id
@@ -167,21 +182,31 @@ class PolicyRegistry:
         row = self.db.execute("SELECT * FROM policies WHERE policy_hash = ?", (policy_hash,)).fetchone()
         return None if row is None else _policy(row)
 
+    def lookup(self, ref: str) -> PolicyRecord | None:
+        """A policy by hash or unique hash prefix (never by path), or None.
+
+        Raises:
+            RegistryError: more than one registered policy starts with ``ref``.
+        """
+        record = self.get(ref)
+        if record is not None or not ref:
+            return record
+        hits = [r[0] for r in self.db.execute("SELECT policy_hash FROM policies WHERE substr(policy_hash, 1, ?) = ?",
+                                              (len(ref), ref))]
+        if len(hits) > 1:
+            raise RegistryError(f"{ref!r} is ambiguous ({len(hits)} registered policies start with it)")
+        return self.get(hits[0]) if hits else None
+
     def resolve(self, ref: str) -> PolicyRecord:
         """A policy by hash, unique hash prefix, or checkpoint path (raises :class:`RegistryError`)."""
-        record = self.get(ref)
-        if record is not None:
-            return record
-        if Path(ref).exists():
+        if Path(ref).exists() and self.get(ref) is None:
             rows = self.db.execute("SELECT policy_hash FROM policies WHERE path = ?", (str(Path(ref).resolve()),))
             hits = [r[0] for r in rows]
+            record = self.get(hits[0]) if len(hits) == 1 else None
         else:
-            hits = [r[0] for r in self.db.execute("SELECT policy_hash FROM policies WHERE policy_hash LIKE ?",
-                                                  (ref + "%",))]
-        if len(hits) != 1:
-            raise RegistryError(f"no registered policy {ref!r}" if not hits else f"{ref!r} is ambiguous")
-        record = self.get(hits[0])
-        assert record is not None
+            record = self.lookup(ref)
+        if record is None:
+            raise RegistryError(f"no registered policy {ref!r}")
         return record
 
     def policies(self, status: str | None = None) -> list[PolicyRecord]:
@@ -246,10 +271,26 @@ class PolicyRegistry:
                 return d if d.action == "pin" else None
         return None
 
+    def state(self, **more: Any) -> dict[str, Any]:
+        """``promotion_state`` for structured logs: the release, how deep the release stack is, any pin.
+
+        ``more`` adds what the caller knows (the ``driving`` policy, a ``candidate`` in shadow).
+        """
+        stack = self.releases()
+        pin = self.pinned
+        return {"release": stack[-1] if stack else None, "releases": len(stack),
+                "pinned": pin.reason if pin else None, **more}
+
     def promote(self, ref: str, reason: str, tick: int | None = None, details: dict[str, Any] | None = None,
-                force: bool = False) -> PolicyRecord:
-        """Make a registered policy the release (refused while pinned unless ``force``)."""
+                force: bool = False, town: LoadedConfig | None = None) -> PolicyRecord:
+        """Make a registered policy the release (refused while pinned unless ``force``).
+
+        With ``town`` (the config of the town it will drive) a checkpoint that does not fit is refused
+        (:class:`~townlet.policy.compat.IncompatiblePolicy`, naming each difference).
+        """
         record = self.resolve(ref)
+        if town is not None and record.policy_hash not in BUILTINS and not record.meta.get("custom"):
+            check_config(self.load(record), town)
         pin = self.pinned
         if pin is not None and not force:
             raise RegistryError(f"the release is pinned ({pin.reason}); unpin first or force")
@@ -291,6 +332,24 @@ class PolicyRegistry:
         current = self.release
         with self.db:
             self._decide("pin", current.policy_hash if current else "", reason, tick, None, details)
+
+    def shadow(self, ref: str, tick: int | None = None) -> None:
+        """Record that a candidate went into a shadow town (``townlet promote shadow``)."""
+        record = self.resolve(ref)
+        current = self.release
+        with self.db:
+            self._decide("shadow", record.policy_hash, "candidate in a shadow town beside the release", tick,
+                         current.policy_hash if current else None)
+
+    def in_shadow(self) -> Decision | None:
+        """The ``shadow`` decision of a candidate not yet promoted or turned down since (None: none in shadow)."""
+        decided: set[str] = set()
+        for d in reversed(self.decisions()):
+            if d.action in ("promote", "reject"):
+                decided.add(d.policy_hash)
+            elif d.action == "shadow" and d.policy_hash not in decided:
+                return d
+        return None
 
     def unpin(self, reason: str, tick: int | None = None) -> None:
         """Allow promotions again."""

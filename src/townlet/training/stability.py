@@ -137,6 +137,24 @@ def check(stats: WindowStats, baseline: Baseline, cfg: StabilityConfig) -> list[
     return fired
 
 
+def training_canaries(kpis: dict[str, float], cfg: StabilityConfig,
+                      baseline: dict[str, float] | None = None) -> dict[str, str]:
+    """The canaries a training window's KPIs (:func:`~townlet.training.windows.window_kpis`) can judge.
+
+    Per canary ``ok``, ``fired`` or ``n/a``: training windows count collapses and lateness as rates, not
+    option starts, so ``option_thrash`` is not judged there, and ``reward_collapse`` only against a measured
+    scripted ``baseline`` (the trainer's ``baselines``); lateness is judged against the baseline's lateness
+    (floored at ``lateness_floor``).
+    """
+    expected = max(float((baseline or {}).get("lateness", 0.0)), cfg.lateness_floor)
+    out = {"lateness_spike": "fired" if kpis.get("lateness", 0.0) > cfg.lateness_factor * expected else "ok",
+           "starvation": "fired" if kpis.get("collapses", 0.0) > 0 and cfg.starvation_max == 0 else "ok",
+           "option_thrash": "n/a", "reward_collapse": "n/a"}
+    if baseline and "reward" in baseline and "reward" in kpis:
+        out["reward_collapse"] = "fired" if kpis["reward"] < baseline["reward"] - cfg.reward_margin else "ok"
+    return out
+
+
 class StabilityMonitor:
     """Rolling windows over one simulation, checked against a baseline as they close.
 
@@ -144,16 +162,20 @@ class StabilityMonitor:
         sim: The town to watch (a timed phase is added).
         baseline: What normal looks like.
         cfg: ``stability`` (the town's own config when None).
-        label: Which policy this town runs (``release``, ``shadow``): in logs and alerts.
+        label: Which policy this town runs (``release``, ``shadow``, ``live``): in logs and alerts.
         on_window: Called with each :class:`WindowReport`.
+        promotion_state: Returns the ``promotion_state`` field of the ``stability.window`` log line (the release,
+            a pin, the driving policy; see :meth:`~townlet.training.registry.PolicyRegistry.state`).
 
     Attributes:
         reports: Every closed window, oldest first.
     """
 
     def __init__(self, sim: Simulation, baseline: Baseline, cfg: StabilityConfig | None = None, label: str = "release",
-                 on_window: Callable[[WindowReport], None] | None = None) -> None:
+                 on_window: Callable[[WindowReport], None] | None = None,
+                 promotion_state: Callable[[], dict[str, Any]] | None = None) -> None:
         self.sim = sim
+        self.promotion_state = promotion_state
         self.cfg = cfg or sim.config.stability
         self.baseline = baseline
         self.label = label
@@ -180,6 +202,7 @@ class StabilityMonitor:
             world.emit(EventKind.ALERT, value=canary.value, detail=f"canary:{canary.name}")
         log_event(LOG, "stability.window", world.tick, logging.WARNING if report.canaries else logging.INFO,
                   label=self.label, window=report.index, passed=report.passed,
-                  canaries=[c.name for c in report.canaries], **report.kpis)
+                  canaries=[c.name for c in report.canaries], **report.kpis,
+                  promotion_state=self.promotion_state() if self.promotion_state else None)
         if self.on_window is not None:
             self.on_window(report)

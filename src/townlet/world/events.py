@@ -48,6 +48,7 @@ class EventKind(StrEnum):
     PERTURBATION_ENDED = "perturbation_ended"
     NARRATION = "narration"
     ALERT = "alert"
+    POLICY_CHANGED = "policy_changed"  # another policy drives the town (console swap, promotion, rollback)
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,21 +24,31 @@ function tieList(title, ties, field) {
   ];
 }
 
-function policyInspector(agent, options) {
+// The policy inspector: the learned policy's option probabilities at the agent's last decision, best first,
+// and its value estimate (telemetry's agent.policy); otherwise who drives the agent (state.policy, a possession).
+function policyInspector(agent, town) {
   const policy = agent.policy;
-  const probs = policy && policy.probs;
-  if (!probs) {
-    return el("p", { "data-testid": "policy", text: policy && policy.name ? policy.name : "scripted" });
+  const driving = town || { name: "scripted", hash: "scripted", source: "builtin" };
+  if (!policy || !Array.isArray(policy.top)) {
+    let text = driving.name;
+    if (driving.hash && driving.hash !== driving.name) text += ` (${driving.hash})`;
+    if (agent.possessed_by) text = `possessed by ${agent.possessed_by} (overrides ${text})`;
+    else if (driving.source !== "builtin") text += " · no decision yet";
+    return el("p", { "data-testid": "policy", "data-hash": driving.hash, text });
   }
-  const entries = Array.isArray(probs) ? probs.map((p, i) => [options[i] || `#${i}`, p]) : Object.entries(probs);
-  entries.sort((a, b) => b[1] - a[1]);
-  return el("div", { "data-testid": "policy" },
-    policy.name ? el("p", { class: "muted", text: policy.name }) : null,
-    el("div", { class: "probs" }, entries.slice(0, 3).map(([name, p]) => el("div", { class: "prob" },
-      el("span", { text: name }),
-      el("span", { class: "fill", style: { width: `${Math.round(p * 100)}%` } }),
+  const name = driving.hash === policy.hash && driving.name !== policy.hash ? `${driving.name} · ` : "";
+  return el("div", { "data-testid": "policy", "data-hash": policy.hash },
+    el("p", { class: "muted", text: `${name}${policy.hash}` }),
+    el("div", { class: "probs", role: "list", "aria-label": "Option probabilities at the last decision" },
+      policy.top.map(([option, p]) => el("div", {
+        class: "prob", role: "listitem", "data-option": option, "data-p": p,
+      },
+      el("span", { text: option }),
+      el("span", { class: "track" }, el("span", {
+        class: "fill", style: { width: `${Math.round(Math.max(0, Math.min(1, p)) * 100)}%`, display: "block" },
+      })),
       el("span", { class: "value", text: fixed(p, 2) })))),
-    typeof policy.value === "number" ? el("p", {}, `value ${fixed(policy.value, 3)}`) : null);
+    el("p", { "data-testid": "policy-value", "data-value": policy.value }, `value ${fixed(policy.value, 3)}`));
 }
 
 export class AgentCard {
@@ -95,7 +105,7 @@ export class AgentCard {
       tieList("Friends", ties.friends, "trust"),
       tieList("Rivals", ties.rivals, "rivalry"),
       el("p", { class: "section-title", text: "Policy" }),
-      policyInspector(agent, this.town.options),
+      policyInspector(agent, state.policy),
     ];
     this.body.replaceChildren(...content.flat().filter(Boolean));
   }
