@@ -5,8 +5,9 @@ turned critical or rose past ``options.decision_level``), from one shared networ
 value head; MLP for hybrid/compact, a small CNN over the map for full, optional LSTM); between decisions their
 option runs with no policy call. The update is :func:`~townlet.training.update.ppo_update`. Rollouts of
 ``rollout_ticks`` ticks per town come from :class:`~townlet.training.rollout.Collector` (in-process, towns
-optionally split over worker processes) or from Ray actors (:mod:`townlet.training.ray_rollouts`). Each transition carries the reward of its ticks discounted per tick
-and bootstraps with ``gamma**k V(next decision)``; advantages are GAE over each agent's decisions
+optionally split over worker processes) or from Ray actors (:mod:`townlet.training.ray_rollouts`). Each
+transition carries the reward of its ticks discounted per tick and bootstraps with ``gamma**k V(next
+decision)``; advantages are GAE over each agent's decisions
 (:func:`~townlet.training.advantages.gae`), cut at exits and arrivals. The run directory gets
 ``metrics.jsonl`` (one line per update, see :mod:`townlet.training.metrics`), ``learning_curves.png``,
 ``checkpoints/update_NNNNNN.pt``, ``latest.pt`` and ``final.pt`` (policy checkpoints carrying the policy
