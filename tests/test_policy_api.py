@@ -49,10 +49,20 @@ def test_swap_status_refusals_and_audit_over_http(tmp_path: Path) -> None:
         assert code == 404 and body["code"] == E_NOT_FOUND
         code, body = post(admin, op="swap", ref=compact.policy_hash)
         assert code == 409 and body["code"] == E_CONFLICT and "variant: the policy reads compact" in body["message"]
-        before = live.last_tick
-        code, body = post(admin, op="swap", ref="default")
+        code, body = post(admin, op="swap", ref="default")  # running: applied at the next tick boundary
         assert code == 200 and body["data"]["policy"]["hash"] == shipped.default_hash()
-        assert body["tick"] <= before + 2  # the boundary after the tick that may be running when it arrived
+        assert body["data"]["policy"]["since"] == body["tick"]  # it decides from the tick it was applied before
+        assert client.post("/api/console", json={"cmd": "pause"},
+                           headers={"Authorization": f"Bearer {admin}"}).status_code == 200
+        paused_at = -1
+        while paused_at != live.last_tick:  # the tick the pause was applied in finishes first
+            paused_at = live.last_tick
+            time.sleep(0.3)
+        code, body = post(admin, op="swap", ref="scripted")  # paused: applied at once, between two ticks
+        assert code == 200 and body["tick"] == paused_at + 1 and live.last_tick == paused_at
+        assert body["data"]["policy"]["hash"] == "scripted"
+        code, body = post(admin, op="swap", ref="default")
+        assert body["tick"] == paused_at + 1 and body["data"]["previous"]["hash"] == "scripted"
         code, body = post(viewer, op="status")
         assert body["data"]["policy"]["hash"] == shipped.default_hash()
         health = client.get("/healthz").json()
@@ -61,7 +71,8 @@ def test_swap_status_refusals_and_audit_over_http(tmp_path: Path) -> None:
     audit = [orjson.loads(line) for line in (state / "audit.jsonl").read_bytes().splitlines()]
     policy_lines = [(r["principal"], r["ok"], r["code"]) for r in audit if r.get("cmd") == "policy"]
     assert policy_lines == [("bob", True, None), ("bob", False, E_FORBIDDEN), ("alice", False, E_NOT_FOUND),
-                            ("alice", False, E_CONFLICT), ("alice", True, None), ("bob", True, None)]
+                            ("alice", False, E_CONFLICT), ("alice", True, None), ("alice", True, None),
+                            ("alice", True, None), ("bob", True, None)]
 
 
 def test_help_lists_policy_with_its_admin_ops(tmp_path: Path) -> None:

@@ -20,8 +20,9 @@ from townlet.policy.learned import LearnedPolicy
 from townlet.policy.networks import NetworkSpec, OptionPolicyNet
 from townlet.sim import Simulation
 from townlet.training.curriculum import Curriculum
-from townlet.training.ppo import PPOArgs, ppo_update, sequences, train
+from townlet.training.ppo import PPOArgs, train
 from townlet.training.rollout import Collector, Rollout
+from townlet.training.update import ppo_update, sequences
 from townlet.training.windows import BestWindows, baseline_kpis, window_kpis, window_score
 
 TINY = {"towns": 2, "rollout_ticks": 32, "window_ticks": 64, "baselines": False, "checkpoint_every": 2,
