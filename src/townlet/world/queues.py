@@ -194,8 +194,10 @@ class Queues:
 @numba.njit(cache=True)
 def _due(reserved_by: np.ndarray, reserved_at: np.ndarray, user: np.ndarray, length: np.ndarray,
          head_since: np.ndarray, tick: int, reservation_timeout: int, queue_timeout: int, out: np.ndarray) -> int:
-    """Objects (ascending, into ``out``; their count returned) with a reservation to expire, a queue head waiting
-    too long, or a queue to serve."""
+    """Objects with a reservation to expire, a queue head waiting too long, or a queue to serve.
+
+    They go into ``out`` in ascending order; the count is returned.
+    """
     n = 0
     for obj in range(len(reserved_by)):
         held, used = reserved_by[obj] >= 0, user[obj] >= 0
