@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import statistics
+import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from townlet.config.loader import load_config
@@ -18,7 +21,15 @@ EXAMPLES = """examples:
   townlet bench --agents 1000 --town-scale 4 --ticks 2000 --json
   townlet bench --agents 64 --repeat 5 --set features.relationships=OFF
   townlet bench --env --variant full --towns 8 --json      # + env steps/s, batched vs looped envs
+  townlet bench --scale-series --json                      # 8 .. 10,000 agents, each in its own process
+  townlet bench --scale-series --baseline-src ../base/src  # ... beside another checkout's code, interleaved
 """
+
+# The scale series: (agents, town scale, timed ticks, warmup ticks). Ticks shrink as towns grow so every size
+# times a comparable number of agent-steps; the warmup lets each town settle into its daily routine.
+SCALE_SERIES = ((8, 1, 2000, 1000), (64, 1, 2000, 1000), (1000, 4, 300, 300), (4000, 8, 150, 200),
+                (10000, 12, 100, 150))
+SERIES_REFERENCE = (1000, 4)  # the size every other size's cost per agent-step is compared with
 
 
 def register(sub: Any, formatter: Any) -> None:
@@ -48,24 +59,34 @@ def register(sub: Any, formatter: Any) -> None:
     p.add_argument("--workers", type=int, default=1, metavar="K",
                    help="also time the batch with K forked worker processes stepping shares of the towns beside "
                         "this one (default 1: two processes, for two cores; 0: in process only)")
+    p.add_argument("--scale-series", action="store_true",
+                   help="time 8, 64, 1,000 @4, 4,000 @8 and 10,000 @12 agents, each size in its own process "
+                        "(so peak RSS is per size); prints us per agent-step, peak RSS and ratios to 1,000 @4")
+    p.add_argument("--baseline-src", type=Path, default=None, metavar="DIR",
+                   help="with --scale-series: also time each size with the code in DIR (a checkout's src/) "
+                        "interleaved with this code's, and report new/base speed ratios")
     p.set_defaults(handler=bench_command)
 
 
 def bench_once(sim: Simulation, ticks: int, warmup: int) -> dict[str, Any]:
-    """Time ``ticks`` ticks after ``warmup`` untimed ones; return the raw figures of one repeat."""
+    """Time ``ticks`` ticks after ``warmup`` untimed ones; return the raw figures of one repeat.
+
+    ``cpu_us_per_agent_step`` is this process's CPU time per agent-step: on a shared, busy machine it moves
+    far less with other people's load than the wall-clock figures do.
+    """
     for _ in range(warmup):
         sim.step()
     before = dict(sim.phase_total)
     agent_ticks = 0
     alive = sim.world.agents.alive
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     for _ in range(ticks):
         sim.step()
         agent_ticks += int(alive.sum())
-    elapsed = time.perf_counter() - t0
+    elapsed, cpu = time.perf_counter() - t0, time.process_time() - c0
     phase_ms = {name: (sim.phase_total[name] - before.get(name, 0.0)) * 1000 / ticks for name in sim.phase_total}
     return {"seconds": elapsed, "ticks_per_s": ticks / elapsed, "agent_steps_per_s": agent_ticks / elapsed,
-            "phase_ms": phase_ms}
+            "cpu_us_per_agent_step": cpu * 1e6 / max(agent_ticks, 1), "phase_ms": phase_ms}
 
 
 def peak_rss_mb() -> float:
@@ -78,10 +99,14 @@ def bench_command(args: argparse.Namespace) -> int:
     if args.agents < 1 or args.town_scale < 1 or args.ticks < 1 or args.repeat < 1 or args.warmup < 0:
         print("townlet bench: error: --agents, --town-scale, --ticks and --repeat must be positive", file=sys.stderr)
         return 2
+    if args.scale_series:
+        return scale_series(args)
     overrides = [f"population.agents={args.agents}", f"town.scale={args.town_scale}", *args.overrides]
     loaded = load_config(args.config, overrides)
     runs = []
+    sim = None
     for i in range(args.repeat):
+        del sim  # the last repeat's town goes before the next is built, so peak RSS is one town's
         t0 = time.perf_counter()
         sim = Simulation(loaded, seed=args.seed + i)
         build = time.perf_counter() - t0
@@ -102,6 +127,8 @@ def bench_command(args: argparse.Namespace) -> int:
         "repeat": args.repeat,
         "ticks_per_s": round(ticks_per_s, 1),
         "agent_steps_per_s": round(statistics.median(r["agent_steps_per_s"] for r in runs), 1),
+        "us_per_agent_step": round(1e6 / statistics.median(r["agent_steps_per_s"] for r in runs), 3),
+        "cpu_us_per_agent_step": round(statistics.median(r["cpu_us_per_agent_step"] for r in runs), 3),
         "phase_ms": {p: round(statistics.median(r["phase_ms"][p] for r in runs), 4) for p in phases},
         "tick_ms": round(1000.0 / ticks_per_s, 4),
         "target_tick_ms": None if target is None else round(target, 4),
@@ -122,3 +149,71 @@ def bench_command(args: argparse.Namespace) -> int:
                                     args.env_steps, 200, args.seed, env_sets, args.workers)
     print(json.dumps(result) if args.json else json.dumps(result, indent=2))
     return 0
+
+
+def _series_point(src: Path | None, args: argparse.Namespace, agents: int, scale: int, ticks: int,
+                  warmup: int) -> dict[str, Any]:
+    """One size of the series, timed by ``townlet bench --json`` in a fresh process (of the code in ``src``)."""
+    cmd = [sys.executable, "-m", "townlet.cli.main", "bench", "--json", "--agents", str(agents), "--town-scale",
+           str(scale), "--ticks", str(ticks), "--warmup", str(warmup), "--repeat", str(args.repeat), "--seed",
+           str(args.seed)]
+    if args.config is not None:
+        cmd.insert(4, str(args.config))
+    for item in args.overrides:
+        cmd += ["--set", item]
+    env = dict(os.environ)
+    if src is not None:
+        env["PYTHONPATH"] = str(src)
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"bench of {agents} agents @{scale} failed: {done.stderr.strip()[-2000:]}")
+    out = json.loads(done.stdout)
+    row = {"agents": agents, "town_scale": scale, "map": out["map"], "ticks": ticks, "warmup": warmup,
+           "ticks_per_s": out["ticks_per_s"], "agent_steps_per_s": out["agent_steps_per_s"],
+           "us_per_agent_step": round(1e6 / out["agent_steps_per_s"], 3), "peak_rss_mb": out["peak_rss_mb"]}
+    if "cpu_us_per_agent_step" in out:
+        row["cpu_us_per_agent_step"] = out["cpu_us_per_agent_step"]
+    return row
+
+
+def scale_series(args: argparse.Namespace) -> int:
+    """Time every size of :data:`SCALE_SERIES` (each in its own process), with ratios; print JSON and a table."""
+    if args.baseline_src is not None and not (args.baseline_src / "townlet").is_dir():
+        print(f"townlet bench: error: --baseline-src {args.baseline_src} holds no townlet package", file=sys.stderr)
+        return 2
+    rows, base_rows = [], []
+    for agents, scale, ticks, warmup in SCALE_SERIES:
+        print(f"bench: series: {agents} agents @{scale} ({ticks} ticks after {warmup})...", file=sys.stderr)
+        try:
+            rows.append(_series_point(None, args, agents, scale, ticks, warmup))
+            if args.baseline_src is not None:
+                base_rows.append(_series_point(args.baseline_src.resolve(), args, agents, scale, ticks, warmup))
+        except RuntimeError as exc:
+            print(f"townlet bench: error: {exc}", file=sys.stderr)
+            return 1
+    ref = next(r for r in rows if (r["agents"], r["town_scale"]) == SERIES_REFERENCE)
+    for r in rows:
+        r["vs_1000_at_4"] = round(r["us_per_agent_step"] / ref["us_per_agent_step"], 3)
+        if "cpu_us_per_agent_step" in r:
+            r["cpu_vs_1000_at_4"] = round(r["cpu_us_per_agent_step"] / ref["cpu_us_per_agent_step"], 3)
+    for r, b in zip(rows, base_rows, strict=False):
+        r["base_agent_steps_per_s"] = b["agent_steps_per_s"]
+        r["base_peak_rss_mb"] = b["peak_rss_mb"]
+        r["speedup_vs_base"] = round(r["agent_steps_per_s"] / b["agent_steps_per_s"], 3)
+    result = {"series": rows, "repeat": args.repeat, "reference": "1000@4",
+              "baseline_src": None if args.baseline_src is None else str(args.baseline_src)}
+    print(series_table(rows), file=sys.stderr)
+    print(json.dumps(result) if args.json else json.dumps(result, indent=2))
+    return 0
+
+
+def series_table(rows: list[dict[str, Any]]) -> str:
+    """The scale series as a plain-text table (to stderr beside the JSON)."""
+    head = f"{'agents':>7} {'scale':>5} {'map':>9} {'us/agent-step':>13} {'vs 1000@4':>9} {'cpu us':>7} " \
+           f"{'peak RSS MB':>11} {'x base':>7}"
+    lines = [head]
+    for r in rows:
+        lines.append(f"{r['agents']:>7} {r['town_scale']:>5} {r['map']:>9} {r['us_per_agent_step']:>13.3f} "
+                     f"{r['vs_1000_at_4']:>9.3f} {r.get('cpu_us_per_agent_step', float('nan')):>7.3f} "
+                     f"{r['peak_rss_mb']:>11.1f} {r.get('speedup_vs_base', float('nan')):>7.3f}")
+    return "\n".join(lines)
