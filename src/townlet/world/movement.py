@@ -29,8 +29,8 @@ if TYPE_CHECKING:
 MOVING, QUEUED = int(Activity.MOVING), int(Activity.QUEUED)
 
 
-def move(world: World) -> list[int]:
-    """Advance walkers one step; return the slots of walkers standing at their destination (ascending)."""
+def move(world: World) -> int:
+    """Advance walkers one step; return how many stand at their destination (ascending in ``found[ARRIVED]``)."""
     a, g, wx, found = world.agents, world.grid, world.weather, world.found
     cost = float(wx.rain_cost) if wx.is_raining else 0.0
     arrived, lost, going = _plan(a.alive, a.activity, a.tile, a.dest_field, g.fields.arrays, g.offsets, g.outdoors,
@@ -52,7 +52,7 @@ def move(world: World) -> list[int]:
             world.emit(EventKind.GHOST_STEP, agent=slot, other=other, value=float(tile))
             if other >= 0:
                 world.relationships.apply(world, other, slot, "ghost_pushed")
-    return found[scans.ARRIVED, :arrived].tolist() if arrived else []
+    return int(arrived)
 
 
 _NO_DRAWS = np.zeros(1)

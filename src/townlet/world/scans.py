@@ -15,10 +15,10 @@ from townlet.world.agents import Activity
 from townlet.world.fields import field_dist
 
 IDLE, MOVING, QUEUED, WAITING = (int(x) for x in (Activity.IDLE, Activity.MOVING, Activity.QUEUED, Activity.WAITING))
-# Rows of World.found: who asks for an object, who arrived / got lost / steps, whose wait is over, who uses an
-# affordance / lost its power or water / earns / is done, whose option is stalled / idle.
-ASKING, ARRIVED, LOST, GOING, WAITED, USERS, LOST_USE, EARNING, DONE, STALLED, UNSETTLED = range(11)
-FOUND_ROWS = 11
+# Rows of World.found: who asks for an object, who arrived / got lost / steps, who starts a use on arrival,
+# who uses an affordance / lost its power or water / earns / is done.
+ASKING, ARRIVED, LOST, GOING, STARTING, USERS, LOST_USE, EARNING, DONE = range(9)
+FOUND_ROWS = 9
 
 
 @numba.njit(cache=True)
@@ -70,14 +70,35 @@ def asking(alive: np.ndarray, activity: np.ndarray, requested: np.ndarray, targe
 
 
 @numba.njit(cache=True)
-def done_waiting(alive: np.ndarray, activity: np.ndarray, wait_until: np.ndarray, tick: int, out: np.ndarray) -> int:
-    """Living agents whose wait ends this tick."""
+def settle_arrivals(arrived: np.ndarray, activity: np.ndarray, target_obj: np.ndarray, requested: np.ndarray,
+                    dest_field: np.ndarray, step_done: np.ndarray, out: np.ndarray) -> int:
+    """Finish the plain walks among walkers at their destination; write into ``out`` those to start their use.
+
+    A walker to no object is done on arrival (idle, no destination, step done); one that holds or queued for
+    its object is to start it (the caller checks each again as it goes). Returns how many are in ``out``.
+    """
     n = 0
-    for s in range(len(alive)):
-        if alive[s] and activity[s] == WAITING and wait_until[s] <= tick:
+    for s in arrived:
+        if activity[s] != MOVING:
+            continue
+        if target_obj[s] < 0:
+            activity[s] = IDLE
+            dest_field[s] = -1
+            step_done[s] = True
+        elif requested[s]:
             out[n] = s
             n += 1
     return n
+
+
+@numba.njit(cache=True)
+def finish_waits(alive: np.ndarray, activity: np.ndarray, wait_until: np.ndarray, tick: int,
+                 step_done: np.ndarray) -> None:
+    """Living agents whose wait ends this tick go idle with their step done."""
+    for s in range(len(alive)):
+        if alive[s] and activity[s] == WAITING and wait_until[s] <= tick:
+            activity[s] = IDLE
+            step_done[s] = True
 
 
 @numba.njit(cache=True)

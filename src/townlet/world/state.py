@@ -218,19 +218,13 @@ class World:
             self.queues.request(self, [(s, int(a.target_obj[s])) for s in asking])
         self.queues.update(self)
         arrived = movement.move(self)
-        for slot in arrived:
-            if a.activity[slot] != Activity.MOVING:
-                continue
-            if a.target_obj[slot] < 0:  # a plain walk: done on arrival
-                a.activity[slot] = Activity.IDLE
-                a.dest_field[slot] = -1
-                a.step_done[slot] = True
-            elif a.requested[slot]:
-                actions.start(self, int(slot))
-        n = scans.done_waiting(a.alive, a.activity, a.wait_until, self.tick, found[scans.WAITED])
-        for slot in found[scans.WAITED, :n].tolist():
-            a.activity[slot] = Activity.IDLE
-            a.step_done[slot] = True
+        if arrived:
+            n = scans.settle_arrivals(found[scans.ARRIVED, :arrived], a.activity, a.target_obj, a.requested,
+                                      a.dest_field, a.step_done, found[scans.STARTING])
+            for slot in found[scans.STARTING, :n].tolist():
+                if a.activity[slot] == Activity.MOVING and a.requested[slot]:  # (an earlier start may change it)
+                    actions.start(self, slot)
+        scans.finish_waits(a.alive, a.activity, a.wait_until, self.tick, a.step_done)
 
     def chat_partner(self, slot: int) -> int:
         """Who the agent can talk to: someone within chat radius, or anyone spending time in the same place.
