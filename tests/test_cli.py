@@ -86,6 +86,7 @@ def test_bench_scale_series_times_each_size_in_its_own_process(
     for r in rows:
         assert r["us_per_agent_step"] > 0 and r["peak_rss_mb"] > 0 and r["base_agent_steps_per_s"] > 0
         assert r["speedup_vs_base"] == pytest.approx(r["agent_steps_per_s"] / r["base_agent_steps_per_s"], rel=0.01)
+        assert r["cpu_us_per_agent_step"] > 0 and r["cpu_speedup_vs_base"] > 0
     assert rows[1]["vs_1000_at_4"] == 1.0
     assert "us/agent-step" in err and "peak RSS MB" in err
 

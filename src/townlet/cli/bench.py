@@ -105,15 +105,16 @@ def bench_command(args: argparse.Namespace) -> int:
     overrides = [f"population.agents={args.agents}", f"town.scale={args.town_scale}", *args.overrides]
     loaded = load_config(args.config, overrides)
     runs = []
-    sim = None
+    map_size = ""
     for i in range(args.repeat):
-        del sim  # the last repeat's town goes before the next is built, so peak RSS is one town's
         t0 = time.perf_counter()
         sim = Simulation(loaded, seed=args.seed + i)
         build = time.perf_counter() - t0
         figures = bench_once(sim, args.ticks, args.warmup)
         figures["build_s"] = build
         runs.append(figures)
+        map_size = f"{sim.world.grid.width}x{sim.world.grid.height}"
+        del sim  # this repeat's town goes before the next is built, so peak RSS is one town's
         print(f"bench: repeat {i + 1}/{args.repeat}: {figures['ticks_per_s']:.0f} ticks/s", file=sys.stderr)
     phases = runs[0]["phase_ms"].keys()
     ticks_per_s = statistics.median(r["ticks_per_s"] for r in runs)
@@ -122,7 +123,7 @@ def bench_command(args: argparse.Namespace) -> int:
     result = {
         "agents": args.agents,
         "town_scale": args.town_scale,
-        "map": f"{sim.world.grid.width}x{sim.world.grid.height}",
+        "map": map_size,
         "ticks": args.ticks,
         "warmup": args.warmup,
         "repeat": args.repeat,
@@ -152,69 +153,100 @@ def bench_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def _series_point(src: Path | None, args: argparse.Namespace, agents: int, scale: int, ticks: int,
-                  warmup: int) -> dict[str, Any]:
-    """One size of the series, timed by ``townlet bench --json`` in a fresh process (of the code in ``src``)."""
-    cmd = [sys.executable, "-m", "townlet.cli.main", "bench", "--json", "--agents", str(agents), "--town-scale",
-           str(scale), "--ticks", str(ticks), "--warmup", str(warmup), "--repeat", str(args.repeat), "--seed",
-           str(args.seed)]
-    if args.config is not None:
-        cmd.insert(4, str(args.config))
-    for item in args.overrides:
-        cmd += ["--set", item]
+# One repeat of one size of the series, run with ``python -c`` in a fresh process of either checkout's code: it
+# needs only what every version has (load_config, Simulation, bench_once), so a baseline is timed by the same
+# harness. CPU time is this process's own (build and warmup excluded).
+SERIES_CHILD = """
+import json, resource, sys, time
+from townlet.cli.bench import bench_once
+from townlet.config.loader import load_config
+from townlet.sim.simulation import Simulation
+spec = json.loads(sys.argv[1])
+sim = Simulation(load_config(spec["config"], spec["overrides"]), seed=spec["seed"])
+bench_once(sim, 1, spec["warmup"])
+c0 = time.process_time()
+r = bench_once(sim, spec["ticks"], 0)
+cpu = time.process_time() - c0
+print(json.dumps({"map": f"{sim.world.grid.width}x{sim.world.grid.height}", "ticks_per_s": r["ticks_per_s"],
+                  "agent_steps_per_s": r["agent_steps_per_s"],
+                  "cpu_us_per_agent_step": cpu * 1e6 / (r["agent_steps_per_s"] * r["seconds"]),
+                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0}))
+"""
+
+
+def _series_repeat(src: Path | None, args: argparse.Namespace, agents: int, scale: int, ticks: int, warmup: int,
+                   seed: int) -> dict[str, Any]:
+    """One repeat of one size in a fresh process (of the code in ``src``, or this code); its raw figures."""
+    spec = {"config": None if args.config is None else str(args.config), "seed": seed, "ticks": ticks,
+            "warmup": warmup, "overrides": [f"population.agents={agents}", f"town.scale={scale}", *args.overrides]}
     env = dict(os.environ)
     if src is not None:
         env["PYTHONPATH"] = str(src)
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
+    done = subprocess.run([sys.executable, "-c", SERIES_CHILD, json.dumps(spec)], env=env, capture_output=True,
+                          text=True, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"bench of {agents} agents @{scale} failed: {done.stderr.strip()[-2000:]}")
-    out = json.loads(done.stdout)
-    row = {"agents": agents, "town_scale": scale, "map": out["map"], "ticks": ticks, "warmup": warmup,
-           "ticks_per_s": out["ticks_per_s"], "agent_steps_per_s": out["agent_steps_per_s"],
-           "us_per_agent_step": round(1e6 / out["agent_steps_per_s"], 3), "peak_rss_mb": out["peak_rss_mb"]}
-    if "cpu_us_per_agent_step" in out:
-        row["cpu_us_per_agent_step"] = out["cpu_us_per_agent_step"]
-    return row
+    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+def _series_row(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Medians over repeats (peak RSS: the largest)."""
+    rate = statistics.median(r["agent_steps_per_s"] for r in runs)
+    return {"map": runs[0]["map"], "ticks_per_s": round(statistics.median(r["ticks_per_s"] for r in runs), 1),
+            "agent_steps_per_s": round(rate, 1), "us_per_agent_step": round(1e6 / rate, 3),
+            "cpu_us_per_agent_step": round(statistics.median(r["cpu_us_per_agent_step"] for r in runs), 3),
+            "peak_rss_mb": round(max(r["peak_rss_mb"] for r in runs), 1)}
 
 
 def scale_series(args: argparse.Namespace) -> int:
-    """Time every size of :data:`SCALE_SERIES` (each in its own process), with ratios; print JSON and a table."""
-    if args.baseline_src is not None and not (args.baseline_src / "townlet").is_dir():
-        print(f"townlet bench: error: --baseline-src {args.baseline_src} holds no townlet package", file=sys.stderr)
+    """Time every size of :data:`SCALE_SERIES` (each repeat in its own process), with ratios; print JSON and a table.
+
+    With a baseline, its repeats alternate with this code's, so both see the same load on a shared machine.
+    """
+    base = args.baseline_src
+    if base is not None and not (base / "townlet").is_dir():
+        print(f"townlet bench: error: --baseline-src {base} holds no townlet package", file=sys.stderr)
         return 2
-    rows, base_rows = [], []
+    rows = []
     for agents, scale, ticks, warmup in SCALE_SERIES:
         print(f"bench: series: {agents} agents @{scale} ({ticks} ticks after {warmup})...", file=sys.stderr)
+        with_base = base is not None and agents <= BASELINE_MAX_AGENTS
+        new_runs, base_runs = [], []
         try:
-            rows.append(_series_point(None, args, agents, scale, ticks, warmup))
-            if args.baseline_src is not None and agents <= BASELINE_MAX_AGENTS:
-                base_rows.append(_series_point(args.baseline_src.resolve(), args, agents, scale, ticks, warmup))
+            for i in range(args.repeat):
+                new_runs.append(_series_repeat(None, args, agents, scale, ticks, warmup, args.seed + i))
+                if with_base:
+                    base_runs.append(_series_repeat(base.resolve(), args, agents, scale, ticks, warmup, args.seed + i))
         except RuntimeError as exc:
             print(f"townlet bench: error: {exc}", file=sys.stderr)
             return 1
+        row = {"agents": agents, "town_scale": scale, "ticks": ticks, "warmup": warmup, **_series_row(new_runs)}
+        if base_runs:
+            b = _series_row(base_runs)
+            row.update(base_agent_steps_per_s=b["agent_steps_per_s"], base_ticks_per_s=b["ticks_per_s"],
+                       base_cpu_us_per_agent_step=b["cpu_us_per_agent_step"], base_peak_rss_mb=b["peak_rss_mb"],
+                       speedup_vs_base=round(row["agent_steps_per_s"] / b["agent_steps_per_s"], 3),
+                       cpu_speedup_vs_base=round(b["cpu_us_per_agent_step"] / row["cpu_us_per_agent_step"], 3))
+        rows.append(row)
     ref = next(r for r in rows if (r["agents"], r["town_scale"]) == SERIES_REFERENCE)
     for r in rows:
         r["vs_1000_at_4"] = round(r["us_per_agent_step"] / ref["us_per_agent_step"], 3)
-        if "cpu_us_per_agent_step" in r:
-            r["cpu_vs_1000_at_4"] = round(r["cpu_us_per_agent_step"] / ref["cpu_us_per_agent_step"], 3)
-    for r, b in zip(rows, base_rows, strict=False):  # (base_rows covers the smaller sizes only)
-        r["base_agent_steps_per_s"] = b["agent_steps_per_s"]
-        r["base_peak_rss_mb"] = b["peak_rss_mb"]
-        r["speedup_vs_base"] = round(r["agent_steps_per_s"] / b["agent_steps_per_s"], 3)
+        r["cpu_vs_1000_at_4"] = round(r["cpu_us_per_agent_step"] / ref["cpu_us_per_agent_step"], 3)
     result = {"series": rows, "repeat": args.repeat, "reference": "1000@4",
-              "baseline_src": None if args.baseline_src is None else str(args.baseline_src)}
+              "baseline_src": None if base is None else str(base)}
     print(series_table(rows), file=sys.stderr)
     print(json.dumps(result) if args.json else json.dumps(result, indent=2))
     return 0
 
 
 def series_table(rows: list[dict[str, Any]]) -> str:
-    """The scale series as a plain-text table (to stderr beside the JSON)."""
-    head = f"{'agents':>7} {'scale':>5} {'map':>9} {'us/agent-step':>13} {'vs 1000@4':>9} {'cpu us':>7} " \
-           f"{'peak RSS MB':>11} {'x base':>7}"
-    lines = [head]
+    """The scale series as a plain-text table (to stderr beside the JSON); ``nan`` where no baseline ran."""
+    nan = float("nan")
+    lines = [f"{'agents':>7} {'scale':>5} {'map':>9} {'us/agent-step':>13} {'vs 1000@4':>9} {'cpu us':>7} "
+             f"{'cpu vs 1000@4':>13} {'peak RSS MB':>11} {'x base':>7} {'cpu x base':>10}"]
     for r in rows:
         lines.append(f"{r['agents']:>7} {r['town_scale']:>5} {r['map']:>9} {r['us_per_agent_step']:>13.3f} "
-                     f"{r['vs_1000_at_4']:>9.3f} {r.get('cpu_us_per_agent_step', float('nan')):>7.3f} "
-                     f"{r['peak_rss_mb']:>11.1f} {r.get('speedup_vs_base', float('nan')):>7.3f}")
+                     f"{r['vs_1000_at_4']:>9.3f} {r['cpu_us_per_agent_step']:>7.3f} {r['cpu_vs_1000_at_4']:>13.3f} "
+                     f"{r['peak_rss_mb']:>11.1f} {r.get('speedup_vs_base', nan):>7.3f} "
+                     f"{r.get('cpu_speedup_vs_base', nan):>10.3f}")
     return "\n".join(lines)
