@@ -164,3 +164,26 @@ def test_walled_off_pocket_is_unreachable() -> None:
     assert grid.walkable[pocket]
     assert grid.dist_at(f, pocket) == FAR and grid.step_at(f, pocket) == UNREACHABLE
     assert grid.dist_at(f, grid.tile(6, 3)) == bfs(grid, [grid.tile(0, 0)])[grid.tile(6, 3)]
+
+
+def test_fields_in_a_town_larger_than_a_window_are_exact_near_the_goal_and_lead_there_from_anywhere() -> None:
+    """3x3 tiled town: exact BFS distances in the goal's chunk; from any tile, walkable steps reach the goal."""
+    big = Grid(tile_town_map(load_town_map(load_config().map_path), 3))
+    chunk = load_config().config.town.paths.chunk
+    rng = np.random.default_rng(0)
+    for goal in (int(g) for g in rng.choice(np.flatnonzero(big.walkable), 3, replace=False)):
+        f, expected = big.field([goal]), bfs(big, [goal])
+        gx, gy = big.xy(goal)
+        x, y = np.arange(big.size) % big.width, np.arange(big.size) // big.width
+        near = (expected >= 0) & (x // chunk == gx // chunk) & (y // chunk == gy // chunk)
+        assert np.array_equal(big.fields.dist_row(f)[near], expected[near])
+        assert (big.fields.step_row(f)[expected < 0] == UNREACHABLE).all()  # walled off stays unreachable
+        for start in (int(s) for s in rng.choice(np.flatnonzero(expected >= 0), 100, replace=False)):
+            here, steps = start, 0
+            while here != goal:
+                step = big.step_at(f, here)
+                assert step in (NORTH, EAST, SOUTH, WEST)
+                here += int(big.offsets[step])
+                steps += 1
+                assert big.walkable[here]  # through doors, never through walls
+            assert steps <= expected[start] + chunk  # the chunk route's detour stays under a chunk's side

@@ -26,8 +26,9 @@ EXAMPLES = """examples:
 """
 
 # The scale series: (agents, town scale, timed ticks, warmup ticks). Ticks shrink as towns grow so every size
-# times a comparable number of agent-steps; the warmup lets each town settle into its daily routine.
-SCALE_SERIES = ((8, 1, 2000, 1000), (64, 1, 2000, 1000), (1000, 4, 500, 1000), (4000, 8, 200, 1000),
+# times a comparable stretch of work (small towns more, so a second of someone else's load moves them less);
+# the warmup lets each town settle into its daily routine.
+SCALE_SERIES = ((8, 1, 10000, 1000), (64, 1, 4000, 1000), (1000, 4, 500, 1000), (4000, 8, 200, 1000),
                 (10000, 12, 100, 1000))
 SERIES_REFERENCE = (1000, 4)  # the size every other size's cost per agent-step is compared with
 BASELINE_MAX_AGENTS = 1000  # --baseline-src times sizes up to this (older code's big towns take GBs and minutes)

@@ -458,24 +458,43 @@ def _window_index(meta: np.ndarray, f: int, x: int, y: int) -> int:
 
 
 @numba.njit(cache=True)
+def _certified(meta: np.ndarray, step: np.ndarray, f: int, x: int, y: int) -> int:
+    """The window index of tile ``(x, y)`` in field ``f`` when its distance is certified exact, else -1."""
+    i = _window_index(meta, f, x, y)
+    return i if i >= 0 and step[i] != UNCERTIFIED else -1
+
+
+@numba.njit(cache=True)
+def _locate(arrays: tuple, f: int, tile: int) -> tuple[int, int]:
+    """Where ``tile`` stands in field ``f``: ``(i, c)``.
+
+    ``i`` is its certified window index (-1: not certified); ``c`` the chunk whose route leads toward the goals
+    (-1: none, or ``tile`` is in another component), which only matters when ``i`` is -1.
+    """
+    meta, _, step, _, comp, width = arrays
+    i = _certified(meta, step, f, tile % width, tile // width)
+    c = meta[f, CHUNK]
+    return i, (c if c >= 0 and comp[tile] == meta[f, COMP] else -1)
+
+
+@numba.njit(cache=True)
 def field_dist(arrays: tuple, f: int, tile: int) -> int:
     """Walking distance from ``tile`` toward field ``f`` of :attr:`DistanceFields.arrays` (``FAR``: none).
 
     Exact on the field's certified window tiles; beyond them the chunk route's length into the goals' chunk
     plus the field's distance where a straight approach enters it.
     """
-    meta, dist, step, route, comp, width = arrays
-    x, y = tile % width, tile // width
-    i = _window_index(meta, f, x, y)
-    if i >= 0 and step[i] != UNCERTIFIED:
+    meta, dist, step, route, _, width = arrays
+    i, c = _locate(arrays, f, tile)
+    if i >= 0:
         return int(dist[i])
-    c = meta[f, CHUNK]
-    if c < 0 or comp[tile] != meta[f, COMP] or route[c, tile] == FAR:
+    if c < 0 or route[c, tile] == FAR:
         return int(FAR)
+    x, y = tile % width, tile // width
     px = min(max(x, meta[f, CX0]), meta[f, CX1] - 1)
     py = min(max(y, meta[f, CY0]), meta[f, CY1] - 1)
-    j = _window_index(meta, f, px, py)
-    entry = dist[j] if j >= 0 and step[j] != UNCERTIFIED else abs(px - meta[f, GX]) + abs(py - meta[f, GY])
+    j = _certified(meta, step, f, px, py)
+    entry = dist[j] if j >= 0 else abs(px - meta[f, GX]) + abs(py - meta[f, GY])
     return min(int(route[c, tile]) + int(entry), int(FAR) - 1)
 
 
@@ -486,14 +505,13 @@ def field_step(arrays: tuple, f: int, tile: int) -> int:
     On certified window tiles the exact shortest path's step; beyond them the first of N, E, S, W one step
     nearer the goals' chunk.
     """
-    meta, dist, step, route, comp, width = arrays
-    x, y = tile % width, tile // width
-    i = _window_index(meta, f, x, y)
-    if i >= 0 and step[i] != UNCERTIFIED:
+    _, _, step, route, comp, width = arrays
+    i, c = _locate(arrays, f, tile)
+    if i >= 0:
         return int(step[i])
-    c = meta[f, CHUNK]
-    if c < 0 or comp[tile] != meta[f, COMP]:
+    if c < 0:
         return UNREACHABLE
+    x, y = tile % width, tile // width
     d = route[c, tile]
     if d == 0 or d == FAR:
         return UNREACHABLE
