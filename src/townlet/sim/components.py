@@ -27,6 +27,7 @@ SKIP = frozenset({
     "phase_total", "time_phases", "_actions", "primitives", "reloader",
     "recorded_policy",  # the snapshot's policy section, read back for the resolver (sim/driving.py)
     "timings",  # wall-clock tick timings of this process (sim/timings.py), not town state
+    "sidecars", "sidecar_pending",  # state beside the simulation: sections of their own (sim/sidecars.py)
 })
 
 
@@ -78,7 +79,7 @@ def capture_components(sim: Simulation) -> dict[str, dict[str, Any]]:
     return state
 
 
-def _restore_into(current: Any, saved: Any) -> Any:
+def restore_into(current: Any, saved: Any) -> Any:
     """Copy ``saved`` into ``current`` in place where possible (keeps aliases such as array views)."""
     if isinstance(current, np.ndarray) and isinstance(saved, np.ndarray):
         if current.shape == saved.shape and current.dtype == saved.dtype and current.flags.writeable:
@@ -92,13 +93,13 @@ def _restore_into(current: Any, saved: Any) -> Any:
             return current
         return saved
     if isinstance(current, dict) and isinstance(saved, dict) and type(current) is type(saved):
-        merged = {k: _restore_into(current[k], v) if k in current else v for k, v in saved.items()}
+        merged = {k: restore_into(current[k], v) if k in current else v for k, v in saved.items()}
         current.clear()
         current.update(merged)
         return current
     if isinstance(current, list) and isinstance(saved, list):
         if len(current) == len(saved):
-            current[:] = [_restore_into(c, s) for c, s in zip(current, saved, strict=True)]
+            current[:] = [restore_into(c, s) for c, s in zip(current, saved, strict=True)]
         else:
             current[:] = saved
         return current
@@ -132,7 +133,7 @@ def restore_components(sim: Simulation, saved: Any) -> None:
                 continue
             if not _settable(obj, name):
                 raise ComponentError(f"snapshot sets {path}.{str(name)[:64]}, which is not a field of that component")
-            setattr(obj, name, _restore_into(getattr(obj, name, None), value))
+            setattr(obj, name, restore_into(getattr(obj, name, None), value))
 
 
 def _settable(obj: Any, name: Any) -> bool:

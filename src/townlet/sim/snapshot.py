@@ -34,7 +34,7 @@ from pydantic import ValidationError
 from townlet.config.loader import LoadedConfig, compute_config_id
 from townlet.config.models import TownletConfig
 from townlet.files import write_atomic
-from townlet.sim import codec, components, driving
+from townlet.sim import codec, components, driving, sidecars
 from townlet.sim.migrations import (  # noqa: F401 - part of this module's interface
     MIGRATIONS,
     MigrationError,
@@ -133,6 +133,9 @@ register_section("grid_fields", _capture_fields, _restore_fields)
 register_section("components", components.capture_components, _restore_components)
 register_section("rng", lambda sim: sim.rng.state(), _restore_rng)
 register_section("policy", driving.capture, driving.restore)
+for _name in sidecars.NAMES:  # telemetry sequence and live stability windows, kept beside the simulation
+    register_section(_name, lambda sim, name=_name: sidecars.capture(sim, name),
+                     lambda sim, saved, name=_name: sidecars.restore(sim, name, saved))
 
 
 def capture(sim: Simulation) -> dict[str, Any]:
