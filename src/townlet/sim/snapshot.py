@@ -281,16 +281,18 @@ class Snapshot:
             raise SnapshotError(f"{self.path}: the state's sections do not match its header")
         return state
 
-    def migrated(self, config_id: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-        """The state carried to ``config_id`` through registered migrations, and every migration applied.
+    def migrated(self, target: LoadedConfig | str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """The state carried to ``target`` (a config, or a bare config_id) through migrations, and every one applied.
+
+        Declarative migrations take part when ``target`` is a loaded config (:mod:`townlet.sim.migrations`).
 
         Raises:
-            SnapshotError: undecodable state, or no chain of migrations.
+            SnapshotError: undecodable state, no chain of migrations, or a step that does not fit.
         """
         state = self.state()
         try:
-            return migrate(state, self.identity["config_id"], config_id, self.identity["tick"],
-                           self.header["migrations"])
+            return migrate(state, self.identity["config_id"], target, self.identity["tick"],
+                           self.header["migrations"], self.header["config"])
         except MigrationError as exc:
             raise SnapshotError(str(exc)) from None
 
@@ -428,7 +430,7 @@ def load(path: str | Path, loaded: LoadedConfig | None = None, policy: Any = "sc
     keys = keys or SnapshotKeys.from_config(loaded.config if loaded is not None else None)
     snap = read(path, keys, trust)
     loaded = loaded or snap.loaded_config()
-    state, applied = snap.migrated(loaded.config_id)
+    state, applied = snap.migrated(loaded)
     sim = Simulation(loaded, seed=snap.identity["seed"], policy=policy)
     try:
         restore(sim, state)
