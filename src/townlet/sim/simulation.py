@@ -369,7 +369,7 @@ class Simulation(KeepsViews):
         h.update(w.utilities.water_on.tobytes())
         h.update(w.place_open.tobytes())
         h.update(e.last_wage.tobytes())
-        for part in (self.perturbations, self.lifecycle, self.rewards, self.narration):
+        for part in (self.perturbations, self.lifecycle, self.rewards, self.narration, self.controller.memory):
             h.update(part.digest())
         h.update(repr(self.rng.state()).encode())
         return h.hexdigest()
