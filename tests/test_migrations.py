@@ -86,12 +86,24 @@ def test_a_migrations_directory_beside_the_config_is_used(tmp_path: Path) -> Non
     path = saved(tmp_path, 20)
     cfg = config_dir(tmp_path, {"rent": {
         "name": "dearer-rent", "from": {"economy.rent_per_day": 4.0}, "to": {"economy.rent_per_day": 9.5},
-        "steps": [{"set": {"path": "components/sim.world.economy/treasury", "value": 123.0}}]}},
+        "steps": [{"set": {"path": "components/sim.world.economy/treasury", "value": 123.0}},
+                  {"reset": "components/sim.world.economy/rent"}]}},
         economy={**yaml.safe_load(DEFAULT_CONFIG.read_text())["economy"], "rent_per_day": 9.5})
     assert load_config().config.economy.rent_per_day == 4.0, "the example's from value is the shipped one"
     moved = snapshot.load(path, load_config(cfg))
     assert moved.applied_migrations[0]["name"] == "dearer-rent"
     assert moved.world.economy.treasury == 123.0
+    assert moved.config.economy.rent_per_day == moved.world.economy.rent == 9.5, "the new rent, not the saved one"
+
+
+def test_config_sections_are_never_restored_from_a_snapshot(tmp_path: Path) -> None:
+    """Components' config sections are settings: a migrated town runs under the loading config's values."""
+    path = saved(tmp_path, 10)
+    assert not any(".cfg" in p for p in snapshot.read(path).state()["components"])
+    inline = ("snapshots.migrations=[{name: dearer-rent, from: {economy.rent_per_day: 4.0}, "
+              "to: {economy.rent_per_day: 9.5}}]")
+    moved = snapshot.load(path, load_config(overrides=[inline, "economy.rent_per_day=9.5"]))
+    assert moved.world.economy.cfg.rent_per_day == moved.config.economy.rent_per_day == 9.5
 
 
 def test_inline_config_migrations_and_chains(tmp_path: Path) -> None:

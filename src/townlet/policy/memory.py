@@ -41,7 +41,7 @@ class AgentMemory:
     """
 
     def __init__(self, world: World) -> None:
-        cfg = world.config.memory
+        cfg = self.cfg = world.config.memory  # (read at each use: a snapshot restores state, never settings)
         o = world.objects
         shops = sorted(world.economy.stock)  # the places of the kinds in economy.shops
         self.shop_places = np.array(shops, dtype=np.int32)
@@ -52,8 +52,6 @@ class AgentMemory:
         self.known_shops = np.zeros((cap, len(shops)), dtype=bool)
         self.failed_obj = np.full((cap, cfg.failure_slots), -1, dtype=np.int32)
         self.failed_until = np.zeros((cap, cfg.failure_slots), dtype=np.int64)
-        self.ticks = cfg.failure_ticks
-        self.reasons = tuple(cfg.failure_reasons)
 
     def visited(self, slot: int, obj: int) -> None:
         """The agent was at ``obj`` (used it, or tried to): a shop there is known from now on."""
@@ -63,13 +61,14 @@ class AgentMemory:
 
     def failed(self, slot: int, obj: int, reason: str, tick: int) -> bool:
         """Remember that ``obj`` failed the agent at ``tick`` when ``reason`` is the object's fault; True if so."""
-        if obj < 0 or self.ticks == 0 or not reason.startswith(self.reasons):
+        cfg = self.cfg
+        if obj < 0 or cfg.failure_ticks == 0 or not reason.startswith(tuple(cfg.failure_reasons)):
             return False
         row = self.failed_obj[slot]
         same = np.flatnonzero(row == obj)
         k = int(same[0]) if len(same) else int(np.argmin(self.failed_until[slot]))  # else the first to expire
         row[k] = obj
-        self.failed_until[slot, k] = tick + self.ticks
+        self.failed_until[slot, k] = tick + cfg.failure_ticks
         return True
 
     def avoided(self, slot: int, tick: int) -> np.ndarray:

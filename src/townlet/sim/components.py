@@ -15,6 +15,7 @@ import enum
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from pydantic import BaseModel
 
 from townlet.sim import codec
 
@@ -42,8 +43,12 @@ def _attributes(obj: Any) -> list[str]:
     return names
 
 
-def components(sim: Simulation) -> dict[str, Any]:
-    """Every stateful townlet object reachable from ``sim``, by its first attribute path (stable order)."""
+def components(sim: Simulation, settings: set[str] | None = None) -> dict[str, Any]:
+    """Every stateful townlet object reachable from ``sim``, by its first attribute path (stable order).
+
+    Config sections a component keeps (``self.cfg``) are settings, rebuilt from the config, never state:
+    they are left out, and their paths added to ``settings`` when given.
+    """
     found: dict[str, Any] = {}
     seen: set[int] = set()
 
@@ -56,6 +61,10 @@ def components(sim: Simulation) -> dict[str, Any]:
             if name in SKIP:
                 continue
             value = getattr(obj, name)
+            if isinstance(value, BaseModel):
+                if settings is not None:
+                    settings.add(f"{path}.{name}")
+                continue
             if (type(value).__module__.startswith("townlet.") and not callable(value)
                     and not dataclasses.is_dataclass(value) and not isinstance(value, enum.Enum)):
                 walk(value, f"{path}.{name}")
@@ -118,13 +127,14 @@ def restore_components(sim: Simulation, saved: Any) -> None:
     """
     if not isinstance(saved, dict):
         raise ComponentError("the components section must map attribute paths to fields")
-    found = components(sim)
+    settings: set[str] = set()
+    found = components(sim, settings)
     for path, plain in saved.items():
         obj = found.get(path)
         loose = path.startswith("sim.policy")  # policy wrappers (console possession) are process machinery
         if obj is None:
-            if loose:
-                continue
+            if loose or any(path == s or path.startswith(f"{s}.") for s in settings):
+                continue  # config a snapshot written before issue 19 captured: the loading config's stands
             raise ComponentError(f"snapshot holds state for {path}, which this simulation does not have")
         if not isinstance(plain, dict):
             raise ComponentError(f"snapshot state for {path} is not a mapping of fields")
