@@ -4,9 +4,9 @@ Two fixed-size tables per agent slot, kept by the option controller as its agent
 
 | array | shape | meaning |
 |---|---|---|
-| `known_shops` | `bool[C, S]` | shop `s` (a place of a kind in `economy.shops`: grocer, café) has been visited |
+| `known_shops` | `bool[C, S]` | shop `s` (a place of a kind in `economy.shops`) has been visited |
 | `failed_obj` | `int32[C, K]` | objects that failed the agent (-1: empty), `K` = `memory.failure_slots` |
-| `failed_until` | `int64[C, K]` | the tick each of those is remembered until (`memory.failure_ticks` after the failure) |
+| `failed_until` | `int64[C, K]` | the tick each is remembered until (`memory.failure_ticks` after the failure) |
 
 A step failure is remembered when its reason is the object's fault (``memory.failure_reasons``: a shower
 whose water was cut mid-use, an empty shelf, a closed café), not the agent's (no money, a timeout, an

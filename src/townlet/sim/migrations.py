@@ -73,7 +73,7 @@ class Declared:
         out = copy.deepcopy(config)
         for key, value in values.items():
             parts = key.split(".")
-            node = out
+            node: Any = out
             for part in parts[:-1]:
                 node = node.get(part) if isinstance(node, dict) else None
             if not isinstance(node, dict) or parts[-1] not in node:
@@ -182,7 +182,8 @@ def declared(loaded: LoadedConfig) -> list[Declared]:
 # -- chains -------------------------------------------------------------------------------------------------
 
 
-def migration_path(source: str, target: str | LoadedConfig, config: dict[str, Any] | None = None) -> list[MigrationStep]:
+def migration_path(source: str, target: str | LoadedConfig,
+                   config: dict[str, Any] | None = None) -> list[MigrationStep]:
     """The shortest chain of migrations from config_id ``source`` to ``target`` (empty when equal).
 
     Declarative migrations take part when ``target`` is a loaded config and ``config`` is the snapshot's config
@@ -196,8 +197,8 @@ def migration_path(source: str, target: str | LoadedConfig, config: dict[str, An
         return []
     steps = declared(target) if isinstance(target, LoadedConfig) else []
     start = None
-    if steps and config is not None and isinstance(target, LoadedConfig):
-        files = (target.map_path, target.affordances_path)
+    files = (target.map_path, target.affordances_path) if isinstance(target, LoadedConfig) else None
+    if steps and config is not None and files is not None:
         start = _normal(config)
         if start is None or _config_id(start, files) != source:
             start = None  # another map or manifest: only registered migrations can bridge that
@@ -209,11 +210,11 @@ def migration_path(source: str, target: str | LoadedConfig, config: dict[str, An
             continue
         options: list[tuple[str, dict[str, Any] | None, MigrationStep]] = [
             (b, None, MigrationStep(step.name, a, b, step.apply)) for (a, b), step in MIGRATIONS.items() if a == here]
-        if here_config is not None:
+        if here_config is not None and files is not None:
             for item in steps:
                 if item.matches(here_config):
                     moved = item.carry(here_config)
-                    moved_id = _config_id(moved, (target.map_path, target.affordances_path))  # type: ignore[union-attr]
+                    moved_id = _config_id(moved, files)
                     options.append((moved_id, moved, MigrationStep(item.spec.name, here, moved_id, item.apply)))
         for b, b_config, hop in options:
             if b == target_id:

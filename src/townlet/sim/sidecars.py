@@ -2,7 +2,7 @@
 
 The telemetry publisher (its sequence: ticks published, rolling KPI windows, narration lines) and a live
 town's policy desk (the stability monitor's open and closed windows, the canaries) are built around a
-``Simulation`` by the command that runs it, not by the simulation. Each one :func:`attach`\\ es itself under
+``Simulation`` by the command that runs it, not by the simulation. Each one attaches itself (:func:`attach`) under
 a name that is also a snapshot section (:data:`NAMES`); the section captures the attached owner's
 :meth:`Sidecar.sidecar_state` with the tick it was taken at, or ``None`` when nothing is attached.
 
@@ -66,7 +66,7 @@ def capture(sim: Simulation, name: str) -> dict[str, Any] | None:
     return waiting if waiting is not None and waiting["tick"] == sim.world.tick else None
 
 
-def restore(sim: Simulation, name: str, saved: Any) -> None:
+def restore(sim: Simulation, saved: Any, name: str) -> None:
     """Give section ``name`` to the attached owner, or keep it for the one that attaches next.
 
     Raises:

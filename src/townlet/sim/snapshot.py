@@ -24,6 +24,7 @@ convert-v1`` rewrites a trusted one (:mod:`townlet.sim.snapshot_v1`).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -134,8 +135,8 @@ register_section("components", components.capture_components, _restore_component
 register_section("rng", lambda sim: sim.rng.state(), _restore_rng)
 register_section("policy", driving.capture, driving.restore)
 for _name in sidecars.NAMES:  # telemetry sequence and live stability windows, kept beside the simulation
-    register_section(_name, lambda sim, name=_name: sidecars.capture(sim, name),
-                     lambda sim, saved, name=_name: sidecars.restore(sim, name, saved))
+    register_section(_name, functools.partial(sidecars.capture, name=_name),
+                     functools.partial(sidecars.restore, name=_name))
 
 
 def capture(sim: Simulation) -> dict[str, Any]:

@@ -33,9 +33,9 @@ from townlet.logs import log_event
 from townlet.policy.checkpoint import CheckpointError
 from townlet.sim import sidecars
 from townlet.sim.simulation import Simulation
+from townlet.training.evaluation import WindowStats
 from townlet.training.policies import PolicyChoice, builtin, describe, install, reinstate, resolve
 from townlet.training.registry import BUILTINS, PolicyRecord, PolicyRegistry, RegistryError
-from townlet.training.evaluation import WindowStats
 from townlet.training.stability import CANARIES, Baseline, Canary, StabilityMonitor, WindowReport
 from townlet.world.events import EventKind
 
