@@ -170,7 +170,7 @@ def read_migrations_dir(directory: Path) -> list[tuple[Path, MigrationSpec]]:
     """Every ``*.yaml`` / ``*.yml`` migration in ``directory`` with its file, by file name (none without it).
 
     Raises:
-        ConfigError: a file that does not parse or validate, or two migrations with one name.
+        ConfigError: a file that does not parse or validate.
     """
     from townlet.config.loader import read_yaml
 
