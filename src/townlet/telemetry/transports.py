@@ -153,7 +153,7 @@ class StreamTransport(Transport):
         return False
 
     def close(self, timeout: float = 5.0) -> None:
-        """Flush, stop the thread, close the stream."""
+        """Flush, stop the thread, close the stream; what could not be sent within ``timeout`` counts as dropped."""
         if self._thread is not None and self.outbox.connected:
             self.flush(timeout)
         self._stop.set()
@@ -162,6 +162,7 @@ class StreamTransport(Transport):
         if self._thread is not None:
             self._thread.join(timeout)
             self._thread = None
+        self.outbox.resync()  # what is still queued was never sent: counted as dropped
 
     def _interrupt(self) -> None:  # noqa: B027 - optional hook
         """Unblock a sender stuck in a write (network transports shut their socket down)."""
