@@ -308,15 +308,31 @@ class TcpTransport(StreamTransport):
         with self._lock:
             sock, self._sock = self._sock, None
         if sock is not None:
-            try:
-                sock.close()
-            except OSError:
+            self._goodbye(sock)
+
+    def _goodbye(self, sock: socket.socket) -> None:
+        """End the stream so that what was written still arrives, then close.
+
+        Closing a socket that holds unread bytes (a TLS 1.3 server's session tickets, which this write-only
+        client never reads) sends a reset, and the kernel discards whatever the collector has not taken in
+        yet: a slow collector would lose the end of the stream. So half-close (the collector reads to the
+        end), read and discard until the collector closes too (``connect_timeout`` at most), then close.
+        """
+        try:
+            sock.shutdown(socket.SHUT_WR)  # (on a TLS socket this also ends TLS use: what follows is raw bytes)
+            sock.settimeout(self.cfg.connect_timeout)
+            while sock.recv(65536):
                 pass
+        except (OSError, ValueError):
+            pass  # already broken, or the collector kept it open: close anyway
+        finally:
+            sock.close()
 
     def _interrupt(self) -> None:
+        """Cut off a sender stuck writing to a collector that stopped reading (what it held counts as dropped)."""
         with self._lock:
             sock = self._sock
-        if sock is not None:
+        if sock is not None and not self.outbox.idle():
             try:
                 sock.shutdown(socket.SHUT_RDWR)
             except OSError:
