@@ -44,7 +44,7 @@ def refused(text: str) -> bool:
     return text.startswith("Failed to load resource: the server responded with a status of 4")
 
 
-def until(page: Page, expression: str, timeout: float = 30.0) -> Any:
+def until(page: Page, expression: str, timeout: float = 60.0) -> Any:
     """Poll a JavaScript expression until it is truthy (the page's CSP forbids wait_for_function's eval)."""
     deadline = time.monotonic() + timeout
     while True:
@@ -57,6 +57,7 @@ def until(page: Page, expression: str, timeout: float = 30.0) -> Any:
 
 def open_viewer(browser: Browser, server: ServerProcess, width: int = 1280, height: int = 720) -> tuple[Page, list]:
     context = browser.new_context(viewport={"width": width, "height": height})
+    context.set_default_timeout(60_000)  # waits end when their condition holds; a loaded machine is slow
     page = context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
@@ -147,7 +148,7 @@ def test_the_ticker_receives_narration_and_a_click_focuses_its_agent(page: Page,
     admin(server, "speed", value="100x")
     admin(server, "pause", on=False)
     line = page.locator("#ticker button[data-agent]").first
-    line.wait_for(timeout=30_000)
+    line.wait_for(timeout=60_000)
     agent = line.get_attribute("data-agent")
     assert agent and line.inner_text()
     admin(server, "speed", value="1x")
