@@ -95,6 +95,9 @@ def test_a_collector_that_reads_late_still_gets_the_whole_stream_after_the_town_
     publisher = TelemetryPublisher(sim, transports=[transport]).attach()
     try:
         assert ready.wait(60)
+        deadline = time.monotonic() + 60
+        while not transport.outbox.connected and time.monotonic() < deadline:
+            time.sleep(0.01)
         sim.run(30)
     finally:
         publisher.close(timeout=60)
@@ -102,7 +105,8 @@ def test_a_collector_that_reads_late_still_gets_the_whole_stream_after_the_town_
         reader.join(60)
         listener.close()
     lines = bytes(received).splitlines()
-    assert transport.health()["sent"] == len(lines) > 30 and orjson.loads(lines[-1])["tick"] == 29
+    assert orjson.loads(lines[0])["type"] == "snapshot" and orjson.loads(lines[0])["tick"] == 0
+    assert transport.health()["sent"] == len(lines) >= 30 and orjson.loads(lines[-1])["tick"] == 29
 
 
 def test_handshake_fails_with_an_unknown_ca(pki) -> None:

@@ -8,6 +8,7 @@ The WebSocket transport (many viewers, one outbox each) lives in :mod:`townlet.t
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
@@ -318,15 +319,18 @@ class TcpTransport(StreamTransport):
         yet: a slow collector would lose the end of the stream. So half-close (the collector reads to the
         end), read and discard until the collector closes too (``connect_timeout`` at most), then close.
         """
+        deadline = time.monotonic() + self.cfg.connect_timeout
         try:
             sock.shutdown(socket.SHUT_WR)  # (on a TLS socket this also ends TLS use: what follows is raw bytes)
-            sock.settimeout(self.cfg.connect_timeout)
-            while sock.recv(65536):
-                pass
+            while (left := deadline - time.monotonic()) > 0:
+                sock.settimeout(left)
+                if not sock.recv(65536):
+                    break
         except (OSError, ValueError):
             pass  # already broken, or the collector kept it open: close anyway
         finally:
-            sock.close()
+            with contextlib.suppress(OSError):
+                sock.close()
 
     def _interrupt(self) -> None:
         """Cut off a sender stuck writing to a collector that stopped reading (what it held counts as dropped)."""
