@@ -14,7 +14,9 @@ from typing import Any
 import httpx
 
 from townlet.config.loader import load_config
+from townlet.config.models import ConsoleConfig
 from townlet.console.auth import TokenAuthority
+from townlet.server.credentials import keys_file
 
 
 class ServerProcess:
@@ -29,6 +31,7 @@ class ServerProcess:
     def __init__(self, state_dir: Path, *args: str, env: dict[str, str] | None = None, verify: Any = True) -> None:
         self.state_dir = state_dir
         self.verify = verify
+        first_run = not Path(keys_file(_console(state_dir))).exists()  # the server will print an admin token
         self.log = open(state_dir.parent / f"{state_dir.name}-server.log", "ab")  # noqa: SIM115 - closed in stop
         cmd = [sys.executable, "-m", "townlet.cli.main", "serve", "--port", "0", "--state-dir", str(state_dir), *args]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self.log, text=True,
@@ -43,6 +46,10 @@ class ServerProcess:
             raise RuntimeError(f"the server printed no URL: {self.lines} {self.log_text()}")
         try:
             self.wait_healthy()
+            # the token is printed before the server answers, but the reader thread may not have parsed it yet
+            deadline = time.monotonic() + 60
+            while first_run and self.admin_token is None and time.monotonic() < deadline:
+                time.sleep(0.02)
         except BaseException:
             self.stop()
             raise
@@ -55,7 +62,6 @@ class ServerProcess:
                 self.admin_token = line.rsplit(" ", 1)[1].strip()
             if "the live town is at " in line:
                 self.url = line.split("the live town is at ", 1)[1].split()[0].rstrip("/")
-                time.sleep(0.2)  # the token lines follow the URL line at once
                 self._seen.set()
 
     def log_text(self) -> str:
@@ -104,10 +110,13 @@ class ServerProcess:
         return self.proc.returncode
 
 
+def _console(state_dir: Path) -> ConsoleConfig:
+    return load_config(overrides=[f"console.state_dir={state_dir}"]).config.console
+
+
 def issue(state_dir: Path, role: str, principal: str, ttl_s: int = 3600) -> str:
     """A token signed with the key set in ``state_dir``."""
-    console = load_config(overrides=[f"console.state_dir={state_dir}"]).config.console
-    token, _ = TokenAuthority.from_config(console).issue(principal, role, ttl_s)
+    token, _ = TokenAuthority.from_config(_console(state_dir)).issue(principal, role, ttl_s)
     return token
 
 

@@ -88,8 +88,8 @@ class Collector:
         with self._lock:
             return [orjson.loads(line) for line in self.lines]
 
-    def wait_for(self, predicate, timeout: float = 10.0) -> bool:
-        """Wait until ``predicate(messages)`` holds."""
+    def wait_for(self, predicate, timeout: float = 60.0) -> bool:
+        """Wait until ``predicate(messages)`` holds (at most ``timeout`` s: a loaded machine is slow, not broken)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if predicate(self.messages()):

@@ -20,6 +20,8 @@ from townlet.telemetry.replay import read_messages, state_at
 from townlet.telemetry.tls import server_context
 from townlet.telemetry.transports import TcpTransport
 
+WAIT_S = 60.0  # bound on each wait for the sink or the transport (a loaded machine is slow, not broken)
+
 
 def serving(sink: Sink) -> threading.Thread:
     thread = threading.Thread(target=sink.serve, daemon=True)
@@ -33,12 +35,12 @@ def stream_ticks(sink: Sink, ticks: int, **tcp: object) -> tuple[Simulation, Tcp
     cfg = TcpTransportConfig(kind="tcp", host="127.0.0.1", port=sink.port, **tcp)  # type: ignore[arg-type]
     transport = TcpTransport(cfg)
     publisher = TelemetryPublisher(sim, transports=[transport]).attach()
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + WAIT_S
     while not transport.health()["connected"] and time.monotonic() < deadline:
         time.sleep(0.02)  # (the TLS handshake) so that no tick goes out before the connection
     sim.run(ticks)
-    publisher.close()
-    deadline = time.monotonic() + 10
+    publisher.close(timeout=WAIT_S)  # returns as soon as everything is sent
+    deadline = time.monotonic() + WAIT_S
     while sink.lines < transport.health()["sent"] and time.monotonic() < deadline:
         time.sleep(0.02)
     return sim, transport

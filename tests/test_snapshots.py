@@ -63,7 +63,7 @@ def test_config_mismatch_needs_a_migration(make_sim, tmp_path: Path) -> None:
     sim.run(40)
     path = snapshot.write(sim, tmp_path / "s.snap")
     other = load_config(overrides=["economy.rent_per_day=9.5"])
-    with pytest.raises(SnapshotError, match="no registered migration"):
+    with pytest.raises(SnapshotError, match="no registered or declarative migration"):
         snapshot.load(path, other)
     key = (sim.loaded.config_id, other.config_id)
     snapshot.register_migration("raise_rent", *key, lambda state: state)
@@ -138,5 +138,5 @@ def test_resume_without_migration_is_refused(tmp_path: Path, capsys) -> None:
     """``run --resume`` under a different config without a migration exits with the reason."""
     snap = tmp_path / "n.snap"
     assert main(["run", "--ticks", "10", "--json", "--snapshot-out", str(snap)]) == 0
-    with pytest.raises(SystemExit, match="no registered migration"):
+    with pytest.raises(SystemExit, match="no registered or declarative migration"):
         main(["run", "--resume", str(snap), "--set", "economy.rent_per_day=9.5", "--ticks", "5"])

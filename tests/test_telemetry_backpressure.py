@@ -27,7 +27,7 @@ def tcp(port: int, name: str = "collector") -> TcpTransport:
                                            backoff=(0.05, 0.5)))
 
 
-def wait(predicate, timeout: float = 10.0) -> bool:
+def wait(predicate, timeout: float = 60.0) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from pathlib import Path
 
@@ -16,10 +17,10 @@ from townlet.config.errors import ConfigError
 from townlet.config.loader import load_config
 from townlet.config.models import TcpTransportConfig, WebSocketTransportConfig
 from townlet.sim import Simulation
-from townlet.telemetry.outbox import Batch, Outbox
+from townlet.telemetry.outbox import Batch, Item, Outbox
 from townlet.telemetry.publisher import DropWatch, TelemetryPublisher
 from townlet.telemetry.replay import StreamState, read_messages, state_at
-from townlet.telemetry.transports import FileTransport, TcpTransport, build_transport
+from townlet.telemetry.transports import FileTransport, StreamTransport, TcpTransport, build_transport
 from townlet.telemetry.websocket import WebSocketTransport
 
 
@@ -95,7 +96,7 @@ def test_a_dead_collector_is_retried_with_backoff_and_reported() -> None:
     start = time.perf_counter()
     sim.run(200)
     elapsed = time.perf_counter() - start
-    time.sleep(0.3)
+    assert _wait(lambda: transport.health()["retry_streak"] >= 2)  # the sender retries at its own pace
     health = publisher.transport_health()[transport.name]
     publisher.close()
     assert not health["connected"] and health["dropped"] > 0 and health["sent"] == 0
@@ -221,7 +222,7 @@ def test_transports_are_built_from_config_and_plaintext_needs_loopback(tmp_path:
                                "allow_plaintext: true}]"])
 
 
-def _wait(predicate, timeout: float = 10.0) -> bool:
+def _wait(predicate, timeout: float = 60.0) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
@@ -230,7 +231,7 @@ def _wait(predicate, timeout: float = 10.0) -> bool:
     return False
 
 
-def _receive(client, until_tick: int, timeout: float = 10.0) -> list[dict]:
+def _receive(client, until_tick: int, timeout: float = 60.0) -> list[dict]:
     """Messages from a WebSocket client until a message of ``until_tick`` (and its events) arrived."""
     out: list[dict] = []
     deadline = time.monotonic() + timeout
@@ -243,3 +244,40 @@ def _receive(client, until_tick: int, timeout: float = 10.0) -> list[dict]:
             continue
         out.append(message)
     raise AssertionError(f"no message of tick {until_tick} (last: {out[-1] if out else None})")
+
+
+
+class StalledStream(StreamTransport):
+    """A stream whose consumer stopped reading: a write blocks until the transport is interrupted."""
+
+    kind = "stalled"
+    local = True
+
+    def __init__(self) -> None:
+        super().__init__("stalled")
+        self.released = threading.Event()
+
+    def _open(self) -> None:
+        pass
+
+    def _write(self, item: Item) -> None:
+        self.released.wait()
+
+    def _interrupt(self) -> None:
+        self.released.set()
+
+    def _disconnect(self) -> None:
+        pass
+
+
+def test_closing_a_transport_that_cannot_send_counts_what_it_still_held_as_dropped() -> None:
+    """A consumer that stopped reading: close gives up after its timeout and the unsent ticks count as dropped."""
+    transport = StalledStream()
+    transport.start()
+    transport.put(Batch(0, b"d\n", 1, lambda: b"s\n"))
+    assert _wait(lambda: transport.outbox.in_flight, 60.0)  # the first tick is stuck in a write
+    for tick in range(1, 20):
+        transport.put(Batch(tick, b"d\n", 1, lambda: b"s\n"))
+    transport.close(timeout=0.2)
+    health = transport.health()
+    assert health["queue_depth"] == 0 and health["sent"] == 1 and health["dropped"] == 19

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import socket
 import ssl
+import threading
 import time
 from pathlib import Path
 
@@ -46,11 +48,11 @@ def stream_over_tls(collector: Collector, ca_file: str, server_name: str | None 
     sim = Simulation(seed=3)
     publisher = TelemetryPublisher(sim, transports=[transport]).attach()
     try:
-        deadline = time.monotonic() + 3
+        deadline = time.monotonic() + 60  # the handshake ends in a connection or an error; a loaded machine is slow
         while time.monotonic() < deadline and not transport.outbox.connected and not transport.outbox.last_error:
             time.sleep(0.01)
         sim.run(ticks)
-        collector.wait_for(lambda ms: any(m.get("tick") == ticks - 1 for m in ms), timeout=3 if expect else 0.3)
+        collector.wait_for(lambda ms: any(m.get("tick") == ticks - 1 for m in ms), timeout=60 if expect else 0.3)
     finally:
         publisher.close()
     return transport, collector.messages()
@@ -66,6 +68,45 @@ def test_handshake_succeeds_with_the_right_ca_and_host(pki) -> None:
     assert got and got[0]["type"] == "snapshot"
     assert any(m["type"] == "diff" and m["tick"] == 19 for m in got)
     assert transport.health()["tls"] and transport.health()["last_error"] == ""
+
+
+def test_a_collector_that_reads_late_still_gets_the_whole_stream_after_the_town_closes(pki) -> None:
+    """Closing never resets the connection: a slow TLS collector that reads only after close gets every line."""
+    listener = socket.socket()
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # most of the stream waits in the town's kernel
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    context, ready, go, received = server_context(pki["server"], pki["server_key"]), threading.Event(), \
+        threading.Event(), bytearray()
+
+    def collect() -> None:
+        raw, _ = listener.accept()
+        with context.wrap_socket(raw, server_side=True) as conn:  # the handshake sends TLS 1.3 session tickets
+            ready.set()
+            go.wait(60)
+            while chunk := conn.recv(65536):
+                received.extend(chunk)
+
+    reader = threading.Thread(target=collect, daemon=True)
+    reader.start()
+    transport = TcpTransport(TcpTransportConfig(kind="tcp", host="127.0.0.1", port=listener.getsockname()[1],
+                                                ca_file=pki["ca"], connect_timeout=1.0))
+    sim = Simulation(seed=3)
+    publisher = TelemetryPublisher(sim, transports=[transport]).attach()
+    try:
+        assert ready.wait(60)
+        deadline = time.monotonic() + 60
+        while not transport.outbox.connected and time.monotonic() < deadline:
+            time.sleep(0.01)
+        sim.run(30)
+    finally:
+        publisher.close(timeout=60)
+        go.set()
+        reader.join(60)
+        listener.close()
+    lines = bytes(received).splitlines()
+    assert orjson.loads(lines[0])["type"] == "snapshot" and orjson.loads(lines[0])["tick"] == 0
+    assert transport.health()["sent"] == len(lines) >= 30 and orjson.loads(lines[-1])["tick"] == 29
 
 
 def test_handshake_fails_with_an_unknown_ca(pki) -> None:

@@ -108,6 +108,41 @@ def test_stalled_viewers_are_evicted_at_100x_and_their_loss_counted(hostile) -> 
         target.command(target.admin, "speed", value="1x")
 
 
+def _viewer_counter(target: Target, name: str) -> int:
+    metrics = httpx.get(f"{target.url}/metrics", timeout=10).text
+    line = f'townlet_telemetry_messages_{name}_total{{transport="viewers"}} '
+    return int(next(row for row in metrics.splitlines() if row.startswith(line)).split()[-1])
+
+
+def test_a_stalled_viewer_at_1x_loses_everything_it_was_sent_as_drops(hostile) -> None:
+    """At 1x nothing piles up, yet a non-reading viewer read nothing: all it was sent counts as dropped."""
+    target, _ = hostile
+    sent, dropped = _viewer_counter(target, "sent"), _viewer_counter(target, "dropped")
+    stalled = stalled_viewer(target)
+    try:
+        assert wait_for(lambda: viewers(target) == 1, 30.0) is not None
+        assert wait_for(lambda: viewers(target) == 0, 60.0) is not None
+    finally:
+        stalled.close()
+    sent_to_it = _viewer_counter(target, "sent") - sent
+    assert sent_to_it > 0
+    assert _viewer_counter(target, "dropped") - dropped >= sent_to_it
+
+
+def test_a_reading_viewer_cut_off_loses_only_what_its_pongs_did_not_confirm(hostile) -> None:
+    """A viewer that read 60 messages and answered pings, then vanished: far less than it was sent is dropped."""
+    target, _ = hostile
+    sent, dropped = _viewer_counter(target, "sent"), _viewer_counter(target, "dropped")
+    with connect(target.url.replace("http", "ws") + "/ws/telemetry", open_timeout=5) as reader:
+        for _ in range(60):
+            reader.recv(timeout=30)
+        reader.socket.shutdown(socket.SHUT_RDWR)  # gone without a close frame
+    assert wait_for(lambda: viewers(target) == 0, 60.0) is not None
+    sent_to_it = _viewer_counter(target, "sent") - sent
+    assert sent_to_it >= 60
+    assert _viewer_counter(target, "dropped") - dropped < sent_to_it / 2
+
+
 def test_a_malformed_origin_is_refused_with_403_and_head_works(hostile) -> None:
     """Origins that do not parse get 403 on the stream handshake (never 500); HEAD / and /healthz are 200."""
     target, _ = hostile

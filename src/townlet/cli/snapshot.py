@@ -23,6 +23,8 @@ EXAMPLES = """examples:
   townlet snapshot inspect town.snap                  # identity block, tick, applied migrations, signing key
   townlet snapshot validate town.snap                 # signature + a full trial load (exit 1 if bad)
   townlet snapshot migrate town.snap new.yaml --out town_new.snap
+  townlet snapshot migrate town.snap --set features.relationships=C1 --out c1.snap   # the shipped example
+  townlet snapshot migrations new.yaml                # the declarative migrations new.yaml sees, checked
   townlet snapshot trust other-machine.snap           # you vouch for it: re-sign it with this machine's key
   townlet snapshot key rotate                         # a new signing key; older snapshots still load
   townlet run --resume town.snap --ticks 1000 --json  # continue it
@@ -66,6 +68,9 @@ def register(sub: Any, formatter: Any) -> None:
            positional_config=True)
     q.add_argument("path", metavar="PATH")
     q.add_argument("--out", required=True, metavar="OUT", help="where to write the migrated snapshot")
+    q = op("migrations", "list and check the declarative migrations a config sees (shipped, its directory, its own)",
+           migrations_command, positional_config=True)
+    q.add_argument("--json", action="store_true", help="one JSON object per migration on stdout")
     q = op("trust", "vouch for a snapshot from elsewhere: check its format and re-sign it with this key set",
            trust_command)
     q.add_argument("path", metavar="PATH")
@@ -165,6 +170,28 @@ def migrate_command(args: argparse.Namespace) -> int:
     snapshot.write(sim, args.out)
     steps = ", ".join(m["name"] for m in sim.applied_migrations) or "none needed"
     print(f"migrated {args.path} -> {args.out} (migrations: {steps})")
+    return 0
+
+
+def migrations_command(args: argparse.Namespace) -> int:
+    """List the declarative migrations CONFIG sees, each checked (exit 1 naming the first bad one)."""
+    from townlet.sim.migrations import MigrationError, declared
+
+    try:
+        found = declared(load_config(args.config, _overrides(args)))
+    except MigrationError as exc:
+        return _fail(str(exc))
+    for item in found:
+        spec = item.spec
+        row = {"name": spec.name, "origin": item.origin, "from": spec.source, "to": spec.target,
+               "steps": [step.kind for step in spec.steps], "description": spec.description}
+        if args.json:
+            sys.stdout.write(json.dumps(row) + "\n")
+        else:
+            change = ", ".join(f"{k} {spec.source.get(k, '*')} -> {v}" for k, v in spec.target.items())
+            print(f"{spec.name}: {change} ({len(spec.steps)} step(s); {item.origin})")
+    if not found and not args.json:
+        print("no declarative migrations")
     return 0
 
 

@@ -19,6 +19,8 @@ from townlet.config.models import PathsConfig, TownletConfig
 DEFAULTS_DIR = Path(__file__).resolve().parent / "defaults"
 DEFAULT_CONFIG = DEFAULTS_DIR / "default.yaml"
 OVERRIDES = "--set"
+HASHED_WHEN_CHANGED = ("memory",)  # agent memory (issue 19): its defaults are the behaviour of every config
+_DEFAULT_BODY = TownletConfig().model_dump(mode="json", include=set(HASHED_WHEN_CHANGED))
 
 
 class _Loader(yaml.SafeLoader):
@@ -149,7 +151,9 @@ def compute_config_id(config: TownletConfig, *files: Path) -> str:
 
     Left out: the seed, the names of the data files (their contents are hashed instead, so the
     same manifest copied elsewhere is the same config), and operational settings (telemetry, console,
-    logging, live pacing) that never change what happens in the town.
+    logging, live pacing) that never change what happens in the town. Sections added after config_ids were
+    recorded in shipped policies and snapshots (:data:`HASHED_WHEN_CHANGED`) count only when they differ from
+    their defaults, so those ids stay valid.
     """
     body = config.model_dump(
         mode="json",
@@ -175,6 +179,9 @@ def compute_config_id(config: TownletConfig, *files: Path) -> str:
     )
     if body["town"].get("paths") == PathsConfig().model_dump(mode="json"):
         del body["town"]["paths"]  # default path keeping adds nothing: ids from before it was configurable hold
+    for name in HASHED_WHEN_CHANGED:
+        if body.get(name) == _DEFAULT_BODY[name]:
+            del body[name]
     digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode())
     for path in files:
         digest.update(path.read_bytes())

@@ -341,6 +341,23 @@ class OptionsConfig(Strict):
     idle_ticks: Ticks = Field(10, description="how long one Idle option waits")
 
 
+class MemoryConfig(Strict):
+    """Agent memory (SPEC 3): objects that failed an agent, avoided for a while, and the shops it knows.
+
+    Hashed into config_id only when it differs from these defaults (see ``compute_config_id``).
+    """
+
+    failure_ticks: Ticks = Field(
+        240, description="ticks an agent avoids an object that failed it (0 = no avoidance); then it forgets")
+    failure_slots: int = Field(4, ge=1, le=64, description="failures remembered per agent (the oldest goes first)")
+    failure_reasons: list[str] = Field(
+        ["power_lost", "water_lost", "closed", "precondition: stock.", "precondition: power_on",
+         "precondition: water_on"],
+        max_length=64,
+        description="step-failure reasons (prefixes) that are the object's fault, not the agent's",
+    )
+
+
 class IdentityConfig(Strict):
     """Id-embedding slots that observations use to tell agents apart."""
 
@@ -436,6 +453,7 @@ class TownletConfig(Strict):
     employment: EmploymentConfig = EmploymentConfig()
     relationships: RelationshipsConfig = RelationshipsConfig()
     options: OptionsConfig = OptionsConfig()
+    memory: MemoryConfig = MemoryConfig()
     hooks: HooksConfig = HooksConfig()
     identity: IdentityConfig = IdentityConfig()
     lifecycle: LifecycleConfig = LifecycleConfig()

@@ -11,6 +11,7 @@ from pydantic import (
 )
 
 from townlet.config.base import Strict, Ticks
+from townlet.config.migrations import MigrationSpec
 
 
 class TelemetryTransportBase(Strict):
@@ -203,6 +204,13 @@ class SnapshotsConfig(Strict):
     max_bytes: int = Field(1 << 30, ge=1 << 16, le=1 << 40, description="largest snapshot file read")
     max_header_bytes: int = Field(8 << 20, ge=1 << 12, le=1 << 30, description="largest snapshot header read")
     max_arrays: int = Field(100_000, ge=1, le=10_000_000, description="most arrays one snapshot may hold")
+    migrations_dir: str = Field(
+        "migrations", description="declarative migrations (*.yaml), next to the config file unless absolute; "
+        "the shipped ones always apply too"
+    )
+    migrations: list[MigrationSpec] = Field(
+        default_factory=list, max_length=1000, description="declarative migrations written in the config itself"
+    )
 
 
 class ServerConfig(Strict):

@@ -45,7 +45,7 @@ def snapshot_cmd(ctx: Context, args: SnapshotArgs) -> dict[str, Any]:
         raise CommandError(E_NOT_FOUND, f"no snapshot {args.file!r}")
     try:
         snap = snapshot.read(path, snapshot.SnapshotKeys.from_config(sim.config))
-        state, applied = snap.migrated(sim.loaded.config_id)
+        state, applied = snap.migrated(sim.loaded)
     except snapshot.SnapshotError as exc:
         raise CommandError(E_CONFLICT, str(exc)) from None
     if args.op == "migrate":

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import numba
 import numpy as np
 
+from townlet.policy.memory import AgentMemory
 from townlet.policy.options import (
     NEVER,
     OPTION_COUNT,
@@ -84,6 +85,7 @@ class OptionController:
         self._critical = np.float32(world.config.needs.critical)
         self._level = np.float32(world.config.options.decision_level)
         self.possible = np.zeros((world.agents.capacity, OPTION_COUNT), dtype=bool)  # options possible in a streak
+        self.memory = AgentMemory(world)  # known shops, objects that failed an agent (avoided for a while)
 
     # -- plans --------------------------------------------------------------------------------------
 
@@ -259,7 +261,10 @@ class OptionController:
         w, a = self.world, self.world.agents
         if a.option[slot] < 0:
             return
+        if a.step_done[slot]:
+            self.memory.visited(slot, int(a.target_obj[slot]))
         if a.step_failed[slot]:
+            self.memory.failed(slot, int(a.target_obj[slot]), a.fail_reason[slot], w.tick)
             self._end(slot, ok=False, reason=a.fail_reason[slot])
             return
         steps = self.plans.get(slot, [])
@@ -277,7 +282,7 @@ class OptionController:
         if step.tile >= 0:
             w.go_to(slot, step.tile)
             return
-        obj = self._choose(slot, step.candidates)
+        obj = self._choose(slot, self.memory.usable(slot, step.candidates, w.tick))
         if obj < 0:
             w.fail_step(slot, "no_object")
             self._end(slot, ok=False, reason="no_object")
@@ -360,6 +365,7 @@ class OptionController:
         """Drop the plan of an agent that left."""
         self.plans.pop(slot, None)
         self.failures[slot] = 0
+        self.memory.forget(slot)
         self.critical_since[slot] = NEVER
         self.point_at[slot] = NEVER
         self.above[slot] = False

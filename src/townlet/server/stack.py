@@ -13,7 +13,9 @@ WebSocket peers indefinitely. This module adds, per connection, before the app s
 - a delivery deadline for WebSockets: every ``server.ws_ping_s`` seconds a ping goes out behind the data
   already queued; a peer whose pong is not back ``server.send_timeout_s`` later has stopped reading and is
   disconnected at once (the connection is aborted, not closed gracefully, which would wait forever for the
-  queued data to drain), so a stalled viewer frees its slot at any speed.
+  queued data to drain), so a stalled viewer frees its slot at any speed. Each pong confirms the peer read
+  every message written before its ping; the app finds these counts in the ``townlet.delivery`` scope
+  extension (a :class:`Delivery`) and counts what was never confirmed as dropped when a peer is lost.
 """
 
 from __future__ import annotations
@@ -27,8 +29,12 @@ import h11
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from websockets.frames import Frame
+from websockets.http11 import Request
 
 from townlet.config.models import ServerConfig
+
+DELIVERY = "townlet.delivery"  # the ASGI scope extension holding a WebSocket's :class:`Delivery`
 
 _503 = (b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain; charset=utf-8\r\nconnection: close\r\n"
         b"content-length: 21\r\n\r\ntoo many connections\n")
@@ -173,8 +179,55 @@ class GuardedHttp(H11Protocol):
         self.transport.close()
 
 
+@dataclass
+class Delivery:
+    """Messages written to one WebSocket peer, and how many of them it has confirmed reading.
+
+    Attributes:
+        written: Messages written to the connection so far.
+        confirmed: Messages written before the last ping the peer answered (it has read them all).
+        at_ping: Messages written before the ping awaiting its pong.
+    """
+
+    written: int = 0
+    confirmed: int = 0
+    at_ping: int = 0
+
+
 class GuardedWebSocket(WebSocketsSansIOProtocol):
-    """uvicorn's WebSocket protocol, but a peer that misses its pong deadline is disconnected at once."""
+    """uvicorn's WebSocket protocol, but a peer that misses its pong deadline is disconnected at once.
+
+    It also counts what the peer confirmed reading (a :class:`Delivery` in the ``townlet.delivery`` scope
+    extension), so the app knows what a lost peer never got.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.delivery = Delivery()
+
+    def handle_connect(self, event: Request) -> None:
+        """Accept the handshake as uvicorn does; the app (not started yet) finds :attr:`delivery` in its scope."""
+        super().handle_connect(event)
+        scope = getattr(self, "scope", None)
+        if scope is not None:
+            scope["extensions"][DELIVERY] = self.delivery
+
+    async def send(self, message: Any) -> None:
+        """Send as uvicorn does, counting the messages written."""
+        await super().send(message)
+        if message["type"] == "websocket.send":
+            self.delivery.written += 1
+
+    def send_keepalive_ping(self) -> None:
+        """Ping behind what was written so far: its pong confirms all of it was read."""
+        self.delivery.at_ping = self.delivery.written
+        super().send_keepalive_ping()
+
+    def handle_pong(self, event: Frame) -> None:
+        """The pong of the ping in flight confirms everything written before that ping."""
+        if self.pending_ping_payload is not None and bytes(event.data) == self.pending_ping_payload:
+            self.delivery.confirmed = self.delivery.at_ping
+        super().handle_pong(event)
 
     def keepalive_timeout(self) -> None:
         """Fail the connection and abort it: a graceful close would wait for data the peer never reads."""

@@ -17,10 +17,12 @@ import asyncio
 import contextlib
 import threading
 import time
+from collections import deque
 from typing import Any
 from urllib.parse import urlsplit
 
 from townlet.config.models import is_loopback_host
+from townlet.server.stack import DELIVERY
 from townlet.telemetry.outbox import Batch, Item
 from townlet.telemetry.transports import Transport
 
@@ -129,11 +131,18 @@ class Cursor:
         self.last_error = error
         self.last_failure_tick = item.tick
 
-    def lost(self, error: str) -> None:
-        """The connection failed (evicted, or gone without closing): what it had not taken counts as dropped."""
+    def lost(self, error: str, unconfirmed: int = 0) -> None:
+        """The connection failed (evicted, or gone without closing): what it never got counts as dropped.
+
+        Args:
+            error: Why.
+            unconfirmed: Lines written to the connection that the viewer never confirmed reading.
+        """
         if self.consumed is not None and self.feed.lines > self.consumed:
             self._drop(self.feed.lines - self.consumed)
             self.consumed = self.feed.lines
+        if unconfirmed:
+            self._drop(unconfirmed)
         self.last_error = self.last_error or error
         self.last_failure_tick = max(self.last_failure_tick, self.feed.seq)
 
@@ -316,6 +325,10 @@ class Viewer:
         self.wake = asyncio.Event()
         self.gone = False
         self.close_code: int | None = None  # how the peer's side ended (1000/1001: it left on purpose)
+        self.error = ""  # why a send failed
+        # what the connection counts as written and confirmed read (absent outside our server stack)
+        self.delivery = getattr(ws, "scope", {}).get("extensions", {}).get(DELIVERY)
+        self.in_flight: deque[tuple[int, int]] = deque()  # (messages written up to an item, its lines), unconfirmed
 
     def poke(self) -> None:
         """Something was published (called on the event loop)."""
@@ -330,8 +343,22 @@ class Viewer:
             listener.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await listener
-            if self.gone and self.close_code not in (1000, 1001):  # failed or evicted, not a goodbye
-                self.cursor.lost(f"connection lost (close code {self.close_code})")
+            if self.error or (self.gone and self.close_code not in (1000, 1001)):  # failed or evicted, not a goodbye
+                self.cursor.lost(self.error or f"connection lost (close code {self.close_code})", self._unconfirmed())
+
+    def _written(self, item: Item) -> None:
+        """``item`` went out: it stays in flight until a pong confirms the viewer read it."""
+        self.cursor.sent_ok(item)
+        if self.delivery is None:
+            return
+        self.in_flight.append((self.delivery.written, item.lines))
+        while self.in_flight and self.in_flight[0][0] <= self.delivery.confirmed:
+            self.in_flight.popleft()
+
+    def _unconfirmed(self) -> int:
+        """Lines written but never confirmed read (a stalled viewer read none of what sits in the buffers)."""
+        confirmed = self.delivery.confirmed if self.delivery is not None else 0
+        return sum(lines for written, lines in self.in_flight if written > confirmed)
 
     async def _listen(self) -> None:
         # Viewers have nothing to say; reading notices a closed connection while the town is paused.
@@ -363,10 +390,10 @@ class Viewer:
                     for line in item.data.splitlines():
                         await ws.send_text(line.decode())
             except Exception as exc:  # the connection went away mid-send (or was evicted while stalled)
-                cursor.send_failed(item, f"{type(exc).__name__}: {exc}")
-                cursor.lost(f"{type(exc).__name__}: {exc}")
+                self.error = f"{type(exc).__name__}: {exc}"
+                cursor.send_failed(item, self.error)
                 return
-            cursor.sent_ok(item)
+            self._written(item)
             sending = time.monotonic() - started
             wait = last + gap - time.monotonic()
             if wait > 0:

@@ -15,6 +15,7 @@ import enum
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from pydantic import BaseModel
 
 from townlet.sim import codec
 
@@ -27,6 +28,7 @@ SKIP = frozenset({
     "phase_total", "time_phases", "_actions", "primitives", "reloader",
     "recorded_policy",  # the snapshot's policy section, read back for the resolver (sim/driving.py)
     "timings",  # wall-clock tick timings of this process (sim/timings.py), not town state
+    "sidecars", "sidecar_pending",  # state beside the simulation: sections of their own (sim/sidecars.py)
 })
 
 
@@ -41,8 +43,12 @@ def _attributes(obj: Any) -> list[str]:
     return names
 
 
-def components(sim: Simulation) -> dict[str, Any]:
-    """Every stateful townlet object reachable from ``sim``, by its first attribute path (stable order)."""
+def components(sim: Simulation, settings: set[str] | None = None) -> dict[str, Any]:
+    """Every stateful townlet object reachable from ``sim``, by its first attribute path (stable order).
+
+    Config sections a component keeps (``self.cfg``) are settings, rebuilt from the config, never state:
+    they are left out, and their paths added to ``settings`` when given.
+    """
     found: dict[str, Any] = {}
     seen: set[int] = set()
 
@@ -55,6 +61,10 @@ def components(sim: Simulation) -> dict[str, Any]:
             if name in SKIP:
                 continue
             value = getattr(obj, name)
+            if isinstance(value, BaseModel):
+                if settings is not None:
+                    settings.add(f"{path}.{name}")
+                continue
             if (type(value).__module__.startswith("townlet.") and not callable(value)
                     and not dataclasses.is_dataclass(value) and not isinstance(value, enum.Enum)):
                 walk(value, f"{path}.{name}")
@@ -78,7 +88,7 @@ def capture_components(sim: Simulation) -> dict[str, dict[str, Any]]:
     return state
 
 
-def _restore_into(current: Any, saved: Any) -> Any:
+def restore_into(current: Any, saved: Any) -> Any:
     """Copy ``saved`` into ``current`` in place where possible (keeps aliases such as array views)."""
     if isinstance(current, np.ndarray) and isinstance(saved, np.ndarray):
         if current.shape == saved.shape and current.dtype == saved.dtype and current.flags.writeable:
@@ -92,13 +102,13 @@ def _restore_into(current: Any, saved: Any) -> Any:
             return current
         return saved
     if isinstance(current, dict) and isinstance(saved, dict) and type(current) is type(saved):
-        merged = {k: _restore_into(current[k], v) if k in current else v for k, v in saved.items()}
+        merged = {k: restore_into(current[k], v) if k in current else v for k, v in saved.items()}
         current.clear()
         current.update(merged)
         return current
     if isinstance(current, list) and isinstance(saved, list):
         if len(current) == len(saved):
-            current[:] = [_restore_into(c, s) for c, s in zip(current, saved, strict=True)]
+            current[:] = [restore_into(c, s) for c, s in zip(current, saved, strict=True)]
         else:
             current[:] = saved
         return current
@@ -117,13 +127,14 @@ def restore_components(sim: Simulation, saved: Any) -> None:
     """
     if not isinstance(saved, dict):
         raise ComponentError("the components section must map attribute paths to fields")
-    found = components(sim)
+    settings: set[str] = set()
+    found = components(sim, settings)
     for path, plain in saved.items():
         obj = found.get(path)
         loose = path.startswith("sim.policy")  # policy wrappers (console possession) are process machinery
         if obj is None:
-            if loose:
-                continue
+            if loose or any(path == s or path.startswith(f"{s}.") for s in settings):
+                continue  # config a snapshot written before issue 19 captured: the loading config's stands
             raise ComponentError(f"snapshot holds state for {path}, which this simulation does not have")
         if not isinstance(plain, dict):
             raise ComponentError(f"snapshot state for {path} is not a mapping of fields")
@@ -132,7 +143,7 @@ def restore_components(sim: Simulation, saved: Any) -> None:
                 continue
             if not _settable(obj, name):
                 raise ComponentError(f"snapshot sets {path}.{str(name)[:64]}, which is not a field of that component")
-            setattr(obj, name, _restore_into(getattr(obj, name, None), value))
+            setattr(obj, name, restore_into(getattr(obj, name, None), value))
 
 
 def _settable(obj: Any, name: Any) -> bool:

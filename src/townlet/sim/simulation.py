@@ -85,6 +85,8 @@ class Simulation(KeepsViews):
         self.applied_migrations: list[dict[str, Any]] = []  # snapshot migrations this state went through
         self.actor: Any = None  # a learned policy with ``act(sim) -> int[capacity]`` (townlet.policy.driver)
         self.recorded_policy: dict[str, Any] | None = None  # the policy a restored snapshot names (sim/driving.py)
+        self.sidecars: dict[str, Any] = {}  # owners of state beside the town: telemetry, stability (sim/sidecars.py)
+        self.sidecar_pending: dict[str, Any] = {}  # their restored sections, until an owner attaches
         self.commands: list[Callable[[World], Any]] = []
         self.after_step: list[Phase] = []  # called between ticks (autosave, hot reload): the state is whole
         self.reloader: Any = None  # a townlet.sim.reload.HotReloader once hot reload is in use
@@ -367,7 +369,7 @@ class Simulation(KeepsViews):
         h.update(w.utilities.water_on.tobytes())
         h.update(w.place_open.tobytes())
         h.update(e.last_wage.tobytes())
-        for part in (self.perturbations, self.lifecycle, self.rewards, self.narration):
+        for part in (self.perturbations, self.lifecycle, self.rewards, self.narration, self.controller.memory):
             h.update(part.digest())
         h.update(repr(self.rng.state()).encode())
         return h.hexdigest()

@@ -24,6 +24,7 @@ convert-v1`` rewrites a trusted one (:mod:`townlet.sim.snapshot_v1`).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -34,7 +35,7 @@ from pydantic import ValidationError
 from townlet.config.loader import LoadedConfig, compute_config_id
 from townlet.config.models import TownletConfig
 from townlet.files import write_atomic
-from townlet.sim import codec, components, driving
+from townlet.sim import codec, components, driving, sidecars
 from townlet.sim.migrations import (  # noqa: F401 - part of this module's interface
     MIGRATIONS,
     MigrationError,
@@ -132,6 +133,9 @@ register_section("grid_fields", _capture_fields, _restore_fields)
 register_section("components", components.capture_components, _restore_components)
 register_section("rng", lambda sim: sim.rng.state(), _restore_rng)
 register_section("policy", driving.capture, driving.restore)
+for _name in sidecars.NAMES:  # telemetry sequence and live stability windows, kept beside the simulation
+    register_section(_name, functools.partial(sidecars.capture, name=_name),
+                     functools.partial(sidecars.restore, name=_name))
 
 
 def capture(sim: Simulation) -> dict[str, Any]:
@@ -277,16 +281,18 @@ class Snapshot:
             raise SnapshotError(f"{self.path}: the state's sections do not match its header")
         return state
 
-    def migrated(self, config_id: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-        """The state carried to ``config_id`` through registered migrations, and every migration applied.
+    def migrated(self, target: LoadedConfig | str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """The state carried to ``target`` (a config, or a bare config_id) through migrations, and every one applied.
+
+        Declarative migrations take part when ``target`` is a loaded config (:mod:`townlet.sim.migrations`).
 
         Raises:
-            SnapshotError: undecodable state, or no chain of migrations.
+            SnapshotError: undecodable state, no chain of migrations, or a step that does not fit.
         """
         state = self.state()
         try:
-            return migrate(state, self.identity["config_id"], config_id, self.identity["tick"],
-                           self.header["migrations"])
+            return migrate(state, self.identity["config_id"], target, self.identity["tick"],
+                           self.header["migrations"], self.header["config"])
         except MigrationError as exc:
             raise SnapshotError(str(exc)) from None
 
@@ -424,7 +430,7 @@ def load(path: str | Path, loaded: LoadedConfig | None = None, policy: Any = "sc
     keys = keys or SnapshotKeys.from_config(loaded.config if loaded is not None else None)
     snap = read(path, keys, trust)
     loaded = loaded or snap.loaded_config()
-    state, applied = snap.migrated(loaded.config_id)
+    state, applied = snap.migrated(loaded)
     sim = Simulation(loaded, seed=snap.identity["seed"], policy=policy)
     try:
         restore(sim, state)

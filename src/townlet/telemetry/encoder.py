@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from townlet.narration.templates import CATEGORIES
+from townlet.sim.sidecars import capture_fields, check_fields, restore_fields
 from townlet.telemetry.diff import make_patch
 from townlet.telemetry.outbox import Batch
 from townlet.telemetry.schema import SCHEMA_ID
@@ -34,6 +35,9 @@ class KpiWindows:
     These are the ``stability`` section; a live town's stability monitor adds its canaries to it
     (:attr:`TelemetryEncoder.stability_source`).
     """
+
+    FIELDS = ("window", "start", "base_agent_ticks", "base_need_ok", "arrivals", "late", "collapses", "exits",
+              "option_starts", "chats", "windows", "closed", "section")  # what a snapshot carries
 
     def __init__(self, world: World, kpis: KpiTracker, window: int) -> None:
         self.window = window
@@ -103,6 +107,8 @@ class TelemetryEncoder:
         cfg: The ``telemetry`` config section.
     """
 
+    FIELDS = ("narration_lines", "narration", "names")  # what a snapshot carries besides the windows
+
     def __init__(self, sim: Simulation, cfg: TelemetryConfig) -> None:
         self.sim = sim
         self.cfg = cfg
@@ -129,6 +135,29 @@ class TelemetryEncoder:
             merged = {**windows, **live}
             self._stability = (windows, live, merged)
         return merged
+
+    def sidecar_state(self) -> dict[str, Any]:
+        """What the stream knows beyond the town, for a snapshot: the KPI windows, narration lines, names."""
+        return {"windows": capture_fields(self.kpi_windows, KpiWindows.FIELDS),
+                **capture_fields(self, TelemetryEncoder.FIELDS)}
+
+    def restore_sidecar(self, state: dict[str, Any]) -> None:
+        """Put back what :meth:`sidecar_state` captured (the next tick is encoded as a snapshot).
+
+        Raises:
+            ValueError: state of another shape, or windows of another length.
+        """
+        state = dict(state)
+        windows = state.pop("windows", None)
+        if not isinstance(windows, dict) or windows.get("window") != self.kpi_windows.window:
+            raise ValueError(f"telemetry windows must be {self.kpi_windows.window} ticks long, as configured")
+        check_fields(self.kpi_windows, windows, KpiWindows.FIELDS, "telemetry.windows")
+        check_fields(self, state, TelemetryEncoder.FIELDS, "telemetry")
+        restore_fields(self.kpi_windows, windows, KpiWindows.FIELDS)
+        restore_fields(self, state, TelemetryEncoder.FIELDS)
+        if self.builder.private:
+            self._known = set(self.names.values())
+        self.state = None
 
     def _name(self, slot: int) -> str:
         name = self.sim.world.agents.ids[slot] if 0 <= slot < self.sim.world.agents.capacity else None

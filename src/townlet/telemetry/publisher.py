@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from townlet.config.models import TelemetryConfig
 from townlet.logs import log_event
+from townlet.sim import sidecars
 from townlet.telemetry.encoder import TelemetryEncoder
 from townlet.telemetry.health import HealthLog
 from townlet.telemetry.transports import Transport, build_transport
@@ -79,6 +80,7 @@ class TelemetryPublisher:
         self.published = 0
         for transport in transports:
             self.add_transport(transport)
+        sidecars.attach(sim, "telemetry", self)  # its sequence travels in snapshots (a resumed one continues)
 
     @classmethod
     def from_config(cls, sim: Simulation, cfg: TelemetryConfig | None = None) -> TelemetryPublisher:
@@ -182,6 +184,25 @@ class TelemetryPublisher:
                 log_event(log, "telemetry.loss_recovered", tick, transport=transport.name,
                           drop_rate=round(watch.rate, 4), dropped=dropped)
         return alerts
+
+    # -- snapshots ----------------------------------------------------------------------------------
+
+    def sidecar_state(self) -> dict[str, Any]:
+        """The telemetry sequence for a snapshot: ticks published, then the encoder's windows and narration."""
+        return {"published": self.published, **self.encoder.sidecar_state()}
+
+    def restore_sidecar(self, state: dict[str, Any]) -> None:
+        """Continue the sequence a snapshot recorded (the next message is a snapshot, as for any new consumer).
+
+        Raises:
+            ValueError: state that does not fit this publisher.
+        """
+        state = dict(state)
+        published = state.pop("published", None)
+        if type(published) is not int or published < 0:
+            raise ValueError("telemetry.published must be a count")
+        self.encoder.restore_sidecar(state)
+        self.published = published
 
     # -- health -------------------------------------------------------------------------------------
 

@@ -8,6 +8,7 @@ The WebSocket transport (many viewers, one outbox each) lives in :mod:`townlet.t
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
@@ -153,7 +154,7 @@ class StreamTransport(Transport):
         return False
 
     def close(self, timeout: float = 5.0) -> None:
-        """Flush, stop the thread, close the stream."""
+        """Flush, stop the thread, close the stream; what could not be sent within ``timeout`` counts as dropped."""
         if self._thread is not None and self.outbox.connected:
             self.flush(timeout)
         self._stop.set()
@@ -162,6 +163,7 @@ class StreamTransport(Transport):
         if self._thread is not None:
             self._thread.join(timeout)
             self._thread = None
+        self.outbox.resync()  # what is still queued was never sent: counted as dropped
 
     def _interrupt(self) -> None:  # noqa: B027 - optional hook
         """Unblock a sender stuck in a write (network transports shut their socket down)."""
@@ -307,15 +309,34 @@ class TcpTransport(StreamTransport):
         with self._lock:
             sock, self._sock = self._sock, None
         if sock is not None:
-            try:
+            self._goodbye(sock)
+
+    def _goodbye(self, sock: socket.socket) -> None:
+        """End the stream so that what was written still arrives, then close.
+
+        Closing a socket that holds unread bytes (a TLS 1.3 server's session tickets, which this write-only
+        client never reads) sends a reset, and the kernel discards whatever the collector has not taken in
+        yet: a slow collector would lose the end of the stream. So half-close (the collector reads to the
+        end), read and discard until the collector closes too (``connect_timeout`` at most), then close.
+        """
+        deadline = time.monotonic() + self.cfg.connect_timeout
+        try:
+            sock.shutdown(socket.SHUT_WR)  # (on a TLS socket this also ends TLS use: what follows is raw bytes)
+            while (left := deadline - time.monotonic()) > 0:
+                sock.settimeout(left)
+                if not sock.recv(65536):
+                    break
+        except (OSError, ValueError):
+            pass  # already broken, or the collector kept it open: close anyway
+        finally:
+            with contextlib.suppress(OSError):
                 sock.close()
-            except OSError:
-                pass
 
     def _interrupt(self) -> None:
+        """Cut off a sender stuck writing to a collector that stopped reading (what it held counts as dropped)."""
         with self._lock:
             sock = self._sock
-        if sock is not None:
+        if sock is not None and not self.outbox.idle():
             try:
                 sock.shutdown(socket.SHUT_RDWR)
             except OSError:

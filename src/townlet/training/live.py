@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import logging
 from collections import deque
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -30,13 +31,22 @@ from townlet.config.loader import LoadedConfig
 from townlet.files import write_atomic
 from townlet.logs import log_event
 from townlet.policy.checkpoint import CheckpointError
+from townlet.sim import sidecars
 from townlet.sim.simulation import Simulation
+from townlet.training.evaluation import WindowStats
 from townlet.training.policies import PolicyChoice, builtin, describe, install, reinstate, resolve
 from townlet.training.registry import BUILTINS, PolicyRecord, PolicyRegistry, RegistryError
-from townlet.training.stability import CANARIES, Baseline, StabilityMonitor, WindowReport
+from townlet.training.stability import CANARIES, Baseline, Canary, StabilityMonitor, WindowReport
 from townlet.world.events import EventKind
 
 LOG = logging.getLogger("townlet.promotion")
+
+
+def _report(saved: dict[str, Any]) -> WindowReport:
+    """A window report from its :meth:`WindowReport.to_dict` form."""
+    fields = {k: v for k, v in saved.items() if k != "passed"}
+    fields["canaries"] = [Canary(**c) for c in fields.get("canaries", [])]
+    return WindowReport(**fields)
 
 
 def baseline_file(loaded: LoadedConfig, seed: int, cache_dir: str | Path | None = None) -> Path:
@@ -103,6 +113,7 @@ class LivePolicies:
             assert baseline is not None, "the live canaries need a baseline"
             self.monitor = StabilityMonitor(sim, baseline, label="live", on_window=self._window,
                                             promotion_state=self.promotion_state)
+            sidecars.attach(sim, "stability", self)  # the open window and the canaries travel in snapshots
 
     # -- reading ----------------------------------------------------------------------------------
 
@@ -166,6 +177,52 @@ class LivePolicies:
         The same object until something changes, so a tick's diff carries nothing of it.
         """
         return self._section
+
+    # -- snapshots ----------------------------------------------------------------------------------
+
+    _DESK = ("canaries", "windows_passed", "rollbacks", "changes")
+    _METER = ("running", "started", "span_max", "hired_at", "spells")
+
+    def sidecar_state(self) -> dict[str, Any]:
+        """The live canaries for a snapshot: the monitor's open and closed windows, the canaries' record.
+
+        Windows are plain dicts (a snapshot reader need not load this module to decode them).
+        """
+        assert self.monitor is not None, "attached only with a monitor"
+        meter = self.monitor.meter
+        return {**sidecars.capture_fields(self, self._DESK), "since": self.since, "policy": self.driving()["hash"],
+                "reports": [report.to_dict() for report in self.monitor.reports],
+                "meter": sidecars.capture_fields(meter, self._METER),
+                "spans": [asdict(span) for span in meter.spans], "current": asdict(meter.current)}
+
+    def restore_sidecar(self, state: dict[str, Any]) -> None:
+        """Continue the windows a snapshot recorded (``since`` too, when the same policy still drives).
+
+        Raises:
+            ValueError: state of another shape (windows of another length, another population's arrays).
+        """
+        assert self.monitor is not None, "attached only with a monitor"
+        state = dict(state)
+        meter, since, policy = state.pop("meter", None), state.pop("since", None), state.pop("policy", None)
+        try:
+            reports = [_report(r) for r in state.pop("reports")]
+            spans = [WindowStats(**span) for span in state.pop("spans")]
+            current = WindowStats(**state.pop("current"))
+        except (KeyError, TypeError) as exc:
+            raise ValueError(f"stability windows do not fit this Townlet ({exc})") from None
+        if type(since) is not int or not isinstance(policy, str):
+            raise ValueError("stability.since and stability.policy must be a tick and a policy hash")
+        if set(state.get("canaries") or {}) != set(CANARIES):
+            raise ValueError(f"stability.canaries must name {', '.join(CANARIES)}")
+        sidecars.check_fields(self.monitor.meter, meter, self._METER, "stability.meter")
+        sidecars.check_fields(self, state, self._DESK, "stability")
+        sidecars.restore_fields(self.monitor.meter, meter, self._METER)
+        sidecars.restore_fields(self, state, self._DESK)
+        self.monitor.meter.spans, self.monitor.meter.current = spans, current
+        self.monitor.reports = reports
+        if policy == self.driving()["hash"]:
+            self.since = since
+        self.refresh()
 
     # -- changing who drives ----------------------------------------------------------------------
 
