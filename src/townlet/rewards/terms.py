@@ -199,12 +199,6 @@ class Rewards:
         self._return_bound = bound if clip_episode else self._return_bound + cfg.clip_tick
         self.stats.update_sums(counted, total, squares)
 
-    def digest(self) -> bytes:
-        """Bytes of the reward state (for ``Simulation.state_hash``)."""
-        parts = (self.last, self.episode_return, self.trigger_tick, self.potential, np.int64(self.last_trigger),
-                 np.float64(self._return_bound))
-        return b"".join(arr.tobytes() for arr in parts) + repr(self.stats.state()).encode()
-
 
 HOMEOSTASIS, NEED_THRESHOLD, SURVIVAL = (TERMS.index(t) for t in ("homeostasis", "need_threshold", "survival"))
 

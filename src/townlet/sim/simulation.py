@@ -8,7 +8,6 @@ observations, telemetry) insert their own timed phases with :meth:`Simulation.ad
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,6 +24,7 @@ from townlet.policy.options import DECISION_POINTS, OPTION_COUNT, Option
 from townlet.policy.primitives import PrimitiveRules
 from townlet.policy.scripted import OptionPolicy, RandomPolicy, ScriptedPolicy
 from townlet.rewards import Rewards
+from townlet.sim import snapshot
 from townlet.sim.clock import Clock
 from townlet.sim.kpis import KpiTracker
 from townlet.sim.pickling import KeepsViews
@@ -339,36 +339,11 @@ class Simulation(KeepsViews):
     # -- identity -----------------------------------------------------------------------------------
 
     def state_hash(self) -> str:
-        """A digest of the whole mutable state: equal for equal config, seed and inputs."""
-        w = self.world
-        h = hashlib.blake2b(digest_size=16)
-        h.update(np.int64(w.tick).tobytes())
-        a = w.agents
-        for name, value in sorted(vars(a).items()):
-            if isinstance(value, np.ndarray):
-                h.update(name.encode())
-                h.update(np.ascontiguousarray(value).tobytes())
-        h.update(repr(a.ids).encode())
-        o = w.objects
-        for arr in (o.reserved_by, o.reserved_at, o.user):
-            h.update(arr.tobytes())
-        h.update(repr(o.queue).encode())
-        h.update(repr(sorted(o.cooldown.items())).encode())
-        e = w.economy
-        h.update(repr((sorted(e.prices.items()), sorted(e.stock.items()), sorted(e.till.items()), e.treasury)).encode())
-        emp = w.employment
-        jobs = (emp.holder, emp.arrived_day, emp.scheduled, emp.attended, emp.late, emp.absent, emp.wage_per_tick)
-        for column in jobs:
-            h.update(column.tobytes())
-        h.update(w.relationships.other.tobytes())
-        h.update(w.relationships.values.tobytes())
-        h.update(bytes([w.weather.state]))
-        h.update(w.utilities.power_on.tobytes())
-        h.update(w.utilities.water_on.tobytes())
-        h.update(w.place_open.tobytes())
-        h.update(e.last_wage.tobytes())
-        for part in (self.perturbations, self.lifecycle, self.rewards, self.narration):
-            h.update(part.digest())
-        h.update(repr(self.rng.state()).encode())
-        return h.hexdigest()
+        """A digest of the whole town state: equal for equal config, seed and inputs.
+
+        Derived from the snapshot capture (:func:`townlet.sim.snapshot.state_hash`): whatever a snapshot saves
+        is hashed; process machinery (timings, the driving policy) is out by the same rules that keep it out
+        of snapshots.
+        """
+        return snapshot.state_hash(self)
 
