@@ -124,18 +124,20 @@ def encode(value: Any, canonical: bool = False) -> tuple[Any, list[np.ndarray]]:
         if kind is list:
             return [enc(x) for x in v]
         if kind in _SEQUENCES:
-            out = {TAG: _SEQUENCES[kind], "v": [enc(x) for x in v]}
+            items = [enc(x) for x in v]
             if canonical and kind in (set, frozenset):
-                out["v"].sort(key=lambda item: json.dumps(item, sort_keys=True))
+                items.sort(key=lambda item: json.dumps(item, sort_keys=True))
+            out = {TAG: _SEQUENCES[kind], "v": items}
             if kind is collections.deque:
                 out["maxlen"] = v.maxlen
             return out
         if kind is dict and all(type(k) is str for k in v) and TAG not in v:
             return {k: enc(x) for k, x in v.items()}
         if kind in _DICT_KINDS:
-            out = {TAG: "dict", "kind": _DICT_KINDS[kind], "v": [[enc(k), enc(x)] for k, x in v.items()]}
+            pairs = [[enc(k), enc(x)] for k, x in v.items()]
             if canonical and kind is not collections.OrderedDict:
-                out["v"].sort(key=lambda pair: json.dumps(pair[0], sort_keys=True))
+                pairs.sort(key=lambda pair: json.dumps(pair[0], sort_keys=True))
+            out = {TAG: "dict", "kind": _DICT_KINDS[kind], "v": pairs}
             if kind is collections.defaultdict:
                 out["factory"] = next(n for n, f in _FACTORIES.items() if f is v.default_factory)
             return out

@@ -24,7 +24,6 @@ from townlet.policy.options import DECISION_POINTS, OPTION_COUNT, Option
 from townlet.policy.primitives import PrimitiveRules
 from townlet.policy.scripted import OptionPolicy, RandomPolicy, ScriptedPolicy
 from townlet.rewards import Rewards
-from townlet.sim import snapshot
 from townlet.sim.clock import Clock
 from townlet.sim.kpis import KpiTracker
 from townlet.sim.pickling import KeepsViews
@@ -345,5 +344,7 @@ class Simulation(KeepsViews):
         is hashed; process machinery (timings, the driving policy) is out by the same rules that keep it out
         of snapshots.
         """
+        from townlet.sim import snapshot  # snapshot's sections name this class: imported once both exist
+
         return snapshot.state_hash(self)
 
