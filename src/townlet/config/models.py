@@ -95,6 +95,18 @@ class FeaturesConfig(Strict):
         # YAML reads a bare OFF as the boolean false.
         return "OFF" if value is False else value
 
+    # The relationship stages (docs/configuration.md): OFF no ties; A ties tracked, not observed; B observed,
+    # not rewarded; C1-C3 observed, with the social need and the social rewards that social_rewards names.
+    @property
+    def ties_observed(self) -> bool:
+        """Whether agents see their ties (the social snippet and tie summaries): stages B and C."""
+        return self.relationships not in ("OFF", "A")
+
+    @property
+    def ties_rewarded(self) -> bool:
+        """Whether the social need grows and social rewards are paid: stages C1-C3."""
+        return self.relationships.startswith("C")
+
 
 class TownConfig(Strict):
     """Which map file the town is built from, and how many copies of it are tiled."""
