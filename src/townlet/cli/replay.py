@@ -72,7 +72,8 @@ def replay(snapshot_path: str | Path, ticks: int, inputs: dict[int, list[dict[st
     swap, promote and roll back in an in-memory copy of ``registry``, never in the file.
     """
     from townlet.console.auth import Principal
-    from townlet.console.registry import REGISTRY, Context
+    from townlet.console.catalog import REGISTRY
+    from townlet.console.registry import Context
     from townlet.console.service import ConsoleService
     from townlet.sim import snapshot
     from townlet.training.live import LivePolicies

@@ -264,10 +264,7 @@ class LiveTown:
 
     def _between_ticks(self) -> None:
         """Apply queued commands now (paused) and publish the amended state as a fresh snapshot."""
-        w = self.sim.world
-        w.events = []  # the last tick's events went out with it; keep only what the commands emit
-        self.console.flush()
-        batch = self.publisher.encoder.amend(w.events)
+        batch = self.publisher.encoder.amend(self.console.flush())
         for transport in self.publisher.transports:
             transport.put(batch)
         self._notify()

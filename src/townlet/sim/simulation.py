@@ -158,6 +158,21 @@ class Simulation(KeepsViews):
         """Queue a change to apply at the start of the next tick (in arrival order)."""
         self.commands.append(command)
 
+    def apply_pending(self) -> list[Event]:
+        """Apply the queued commands now, between two ticks (how a paused town answers its console).
+
+        Returns the events they emitted. ``world.events`` keeps showing the last tick's events, and the
+        returned ones are not part of the next tick's: publish them with the amended state
+        (:meth:`townlet.telemetry.encoder.TelemetryEncoder.amend`).
+        """
+        w = self.world
+        last, w.events = w.events, []
+        try:
+            self._apply_commands()
+            return w.events
+        finally:
+            w.events = last
+
     def step(self, actions: np.ndarray | None = None) -> TickResult:
         """Simulate one tick.
 

@@ -224,13 +224,8 @@ class TelemetryEncoder:
         are the snapshot form (every consumer rebases on it), followed by ``events``, what the changes
         emitted. The next tick's diff applies to this amended state.
         """
-        w = self.sim.world
         self._fold_narration(events)
-        w.tick -= 1  # the builder labels the state with the world's tick: here, the last one simulated
-        try:
-            state = self.builder.build()
-        finally:
-            w.tick += 1
+        state = self.builder.build(tick=self.sim.world.tick - 1)  # labelled with the last tick simulated
         state["stability"] = self.stability()
         state["narration"] = self.narration
         state.update(self.sections)

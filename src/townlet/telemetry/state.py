@@ -74,21 +74,27 @@ class StateBuilder:
     def _round(self, values: np.ndarray) -> list[Any]:
         return np.round(values.astype(np.float64), self.digits).tolist()
 
-    def build(self) -> dict[str, Any]:
-        """The whole state right now (after the tick being published)."""
+    def build(self, tick: int | None = None) -> dict[str, Any]:
+        """The whole state right now (after the tick being published).
+
+        Args:
+            tick: The tick the state is labelled with and its clock read at (default: the world's); an amended
+                publish between ticks passes the last tick simulated.
+        """
         sim, w = self.sim, self.sim.world
+        tick = int(w.tick if tick is None else tick)
         tpd = w.ticks_per_day
-        tod = w.tick % tpd
+        tod = tick % tpd
         state: dict[str, Any] = {
-            "tick": int(w.tick),
+            "tick": tick,
             "clock": {
-                "day": int(w.tick // tpd),
+                "day": int(tick // tpd),
                 "time": clock_text(tod, tpd),
                 "tick_of_day": int(tod),
                 "ticks_per_day": int(tpd),
                 **_pacing(sim),
             },
-            "agents": self.agents(),
+            "agents": self.agents(tick),
             "objects": self.objects(),
             "economy": self.economy(),
             "weather": {"state": WEATHER_STATES[w.weather.state]},
@@ -146,7 +152,7 @@ class StateBuilder:
             out.append(entry)
         return out
 
-    def agents(self) -> dict[str, Any]:
+    def agents(self, tick: int | None = None) -> dict[str, Any]:
         """Every living agent: position, needs, wallet, inventory, option, body, job, top ties and policy.
 
         ``policy`` (``{hash, top: [[option, probability], ...], value}``, best option first) is there for an
@@ -154,7 +160,8 @@ class StateBuilder:
         its last decision); possessed agents and agents of the built-in routine have none.
 
         Parts that rarely change (personality, job, ties) are cached per slot and rebuilt only when their
-        source values change, so unchanged parts are the very same objects tick after tick.
+        source values change, so unchanged parts are the very same objects tick after tick. ``tick`` is the
+        tick whose shift hours apply (default: the world's).
         """
         w = self.sim.world
         a, rel, grid = w.agents, w.relationships, w.grid
@@ -172,7 +179,7 @@ class StateBuilder:
         targets = a.target_obj[slots].tolist()
         asleep = a.asleep[slots].tolist()
         jobs = a.job[slots]
-        job_keys = self._job_keys(slots, jobs)
+        job_keys = self._job_keys(slots, jobs, int(w.tick if tick is None else tick))
         jobs = jobs.tolist()
         possessed = getattr(self.sim.policy, "possessed_by", None) or {}
         inspect = getattr(self.sim.actor, "inspect", None)  # a learned policy's inspector (policy/driver.py)
@@ -233,16 +240,16 @@ class StateBuilder:
         values = np.round(self.sim.world.agents.personality[slot].astype(np.float64), 3).tolist()
         return dict(zip(PERSONALITY_TRAITS, values, strict=True))
 
-    def _job_keys(self, slots: np.ndarray, jobs: np.ndarray) -> list[tuple[Any, ...]]:
-        """Per agent: (job, on shift, clocked in today, attended, late, absent)."""
+    def _job_keys(self, slots: np.ndarray, jobs: np.ndarray, tick: int) -> list[tuple[Any, ...]]:
+        """Per agent: (job, on shift, clocked in today, attended, late, absent) at ``tick``."""
         w = self.sim.world
         emp = w.employment
         if not len(emp):
             return [()] * len(slots)
         j = np.maximum(jobs, 0)
-        tod = w.tick % w.ticks_per_day
+        tod = tick % w.ticks_per_day
         on_shift = ((emp.start[j] <= tod) & (tod < emp.end[j])).tolist()
-        clocked = (emp.arrived_day[j] == w.tick // w.ticks_per_day).tolist()
+        clocked = (emp.arrived_day[j] == tick // w.ticks_per_day).tolist()
         attended, late, absent = emp.attended[slots].tolist(), emp.late[slots].tolist(), emp.absent[slots].tolist()
         return list(zip(jobs.tolist(), on_shift, clocked, attended, late, absent, strict=True))
 
