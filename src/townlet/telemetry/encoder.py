@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from townlet.narration.templates import CATEGORIES
+from townlet.sim.kpis import WindowStats
 from townlet.telemetry.diff import make_patch
 from townlet.telemetry.outbox import Batch
 from townlet.telemetry.schema import SCHEMA_ID
@@ -46,46 +47,35 @@ class KpiWindows:
         self.section: dict[str, Any] = {"window_ticks": window, "windows": 0}
 
     def _reset(self, start: int) -> None:
-        self.start = start
+        self.stats = WindowStats(start=start)
         # need health comes from the KPI tracker's running totals (differences at the window's ends)
         self.base_agent_ticks, self.base_need_ok = self.kpis.agent_ticks, self.kpis.need_ok_ticks
-        self.arrivals = self.late = 0
-        self.collapses = self.exits = self.option_starts = self.chats = 0
 
     def fold(self, world: World, events: list[Event]) -> None:
         """Add one tick (after the KPI phase has folded it); close the window on its last tick."""
+        stats, late_after = self.stats, self.punctuality
         for e in events:
-            kind = e.kind
-            if kind is EventKind.OPTION_STARTED:
-                self.option_starts += 1
-            elif kind is EventKind.SHIFT_ARRIVED:
-                self.arrivals += 1
-                self.late += e.value > self.punctuality
-            elif kind is EventKind.CHAT:
-                self.chats += 1
-            elif kind is EventKind.COLLAPSE:
-                self.collapses += 1
-            elif kind is EventKind.AGENT_EXIT:
-                self.exits += 1
+            stats.count(e, late_after)
         if world.tick % self.window == self.window - 1:
             self._close(world.tick)
 
     def _close(self, end: int) -> None:
-        at = self.kpis.agent_ticks - self.base_agent_ticks
-        need_ok = self.kpis.need_ok_ticks - self.base_need_ok
+        s = self.stats
+        s.agent_ticks = at = self.kpis.agent_ticks - self.base_agent_ticks
+        s.need_ok_ticks = self.kpis.need_ok_ticks - self.base_need_ok
         self.closed.appendleft(
             {
-                "start": self.start,
+                "start": s.start,
                 "end": end,
                 "agent_ticks": at,
-                "need_ok_share": round(need_ok / at, 4) if at else 1.0,
-                "lateness": round(self.late / self.arrivals, 4) if self.arrivals else 0.0,
-                "arrivals": self.arrivals,
-                "late_arrivals": int(self.late),
-                "collapses": self.collapses,
-                "exits": self.exits,
-                "option_starts_per_agent_day": round(self.option_starts * self.ticks_per_day / at, 4) if at else 0.0,
-                "chats": self.chats,
+                "need_ok_share": round(s.need_ok_share, 4),
+                "lateness": round(s.lateness, 4),
+                "arrivals": s.arrivals,
+                "late_arrivals": int(s.late),
+                "collapses": s.collapses,
+                "exits": s.exits,
+                "option_starts_per_agent_day": round(s.option_starts * self.ticks_per_day / at, 4) if at else 0.0,
+                "chats": s.chats,
             }
         )
         self.windows += 1
