@@ -18,8 +18,6 @@ from pydantic import (
 from townlet.config.base import (  # noqa: F401 - re-exported: models is the one place to import from
     NEED_NAMES,
     OPTION_NAMES,
-    RELATIONSHIP_STAGES,
-    SOCIAL_REWARD_STAGES,
     Clock,
     Money,
     NeedName,
@@ -69,6 +67,7 @@ from townlet.config.stakes import (  # noqa: F401 - re-exported
     RewardsConfig,
     SocialRewardsConfig,
 )
+from townlet.config.vocabulary import RELATIONSHIP_STAGES, SOCIAL_REWARD_STAGES  # noqa: F401 - re-exported
 
 
 class FeaturesConfig(Strict):

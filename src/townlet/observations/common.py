@@ -14,19 +14,18 @@ from typing import TYPE_CHECKING, Any
 import numba
 import numpy as np
 
-from townlet.config.models import OPTION_NAMES
+from townlet.config.vocabulary import OPTIONS, WEATHERS
 from townlet.observations.embedding import embedding_table
 from townlet.observations.layout import ACTIVITIES, FeatureLayout
 from townlet.world.relationships import RIVALRY, TRUST
-from townlet.world.weather import WEATHER_STATES
 
 if TYPE_CHECKING:
     from townlet.world.state import World
 
 TAU = 2.0 * np.pi
-OPTION_COUNT = len(OPTION_NAMES)
+OPTION_COUNT = len(OPTIONS)
 ACTIVITY_COUNT = len(ACTIVITIES)
-WEATHER_COUNT = len(WEATHER_STATES)
+WEATHER_COUNT = len(WEATHERS)
 
 # Slots of the int64 ``spec`` array the kernel reads: block offsets (from the layout) and sizes (from config).
 (NEEDS, WALLET, ITEMS, TIME, JOB, OPTION, COMMIT, ACTIVITY, LAST, AFFORDANCES, CTX, WEATHER, PERSONALITY,

@@ -34,6 +34,7 @@ import numba
 import numpy as np
 
 from townlet.config.models import clock_to_tick
+from townlet.config.vocabulary import OPTIONS
 
 if TYPE_CHECKING:
     from townlet.world.state import World
@@ -52,7 +53,7 @@ class Option(IntEnum):
 
 
 OPTION_COUNT = len(Option)
-OPTION_LABELS = ("GetFed", "GetClean", "GoToWork", "ShopGroceries", "Sleep", "Socialise", "Idle")
+OPTION_LABELS = OPTIONS  # the vocabulary's option names, in Option order
 
 
 @lru_cache(maxsize=16)

@@ -12,17 +12,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from townlet.config.models import NEED_NAMES
-from townlet.policy.options import OPTION_LABELS
+from townlet.config.vocabulary import ACTIVITIES, NEEDS, OPTIONS, TRAITS, WEATHERS
 from townlet.sim.driving import driving_kind
-from townlet.world.agents import PERSONALITY_TRAITS
 from townlet.world.relationships import FAMILIARITY, RIVALRY, TRUST
-from townlet.world.weather import WEATHER_STATES
 
 if TYPE_CHECKING:
     from townlet.sim.simulation import Simulation
 
-ACTIVITY_NAMES = ("idle", "moving", "queued", "using", "waiting")
 TIES_SHOWN = 2  # top friends and top rivals per agent, as in observations
 
 
@@ -60,7 +56,7 @@ class StateBuilder:
             }
             for j in range(len(emp))
         ]
-        self.option_labels = tuple(OPTION_LABELS)
+        self.option_labels = OPTIONS
         narrator = getattr(sim, "narration", None)
         self.private = bool(getattr(narrator, "privacy", False))
         # streamer privacy (SPEC 10)
@@ -97,7 +93,7 @@ class StateBuilder:
             "agents": self.agents(tick),
             "objects": self.objects(),
             "economy": self.economy(),
-            "weather": {"state": WEATHER_STATES[w.weather.state]},
+            "weather": {"state": WEATHERS[w.weather.state]},
             "utilities": self.utilities(),
             "kpis": sim.kpis.report(w),
         }
@@ -196,10 +192,10 @@ class StateBuilder:
                 "slot": slot,
                 "x": xs[i],
                 "y": ys[i],
-                "needs": dict(zip(NEED_NAMES, needs[i], strict=True)),
+                "needs": dict(zip(NEEDS, needs[i], strict=True)),
                 "wallet": wallets[i],
                 "inventory": dict(zip(items, inventory[i], strict=True)),
-                "activity": ACTIVITY_NAMES[activity[i]],
+                "activity": ACTIVITIES[activity[i]],
                 "asleep": asleep[i],
                 "personality": cached["personality"],
             }
@@ -238,7 +234,7 @@ class StateBuilder:
 
     def _personality(self, slot: int) -> dict[str, float]:
         values = np.round(self.sim.world.agents.personality[slot].astype(np.float64), 3).tolist()
-        return dict(zip(PERSONALITY_TRAITS, values, strict=True))
+        return dict(zip(TRAITS, values, strict=True))
 
     def _job_keys(self, slots: np.ndarray, jobs: np.ndarray, tick: int) -> list[tuple[Any, ...]]:
         """Per agent: (job, on shift, clocked in today, attended, late, absent) at ``tick``."""
