@@ -148,6 +148,7 @@ def _resolve(name: str, base: Path, field: str, source: Path | str) -> Path:
 # town did before: left out of the config_id while at that default, so adding one keeps every existing identity.
 NEUTRAL_DEFAULTS = (
     "rewards.curiosity",
+    "options.night_energy",
 )
 
 

@@ -333,6 +333,7 @@ class OptionsConfig(Strict):
     )
     hygiene_trigger: Unit = 0.5
     energy_trigger: Unit = 0.7
+    night_energy: Unit = Field(0.15, description="energy deficit above which the scripted routine goes to bed at night")
     social_trigger: Unit = 0.6
     bedtime: Clock = "22:00"
     wake_time: Clock = "06:00"

@@ -284,7 +284,7 @@ class LiveTown:
         if self.error is not None or (self._thread is not None and not self.alive and not self._stopping):
             status = "error"
         elif not clock.paused and self.alive:
-            allowed = max(5.0, 20 * clock.interval())
+            allowed = max(self.cfg.stall_after_s, self.cfg.stall_after_ticks * clock.interval())
             if (since if since is not None else now - self.started_at) > allowed:
                 status = "stalled"
         out: dict[str, Any] = {

@@ -15,12 +15,15 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from townlet.config.models import ObservationsConfig
 from townlet.config.vocabulary import ACTIVITIES, NEEDS, OPTIONS, TRAITS, WEATHERS
 
 SCHEMA_VERSION = 2  # 2: agents' `policy` (the inspector), the town's `policy`, live canaries in `stability`
 SCHEMA_ID = f"townlet.telemetry/{SCHEMA_VERSION}"
 SCHEMA_FILE = Path(__file__).resolve().parent / "schema" / f"telemetry-v{SCHEMA_VERSION}.json"
 MESSAGE_TYPES = ("snapshot", "diff", "event")
+# friends and rivals an agent shows: observations.social_top, at most its bound
+MAX_TIES_SHOWN = max(m.le for m in ObservationsConfig.model_fields["social_top"].metadata if hasattr(m, "le"))
 
 INT = {"type": "integer"}
 NAT = {"type": "integer", "minimum": 0}
@@ -85,7 +88,8 @@ def _definitions() -> dict[str, Any]:
             "option": {"enum": list(OPTIONS)},
             "target": STR,
             "job": ref("job"),
-            "ties": obj({"friends": array(ref("tie"), maxItems=2), "rivals": array(ref("tie"), maxItems=2)}, []),
+            "ties": obj({"friends": array(ref("tie"), maxItems=MAX_TIES_SHOWN),
+                          "rivals": array(ref("tie"), maxItems=MAX_TIES_SHOWN)}, []),
             "possessed_by": STR,
             "policy": obj(
                 {

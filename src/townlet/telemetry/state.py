@@ -19,7 +19,6 @@ from townlet.world.relationships import FAMILIARITY, RIVALRY, TRUST
 if TYPE_CHECKING:
     from townlet.sim.simulation import Simulation
 
-TIES_SHOWN = 2  # top friends and top rivals per agent, as in observations
 
 
 def clock_text(tick_of_day: int, ticks_per_day: int) -> str:
@@ -57,6 +56,7 @@ class StateBuilder:
             for j in range(len(emp))
         ]
         self.option_labels = OPTIONS
+        self.ties_shown = sim.config.observations.social_top  # top friends and rivals, as agents observe them
         narrator = getattr(sim, "narration", None)
         self.private = bool(getattr(narrator, "privacy", False))
         # streamer privacy (SPEC 10)
@@ -255,7 +255,7 @@ class StateBuilder:
         ids = self.sim.world.agents.ids
         out: dict[str, Any] = {}
         for key, component in (("friends", TRUST), ("rivals", RIVALRY)):
-            chosen = [(other, v) for other, v in rel.top(slot, TIES_SHOWN, by=component) if v[component] > 0]
+            chosen = [(other, v) for other, v in rel.top(slot, self.ties_shown, by=component) if v[component] > 0]
             if chosen:
                 out[key] = [
                     {
