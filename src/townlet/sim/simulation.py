@@ -20,7 +20,7 @@ from townlet.lifecycle import Lifecycle
 from townlet.narration import Narrator
 from townlet.perturbations import Perturbations
 from townlet.policy.controller import OptionController
-from townlet.policy.options import DECISION_POINTS, OPTION_COUNT, Option
+from townlet.policy.options import DECISION_POINTS, OPTION_COUNT, Option, window_over
 from townlet.policy.primitives import PrimitiveRules
 from townlet.policy.scripted import OptionPolicy, RandomPolicy, ScriptedPolicy
 from townlet.rewards import Rewards
@@ -320,7 +320,7 @@ class Simulation(KeepsViews):
         option = a.option
         eating_or_sleeping = (option == GET_FED) | (option == SLEEP)
         busy = (option >= 0) & ~eating_or_sleeping
-        reconsider = periodic & busy & (option != GET_CLEAN) & (w.tick - a.option_started >= ctl.commitment)
+        reconsider = periodic & busy & (option != GET_CLEAN) & window_over.py_func(w.tick, a.option_started, ctl.commitment)
         due = a.alive & ~external & ((busy & critical) | reconsider)
         slots = due.nonzero()[0]
         if not len(slots):
