@@ -320,7 +320,8 @@ class Simulation(KeepsViews):
         option = a.option
         eating_or_sleeping = (option == GET_FED) | (option == SLEEP)
         busy = (option >= 0) & ~eating_or_sleeping
-        reconsider = periodic & busy & (option != GET_CLEAN) & window_over.py_func(w.tick, a.option_started, ctl.commitment)
+        over = window_over.py_func(w.tick, a.option_started, ctl.commitment)  # the commitment window's rule
+        reconsider = periodic & busy & (option != GET_CLEAN) & over
         due = a.alive & ~external & ((busy & critical) | reconsider)
         slots = due.nonzero()[0]
         if not len(slots):
