@@ -4,7 +4,7 @@ import { el, facts, fixed, $ } from "./dom.js";
 
 // Need colours follow the config's thresholds, served in /api/town (needs.ok_threshold, needs.critical).
 function needColors(town) {
-  const limits = (town && town.need_thresholds) || { ok: 0.7, critical: 0.85 };
+  const limits = town.need_thresholds;
   return [[limits.ok, "var(--good)"], [limits.critical, "var(--warn)"], [Infinity, "var(--bad)"]];
 }
 
