@@ -30,6 +30,7 @@ def test_viewers_get_the_vocabulary_and_the_configs_need_thresholds() -> None:
     sim = Simulation(load_config(overrides=["needs.ok_threshold=0.6", "needs.critical=0.9"]), seed=0)
     town = town_description(sim)
     assert {k: town[k] for k in vocabulary()} == vocabulary()
+    assert town["tiles"][0] and all(isinstance(row, str) for row in town["tiles"])  # the map rows, not the kinds
     assert town["need_thresholds"] == {"ok": 0.6, "critical": 0.9}
 
 

@@ -29,4 +29,4 @@ SOCIAL_REWARD_STAGES = ("OFF", "C1", "C2", "C3")
 def vocabulary() -> dict[str, list[str]]:
     """The vocabulary as JSON-ready lists, by name (what viewers are served)."""
     return {"needs": list(NEEDS), "options": list(OPTIONS), "activities": list(ACTIVITIES), "traits": list(TRAITS),
-            "weathers": list(WEATHERS), "tiles": list(TILES)}
+            "weathers": list(WEATHERS), "tile_kinds": list(TILES)}

@@ -45,7 +45,7 @@ def town_description(sim: Simulation) -> dict[str, Any]:
         "objects": [{"id": o.id, "type": o.type, "place": o.place, "x": o.x, "y": o.y} for o in town.objects],
         "ticks_per_day": int(w.ticks_per_day),
         "capacity": int(w.agents.capacity),
-        **vocabulary(),  # needs, options, activities, traits, weathers, tiles
+        **vocabulary(),  # needs, options, activities, traits, weathers, tile_kinds
         # deficit levels the viewer colours needs by: below ok fine, from ok to critical a warning, then bad
         "need_thresholds": {"ok": float(sim.config.needs.ok_threshold), "critical": float(sim.config.needs.critical)},
         "live_tick_seconds": float(sim.config.time.live_tick_seconds),
