@@ -161,7 +161,7 @@ def report(runs: list[Path], cards: dict[str, Path], base: Path | None, drift: f
         lines.append("| " + " | ".join([
             label, fmt(sp["ticks"]), fmt(sp["seconds"], 0), fmt(sp["ticks_per_s"], 0), fmt(ratio, 2),
             fmt(sp["collect_share"]), fmt(sp["policy_share"]), fmt(sp["learn_share"]), fmt(delta),
-            fmt(st["first_pass"]) if st else "—",
+            ("none" if st["first_pass"] is None else fmt(st["first_pass"])) if st else "—",
             f"{len(st['below_half'])} of {st['windows']}" if st else "—", stable or "—",
             (", ".join(targets(final, scripted_ss)) or "none") if final else "pending",
         ]) + " |")
