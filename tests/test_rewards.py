@@ -201,9 +201,20 @@ def test_social_rewards_by_stage(make_sim) -> None:
     assert got["C3"]["relationship"][3] == 0.0, "no ties, no quality term"
 
 
+@pytest.mark.parametrize("relationships", ["OFF", "A", "B", "C1"])
+def test_social_rewards_are_paid_from_relationship_stage_c(make_sim, relationships: str) -> None:
+    """social_rewards C3 pays chats only at relationship stages C1-C3 (B: observed, not rewarded)."""
+    sim = make_sim(agents=2, manual=True, overrides=["features.social_rewards=C3",
+                                                     f"features.relationships={relationships}"])
+    emit_next_tick(sim, EventKind.CHAT, agent=0, other=1, value=1.0)
+    sim.step()
+    paid = terms_of(sim, 0)["chat"]
+    assert paid == (pytest.approx(0.05) if relationships == "C1" else 0.0)
+
+
 def test_social_terms_are_ignored_while_a_need_is_critical(make_sim) -> None:
     """A successful chat pays nothing to an agent with a need above 0.85; its partner still gets paid."""
-    sim = make_sim(agents=2, manual=True, overrides=["features.social_rewards=C1"])
+    sim = make_sim(agents=2, manual=True, overrides=["features.social_rewards=C1", "features.relationships=C1"])
     sim.world.agents.needs[0, 1] = 0.9
     emit_next_tick(sim, EventKind.CHAT, agent=0, other=1, value=1.0)
     sim.step()

@@ -72,7 +72,8 @@ def replay(snapshot_path: str | Path, ticks: int, inputs: dict[int, list[dict[st
     swap, promote and roll back in an in-memory copy of ``registry``, never in the file.
     """
     from townlet.console.auth import Principal
-    from townlet.console.registry import REGISTRY, Context
+    from townlet.console.catalog import REGISTRY
+    from townlet.console.registry import Context
     from townlet.console.service import ConsoleService
     from townlet.sim import snapshot
     from townlet.training.live import LivePolicies
@@ -85,18 +86,22 @@ def replay(snapshot_path: str | Path, ticks: int, inputs: dict[int, list[dict[st
                                     monitor=False)
     applied, failed = 0, []
     start = sim.tick
+    def apply(rec: dict[str, Any]) -> None:
+        nonlocal applied
+        command = REGISTRY.get(rec["cmd"])
+        if command is None:
+            failed.append(f"tick {sim.tick}: unknown command {rec['cmd']}")
+            return
+        who = Principal(rec.get("principal") or "replay", rec.get("role") or "admin", "replay", 1 << 62)
+        try:
+            command.handler(Context(sim, who, service), command.parse(rec.get("args")))
+            applied += 1
+        except Exception as exc:  # noqa: BLE001 - reported: the replay diverges from the record
+            failed.append(f"tick {sim.tick}: {rec['cmd']} failed ({exc})")
+
     for _ in range(ticks):
-        for rec in inputs.get(sim.tick, ()):
-            command = REGISTRY.get(rec["cmd"])
-            if command is None:
-                failed.append(f"tick {sim.tick}: unknown command {rec['cmd']}")
-                continue
-            who = Principal(rec.get("principal") or "replay", rec.get("role") or "admin", "replay", 1 << 62)
-            try:
-                command.handler(Context(sim, who, service), command.parse(rec.get("args")))
-                applied += 1
-            except Exception as exc:  # noqa: BLE001 - reported: the replay diverges from the record
-                failed.append(f"tick {sim.tick}: {rec['cmd']} failed ({exc})")
+        for rec in inputs.get(sim.tick, ()):  # queued like the live console's: applied in the tick's commands phase
+            sim.enqueue(lambda world, rec=rec: apply(rec))
         sim.step()
     return {"from_tick": start, "to_tick": sim.tick, "inputs_applied": applied, "input_failures": failed,
             "policy": driving.to_dict(), "state_hash": sim.state_hash()}

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated, Literal
+from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-NeedName = Literal["hunger", "hygiene", "energy", "social"]
-NEED_NAMES: tuple[NeedName, ...] = ("hunger", "hygiene", "energy", "social")
-OPTION_NAMES = ("GetFed", "GetClean", "GoToWork", "ShopGroceries", "Sleep", "Socialise", "Idle")
-RELATIONSHIP_STAGES = ("OFF", "A", "B", "C1", "C2", "C3")
-SOCIAL_REWARD_STAGES = ("OFF", "C1", "C2", "C3")
+from townlet.config.vocabulary import NEEDS, OPTIONS, NeedName
+
+NEED_NAMES: tuple[NeedName, ...] = NEEDS  # the vocabulary's names, by the config models' old spelling
+OPTION_NAMES = OPTIONS
 
 Unit = Annotated[float, Field(ge=0.0, le=1.0)]
 Rate = Annotated[float, Field(ge=0.0, le=0.05)]

@@ -146,6 +146,14 @@ def _resolve(name: str, base: Path, field: str, source: Path | str) -> Path:
     return found.resolve()
 
 
+# Knobs added after configs (and the policies trained under them) existed, whose default reproduces what the
+# town did before: left out of the config_id while at that default, so adding one keeps every existing identity.
+NEUTRAL_DEFAULTS = (
+    "rewards.curiosity",
+    "options.night_energy",
+)
+
+
 def compute_config_id(config: TownletConfig, *files: Path) -> str:
     """Hash the behaviour-relevant config and the contents of its data files.
 
@@ -182,6 +190,13 @@ def compute_config_id(config: TownletConfig, *files: Path) -> str:
     for name in HASHED_WHEN_CHANGED:
         if body.get(name) == _DEFAULT_BODY[name]:
             del body[name]
+    for dotted in NEUTRAL_DEFAULTS:
+        *parents, leaf = dotted.split(".")
+        holder, model = body, config
+        for name in parents:
+            holder, model = holder[name], getattr(model, name)
+        if getattr(model, leaf) == type(model).model_fields[leaf].default:
+            del holder[leaf]
     digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode())
     for path in files:
         digest.update(path.read_bytes())

@@ -18,8 +18,6 @@ from pydantic import (
 from townlet.config.base import (  # noqa: F401 - re-exported: models is the one place to import from
     NEED_NAMES,
     OPTION_NAMES,
-    RELATIONSHIP_STAGES,
-    SOCIAL_REWARD_STAGES,
     Clock,
     Money,
     NeedName,
@@ -69,6 +67,7 @@ from townlet.config.stakes import (  # noqa: F401 - re-exported
     RewardsConfig,
     SocialRewardsConfig,
 )
+from townlet.config.vocabulary import RELATIONSHIP_STAGES, SOCIAL_REWARD_STAGES  # noqa: F401 - re-exported
 
 
 class FeaturesConfig(Strict):
@@ -94,6 +93,18 @@ class FeaturesConfig(Strict):
     def _yaml_off(cls, value: object) -> object:
         # YAML reads a bare OFF as the boolean false.
         return "OFF" if value is False else value
+
+    # The relationship stages (docs/configuration.md): OFF no ties; A ties tracked, not observed; B observed,
+    # not rewarded; C1-C3 observed, with the social need and the social rewards that social_rewards names.
+    @property
+    def ties_observed(self) -> bool:
+        """Whether agents see their ties (the social snippet and tie summaries): stages B and C."""
+        return self.relationships not in ("OFF", "A")
+
+    @property
+    def ties_rewarded(self) -> bool:
+        """Whether the social need grows and social rewards are paid: stages C1-C3."""
+        return self.relationships.startswith("C")
 
 
 class PathsConfig(Strict):
@@ -332,6 +343,7 @@ class OptionsConfig(Strict):
     )
     hygiene_trigger: Unit = 0.5
     energy_trigger: Unit = 0.7
+    night_energy: Unit = Field(0.15, description="energy deficit above which the scripted routine goes to bed at night")
     social_trigger: Unit = 0.6
     bedtime: Clock = "22:00"
     wake_time: Clock = "06:00"

@@ -244,6 +244,10 @@ class ServerConfig(Strict):
     catch_up_s: Annotated[float, Field(ge=0.0, le=60.0)] = Field(
         1.0, description="a loop this far behind its schedule stops catching up and starts afresh"
     )
+    stall_after_s: Annotated[float, Field(gt=0.0, le=3600.0)] = Field(
+        5.0, description="/healthz says stalled after no tick for this long or stall_after_ticks intervals, running"
+    )
+    stall_after_ticks: int = Field(20, ge=1, le=1_000_000, description="tick intervals with no tick that mean stalled")
     lag_samples: int = Field(4000, ge=10, le=1_000_000, description="recent tick lags kept for percentiles")
     console_timeout_s: Annotated[float, Field(gt=0.0, le=600.0)] = Field(
         10.0, description="how long the console API waits for the town to apply a command"

@@ -5,8 +5,8 @@ commands are applied at the next tick boundary in arrival order.
 """
 
 from townlet.console.auth import Principal, TokenAuthority
+from townlet.console.catalog import REGISTRY
 from townlet.console.errors import ERROR_CODES, CommandError
-from townlet.console.registry import REGISTRY
 from townlet.console.service import ConsoleService, Result
 
 __all__ = ["ERROR_CODES", "REGISTRY", "CommandError", "ConsoleService", "Principal", "Result", "TokenAuthority"]

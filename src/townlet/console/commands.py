@@ -21,7 +21,7 @@ from townlet.console.errors import (
     E_NOT_FOUND,
     CommandError,
 )
-from townlet.console.registry import REGISTRY, Args, Context
+from townlet.console.registry import Args, Context, Registry
 from townlet.policy.options import OPTION_LABELS, Option, option_mask
 from townlet.world.agents import Activity
 
@@ -30,7 +30,8 @@ Coordinate = Annotated[int, Field(ge=0, le=100_000)]
 Need = Literal["hunger", "hygiene", "energy", "social"]
 TieValue = Annotated[float, Field(ge=-1.0, le=1.0)]
 OptionName = Literal["GetFed", "GetClean", "GoToWork", "ShopGroceries", "Sleep", "Socialise", "Idle"]
-command = REGISTRY.command
+COMMANDS = Registry()  # joined into the console's registry by townlet.console.catalog
+command = COMMANDS.command
 
 
 def _agent_summary(ctx: Context, slot: int) -> dict[str, Any]:

@@ -15,12 +15,13 @@ from pydantic import Field, model_validator
 
 from townlet.console.commands import AgentArgs, AgentId
 from townlet.console.errors import E_CONFLICT, E_INVALID_ARG, E_NOT_FOUND, CommandError
-from townlet.console.registry import REGISTRY, Args, Context, NoArgs
+from townlet.console.registry import Args, Context, NoArgs, Registry
 from townlet.perturbations.kinds import KINDS
 from townlet.perturbations.schedule import PARAMS
 from townlet.world.events import EventKind
 
-command = REGISTRY.command
+COMMANDS = Registry()  # joined into the console's registry by townlet.console.catalog
+command = COMMANDS.command
 Duration = Annotated[int, Field(ge=1, le=1_000_000)]
 
 

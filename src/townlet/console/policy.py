@@ -20,7 +20,7 @@ from typing import Annotated, Any, Literal, Protocol
 from pydantic import Field, model_validator
 
 from townlet.console.errors import E_CONFLICT, E_NOT_FOUND, CommandError
-from townlet.console.registry import REGISTRY, Args, Context
+from townlet.console.registry import Args, Context, Registry
 
 # Letters, digits, '_' and '-' only: a hash, a prefix or a name, never a path.
 PolicyRef = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
@@ -64,7 +64,10 @@ class PolicyArgs(Args):
         return self
 
 
-@REGISTRY.command("policy", PolicyArgs, admin=False, admin_ops=("swap", "promote", "rollback"))
+COMMANDS = Registry()  # joined into the console's registry by townlet.console.catalog
+
+
+@COMMANDS.command("policy", PolicyArgs, admin=False, admin_ops=("swap", "promote", "rollback"))
 def policy_cmd(ctx: Context, args: PolicyArgs) -> dict[str, Any]:
     """Which policy drives (status); admins: swap, promote or roll back the driving policy."""
     desk: PolicyDesk | None = getattr(ctx.service, "policies", None)

@@ -92,10 +92,29 @@ class Command:
 
 
 class Registry:
-    """Commands by name."""
+    """Commands by name.
+
+    Each command module keeps its own (``COMMANDS``, filled by the :meth:`command` decorator);
+    :mod:`townlet.console.catalog` joins them, in a stated order, into the console's ``REGISTRY``.
+    """
 
     def __init__(self) -> None:
         self.commands: dict[str, Command] = {}
+
+    @classmethod
+    def joined(cls, *parts: Registry) -> Registry:
+        """One registry holding every command of ``parts``, in order.
+
+        Raises:
+            ValueError: a name two parts both define.
+        """
+        joined = cls()
+        for part in parts:
+            for name, cmd in part.commands.items():
+                if name in joined.commands:
+                    raise ValueError(f"command {name!r} registered twice")
+                joined.commands[name] = cmd
+        return joined
 
     def command(self, name: str, args: type[Args] = NoArgs, admin: bool = True,
                 admin_ops: tuple[str, ...] = ()) -> Callable[[Handler], Handler]:
@@ -121,8 +140,6 @@ class Registry:
         """Every command name, sorted."""
         return sorted(self.commands)
 
-
-REGISTRY = Registry()
 
 
 @dataclass

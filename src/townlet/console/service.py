@@ -27,12 +27,9 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from townlet.console import commands as _commands  # noqa: F401 - registers the world commands
-from townlet.console import controls as _controls  # noqa: F401 - registers the run commands
-from townlet.console import policy as _policy  # noqa: F401 - registers policy
-from townlet.console import snapshots as _snapshots  # noqa: F401 - registers snapshot and reload
 from townlet.console.audit import MAX_NAME, AuditLog
 from townlet.console.auth import Principal, TokenAuthority, console_paths
+from townlet.console.catalog import REGISTRY
 from townlet.console.errors import (
     E_CONFLICT,
     E_FORBIDDEN,
@@ -44,13 +41,14 @@ from townlet.console.errors import (
 )
 from townlet.console.limits import TokenBucket
 from townlet.console.possession import PossessionPolicy
-from townlet.console.registry import REGISTRY, Command, Context, Registry
+from townlet.console.registry import Command, Context, Registry
 
 if TYPE_CHECKING:
     from townlet.config.models import ConsoleConfig
     from townlet.sim.simulation import Simulation
     from townlet.telemetry.publisher import TelemetryPublisher
     from townlet.telemetry.state import StateBuilder
+    from townlet.world.events import Event
 
 __all__ = ["ConsoleService", "Result", "TokenBucket"]
 log = logging.getLogger("townlet.console")
@@ -228,9 +226,12 @@ class ConsoleService:
         """Submit and wait for the answer (for a caller on another thread than the tick loop)."""
         return self.submit(token, payload).result(timeout)
 
-    def flush(self) -> None:
-        """Apply everything queued now, outside a tick (a paused live loop answers commands with this)."""
-        self.sim._apply_commands()
+    def flush(self) -> list[Event]:
+        """Apply everything queued now, outside a tick (a paused live loop answers commands with this).
+
+        Returns the events the commands emitted (see :meth:`Simulation.apply_pending`).
+        """
+        return self.sim.apply_pending()
 
     # -- applying -----------------------------------------------------------------------------------
 

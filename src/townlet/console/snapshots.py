@@ -13,10 +13,11 @@ from typing import Annotated, Any, Literal
 from pydantic import Field
 
 from townlet.console.errors import E_CONFLICT, E_INVALID_ARG, E_NOT_FOUND, CommandError
-from townlet.console.registry import REGISTRY, Args, Context
+from townlet.console.registry import Args, Context, Registry
 
 FileName = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.-]+\.snap$")]
-command = REGISTRY.command
+COMMANDS = Registry()  # joined into the console's registry by townlet.console.catalog
+command = COMMANDS.command
 
 
 class SnapshotArgs(Args):

@@ -209,11 +209,7 @@ class BatchedTowns(KeepsViews):
         """Reset every town (town ``i`` gets seed ``seed + i``); return ``(obs, masks)``."""
         if seed is not None:
             self.seed = int(seed)
-        if self._pool is not None:
-            self._pool.send("reset", self.seed)
-        reset_towns(self.towns, self.arrays, self.seed)
-        if self._pool is not None:
-            self._pool.gather()
+        self._alongside("reset", reset_towns, self.towns, self.arrays, self.seed)
         return self.obs, self.masks
 
     def step(self, actions: np.ndarray, limit: np.ndarray | None = None,
@@ -228,12 +224,24 @@ class BatchedTowns(KeepsViews):
             raise ValueError(f"actions must have shape {(self.n_towns, self.capacity)}, got {actions.shape}")
         self.arrays["actions"][...] = actions
         self.arrays["limit"][...] = 0 if limit is None else limit
-        if self._pool is not None:
-            self._pool.send("step", self.seed)
-        step_towns(self.towns, self.arrays, self.n_towns, self.seed, self.autoreset, self.observer)
-        if self._pool is not None:
-            self._pool.gather()
+        self._alongside("step", step_towns, self.towns, self.arrays, self.n_towns, self.seed, self.autoreset,
+                        self.observer)
         return self.obs, self.masks, self.rewards, self.terminated, self.truncated
+
+    def _alongside(self, command: str, own: Any, *args: Any) -> None:
+        """Run ``command`` on the workers and ``own(*args)`` on this process's towns meanwhile.
+
+        The workers' answers are gathered even when this process's share raised, so the pool never holds
+        a pending command.
+        """
+        if self._pool is None:
+            own(*args)
+            return
+        self._pool.send(command, self.seed)
+        try:
+            own(*args)
+        finally:
+            self._pool.gather()
 
     def __getstate__(self) -> dict[str, Any]:
         if self._pool is not None:

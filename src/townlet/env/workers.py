@@ -11,12 +11,14 @@ of its own (a torch training loop, a server), as forking a threaded process is u
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import mmap
 import multiprocessing as mp
 import os
 import platform
 import time
+import traceback
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -29,6 +31,22 @@ SPIN_S = 0.005  # how long a waiting side polls before it blocks (see :func:`rec
 IDLE_POLL_S = 0.0005  # past that, how often an idle worker looks at its step counter
 SHARED_COUNTERS = platform.machine().lower() in ("x86_64", "amd64")  # see the module docstring
 ASKED, DONE, SEED = 0, 1, 2  # columns of WorkerPool.sync
+
+
+class WorkerError(RuntimeError):
+    """A batch worker failed: the message names the worker, its towns and the command, and carries its traceback.
+
+    The pool is closed when this is raised (the failed worker's towns are in an unknown state); build another
+    batch with the same arguments to go on.
+    """
+
+
+@dataclasses.dataclass(frozen=True)
+class _Failure:
+    """What a worker sends instead of an answer when a command raised: the formatted traceback."""
+
+    command: str
+    traceback: str
 
 
 def receive(conn: Connection) -> Any:
@@ -63,9 +81,11 @@ def _serve(conn: Connection, loaded: LoadedConfig, arrays: dict[str, np.ndarray]
     gc.freeze()  # its heap is long-lived: a full collection over it would stall every step of the batch
     conn.send("ready")
     busy = time.perf_counter()
+    command = "step"
     try:
         while True:
             if sync[ASKED] != sync[DONE]:
+                command = "step"
                 step_towns(cores, arrays, n_towns, int(sync[SEED]), autoreset, observer)
                 sync[DONE] = sync[ASKED]  # after the buffers: the parent reads them once it sees this
                 busy = time.perf_counter()
@@ -89,6 +109,11 @@ def _serve(conn: Connection, loaded: LoadedConfig, arrays: dict[str, np.ndarray]
                 break
     except (EOFError, KeyboardInterrupt):
         pass
+    except Exception:  # noqa: BLE001 - forwarded: the parent raises it as a WorkerError and closes the pool
+        try:
+            conn.send(_Failure(command, traceback.format_exc()))
+        except (BrokenPipeError, OSError):
+            pass
     finally:
         conn.close()
 
@@ -125,6 +150,8 @@ class WorkerPool:
         counters = mmap.mmap(-1, max(len(busy_shares), 1) * 3 * 8)
         self._maps.append(counters)
         self.sync = np.ndarray((len(busy_shares), 3), dtype=np.int64, buffer=counters)
+        self.shares = busy_shares
+        self._pending: str | None = None  # the command sent and not yet gathered
         self._stepping = False
         # As Python's docs advise before a fork: the children then leave the parent's objects (and their
         # pages) alone, and neither side's full collections walk them again.
@@ -141,9 +168,13 @@ class WorkerPool:
             child.close()
             self._conns.append(parent)
             self._procs.append(proc)
-        for conn in self._conns:
-            if conn.recv() != "ready":
-                raise RuntimeError("a batch worker failed to start")
+        for k, conn in enumerate(self._conns):
+            try:
+                ready = conn.recv()
+            except EOFError:
+                ready = _Failure("start", "(the worker exited without a word)")
+            if ready != "ready":
+                self._fail(k, ready if isinstance(ready, _Failure) else _Failure("start", repr(ready)))
 
     def call(self, command: str, seed: int) -> Any:
         """Send a command to every worker and wait for all; list answers are concatenated in town order."""
@@ -151,7 +182,18 @@ class WorkerPool:
         return self.gather()
 
     def send(self, command: str, seed: int) -> None:
-        """Start a command on every worker without waiting (collect the answers with :meth:`gather`)."""
+        """Start a command on every worker without waiting (collect the answers with :meth:`gather`).
+
+        Raises:
+            RuntimeError: a command is still pending (one :meth:`send`, then one :meth:`gather`), or the pool
+                is closed.
+        """
+        if not self._procs:
+            raise RuntimeError("WorkerPool.send: the pool is closed (after close() or a worker's failure)")
+        if self._pending is not None:
+            raise RuntimeError(f"WorkerPool.send({command!r}): {self._pending!r} is still pending; "
+                               "call gather() for its answers first")
+        self._pending = command
         if command == "step" and SHARED_COUNTERS:
             self.sync[:, SEED] = seed
             self.sync[:, ASKED] += 1  # after the actions and the seed: a worker reads them once it sees this
@@ -161,15 +203,39 @@ class WorkerPool:
             conn.send((command, seed))
 
     def gather(self) -> Any:
-        """Wait for every worker's answer to the last :meth:`send`; lists are concatenated in town order."""
+        """Wait for every worker's answer to the last :meth:`send`; lists are concatenated in town order.
+
+        Raises:
+            RuntimeError: nothing was sent.
+            WorkerError: a worker failed (its traceback in the message); the pool is closed.
+        """
+        if self._pending is None:
+            raise RuntimeError("WorkerPool.gather: nothing is pending (send a command first)")
         if self._stepping:
-            self._stepping = False
             self._wait_steps()
+            self._pending, self._stepping = None, False
             return None
-        answers = [receive(conn) for conn in self._conns]
+        answers = [self._answer(k, conn) for k, conn in enumerate(self._conns)]
+        self._pending = None
         if answers and isinstance(answers[0], list):
             return [x for part in answers for x in part]
         return None
+
+    def _answer(self, k: int, conn: Connection) -> Any:
+        try:
+            answer = receive(conn)
+        except (EOFError, OSError):
+            answer = _Failure(self._pending or "?", "(the worker exited without an answer)")
+        if isinstance(answer, _Failure):
+            self._fail(k, answer)
+        return answer
+
+    def _fail(self, k: int, failure: _Failure) -> None:
+        """Close the pool and raise the worker's failure with its traceback."""
+        towns = self.shares[k]
+        self.close()
+        raise WorkerError(f"batch worker {k} (towns {towns[0]}..{towns[-1]}) failed in {failure.command!r}; "
+                          f"its traceback:\n{failure.traceback.rstrip()}")
 
     def _wait_steps(self) -> None:
         """Poll the step counters until every worker is done (sleeping between polls after ``SPIN_S``)."""
@@ -179,11 +245,14 @@ class WorkerPool:
             os.sched_yield()  # a spinning process must not starve a worker that shares its CPU
             if time.perf_counter() > deadline:
                 time.sleep(IDLE_POLL_S)
-                if not all(proc.is_alive() for proc in self._procs):
-                    raise RuntimeError("a batch worker died while stepping")
+                for k, (conn, proc) in enumerate(zip(self._conns, self._procs, strict=True)):
+                    if asked[k] != done[k] and (conn.poll(0) or not proc.is_alive()):
+                        self._answer(k, conn)  # a failure's traceback, or the worker's end
+                        self._fail(k, _Failure("step", "(the worker died while stepping)"))
 
     def close(self) -> None:
         """Stop the workers (the shared buffers stay readable until the batch is dropped)."""
+        self._pending, self._stepping = None, False
         for conn in self._conns:
             try:
                 conn.send(("close", 0))

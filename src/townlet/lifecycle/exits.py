@@ -188,11 +188,3 @@ class Lifecycle:
             if arrival.due > world.tick or self.arrive(arrival.home) < 0:
                 waiting.append(arrival)  # not yet, or no free slot: try again next tick
         self.arrivals = waiting
-
-    def digest(self) -> bytes:
-        """Bytes of the lifecycle state (for ``Simulation.state_hash``)."""
-        state = (
-            self.mortality, self.exit_cap, self.spawn_delay, self.pending, self.arrivals, sorted(self.exits.items()),
-            self.arrived, self.day, self.exits_today, self.last_exit, self.suppressed_until,
-        )
-        return repr(state).encode() + self.triggers.digest()

@@ -147,11 +147,5 @@ class ExitTriggers:
         if neglected.any():
             fired.extend((int(s), "neglect") for s in neglected.nonzero()[0])
 
-    def digest(self) -> bytes:
-        """Bytes of the whole condition state (for ``Simulation.state_hash``)."""
-        return b"".join(
-            arr.tobytes() for arr in (self.notice_deadline, self.neglected_today, self.neglected_yesterday)
-        ) + np.int64(self.day).tobytes()
-
 
 __all__ = ["FACILITY_REASONS", "ExitTriggers"]

@@ -205,9 +205,3 @@ class Narrator:
         self.world.emit(EventKind.NARRATION, agent=agent, other=other, value=float(CATEGORIES.index(category)),
                         detail=text)
         return True
-
-    def digest(self) -> bytes:
-        """Bytes of the narrator's state (for ``Simulation.state_hash``)."""
-        state = (list(self.recent), sorted(self.published.items()), sorted(self.suppressed.items()),
-                 list(self._window), sorted(self._last_of.items()), sorted(self._held_up.items()))
-        return repr(state).encode()

@@ -14,19 +14,18 @@ from typing import TYPE_CHECKING, Any
 import numba
 import numpy as np
 
-from townlet.config.models import OPTION_NAMES
+from townlet.config.vocabulary import OPTIONS, WEATHERS
 from townlet.observations.embedding import embedding_table
 from townlet.observations.layout import ACTIVITIES, FeatureLayout
 from townlet.world.relationships import RIVALRY, TRUST
-from townlet.world.weather import WEATHER_STATES
 
 if TYPE_CHECKING:
     from townlet.world.state import World
 
 TAU = 2.0 * np.pi
-OPTION_COUNT = len(OPTION_NAMES)
+OPTION_COUNT = len(OPTIONS)
 ACTIVITY_COUNT = len(ACTIVITIES)
-WEATHER_COUNT = len(WEATHER_STATES)
+WEATHER_COUNT = len(WEATHERS)
 
 # Slots of the int64 ``spec`` array the kernel reads: block offsets (from the layout) and sizes (from config).
 (NEEDS, WALLET, ITEMS, TIME, JOB, OPTION, COMMIT, ACTIVITY, LAST, AFFORDANCES, CTX, WEATHER, PERSONALITY,
@@ -79,6 +78,11 @@ class CommonBlock:
         self.queue_of = np.full(cap, -1, dtype=np.int32)  # the object whose queue each slot stands in
         self.position = np.zeros(cap, dtype=np.int32)  # 1 = head of that queue
         self.queue_length = np.zeros(len(world.objects.tile), dtype=np.int32)  # per object
+        # Relationship stage A tracks ties but does not show them: the kernel reads an empty tie table instead
+        # (the layout is unchanged; the social snippet, tie summaries and rival flag read 0).
+        rel = world.relationships
+        self.ties = (rel.other, rel.values) if cfg.features.ties_observed else (
+            np.full_like(rel.other, -1), np.zeros_like(rel.values))
         self._queued: list[int] = []  # slots marked in queue_of / position
         self._lines: list[int] = []  # objects marked in queue_length
 
@@ -117,12 +121,13 @@ class CommonBlock:
             fresh: ``bool[capacity]`` slots whose agent is seen for the first time (their ``ctx_reset``).
         """
         w = self.world
-        a, g, rel, o = w.agents, w.grid, w.relationships, w.objects
+        a, g, o = w.agents, w.grid, w.objects
+        other, values = self.ties
         return (
             out, self.spec, self.scales, w.ticks_per_day,
             a.alive, fresh, a.needs, a.wallet, a.inventory, a.job, self.job_start, self.job_end,
             w.employment.arrived_day, a.option, a.option_started, a.activity, a.last_action, a.last_success,
-            a.last_duration, a.personality, rel.other, rel.values, w.identity.of_agent, self.embeddings,
+            a.last_duration, a.personality, other, values, w.identity.of_agent, self.embeddings,
             a.tile, g.width, g.height, w.occupancy, self.xy, self.counts, self.sat,
             a.home, w.utilities.power_on, w.utilities.water_on, self.queue_of, self.position, a.target_obj,
             o.reserved_by, o.user,

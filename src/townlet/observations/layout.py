@@ -11,17 +11,13 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from townlet.config.models import NEED_NAMES, OPTION_NAMES
+from townlet.config.vocabulary import ACTIVITIES, DIRECTIONS, OBSERVED_TRAITS, TARGETS, VARIANTS, WEATHERS
 
 if TYPE_CHECKING:
     from townlet.config.loader import LoadedConfig
     from townlet.world.state import World
 
-VARIANTS = ("full", "hybrid", "compact")
-TARGETS = ("shower", "fridge", "till", "home", "work")
-ACTIVITIES = ("idle", "moving", "queued", "using", "waiting")
-WEATHERS = ("sunny", "rainy", "cold")
-TRAITS = ("extroversion", "forgiveness", "ambition")
-DIRECTIONS = ("north", "east", "south", "west")
+TRAITS = OBSERVED_TRAITS
 STATIC_CHANNELS = ("blocked", "door", "outdoors", "queue_node")
 DYNAMIC_CHANNELS = ("agents", "busy", "queue_length")
 

@@ -296,10 +296,3 @@ class Perturbations:
         if rivalry[best] < self.cfg.min_rivalry:
             return None
         return int(best[0]), int(other[best])
-
-    def digest(self) -> bytes:
-        """Bytes of the schedule state (for ``Simulation.state_hash``)."""
-        state = (
-            self.enabled, self.active, self.scheduled, self.next_id, self.last_city_end, sorted(self.started.items())
-        )
-        return repr(state).encode() + self.cooldown_until.tobytes()

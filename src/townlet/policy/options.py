@@ -34,6 +34,7 @@ import numba
 import numpy as np
 
 from townlet.config.models import clock_to_tick
+from townlet.config.vocabulary import OPTIONS
 
 if TYPE_CHECKING:
     from townlet.world.state import World
@@ -52,7 +53,7 @@ class Option(IntEnum):
 
 
 OPTION_COUNT = len(Option)
-OPTION_LABELS = ("GetFed", "GetClean", "GoToWork", "ShopGroceries", "Sleep", "Socialise", "Idle")
+OPTION_LABELS = OPTIONS  # the vocabulary's option names, in Option order
 
 
 @lru_cache(maxsize=16)
@@ -213,6 +214,15 @@ def mask_row(row: np.ndarray, s: int, tod: int, meal_price: float, food_price: f
 
 
 @numba.njit(cache=True)
+def window_over(tick: Any, started: Any, commitment: Any) -> Any:
+    """The commitment window's one test: an option started at ``started`` may be left at ``tick``.
+
+    Compiled for the kernels; ``window_over.py_func`` is the same rule elementwise over NumPy arrays.
+    """
+    return tick - started >= commitment
+
+
+@numba.njit(cache=True)
 def mask_slot(row: np.ndarray, s: int, tick: int, tod: int, meal_price: float, food_price: float, fee: float,
               social: bool, critical_since: np.ndarray, point_at: np.ndarray, option: np.ndarray,
               started: np.ndarray, commitment: int,
@@ -226,7 +236,7 @@ def mask_slot(row: np.ndarray, s: int, tick: int, tod: int, meal_price: float, f
     elif not running:
         free = True
     else:
-        free = tick - started[s] >= commitment or (since != NEVER and started[s] < since)
+        free = window_over(tick, started[s], commitment) or (since != NEVER and started[s] < since)
     row[:] = 0
     if free:
         mask_row(row, s, tod, meal_price, food_price, fee, social, wallet, inventory, job, start, end, early, raw,

@@ -79,7 +79,7 @@ class ScriptedPolicy:
                 return Option.GET_CLEAN
             if leave_in <= 0:
                 return Option.GO_TO_WORK
-        if is_night(world, tod) and need[ENERGY] > 0.15 and ok(Option.SLEEP):
+        if is_night(world, tod) and need[ENERGY] > cfg.night_energy and ok(Option.SLEEP):
             if need[HUNGER] >= cfg.hunger_trigger and ok(Option.GET_FED):
                 return Option.GET_FED
             return Option.SLEEP

@@ -41,7 +41,7 @@ if TYPE_CHECKING:
 
 TERMS = (
     "homeostasis", "need_threshold", "shaping", "survival", "wage", "punctuality", "faint", "eviction", "terminal",
-    "chat", "conflict", "relationship", "guardrails",
+    "chat", "conflict", "relationship", "curiosity", "guardrails",
 )
 SOCIAL_TERMS = ("chat", "conflict", "relationship")
 STAGE_LEVEL = {"OFF": 0, "C1": 1, "C2": 2, "C3": 3}
@@ -78,7 +78,8 @@ class Rewards:
         breakdown: Term -> ``float32[C]`` for the last tick; the terms of a slot sum to ``last``.
         episode_return: ``float32[C]`` clipped return since the slot's agent arrived (reset at spawn).
         stats: Running mean/std of every reward handed out (living and leaving agents).
-        stage: Social reward stage (0 OFF, 1 C1, 2 C2, 3 C3).
+        stage: Social reward stage (0 OFF, 1 C1, 2 C2, 3 C3); 0 below relationship stage C (B: not rewarded).
+        uses: ``int32[C, affordances]`` completions of each affordance by the slot's agent (curiosity on).
         punctuality_peak: The punctuality bonus after its cap.
         skipped_meal_pain: The cap's yardstick (see :func:`skipped_meal_pain`).
     """
@@ -89,7 +90,12 @@ class Rewards:
         cap = world.agents.capacity
         self.tpd = world.ticks_per_day
         self.weights = np.array([getattr(cfg.homeostasis, n) for n in NEED_NAMES], dtype=np.float32)
-        self.stage = STAGE_LEVEL[world.config.features.social_rewards]
+        features = world.config.features
+        self.stage = STAGE_LEVEL[features.social_rewards] if features.ties_rewarded else 0  # B: not rewarded
+        self.curious = features.curiosity == "on"
+        self._relevant = _RELEVANT | {EventKind.AFFORDANCE_COMPLETED} if self.curious else _RELEVANT
+        self._aff_index = {aff.id: aff.index for aff in world.manifest.affordances}
+        self.uses = np.zeros((cap, len(self._aff_index) if self.curious else 0), dtype=np.int32)  # completions
         self.last = np.zeros(cap, dtype=np.float32)
         self._terms = np.zeros((len(TERMS), cap), dtype=np.float32)  # one row per term, zeroed in one go
         self.breakdown = {term: self._terms[i] for i, term in enumerate(TERMS)}
@@ -121,6 +127,7 @@ class Rewards:
             born = (alive & (a.spawn_tick == tick)).nonzero()[0]
             self.episode_return[born] = 0.0
             self.trigger_tick[born] = -(10**9)
+            self.uses[born] = 0
         hom = bd["homeostasis"]
         _living_terms(self._terms, a.needs, alive, self._neg_weights, self._ok, self._threshold_penalty,
                       self._survival)
@@ -153,7 +160,7 @@ class Rewards:
         exited: list[int] = []
         for e in world.events:
             kind = e.kind
-            if kind not in _RELEVANT:
+            if kind not in self._relevant:
                 continue
             if kind in _TRIGGERS:
                 self.trigger_tick[e.agent] = tick
@@ -165,6 +172,11 @@ class Rewards:
                 elif kind is EventKind.AGENT_EXIT:
                     bd["terminal"][e.agent] -= cfg.terminal_penalty
                     exited.append(e.agent)
+            elif kind is EventKind.AFFORDANCE_COMPLETED:  # only with curiosity on
+                uses = self.uses[e.agent]
+                index = self._aff_index[e.detail]
+                uses[index] += 1
+                bd["curiosity"][e.agent] += cfg.curiosity / math.sqrt(uses[index])
             elif kind is EventKind.SHIFT_ARRIVED:
                 bd["punctuality"][e.agent] += self.punctuality(world, e.agent)
             elif stage >= 1 and kind is EventKind.CHAT:
@@ -198,12 +210,6 @@ class Rewards:
         )
         self._return_bound = bound if clip_episode else self._return_bound + cfg.clip_tick
         self.stats.update_sums(counted, total, squares)
-
-    def digest(self) -> bytes:
-        """Bytes of the reward state (for ``Simulation.state_hash``)."""
-        parts = (self.last, self.episode_return, self.trigger_tick, self.potential, np.int64(self.last_trigger),
-                 np.float64(self._return_bound))
-        return b"".join(arr.tobytes() for arr in parts) + repr(self.stats.state()).encode()
 
 
 HOMEOSTASIS, NEED_THRESHOLD, SURVIVAL = (TERMS.index(t) for t in ("homeostasis", "need_threshold", "survival"))

@@ -123,16 +123,15 @@ class ViewerHub:
 def create_app(live: LiveTown, secure: bool = False) -> FastAPI:
     """The FastAPI app serving ``live`` (started and stopped with the app's lifespan).
 
+    Routes come in groups, each added by its own function: pages (``/``, ``/api/town``), health (``/healthz``,
+    ``/metrics``), the console (``POST /api/console``) and the telemetry stream (``/ws/telemetry``).
+
     Args:
         live: The live town.
         secure: Whether the server speaks TLS (pages are then ``https`` and the stream ``wss``).
     """
     cfg = live.cfg
     results = ResultCounter()
-    proxies = proxy_networks(cfg.trusted_proxies)
-    rates = [x.per_second for x in (cfg.auth_failures, live.sim.config.console.rate_limit) if x.per_second > 0]
-    retry_after = {"retry-after": str(max(1, math.ceil(1.0 / min(rates, default=1.0))))}  # one token's refill
-    town = town_description(live.sim)
     hub: dict[str, ViewerHub] = {}
 
     @asynccontextmanager
@@ -153,10 +152,28 @@ def create_app(live: LiveTown, secure: bool = False) -> FastAPI:
                            allow_headers=["Authorization", "Content-Type"], max_age=600)
     app.add_middleware(HostGuard, bound_host=cfg.host, allowed_hosts=list(cfg.allowed_hosts))
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    _page_routes(app, live)
+    _health_routes(app, live, results)
+    _console_route(app, live, results)
+    _telemetry_route(app, live, hub, secure)
+    return app
+
+
+def _page_routes(app: FastAPI, live: LiveTown) -> None:
+    """``/`` (the viewer) and ``/api/town`` (the static map and what the viewer draws with)."""
+    town = town_description(live.sim)
 
     @app.api_route("/", methods=["GET", "HEAD"], include_in_schema=False)
     async def index() -> FileResponse:
         return FileResponse(STATIC_DIR / "index.html", headers={"cache-control": "no-cache"})
+
+    @app.get("/api/town")
+    async def town_map() -> JSONResponse:
+        return JSONResponse(town, headers={"cache-control": "no-cache"})
+
+
+def _health_routes(app: FastAPI, live: LiveTown, results: ResultCounter) -> None:
+    """``/healthz`` (503 unless ok) and ``/metrics`` (Prometheus text)."""
 
     @app.api_route("/healthz", methods=["GET", "HEAD"])
     async def healthz() -> JSONResponse:
@@ -167,9 +184,13 @@ def create_app(live: LiveTown, secure: bool = False) -> FastAPI:
     async def prometheus() -> Response:
         return Response(metrics.render(live, results.snapshot()), media_type=metrics.CONTENT_TYPE)
 
-    @app.get("/api/town")
-    async def town_map() -> JSONResponse:
-        return JSONResponse(town, headers={"cache-control": "no-cache"})
+
+def _console_route(app: FastAPI, live: LiveTown, results: ResultCounter) -> None:
+    """``POST /api/console``: rate limit and token first, then a bounded body, then the queued command's answer."""
+    cfg = live.cfg
+    proxies = proxy_networks(cfg.trusted_proxies)
+    rates = [x.per_second for x in (cfg.auth_failures, live.sim.config.console.rate_limit) if x.per_second > 0]
+    retry_after = {"retry-after": str(max(1, math.ceil(1.0 / min(rates, default=1.0))))}  # one token's refill
 
     @app.post("/api/console")
     async def console(request: Request) -> Response:
@@ -208,6 +229,11 @@ def create_app(live: LiveTown, secure: bool = False) -> FastAPI:
             return _answer(results, body_out, status=504)
         return _answer(results, result, _refusal_headers(result["code"], retry_after))
 
+
+def _telemetry_route(app: FastAPI, live: LiveTown, hub: dict[str, ViewerHub], secure: bool) -> None:
+    """``/ws/telemetry``: origin check, a viewer cap, then the stream (the hub exists once the app started)."""
+    cfg = live.cfg
+
     @app.websocket("/ws/telemetry")
     async def telemetry(ws: WebSocket) -> None:
         origin = ws.headers.get("origin")
@@ -237,8 +263,6 @@ def create_app(live: LiveTown, secure: bool = False) -> FastAPI:
             live.viewers.unsubscribe(cursor)
             with contextlib.suppress(Exception):
                 await ws.close()
-
-    return app
 
 
 async def _read_body(request: Request, limit: int) -> bytes | None:

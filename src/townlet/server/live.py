@@ -264,10 +264,7 @@ class LiveTown:
 
     def _between_ticks(self) -> None:
         """Apply queued commands now (paused) and publish the amended state as a fresh snapshot."""
-        w = self.sim.world
-        w.events = []  # the last tick's events went out with it; keep only what the commands emit
-        self.console.flush()
-        batch = self.publisher.encoder.amend(w.events)
+        batch = self.publisher.encoder.amend(self.console.flush())
         for transport in self.publisher.transports:
             transport.put(batch)
         self._notify()
@@ -287,7 +284,7 @@ class LiveTown:
         if self.error is not None or (self._thread is not None and not self.alive and not self._stopping):
             status = "error"
         elif not clock.paused and self.alive:
-            allowed = max(5.0, 20 * clock.interval())
+            allowed = max(self.cfg.stall_after_s, self.cfg.stall_after_ticks * clock.interval())
             if (since if since is not None else now - self.started_at) > allowed:
                 status = "stalled"
         out: dict[str, Any] = {

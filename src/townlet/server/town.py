@@ -8,9 +8,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from townlet.config.models import NEED_NAMES
 from townlet.config.town_map import TileKind
-from townlet.policy.options import OPTION_LABELS
+from townlet.config.vocabulary import vocabulary
 from townlet.telemetry.schema import SCHEMA_ID
 
 if TYPE_CHECKING:
@@ -29,7 +28,7 @@ TILE_CHARS = {
 
 
 def town_description(sim: Simulation) -> dict[str, Any]:
-    """Map, places, objects and the vocabularies a viewer needs to draw and label the town."""
+    """Map, places, objects, the vocabulary (:mod:`townlet.config.vocabulary`) and the need thresholds."""
     w = sim.world
     town = w.town
     chars = [TILE_CHARS[TileKind(k)] for k in range(len(TileKind))]
@@ -46,7 +45,8 @@ def town_description(sim: Simulation) -> dict[str, Any]:
         "objects": [{"id": o.id, "type": o.type, "place": o.place, "x": o.x, "y": o.y} for o in town.objects],
         "ticks_per_day": int(w.ticks_per_day),
         "capacity": int(w.agents.capacity),
-        "needs": list(NEED_NAMES),
-        "options": list(OPTION_LABELS),
+        **vocabulary(),  # needs, options, activities, traits, weathers, tile_kinds
+        # deficit levels the viewer colours needs by: below ok fine, from ok to critical a warning, then bad
+        "need_thresholds": {"ok": float(sim.config.needs.ok_threshold), "critical": float(sim.config.needs.critical)},
         "live_tick_seconds": float(sim.config.time.live_tick_seconds),
     }

@@ -28,6 +28,7 @@ import base64
 import collections
 import dataclasses
 import enum
+import json
 import math
 import re
 import sys
@@ -88,8 +89,12 @@ def _float(value: float) -> Any:
     return value if math.isfinite(value) else {TAG: "float", "v": repr(value)}
 
 
-def encode(value: Any) -> tuple[Any, list[np.ndarray]]:
+def encode(value: Any, canonical: bool = False) -> tuple[Any, list[np.ndarray]]:
     """A JSON-ready document for ``value`` and the arrays it refers to (see the module docstring).
+
+    ``canonical`` sorts the items of sets and the keys of unordered dicts by their encoding, so equal ones
+    encode alike whatever order they were built in (for strings it can depend on the process's hash seed);
+    the state hash uses it.
 
     Raises:
         FormatError: a value :func:`plain` would refuse.
@@ -119,14 +124,20 @@ def encode(value: Any) -> tuple[Any, list[np.ndarray]]:
         if kind is list:
             return [enc(x) for x in v]
         if kind in _SEQUENCES:
-            out = {TAG: _SEQUENCES[kind], "v": [enc(x) for x in v]}
+            items = [enc(x) for x in v]
+            if canonical and kind in (set, frozenset):
+                items.sort(key=lambda item: json.dumps(item, sort_keys=True))
+            out = {TAG: _SEQUENCES[kind], "v": items}
             if kind is collections.deque:
                 out["maxlen"] = v.maxlen
             return out
         if kind is dict and all(type(k) is str for k in v) and TAG not in v:
             return {k: enc(x) for k, x in v.items()}
         if kind in _DICT_KINDS:
-            out = {TAG: "dict", "kind": _DICT_KINDS[kind], "v": [[enc(k), enc(x)] for k, x in v.items()]}
+            pairs = [[enc(k), enc(x)] for k, x in v.items()]
+            if canonical and kind is not collections.OrderedDict:
+                pairs.sort(key=lambda pair: json.dumps(pair[0], sort_keys=True))
+            out = {TAG: "dict", "kind": _DICT_KINDS[kind], "v": pairs}
             if kind is collections.defaultdict:
                 out["factory"] = next(n for n, f in _FACTORIES.items() if f is v.default_factory)
             return out

@@ -29,7 +29,19 @@ SKIP = frozenset({
     "recorded_policy",  # the snapshot's policy section, read back for the resolver (sim/driving.py)
     "timings",  # wall-clock tick timings of this process (sim/timings.py), not town state
     "sidecars", "sidecar_pending",  # state beside the simulation: sections of their own (sim/sidecars.py)
+    "after_step",  # callbacks of this process (console, telemetry): plain only while empty, never town state
 })
+
+
+# Attribute paths of process machinery: the policy object and any wrapper around it (the console's possession),
+# which hold configuration and who drives, not town state. Captured when present, restored where they fit,
+# and left out of the state hash.
+MACHINERY = ("sim.policy",)
+
+
+def machinery(path: str) -> bool:
+    """Whether the component at ``path`` is process machinery (:data:`MACHINERY`) rather than town state."""
+    return path.startswith(MACHINERY)
 
 
 class ComponentError(ValueError):
@@ -88,6 +100,11 @@ def capture_components(sim: Simulation) -> dict[str, dict[str, Any]]:
     return state
 
 
+def town_components(sim: Simulation) -> dict[str, dict[str, Any]]:
+    """:func:`capture_components` without the process machinery: the components' part of the state hash."""
+    return {path: plain for path, plain in capture_components(sim).items() if not machinery(path)}
+
+
 def restore_into(current: Any, saved: Any) -> Any:
     """Copy ``saved`` into ``current`` in place where possible (keeps aliases such as array views)."""
     if isinstance(current, np.ndarray) and isinstance(saved, np.ndarray):
@@ -131,7 +148,7 @@ def restore_components(sim: Simulation, saved: Any) -> None:
     found = components(sim, settings)
     for path, plain in saved.items():
         obj = found.get(path)
-        loose = path.startswith("sim.policy")  # policy wrappers (console possession) are process machinery
+        loose = machinery(path)
         if obj is None:
             if loose or any(path == s or path.startswith(f"{s}.") for s in settings):
                 continue  # config a snapshot written before issue 19 captured: the loading config's stands

@@ -8,7 +8,6 @@ observations, telemetry) insert their own timed phases with :meth:`Simulation.ad
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,7 +20,7 @@ from townlet.lifecycle import Lifecycle
 from townlet.narration import Narrator
 from townlet.perturbations import Perturbations
 from townlet.policy.controller import OptionController
-from townlet.policy.options import DECISION_POINTS, OPTION_COUNT, Option
+from townlet.policy.options import DECISION_POINTS, OPTION_COUNT, Option, window_over
 from townlet.policy.primitives import PrimitiveRules
 from townlet.policy.scripted import OptionPolicy, RandomPolicy, ScriptedPolicy
 from townlet.rewards import Rewards
@@ -160,6 +159,21 @@ class Simulation(KeepsViews):
     def enqueue(self, command: Callable[[World], Any]) -> None:
         """Queue a change to apply at the start of the next tick (in arrival order)."""
         self.commands.append(command)
+
+    def apply_pending(self) -> list[Event]:
+        """Apply the queued commands now, between two ticks (how a paused town answers its console).
+
+        Returns the events they emitted. ``world.events`` keeps showing the last tick's events, and the
+        returned ones are not part of the next tick's: publish them with the amended state
+        (:meth:`townlet.telemetry.encoder.TelemetryEncoder.amend`).
+        """
+        w = self.world
+        last, w.events = w.events, []
+        try:
+            self._apply_commands()
+            return w.events
+        finally:
+            w.events = last
 
     def step(self, actions: np.ndarray | None = None) -> TickResult:
         """Simulate one tick.
@@ -308,7 +322,8 @@ class Simulation(KeepsViews):
         option = a.option
         eating_or_sleeping = (option == GET_FED) | (option == SLEEP)
         busy = (option >= 0) & ~eating_or_sleeping
-        reconsider = periodic & busy & (option != GET_CLEAN) & (w.tick - a.option_started >= ctl.commitment)
+        over = window_over.py_func(w.tick, a.option_started, ctl.commitment)  # the commitment window's rule
+        reconsider = periodic & busy & (option != GET_CLEAN) & over
         due = a.alive & ~external & ((busy & critical) | reconsider)
         slots = due.nonzero()[0]
         if not len(slots):
@@ -341,36 +356,13 @@ class Simulation(KeepsViews):
     # -- identity -----------------------------------------------------------------------------------
 
     def state_hash(self) -> str:
-        """A digest of the whole mutable state: equal for equal config, seed and inputs."""
-        w = self.world
-        h = hashlib.blake2b(digest_size=16)
-        h.update(np.int64(w.tick).tobytes())
-        a = w.agents
-        for name, value in sorted(vars(a).items()):
-            if isinstance(value, np.ndarray):
-                h.update(name.encode())
-                h.update(np.ascontiguousarray(value).tobytes())
-        h.update(repr(a.ids).encode())
-        o = w.objects
-        for arr in (o.reserved_by, o.reserved_at, o.user):
-            h.update(arr.tobytes())
-        h.update(repr(o.queue).encode())
-        h.update(repr(sorted(o.cooldown.items())).encode())
-        e = w.economy
-        h.update(repr((sorted(e.prices.items()), sorted(e.stock.items()), sorted(e.till.items()), e.treasury)).encode())
-        emp = w.employment
-        jobs = (emp.holder, emp.arrived_day, emp.scheduled, emp.attended, emp.late, emp.absent, emp.wage_per_tick)
-        for column in jobs:
-            h.update(column.tobytes())
-        h.update(w.relationships.other.tobytes())
-        h.update(w.relationships.values.tobytes())
-        h.update(bytes([w.weather.state]))
-        h.update(w.utilities.power_on.tobytes())
-        h.update(w.utilities.water_on.tobytes())
-        h.update(w.place_open.tobytes())
-        h.update(e.last_wage.tobytes())
-        for part in (self.perturbations, self.lifecycle, self.rewards, self.narration, self.controller.memory):
-            h.update(part.digest())
-        h.update(repr(self.rng.state()).encode())
-        return h.hexdigest()
+        """A digest of the whole town state: equal for equal config, seed and inputs.
+
+        Derived from the snapshot capture (:func:`townlet.sim.snapshot.state_hash`): whatever a snapshot saves
+        is hashed; process machinery (timings, the driving policy) is out by the same rules that keep it out
+        of snapshots.
+        """
+        from townlet.sim import snapshot  # snapshot's sections name this class: imported once both exist
+
+        return snapshot.state_hash(self)
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -73,25 +74,33 @@ class Section:
         name: Its key in the state (and in migrations).
         capture: Returns the section's plain data (anything :func:`townlet.sim.codec.plain` accepts).
         restore: Puts captured data back into a freshly built simulation of the same config.
+        hashed: What :func:`state_hash` reads of the section: its capture (the default), a narrower view
+            without process machinery, or nothing (None: what a snapshot keeps about the process running the
+            town, such as which policy drives).
     """
 
     name: str
     capture: Callable[[Simulation], Any]
     restore: Callable[[Simulation, Any], None]
+    hashed: Callable[[Simulation], Any] | None = None
 
 
 SECTIONS: dict[str, Section] = {}
 
 
 def register_section(name: str, capture: Callable[[Simulation], Any],
-                     restore: Callable[[Simulation, Any], None]) -> Section:
+                     restore: Callable[[Simulation, Any], None],
+                     hashed: bool | Callable[[Simulation], Any] = True) -> Section:
     """Add a section to every snapshot written from now on; restored after those registered before it.
 
     A file without the section (written before it existed) leaves that state as a fresh town has it.
+    ``hashed`` says what :func:`state_hash` reads: the capture (True), a view of it without process
+    machinery (a function), or nothing (False: an operational section, not town state).
     """
     if name in SECTIONS:
         raise ValueError(f"snapshot section {name!r} registered twice")
-    section = SECTIONS[name] = Section(name, capture, restore)
+    view = (capture if hashed else None) if isinstance(hashed, bool) else hashed
+    section = SECTIONS[name] = Section(name, capture, restore, view)
     return section
 
 
@@ -130,18 +139,40 @@ def _restore_rng(sim: Simulation, saved: Any) -> None:
 
 
 register_section("grid_fields", _capture_fields, _restore_fields)
-register_section("components", components.capture_components, _restore_components)
+register_section("components", components.capture_components, _restore_components,
+                 hashed=components.town_components)
 register_section("rng", lambda sim: sim.rng.state(), _restore_rng)
-register_section("policy", driving.capture, driving.restore)
-for _name in sidecars.NAMES:  # telemetry sequence and live stability windows, kept beside the simulation
+# Which policy drives is an input to the town (the identity block's policy_hash names it), not its state.
+register_section("policy", driving.capture, driving.restore, hashed=False)
+for _name in sidecars.NAMES:  # telemetry sequence and live stability windows: beside the town, not its state
     register_section(_name, functools.partial(sidecars.capture, name=_name),
-                     functools.partial(sidecars.restore, name=_name))
+                     functools.partial(sidecars.restore, name=_name), hashed=False)
 
 
 def capture(sim: Simulation) -> dict[str, Any]:
     """The simulation's whole mutable state as plain data, by section (a copy detached from the live objects)."""
     doc, arrays = codec.encode({name: section.capture(sim) for name, section in SECTIONS.items()})
     return codec.decode(doc, [a.copy() for a in arrays])
+
+
+def state_hash(sim: Simulation) -> str:
+    """A digest of the town's state: every hashed section as a snapshot captures it.
+
+    The one definition of "the state" is the capture itself, so whatever a snapshot saves is hashed and
+    nothing can be left out by hand. Only process machinery is left out, by the rules that already keep it
+    out of snapshots or apart in them: a section's ``hashed`` view (the driving policy, the policy objects
+    and their console wrapper) and :data:`components.SKIP` (tick timings, callbacks). The typed JSON is
+    canonical (object keys, set items and unordered dict keys sorted) so equal states hash alike whatever
+    order they were built in and whatever the process's string-hash seed; arrays add dtype, shape and bytes.
+    """
+    town = {name: s.hashed(sim) for name, s in SECTIONS.items() if s.hashed is not None}
+    doc, arrays = codec.encode(town, canonical=True)
+    h = hashlib.blake2b(digest_size=16)
+    h.update(json.dumps(doc, sort_keys=True, separators=(",", ":"), allow_nan=False).encode())
+    for array in arrays:
+        h.update(f"{array.dtype.str}{array.shape}".encode())
+        h.update(array.tobytes())
+    return h.hexdigest()
 
 
 def restore(sim: Simulation, state: dict[str, Any]) -> None:

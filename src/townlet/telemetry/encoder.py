@@ -7,6 +7,7 @@ that only the stream knows: recent narration lines and rolling KPI windows (``st
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections import deque
 from collections.abc import Callable
@@ -15,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from townlet.narration.templates import CATEGORIES
+from townlet.sim.kpis import WindowStats
 from townlet.sim.sidecars import capture_fields, check_fields, restore_fields
 from townlet.telemetry.diff import make_patch
 from townlet.telemetry.outbox import Batch
@@ -28,6 +30,8 @@ if TYPE_CHECKING:
     from townlet.sim.simulation import Simulation
     from townlet.world.state import World
 
+_STATS = tuple(f.name for f in dataclasses.fields(WindowStats))  # the open window's counts, as a snapshot holds them
+
 
 class KpiWindows:
     """Rolling KPI windows of a fixed length, folded tick by tick from the state and the events.
@@ -36,8 +40,8 @@ class KpiWindows:
     (:attr:`TelemetryEncoder.stability_source`).
     """
 
-    FIELDS = ("window", "start", "base_agent_ticks", "base_need_ok", "arrivals", "late", "collapses", "exits",
-              "option_starts", "chats", "windows", "closed", "section")  # what a snapshot carries
+    FIELDS = ("window", "base_agent_ticks", "base_need_ok", "windows", "closed", "section")  # a snapshot carries
+    # these and the open window's counts (``stats``, see :meth:`TelemetryEncoder.sidecar_state`)
 
     def __init__(self, world: World, kpis: KpiTracker, window: int) -> None:
         self.window = window
@@ -50,46 +54,35 @@ class KpiWindows:
         self.section: dict[str, Any] = {"window_ticks": window, "windows": 0}
 
     def _reset(self, start: int) -> None:
-        self.start = start
+        self.stats = WindowStats(start=start)
         # need health comes from the KPI tracker's running totals (differences at the window's ends)
         self.base_agent_ticks, self.base_need_ok = self.kpis.agent_ticks, self.kpis.need_ok_ticks
-        self.arrivals = self.late = 0
-        self.collapses = self.exits = self.option_starts = self.chats = 0
 
     def fold(self, world: World, events: list[Event]) -> None:
         """Add one tick (after the KPI phase has folded it); close the window on its last tick."""
+        stats, late_after = self.stats, self.punctuality
         for e in events:
-            kind = e.kind
-            if kind is EventKind.OPTION_STARTED:
-                self.option_starts += 1
-            elif kind is EventKind.SHIFT_ARRIVED:
-                self.arrivals += 1
-                self.late += e.value > self.punctuality
-            elif kind is EventKind.CHAT:
-                self.chats += 1
-            elif kind is EventKind.COLLAPSE:
-                self.collapses += 1
-            elif kind is EventKind.AGENT_EXIT:
-                self.exits += 1
+            stats.count(e, late_after)
         if world.tick % self.window == self.window - 1:
             self._close(world.tick)
 
     def _close(self, end: int) -> None:
-        at = self.kpis.agent_ticks - self.base_agent_ticks
-        need_ok = self.kpis.need_ok_ticks - self.base_need_ok
+        s = self.stats
+        s.agent_ticks = at = self.kpis.agent_ticks - self.base_agent_ticks
+        s.need_ok_ticks = self.kpis.need_ok_ticks - self.base_need_ok
         self.closed.appendleft(
             {
-                "start": self.start,
+                "start": s.start,
                 "end": end,
                 "agent_ticks": at,
-                "need_ok_share": round(need_ok / at, 4) if at else 1.0,
-                "lateness": round(self.late / self.arrivals, 4) if self.arrivals else 0.0,
-                "arrivals": self.arrivals,
-                "late_arrivals": int(self.late),
-                "collapses": self.collapses,
-                "exits": self.exits,
-                "option_starts_per_agent_day": round(self.option_starts * self.ticks_per_day / at, 4) if at else 0.0,
-                "chats": self.chats,
+                "need_ok_share": round(s.need_ok_share, 4),
+                "lateness": round(s.lateness, 4),
+                "arrivals": s.arrivals,
+                "late_arrivals": int(s.late),
+                "collapses": s.collapses,
+                "exits": s.exits,
+                "option_starts_per_agent_day": round(s.option_starts * self.ticks_per_day / at, 4) if at else 0.0,
+                "chats": s.chats,
             }
         )
         self.windows += 1
@@ -138,8 +131,9 @@ class TelemetryEncoder:
 
     def sidecar_state(self) -> dict[str, Any]:
         """What the stream knows beyond the town, for a snapshot: the KPI windows, narration lines, names."""
-        return {"windows": capture_fields(self.kpi_windows, KpiWindows.FIELDS),
-                **capture_fields(self, TelemetryEncoder.FIELDS)}
+        windows = capture_fields(self.kpi_windows, KpiWindows.FIELDS)
+        windows["stats"] = dataclasses.asdict(self.kpi_windows.stats)
+        return {"windows": windows, **capture_fields(self, TelemetryEncoder.FIELDS)}
 
     def restore_sidecar(self, state: dict[str, Any]) -> None:
         """Put back what :meth:`sidecar_state` captured (the next tick is encoded as a snapshot).
@@ -151,9 +145,13 @@ class TelemetryEncoder:
         windows = state.pop("windows", None)
         if not isinstance(windows, dict) or windows.get("window") != self.kpi_windows.window:
             raise ValueError(f"telemetry windows must be {self.kpi_windows.window} ticks long, as configured")
+        windows = dict(windows)
+        stats = windows.pop("stats", None)
         check_fields(self.kpi_windows, windows, KpiWindows.FIELDS, "telemetry.windows")
         check_fields(self, state, TelemetryEncoder.FIELDS, "telemetry")
+        check_fields(self.kpi_windows.stats, stats, _STATS, "telemetry.windows.stats")
         restore_fields(self.kpi_windows, windows, KpiWindows.FIELDS)
+        self.kpi_windows.stats = WindowStats(**stats)
         restore_fields(self, state, TelemetryEncoder.FIELDS)
         if self.builder.private:
             self._known = set(self.names.values())
@@ -253,13 +251,8 @@ class TelemetryEncoder:
         are the snapshot form (every consumer rebases on it), followed by ``events``, what the changes
         emitted. The next tick's diff applies to this amended state.
         """
-        w = self.sim.world
         self._fold_narration(events)
-        w.tick -= 1  # the builder labels the state with the world's tick: here, the last one simulated
-        try:
-            state = self.builder.build()
-        finally:
-            w.tick += 1
+        state = self.builder.build(tick=self.sim.world.tick - 1)  # labelled with the last tick simulated
         state["stability"] = self.stability()
         state["narration"] = self.narration
         state.update(self.sections)

@@ -15,16 +15,15 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from townlet.config.models import NEED_NAMES
-from townlet.world.agents import PERSONALITY_TRAITS
-from townlet.world.weather import WEATHER_STATES
+from townlet.config.models import ObservationsConfig
+from townlet.config.vocabulary import ACTIVITIES, NEEDS, OPTIONS, TRAITS, WEATHERS
 
 SCHEMA_VERSION = 2  # 2: agents' `policy` (the inspector), the town's `policy`, live canaries in `stability`
 SCHEMA_ID = f"townlet.telemetry/{SCHEMA_VERSION}"
 SCHEMA_FILE = Path(__file__).resolve().parent / "schema" / f"telemetry-v{SCHEMA_VERSION}.json"
 MESSAGE_TYPES = ("snapshot", "diff", "event")
-ACTIVITIES = ("idle", "moving", "queued", "using", "waiting")
-OPTIONS = ("GetFed", "GetClean", "GoToWork", "ShopGroceries", "Sleep", "Socialise", "Idle")
+# friends and rivals an agent shows: observations.social_top, at most its bound
+MAX_TIES_SHOWN = max(m.le for m in ObservationsConfig.model_fields["social_top"].metadata if hasattr(m, "le"))
 
 INT = {"type": "integer"}
 NAT = {"type": "integer", "minimum": 0}
@@ -80,16 +79,17 @@ def _definitions() -> dict[str, Any]:
             "x": NAT,
             "y": NAT,
             "place": STR,
-            "needs": obj({name: UNIT for name in NEED_NAMES}),
+            "needs": obj({name: UNIT for name in NEEDS}),
             "wallet": NUM,
             "inventory": mapping(NAT),
             "activity": {"enum": list(ACTIVITIES)},
             "asleep": BOOL,
-            "personality": obj({name: SIGNED_UNIT for name in PERSONALITY_TRAITS}),
+            "personality": obj({name: SIGNED_UNIT for name in TRAITS}),
             "option": {"enum": list(OPTIONS)},
             "target": STR,
             "job": ref("job"),
-            "ties": obj({"friends": array(ref("tie"), maxItems=2), "rivals": array(ref("tie"), maxItems=2)}, []),
+            "ties": obj({"friends": array(ref("tie"), maxItems=MAX_TIES_SHOWN),
+                          "rivals": array(ref("tie"), maxItems=MAX_TIES_SHOWN)}, []),
             "possessed_by": STR,
             "policy": obj(
                 {
@@ -269,7 +269,7 @@ def _definitions() -> dict[str, Any]:
             "agents": mapping(ref("agent")),
             "objects": mapping(ref("object")),
             "economy": economy,
-            "weather": obj({"state": {"enum": list(WEATHER_STATES)}}),
+            "weather": obj({"state": {"enum": list(WEATHERS)}}),
             "utilities": obj({"power_off": array(STR), "water_off": array(STR), "closed": array(STR)},
                              required=["power_off", "water_off"]),
             "kpis": kpis,

@@ -12,18 +12,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from townlet.config.models import NEED_NAMES
-from townlet.policy.options import OPTION_LABELS
+from townlet.config.vocabulary import ACTIVITIES, NEEDS, OPTIONS, TRAITS, WEATHERS
 from townlet.sim.driving import driving_kind
-from townlet.world.agents import PERSONALITY_TRAITS
 from townlet.world.relationships import FAMILIARITY, RIVALRY, TRUST
-from townlet.world.weather import WEATHER_STATES
 
 if TYPE_CHECKING:
     from townlet.sim.simulation import Simulation
 
-ACTIVITY_NAMES = ("idle", "moving", "queued", "using", "waiting")
-TIES_SHOWN = 2  # top friends and top rivals per agent, as in observations
 
 
 def clock_text(tick_of_day: int, ticks_per_day: int) -> str:
@@ -60,7 +55,8 @@ class StateBuilder:
             }
             for j in range(len(emp))
         ]
-        self.option_labels = tuple(OPTION_LABELS)
+        self.option_labels = OPTIONS
+        self.ties_shown = sim.config.observations.social_top  # top friends and rivals, as agents observe them
         narrator = getattr(sim, "narration", None)
         self.private = bool(getattr(narrator, "privacy", False))
         # streamer privacy (SPEC 10)
@@ -74,24 +70,30 @@ class StateBuilder:
     def _round(self, values: np.ndarray) -> list[Any]:
         return np.round(values.astype(np.float64), self.digits).tolist()
 
-    def build(self) -> dict[str, Any]:
-        """The whole state right now (after the tick being published)."""
+    def build(self, tick: int | None = None) -> dict[str, Any]:
+        """The whole state right now (after the tick being published).
+
+        Args:
+            tick: The tick the state is labelled with and its clock read at (default: the world's); an amended
+                publish between ticks passes the last tick simulated.
+        """
         sim, w = self.sim, self.sim.world
+        tick = int(w.tick if tick is None else tick)
         tpd = w.ticks_per_day
-        tod = w.tick % tpd
+        tod = tick % tpd
         state: dict[str, Any] = {
-            "tick": int(w.tick),
+            "tick": tick,
             "clock": {
-                "day": int(w.tick // tpd),
+                "day": int(tick // tpd),
                 "time": clock_text(tod, tpd),
                 "tick_of_day": int(tod),
                 "ticks_per_day": int(tpd),
                 **_pacing(sim),
             },
-            "agents": self.agents(),
+            "agents": self.agents(tick),
             "objects": self.objects(),
             "economy": self.economy(),
-            "weather": {"state": WEATHER_STATES[w.weather.state]},
+            "weather": {"state": WEATHERS[w.weather.state]},
             "utilities": self.utilities(),
             "kpis": sim.kpis.report(w),
         }
@@ -146,7 +148,7 @@ class StateBuilder:
             out.append(entry)
         return out
 
-    def agents(self) -> dict[str, Any]:
+    def agents(self, tick: int | None = None) -> dict[str, Any]:
         """Every living agent: position, needs, wallet, inventory, option, body, job, top ties and policy.
 
         ``policy`` (``{hash, top: [[option, probability], ...], value}``, best option first) is there for an
@@ -154,7 +156,8 @@ class StateBuilder:
         its last decision); possessed agents and agents of the built-in routine have none.
 
         Parts that rarely change (personality, job, ties) are cached per slot and rebuilt only when their
-        source values change, so unchanged parts are the very same objects tick after tick.
+        source values change, so unchanged parts are the very same objects tick after tick. ``tick`` is the
+        tick whose shift hours apply (default: the world's).
         """
         w = self.sim.world
         a, rel, grid = w.agents, w.relationships, w.grid
@@ -172,7 +175,7 @@ class StateBuilder:
         targets = a.target_obj[slots].tolist()
         asleep = a.asleep[slots].tolist()
         jobs = a.job[slots]
-        job_keys = self._job_keys(slots, jobs)
+        job_keys = self._job_keys(slots, jobs, int(w.tick if tick is None else tick))
         jobs = jobs.tolist()
         possessed = getattr(self.sim.policy, "possessed_by", None) or {}
         inspect = getattr(self.sim.actor, "inspect", None)  # a learned policy's inspector (policy/driver.py)
@@ -189,10 +192,10 @@ class StateBuilder:
                 "slot": slot,
                 "x": xs[i],
                 "y": ys[i],
-                "needs": dict(zip(NEED_NAMES, needs[i], strict=True)),
+                "needs": dict(zip(NEEDS, needs[i], strict=True)),
                 "wallet": wallets[i],
                 "inventory": dict(zip(items, inventory[i], strict=True)),
-                "activity": ACTIVITY_NAMES[activity[i]],
+                "activity": ACTIVITIES[activity[i]],
                 "asleep": asleep[i],
                 "personality": cached["personality"],
             }
@@ -231,18 +234,18 @@ class StateBuilder:
 
     def _personality(self, slot: int) -> dict[str, float]:
         values = np.round(self.sim.world.agents.personality[slot].astype(np.float64), 3).tolist()
-        return dict(zip(PERSONALITY_TRAITS, values, strict=True))
+        return dict(zip(TRAITS, values, strict=True))
 
-    def _job_keys(self, slots: np.ndarray, jobs: np.ndarray) -> list[tuple[Any, ...]]:
-        """Per agent: (job, on shift, clocked in today, attended, late, absent)."""
+    def _job_keys(self, slots: np.ndarray, jobs: np.ndarray, tick: int) -> list[tuple[Any, ...]]:
+        """Per agent: (job, on shift, clocked in today, attended, late, absent) at ``tick``."""
         w = self.sim.world
         emp = w.employment
         if not len(emp):
             return [()] * len(slots)
         j = np.maximum(jobs, 0)
-        tod = w.tick % w.ticks_per_day
+        tod = tick % w.ticks_per_day
         on_shift = ((emp.start[j] <= tod) & (tod < emp.end[j])).tolist()
-        clocked = (emp.arrived_day[j] == w.tick // w.ticks_per_day).tolist()
+        clocked = (emp.arrived_day[j] == tick // w.ticks_per_day).tolist()
         attended, late, absent = emp.attended[slots].tolist(), emp.late[slots].tolist(), emp.absent[slots].tolist()
         return list(zip(jobs.tolist(), on_shift, clocked, attended, late, absent, strict=True))
 
@@ -252,7 +255,7 @@ class StateBuilder:
         ids = self.sim.world.agents.ids
         out: dict[str, Any] = {}
         for key, component in (("friends", TRUST), ("rivals", RIVALRY)):
-            chosen = [(other, v) for other, v in rel.top(slot, TIES_SHOWN, by=component) if v[component] > 0]
+            chosen = [(other, v) for other, v in rel.top(slot, self.ties_shown, by=component) if v[component] > 0]
             if chosen:
                 out[key] = [
                     {

@@ -22,10 +22,9 @@ import numpy as np
 
 from townlet.config.loader import load_config
 from townlet.config.models import AnnealConfig
+from townlet.sim.kpis import KpiMeter, WindowStats
 from townlet.training.evaluation import (
-    KpiMeter,
     Policy,
-    WindowStats,
     build_sim,
     load_policy,
     policy_name,

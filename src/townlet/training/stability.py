@@ -26,8 +26,9 @@ import numpy as np
 from townlet.config.loader import LoadedConfig
 from townlet.config.models import StabilityConfig
 from townlet.logs import log_event
+from townlet.sim.kpis import KpiMeter, WindowStats
 from townlet.sim.simulation import Simulation
-from townlet.training.evaluation import KpiMeter, WindowStats, build_sim
+from townlet.training.evaluation import build_sim
 from townlet.world.events import EventKind
 
 LOG = logging.getLogger("townlet.stability")

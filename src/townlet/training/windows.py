@@ -28,6 +28,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from townlet.sim.kpis import attendance, lateness, need_ok_share
+
 if TYPE_CHECKING:
     from townlet.env import BatchedTowns
 
@@ -99,12 +101,11 @@ class TownKpis:
 def window_kpis(raw: np.ndarray, ticks_per_day: int) -> dict[str, float]:
     """The KPIs of the module table from the raw sums of one or more :meth:`TownKpis.close_window` (added up)."""
     d = raw
-    resolved = d[_ATTENDED] + d[_ABSENT]
     agent_days = d[_AGENT_TICKS] / ticks_per_day
     kpis = {
-        "attendance": d[_ATTENDED] / resolved if resolved else 1.0,
-        "lateness": d[_LATE] / d[_ATTENDED] if d[_ATTENDED] else 0.0,
-        "need_ok_share": d[_OK] / d[_AGENT_TICKS] if d[_AGENT_TICKS] else 1.0,
+        "attendance": attendance(d[_ATTENDED], d[_ABSENT]),
+        "lateness": lateness(d[_LATE], d[_ATTENDED]),
+        "need_ok_share": need_ok_share(d[_OK], d[_AGENT_TICKS]),
         "self_sufficiency": d[_SUFFICIENT] / d[_WHOLE] if d[_WHOLE] else 0.0,
         "collapses": d[_COLLAPSES] / agent_days if agent_days else 0.0,
         "exits": d[_EXITS] / agent_days if agent_days else 0.0,

@@ -2,11 +2,15 @@
 
 import { el, facts, fixed, $ } from "./dom.js";
 
-const NEED_COLORS = [[0.5, "var(--good)"], [0.8, "var(--warn)"], [Infinity, "var(--bad)"]];
+// Need colours follow the config's thresholds, served in /api/town (needs.ok_threshold, needs.critical).
+function needColors(town) {
+  const limits = town.need_thresholds;
+  return [[limits.ok, "var(--good)"], [limits.critical, "var(--warn)"], [Infinity, "var(--bad)"]];
+}
 
-function needBar(name, value) {
+function needBar(name, value, colors) {
   const pct = Math.round(Math.max(0, Math.min(1, value)) * 100);
-  const color = NEED_COLORS.find(([limit]) => value < limit)[1];
+  const color = colors.find(([limit]) => value < limit)[1];
   return el("div", { class: "need", "data-need": name, "data-value": value },
     el("span", { text: name }),
     el("span", {
@@ -54,6 +58,7 @@ function policyInspector(agent, town) {
 export class AgentCard {
   constructor(town) {
     this.town = town;
+    this.needColors = needColors(town);
     this.root = $("card");
     this.title = $("card-title");
     this.body = $("card-body");
@@ -93,7 +98,7 @@ export class AgentCard {
       el("p", { class: "muted", "data-testid": "card-tick", "data-tick": state.tick },
         `${agent.activity}${agent.asleep ? " · asleep" : ""} at ${agent.place || `(${agent.x}, ${agent.y})`} · tick ${state.tick}`),
       el("div", { class: "needs", "aria-label": "Needs (deficits: 0 satisfied, 1 desperate)" },
-        Object.entries(agent.needs).map(([name, value]) => needBar(name, value))),
+        Object.entries(agent.needs).map(([name, value]) => needBar(name, value, this.needColors))),
       facts([
         ["option", agent.option || "none"],
         ["wallet", fixed(agent.wallet, 2)],
