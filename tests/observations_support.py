@@ -189,7 +189,7 @@ class ReferenceEncoder:
         home = a.home[:n]
         out[:, i + 3] = w.utilities.power_on.take(home)
         out[:, i + 4] = w.utilities.water_on.take(home)
-        lines = [ob for ob in w.queues.active if o.queue[ob]]
+        lines = [ob for ob in range(o.count) if o.queue[ob]]
         if not lines:
             out[:, i : i + 3] = 0.0
             return
@@ -256,7 +256,7 @@ class ReferenceEncoder:
                 cand[s, t, : len(objs)] = objs
                 fields[s, t, : len(objs)] = [o.field_of(int(ob)) for ob in objs]
         grid = w.grid
-        dist = grid.dist.reshape(-1).take(fields * grid.size + tiles[:, None, None])
+        dist = grid.fields.dist_many(fields, tiles[:, None, None]).astype(np.uint16)
         dist[cand < 0] = FAR
         k = dist.argmin(axis=2)
         rows, cols = np.arange(n)[:, None], np.arange(len(TARGETS))[None, :]
@@ -284,7 +284,7 @@ class ReferenceEncoder:
         dest = a.dest_field[:n]
         fallback = fields[np.arange(n), NEED_TARGET[a.needs[:n].argmax(axis=1)]]
         dest = np.where(dest >= 0, dest, fallback)
-        direction = np.where(dest >= 0, g.step[np.maximum(dest, 0), tiles], -1)
+        direction = np.where(dest >= 0, g.fields.step_many(np.maximum(dest, 0), tiles), -1)
         i = self.layout.blocks["path_hint"][0]
         out[:, i : i + 4] = HINT_ROWS[direction + 1]
 
@@ -334,7 +334,7 @@ class ReferenceEncoder:
             array[self.object_pad, col["busy"]] = (o.reserved_by >= 0) | (o.user >= 0)
         if "queue_length" in col:
             scale = np.float32(1.0 / self.obs.queue_scale)
-            for ob in w.queues.active:
+            for ob in range(o.count):
                 if o.queue[ob]:
                     array[self.object_pad[ob], col["queue_length"]] = min(float(len(o.queue[ob]) * scale), 1.0)
         idx = self.pad_index.take(tiles)[:, None] + self.offsets
@@ -347,6 +347,6 @@ class ReferenceEncoder:
         grid = self.world.grid
         cells = self.unpad.take(idx)
         has = fields >= 0
-        flat = (fields * has)[:, :, None] * grid.size + cells[:, None, :]
-        close = self.closeness.take(grid.dist.reshape(-1).take(flat))
+        dist = grid.fields.dist_many((fields * has)[:, :, None], np.maximum(cells, 0)[:, None, :])
+        close = self.closeness.take(dist)
         np.multiply(close, self.inside.take(idx)[:, None, :] & has[:, :, None], out=out)

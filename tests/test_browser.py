@@ -299,3 +299,49 @@ def test_the_policy_inspector_shows_the_servers_numbers_and_a_swap(
     finally:
         page.context.close()
     assert not errors
+
+
+@pytest.mark.slow
+def test_a_town_of_a_thousand_draws_selects_and_renders_in_time(
+    browser: Browser, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """1,000 agents on 192x192: the map draws, culls to the view zoomed in, an agent is selectable, frames are quick."""
+    where = tmp_path_factory.mktemp("big")
+    big = ServerProcess(where / "state", "--set", "population.agents=1000", "--set", "town.scale=4",
+                        # a short canary baseline, so the big town starts within the fixture's minute
+                        "--set", "stability.baseline_windows=1", "--set", "stability.window_ticks=50",
+                        "--set", f"stability.baseline_cache={where / 'baselines'}")
+    try:
+        page, errors = open_viewer(browser, big)
+        until(page, "window.townlet.map.agents.size >= 1000", timeout=60)
+        assert page.evaluate("window.townlet.town.width") == 192
+        page.wait_for_timeout(2000)  # some frames of the whole town
+        whole = page.evaluate("({ms: window.townlet.map.frameMs, drawn: window.townlet.map.drawnAgents})")
+        image = shot(page, "big-town")
+        assert whole["drawn"] >= 1000 and len(image) > 20_000  # every agent drawn on a map that is not blank
+        admin(big, "pause")
+        until(page, "window.townlet.stream.state.clock.paused === true")
+        page.evaluate("window.townlet.map.zoomBy(8)")
+        page.wait_for_timeout(600)
+        zoomed = page.evaluate("window.townlet.map.drawnAgents")
+        assert 0 < zoomed < 1000  # zoomed in, only the agents in view are drawn
+        target = page.evaluate(
+            "(() => { const m = window.townlet.map; const c = m.canvas.getBoundingClientRect();"
+            " const seen = m.drawn().map(a => ({id: a.id, p: m.screenOf(a.id)}))"
+            ".filter(a => a.p.x > c.left + 20 && a.p.x < c.right - 20 && a.p.y > c.top + 20 && a.p.y < c.bottom - 20);"
+            " return seen.length ? seen[0] : null; })()"
+        )
+        assert target is not None
+        page.mouse.click(target["p"]["x"], target["p"]["y"])
+        page.wait_for_selector("#card[data-agent]")
+        assert page.evaluate("window.townlet.map.selected") is not None
+        shot(page, "big-town-zoomed")
+        stats = page.evaluate("window.townlet.stream.stats")
+        print(f"big town: frame {whole['ms']:.1f} ms whole, {zoomed} agents drawn zoomed; stream "
+              f"{stats['bytes'] / max(stats['frames'], 1):.0f} bytes per frame over {stats['frames']} frames")
+        assert whole["ms"] < 100  # the whole 1,000-agent town renders within a few frames' budget
+        assert stats["messages"] > stats["frames"] > 0  # ticks arrive as one frame each, with their events
+        page.context.close()
+        assert not errors
+    finally:
+        big.stop()

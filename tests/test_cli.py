@@ -70,6 +70,33 @@ def test_bench_json_reports_speed_phases_and_memory(capsys: pytest.CaptureFixtur
     assert result["agent_steps_per_s"] == pytest.approx(4 * result["ticks_per_s"], rel=0.01)
 
 
+def test_bench_scale_series_times_each_size_in_its_own_process(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`bench --scale-series` reports every size with us/agent-step, peak RSS, ratios and the baseline's speed."""
+    import townlet.cli.bench as bench
+
+    monkeypatch.setattr(bench, "SCALE_SERIES", ((4, 1, 30, 5), (12, 1, 30, 5)))
+    monkeypatch.setattr(bench, "SERIES_REFERENCE", (12, 1))
+    src = Path(bench.__file__).resolve().parents[2]
+    code, out, err = run_cli(capsys, "bench", "--scale-series", "--repeat", "1", "--baseline-src", str(src), "--json")
+    assert code == 0
+    rows = json.loads(out)["series"]
+    assert [(r["agents"], r["town_scale"]) for r in rows] == [(4, 1), (12, 1)]
+    for r in rows:
+        assert r["us_per_agent_step"] > 0 and r["peak_rss_mb"] > 0 and r["base_agent_steps_per_s"] > 0
+        assert r["speedup_vs_base"] == pytest.approx(r["agent_steps_per_s"] / r["base_agent_steps_per_s"], rel=0.01)
+        assert r["cpu_us_per_agent_step"] > 0 and r["cpu_speedup_vs_base"] > 0
+    assert rows[1]["vs_1000_at_4"] == 1.0
+    assert "us/agent-step" in err and "peak RSS MB" in err
+
+
+def test_bench_scale_series_rejects_a_baseline_without_code(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """A --baseline-src that holds no townlet package stops with a clear error before any timing."""
+    code, _, err = run_cli(capsys, "bench", "--scale-series", "--baseline-src", str(tmp_path))
+    assert code == 2 and "holds no townlet package" in err
+
+
 def test_config_validate_accepts_the_default(capsys: pytest.CaptureFixture[str]) -> None:
     """The shipped config validates."""
     code, out, _ = run_cli(capsys, "config", "validate")

@@ -41,9 +41,9 @@ def assert_field_matches_bfs(grid: Grid, goals: list[int]) -> None:
     f = grid.field(goals)
     expected = bfs(grid, goals)
     reach = expected >= 0
-    assert np.array_equal(grid.dist[f][reach], expected[reach])
-    assert (grid.dist[f][~reach] == FAR).all()
-    assert (grid.step[f][~reach] == UNREACHABLE).all()
+    assert np.array_equal(grid.fields.dist_row(f)[reach], expected[reach])
+    assert (grid.fields.dist_row(f)[~reach] == FAR).all()
+    assert (grid.fields.step_row(f)[~reach] == UNREACHABLE).all()
 
 
 def test_tile_and_xy_are_inverse(grid: Grid) -> None:
@@ -70,8 +70,8 @@ def test_multi_goal_field_is_distance_to_the_nearest_goal(grid: Grid) -> None:
     """A field toward several goals holds, per tile, the minimum of the single-goal distances."""
     goals = [grid.tile(2, 2), grid.tile(45, 40), grid.tile(26, 24)]
     assert_field_matches_bfs(grid, goals)
-    single = np.stack([grid.dist[grid.field([g])] for g in goals])
-    assert np.array_equal(grid.dist[grid.field(goals)], single.min(axis=0))
+    single = np.stack([grid.fields.dist_row(grid.field([g])) for g in goals])
+    assert np.array_equal(grid.fields.dist_row(grid.field(goals)), single.min(axis=0))
 
 
 def test_step_hints_lead_downhill_without_touching_walls(grid: Grid) -> None:
@@ -79,7 +79,7 @@ def test_step_hints_lead_downhill_without_touching_walls(grid: Grid) -> None:
     goal = grid.tile(12, 45)
     assert grid.walkable[goal]
     f = grid.field([goal])
-    dist, step = grid.dist[f], grid.step[f]
+    dist, step = grid.fields.dist_row(f), grid.fields.step_row(f)
     assert step[goal] == STAY and dist[goal] == 0
     tiles = np.flatnonzero(step > 0)
     assert len(tiles) == int(grid.walkable.sum()) - 1, "every walkable tile but the goal has a hint"
@@ -96,11 +96,11 @@ def test_following_hints_walks_a_shortest_path(grid: Grid) -> None:
     f = grid.field([goal])
     here, steps = start, 0
     while here != goal:
-        here += int(grid.offsets[grid.step[f, here]])
+        here += int(grid.offsets[grid.step_at(f, here)])
         steps += 1
         assert grid.walkable[here]
         assert steps <= grid.size
-    assert steps == bfs(grid, [goal])[start] == grid.dist[f, start]
+    assert steps == bfs(grid, [goal])[start] == grid.dist_at(f, start)
 
 
 def test_fields_are_cached_by_goal_set(grid: Grid) -> None:
@@ -118,11 +118,11 @@ def test_many_fields_grow_the_cache_and_keep_earlier_ones(grid: Grid) -> None:
     """Computing many fields keeps every earlier field intact."""
     g = Grid(load_town_map(load_config().map_path))
     first = g.field([g.tile(1, 1)])
-    snapshot = g.dist[first].copy()
+    snapshot = g.fields.dist_row(first).copy()
     for x in range(1, 45):
         g.field([g.tile(x, 11)])
     assert g.count == 45
-    assert np.array_equal(g.dist[first], snapshot)
+    assert np.array_equal(g.fields.dist_row(first), snapshot)
 
 
 def test_field_needs_a_goal(grid: Grid) -> None:
@@ -132,10 +132,16 @@ def test_field_needs_a_goal(grid: Grid) -> None:
 
 
 def test_field_in_a_tiled_town_crosses_block_seams() -> None:
-    """In a 2x2 tiled town the field from one corner matches BFS across all four blocks."""
+    """In a 2x2 tiled town the steps from the far corner cross the block seams and reach the goal."""
     big = Grid(tile_town_map(load_town_map(load_config().map_path), 2))
-    assert_field_matches_bfs(big, [big.tile(2, 1)])
-    assert big.dist[big.field([big.tile(2, 1)]), big.tile(93, 94)] < FAR
+    goal = big.tile(2, 1)
+    f = big.field([goal])
+    here, steps = big.tile(93, 94), 0
+    assert big.dist_at(f, here) < FAR
+    while here != goal:
+        here += int(big.offsets[big.step_at(f, here)])
+        steps += 1
+        assert big.walkable[here] and steps <= 2 * bfs(big, [goal])[big.tile(93, 94)]
 
 
 def test_walled_off_pocket_is_unreachable() -> None:
@@ -156,5 +162,28 @@ def test_walled_off_pocket_is_unreachable() -> None:
     f = grid.field([grid.tile(0, 0)])
     pocket = grid.tile(4, 1)
     assert grid.walkable[pocket]
-    assert grid.dist[f, pocket] == FAR and grid.step[f, pocket] == UNREACHABLE
-    assert grid.dist[f, grid.tile(6, 3)] == bfs(grid, [grid.tile(0, 0)])[grid.tile(6, 3)]
+    assert grid.dist_at(f, pocket) == FAR and grid.step_at(f, pocket) == UNREACHABLE
+    assert grid.dist_at(f, grid.tile(6, 3)) == bfs(grid, [grid.tile(0, 0)])[grid.tile(6, 3)]
+
+
+def test_fields_in_a_town_larger_than_a_window_are_exact_near_the_goal_and_lead_there_from_anywhere() -> None:
+    """3x3 tiled town: exact BFS distances in the goal's chunk; from any tile, walkable steps reach the goal."""
+    big = Grid(tile_town_map(load_town_map(load_config().map_path), 3))
+    chunk = load_config().config.town.paths.chunk
+    rng = np.random.default_rng(0)
+    for goal in (int(g) for g in rng.choice(np.flatnonzero(big.walkable), 3, replace=False)):
+        f, expected = big.field([goal]), bfs(big, [goal])
+        gx, gy = big.xy(goal)
+        x, y = np.arange(big.size) % big.width, np.arange(big.size) // big.width
+        near = (expected >= 0) & (x // chunk == gx // chunk) & (y // chunk == gy // chunk)
+        assert np.array_equal(big.fields.dist_row(f)[near], expected[near])
+        assert (big.fields.step_row(f)[expected < 0] == UNREACHABLE).all()  # walled off stays unreachable
+        for start in (int(s) for s in rng.choice(np.flatnonzero(expected >= 0), 100, replace=False)):
+            here, steps = start, 0
+            while here != goal:
+                step = big.step_at(f, here)
+                assert step in (NORTH, EAST, SOUTH, WEST)
+                here += int(big.offsets[step])
+                steps += 1
+                assert big.walkable[here]  # through doors, never through walls
+            assert steps <= expected[start] + chunk  # the chunk route's detour stays under a chunk's side

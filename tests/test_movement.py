@@ -45,7 +45,7 @@ def next_tile(world: World, slot: int) -> int:
     """Where the agent's distance field sends it next."""
     a, g = world.agents, world.grid
     here = int(a.tile[slot])
-    return here + int(g.offsets[g.step[a.dest_field[slot], here]])
+    return here + int(g.offsets[g.step_at(int(a.dest_field[slot]), here)])
 
 
 def bfs_distance(world: World, start: int, goals: tuple[int, ...]) -> int:
@@ -134,7 +134,7 @@ def test_follower_steps_into_the_tile_its_leader_leaves() -> None:
     till = send(world, 0, "grocer.till.0", "checkout")
     f, lead = world.objects.field_of(till), int(world.agents.tile[0])
     neighbours = [int(lead - off) for off in g.offsets[1:] if g.walkable[lead - off]]
-    behind = next(n for n in neighbours if g.step[f, n] > 0 and n + g.offsets[g.step[f, n]] == lead)
+    behind = next(n for n in neighbours if g.step_at(f, n) > 0 and n + g.offsets[g.step_at(f, n)] == lead)
     assert not g.outdoors[behind]
     world.teleport(1, behind)
     send(world, 1, "grocer.till.0", "checkout")
@@ -151,9 +151,9 @@ def converging_pair(world: World, object_id: str) -> tuple[int, int, int]:
     g, obj = world.grid, world.objects.index_of[object_id]
     f = world.objects.field_of(obj)
     into: dict[int, list[int]] = {}
-    for t in np.flatnonzero(g.walkable & ~g.outdoors & (g.step[f] > 0) & (g.dist[f] >= 2)):
-        n = int(t + g.offsets[g.step[f, t]])
-        if not g.outdoors[n] and g.dist[f, n] >= 1 and world.occupancy[t] == 0 and world.occupancy[n] == 0:
+    for t in np.flatnonzero(g.walkable & ~g.outdoors & (g.fields.step_row(f) > 0) & (g.fields.dist_row(f) >= 2)):
+        n = int(t + g.offsets[g.step_at(f, t)])
+        if not g.outdoors[n] and g.dist_at(f, n) >= 1 and world.occupancy[t] == 0 and world.occupancy[n] == 0:
             into.setdefault(n, []).append(int(t))
     target, sources = next((n, s) for n, s in sorted(into.items()) if len(s) >= 2)
     return sources[0], sources[1], target

@@ -280,7 +280,7 @@ def test_compact_path_hint_points_along_the_path(make_sim) -> None:
     place_at(sim, 0, 2, 11)
     w.go_use(0, bed, w.manifest.by_id["nap"].index)
     enc = encoder(sim, "compact")
-    step = int(w.grid.step[w.agents.dest_field[0], w.agents.tile[0]])
+    step = w.grid.step_at(int(w.agents.dest_field[0]), int(w.agents.tile[0]))
     names = ["path_hint.north", "path_hint.east", "path_hint.south", "path_hint.west"]
     hint = [feature(enc, 0, n) for n in names]
     assert step in (1, 2, 3, 4) and hint == [1.0 if k == step - 1 else 0.0 for k in range(4)]

@@ -58,7 +58,7 @@ def run_env(variant: str, agents: int, steps: int, every: int, overrides: list[s
         rel = world.relationships
         seen["ties"] += bool((rel.other >= 0).any())
         seen["rivals"] += bool(((rel.other >= 0) & (rel.values[..., RIVALRY] > 0)).any())
-        seen["queued"] += any(world.objects.queue[ob] for ob in world.queues.active)
+        seen["queued"] += any(world.objects.queue)
         seen["arrivals"] += bool(env.core.buffers.arrived.any())
         if step % every == 0 or env.core.buffers.arrived.any() or env.core.buffers.exited.any():
             ref.encode()

@@ -386,7 +386,7 @@ def reference_choice(sim: Simulation, slot: int, candidates: tuple[int, ...]) ->
         if o.on_cooldown(slot, obj, w.tick) or not w.place_open[o.place[obj]]:
             continue
         field = o.field_of(obj)
-        dist = int(w.grid.dist[field, here])
+        dist = int(w.grid.dist_at(field, here))
         if dist >= FAR:
             continue
         score = dist + QUEUE_COST * (len(o.queue[obj]) + (o.reserved_by[obj] >= 0 or o.user[obj] >= 0))

@@ -76,7 +76,7 @@ def test_far_agent_does_not_ask_until_within_reserve_radius() -> None:
     radius = world.config.queues.reserve_radius
     field = world.objects.field_of(till)
     for _ in range(60):
-        dist = int(world.grid.dist[field, world.agents.tile[0]])
+        dist = int(world.grid.dist_at(field, world.agents.tile[0]))
         asked_before = bool(world.agents.requested[0])
         advance(world)
         if not asked_before and world.agents.requested[0]:

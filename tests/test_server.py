@@ -46,9 +46,10 @@ class Town:
         answer = self.client.post("/api/console", json={"cmd": cmd, "args": args}, headers=headers)
         return answer.status_code, answer.json()
 
-    def stream(self, headers: dict[str, str] | None = None) -> Any:
+    def stream(self, headers: dict[str, str] | None = None, query: str = "") -> Any:
         """A WebSocket to the telemetry stream (TestClient needs the full URL to send our Host)."""
-        return self.client.websocket_connect(BASE.replace("http", "ws") + "/ws/telemetry", headers=dict(headers or {}))
+        url = BASE.replace("http", "ws") + "/ws/telemetry" + query
+        return self.client.websocket_connect(url, headers=dict(headers or {}))
 
     def wait_tick(self, tick: int, timeout: float = 20.0) -> None:
         deadline = time.monotonic() + timeout
@@ -217,6 +218,35 @@ def test_a_paused_town_applies_commands_at_once_and_viewers_get_the_amended_stat
                 assert message["tick"] == state["tick"] + 1
                 apply_patch(state, message["patch"])
         assert "visitor" in state["agents"] and state["clock"]["paused"] is False
+
+
+def test_frames_tick_sends_each_tick_as_one_frame_of_its_messages(
+        tmp_path: Path, validator: jsonschema.Draft202012Validator) -> None:
+    """With ?frames=tick every frame is one tick: a snapshot or a diff line, then that tick's event lines."""
+    with serving(tmp_path, ["population.agents=12"]) as town, town.stream(query="?frames=tick") as ws:
+        frames = [ws.receive_text()]
+        assert town.command(town.admin, "spawn")[0] == 200  # an arrival: at least one event line
+        frames += [ws.receive_text() for _ in range(40)]
+    events = 0
+    for i, frame in enumerate(frames):
+        lines = [json.loads(line) for line in frame.split("\n")]
+        assert lines[0]["type"] == ("snapshot" if i == 0 else "diff")
+        assert all(m["type"] == "event" for m in lines[1:])
+        assert all(m["tick"] == lines[0]["tick"] for m in lines[1:])
+        for m in lines:
+            validator.validate(m)
+        events += len(lines) - 1
+        if i > 0:
+            assert lines[0]["tick"] == json.loads(frames[i - 1].split("\n")[0])["tick"] + 1
+    assert events > 0
+
+
+def test_an_unknown_frames_value_is_refused_with_a_reason(tmp_path: Path) -> None:
+    """?frames= other than message or tick closes the stream (1008) naming the allowed values."""
+    with serving(tmp_path) as town:
+        with pytest.raises(WebSocketDisconnect) as closed, town.stream(query="?frames=all") as ws:
+            ws.receive_text()
+        assert closed.value.code == 1008 and "message, tick" in closed.value.reason
 
 
 def test_a_viewer_joining_a_paused_town_gets_its_state_at_once(tmp_path: Path) -> None:

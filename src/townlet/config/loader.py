@@ -14,7 +14,7 @@ import yaml
 from pydantic import ValidationError
 
 from townlet.config.errors import ConfigError
-from townlet.config.models import TownletConfig
+from townlet.config.models import PathsConfig, TownletConfig
 
 DEFAULTS_DIR = Path(__file__).resolve().parent / "defaults"
 DEFAULT_CONFIG = DEFAULTS_DIR / "default.yaml"
@@ -185,6 +185,8 @@ def compute_config_id(config: TownletConfig, *files: Path) -> str:
             "promotion": True,
         },
     )
+    if body["town"].get("paths") == PathsConfig().model_dump(mode="json"):
+        del body["town"]["paths"]  # default path keeping adds nothing: ids from before it was configurable hold
     for name in HASHED_WHEN_CHANGED:
         if body.get(name) == _DEFAULT_BODY[name]:
             del body[name]

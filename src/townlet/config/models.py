@@ -107,11 +107,21 @@ class FeaturesConfig(Strict):
         return self.relationships.startswith("C")
 
 
+class PathsConfig(Strict):
+    """How distance fields are kept (see townlet.world.fields): windows around goals, chunk routes beyond."""
+
+    chunk: int = Field(48, ge=8, le=4096, description="tiles per side of a route chunk")
+    margin: int = Field(16, ge=1, le=4096, description="tiles a field's window extends beyond its chunk")
+    route_budget_mb: int = Field(512, ge=1, le=65_536,
+                                 description="MiB the chunk fields may take; chunks double until they fit")
+
+
 class TownConfig(Strict):
-    """Which map file the town is built from, and how many copies of it are tiled."""
+    """Which map file the town is built from, how many copies of it are tiled, and how paths are kept."""
 
     map: str = "town.yaml"
     scale: int = Field(1, ge=1, le=16)
+    paths: PathsConfig = PathsConfig()
 
 
 class PopulationConfig(Strict):

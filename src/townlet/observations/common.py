@@ -93,7 +93,7 @@ class CommonBlock:
         """
         w = self.world
         queue = w.objects.queue
-        lines = [ob for ob in w.queues.active if queue[ob]]
+        lines = w.queues.lines().tolist()
         if not lines and not self._lines:
             return False
         queue_of, position, length = self.queue_of, self.position, self.queue_length

@@ -60,7 +60,7 @@ class ObservationEncoder:
         self._fresh = np.zeros(cap, dtype=bool)
         self._encodes = 0
         self._args: tuple[Any, ...] = ()
-        self._args_dist: np.ndarray | None = None  # the distance array the arguments were taken with
+        self._args_dist: tuple | None = None  # the distance-field arrays the arguments were taken with
 
     def prepare(self) -> tuple[bool, int, int, bool]:
         """The Python half of an encode; returns its scalars ``(first, tick, weather, any_lines)``.
@@ -82,7 +82,7 @@ class ObservationEncoder:
         They hold the town's own arrays, so they are built once, and again when the grid's distance arrays
         grow (a new distance field).
         """
-        dist = self.world.grid.dist
+        dist = self.world.grid.fields.arrays
         if self._args_dist is not dist:
             a, out, fresh = self.world.agents, self.buffer, self._fresh
             args = [(a.alive, a.spawn_tick, self._seen_alive, self._seen_spawn, fresh, out),

@@ -17,7 +17,7 @@ import numba
 import numpy as np
 
 from townlet.config.town_map import TileKind
-from townlet.world.grid import FAR
+from townlet.world.fields import FAR, field_dist
 
 if TYPE_CHECKING:
     from townlet.world.state import World
@@ -98,13 +98,13 @@ class MapWindow:
         return (out, start, hint_at, a.alive, fresh, a.tile, w.occupancy, o.reserved_by, o.user, queue_length,
                 self._flat, self.array.shape[1], self.pad_index, self.object_pad, self.offsets, self.window,
                 self.dynamic, self.crowd, self.queue_scale, self._occupied, self._stamp, self._encodes,
-                self._row_tile, self._row_fields, fields, g.dist, self.unpad, self.closeness)
+                self._row_tile, self._row_fields, fields, g.fields.arrays, self.unpad, self.closeness)
 
 
 @numba.njit(cache=True)
 def _write_windows(n, out, start, hint_at, alive, fresh, tiles, occupancy, reserved_by, user, queue_length, flat,
                    channels, pad_index, object_pad, offsets, window, dynamic, crowd, queue_scale, occupied, stamp,
-                   encode_count, row_tile, row_fields, fields, dist, unpad, closeness):
+                   encode_count, row_tile, row_fields, fields, paths, unpad, closeness):
     """Refresh the dynamic channels (stamping changed cells), then write the living rows' windows and hints.
 
     ``encode_count`` (``int64[1]``) counts the passes; a cell's stamp is the pass that last changed it.
@@ -183,4 +183,4 @@ def _write_windows(n, out, start, hint_at, alive, fresh, tiles, occupancy, reser
             dst = hint_at + k * cells
             for c in range(cells):
                 cell = unpad[p + offsets[c]]
-                out[i, dst + c] = closeness[dist[f, cell]] if f >= 0 and cell >= 0 else zero
+                out[i, dst + c] = closeness[field_dist(paths, f, cell)] if f >= 0 and cell >= 0 else zero

@@ -16,7 +16,7 @@ import numba
 import numpy as np
 
 from townlet.observations.layout import TARGETS
-from townlet.world.grid import FAR
+from townlet.world.fields import FAR, field_dist, field_step
 from townlet.world.needs import ENERGY, HUNGER, HYGIENE, SOCIAL
 
 if TYPE_CHECKING:
@@ -80,8 +80,8 @@ class KeyTargets:
         """
         w = self.world
         a, g, o = w.agents, w.grid, w.objects
-        return (out, start, hint_at, a.alive, a.tile, self._row_tile, g.width, self.candidates, self.fields, g.dist,
-                o.x, o.y, self.distance_scale, self.nearest_field, a.dest_field, a.needs, g.step, NEED_TARGET)
+        return (out, start, hint_at, a.alive, a.tile, self._row_tile, g.width, self.candidates, self.fields,
+                g.fields.arrays, o.x, o.y, self.distance_scale, self.nearest_field, a.dest_field, a.needs, NEED_TARGET)
 
     def _rebuild(self, slot: int) -> None:
         w, o = self.world, self.world.objects
@@ -130,8 +130,8 @@ def _stale_slots(alive, home, job, spawn, key, stale):
 
 
 @numba.njit(cache=True)
-def _write_targets(n, out, start, hint_at, alive, tiles, row_tile, width, candidates, fields, dist, obj_x, obj_y,
-                   scale, nearest_field, dest_field, needs, step, need_target):
+def _write_targets(n, out, start, hint_at, alive, tiles, row_tile, width, candidates, fields, paths, obj_x, obj_y,
+                   scale, nearest_field, dest_field, needs, need_target):
     """Targets block (and path hint) of every living row among ``[0, n)``; rows on an unchanged tile keep theirs."""
     # Float operations follow the numpy expressions this replaced (float64 bearings), bit for bit.
     targets, k_max = candidates.shape[1], candidates.shape[2]
@@ -145,7 +145,7 @@ def _write_targets(n, out, start, hint_at, alive, tiles, row_tile, width, candid
         for t in range(targets if tile != row_tile[i] else 0):
             best_k, best = 0, UNREACHABLE
             for k in range(k_max):  # the first candidate of least distance
-                d = dist[fields[i, t, k], tile] if candidates[i, t, k] >= 0 else UNREACHABLE
+                d = field_dist(paths, fields[i, t, k], tile) if candidates[i, t, k] >= 0 else UNREACHABLE
                 if d < best:
                     best_k, best = k, d
             obj = candidates[i, t, best_k] if best < UNREACHABLE else -1
@@ -165,6 +165,6 @@ def _write_targets(n, out, start, hint_at, alive, tiles, row_tile, width, candid
             dest = dest_field[i]
             if dest < 0:
                 dest = nearest_field[i, need_target[np.argmax(needs[i])]]
-            direction = step[dest, tile] if dest >= 0 else -1
+            direction = field_step(paths, dest, tile) if dest >= 0 else -1
             for k in range(4):  # direction 1..4 is N/E/S/W; -1 unreachable and 0 "there" read all zeros
                 out[i, hint_at + k] = direction == k + 1

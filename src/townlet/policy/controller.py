@@ -27,7 +27,7 @@ from townlet.policy.options import (
 )
 from townlet.world.agents import Activity
 from townlet.world.events import EventKind
-from townlet.world.grid import FAR
+from townlet.world.fields import FAR, field_dist
 
 if TYPE_CHECKING:
     from townlet.world.state import World
@@ -289,14 +289,29 @@ class OptionController:
             return
         w.go_use(slot, obj, step.aff)
 
+    def _shortlist(self, slot: int, candidates: tuple[int, ...]) -> tuple[np.ndarray, tuple[int, ...]]:
+        """The candidates worth exact distances (the ``SHORTLIST`` nearest as the crow flies), as array and tuple."""
+        w, o = self.world, self.world.objects
+        cands = self._arrays.get(candidates)  # plans reuse a few candidate tuples: keep their arrays
+        if cands is None:
+            cands = self._arrays[candidates] = np.array(candidates, dtype=np.int64)
+        if len(cands) > SHORTLIST:
+            # In a big town only the few nearest (as the crow flies) are worth exact distances.
+            here = int(w.agents.tile[slot])
+            cands = _nearest_by_crow(cands, o.x, o.y, here % w.grid.width, here // w.grid.width, SHORTLIST)
+            candidates = tuple(cands.tolist())
+        return cands, candidates
+
     def _nearest(self, slot: int, candidates: tuple[int, ...]) -> int:
-        """Walking distance to the nearest candidate (a huge number if none is reachable)."""
-        here = int(self.world.agents.tile[slot])
-        best = int(FAR)
+        """Walking distance to the nearest shortlisted candidate (a huge number if none is reachable)."""
+        if not candidates:
+            return int(FAR)
+        o = self.world.objects
+        cands, candidates = self._shortlist(slot, candidates)
         for obj in candidates:
-            field = self.world.objects.field_of(obj)
-            best = min(best, int(self.world.grid.dist[field, here]))
-        return best
+            if o.field[obj] < 0:
+                o.field_of(obj)
+        return int(_least_distance(cands, int(self.world.agents.tile[slot]), o.field, self.world.grid.fields.arrays))
 
     def _choose(self, slot: int, candidates: tuple[int, ...]) -> int:
         """The candidate with the lowest walking distance plus queue cost (skipping cooldowns)."""
@@ -308,26 +323,20 @@ class OptionController:
             obj = candidates[0]
             if (o.cooldown and o.on_cooldown(slot, obj, w.tick)) or not w.place_open[o.place[obj]]:
                 return -1
-            field = o.field_of(obj)  # (may grow the distance array: read it after)
-            return obj if w.grid.dist[field, here] < FAR else -1
-        cands = self._arrays.get(candidates)  # plans reuse a few candidate tuples: keep their arrays
-        if cands is None:
-            cands = self._arrays[candidates] = np.array(candidates, dtype=np.int64)
-        if len(cands) > SHORTLIST:
-            # In a big town only the few nearest (as the crow flies) are worth exact distances.
-            cands = _nearest_by_crow(cands, o.x, o.y, here % w.grid.width, here // w.grid.width, SHORTLIST)
-            candidates = tuple(cands.tolist())
+            field = o.field_of(obj)
+            return obj if w.grid.dist_at(field, here) < FAR else -1
+        cands, candidates = self._shortlist(slot, candidates)
         barred = _NOBODY_BARRED
         if o.cooldown:  # (on_cooldown also forgets the cooldowns that have run out)
             barred = np.array([o.on_cooldown(slot, obj, w.tick) for obj in candidates])
-        queued = np.array([len(o.queue[obj]) for obj in candidates], dtype=np.int64)
-        best = _best_object(cands, barred, here, o.place, w.place_open, o.field, w.grid.dist, queued, o.reserved_by,
+        paths, queued = w.grid.fields.arrays, w.queues.length
+        best = _best_object(cands, barred, here, o.place, w.place_open, o.field, paths, queued, o.reserved_by,
                             o.user, QUEUE_COST)
         if best == NEEDS_FIELD:  # a candidate's distance field is not built yet: build them in this order
             for i, obj in enumerate(candidates):
                 if not (len(barred) and barred[i]) and w.place_open[o.place[obj]]:
                     o.field_of(obj)
-            best = _best_object(cands, barred, here, o.place, w.place_open, o.field, w.grid.dist, queued,
+            best = _best_object(cands, barred, here, o.place, w.place_open, o.field, w.grid.fields.arrays, queued,
                                 o.reserved_by, o.user, QUEUE_COST)
         return int(best)
 
@@ -405,12 +414,12 @@ def _nearest_by_crow(cands: np.ndarray, x: np.ndarray, y: np.ndarray, hx: int, h
 
 @numba.njit(cache=True)
 def _best_object(cands: np.ndarray, barred: np.ndarray, here: int, place: np.ndarray, place_open: np.ndarray,
-                 field: np.ndarray, dist: np.ndarray, queued: np.ndarray, reserved_by: np.ndarray, user: np.ndarray,
+                 field: np.ndarray, fields: tuple, queued: np.ndarray, reserved_by: np.ndarray, user: np.ndarray,
                  queue_cost: int) -> int:
     """The first candidate with the lowest walking distance plus queue cost, -1 if none, or ``NEEDS_FIELD``.
 
     Skips candidates ``barred`` by a cooldown (empty: none is), in closed places, or out of reach;
-    ``queued`` holds each candidate's queue length.
+    ``queued`` holds each object's queue length.
     """
     best, best_score = -1, 0
     for i in range(len(cands)):
@@ -419,11 +428,20 @@ def _best_object(cands: np.ndarray, barred: np.ndarray, here: int, place: np.nda
             continue
         if field[obj] < 0:
             return NEEDS_FIELD
-        d = dist[field[obj], here]
+        d = field_dist(fields, field[obj], here)
         if d >= FAR:
             continue
-        busy = queued[i] + (1 if reserved_by[obj] >= 0 or user[obj] >= 0 else 0)
+        busy = queued[obj] + (1 if reserved_by[obj] >= 0 or user[obj] >= 0 else 0)
         score = np.int64(d) + queue_cost * busy
         if best < 0 or score < best_score:
             best, best_score = obj, score
+    return best
+
+
+@numba.njit(cache=True)
+def _least_distance(cands: np.ndarray, here: int, field: np.ndarray, fields: tuple) -> int:
+    """The least walking distance from ``here`` to any of ``cands`` (their fields built), ``FAR`` if none."""
+    best = int(FAR)
+    for obj in cands:
+        best = min(best, field_dist(fields, field[obj], here))
     return best

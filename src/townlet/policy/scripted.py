@@ -46,7 +46,7 @@ class ScriptedPolicy:
             return None
         station = int(emp.station[job])
         field = world.objects.field_of(station)
-        travel = int(world.grid.dist[field, world.agents.tile[slot]])
+        travel = world.grid.dist_at(field, int(world.agents.tile[slot]))
         if world.weather.is_raining:
             travel = int(travel * world.weather.rain_cost)
         if emp.arrived_day[job] == world.tick // self.tpd and tod >= start:

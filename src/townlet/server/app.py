@@ -43,7 +43,7 @@ from townlet.server.console_api import (
 )
 from townlet.server.live import LiveTown
 from townlet.server.town import town_description
-from townlet.server.viewers import Viewer, host_allowed, origin_allowed
+from townlet.server.viewers import FRAMES, Viewer, host_allowed, origin_allowed
 
 log = logging.getLogger("townlet.server")
 STATIC_DIR = Path(__file__).resolve().parent / "static"
@@ -242,12 +242,17 @@ def _telemetry_route(app: FastAPI, live: LiveTown, hub: dict[str, ViewerHub], se
             await ws.close(code=1008)
             return
         await ws.accept()
+        frames = ws.query_params.get("frames", "message")
+        if frames not in FRAMES:
+            log_event(log, "server.viewer_refused", live.last_tick, reason="frames")
+            await ws.close(code=1008, reason=f"frames must be one of {', '.join(FRAMES)}")
+            return
         if len(live.viewers.clients) >= cfg.max_viewers:  # full: say so with the close code, not a refused handshake
             log_event(log, "server.viewer_refused", live.last_tick, reason="full", viewers=cfg.max_viewers)
             await ws.close(code=1013, reason="the server is full; try again later")
             return
         cursor = live.viewers.subscribe()
-        viewer = Viewer(ws, cursor, cfg.stream_rate, cfg.catch_up_rate, cfg.behind_ticks)
+        viewer = Viewer(ws, cursor, cfg.stream_rate, cfg.catch_up_rate, cfg.behind_ticks, frames == "tick")
         viewers = hub["viewers"]
         viewers.viewers.add(viewer)
         live.request_snapshot()

@@ -42,25 +42,29 @@ def _spectate(url: str, count: int, ready: Any, stop: Any, results: Any) -> None
                         message = await asyncio.wait_for(ws.recv(), 0.5)
                     except TimeoutError:
                         continue
+                    text = message if isinstance(message, str) else message.decode()
                     if first:
-                        tally["first_snapshot"] += json.loads(message).get("type") == "snapshot"
+                        tally["first_snapshot"] += text.startswith('{"type":"snapshot"')
                         first = False
-                    tally["messages"] += 1
+                    # one frame per tick (as the browser viewer asks): a snapshot or diff line, then event lines
+                    tally["frames"] += 1
+                    tally["messages"] += text.count("\n") + 1
                     tally["bytes"] += len(message)
-                    if isinstance(message, str) and message.startswith('{"type":"snapshot"'):
-                        tally["snapshots"] += 1
+                    tally["snapshots"] += text.startswith('{"type":"snapshot"')
         except Exception as exc:  # counted, not fatal: the report says how many stayed connected
             tally["errors"].append(f"{type(exc).__name__}: {exc}"[:200])
 
     async def main() -> None:
-        tally: dict[str, Any] = {"connected": 0, "first_snapshot": 0, "messages": 0, "bytes": 0, "snapshots": 0,
-                                 "errors": []}
+        tally: dict[str, Any] = {"connected": 0, "first_snapshot": 0, "frames": 0, "messages": 0, "bytes": 0,
+                                 "snapshots": 0, "errors": []}
         tasks = [asyncio.create_task(one(i, tally)) for i in range(count)]
         while tally["connected"] + len(tally["errors"]) < count:
             await asyncio.sleep(0.05)
         ready.set()
         await asyncio.gather(*tasks)
         tally["errors"] = tally["errors"][:5]
+        # each frame is one tick's update (a diff or a snapshot) with its events
+        tally["bytes_per_update"] = round(tally["bytes"] / tally["frames"], 1) if tally["frames"] else 0.0
         results.put(tally)
 
     asyncio.run(main())
@@ -166,7 +170,7 @@ def run_load_bench(spectators: int, duration: float, overrides: list[str], confi
     say(f"policy {bench.choice.name} ({bench.choice.policy_hash})")
     ctx = mp.get_context("spawn")
     ready, stop, results = ctx.Event(), ctx.Event(), ctx.Queue()
-    url = bench.base.replace("http://", "ws://") + "/ws/telemetry"
+    url = bench.base.replace("http://", "ws://") + "/ws/telemetry?frames=tick"
     child = ctx.Process(target=_spectate, args=(url, spectators, ready, stop, results), daemon=True)
     bench.start()
     try:

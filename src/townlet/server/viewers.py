@@ -27,6 +27,7 @@ from townlet.telemetry.outbox import Batch, Item
 from townlet.telemetry.transports import Transport
 
 LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1", "[::1]")
+FRAMES = ("message", "tick")  # ?frames= of WS /ws/telemetry: one text frame per message (default) or per tick
 
 
 class Feed:
@@ -308,10 +309,15 @@ class Viewer:
         rate: Updates per second at most while the viewer keeps up with every tick.
         catch_up_rate: Snapshots per second at most once it has fallen behind.
         behind_ticks: A backlog above this skips ahead; a smaller one (jitter) is caught up at ``rate``.
+        per_tick: Send each tick (or snapshot) as one text frame of newline-separated messages (``?frames=tick``)
+            instead of one frame per message: a large town's tick holds hundreds of events, and one send per
+            message per viewer would cost the server more than the tick itself.
     """
 
-    def __init__(self, ws: Any, cursor: Cursor, rate: float, catch_up_rate: float, behind_ticks: int) -> None:
+    def __init__(self, ws: Any, cursor: Cursor, rate: float, catch_up_rate: float, behind_ticks: int,
+                 per_tick: bool = False) -> None:
         self.ws = ws
+        self.per_tick = per_tick
         self.cursor = cursor
         self.gap = 1.0 / rate
         self.catch_up_gap = max(self.gap, 1.0 / catch_up_rate)
@@ -378,8 +384,11 @@ class Viewer:
                 continue
             started = time.monotonic()
             try:
-                for line in item.data.splitlines():
-                    await ws.send_text(line.decode())
+                if self.per_tick:  # one frame per tick: its lines, newline-separated
+                    await ws.send_text(item.data.decode().rstrip("\n"))
+                else:
+                    for line in item.data.splitlines():
+                        await ws.send_text(line.decode())
             except Exception as exc:  # the connection went away mid-send (or was evicted while stalled)
                 self.error = f"{type(exc).__name__}: {exc}"
                 cursor.send_failed(item, self.error)

@@ -30,6 +30,7 @@ SKIP = frozenset({
     "timings",  # wall-clock tick timings of this process (sim/timings.py), not town state
     "sidecars", "sidecar_pending",  # state beside the simulation: sections of their own (sim/sidecars.py)
     "after_step",  # callbacks of this process (console, telemetry): plain only while empty, never town state
+    "found", "step_into", "_due",  # per-tick scratch buffers of the world's passes (np.empty: never state)
 })
 
 

@@ -330,7 +330,7 @@ class Simulation(KeepsViews):
             return
         for slot, row in zip(slots, ctl.masks(slots, commitment=0), strict=True):
             choice = self.policy.choose(w, int(slot), row)
-            if choice != a.option[slot]:
+            if int(choice) != int(a.option[slot]):
                 ctl.start(int(slot), Option(choice))
 
     def _arbitrate(self) -> None:

@@ -109,11 +109,11 @@ def _restore_components(sim: Simulation, saved: Any) -> None:
         components.restore_components(sim, saved)
     except components.ComponentError as exc:
         raise SnapshotError(str(exc)) from None
+    sim.world.queues.reindex(sim.world)  # the arrays beside the queues follow the restored queues
 
 
 def _capture_fields(sim: Simulation) -> list[tuple[int, ...]]:
-    grid = sim.world.grid
-    return [goals for goals, _ in sorted(grid._fields.items(), key=lambda kv: kv[1])]
+    return sim.world.grid.fields.goal_sets()
 
 
 def _restore_fields(sim: Simulation, saved: Any) -> None:
@@ -124,8 +124,7 @@ def _restore_fields(sim: Simulation, saved: Any) -> None:
     if any(not all(type(t) is int and 0 <= t < grid.size for t in goals) for goals in goals_list):
         raise SnapshotError("grid_fields name a tile outside the map")
     if _capture_fields(sim) != goals_list[: grid.count]:  # a running town's own lazy fields: rebuild in order
-        grid._fields = {}
-        grid.count = 0
+        grid.fields.clear()
     for index, goals in enumerate(goals_list):
         got = grid.field(goals)
         if got != index:

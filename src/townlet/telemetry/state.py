@@ -277,7 +277,7 @@ class StateBuilder:
         w = self.sim.world
         o, ids = w.objects, w.agents.ids
         busy = set(np.flatnonzero((o.reserved_by >= 0) | (o.user >= 0)).tolist())
-        busy.update(i for i in w.queues.active if o.queue[i])
+        busy.update(w.queues.lines().tolist())
         out = self._objects
         changed = False
         for i in sorted(busy | self._busy):

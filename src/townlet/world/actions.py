@@ -14,6 +14,7 @@ import numba
 import numpy as np
 
 from townlet.config.models import NEED_NAMES
+from townlet.world import scans
 from townlet.world.agents import Activity
 from townlet.world.events import EventKind
 from townlet.world.hooks import HookPayload
@@ -79,51 +80,56 @@ def start(world: World, slot: int) -> bool:
 
 def progress(world: World) -> None:
     """One tick of every running affordance: per-tick effects, wages, failures and completions."""
-    a, m, u = world.agents, world.manifest, world.utilities
+    a, m, u, found = world.agents, world.manifest, world.utilities, world.found
     place = world.objects.place
     users, lost = _users(a.alive, a.activity, USING, a.target_aff, a.target_obj, place, m.requires_power,
-                         m.requires_water, u.power_on, u.water_on)
-    if not len(users):
+                         m.requires_water, u.power_on, u.water_on, found[scans.USERS], found[scans.LOST_USE])
+    if not users:
         return
-    if len(lost):
+    if lost:
         # A lost requirement fails the use before this tick's effects accrue.
-        for slot in lost:
+        lost_slots = found[scans.LOST_USE, :lost].copy()
+        for slot in lost_slots.tolist():
             aff, where = a.target_aff[slot], place[a.target_obj[slot]]
             kind = "power" if m.requires_power[aff] and not u.power_on[where] else "water"
             fail(world, slot, f"{kind}_lost")
-        users = users[~np.isin(users, lost)]
-        if not len(users):
+        kept = found[scans.USERS, :users]
+        kept = kept[~np.isin(kept, lost_slots)]
+        users = len(kept)
+        found[scans.USERS, :users] = kept
+        if not users:
             return
     emp = world.employment
     tod = world.tick % world.ticks_per_day
     earning, done = _effects(
-        users, a.target_aff, a.aff_elapsed, a.aff_duration, a.last_progress, a.needs, a.job, world.tick, tod,
-        m.per_tick, m.wage, m.until_need, m.until_below, m.until_clock, m.until_shift_end, emp.start, emp.end,
+        found[scans.USERS, :users], a.target_aff, a.aff_elapsed, a.aff_duration, a.last_progress, a.needs, a.job,
+        world.tick, tod, m.per_tick, m.wage, m.until_need, m.until_below, m.until_clock, m.until_shift_end,
+        emp.start, emp.end, found[scans.EARNING], found[scans.DONE],
     )
-    if len(earning):
-        jobs = a.job[earning]
+    if earning:
+        earners = found[scans.EARNING, :earning]
+        jobs = a.job[earners]
         in_shift = (emp.start[jobs] <= tod) & (tod < emp.end[jobs])
-        world.economy.pay_wages(world, earning[in_shift], emp.wage_per_tick[jobs[in_shift]])
-    for slot in done:
+        world.economy.pay_wages(world, earners[in_shift], emp.wage_per_tick[jobs[in_shift]])
+    for slot in found[scans.DONE, :done].tolist():
         complete(world, slot)
 
 
 @numba.njit(cache=True)
 def _users(alive: np.ndarray, activity: np.ndarray, using: int, target_aff: np.ndarray, target_obj: np.ndarray,
            place: np.ndarray, needs_power: np.ndarray, needs_water: np.ndarray, power_on: np.ndarray,
-           water_on: np.ndarray) -> tuple[np.ndarray, list]:
-    """Slots using an affordance, and those among them whose power or water just went off."""
-    users = np.empty(len(alive), dtype=np.int64)
-    lost = [0 for _ in range(0)]
-    n = 0
+           water_on: np.ndarray, users: np.ndarray, lost: np.ndarray) -> tuple[int, int]:
+    """Slots using an affordance, and those among them whose power or water just went off (into ``users``, ``lost``)."""
+    n = m = 0
     for s in range(len(alive)):
         if alive[s] and activity[s] == using:
             users[n] = s
             n += 1
             aff, where = target_aff[s], place[target_obj[s]]
             if (needs_power[aff] and not power_on[where]) or (needs_water[aff] and not water_on[where]):
-                lost.append(s)
-    return users[:n], lost
+                lost[m] = s
+                m += 1
+    return n, m
 
 
 @numba.njit(cache=True)
@@ -131,11 +137,9 @@ def _effects(users: np.ndarray, target_aff: np.ndarray, elapsed: np.ndarray, dur
              last_progress: np.ndarray, needs: np.ndarray, job: np.ndarray, tick: int, tod: int,
              per_tick: np.ndarray, wage: np.ndarray, until_need: np.ndarray, until_below: np.ndarray,
              until_clock: np.ndarray, until_shift_end: np.ndarray, shift_start: np.ndarray,
-             shift_end: np.ndarray) -> tuple[np.ndarray, list]:
-    """Apply one tick of every use in place; return the users who earn (job holders) and those now done."""
-    earning = np.empty(len(users), dtype=np.int64)
-    done = [0 for _ in range(0)]
-    n_earning = 0
+             shift_end: np.ndarray, earning: np.ndarray, done: np.ndarray) -> tuple[int, int]:
+    """Apply one tick of every use in place; the users who earn (job holders) and those now done, with counts."""
+    n_earning = n_done = 0
     for i in range(len(users)):
         s = users[i]
         aff = target_aff[s]
@@ -154,8 +158,9 @@ def _effects(users: np.ndarray, target_aff: np.ndarray, elapsed: np.ndarray, dur
         if until_shift_end[aff] and (j < 0 or tod >= shift_end[j]):
             finished = True
         if finished:
-            done.append(s)
-    return earning[:n_earning], done
+            done[n_done] = s
+            n_done += 1
+    return n_earning, n_done
 
 
 def _accrued(world: World, slot: int, aff: Affordance) -> dict[str, float]:

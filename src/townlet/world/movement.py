@@ -6,7 +6,7 @@ only the first moves. An agent blocked ``ghost_after`` times in a row takes one 
 (counted and logged): the deadlock breaker. Rain makes outdoor steps cost extra ticks.
 
 The per-agent work runs in two compiled kernels (:func:`_plan` and :func:`_resolve`, numba) that loop over
-the walkers once; the Python side draws the tie-break jitter, fails lost walkers and emits events, in the
+the slots and the walkers once; the Python side draws the tie-break jitter, fails lost walkers and emits events, in the
 same order as a vectorised implementation would, so the random streams and the results do not depend on it.
 """
 
@@ -18,76 +18,77 @@ import numba
 import numpy as np
 
 from townlet.world import scans
+from townlet.world.agents import Activity
 from townlet.world.events import EventKind
+from townlet.world.fields import field_step
 from townlet.world.queues import PATIENCE
 
 if TYPE_CHECKING:
     from townlet.world.state import World
 
-ARRIVED, LOST, GOING = 0, 1, 2  # _plan's split of the walkers
+MOVING, QUEUED = int(Activity.MOVING), int(Activity.QUEUED)
 
 
-def move(world: World) -> np.ndarray:
-    """Advance walkers one step; return the slots of walkers standing at their destination."""
-    a, g, wx = world.agents, world.grid, world.weather
-    movers = scans.walkers(a.alive, a.dest_field, a.activity)
-    if not len(movers):
-        return movers
+def move(world: World) -> int:
+    """Advance walkers one step; return how many stand at their destination (ascending in ``found[ARRIVED]``)."""
+    a, g, wx, found = world.agents, world.grid, world.weather, world.found
     cost = float(wx.rain_cost) if wx.is_raining else 0.0
-    arrived, lost, going, target = _plan(movers, a.tile, a.dest_field, g.step, g.offsets, g.outdoors, cost,
-                                         world.tick)
-    for slot in lost:
-        world.fail_step(int(slot), "unreachable")
-    if not len(going):
-        return arrived
-    # Tie-break keys (patience plus jitter, as Queues._priority computes them), drawn when several step at once.
-    draws = world.rng.world.random(len(going)) if len(going) > 1 else np.zeros(1)
-    jitter, by_patience = world.queues.tie_break()
-    ghosts = _resolve(
-        going, target, draws, jitter, by_patience, a.personality[:, PATIENCE], a.tile, a.alive, a.blocked,
-        a.last_progress, world.occupancy, g.outdoors, world.config.queues.ghost_after, world.tick,
-        world.scratch_counts, world.scratch_slots,
-    )
-    for slot, other, tile in ghosts:
-        world.counters["ghost_steps"] += 1
-        world.emit(EventKind.GHOST_STEP, agent=slot, other=other, value=float(tile))
-        if other >= 0:
-            world.relationships.apply(world, other, slot, "ghost_pushed")
-    return arrived
+    arrived, lost, going = _plan(a.alive, a.activity, a.tile, a.dest_field, g.fields.arrays, g.offsets, g.outdoors,
+                                 cost, world.tick, found, world.step_into)
+    for slot in found[scans.LOST, :lost].tolist():
+        world.fail_step(slot, "unreachable")
+    if going:
+        movers, target = found[scans.GOING, :going], world.step_into[:going]
+        # Tie-break keys (patience plus jitter, as Queues._priority computes them), drawn when several step at once.
+        draws = world.rng.world.random(going) if going > 1 else _NO_DRAWS
+        jitter, by_patience = world.queues.tie_break()
+        ghosts = _resolve(
+            movers, target, draws, jitter, by_patience, a.personality[:, PATIENCE], a.tile, a.alive, a.blocked,
+            a.last_progress, world.occupancy, g.outdoors, world.config.queues.ghost_after, world.tick,
+            world.scratch_counts, world.scratch_slots,
+        )
+        for slot, other, tile in ghosts:
+            world.counters["ghost_steps"] += 1
+            world.emit(EventKind.GHOST_STEP, agent=slot, other=other, value=float(tile))
+            if other >= 0:
+                world.relationships.apply(world, other, slot, "ghost_pushed")
+    return int(arrived)
+
+
+_NO_DRAWS = np.zeros(1)
 
 
 @numba.njit(cache=True)
-def _plan(movers: np.ndarray, tile: np.ndarray, dest: np.ndarray, step: np.ndarray, offsets: np.ndarray,
-          outdoors: np.ndarray, rain_cost: float, tick: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Split the walkers: ``(arrived, lost, going, target)``; ``target`` is the tile each goer steps into.
+def _plan(alive: np.ndarray, activity: np.ndarray, tile: np.ndarray, dest: np.ndarray, fields: tuple,
+          offsets: np.ndarray, outdoors: np.ndarray, rain_cost: float, tick: int, found: np.ndarray,
+          target: np.ndarray) -> tuple[int, int, int]:
+    """Split the walkers (living, with a destination, moving or queued) into rows of ``found``; return the counts.
 
-    Walkers with no path are lost; outdoor walkers in the rain (``rain_cost > 0``) wait out the ticks on
-    which they may not step.
+    Rows ``ARRIVED``, ``LOST`` (no path) and ``GOING``; ``target[i]`` is the tile the ``i``-th goer steps
+    into. Outdoor walkers in the rain (``rain_cost > 0``) wait out the ticks on which they may not step.
     """
-    n = len(movers)
-    out = np.empty((3, n), dtype=np.int64)
-    target = np.empty(n, dtype=np.int64)
     counts = np.zeros(3, dtype=np.int64)
-    for i in range(n):
-        s = movers[i]
+    rows = (scans.ARRIVED, scans.LOST, scans.GOING)
+    for s in range(len(alive)):
+        if not (alive[s] and dest[s] >= 0 and (activity[s] == MOVING or activity[s] == QUEUED)):
+            continue
         here = tile[s]
-        d = step[dest[s], here]
+        d = field_step(fields, dest[s], here)
         if d == 0:
-            kind = ARRIVED
+            kind = 0
         elif d < 0:
-            kind = LOST
+            kind = 1
         else:
-            kind = GOING
+            kind = 2
             if rain_cost > 0.0 and outdoors[here]:
                 # With cost c an outdoor walker steps on the ticks where floor(t / c) advances (1/c of ticks).
                 t = tick + s
                 if np.floor((t + 1) / rain_cost) <= np.floor(t / rain_cost):
                     continue
-            target[counts[GOING]] = here + offsets[d]
-        out[kind, counts[kind]] = s
+            target[counts[2]] = here + offsets[d]
+        found[rows[kind], counts[kind]] = s
         counts[kind] += 1
-    going = counts[GOING]
-    return out[ARRIVED, : counts[ARRIVED]], out[LOST, : counts[LOST]], out[GOING, :going], target[:going]
+    return counts[0], counts[1], counts[2]
 
 
 @numba.njit(cache=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import numba
 import numpy as np
 
 from townlet.world.events import EventKind
@@ -55,41 +56,17 @@ class Relationships:
 
     def scaled(self, world: World, slot: int, event: str) -> np.ndarray:
         """The event's delta for ``slot``, scaled by its personality."""
-        delta = self.deltas[event].copy()
-        traits = world.agents.personality[slot]
-        negative = delta < 0
-        delta[negative] *= 1.0 - 0.5 * max(float(traits[FORGIVENESS]), 0.0)
-        delta[FAMILIARITY] *= 1.0 + 0.5 * float(traits[EXTROVERSION])
-        if event in WORK_EVENTS:
-            delta[RIVALRY] *= 1.0 + 0.5 * float(traits[AMBITION])
-        return delta
+        return _scaled(self.deltas[event], world.agents.personality[slot], event in WORK_EVENTS)
 
     def apply(self, world: World, slot: int, other: int, event: str) -> None:
         """Apply a social event of ``slot`` toward ``other`` (one direction)."""
         if not self.enabled or slot == other or slot < 0 or other < 0 or event not in self.deltas:
             return
-        delta = self.scaled(world, slot, event)
-        row = self.other[slot]
-        hit = (row == other).nonzero()[0]
-        if len(hit):
-            k = int(hit[0])
-        else:
-            if float(np.abs(delta).max()) < self.cfg.faint:
-                return
-            empty = (row < 0).nonzero()[0]
-            if len(empty):
-                k = int(empty[0])
-            else:
-                strength = self.strength(slot)
-                k = int(np.argmin(strength))
-                if strength[k] > float(np.abs(delta).max()):
-                    return  # the new tie would be the weakest: keep the old ones
-            row[k] = other
-            self.values[slot, k] = 0.0
-        self.values[slot, k] = np.clip(self.values[slot, k] + delta, -1.0, 1.0)
-        world.emit(
-            EventKind.TIE_CHANGED, agent=slot, other=other, value=float(self.values[slot, k, TRUST]), detail=event
-        )
+        k = _apply(self.other, self.values, world.agents.personality, slot, other, self.deltas[event],
+                   event in WORK_EVENTS, float(self.cfg.faint))
+        if k >= 0:
+            world.emit(EventKind.TIE_CHANGED, agent=slot, other=other, value=float(self.values[slot, k, TRUST]),
+                       detail=event)
 
     def apply_pair(self, world: World, a: int, b: int, event: str) -> None:
         """Apply a symmetric social event to both agents."""
@@ -162,3 +139,58 @@ class Relationships:
         keys = self.values[slot, ks, by]
         order = ks[np.argsort(-keys if largest else keys, kind="stable")][:n]
         return [(int(self.other[slot, k]), self.values[slot, k]) for k in order]
+
+
+@numba.njit(cache=True)
+def _scaled(delta: np.ndarray, traits: np.ndarray, work: bool) -> np.ndarray:
+    """A copy of ``delta`` (float32) scaled by one agent's personality ``traits``."""
+    out = delta.copy()
+    soften = np.float32(1.0 - 0.5 * max(np.float64(traits[FORGIVENESS]), 0.0))
+    for c in range(len(out)):
+        if out[c] < 0:
+            out[c] = out[c] * soften
+    out[FAMILIARITY] = out[FAMILIARITY] * np.float32(1.0 + 0.5 * np.float64(traits[EXTROVERSION]))
+    if work:
+        out[RIVALRY] = out[RIVALRY] * np.float32(1.0 + 0.5 * np.float64(traits[AMBITION]))
+    return out
+
+
+@numba.njit(cache=True)
+def _apply(other: np.ndarray, values: np.ndarray, personality: np.ndarray, slot: int, to: int, delta: np.ndarray,
+           work: bool, faint: float) -> int:
+    """Add the scaled ``delta`` to ``slot``'s tie to ``to`` (taking a free or the weakest place); its index or -1.
+
+    A new tie is not made when the delta is faint, or weaker than every tie the agent already has.
+    """
+    d = _scaled(delta, personality[slot], work)
+    size = np.float32(0.0)
+    for c in range(len(d)):
+        size = max(size, abs(d[c]))
+    k = -1
+    for j in range(other.shape[1]):
+        if other[slot, j] == to:
+            k = j
+            break
+    if k < 0:
+        if np.float64(size) < faint:
+            return -1
+        for j in range(other.shape[1]):
+            if other[slot, j] < 0:
+                k = j
+                break
+        if k < 0:  # full: the weakest tie (the first of equals) gives way, unless the new one is weaker still
+            weakest = np.float32(np.inf)
+            for j in range(other.shape[1]):
+                strength = np.float32(0.0)
+                for c in range(values.shape[2]):
+                    strength = max(strength, abs(values[slot, j, c]))
+                if strength < weakest:
+                    k, weakest = j, strength
+            if weakest > size:
+                return -1
+        other[slot, k] = to
+        for c in range(values.shape[2]):
+            values[slot, k, c] = 0.0
+    for c in range(values.shape[2]):
+        values[slot, k, c] = min(max(values[slot, k, c] + d[c], np.float32(-1.0)), np.float32(1.0))
+    return k

@@ -1,7 +1,9 @@
 """Which agents a phase touches this tick: compiled scans over the slot arrays (and one over tiles).
 
 At town sizes a scan over the slots in one compiled loop costs a fraction of the handful of numpy calls
-it replaces; every slot scan returns slot indices in ascending order.
+it replaces; every slot scan yields slot indices in ascending order. The per-tick scans write them into a
+row of the world's :attr:`~townlet.world.state.World.found` buffer and return how many (handing a fresh
+array back to Python costs more than a small town's whole scan); the rows are named here.
 """
 
 from __future__ import annotations
@@ -10,32 +12,13 @@ import numba
 import numpy as np
 
 from townlet.world.agents import Activity
+from townlet.world.fields import field_dist
 
 IDLE, MOVING, QUEUED, WAITING = (int(x) for x in (Activity.IDLE, Activity.MOVING, Activity.QUEUED, Activity.WAITING))
-
-
-@numba.njit(cache=True)
-def idle(alive: np.ndarray, activity: np.ndarray) -> np.ndarray:
-    """Living agents whose body is idle (finished or failed its step, or never had one)."""
-    out = np.empty(len(alive), dtype=np.int64)
-    n = 0
-    for s in range(len(alive)):
-        if alive[s] and activity[s] == IDLE:
-            out[n] = s
-            n += 1
-    return out[:n]
-
-
-@numba.njit(cache=True)
-def stalled(alive: np.ndarray, activity: np.ndarray, step_started: np.ndarray, tick: int, limit: int) -> np.ndarray:
-    """Living agents that have been walking to their current step for more than ``limit`` ticks."""
-    out = np.empty(len(alive), dtype=np.int64)
-    n = 0
-    for s in range(len(alive)):
-        if alive[s] and activity[s] == MOVING and tick - step_started[s] > limit:
-            out[n] = s
-            n += 1
-    return out[:n]
+# Rows of World.found: who asks for an object, who arrived / got lost / steps, who starts a use on arrival,
+# who uses an affordance / lost its power or water / earns / is done.
+ASKING, ARRIVED, LOST, GOING, STARTING, USERS, LOST_USE, EARNING, DONE = range(9)
+FOUND_ROWS = 9
 
 
 @numba.njit(cache=True)
@@ -75,40 +58,47 @@ def builtin_free(alive: np.ndarray, actions: np.ndarray, option: np.ndarray) -> 
 
 @numba.njit(cache=True)
 def asking(alive: np.ndarray, activity: np.ndarray, requested: np.ndarray, target_obj: np.ndarray,
-           dest_field: np.ndarray, tile: np.ndarray, dist: np.ndarray, radius: int) -> np.ndarray:
+           dest_field: np.ndarray, tile: np.ndarray, fields: tuple, radius: int, out: np.ndarray) -> int:
     """Walkers to an object, not yet queued or holding it, within ``radius`` steps of it (by their field)."""
-    out = np.empty(len(alive), dtype=np.int64)
     n = 0
     for s in range(len(alive)):
         if alive[s] and activity[s] == MOVING and not requested[s] and target_obj[s] >= 0:
-            if dist[dest_field[s], tile[s]] <= radius:
+            if field_dist(fields, dest_field[s], tile[s]) <= radius:
                 out[n] = s
                 n += 1
-    return out[:n]
+    return n
 
 
 @numba.njit(cache=True)
-def done_waiting(alive: np.ndarray, activity: np.ndarray, wait_until: np.ndarray, tick: int) -> np.ndarray:
-    """Living agents whose wait ends this tick."""
-    out = np.empty(len(alive), dtype=np.int64)
+def settle_arrivals(arrived: np.ndarray, activity: np.ndarray, target_obj: np.ndarray, requested: np.ndarray,
+                    dest_field: np.ndarray, step_done: np.ndarray, out: np.ndarray) -> int:
+    """Finish the plain walks among walkers at their destination; write into ``out`` those to start their use.
+
+    A walker to no object is done on arrival (idle, no destination, step done); one that holds or queued for
+    its object is to start it (the caller checks each again as it goes). Returns how many are in ``out``.
+    """
     n = 0
+    for s in arrived:
+        if activity[s] != MOVING:
+            continue
+        if target_obj[s] < 0:
+            activity[s] = IDLE
+            dest_field[s] = -1
+            step_done[s] = True
+        elif requested[s]:
+            out[n] = s
+            n += 1
+    return n
+
+
+@numba.njit(cache=True)
+def finish_waits(alive: np.ndarray, activity: np.ndarray, wait_until: np.ndarray, tick: int,
+                 step_done: np.ndarray) -> None:
+    """Living agents whose wait ends this tick go idle with their step done."""
     for s in range(len(alive)):
         if alive[s] and activity[s] == WAITING and wait_until[s] <= tick:
-            out[n] = s
-            n += 1
-    return out[:n]
-
-
-@numba.njit(cache=True)
-def walkers(alive: np.ndarray, dest_field: np.ndarray, activity: np.ndarray) -> np.ndarray:
-    """Living agents with somewhere to walk to (walking, or queued and shuffling up the line)."""
-    out = np.empty(len(alive), dtype=np.int64)
-    n = 0
-    for s in range(len(alive)):
-        if alive[s] and dest_field[s] >= 0 and (activity[s] == MOVING or activity[s] == QUEUED):
-            out[n] = s
-            n += 1
-    return out[:n]
+            activity[s] = IDLE
+            step_done[s] = True
 
 
 @numba.njit(cache=True)

@@ -48,7 +48,7 @@ class World:
             if cfg.town.scale > 1:
                 town = tile_town_map(town, cfg.town.scale)
         self.town = town
-        self.grid = Grid(town)
+        self.grid = Grid(town, cfg.town.paths)
         self.objects = ObjectTable(town, self.grid)
         self.grid.mark_in_the_way(self.objects.access)
         items = sorted(set(cfg.economy.items) | set(cfg.economy.starting_inventory) | {"clean_clothes"})
@@ -73,6 +73,9 @@ class World:
         # Per-tile scratch for the movement kernels (left zeroed / -1 between uses).
         self.scratch_counts = np.zeros(self.grid.size, dtype=np.int64)
         self.scratch_slots = np.full(self.grid.size, -1, dtype=np.int64)
+        # Rows of slots found by this tick's scans (named in townlet.world.scans), each read before its next use.
+        self.found = np.empty((scans.FOUND_ROWS, self.agents.capacity), dtype=np.int64)
+        self.step_into = np.empty(self.agents.capacity, dtype=np.int64)  # the tile each walker steps into
         ident = cfg.identity
         self.identity = IdentitySlots(ident.embedding_slots, ident.reuse_cooldown, self.agents.capacity)
         self.tick = 0
@@ -207,25 +210,21 @@ class World:
 
     def arbitrate(self) -> None:
         """Queue and reservation rules, then movement, then starts for agents who reached their object."""
-        a = self.agents
-        asking = scans.asking(a.alive, a.activity, a.requested, a.target_obj, a.dest_field, a.tile, self.grid.dist,
-                              self.config.queues.reserve_radius)
-        if len(asking):
-            self.queues.request(self, [(int(s), int(a.target_obj[s])) for s in asking])
+        a, found = self.agents, self.found
+        n = scans.asking(a.alive, a.activity, a.requested, a.target_obj, a.dest_field, a.tile,
+                         self.grid.fields.arrays, self.config.queues.reserve_radius, found[scans.ASKING])
+        if n:
+            asking = found[scans.ASKING, :n].tolist()
+            self.queues.request(self, [(s, int(a.target_obj[s])) for s in asking])
         self.queues.update(self)
         arrived = movement.move(self)
-        for slot in arrived:
-            if a.activity[slot] != Activity.MOVING:
-                continue
-            if a.target_obj[slot] < 0:  # a plain walk: done on arrival
-                a.activity[slot] = Activity.IDLE
-                a.dest_field[slot] = -1
-                a.step_done[slot] = True
-            elif a.requested[slot]:
-                actions.start(self, int(slot))
-        for slot in scans.done_waiting(a.alive, a.activity, a.wait_until, self.tick):
-            a.activity[slot] = Activity.IDLE
-            a.step_done[slot] = True
+        if arrived:
+            n = scans.settle_arrivals(found[scans.ARRIVED, :arrived], a.activity, a.target_obj, a.requested,
+                                      a.dest_field, a.step_done, found[scans.STARTING])
+            for slot in found[scans.STARTING, :n].tolist():
+                if a.activity[slot] == Activity.MOVING and a.requested[slot]:  # (an earlier start may change it)
+                    actions.start(self, slot)
+        scans.finish_waits(a.alive, a.activity, a.wait_until, self.tick, a.step_done)
 
     def chat_partner(self, slot: int) -> int:
         """Who the agent can talk to: someone within chat radius, or anyone spending time in the same place.

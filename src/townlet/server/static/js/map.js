@@ -7,7 +7,9 @@ const OBJECT_COLORS = {
   bed: "#8e7cc3", fridge: "#9fc5e8", stove: "#e06666", shower: "#6fa8dc", wardrobe: "#b4a7d6", till: "#ffd966",
   desk: "#c27ba0", shelf: "#93c47d", bench: "#a2c4c9", table: "#f6b26b", counter_service: "#ffe599",
 };
-const BASE = 8; // pixels per tile in the cached tile layer
+const BASE = 8; // pixels per tile in the cached tile layer (fewer for big towns: the layer stays <= LAYER_MAX px)
+const LAYER_MAX = 4096;
+const DOT_BELOW = 6; // CSS px per tile under which agents are drawn as plain dots (a big town seen whole)
 const JUMP = 4; // tiles: a longer move (teleport, skipped ticks) is not animated
 
 /** A colour per agent: golden-angle hues by slot keep a small town's agents far apart on the wheel. */
@@ -37,7 +39,10 @@ export class MapView extends EventTarget {
     this.lastUpdate = 0;
     this.zoom = 1; // 1 = the whole town fits
     this.center = { x: town.width / 2, y: town.height / 2 };
+    this.base = Math.max(1, Math.min(BASE, Math.floor(LAYER_MAX / Math.max(town.width, town.height))));
     this.tiles = this.drawTiles();
+    this.frameMs = 0; // smoothed milliseconds render() takes (the page shows it; tests read it)
+    this.drawnAgents = 0; // agents drawn by the last render (only those in view)
     this.resize();
     new ResizeObserver(() => this.resize()).observe(canvas);
     this.bindInput();
@@ -45,6 +50,7 @@ export class MapView extends EventTarget {
 
   drawTiles() {
     const { width, height, tiles, objects } = this.town;
+    const BASE = this.base;
     const layer = document.createElement("canvas");
     layer.width = width * BASE;
     layer.height = height * BASE;
@@ -58,7 +64,8 @@ export class MapView extends EventTarget {
     }
     for (const o of objects) {
       g.fillStyle = OBJECT_COLORS[o.type] || "#ccc";
-      g.fillRect(o.x * BASE + 1, o.y * BASE + 1, BASE - 2, BASE - 2);
+      const pad = BASE > 2 ? 1 : 0;
+      g.fillRect(o.x * BASE + pad, o.y * BASE + pad, BASE - 2 * pad, BASE - 2 * pad);
     }
     return layer;
   }
@@ -217,38 +224,82 @@ export class MapView extends EventTarget {
     }
   }
 
+  /** The tiles in view (with a tile of margin): {x0, y0, x1, y1}, clipped to the town. */
+  visible() {
+    const { clientWidth: w, clientHeight: h } = this.canvas;
+    const a = this.toTile(0, 0);
+    const b = this.toTile(w, h);
+    return {
+      x0: Math.max(0, Math.floor(a.x) - 1), y0: Math.max(0, Math.floor(a.y) - 1),
+      x1: Math.min(this.town.width - 1, Math.ceil(b.x) + 1), y1: Math.min(this.town.height - 1, Math.ceil(b.y) + 1),
+    };
+  }
+
+  /** Draw what is in view only: the visible part of the tile layer, then the objects and agents on it. */
   render() {
+    const started = performance.now();
     const ctx = this.ctx;
     const { clientWidth: w, clientHeight: h } = this.canvas;
     const s = this.scale;
     ctx.setTransform(this.dpr, 0, 0, this.dpr, 0, 0);
     ctx.clearRect(0, 0, w, h);
     ctx.imageSmoothingEnabled = false;
-    const origin = this.toScreen(-0.5, -0.5);
-    ctx.drawImage(this.tiles, origin.x, origin.y, this.town.width * s, this.town.height * s);
-    if (s >= 10) this.drawPlaceNames(ctx, s);
-    if (this.state) this.drawBusyObjects(ctx, s);
+    const v = this.visible();
+    const inView = (p) => p.x >= v.x0 && p.x <= v.x1 && p.y >= v.y0 && p.y <= v.y1;
+    const cols = v.x1 - v.x0 + 1;
+    const rows = v.y1 - v.y0 + 1;
+    const origin = this.toScreen(v.x0 - 0.5, v.y0 - 0.5);
+    const B = this.base;
+    ctx.drawImage(this.tiles, v.x0 * B, v.y0 * B, cols * B, rows * B, origin.x, origin.y, cols * s, rows * s);
+    if (s >= 10) this.drawPlaceNames(ctx, s, inView);
+    if (this.state) this.drawBusyObjects(ctx, s, inView);
     const now = performance.now();
     const at = new Map();
-    for (const [id, a] of this.agents) at.set(id, this.position(a, now));
+    for (const [id, a] of this.agents) {
+      const p = this.position(a, now);
+      if (inView(p) || id === this.selected) at.set(id, p);
+    }
     if (this.showTies) this.drawTies(ctx, s, at);
-    for (const [id, a] of this.agents) this.drawAgent(ctx, s, id, a, at.get(id));
+    if (s < DOT_BELOW) {
+      this.drawDots(ctx, s, at);
+    } else {
+      for (const [id, p] of at) this.drawAgent(ctx, s, id, this.agents.get(id), p);
+    }
+    this.drawnAgents = at.size;
+    this.frameMs = 0.9 * this.frameMs + 0.1 * (performance.now() - started);
   }
 
-  drawPlaceNames(ctx, s) {
+  /** Agents as plain squares, one fill per colour run: a whole big town stays cheap to draw. */
+  drawDots(ctx, s, at) {
+    const size = Math.max(2, s * 0.9);
+    for (const [id, p] of at) {
+      const a = this.agents.get(id);
+      const c = this.toScreen(p.x, p.y);
+      ctx.fillStyle = a.data.asleep ? "#6d7686" : a.color;
+      ctx.fillRect(c.x - size / 2, c.y - size / 2, size, size);
+      if (id === this.selected || id === this.cursor) {
+        ctx.strokeStyle = id === this.selected ? "#ffffff" : "#ffd166";
+        ctx.lineWidth = 2;
+        ctx.strokeRect(c.x - size / 2 - 3, c.y - size / 2 - 3, size + 6, size + 6);
+      }
+    }
+  }
+
+  drawPlaceNames(ctx, s, inView) {
     ctx.font = `${Math.min(14, s * 0.7)}px system-ui, sans-serif`;
     ctx.fillStyle = "rgba(231,235,240,0.55)";
     ctx.textBaseline = "top";
     for (const p of this.town.places) {
+      if (!inView({ x: p.rect[0], y: p.rect[1] })) continue;
       const o = this.toScreen(p.rect[0] + 0.5, p.rect[1] + 0.5);
       ctx.fillText(p.id, o.x - s / 2 + 2, o.y - s / 2 + 2);
     }
   }
 
-  drawBusyObjects(ctx, s) {
+  drawBusyObjects(ctx, s, inView) {
     ctx.lineWidth = Math.max(1, s * 0.12);
     for (const o of Object.values(this.state.objects || {})) {
-      if (!o.user && !o.queue) continue;
+      if ((!o.user && !o.queue) || !inView(o)) continue;
       const c = this.toScreen(o.x, o.y);
       ctx.strokeStyle = o.user ? "#ffffff" : "#ffd166";
       ctx.strokeRect(c.x - s / 2 + 1, c.y - s / 2 + 1, s - 2, s - 2);

@@ -18,7 +18,7 @@ export function applyPatch(target, patch) {
 /** Where the stream of the page's own server lives. */
 export function streamUrl(location) {
   const scheme = location.protocol === "https:" ? "wss:" : "ws:";
-  return `${scheme}//${location.host}/ws/telemetry`;
+  return `${scheme}//${location.host}/ws/telemetry?frames=tick`; // one frame per tick: its messages, one a line
 }
 
 /**
@@ -35,7 +35,7 @@ export class TelemetryStream extends EventTarget {
     this.socket = null;
     this.backoff = 500;
     this.stats = {
-      connected: false, messages: 0, snapshots: 0, diffs: 0, events: 0, gaps: 0, reconnects: 0,
+      connected: false, frames: 0, messages: 0, snapshots: 0, diffs: 0, events: 0, gaps: 0, reconnects: 0,
       bytes: 0, lastMessageAt: 0, since: performance.now(),
     };
   }
@@ -69,7 +69,14 @@ export class TelemetryStream extends EventTarget {
     this.connect();
   }
 
-  onMessage(text) {
+  onMessage(frame) {
+    const s = this.stats;
+    s.frames += 1;
+    s.bytes += frame.length;
+    for (const line of frame.split("\n")) if (line) this.onLine(line);
+  }
+
+  onLine(text) {
     let msg;
     try {
       msg = JSON.parse(text);
@@ -78,7 +85,6 @@ export class TelemetryStream extends EventTarget {
     }
     const s = this.stats;
     s.messages += 1;
-    s.bytes += text.length;
     s.lastMessageAt = performance.now();
     if (msg.type === "snapshot") {
       s.snapshots += 1;
