@@ -8,7 +8,7 @@ bash "$(dirname "${BASH_SOURCE[0]}")/_system.sh"  # Chromium and tmux for the br
 cd "$ROOT"
 echo "== ruff" >&2
 ruff check src tests tools examples
-echo "== mypy (core packages, see [tool.mypy] in pyproject.toml)" >&2
+echo "== mypy (all of src/townlet, see [tool.mypy] in pyproject.toml)" >&2
 mypy
 echo "== import-linter (layers, no torch/servers in the core)" >&2
 lint-imports --no-logo

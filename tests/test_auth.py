@@ -54,6 +54,15 @@ def forge(claims: dict, secret: bytes, kid: str) -> str:
     return jwt.encode(claims, secret, algorithm="HS256", headers={"kid": kid})
 
 
+def test_a_console_without_authority_refuses_every_token(state_dir) -> None:
+    """A service built with authority=None (as a replay builds it) refuses every token as E_UNAUTHENTICATED."""
+    console = ConsoleService(Simulation(seed=0), None, AuditLog(state_dir / "audit.jsonl"))
+    for token in (None, "a.b.c"):
+        result = answer(console, token, {"cmd": "status"})
+        assert not result.ok and result.code == E_UNAUTHENTICATED and "no tokens" in result.message
+    assert console.counts["internal_errors"] == 0
+
+
 def test_missing_malformed_and_forged_tokens_are_refused_and_audited(console, authority, state_dir) -> None:
     """No token, junk, a bad signature, an unknown key, alg none: all E_UNAUTHENTICATED, each audited."""
     good, claims = authority.issue("alice", "admin", 3600)

@@ -446,3 +446,30 @@ def test_baselines_score_windows_taken_together_like_the_training_windows() -> N
     whole = baseline_kpis(None, [], 1, 3000, 4, "scripted")
     assert daily["self_sufficiency"] >= 0.75 and daily["self_sufficiency"] > whole["self_sufficiency"]
     assert daily["need_ok_share"] == whole["need_ok_share"] and daily["attendance"] == whole["attendance"]
+
+
+def _rollout(n: int, hidden: int | None) -> Rollout:
+    """A rollout of ``n`` rows with row links 0 -> 1 and, with ``hidden``, LSTM state filled with ``n``."""
+    ints = np.zeros(n, np.int64)
+    floats = np.zeros(n, np.float32)
+    flags = np.zeros(n, bool)
+    init = None if hidden is None else (np.full((1, n, hidden), n, np.float32), np.full((1, n, hidden), -n, np.float32))
+    return Rollout(obs=np.zeros((n, 3), np.float32), masks=np.ones((n, 2), bool), actions=ints, logprobs=floats,
+                   values=floats, rewards=floats, discounts=floats, next_values=floats, ends=flags,
+                   next_index=np.array([1] + [-1] * (n - 1)), learned=flags, slots=np.arange(n), ticks=ints,
+                   resets=flags, init_state=init, town_ticks=n)
+
+
+def test_concat_joins_rows_links_and_lstm_state() -> None:
+    """Rollout.concat renumbers slots and row links per part and joins the LSTM state along its row axis."""
+    joined = Rollout.concat([_rollout(2, 4), _rollout(3, 4)], slots_per_part=10)
+    assert joined.size == 5 and joined.town_ticks == 5
+    assert joined.next_index.tolist() == [1, -1, 3, -1, -1]
+    assert joined.slots.tolist() == [0, 1, 10, 11, 12]
+    assert joined.init_state is not None
+    h, c = joined.init_state
+    assert h.shape == c.shape == (1, 5, 4)
+    assert h[0, :, 0].tolist() == [2, 2, 3, 3, 3] and c[0, :, 0].tolist() == [-2, -2, -3, -3, -3]
+    assert Rollout.concat([_rollout(2, None), _rollout(1, None)], slots_per_part=10).init_state is None
+    with pytest.raises(ValueError, match="recurrent"):
+        Rollout.concat([_rollout(2, 4), _rollout(1, None)], slots_per_part=10)

@@ -14,11 +14,15 @@ import argparse
 import json
 import sys
 from collections import defaultdict
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from townlet.cli.main import add_config_options
 from townlet.cli.policy_arg import add_policy_argument
+
+if TYPE_CHECKING:
+    from townlet.world.state import World
 
 EXAMPLES = """examples:
   townlet replay snaps/town-000000002000.snap --ticks 1000 --inputs ~/.townlet/audit.jsonl
@@ -81,12 +85,12 @@ def replay(snapshot_path: str | Path, ticks: int, inputs: dict[int, list[dict[st
 
     sim = snapshot.load(snapshot_path, keys=keys)
     driving = reinstate(sim, policy, registry)
-    service = ConsoleService(sim, authority=None)  # type: ignore[arg-type]  # commands are not re-authorised
+    service = ConsoleService(sim, authority=None)  # recorded commands are not re-authorised
     service.policies = LivePolicies(sim, registry.scratch_copy() if registry is not None else None, None,
                                     monitor=False)
     applied, failed = 0, []
     start = sim.tick
-    def apply(rec: dict[str, Any]) -> None:
+    def apply(rec: dict[str, Any], _world: World) -> None:
         nonlocal applied
         command = REGISTRY.get(rec["cmd"])
         if command is None:
@@ -101,7 +105,7 @@ def replay(snapshot_path: str | Path, ticks: int, inputs: dict[int, list[dict[st
 
     for _ in range(ticks):
         for rec in inputs.get(sim.tick, ()):  # queued like the live console's: applied in the tick's commands phase
-            sim.enqueue(lambda world, rec=rec: apply(rec))
+            sim.enqueue(partial(apply, rec))
         sim.step()
     return {"from_tick": start, "to_tick": sim.tick, "inputs_applied": applied, "input_failures": failed,
             "policy": driving.to_dict(), "state_hash": sim.state_hash()}
@@ -125,6 +129,7 @@ def replay_command(args: argparse.Namespace) -> int:
 
     path = Path(args.snapshot)
     keys = snapshot_keys(args)
+    bad_input: tuple[type[BaseException], ...] = (snapshot.SnapshotError, OSError, ValueError, *policy_errors())
     try:
         start = snapshot.read(path, keys).identity["tick"]
         against = Path(args.against) if args.against else _default_against(path, args.ticks, keys)
@@ -145,7 +150,7 @@ def replay_command(args: argparse.Namespace) -> int:
         loaded = snap.loaded_config()
         override = choose(args.policy, loaded, args) if args.policy else None
         result = replay(path, ticks, read_inputs(args.inputs), keys, override, registry_of(args, loaded))
-    except (snapshot.SnapshotError, OSError, ValueError, *policy_errors()) as exc:
+    except bad_input as exc:
         print(f"townlet: error: {exc}", file=sys.stderr)
         return 2
     result["expected"] = expected

@@ -36,6 +36,7 @@ from townlet.console.errors import (
     E_INVALID_ARG,
     E_NOT_FOUND,
     E_RATE_LIMITED,
+    E_UNAUTHENTICATED,
     CommandError,
     clip,
 )
@@ -97,7 +98,7 @@ class ConsoleService:
     Args:
         sim: The simulation the commands act on. Its policy is wrapped for possession.
             (``policies``, the policy desk of the ``policy`` command, is set by whoever runs the town.)
-        authority: Verifies tokens.
+        authority: Verifies tokens (None: no token is accepted; a replay applies its recorded commands directly).
         audit: The audit log (None: nothing is written; tests only).
         publisher: The telemetry publisher, for the ``health`` command.
         registry: The commands (the full registry by default).
@@ -106,7 +107,7 @@ class ConsoleService:
         failures: ``f(source) -> allowed``, charged for every request whose token fails; None: no limit.
     """
 
-    def __init__(self, sim: Simulation, authority: TokenAuthority, audit: AuditLog | None = None,
+    def __init__(self, sim: Simulation, authority: TokenAuthority | None, audit: AuditLog | None = None,
                  publisher: TelemetryPublisher | None = None, registry: Registry = REGISTRY,
                  rate_limit: Callable[[str], bool] | None = None, dedup_size: int = 4096,
                  failures: Callable[[str], bool] | None = None) -> None:
@@ -175,6 +176,8 @@ class ConsoleService:
             self.counts["submitted"] += 1
         where = source or LOCAL
         try:
+            if self.authority is None:
+                raise CommandError(E_UNAUTHENTICATED, "this console accepts no tokens")
             principal = self.authority.verify(token)
         except CommandError as exc:
             refusal = exc

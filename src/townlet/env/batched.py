@@ -20,7 +20,7 @@ far each went, and :attr:`BatchedTowns.deciding` who chooses at the next step.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -28,6 +28,9 @@ from townlet.config.loader import LoadedConfig
 from townlet.env.core import Decisions, TownBuffers, TownCore
 from townlet.env.stacked import StackedObserver
 from townlet.sim.pickling import KeepsViews
+
+if TYPE_CHECKING:
+    from townlet.env.workers import WorkerPool
 
 FIELDS = ("obs", "masks", "rewards", "alive", "terminated", "arrived", "truncated", "deciding", "discounted",
           "need_peak", "final_obs", "final_masks", "reset_towns", "ticks", "limit", "actions", "episodes", "kpi_totals",
@@ -182,7 +185,7 @@ class BatchedTowns(KeepsViews):
         self.seed = int(loaded.config.seed)
         shapes = batch_shapes(n_towns, cap, size, actions)
         shares = [share.tolist() for share in np.array_split(np.arange(n_towns), min(workers, n_towns - 1) + 1)]
-        self._pool = None
+        self._pool: WorkerPool | None = None
         if len(shares) > 1:
             from townlet.env.workers import WorkerPool
 
@@ -266,8 +269,9 @@ class BatchedTowns(KeepsViews):
 
     def close(self) -> None:
         """Stop the worker processes (nothing to do in process); the buffers stay readable."""
-        if getattr(self, "_pool", None) is not None:
-            self._pool.close()
+        pool: WorkerPool | None = getattr(self, "_pool", None)  # None too when __init__ failed before it
+        if pool is not None:
+            pool.close()
 
     def __del__(self) -> None:
         self.close()

@@ -273,10 +273,12 @@ class TownCore(KeepsViews):
         b, w = self.buffers, self.sim.world
         self.encoder.encode()
         if self.primitives:
+            rules = self.sim.primitives
+            assert rules is not None  # the simulation builds them whenever env.action_level is "primitives"
             b.mask.fill(0)
             live = b.alive.nonzero()[0]
             if len(live):
-                b.mask[live] = self.sim.primitives.mask(w, live)
+                b.mask[live] = rules.mask(w, live)
             return
         town_masks(w.tick, *mask_scalars(w), *self.mask_args())
 

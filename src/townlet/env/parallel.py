@@ -31,6 +31,7 @@ from townlet.sim.pickling import KeepsViews
 
 SEED_BOUND = 2**31
 SEAT_PREFIX = "seat_"
+RENDER_MODES = ("human", "rgb_array", "ansi")
 
 
 def seat_name(slot: int) -> str:
@@ -58,14 +59,13 @@ class TownletParallelEnv(KeepsViews, ParallelEnv):
         exits: Occupants who left their seats since the env was built.
     """
 
-    metadata = {"name": "townlet_v1", "render_modes": ["human", "rgb_array", "ansi"], "is_parallelizable": True,
-                "render_fps": 4}
+    metadata = {"name": "townlet_v1", "render_modes": list(RENDER_MODES), "is_parallelizable": True, "render_fps": 4}
 
     def __init__(self, loaded: LoadedConfig, render_mode: str | None = None, decisions: Decisions = "ticks",
                  gamma: float = 0.99, *, seats: int | None = None, max_cycles: int | None = None,
                  scripted_fallback: bool = False) -> None:
-        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise ValueError(f"render_mode must be one of {self.metadata['render_modes']} or None")
+        if render_mode is not None and render_mode not in RENDER_MODES:
+            raise ValueError(f"render_mode must be one of {list(RENDER_MODES)} or None")
         if max_cycles is not None and max_cycles < 1:
             raise ValueError(f"max_cycles must be at least 1 (or None), not {max_cycles}")
         self.loaded = loaded

@@ -73,7 +73,7 @@ def rgb_frame(world: World, tile_px: int = 8) -> np.ndarray:
 def ansi_frame(world: World) -> str:
     """The map as text (the map file's glyphs; agents as 0-9a-z by slot) plus the clock and one line per agent."""
     g, o, a = world.grid, world.objects, world.agents
-    chars = np.array([TILE_CHAR[TileKind(k)] for k in g.kinds], dtype="<U1")
+    chars = np.array([TILE_CHAR[TileKind(k)] for k in g.kinds.tolist()], dtype="<U1")
     for obj, t in enumerate(o.types):
         chars[o.tile[obj]] = OBJECT_CHAR.get(t, "?")
     for slot in a.alive.nonzero()[0]:

@@ -20,11 +20,14 @@ import platform
 import time
 import traceback
 from multiprocessing.connection import Connection
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from townlet.config.loader import LoadedConfig
+
+if TYPE_CHECKING:
+    from townlet.env.core import Decisions
 
 Shapes = dict[str, tuple[tuple[int, ...], type]]
 SPIN_S = 0.005  # how long a waiting side polls before it blocks (see :func:`receive`)
@@ -64,7 +67,7 @@ def receive(conn: Connection) -> Any:
 
 
 def _serve(conn: Connection, loaded: LoadedConfig, arrays: dict[str, np.ndarray], towns: list[int],
-           n_towns: int, autoreset: bool, sync: np.ndarray, decisions: str, gamma: float) -> None:
+           n_towns: int, autoreset: bool, sync: np.ndarray, decisions: Decisions, gamma: float) -> None:
     """A worker's loop: build its towns on its side, then answer steps and reset / query messages.
 
     A step is asked for by the counter ``sync[ASKED]`` moving past ``sync[DONE]``, or by a pipe message.
@@ -74,7 +77,7 @@ def _serve(conn: Connection, loaded: LoadedConfig, arrays: dict[str, np.ndarray]
 
     cores = {}
     for i in towns:
-        core = TownCore(loaded, decisions=decisions, gamma=gamma)  # type: ignore[arg-type]
+        core = TownCore(loaded, decisions=decisions, gamma=gamma)
         core.buffers = town_buffers(arrays, i)
         cores[i] = core
     observer = observer_of(cores)
@@ -136,7 +139,7 @@ class WorkerPool:
     """
 
     def __init__(self, loaded: LoadedConfig, shapes: Shapes, n_towns: int, shares: list[list[int]],
-                 autoreset: bool, decisions: str = "ticks", gamma: float = 0.99) -> None:
+                 autoreset: bool, decisions: Decisions = "ticks", gamma: float = 0.99) -> None:
         if "fork" not in mp.get_all_start_methods():
             raise RuntimeError("BatchedTowns workers need the 'fork' start method; use workers=0 here")
         self.arrays: dict[str, np.ndarray] = {}

@@ -28,8 +28,9 @@ import hashlib
 import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -183,6 +184,12 @@ def step_scenario(sim: Simulation, scenario: Scenario, actions: np.ndarray | Non
 # -- recording --------------------------------------------------------------------------------------------
 
 
+def _write_npz(arrays: dict[str, np.ndarray], handle: BinaryIO) -> None:
+    """Write ``arrays`` to the open file as a compressed ``.npz``."""
+    # numpy's stub types **kwds beside ``allow_pickle: bool``, so any ``**dict[str, ndarray]`` is flagged
+    np.savez_compressed(handle, **arrays)  # type: ignore[arg-type]
+
+
 def record_episode(
     loaded: LoadedConfig, scenario: Scenario, seed: int, ticks: int, variant: str | None = None,
     progress: Callable[[int], None] | None = None,
@@ -272,7 +279,7 @@ def capture(
             done += ticks
             obs_dim = int(arrays["obs"].shape[1])
             path = out / f"{name}-{seed}.npz"
-            write_atomic(path, lambda handle, arrays=arrays: np.savez_compressed(handle, **arrays))  # type: ignore[misc]
+            write_atomic(path, partial(_write_npz, arrays))
             shards.append({
                 "file": path.name, "sha256": _sha256(path), "scenario": name, "seed": seed, "ticks": ticks,
                 "config_id": episode.config_id,

@@ -109,11 +109,13 @@ class Rollout:
         arrays["next_index"] = np.concatenate([np.where(p.next_index >= 0, p.next_index + off, -1)
                                                for p, off in zip(parts, offsets, strict=True)])
         arrays["slots"] = np.concatenate([p.slots + k * slots_per_part for k, p in enumerate(parts)])
+        states = [p.init_state for p in parts if p.init_state is not None]
+        if states and len(states) != len(parts):
+            raise ValueError("cannot join rollouts of recurrent and feed-forward policies")
         init = None
-        if parts[0].init_state is not None:
-            init = tuple(np.concatenate([p.init_state[i] for p in parts], axis=1)  # type: ignore[index]
-                         for i in range(2))
-        return Rollout(**arrays, init_state=init, town_ticks=sum(p.town_ticks for p in parts),  # type: ignore[arg-type]
+        if states:
+            init = (np.concatenate([h for h, _ in states], axis=1), np.concatenate([c for _, c in states], axis=1))
+        return Rollout(**arrays, init_state=init, town_ticks=sum(p.town_ticks for p in parts),
                        collect_s=max(p.collect_s for p in parts), env_s=max(p.env_s for p in parts),
                        policy_s=max(p.policy_s for p in parts),
                        episode_returns=[r for p in parts for r in p.episode_returns],
@@ -250,7 +252,8 @@ class Collector:
                         before = (state[0][0].numpy().copy(), state[1][0].numpy().copy())
                     logits, value, state = net(torch.from_numpy(obs), torch.from_numpy(masks), state)
                     if recurrent:
-                        self.state[0][:, rows], self.state[1][:, rows] = state  # type: ignore[index]
+                        assert self.state is not None and state is not None
+                        self.state[0][:, rows], self.state[1][:, rows] = state
                     logp_all = torch.log_softmax(logits, dim=-1).numpy()
                 values = value.numpy()
                 choice = _sample(np.exp(logp_all), rows, self.capacity, self.streams)
@@ -388,7 +391,7 @@ class _Transitions:
 
     def rollout(self, recurrent: bool) -> Rollout:
         empty = {"obs": np.zeros((0, self.obs_size), np.float32), "masks": np.zeros((0, self.actions), bool)}
-        arrays = {name: np.concatenate(chunks) if chunks else empty.get(name, np.zeros(0))
+        arrays: dict[str, Any] = {name: np.concatenate(chunks) if chunks else empty.get(name, np.zeros(0))
                   for name, chunks in self.cols.items()}
         for name, dtype in (("actions", np.int64), ("next_index", np.int64), ("slots", np.int64),
                             ("ticks", np.int64), ("ends", bool), ("learned", bool), ("resets", bool)):

@@ -25,7 +25,8 @@ from gymnasium import spaces
 
 from townlet.env.wrappers import require
 
-MultiAgentEnv = require("ray.rllib.env.multi_agent_env", "townlet.env.wrappers.rllib").MultiAgentEnv
+# The base class of an optional library, found at import time: typed Any (the ecosystem extra is not type-checked)
+MultiAgentEnv: Any = require("ray.rllib.env.multi_agent_env", "townlet.env.wrappers.rllib").MultiAgentEnv
 
 
 class TownletMultiAgentEnv(MultiAgentEnv):

@@ -23,7 +23,9 @@ import numpy as np
 from townlet.env.wrappers import SeatRows, action_masks, require
 
 _vec_env = require("stable_baselines3.common.vec_env", "townlet.env.wrappers.sb3")
-VecEnv, VecEnvWrapper = _vec_env.VecEnv, _vec_env.VecEnvWrapper
+# Base classes of an optional library, found at import time: typed Any (the ecosystem extra is not type-checked)
+VecEnv: Any = _vec_env.VecEnv
+VecEnvWrapper: Any = _vec_env.VecEnvWrapper
 
 MASKS = "action_masks"
 
@@ -77,7 +79,7 @@ class TownsVecEnv(VecEnv):
         r = self.rows
         obs, rewards, terminated, truncated = r.step(actions)
         infos: list[dict] = [{} for _ in range(r.num_rows)]
-        for row in truncated.nonzero()[0]:
+        for row in truncated.nonzero()[0].tolist():
             infos[row]["terminal_observation"] = r.final_obs[row].copy()
             infos[row]["TimeLimit.truncated"] = not terminated[row]
         for row, ret, length in r.ended:

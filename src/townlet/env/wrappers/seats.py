@@ -111,7 +111,7 @@ class SeatEpisodes(KeepsViews, ParallelEnv):
         out = {}
         for seat, info in infos.items():
             reason = info.get("exit_reason")
-            row = {"occupied": info.get("person") is not None, "left": reason is not None,
+            row: dict[str, float] = {"occupied": info.get("person") is not None, "left": reason is not None,
                    "arrived": bool(info.get("arrived", False)), "exit_reason": REASONS.index(reason) if reason else -1}
             if self.env.core.points:
                 row |= {"ticks": int(info.get("ticks", 0)), "must_decide": bool(info.get("must_decide", False)),
