@@ -84,8 +84,9 @@ class Agent(nn.Module):
         super().__init__()
         self.actions = actions
         self.critic = nn.Sequential(nn.Linear(obs_size, 64), nn.Tanh(), nn.Linear(64, 64), nn.Tanh(), nn.Linear(64, 1))
-        self.actor = nn.Sequential(nn.Linear(obs_size, 64), nn.Tanh(), nn.Linear(64, 64), nn.Tanh(),
-                                   nn.Linear(64, actions))
+        self.actor = nn.Sequential(
+            nn.Linear(obs_size, 64), nn.Tanh(), nn.Linear(64, 64), nn.Tanh(), nn.Linear(64, actions)
+        )
 
     def value(self, obs: torch.Tensor) -> torch.Tensor:
         """V(obs), ``[B]``."""
@@ -93,7 +94,7 @@ class Agent(nn.Module):
 
     def act(self, obs: torch.Tensor, action: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
         """Sample (or score ``action``) under the mask carried in ``obs``: action, log-prob, entropy, value."""
-        mask = obs[:, -self.actions:] > 0.5
+        mask = obs[:, -self.actions :] > 0.5
         logits = self.actor(obs).masked_fill(~mask, -1e9)
         dist = torch.distributions.Categorical(logits=logits)
         if action is None:
@@ -158,7 +159,7 @@ def main(argv: list[str] | None = None) -> dict:
         for _ in range(args.epochs):
             order = torch.randperm(len(b_obs))
             for start in range(0, len(b_obs), size_mb):
-                mb = order[start:start + size_mb]
+                mb = order[start : start + size_mb]
                 _, logp, entropy, value = agent.act(b_obs[mb], b_act[mb])
                 ratio = (logp - b_logp[mb]).exp()
                 adv = (b_adv[mb] - b_adv[mb].mean()) / (b_adv[mb].std() + 1e-8)
@@ -171,10 +172,15 @@ def main(argv: list[str] | None = None) -> dict:
                 optimiser.step()
 
     rows_env = envs.rows
-    summary = {"steps": steps, "seconds": round(time.perf_counter() - t0, 1), "stays_finished": len(returns),
-               "mean_stay_return": round(float(np.mean(returns[-100:])), 3) if returns else None,
-               "scripted_fallbacks": rows_env.scripted_fallbacks, "invalid_actions": rows_env.invalid_actions,
-               "exits": int(rows_env.exits)}
+    summary = {
+        "steps": steps,
+        "seconds": round(time.perf_counter() - t0, 1),
+        "stays_finished": len(returns),
+        "mean_stay_return": round(float(np.mean(returns[-100:])), 3) if returns else None,
+        "scripted_fallbacks": rows_env.scripted_fallbacks,
+        "invalid_actions": rows_env.invalid_actions,
+        "exits": int(rows_env.exits),
+    }
     envs.close()
     print(json.dumps(summary))
     return summary

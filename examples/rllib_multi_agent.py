@@ -46,25 +46,38 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--variant", default="compact", choices=["full", "hybrid", "compact"])
     p.add_argument("--decisions", default="ticks", choices=["ticks", "points"])
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
-                   help="a Townlet config override, e.g. features.lifecycle=on (repeatable)")
+    p.add_argument(
+        "--set",
+        dest="sets",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a Townlet config override, e.g. features.lifecycle=on (repeatable)",
+    )
     return p.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> dict:
     """Train, then print and return the summary."""
     args = parse(argv)
-    ray.init(num_cpus=max(1, args.env_runners + 1), include_dashboard=False, log_to_driver=False,
-             ignore_reinit_error=True)
+    ray.init(
+        num_cpus=max(1, args.env_runners + 1), include_dashboard=False, log_to_driver=False, ignore_reinit_error=True
+    )
     env_config = {"variant": args.variant, "overrides": args.sets, "decisions": args.decisions}
     config = (
         PPOConfig()
         # RLlib's env check steps once with unmasked random actions; tests/test_ecosystem.py runs it separately.
         .environment(TownletMultiAgentEnv, env_config=env_config, disable_env_checking=True)
         .multi_agent(policies={POLICY}, policy_mapping_fn=every_seat_to_the_shared_policy)
-        .rl_module(rl_module_spec=MultiRLModuleSpec(rl_module_specs={
-            POLICY: RLModuleSpec(module_class=ActionMaskingTorchRLModule,
-                                 model_config={"head_fcnet_hiddens": [64, 64]})}))
+        .rl_module(
+            rl_module_spec=MultiRLModuleSpec(
+                rl_module_specs={
+                    POLICY: RLModuleSpec(
+                        module_class=ActionMaskingTorchRLModule, model_config={"head_fcnet_hiddens": [64, 64]}
+                    )
+                }
+            )
+        )
         .env_runners(num_env_runners=args.env_runners)
         .training(train_batch_size_per_learner=args.batch, minibatch_size=max(args.batch // 4, 32), num_epochs=2)
         .debugging(seed=args.seed)
@@ -78,8 +91,12 @@ def main(argv: list[str] | None = None) -> dict:
             runners = result["env_runners"]
             sampled.append(int(runners.get("num_env_steps_sampled", 0)))
             episodes.append(int(runners.get("num_episodes", 0)))
-        summary: dict = {"iterations": args.iterations, "env_steps_sampled": sampled, "episodes": episodes,
-                         "seconds": round(time.perf_counter() - t0, 1)}
+        summary: dict = {
+            "iterations": args.iterations,
+            "env_steps_sampled": sampled,
+            "episodes": episodes,
+            "seconds": round(time.perf_counter() - t0, 1),
+        }
         if args.env_runners == 0:  # the env lives in this process: read its counters
             towns = [env.unwrapped.env for env in algo.env_runner.env.unwrapped.envs]
             for key in ("exits", "scripted_fallbacks", "invalid_actions"):

@@ -69,8 +69,14 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--n-steps", type=int, default=256, help="rollout length per row")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1, help="torch threads")
-    p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
-                   help="a Townlet config override, e.g. features.lifecycle=on (repeatable)")
+    p.add_argument(
+        "--set",
+        dest="sets",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a Townlet config override, e.g. features.lifecycle=on (repeatable)",
+    )
     return p.parse_args(argv)
 
 
@@ -84,8 +90,16 @@ def main(argv: list[str] | None = None) -> dict:
     venv = ss.concat_vec_envs_v1(venv, args.copies, num_cpus=args.cpus, base_class="stable_baselines3")
     venv = ActionMasks(venv)
     algo = MaskablePPO if args.algo == "maskable" else PPO
-    model = algo("MlpPolicy", venv, n_steps=args.n_steps, batch_size=min(512, args.n_steps * venv.num_envs),
-                 n_epochs=2, seed=args.seed, verbose=0, policy_kwargs={"net_arch": [64, 64]})
+    model = algo(
+        "MlpPolicy",
+        venv,
+        n_steps=args.n_steps,
+        batch_size=min(512, args.n_steps * venv.num_envs),
+        n_epochs=2,
+        seed=args.seed,
+        verbose=0,
+        policy_kwargs={"net_arch": [64, 64]},
+    )
     counters = TownCounters(seats)
     t0 = time.perf_counter()
     model.learn(args.steps, callback=counters)
@@ -93,12 +107,17 @@ def main(argv: list[str] | None = None) -> dict:
     venv.close()
     returns = [e["r"] for e in model.ep_info_buffer]
     summary = {
-        "algo": args.algo, "timesteps": int(model.num_timesteps), "rows": venv.num_envs, "seconds": round(seconds, 1),
+        "algo": args.algo,
+        "timesteps": int(model.num_timesteps),
+        "rows": venv.num_envs,
+        "seconds": round(seconds, 1),
         "stays_finished": counters.stays,
         "mean_stay_return": round(float(np.mean(returns)), 3) if returns else None,  # the last 100
         "town_episodes": counters.town_episodes,
-        **{key: sum(c[key] for c in counters.copies.values())
-           for key in ("exits", "scripted_fallbacks", "invalid_actions")},
+        **{
+            key: sum(c[key] for c in counters.copies.values())
+            for key in ("exits", "scripted_fallbacks", "invalid_actions")
+        },
     }
     print(json.dumps(summary))
     return summary

@@ -39,8 +39,14 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--decisions", default="ticks", choices=["ticks", "points"])
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1, help="torch threads")
-    p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
-                   help="a Townlet config override, e.g. features.lifecycle=on (repeatable)")
+    p.add_argument(
+        "--set",
+        dest="sets",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a Townlet config override, e.g. features.lifecycle=on (repeatable)",
+    )
     return p.parse_args(argv)
 
 
@@ -52,18 +58,31 @@ def main(argv: list[str] | None = None) -> dict:
     env = torchrl_env(seed=args.seed, variant=args.variant, overrides=args.sets, decisions=args.decisions)
     size = env.observation_spec[OBS].shape[-1]
     actions = env.full_action_spec[GROUP, "action"].space.n
-    logits = TensorDictModule(MLP(in_features=size, out_features=actions, num_cells=[64, 64]),
-                              in_keys=[OBS], out_keys=[(GROUP, "logits")])
-    actor = ProbabilisticActor(logits, in_keys={"logits": (GROUP, "logits"), "mask": (GROUP, "action_mask")},
-                               out_keys=[(GROUP, "action")], distribution_class=MaskedCategorical,
-                               return_log_prob=True, log_prob_key=(GROUP, "sample_log_prob"))
-    critic = TensorDictModule(MLP(in_features=size, out_features=1, num_cells=[64, 64]),
-                              in_keys=[OBS], out_keys=[(GROUP, "state_value")])
+    logits = TensorDictModule(
+        MLP(in_features=size, out_features=actions, num_cells=[64, 64]), in_keys=[OBS], out_keys=[(GROUP, "logits")]
+    )
+    actor = ProbabilisticActor(
+        logits,
+        in_keys={"logits": (GROUP, "logits"), "mask": (GROUP, "action_mask")},
+        out_keys=[(GROUP, "action")],
+        distribution_class=MaskedCategorical,
+        return_log_prob=True,
+        log_prob_key=(GROUP, "sample_log_prob"),
+    )
+    critic = TensorDictModule(
+        MLP(in_features=size, out_features=1, num_cells=[64, 64]), in_keys=[OBS], out_keys=[(GROUP, "state_value")]
+    )
     loss = ClipPPOLoss(actor, critic, normalize_advantage=True)
-    loss.set_keys(reward=(GROUP, "reward"), action=(GROUP, "action"), done=(GROUP, "done"),
-                  terminated=(GROUP, "terminated"), value=(GROUP, "state_value"),
-                  sample_log_prob=(GROUP, "sample_log_prob"), advantage=(GROUP, "advantage"),
-                  value_target=(GROUP, "value_target"))
+    loss.set_keys(
+        reward=(GROUP, "reward"),
+        action=(GROUP, "action"),
+        done=(GROUP, "done"),
+        terminated=(GROUP, "terminated"),
+        value=(GROUP, "state_value"),
+        sample_log_prob=(GROUP, "sample_log_prob"),
+        advantage=(GROUP, "advantage"),
+        value_target=(GROUP, "value_target"),
+    )
     loss.make_value_estimator(ValueEstimators.GAE, gamma=0.99, lmbda=0.95)
     optimiser = torch.optim.Adam(loss.parameters(), lr=args.lr)
     frames, rewards, last = 0, [], {}
@@ -71,8 +90,9 @@ def main(argv: list[str] | None = None) -> dict:
     for _ in range(args.iterations):
         with torch.no_grad():
             batch = env.rollout(args.frames, policy=actor, break_when_any_done=False)
-            loss.value_estimator(batch, params=loss.critic_network_params,
-                                 target_params=loss.target_critic_network_params)
+            loss.value_estimator(
+                batch, params=loss.critic_network_params, target_params=loss.target_critic_network_params
+            )
         frames += batch.batch_size[0]
         rewards.append(float(batch["next", GROUP, "reward"].mean()))
         for _ in range(args.epochs):
@@ -83,8 +103,13 @@ def main(argv: list[str] | None = None) -> dict:
             optimiser.step()
         last = {k: round(float(v), 4) for k, v in terms.items() if k.startswith("loss_")}
     town = env._env.unwrapped  # the Townlet env under the wrapper
-    summary = {"frames": frames, "seconds": round(time.perf_counter() - t0, 1),
-               "mean_reward": round(sum(rewards) / len(rewards), 5), "losses": last, **town.counters()}
+    summary = {
+        "frames": frames,
+        "seconds": round(time.perf_counter() - t0, 1),
+        "mean_reward": round(sum(rewards) / len(rewards), 5),
+        "losses": last,
+        **town.counters(),
+    }
     print(json.dumps(summary))
     return summary
 

@@ -51,8 +51,13 @@ def make_sim() -> Callable[..., Simulation]:
     do only what the test tells them (``world.go_use``...) while the rest of the tick runs as usual.
     """
 
-    def make(seed: int = 0, overrides: Iterable[str] = (), agents: int | None = None,
-             policy: Any = "scripted", manual: bool = False) -> Simulation:
+    def make(
+        seed: int = 0,
+        overrides: Iterable[str] = (),
+        agents: int | None = None,
+        policy: Any = "scripted",
+        manual: bool = False,
+    ) -> Simulation:
         sets = list(overrides)
         if agents is not None:
             sets.append(f"population.agents={agents}")

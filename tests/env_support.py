@@ -29,5 +29,8 @@ def churn(horizon: int) -> dict:
 
 def churn_args(horizon: int) -> list[str]:
     """The same as ``--set KEY=VALUE`` command-line arguments."""
-    return [arg for key, value in churn(horizon).items()
-            for arg in ("--set", f"{key}={str(value).lower() if isinstance(value, bool) else value}")]
+    return [
+        arg
+        for key, value in churn(horizon).items()
+        for arg in ("--set", f"{key}={str(value).lower() if isinstance(value, bool) else value}")
+    ]

@@ -34,8 +34,9 @@ class ServerProcess:
         first_run = not Path(keys_file(_console(state_dir))).exists()  # the server will print an admin token
         self.log = open(state_dir.parent / f"{state_dir.name}-server.log", "ab")  # noqa: SIM115 - closed in stop
         cmd = [sys.executable, "-m", "townlet.cli.main", "serve", "--port", "0", "--state-dir", str(state_dir), *args]
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self.log, text=True,
-                                     env={**os.environ, **(env or {})})
+        self.proc = subprocess.Popen(
+            cmd, stdout=subprocess.PIPE, stderr=self.log, text=True, env={**os.environ, **(env or {})}
+        )
         self.lines: list[str] = []
         self.url = ""
         self.admin_token: str | None = None

@@ -129,23 +129,42 @@ def make_ca(common: str = "Townlet Test CA") -> tuple[ec.EllipticCurvePrivateKey
         .not_valid_before(now - dt.timedelta(days=1))
         .not_valid_after(now + dt.timedelta(days=30))
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
-                                     content_commitment=False, key_encipherment=False, data_encipherment=False,
-                                     key_agreement=False, encipher_only=False, decipher_only=False), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                key_cert_sign=True,
+                crl_sign=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
         .sign(key, hashes.SHA256())
     )
     return key, cert
 
 
-def make_cert(ca: tuple[ec.EllipticCurvePrivateKey, x509.Certificate], common: str = "localhost",
-              dns: tuple[str, ...] = ("localhost",), ips: tuple[str, ...] = ("127.0.0.1",), expired: bool = False,
-              client: bool = False) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
+def make_cert(
+    ca: tuple[ec.EllipticCurvePrivateKey, x509.Certificate],
+    common: str = "localhost",
+    dns: tuple[str, ...] = ("localhost",),
+    ips: tuple[str, ...] = ("127.0.0.1",),
+    expired: bool = False,
+    client: bool = False,
+) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
     """A leaf certificate signed by ``ca`` (server by default, or a client certificate)."""
     ca_key, ca_cert = ca
     key = ec.generate_private_key(ec.SECP256R1())
     now = dt.datetime.now(dt.UTC)
-    start, end = (now - dt.timedelta(days=10), now - dt.timedelta(days=1)) if expired else (
-        now - dt.timedelta(hours=1), now + dt.timedelta(days=7))
+    start, end = (
+        (now - dt.timedelta(days=10), now - dt.timedelta(days=1))
+        if expired
+        else (now - dt.timedelta(hours=1), now + dt.timedelta(days=7))
+    )
     names = [x509.DNSName(d) for d in dns] + [x509.IPAddress(ipaddress.ip_address(i)) for i in ips]
     usage = ExtendedKeyUsageOID.CLIENT_AUTH if client else ExtendedKeyUsageOID.SERVER_AUTH
     cert = (
@@ -172,6 +191,9 @@ def write_pem(
     crt.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     key_path = folder / f"{name}.key"
     if key is not None:
-        key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                               serialization.NoEncryption()))
+        key_path.write_bytes(
+            key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            )
+        )
     return str(crt), str(key_path)

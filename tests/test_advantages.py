@@ -24,7 +24,7 @@ def test_three_decisions_with_known_tick_gaps_match_the_hand_computed_returns() 
     ticks = [[1.0, 2.0, 3.0], [0.0, 0.0, 0.0, 0.0, 10.0], [-1.0, -1.0]]
     rewards = np.array([discounted(t) for t in ticks], np.float32)
     assert rewards == pytest.approx([1 + 0.9 * 2 + 0.81 * 3, 0.9**4 * 10, -1 - 0.9])  # 5.23, 6.561, -1.9
-    discounts = np.array([GAMMA**len(t) for t in ticks], np.float32)  # 0.729, 0.59049, 0.81
+    discounts = np.array([GAMMA ** len(t) for t in ticks], np.float32)  # 0.729, 0.59049, 0.81
     values = np.array([0.5, 1.0, 2.0], np.float32)
     next_values = np.array([1.0, 2.0, 4.0], np.float32)  # V at the next decision of the same agent
     ends = np.zeros(3, bool)
@@ -62,8 +62,15 @@ def test_an_exit_ends_the_chain_and_a_newcomer_starts_its_own() -> None:
 
 def test_a_horizon_cut_bootstraps_with_the_final_value_but_carries_nothing_on() -> None:
     """A transition that ends at the horizon keeps gamma**k V(final obs) but no advantage of a next episode."""
-    adv, _ = gae(np.array([1.0, 5.0], np.float32), np.array([0.0, 0.0], np.float32), np.array([0.5, 0.5], np.float32),
-                 np.array([2.0, 0.0], np.float32), np.array([True, False]), np.array([1, -1]), LAM)
+    adv, _ = gae(
+        np.array([1.0, 5.0], np.float32),
+        np.array([0.0, 0.0], np.float32),
+        np.array([0.5, 0.5], np.float32),
+        np.array([2.0, 0.0], np.float32),
+        np.array([True, False]),
+        np.array([1, -1]),
+        LAM,
+    )
     assert adv[0] == pytest.approx(1.0 + 0.5 * 2.0)
 
 

@@ -17,12 +17,24 @@ from townlet.world.needs import ENERGY, HUNGER, HYGIENE
 NO_DECAY = [f"needs.decay.{need}=0" for need in ("hunger", "hygiene", "energy", "social")]
 # A home "sauna": per-tick energy relief while powered, and every kind of completion effect.
 SAUNA = {
-    "object": "shower", "place": "home", "duration": 20, "requires": ["power"], "preconditions": ["own_home"],
-    "per_tick": {"energy": -0.01}, "needs": {"hygiene": -0.5}, "inventory": {"clean_clothes": 1}, "pay": 1.0,
+    "object": "shower",
+    "place": "home",
+    "duration": 20,
+    "requires": ["power"],
+    "preconditions": ["own_home"],
+    "per_tick": {"energy": -0.01},
+    "needs": {"hygiene": -0.5},
+    "inventory": {"clean_clothes": 1},
+    "pay": 1.0,
 }
 # A checkout that needs power the whole time it runs.
-POWERED_TILL = {"object": "till", "place": "grocer", "duration": 10, "requires": ["power"],
-                "buy": {"item": "raw_food", "qty": 2}}
+POWERED_TILL = {
+    "object": "till",
+    "place": "grocer",
+    "duration": 10,
+    "requires": ["power"],
+    "buy": {"item": "raw_food", "qty": 2},
+}
 
 
 def obj_in(world, obj_type: str, place_id: str) -> int:
@@ -186,8 +198,9 @@ GOOD = {"object": "stove", "duration": 5}
         (GOOD | {"hooks": {"during": ["count_meal"]}}, "affordances.bad.hooks.during", ""),
     ],
 )
-def test_bad_manifest_entry_names_file_and_field(make_sim, write_manifest, entry: dict, field: str,
-                                                 message: str) -> None:
+def test_bad_manifest_entry_names_file_and_field(
+    make_sim, write_manifest, entry: dict, field: str, message: str
+) -> None:
     """Each kind of mistake in an entry is a ConfigError naming the manifest file and ``affordances.<id>.<field>``."""
     err = manifest_error(make_sim, write_manifest, entry)
     assert Path(err.file).name == "affordances.yaml" and Path(err.file).parent != DEFAULTS_DIR
@@ -252,8 +265,9 @@ def test_completed_affordance_applies_every_effect(make_sim, write_manifest, use
     assert world.economy.treasury == pytest.approx(before_treasury + 1.0)
 
 
-def test_failed_affordance_keeps_per_tick_effects_but_no_completion_effects(make_sim, write_manifest, use_now,
-                                                                            run) -> None:
+def test_failed_affordance_keeps_per_tick_effects_but_no_completion_effects(
+    make_sim, write_manifest, use_now, run
+) -> None:
     """A power cut mid-way keeps the energy already gained but applies no needs, inventory or payment."""
     sim = sauna_sim(make_sim, write_manifest)
     world, shower = sim.world, obj_in(sim.world, "shower", "home_0")
@@ -293,16 +307,24 @@ def test_failed_purchase_buys_nothing(make_sim, write_manifest, use_now, run) ->
     world, till = sim.world, obj_in(sim.world, "till", "grocer")
     grocer = world.objects.place_ids.index("grocer")
     raw = world.agents.item_index["raw_food"]
-    before = (float(world.agents.wallet[0]), world.economy.till[grocer], world.economy.stock[grocer]["raw_food"],
-              int(world.agents.inventory[0, raw]))
+    before = (
+        float(world.agents.wallet[0]),
+        world.economy.till[grocer],
+        world.economy.stock[grocer]["raw_food"],
+        int(world.agents.inventory[0, raw]),
+    )
     use_now(world, 0, till, "powered_till")
     run(sim, 4)
     world.utilities.set(world, "power", False, grocer)
     events = run(sim, 2)
     assert [e.detail for e in events if e.kind == EventKind.AFFORDANCE_FAILED] == ["powered_till:power_lost"]
     assert not [e for e in events if e.kind == EventKind.PURCHASE]
-    after = (float(world.agents.wallet[0]), world.economy.till[grocer], world.economy.stock[grocer]["raw_food"],
-             int(world.agents.inventory[0, raw]))
+    after = (
+        float(world.agents.wallet[0]),
+        world.economy.till[grocer],
+        world.economy.stock[grocer]["raw_food"],
+        int(world.agents.inventory[0, raw]),
+    )
     assert after == before
 
 
@@ -322,8 +344,13 @@ def test_water_cut_during_a_shower_charges_no_fee(make_sim, use_now, run) -> Non
 
 def test_until_need_stops_an_affordance_early(make_sim, write_manifest, use_now, run) -> None:
     """``until: {need: energy, below: 0.3}`` completes as soon as energy drops below 0.3, before the duration."""
-    rest = {"object": "bed", "place": "home", "duration": 200, "per_tick": {"energy": -0.05},
-            "until": {"need": "energy", "below": 0.3}}
+    rest = {
+        "object": "bed",
+        "place": "home",
+        "duration": 200,
+        "per_tick": {"energy": -0.05},
+        "until": {"need": "energy", "below": 0.3},
+    }
     sim = make_sim(agents=1, manual=True, overrides=[*NO_DECAY, write_manifest({"rest": rest})])
     world = sim.world
     world.agents.needs[0, ENERGY] = 0.52

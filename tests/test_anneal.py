@@ -103,15 +103,27 @@ def test_run_anneal_freezes_when_a_learned_policy_stops_going_to_work() -> None:
     frozen_at = result.history[-1]
     assert frozen_at["decision"] == "freeze" and frozen_at["drops"]["attendance"] > 0.3
     assert all(h["drops"]["attendance"] <= 0.3 for h in result.history[:-1])
-    assert result.scripted_share == pytest.approx(result.history[-2]["scripted_share"] if len(result.history) > 1
-                                                  else 0.8)
+    assert result.scripted_share == pytest.approx(
+        result.history[-2]["scripted_share"] if len(result.history) > 1 else 0.8
+    )
 
 
 def test_anneal_command_reports_the_outcome(tmp_path, capsys) -> None:
     """Townlet anneal --json runs the hand-over for a checkpoint and prints outcome, share and windows."""
     path = tiny_checkpoint(tmp_path / "p.pt")
-    code = main(["anneal", str(path), "--seed", "2", "--set", "imitation.anneal.window_ticks=200",
-                 "--set", "imitation.anneal.step=0.4", "--json"])
+    code = main(
+        [
+            "anneal",
+            str(path),
+            "--seed",
+            "2",
+            "--set",
+            "imitation.anneal.window_ticks=200",
+            "--set",
+            "imitation.anneal.step=0.4",
+            "--json",
+        ]
+    )
     out = json.loads(capsys.readouterr().out)
     assert code == 0 and out["outcome"] in ("completed", "frozen")
     assert out["history"][0]["scripted_share"] == pytest.approx(0.8)

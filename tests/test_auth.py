@@ -30,8 +30,9 @@ def state_dir(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def authority(state_dir: Path) -> TokenAuthority:
-    return TokenAuthority(state_dir / "keys.json", state_dir / "revocations.json", state_dir / "issued.jsonl",
-                          leeway_s=0)
+    return TokenAuthority(
+        state_dir / "keys.json", state_dir / "revocations.json", state_dir / "issued.jsonl", leeway_s=0
+    )
 
 
 @pytest.fixture
@@ -170,8 +171,23 @@ def test_a_viewer_is_refused_every_admin_command_and_reaches_every_read_only_one
 
 def test_token_cli_issue_prints_the_token_alone_and_list_never_shows_tokens(state_dir, capsys) -> None:
     """`token issue` prints exactly one line (the token); `list` shows ids, roles and statuses only."""
-    assert main(["token", "issue", "--role", "viewer", "--principal", "overlay", "--ttl", "2h",
-                 "--state-dir", str(state_dir)]) == 0
+    assert (
+        main(
+            [
+                "token",
+                "issue",
+                "--role",
+                "viewer",
+                "--principal",
+                "overlay",
+                "--ttl",
+                "2h",
+                "--state-dir",
+                str(state_dir),
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert out.count("\n") == 1
     token = out.strip()
@@ -185,8 +201,10 @@ def test_token_cli_issue_prints_the_token_alone_and_list_never_shows_tokens(stat
     assert token not in json.dumps(listed)
     with pytest.raises(SystemExit):
         main(["token", "issue", "--role", "root", "--principal", "x", "--state-dir", str(state_dir)])
-    assert main(["token", "issue", "--role", "admin", "--principal", "x", "--ttl", "99d",
-                 "--state-dir", str(state_dir)]) == 2
+    assert (
+        main(["token", "issue", "--role", "admin", "--principal", "x", "--ttl", "99d", "--state-dir", str(state_dir)])
+        == 2
+    )
     capsys.readouterr()
     assert main(["token", "revoke", "--state-dir", str(state_dir)]) == 2
 
@@ -219,8 +237,12 @@ def test_retries_with_the_same_cmd_id_run_once(console, authority, state_dir) ->
 def test_rate_limit_per_principal(authority, state_dir) -> None:
     """Past the burst a principal is refused with E_RATE_LIMITED; others are unaffected; tokens refill."""
     now = [0.0]
-    console = ConsoleService(Simulation(seed=0), authority, AuditLog(state_dir / "audit.jsonl"),
-                             rate_limit=TokenBucket(per_second=1.0, burst=3, clock=lambda: now[0]))
+    console = ConsoleService(
+        Simulation(seed=0),
+        authority,
+        AuditLog(state_dir / "audit.jsonl"),
+        rate_limit=TokenBucket(per_second=1.0, burst=3, clock=lambda: now[0]),
+    )
     alice, _ = authority.issue("alice", "viewer", 3600)
     bob, _ = authority.issue("bob", "viewer", 3600)
     futures = [console.submit(alice, {"cmd": "status"}) for _ in range(5)]

@@ -36,7 +36,8 @@ def test_batched_towns_match_single_envs_with_the_same_seeds(variant: str, level
         for i, env in enumerate(singles):
             # seat s is slot s; an empty seat's action (the no-op) is ignored either way
             single_obs, single_rewards, _, _, infos = env.step(
-                {seat: int(actions[i, s]) if actions[i, s] >= 0 else env.noop for s, seat in enumerate(env.agents)})
+                {seat: int(actions[i, s]) if actions[i, s] >= 0 else env.noop for s, seat in enumerate(env.agents)}
+            )
             for s, seat in enumerate(env.agents):
                 if batch.alive[i, s]:
                     assert np.array_equal(obs[i, s], single_obs[seat]["observation"])
@@ -52,7 +53,7 @@ def test_batched_towns_match_single_envs_with_the_same_seeds(variant: str, level
 SIGNALS = [True, False] if workers.SHARED_COUNTERS else [False]
 
 
-@pytest.mark.parametrize("shared_counters", SIGNALS, ids=["counters", "pipes"][-len(SIGNALS):])
+@pytest.mark.parametrize("shared_counters", SIGNALS, ids=["counters", "pipes"][-len(SIGNALS) :])
 def test_worker_processes_give_the_same_results_as_one_process(shared_counters: bool, monkeypatch) -> None:
     """A batch stepped by this process and two forked workers matches the in-process batch exactly."""
     monkeypatch.setattr(workers, "SHARED_COUNTERS", shared_counters)
@@ -100,8 +101,27 @@ def test_actions_must_be_stacked_per_town() -> None:
 
 def test_bench_env_reports_steps_per_second_and_the_batched_speedup(capsys) -> None:
     """`townlet bench --env` keeps the sim figures and adds env steps/s and batched vs looped agent-steps/s."""
-    code = main(["bench", "--ticks", "50", "--warmup", "10", "--repeat", "1", "--env", "--variant", "compact",
-                 "--towns", "2", "--env-steps", "20", "--workers", "2", "--json"])
+    code = main(
+        [
+            "bench",
+            "--ticks",
+            "50",
+            "--warmup",
+            "10",
+            "--repeat",
+            "1",
+            "--env",
+            "--variant",
+            "compact",
+            "--towns",
+            "2",
+            "--env-steps",
+            "20",
+            "--workers",
+            "2",
+            "--json",
+        ]
+    )
     result = json.loads(capsys.readouterr().out)
     assert code == 0 and {"ticks_per_s", "agent_steps_per_s", "phase_ms", "peak_rss_mb"} <= set(result)
     single, batched = result["env"]["single"][0], result["env"]["batched"][0]

@@ -92,7 +92,8 @@ def admin(server: ServerProcess, cmd: str, **args: Any) -> dict[str, Any]:
 
 
 def test_the_page_loads_and_agents_are_drawn_and_move_between_two_screenshots(
-        page: Page, server: ServerProcess) -> None:
+    page: Page, server: ServerProcess
+) -> None:
     """A fresh server's page shows the map with every agent; two screenshots a moment apart differ."""
     assert page.title().startswith("Townlet")
     assert page.locator("#conn").get_attribute("data-state") == "live"
@@ -131,8 +132,10 @@ def test_clicking_an_agent_opens_its_card_with_its_real_needs(page: Page, server
     point = page.evaluate(f"window.townlet.map.screenOf({target!r})")
     page.mouse.click(point["x"], point["y"])
     page.wait_for_selector(f"#card[data-agent='{target}']")
-    shown = {el.get_attribute("data-need"): float(el.get_attribute("data-value") or "nan")
-             for el in page.locator("#card [data-need]").all()}
+    shown = {
+        el.get_attribute("data-need"): float(el.get_attribute("data-value") or "nan")
+        for el in page.locator("#card [data-need]").all()
+    }
     viewer = issue(server.state_dir, "viewer", "card-check")
     status, body = post(server.url, viewer, "agent", agent=target)
     assert status == 200
@@ -159,7 +162,8 @@ def test_the_ticker_receives_narration_and_a_click_focuses_its_agent(page: Page,
 
 
 def test_an_admin_token_pauses_the_town_and_spawns_an_agent_that_appears_on_the_map(
-        page: Page, server: ServerProcess) -> None:
+    page: Page, server: ServerProcess
+) -> None:
     """In the console panel an admin token pauses the town, then spawns an agent drawn where it was put."""
     token = server.admin_token or ""
     page.fill("#token-input", token)
@@ -253,15 +257,17 @@ def learned_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[S
     root = tmp_path_factory.mktemp("learned")
     with PolicyRegistry(root / "registry.sqlite") as registry:
         other = registry.register(str(tiny_checkpoint(root / "other.pt", seed=9))).policy_hash
-    proc = ServerProcess(root / "state", "--policy", "default", "--speed", "100x",
-                         "--registry", str(root / "registry.sqlite"))
+    proc = ServerProcess(
+        root / "state", "--policy", "default", "--speed", "100x", "--registry", str(root / "registry.sqlite")
+    )
     yield proc, other
     proc.stop()
 
 
 @pytest.mark.slow
 def test_the_policy_inspector_shows_the_servers_numbers_and_a_swap(
-        browser: Browser, learned_server: tuple[ServerProcess, str]) -> None:
+    browser: Browser, learned_server: tuple[ServerProcess, str]
+) -> None:
     """The card's bars and value are the server's `agent` answer for that agent; a console swap shows up."""
     from townlet.policy import shipped
 
@@ -272,16 +278,20 @@ def test_the_policy_inspector_shows_the_servers_numbers_and_a_swap(
         admin(server, "pause")
         until(page, "window.townlet.stream.state.clock.paused === true")
         viewer = issue(server.state_dir, "viewer", "inspector-check")
-        answers = {name: post(server.url, viewer, "agent", agent=name)[1]["data"]
-                   for name in page.evaluate("Object.keys(window.townlet.stream.state.agents)")}
+        answers = {
+            name: post(server.url, viewer, "agent", agent=name)[1]["data"]
+            for name in page.evaluate("Object.keys(window.townlet.stream.state.agents)")
+        }
         target = next(name for name, data in sorted(answers.items()) if "policy" in data)
         expected = answers[target]["policy"]
         page.click(f"#agents button[data-agent='{target}']")
         page.wait_for_selector(f"#card[data-agent='{target}'] [data-testid='policy'] .prob")
         card = page.locator("#card [data-testid='policy']")
         assert card.get_attribute("data-hash") == expected["hash"] == shipped.default_hash()
-        rows = [(row.get_attribute("data-option"), float(row.get_attribute("data-p") or "nan"))
-                for row in page.locator("#card [data-testid='policy'] .prob").all()]
+        rows = [
+            (row.get_attribute("data-option"), float(row.get_attribute("data-p") or "nan"))
+            for row in page.locator("#card [data-testid='policy'] .prob").all()
+        ]
         assert rows == [(option, p) for option, p in expected["top"]] and len(rows) >= 3
         assert page.locator("#card .prob .value").all_inner_texts() == [f"{p:.2f}" for _, p in expected["top"]]
         value = page.locator("#card [data-testid='policy-value']")
@@ -307,10 +317,20 @@ def test_a_town_of_a_thousand_draws_selects_and_renders_in_time(
 ) -> None:
     """1,000 agents on 192x192: the map draws, culls to the view zoomed in, an agent is selectable, frames are quick."""
     where = tmp_path_factory.mktemp("big")
-    big = ServerProcess(where / "state", "--set", "population.agents=1000", "--set", "town.scale=4",
-                        # a short canary baseline, so the big town starts within the fixture's minute
-                        "--set", "stability.baseline_windows=1", "--set", "stability.window_ticks=50",
-                        "--set", f"stability.baseline_cache={where / 'baselines'}")
+    big = ServerProcess(
+        where / "state",
+        "--set",
+        "population.agents=1000",
+        "--set",
+        "town.scale=4",
+        # a short canary baseline, so the big town starts within the fixture's minute
+        "--set",
+        "stability.baseline_windows=1",
+        "--set",
+        "stability.window_ticks=50",
+        "--set",
+        f"stability.baseline_cache={where / 'baselines'}",
+    )
     try:
         page, errors = open_viewer(browser, big)
         until(page, "window.townlet.map.agents.size >= 1000", timeout=60)
@@ -337,8 +357,10 @@ def test_a_town_of_a_thousand_draws_selects_and_renders_in_time(
         assert page.evaluate("window.townlet.map.selected") is not None
         shot(page, "big-town-zoomed")
         stats = page.evaluate("window.townlet.stream.stats")
-        print(f"big town: frame {whole['ms']:.1f} ms whole, {zoomed} agents drawn zoomed; stream "
-              f"{stats['bytes'] / max(stats['frames'], 1):.0f} bytes per frame over {stats['frames']} frames")
+        print(
+            f"big town: frame {whole['ms']:.1f} ms whole, {zoomed} agents drawn zoomed; stream "
+            f"{stats['bytes'] / max(stats['frames'], 1):.0f} bytes per frame over {stats['frames']} frames"
+        )
         assert whole["ms"] < 100  # the whole 1,000-agent town renders within a few frames' budget
         assert stats["messages"] > stats["frames"] > 0  # ticks arrive as one frame each, with their events
         page.context.close()

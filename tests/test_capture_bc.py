@@ -47,7 +47,11 @@ def test_capture_writes_npz_shards_and_a_manifest_with_sha256_checksums(tmp_path
     assert manifest["format"] == "townlet-bc-dataset/2"
     assert manifest["variant"] == "hybrid" and manifest["n_actions"] == OPTION_COUNT
     assert [(s["scenario"], s["seed"]) for s in manifest["shards"]] == [
-        ("routine", 0), ("routine", 1), ("lateness", 0), ("lateness", 1)]
+        ("routine", 0),
+        ("routine", 1),
+        ("lateness", 0),
+        ("lateness", 1),
+    ]
     on_disk = json.loads((tmp_path / MANIFEST).read_text())
     assert on_disk == manifest
     for shard in manifest["shards"]:
@@ -119,8 +123,11 @@ def test_queue_contention_sends_everybody_to_the_public_showers_at_once() -> Non
     """queue_contention: with the homes' water off and everybody dirty, agents queue at the gym's showers."""
 
     def gym_queue(sim, events) -> int:
-        return sum(1 for e in events if e.kind is EventKind.QUEUE_JOINED
-                   and sim.world.objects.ids[e.obj].startswith("gym.shower"))
+        return sum(
+            1
+            for e in events
+            if e.kind is EventKind.QUEUE_JOINED and sim.world.objects.ids[e.obj].startswith("gym.shower")
+        )
 
     routine_sim, routine = events_of("routine", 1000)
     sim, stressed = events_of("queue_contention", 1000)
@@ -193,8 +200,23 @@ def test_bc_trains_a_checkpoint_that_drives_a_town(tmp_path) -> None:
 
 def test_capture_and_bc_commands(tmp_path, capsys) -> None:
     """Townlet capture --json summarises the dataset; townlet bc --json reports accuracy and writes the checkpoint."""
-    assert main(["capture", "--out", str(tmp_path / "d"), "--scenarios", "routine", "--seeds", "2", "--ticks", "30",
-                 "--json"]) == 0
+    assert (
+        main(
+            [
+                "capture",
+                "--out",
+                str(tmp_path / "d"),
+                "--scenarios",
+                "routine",
+                "--seeds",
+                "2",
+                "--ticks",
+                "30",
+                "--json",
+            ]
+        )
+        == 0
+    )
     summary = json.loads(capsys.readouterr().out)
     assert summary["shards"] == 2 and summary["samples"] >= 2 * 8 and summary["scenarios"] == ["routine"]
     code = main(["bc", str(tmp_path / "d"), "--out", str(tmp_path / "p.pt"), "--epochs", "1", "--json"])

@@ -91,8 +91,7 @@ def test_sink_over_tls_with_client_certificates(tmp_path: Path) -> None:
     sink = Sink("127.0.0.1", 0, tmp_path / "out", server_context(cert, key, ca_pem))
     serving(sink)
     try:
-        _, transport = stream_ticks(sink, 30, ca_file=ca_pem, cert_file=ccert, key_file=ckey,
-                                    server_name="localhost")
+        _, transport = stream_ticks(sink, 30, ca_file=ca_pem, cert_file=ccert, key_file=ckey, server_name="localhost")
     finally:
         sink.close()
     assert transport.health()["dropped"] == 0 and state_at(read_messages(sink.files()[0]))["tick"] == 29
@@ -112,13 +111,17 @@ def test_sink_closes_connections_that_send_no_telemetry(tmp_path: Path) -> None:
     assert sink.files() == [] and sink.lines == 0
 
 
-@pytest.mark.parametrize(("argv", "needle"), [
-    (["--listen", "0.0.0.0:0", "--allow-plaintext"], "only on a loopback address"),
-    (["--listen", "127.0.0.1:0"], "--tls-cert"),
-    (["--listen", "nowhere"], "HOST:PORT"),
-])
+@pytest.mark.parametrize(
+    ("argv", "needle"),
+    [
+        (["--listen", "0.0.0.0:0", "--allow-plaintext"], "only on a loopback address"),
+        (["--listen", "127.0.0.1:0"], "--tls-cert"),
+        (["--listen", "nowhere"], "HOST:PORT"),
+    ],
+)
 def test_collect_refuses_plaintext_off_loopback_and_bad_addresses(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str], needle: str) -> None:
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str], needle: str
+) -> None:
     """`townlet telemetry collect` exits 2 naming the problem: plaintext beyond loopback, no TLS, a bad address."""
     code = main(["telemetry", "collect", "--out", str(tmp_path), *argv])
     assert code == 2 and needle in capsys.readouterr().err

@@ -55,10 +55,12 @@ def test_set_override_reaches_nested_keys() -> None:
 
 def test_set_override_values_are_typed_as_yaml() -> None:
     """Override values parse as YAML: a flow list becomes a list and a flow mapping replaces a section."""
-    cfg = load_config(overrides=[
-        "hooks.allowed_modules=[townlet.world.builtin_hooks, some.other]",
-        "employment.jobs={clerk: {site: office, positions: 2}}",
-    ]).config
+    cfg = load_config(
+        overrides=[
+            "hooks.allowed_modules=[townlet.world.builtin_hooks, some.other]",
+            "employment.jobs={clerk: {site: office, positions: 2}}",
+        ]
+    ).config
     assert cfg.hooks.allowed_modules == ["townlet.world.builtin_hooks", "some.other"]
     assert list(cfg.employment.jobs) == ["clerk"]
     assert cfg.employment.jobs["clerk"].positions == 2
@@ -252,8 +254,10 @@ def test_yaml_on_off_booleans_are_accepted_as_flag_words(write_yaml) -> None:
 def test_config_id_is_stable_for_the_same_config(loaded: LoadedConfig) -> None:
     """Loading the same config twice gives the same config_id."""
     assert load_config().config_id == loaded.config_id
-    assert load_config(overrides=["population.agents=3"]).config_id == load_config(
-        overrides=["population.agents=3"]).config_id
+    assert (
+        load_config(overrides=["population.agents=3"]).config_id
+        == load_config(overrides=["population.agents=3"]).config_id
+    )
 
 
 def test_config_id_ignores_the_seed(loaded: LoadedConfig) -> None:
@@ -261,8 +265,9 @@ def test_config_id_ignores_the_seed(loaded: LoadedConfig) -> None:
     assert load_config(overrides=["seed=12345"]).config_id == loaded.config_id
 
 
-@pytest.mark.parametrize("override", ["economy.rent_per_day=5", "population.agents=9", "stage=M3",
-                                      "employment.jobs.clerk.shift_start=08:30"])
+@pytest.mark.parametrize(
+    "override", ["economy.rent_per_day=5", "population.agents=9", "stage=M3", "employment.jobs.clerk.shift_start=08:30"]
+)
 def test_config_id_changes_when_a_behaviour_value_changes(loaded: LoadedConfig, override: str) -> None:
     """Changing any behaviour value (rent, population, stage, shift time) changes the config_id."""
     assert load_config(overrides=[override]).config_id != loaded.config_id
@@ -287,8 +292,16 @@ def test_config_id_ignores_where_an_identical_manifest_lives(loaded: LoadedConfi
 
 @pytest.mark.parametrize(
     "clock, ticks_per_day, tick",
-    [("00:00", 1000, 0), ("06:00", 1000, 250), ("09:00", 1000, 375), ("12:00", 1000, 500),
-     ("17:00", 1000, 708), ("23:59", 1000, 999), ("12:00", 96, 48), ("06:00", 1440, 360)],
+    [
+        ("00:00", 1000, 0),
+        ("06:00", 1000, 250),
+        ("09:00", 1000, 375),
+        ("12:00", 1000, 500),
+        ("17:00", 1000, 708),
+        ("23:59", 1000, 999),
+        ("12:00", 96, 48),
+        ("06:00", 1440, 360),
+    ],
 )
 def test_clock_to_tick_maps_a_time_of_day_to_a_tick(clock: str, ticks_per_day: int, tick: int) -> None:
     """``HH:MM`` maps to the nearest tick of the day, ``00:00`` being tick 0."""

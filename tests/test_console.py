@@ -209,8 +209,15 @@ def health(d: Desk) -> None:
     d.sim.run(10)
     data = d.ok("health", token=d.viewer)
     publisher.close()
-    assert set(data["transports"]["stdout"]) >= {"queue_depth", "dropped", "retry_streak", "last_error",
-                                                "connected", "last_success_tick", "last_failure_tick"}
+    assert set(data["transports"]["stdout"]) >= {
+        "queue_depth",
+        "dropped",
+        "retry_streak",
+        "last_error",
+        "connected",
+        "last_success_tick",
+        "last_failure_tick",
+    }
     assert data["perf"]["phase_ms"]["policy"] > 0 and data["perf"]["slowest"]
     assert data["console"]["applied"] >= 1
 
@@ -320,14 +327,36 @@ def reload_(d: Desk) -> None:
 
 
 HAPPY: dict[str, Callable[[Desk], None]] = {
-    "spawn": spawn, "teleport": teleport, "kill": kill, "setneed": setneed, "set_rel": set_rel,
-    "force_chat": force_chat, "possess": possess, "unpossess": unpossess, "act": act, "price": price,
-    "blackout": blackout, "outage": outage, "rain": rain, "status": status, "agent": agent, "health": health,
-    "help": help_, "speed": speed, "pause": pause, "toggle_mortality": toggle_mortality,
-    "set_exit_cap": set_exit_cap, "set_spawn_delay": set_spawn_delay, "arrange_meet": arrange_meet,
-    "perturbation_trigger": perturbation_trigger, "perturbation_cancel": perturbation_cancel, "narrate": narrate,
+    "spawn": spawn,
+    "teleport": teleport,
+    "kill": kill,
+    "setneed": setneed,
+    "set_rel": set_rel,
+    "force_chat": force_chat,
+    "possess": possess,
+    "unpossess": unpossess,
+    "act": act,
+    "price": price,
+    "blackout": blackout,
+    "outage": outage,
+    "rain": rain,
+    "status": status,
+    "agent": agent,
+    "health": health,
+    "help": help_,
+    "speed": speed,
+    "pause": pause,
+    "toggle_mortality": toggle_mortality,
+    "set_exit_cap": set_exit_cap,
+    "set_spawn_delay": set_spawn_delay,
+    "arrange_meet": arrange_meet,
+    "perturbation_trigger": perturbation_trigger,
+    "perturbation_cancel": perturbation_cancel,
+    "narrate": narrate,
     "perturbations": perturbations,
-    "snapshot": snapshot_, "reload": reload_, "policy": policy_,
+    "snapshot": snapshot_,
+    "reload": reload_,
+    "policy": policy_,
 }
 
 
@@ -365,8 +394,10 @@ def test_every_audit_line_is_synced_to_disk_before_the_answer(desk: Desk, monkey
 
 def test_commands_apply_at_the_next_tick_boundary_in_arrival_order(desk: Desk) -> None:
     """Queued commands wait for the tick, then apply first thing, in the order they arrived."""
-    futures = [desk.console.submit(desk.admin, {"cmd": "price", "args": {"item": "raw_food", "price": p}})
-               for p in (1.1, 1.2, 1.3)]
+    futures = [
+        desk.console.submit(desk.admin, {"cmd": "price", "args": {"item": "raw_food", "price": p}})
+        for p in (1.1, 1.2, 1.3)
+    ]
     assert not any(f.done() for f in futures) and desk.world.economy.prices["raw_food"] == 1.0
     result = desk.sim.step()
     assert [f.result().tick for f in futures] == [result.tick] * 3
@@ -377,8 +408,11 @@ def test_commands_apply_at_the_next_tick_boundary_in_arrival_order(desk: Desk) -
 def test_commands_from_another_thread_are_answered_after_application(desk: Desk) -> None:
     """execute() from a server thread blocks until the tick loop has applied the command."""
     answers = []
-    thread = threading.Thread(target=lambda: answers.append(
-        desk.console.execute(desk.admin, {"cmd": "rain", "args": {"state": "start"}}, timeout=5)))
+    thread = threading.Thread(
+        target=lambda: answers.append(
+            desk.console.execute(desk.admin, {"cmd": "rain", "args": {"state": "start"}}, timeout=5)
+        )
+    )
     thread.start()
     while not desk.sim.commands:
         pass

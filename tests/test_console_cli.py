@@ -13,8 +13,10 @@ from townlet.console import REGISTRY
 CLI_FORMS: dict[str, tuple[list[str], dict[str, Any]]] = {
     "act": (["agent=agent_1", "option=GetFed"], {"agent": "agent_1", "option": "GetFed"}),
     "agent": (["agent=007"], {"agent": "007"}),
-    "arrange_meet": (["agents=agent_1,agent_4", "place=cafe", "duration=80"],
-                     {"agents": ["agent_1", "agent_4"], "place": "cafe", "duration": 80}),
+    "arrange_meet": (
+        ["agents=agent_1,agent_4", "place=cafe", "duration=80"],
+        {"agents": ["agent_1", "agent_4"], "place": "cafe", "duration": 80},
+    ),
     "blackout": (["state=on", "place=home_1"], {"state": "on", "place": "home_1"}),
     "force_chat": (["agent=agent_0", "other=agent_1"], {"agent": "agent_0", "other": "agent_1"}),
     "health": ([], {}),
@@ -24,8 +26,10 @@ CLI_FORMS: dict[str, tuple[list[str], dict[str, Any]]] = {
     "outage": (["utility=water", "state=off", "ticks=40"], {"utility": "water", "state": "off", "ticks": 40}),
     "pause": (["on=false"], {"on": False}),
     "perturbation_cancel": (["id=3"], {"id": 3}),
-    "perturbation_trigger": (["kind=price_spike", "item=raw_food", "magnitude=1.5", "duration=200"],
-                             {"kind": "price_spike", "item": "raw_food", "magnitude": 1.5, "duration": 200}),
+    "perturbation_trigger": (
+        ["kind=price_spike", "item=raw_food", "magnitude=1.5", "duration=200"],
+        {"kind": "price_spike", "item": "raw_food", "magnitude": 1.5, "duration": 200},
+    ),
     "perturbations": (["state=off"], {"state": "off"}),
     "policy": (["op=swap", "ref=12345678"], {"op": "swap", "ref": "12345678"}),  # a hash stays a word
     "possess": (["agent=agent_3"], {"agent": "agent_3"}),
@@ -33,13 +37,17 @@ CLI_FORMS: dict[str, tuple[list[str], dict[str, Any]]] = {
     "rain": (["state=start"], {"state": "start"}),
     "reload": ([], {}),
     "set_exit_cap": (["per_day=3"], {"per_day": 3}),
-    "set_rel": (["agent=agent_0", "other=agent_1", "trust=-0.5", "both_ways=yes"],
-                {"agent": "agent_0", "other": "agent_1", "trust": -0.5, "both_ways": True}),
+    "set_rel": (
+        ["agent=agent_0", "other=agent_1", "trust=-0.5", "both_ways=yes"],
+        {"agent": "agent_0", "other": "agent_1", "trust": -0.5, "both_ways": True},
+    ),
     "set_spawn_delay": (["low=5", "high=20"], {"low": 5, "high": 20}),
     "setneed": (["agent=agent_2", "need=hunger", "value=0.9"], {"agent": "agent_2", "need": "hunger", "value": 0.9}),
     "snapshot": (["op=save", "file=noon.snap"], {"op": "save", "file": "noon.snap"}),
-    "spawn": (["agent=visitor", "x=16", "y=11", "needs={hunger: 0.5}"],
-              {"agent": "visitor", "x": 16, "y": 11, "needs": {"hunger": 0.5}}),
+    "spawn": (
+        ["agent=visitor", "x=16", "y=11", "needs={hunger: 0.5}"],
+        {"agent": "visitor", "x": 16, "y": 11, "needs": {"hunger": 0.5}},
+    ),
     "speed": (["value=100x"], {"value": "100x"}),
     "status": ([], {}),
     "teleport": (["agent=agent_1", "x=3", "y=4", "force=true"], {"agent": "agent_1", "x": 3, "y": 4, "force": True}),

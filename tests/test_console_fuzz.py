@@ -22,32 +22,102 @@ PER_BATCH = 100  # 100 x 100 = 10,000 payloads
 names = st.sampled_from(REGISTRY.names() + ["", "SPAWN", "drop_table", "help "])
 agents = st.sampled_from([f"agent_{i}" for i in range(12)] + ["", "ghost", "agent_-1", "a" * 80])
 scalars = st.one_of(
-    st.none(), st.booleans(), st.integers(-(2**70), 2**70), st.floats(allow_nan=True, allow_infinity=True),
-    st.text(max_size=12), agents, st.sampled_from(["on", "off", "start", "stop", "power", "water", "raw_food",
-                                                  "hunger", "GetFed", "1x", "max", "cafe", "home_0", "blackout"]),
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**70), 2**70),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=12),
+    agents,
+    st.sampled_from(
+        [
+            "on",
+            "off",
+            "start",
+            "stop",
+            "power",
+            "water",
+            "raw_food",
+            "hunger",
+            "GetFed",
+            "1x",
+            "max",
+            "cafe",
+            "home_0",
+            "blackout",
+        ]
+    ),
 )
-values = st.recursive(scalars, lambda inner: st.one_of(st.lists(inner, max_size=3),
-                                                       st.dictionaries(st.text(max_size=6), inner, max_size=3)),
-                      max_leaves=6)
-arg_keys = st.sampled_from(["agent", "other", "x", "y", "need", "value", "item", "price", "state", "place",
-                            "utility", "ticks", "kind", "duration", "id", "text", "on", "per_day", "low", "high",
-                            "option", "force", "agents", "magnitude", "command", "trust", "rivalry", "home"])
+values = st.recursive(
+    scalars,
+    lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=6), inner, max_size=3)),
+    max_leaves=6,
+)
+arg_keys = st.sampled_from(
+    [
+        "agent",
+        "other",
+        "x",
+        "y",
+        "need",
+        "value",
+        "item",
+        "price",
+        "state",
+        "place",
+        "utility",
+        "ticks",
+        "kind",
+        "duration",
+        "id",
+        "text",
+        "on",
+        "per_day",
+        "low",
+        "high",
+        "option",
+        "force",
+        "agents",
+        "magnitude",
+        "command",
+        "trust",
+        "rivalry",
+        "home",
+    ]
+)
 good_args = st.dictionaries(arg_keys, scalars, max_size=5)
 # Plausible values per argument name, so many payloads get past validation and really act on the town.
 some_agent = st.sampled_from([f"agent_{i}" for i in range(12)])
 POOL = {
-    "agent": some_agent, "other": some_agent, "x": st.integers(0, 47), "y": st.integers(0, 47),
-    "need": st.sampled_from(["hunger", "hygiene", "energy", "social"]), "value": st.floats(0, 1),
-    "item": st.sampled_from(["raw_food", "cafe_meal", "caviar"]), "price": st.floats(0.1, 5),
-    "state": st.sampled_from(["on", "off", "start", "stop"]), "place": st.sampled_from(["cafe", "gym", "home_0", "x"]),
-    "utility": st.sampled_from(["power", "water"]), "ticks": st.integers(1, 60),
+    "agent": some_agent,
+    "other": some_agent,
+    "x": st.integers(0, 47),
+    "y": st.integers(0, 47),
+    "need": st.sampled_from(["hunger", "hygiene", "energy", "social"]),
+    "value": st.floats(0, 1),
+    "item": st.sampled_from(["raw_food", "cafe_meal", "caviar"]),
+    "price": st.floats(0.1, 5),
+    "state": st.sampled_from(["on", "off", "start", "stop"]),
+    "place": st.sampled_from(["cafe", "gym", "home_0", "x"]),
+    "utility": st.sampled_from(["power", "water"]),
+    "ticks": st.integers(1, 60),
     "kind": st.sampled_from(["price_spike", "blackout", "water_outage", "closed_facility", "arranged_meet"]),
-    "duration": st.integers(1, 80), "id": st.integers(0, 12), "text": st.text("abc xyz", min_size=1, max_size=20),
-    "on": st.booleans(), "per_day": st.integers(0, 5), "low": st.integers(1, 30), "high": st.integers(1, 30),
+    "duration": st.integers(1, 80),
+    "id": st.integers(0, 12),
+    "text": st.text("abc xyz", min_size=1, max_size=20),
+    "on": st.booleans(),
+    "per_day": st.integers(0, 5),
+    "low": st.integers(1, 30),
+    "high": st.integers(1, 30),
     "option": st.sampled_from(["GetFed", "GetClean", "GoToWork", "ShopGroceries", "Sleep", "Socialise", "Idle"]),
-    "force": st.booleans(), "agents": st.lists(some_agent, min_size=2, max_size=2), "magnitude": st.floats(0.5, 3),
-    "command": names, "trust": st.floats(-1, 1), "familiarity": st.floats(-1, 1), "rivalry": st.floats(-1, 1),
-    "both_ways": st.booleans(), "home": st.sampled_from(["home_0", "home_5", "cafe"]),
+    "force": st.booleans(),
+    "agents": st.lists(some_agent, min_size=2, max_size=2),
+    "magnitude": st.floats(0.5, 3),
+    "command": names,
+    "trust": st.floats(-1, 1),
+    "familiarity": st.floats(-1, 1),
+    "rivalry": st.floats(-1, 1),
+    "both_ways": st.booleans(),
+    "home": st.sampled_from(["home_0", "home_5", "cafe"]),
     "needs": st.dictionaries(st.sampled_from(["hunger", "energy"]), st.floats(0, 1), max_size=2),
     "note": st.text(max_size=5),
 }
@@ -57,8 +127,10 @@ def plausible_args(name: str) -> st.SearchStrategy:
     fields = REGISTRY.commands[name].args.model_fields
     required = {k: POOL.get(k, scalars) for k, f in fields.items() if f.is_required()}
     optional = {k: POOL.get(k, scalars) for k, f in fields.items() if not f.is_required()}
-    return st.fixed_dictionaries({"cmd": st.just(name), "args": st.fixed_dictionaries(required, optional=optional)},
-                                 optional={"cmd_id": st.integers(0, 50)})
+    return st.fixed_dictionaries(
+        {"cmd": st.just(name), "args": st.fixed_dictionaries(required, optional=optional)},
+        optional={"cmd_id": st.integers(0, 50)},
+    )
 
 
 plausible = st.sampled_from(REGISTRY.names()).flatmap(plausible_args)
@@ -80,8 +152,13 @@ class Town:
         self.audit = folder / "audit.jsonl"
         # fsync off: 10,000 syncs would only time the disk (test_console checks the audit log is fsync'd)
         self.console = ConsoleService(self.sim, authority, AuditLog(self.audit, fsync=False))
-        self.tokens = [authority.issue("fuzz-admin", "admin", 3600)[0], authority.issue("fuzz-view", "viewer", 3600)[0],
-                       None, "garbage", 7]
+        self.tokens = [
+            authority.issue("fuzz-admin", "admin", 3600)[0],
+            authority.issue("fuzz-view", "viewer", 3600)[0],
+            None,
+            "garbage",
+            7,
+        ]
         self.futures: list = []
         self.sent = 0
 
@@ -92,8 +169,9 @@ def fuzz(folder: Path, batches: int) -> None:
     money = town.sim.world.economy.total_money(town.sim.world)
     choice = np.random.default_rng(batches)
 
-    @settings(max_examples=batches, deadline=None, database=None, derandomize=True,
-              suppress_health_check=list(HealthCheck))
+    @settings(
+        max_examples=batches, deadline=None, database=None, derandomize=True, suppress_health_check=list(HealthCheck)
+    )
     @given(st.lists(payloads, min_size=PER_BATCH, max_size=PER_BATCH))
     def batch(items: list) -> None:
         for payload in items:

@@ -75,12 +75,13 @@ def test_agents_that_need_not_decide_continue_whatever_they_send() -> None:
     """In decision mode an action for an agent that is not at a decision point is neither taken nor counted."""
     env = parallel_env(overrides=SHORT, decisions="points")
     obs, infos = env.reset(seed=1)
-    obs, *_ , infos = env.step({a: 6 for a in env.agents})
+    obs, *_, infos = env.step({a: 6 for a in env.agents})
     for _ in range(20):
         waiting = [a for a in env.agents if not infos[a]["must_decide"]]
         options = {a: int(env.sim.world.agents.option[env.possible_agents.index(a)]) for a in waiting}
-        obs, _, _, _, infos = env.step({a: 4 if a in waiting else int(np.flatnonzero(obs[a]["action_mask"])[0])
-                                         for a in env.agents})
+        obs, _, _, _, infos = env.step(
+            {a: 4 if a in waiting else int(np.flatnonzero(obs[a]["action_mask"])[0]) for a in env.agents}
+        )
         for a in waiting:
             now = int(env.sim.world.agents.option[env.possible_agents.index(a)])
             assert now == options[a] or infos[a]["must_decide"] or now == -1

@@ -41,8 +41,11 @@ def test_every_entrypoint_the_image_and_compose_name_is_an_install_sh_command() 
     handled = install_commands()
     named = set(re.findall(r"townlet-install\"?,? \"?([a-z-]+)", DOCKERFILE))
     for service in COMPOSE["services"].values():
-        words = [*service.get("entrypoint", []), *service.get("command", []),
-                 *service.get("healthcheck", {}).get("test", [])]
+        words = [
+            *service.get("entrypoint", []),
+            *service.get("command", []),
+            *service.get("healthcheck", {}).get("test", []),
+        ]
         named |= {w for w in words if not w.startswith(("CMD", "townlet-install"))}
     assert named and named <= handled, named - handled
     assert {"serve", "healthcheck", "collect", "train", "evaluate", "capture", "install", "install-train"} <= handled
@@ -52,7 +55,10 @@ def test_compose_profiles_run_the_town_the_sink_and_a_trainer_writing_checkpoint
     """The town and the sink use the runtime image, the trainer the training image with its runs in a named volume."""
     services = COMPOSE["services"]
     assert {name: s["profiles"] for name, s in services.items()} == {
-        "town": ["town"], "sink": ["sink"], "trainer": ["train"]}
+        "town": ["town"],
+        "sink": ["sink"],
+        "trainer": ["train"],
+    }
     assert services["town"]["build"]["target"] == services["sink"]["build"]["target"] == "runtime"
     trainer = services["trainer"]
     assert trainer["build"]["target"] == "training" and "TORCH_INDEX_URL" in trainer["build"]["args"]
@@ -74,8 +80,12 @@ def test_torch_is_pinned_to_one_version_everywhere() -> None:
 def test_install_sh_parses_and_evaluate_without_a_checkpoint_says_what_to_do(tmp_path: Path) -> None:
     """`bash -n` accepts the script; the evaluate entrypoint with an empty run directory exits 2 naming the fix."""
     subprocess.run(["bash", "-n", str(INSTALL)], check=True)
-    env = {**os.environ, "TOWNLET_VENV": sys.prefix, "TOWNLET_RUN_DIR": str(tmp_path / "runs"),
-           "TOWNLET_DATA": str(tmp_path)}
+    env = {
+        **os.environ,
+        "TOWNLET_VENV": sys.prefix,
+        "TOWNLET_RUN_DIR": str(tmp_path / "runs"),
+        "TOWNLET_DATA": str(tmp_path),
+    }
     done = subprocess.run(["bash", str(INSTALL), "evaluate"], capture_output=True, text=True, env=env, timeout=60)
     assert done.returncode == 2 and "TOWNLET_CHECKPOINT" in done.stderr
     unknown = subprocess.run(["bash", str(INSTALL), "launch"], capture_output=True, text=True, env=env, timeout=60)

@@ -26,8 +26,13 @@ SETS = churn_args(200)
 
 def run_example(name: str, *args: str, timeout: int = 280) -> dict:
     """Run ``examples/<name>`` with the churn settings; its last stdout line is its JSON summary."""
-    done = subprocess.run([sys.executable, "-W", "ignore", str(EXAMPLES / name), *args, *SETS], capture_output=True,
-                          text=True, timeout=timeout, check=False)
+    done = subprocess.run(
+        [sys.executable, "-W", "ignore", str(EXAMPLES / name), *args, *SETS],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout.strip().splitlines()[-1])
 
@@ -35,8 +40,19 @@ def run_example(name: str, *args: str, timeout: int = 280) -> dict:
 @pytest.mark.parametrize("cpus", [0, 2])
 def test_supersuit_concat_trains_sb3_ppo_with_churn(cpus: int) -> None:
     """SuperSuit's concat (in process and in 2 worker processes) + SB3 PPO trains a few thousand steps."""
-    out = run_example("sb3_maskable_ppo.py", "--algo", "ppo", "--cpus", str(cpus), "--copies", "2",
-                      "--steps", "3000", "--n-steps", "128")
+    out = run_example(
+        "sb3_maskable_ppo.py",
+        "--algo",
+        "ppo",
+        "--cpus",
+        str(cpus),
+        "--copies",
+        "2",
+        "--steps",
+        "3000",
+        "--n-steps",
+        "128",
+    )
     assert out["timesteps"] >= 3000 and out["rows"] == 16 and out["town_episodes"] >= 2
     assert out["exits"] >= 5 and out["stays_finished"] >= 5 and out["scripted_fallbacks"] == 0
     assert out["invalid_actions"] > 0, "plain PPO ignores masks: the town sees (and ignores) masked choices"
@@ -44,8 +60,9 @@ def test_supersuit_concat_trains_sb3_ppo_with_churn(cpus: int) -> None:
 
 def test_supersuit_and_maskable_ppo_never_send_a_masked_action() -> None:
     """MaskablePPO over SuperSuit reads the masks from the observations: 0 ignored actions, 0 fallbacks."""
-    out = run_example("sb3_maskable_ppo.py", "--algo", "maskable", "--copies", "2", "--steps", "3000",
-                      "--n-steps", "128")
+    out = run_example(
+        "sb3_maskable_ppo.py", "--algo", "maskable", "--copies", "2", "--steps", "3000", "--n-steps", "128"
+    )
     assert out["timesteps"] >= 3000 and out["exits"] >= 5 and out["town_episodes"] >= 2
     assert out["scripted_fallbacks"] == 0 and out["invalid_actions"] == 0
 
@@ -57,8 +74,9 @@ def test_maskable_ppo_on_the_sb3_vec_env_over_batched_towns() -> None:
     from townlet.env.wrappers.sb3 import TownsVecEnv
 
     venv = TownsVecEnv(2, variant="compact", overrides=CHURN, decisions="points")
-    model = MaskablePPO("MlpPolicy", venv, n_steps=128, batch_size=256, n_epochs=1, seed=0,
-                        policy_kwargs={"net_arch": [32, 32]})
+    model = MaskablePPO(
+        "MlpPolicy", venv, n_steps=128, batch_size=256, n_epochs=1, seed=0, policy_kwargs={"net_arch": [32, 32]}
+    )
     model.learn(3000)
     rows = venv.rows
     assert model.num_timesteps >= 3000 and len(model.ep_info_buffer) >= 10

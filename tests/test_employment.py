@@ -84,7 +84,12 @@ def test_on_shift_and_working_hours_windows(make_sim, run) -> None:
     for day in (0, 3):
         t = day * DAY
         assert [emp.on_shift(0, t + x) for x in (START - early - 1, START - early, START, END - 1, END)] == [
-            False, True, True, True, False]
+            False,
+            True,
+            True,
+            True,
+            False,
+        ]
         assert [emp.working_hours(0, t + x) for x in (START - 1, START, END - 1, END)] == [False, True, True, False]
     assert sim.world.agents.job[1] == -1
     assert not emp.on_shift(1, START) and not emp.working_hours(1, START)

@@ -35,8 +35,11 @@ def test_parallel_api_test_passes_with_agents_leaving_and_arriving(variant: str)
     assert env.possible_agents == [f"seat_{i}" for i in range(8)] and env.scripted_fallbacks == 0
 
 
-@pytest.mark.parametrize(("variant", "extra"), [(v, x) for x in ({}, LIFECYCLE) for v in ("full", "hybrid", "compact")],
-                         ids=[f"{v}{x}" for x in ("", "-lifecycle") for v in ("full", "hybrid", "compact")])
+@pytest.mark.parametrize(
+    ("variant", "extra"),
+    [(v, x) for x in ({}, LIFECYCLE) for v in ("full", "hybrid", "compact")],
+    ids=[f"{v}{x}" for x in ("", "-lifecycle") for v in ("full", "hybrid", "compact")],
+)
 def test_parallel_seed_test_passes(variant: str, extra: dict) -> None:
     """PettingZoo's parallel_seed_test passes for each variant and with lifecycle on."""
     parallel_seed_test(lambda: parallel_env(variant=variant, overrides={**SHORT, **extra}), num_cycles=300)
@@ -201,8 +204,9 @@ def test_render_draws_the_town_as_an_image_and_as_text() -> None:
 
 def test_primitive_actions_move_agents_and_start_affordances() -> None:
     """At the primitive level, a move changes the tile and interacting with the fridge eats a snack."""
-    env = parallel_env(variant="compact", agents=1, overrides={"env.action_level": "primitives"},
-                       scripted_fallback=True)
+    env = parallel_env(
+        variant="compact", agents=1, overrides={"env.action_level": "primitives"}, scripted_fallback=True
+    )
     obs, _ = env.reset(seed=0)
     w = env.sim.world
     assert env.action_space("seat_0").n == 5 + len(w.manifest.affordances)

@@ -97,8 +97,9 @@ def test_evaluate_runs_each_stage_on_every_seed_and_averages() -> None:
     assert result.scorecard["ticks"] == 4 * 300
     assert result.scorecard["need_ok_share"] == pytest.approx(sum(c["need_ok_share"] for c in cards) / 4, abs=1e-6)
     again = evaluate("scripted", stages=["M0", "M1"], seeds=[1, 2], days=0.3)
-    assert {k: v for k, v in again.scorecard.items() if k != "steps_per_s"} == \
-        {k: v for k, v in result.scorecard.items() if k != "steps_per_s"}, "fixed seeds: the same scorecard"
+    assert {k: v for k, v in again.scorecard.items() if k != "steps_per_s"} == {
+        k: v for k, v in result.scorecard.items() if k != "steps_per_s"
+    }, "fixed seeds: the same scorecard"
 
 
 def test_the_suite_covers_every_configured_stage() -> None:
@@ -118,16 +119,23 @@ def test_gate_fails_a_kpi_worse_than_the_tolerance_and_passes_within_it() -> Non
     assert not failed.passed
     assert {c["kpi"] for c in failed.checks if not c["ok"]} == {"attendance", "lateness"}
     assert "attendance 0.8 vs baseline 0.9 (limit 0.81)" in failed.failures[0]
-    assert gate(base, {**base, "starvation": 0.02}, cfg).passed and not gate(base, {**base, "starvation": 0.03},
-                                                                             cfg).passed
+    assert (
+        gate(base, {**base, "starvation": 0.02}, cfg).passed
+        and not gate(base, {**base, "starvation": 0.03}, cfg).passed
+    )
     assert gate(base, {**base, "self_sufficiency": 0.9}, cfg).passed, "better is always fine"
 
 
 def test_social_kpis_gate_only_the_scenarios_from_stage_c1_on() -> None:
     """A clone that rarely socialises passes on M0-M3 scenarios; on C1+ scenarios relationship_formation gates."""
+
     def scenario(stage: str, social: str, formation: float) -> dict:
-        card = {"attendance": 1.0, "self_sufficiency": 0.8, "relationship_formation": formation,
-                "conflict_escalation": 0.1}
+        card = {
+            "attendance": 1.0,
+            "self_sufficiency": 0.8,
+            "relationship_formation": formation,
+            "conflict_escalation": 0.1,
+        }
         return {"stage": stage, "seed": 1, "social_rewards": social, "scorecard": card}
 
     def ev(*scenarios: dict) -> Evaluation:
@@ -193,7 +201,9 @@ def test_scripted_sim_never_imports_torch() -> None:
     import subprocess
     import sys
 
-    code = ("import sys; from townlet.training.evaluation import evaluate; "
-            "evaluate('scripted', seeds=[1], days=0.05); print('torch' in sys.modules)")
+    code = (
+        "import sys; from townlet.training.evaluation import evaluate; "
+        "evaluate('scripted', seeds=[1], days=0.05); print('torch' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"

@@ -24,7 +24,8 @@ def test_train_without_matplotlib_stops_at_once_naming_the_extra(tmp_path: Path,
     stdout, stderr = capsys.readouterr()
     assert code == 2 and stdout == "" and not out.exists()
     assert stderr.strip().splitlines() == [
-        "townlet train: needs the 'train' extra (matplotlib missing): pip install 'townlet[train]'"]
+        "townlet train: needs the 'train' extra (matplotlib missing): pip install 'townlet[train]'"
+    ]
 
 
 def test_ray_is_only_needed_with_the_ray_flag_and_clone_needs_torch(tmp_path: Path, monkeypatch, capsys) -> None:

@@ -41,19 +41,36 @@ def register(registry):
 # cook_meal with probes in every phase; snack with a hook that raises before a probe.
 PROBED = {
     "cook_meal": {
-        "object": "stove", "place": "home", "duration": 18, "requires": ["power"],
+        "object": "stove",
+        "place": "home",
+        "duration": 18,
+        "requires": ["power"],
         "preconditions": ["own_home", "inventory.raw_food >= 1", "power_on"],
-        "needs": {"hunger": -0.7}, "inventory": {"raw_food": -1},
-        "hooks": {"before": ["probe_before"], "after": ["count_meal", "probe_after", "probe_after_2"],
-                  "fail": ["probe_fail"]},
+        "needs": {"hunger": -0.7},
+        "inventory": {"raw_food": -1},
+        "hooks": {
+            "before": ["probe_before"],
+            "after": ["count_meal", "probe_after", "probe_after_2"],
+            "fail": ["probe_fail"],
+        },
     },
     "snack": {
-        "object": "fridge", "place": "home", "duration": 6, "preconditions": ["own_home", "inventory.raw_food >= 1"],
-        "needs": {"hunger": -0.45}, "inventory": {"raw_food": -1}, "hooks": {"after": ["explode", "probe_after"]},
+        "object": "fridge",
+        "place": "home",
+        "duration": 6,
+        "preconditions": ["own_home", "inventory.raw_food >= 1"],
+        "needs": {"hunger": -0.45},
+        "inventory": {"raw_food": -1},
+        "hooks": {"after": ["explode", "probe_after"]},
     },
     "warm_bath": {
-        "object": "shower", "place": "home", "duration": 30, "requires": ["power"], "per_tick": {"energy": -0.01},
-        "needs": {"hygiene": -0.5}, "hooks": {"fail": ["probe_fail"]},
+        "object": "shower",
+        "place": "home",
+        "duration": 30,
+        "requires": ["power"],
+        "per_tick": {"energy": -0.01},
+        "needs": {"hygiene": -0.5},
+        "hooks": {"fail": ["probe_fail"]},
     },
 }
 MODULES = f"[townlet.world.builtin_hooks, {PROBE}]"
@@ -87,14 +104,29 @@ def test_affordance_hooks_get_typed_payloads_in_order(make_sim, probe, use_now, 
     use_now(world, 0, stove, "cook_meal")
     run(sim, 18)
     names = [n for n, _ in log_of(world)]
-    assert names == ["probe_before", "global:affordance_before",
-                     "probe_after", "probe_after_2", "global:affordance_after"]
+    assert names == [
+        "probe_before",
+        "global:affordance_before",
+        "probe_after",
+        "probe_after_2",
+        "global:affordance_after",
+    ]
     before, after = log_of(world)[0][1], log_of(world)[2][1]
     assert (before.tick, before.phase, before.agent, before.object, before.affordance) == (
-        start, "before", "agent_0", "home_0.stove.0", "cook_meal")
+        start,
+        "before",
+        "agent_0",
+        "home_0.stove.0",
+        "cook_meal",
+    )
     assert dict(before.effects) == {}
     assert (after.tick, after.phase, after.agent, after.object, after.affordance) == (
-        start + 17, "after", "agent_0", "home_0.stove.0", "cook_meal")
+        start + 17,
+        "after",
+        "agent_0",
+        "home_0.stove.0",
+        "cook_meal",
+    )
     assert set(after.effects) == {"hunger", "raw_food"}
     assert after.effects["hunger"] == pytest.approx(-0.7)
     assert after.effects["raw_food"] == -1
@@ -130,7 +162,13 @@ def test_power_cut_mid_cooking_delivers_a_fail_payload(make_sim, probe, use_now,
     cut, fail = log_of(world)[0][1], log_of(world)[1][1]
     assert (cut.phase, cut.detail, cut.agent, cut.object) == ("power_cut", "home_0", None, None)
     assert (fail.tick, fail.phase, fail.agent, fail.object, fail.affordance, fail.detail) == (
-        tick, "fail", "agent_0", "home_0.stove.0", "cook_meal", "power_lost")
+        tick,
+        "fail",
+        "agent_0",
+        "home_0.stove.0",
+        "cook_meal",
+        "power_lost",
+    )
     assert dict(fail.effects) == {}
     assert [e.detail for e in events if e.kind == EventKind.AFFORDANCE_FAILED] == ["cook_meal:power_lost"]
     assert world.hooks.stats["power_cut_failures"] == 1
@@ -179,8 +217,11 @@ def test_scripted_agent_recovers_from_a_power_cut_while_cooking(make_sim, probe,
     cook = world.manifest.by_id["cook_meal"].index
     for _ in range(3000):
         run(sim, 1)
-        cooking = [s for s in world.agents.slots() if world.agents.activity[s] == Activity.USING
-                   and world.agents.target_aff[s] == cook]
+        cooking = [
+            s
+            for s in world.agents.slots()
+            if world.agents.activity[s] == Activity.USING and world.agents.target_aff[s] == cook
+        ]
         if cooking:
             break
     assert cooking, "no agent cooked in 3000 ticks"

@@ -37,8 +37,14 @@ class _Running:
 def test_healthz_calls_a_running_town_stalled_after_server_stall_after_s(tmp_path: Path) -> None:
     """No tick for longer than server.stall_after_s (and stall_after_ticks intervals) reads stalled."""
     for limit, expected in ((10.0, "ok"), (2.0, "stalled")):
-        loaded = load_config(overrides=[f"console.state_dir={tmp_path}", f"server.stall_after_s={limit}",
-                                        "server.stall_after_ticks=1", "server.speed=1x"])
+        loaded = load_config(
+            overrides=[
+                f"console.state_dir={tmp_path}",
+                f"server.stall_after_s={limit}",
+                "server.stall_after_ticks=1",
+                "server.speed=1x",
+            ]
+        )
         live = LiveTown.build(loaded, seed=0)
         live._thread = _Running()  # type: ignore[assignment]  # a tick loop that is alive and silent
         live.stats.last_tick_at = time.monotonic() - 3.0

@@ -95,8 +95,9 @@ def test_policy_threads_come_from_the_config_and_0_leaves_torch_alone(tmp_path: 
 
 
 def lstm_town(tmp_path: Path) -> tuple[Simulation, Spy]:
-    sim = Simulation(load_config(overrides=["population.agents=3", "features.lifecycle=on",
-                                            "lifecycle.spawn_delay=[3, 3]"]), seed=0)
+    sim = Simulation(
+        load_config(overrides=["population.agents=3", "features.lifecycle=on", "lifecycle.spawn_delay=[3, 3]"]), seed=0
+    )
     sim.actor = LearnedPolicy(tiny_checkpoint(tmp_path / "lstm.pt", lstm=True, decisions="ticks"))
     spy = spied(sim.actor)
     for _ in range(5):

@@ -213,8 +213,11 @@ def test_hooks_for_exit_spawn_and_near_death_fire_through_the_registry(make_sim,
         w.hooks.on(event, lambda p, ev=event: log.append((ev, p.agent, p.detail)))
     starve(w, 0)
     run(sim, 60)
-    assert log == [("agent_near_death", "agent_0", "collapse"), ("agent_exit", "agent_0", "collapse"),
-                   ("agent_spawn", "agent_2", "")]
+    assert log == [
+        ("agent_near_death", "agent_0", "collapse"),
+        ("agent_exit", "agent_0", "collapse"),
+        ("agent_spawn", "agent_2", ""),
+    ]
 
 
 def test_newcomers_get_fresh_ids_and_rested_embedding_slots(make_sim, run) -> None:

@@ -27,8 +27,9 @@ class Always:
 
 def washer(make_sim, failure_ticks: int = EXPIRY):
     """One well-off agent that washes again and again (its home shower is nearest)."""
-    sim = make_sim(seed=2, agents=1, policy=Always(Option.GET_CLEAN),
-                   overrides=[f"memory.failure_ticks={failure_ticks}"])
+    sim = make_sim(
+        seed=2, agents=1, policy=Always(Option.GET_CLEAN), overrides=[f"memory.failure_ticks={failure_ticks}"]
+    )
     sim.world.agents.wallet[0] = 500.0
     return sim
 
@@ -106,8 +107,9 @@ def test_an_empty_shelf_is_avoided_and_the_grocer_becomes_a_known_shop(make_sim)
     assert failed == ["ShopGroceries:precondition: stock.raw_food >= 1"]
     assert memory.avoided(0, w.tick).tolist() == [shelf]
     stock.update(saved)  # restocked at once: the agent does not know
-    events = step_until(sim, 600, lambda s: any(e.kind is EventKind.AFFORDANCE_COMPLETED and e.obj in shelves
-                                                for e in s.world.events))
+    events = step_until(
+        sim, 600, lambda s: any(e.kind is EventKind.AFFORDANCE_COMPLETED and e.obj in shelves for e in s.world.events)
+    )
     picked = [e.obj for e in events if e.kind is EventKind.AFFORDANCE_STARTED]
     assert picked and shelf not in picked, "it picked its groceries from another shelf"
     shop = int(memory.shop_of_object[shelf])

@@ -84,11 +84,21 @@ def test_cli_migrate_and_resume_use_the_shipped_migration(tmp_path: Path, capsys
 def test_a_migrations_directory_beside_the_config_is_used(tmp_path: Path) -> None:
     """A YAML file in ``migrations/`` next to the config carries a snapshot across the config change it names."""
     path = saved(tmp_path, 20)
-    cfg = config_dir(tmp_path, {"rent": {
-        "name": "dearer-rent", "from": {"economy.rent_per_day": 4.0}, "to": {"economy.rent_per_day": 9.5},
-        "steps": [{"set": {"path": "components/sim.world.economy/treasury", "value": 123.0}},
-                  {"reset": "components/sim.world.economy/rent"}]}},
-        economy={**yaml.safe_load(DEFAULT_CONFIG.read_text())["economy"], "rent_per_day": 9.5})
+    cfg = config_dir(
+        tmp_path,
+        {
+            "rent": {
+                "name": "dearer-rent",
+                "from": {"economy.rent_per_day": 4.0},
+                "to": {"economy.rent_per_day": 9.5},
+                "steps": [
+                    {"set": {"path": "components/sim.world.economy/treasury", "value": 123.0}},
+                    {"reset": "components/sim.world.economy/rent"},
+                ],
+            }
+        },
+        economy={**yaml.safe_load(DEFAULT_CONFIG.read_text())["economy"], "rent_per_day": 9.5},
+    )
     assert load_config().config.economy.rent_per_day == 4.0, "the example's from value is the shipped one"
     moved = snapshot.load(path, load_config(cfg))
     assert moved.applied_migrations[0]["name"] == "dearer-rent"
@@ -100,8 +110,9 @@ def test_config_sections_are_never_restored_from_a_snapshot(tmp_path: Path) -> N
     """Components' config sections are settings: a migrated town runs under the loading config's values."""
     path = saved(tmp_path, 10)
     assert not any(".cfg" in p for p in snapshot.read(path).state()["components"])
-    inline = ("snapshots.migrations=[{name: dearer-rent, from: {economy.rent_per_day: 4.0}, "
-              "to: {economy.rent_per_day: 9.5}}]")
+    inline = (
+        "snapshots.migrations=[{name: dearer-rent, from: {economy.rent_per_day: 4.0}, to: {economy.rent_per_day: 9.5}}]"
+    )
     moved = snapshot.load(path, load_config(overrides=[inline, "economy.rent_per_day=9.5"]))
     assert moved.world.economy.cfg.rent_per_day == moved.config.economy.rent_per_day == 9.5
 
@@ -109,8 +120,9 @@ def test_config_sections_are_never_restored_from_a_snapshot(tmp_path: Path) -> N
 def test_inline_config_migrations_and_chains(tmp_path: Path) -> None:
     """``snapshots.migrations`` in the config chains with the shipped one (rent change, then stage B -> C1)."""
     path = saved(tmp_path, 20)
-    inline = ("snapshots.migrations=[{name: dearer-rent, from: {economy.rent_per_day: 4.0}, "
-              "to: {economy.rent_per_day: 9.5}}]")
+    inline = (
+        "snapshots.migrations=[{name: dearer-rent, from: {economy.rent_per_day: 4.0}, to: {economy.rent_per_day: 9.5}}]"
+    )
     moved = snapshot.load(path, load_config(overrides=[inline, "economy.rent_per_day=9.5", *C1]))
     chain = moved.applied_migrations
     assert sorted(m["name"] for m in chain) == ["dearer-rent", "relationships-b-to-c1"]
@@ -126,14 +138,22 @@ def test_a_migration_covers_only_the_keys_it_names(tmp_path: Path) -> None:
 
 def test_steps_rename_default_set_and_reset() -> None:
     """Each step kind edits the decoded state as documented; arrays keep their dtype and shape."""
-    spec = parse_migration({"name": "steps", "from": {}, "to": {"economy.rent_per_day": 5.0}, "steps": [
-        {"rename": {"from": "components/sim.a/old", "to": "components/sim.a/new"}},
-        {"default": {"path": "components/sim.a/added", "value": [1, 2]}},
-        {"default": {"path": "components/sim.a/kept", "value": 9}},
-        {"set": {"path": "components/sim.a/levels", "value": 0.5}},
-        {"reset": "components/sim.a/derived"},
-        {"reset": "components/sim.missing/anything"},
-    ]}, "test")
+    spec = parse_migration(
+        {
+            "name": "steps",
+            "from": {},
+            "to": {"economy.rent_per_day": 5.0},
+            "steps": [
+                {"rename": {"from": "components/sim.a/old", "to": "components/sim.a/new"}},
+                {"default": {"path": "components/sim.a/added", "value": [1, 2]}},
+                {"default": {"path": "components/sim.a/kept", "value": 9}},
+                {"set": {"path": "components/sim.a/levels", "value": 0.5}},
+                {"reset": "components/sim.a/derived"},
+                {"reset": "components/sim.missing/anything"},
+            ],
+        },
+        "test",
+    )
     state = {"components": {"sim.a": {"old": 1, "kept": 3, "levels": np.zeros(3, np.float32), "derived": 7}}}
     out = Declared(spec, "test").apply(state)["components"]["sim.a"]
     assert out["new"] == 1 and "old" not in out and out["added"] == [1, 2] and out["kept"] == 3
@@ -141,12 +161,15 @@ def test_steps_rename_default_set_and_reset() -> None:
     assert "derived" not in out
 
 
-@pytest.mark.parametrize(("step", "message"), [
-    ({"rename": {"from": "components/sim.a/nope", "to": "components/sim.a/x"}}, "has no components/sim.a/nope"),
-    ({"rename": {"from": "components/sim.a/old", "to": "components/sim.a/kept"}}, "already holds a value"),
-    ({"set": {"path": "components/sim.zz/x", "value": 1}}, "has no components/sim.zz"),
-    ({"set": {"path": "components/sim.a/levels", "value": [1, 2]}}, "does not fit it"),
-])
+@pytest.mark.parametrize(
+    ("step", "message"),
+    [
+        ({"rename": {"from": "components/sim.a/nope", "to": "components/sim.a/x"}}, "has no components/sim.a/nope"),
+        ({"rename": {"from": "components/sim.a/old", "to": "components/sim.a/kept"}}, "already holds a value"),
+        ({"set": {"path": "components/sim.zz/x", "value": 1}}, "has no components/sim.zz"),
+        ({"set": {"path": "components/sim.a/levels", "value": [1, 2]}}, "does not fit it"),
+    ],
+)
 def test_a_step_that_does_not_fit_names_the_migration_and_step(step: dict, message: str) -> None:
     """A step that does not fit the state fails with the migration, the step number and kind, and why."""
     spec = parse_migration({"name": "bad", "from": {}, "to": {"economy.rent_per_day": 5.0}, "steps": [step]}, "f")
@@ -155,21 +178,32 @@ def test_a_step_that_does_not_fit_names_the_migration_and_step(step: dict, messa
         Declared(spec, "f").apply(state)
 
 
-@pytest.mark.parametrize(("body", "message"), [
-    ({"name": "x", "from": {}, "to": {"features.relationships": "C1"}, "steps": [{"exec": "rm -rf /"}]},
-     "steps.0.exec: unknown key"),
-    ({"name": "x", "from": {}, "to": {"features.relationships": "C1"}, "steps": [{"reset": "a", "set": None}]},
-     "steps.0: a step is exactly one of rename, default, set, reset"),
-    ({"name": "x", "from": {}, "to": {}}, "to:"),
-    ({"name": "x", "to": {"features.relationships": "C1"}}, "from: required key is missing"),
-    ({"name": "x", "from": {}, "to": {"relationships": "C1"}}, "not a dotted config key"),
-    ({"name": "x", "from": {}, "to": {"features.relationships": "C1"}, "steps": [{"reset": "a/ b"}]},
-     "not a state path"),
-    ({"name": "x", "from": {}, "to": {"features.relationships": "C1"}, "steps": [{"set": {"path": "a/b"}}]},
-     "steps.0.set.value: required key is missing"),
-    ({"name": "x", "from": {}, "to": {"features.relationships": "C1"}, "surprise": 1}, "surprise: unknown key"),
-    (["not", "a", "mapping"], "a migration is a mapping"),
-])
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (
+            {"name": "x", "from": {}, "to": {"features.relationships": "C1"}, "steps": [{"exec": "rm -rf /"}]},
+            "steps.0.exec: unknown key",
+        ),
+        (
+            {"name": "x", "from": {}, "to": {"features.relationships": "C1"}, "steps": [{"reset": "a", "set": None}]},
+            "steps.0: a step is exactly one of rename, default, set, reset",
+        ),
+        ({"name": "x", "from": {}, "to": {}}, "to:"),
+        ({"name": "x", "to": {"features.relationships": "C1"}}, "from: required key is missing"),
+        ({"name": "x", "from": {}, "to": {"relationships": "C1"}}, "not a dotted config key"),
+        (
+            {"name": "x", "from": {}, "to": {"features.relationships": "C1"}, "steps": [{"reset": "a/ b"}]},
+            "not a state path",
+        ),
+        (
+            {"name": "x", "from": {}, "to": {"features.relationships": "C1"}, "steps": [{"set": {"path": "a/b"}}]},
+            "steps.0.set.value: required key is missing",
+        ),
+        ({"name": "x", "from": {}, "to": {"features.relationships": "C1"}, "surprise": 1}, "surprise: unknown key"),
+        (["not", "a", "mapping"], "a migration is a mapping"),
+    ],
+)
 def test_migration_files_are_validated_strictly(body: object, message: str) -> None:
     """A malformed migration is refused with the file and the key path of the problem."""
     with pytest.raises(ConfigError, match=message) as err:
@@ -182,11 +216,13 @@ def test_bad_files_in_the_directory_are_reported_and_never_executed(tmp_path: Pa
     cfg = config_dir(tmp_path)
     marker = tmp_path / "ran"
     (cfg.parent / "migrations" / "evil.yaml").write_text(
-        f"name: evil\nfrom: {{}}\nto: !!python/object/apply:os.system ['touch {marker}']\n")
+        f"name: evil\nfrom: {{}}\nto: !!python/object/apply:os.system ['touch {marker}']\n"
+    )
     assert main(["snapshot", "migrations", str(cfg)]) == 1
     assert "evil.yaml" in capsys.readouterr().err and not marker.exists()
-    (cfg.parent / "migrations" / "evil.yaml").write_text(yaml.safe_dump(
-        {"name": "relationships-b-to-c1", "from": {}, "to": {"features.relationships": "C1"}}))
+    (cfg.parent / "migrations" / "evil.yaml").write_text(
+        yaml.safe_dump({"name": "relationships-b-to-c1", "from": {}, "to": {"features.relationships": "C1"}})
+    )
     with pytest.raises(MigrationError, match="defined twice"):
         declared(load_config(cfg))
 

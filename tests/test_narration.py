@@ -25,8 +25,9 @@ def say_next_tick(sim, fn) -> list:
 
 def test_every_category_has_its_line(make_sim) -> None:
     """Each notable moment yields one line of its category, naming the agents involved."""
-    sim = make_sim(agents=4, manual=True, overrides=UNTHROTTLED + ["features.lifecycle=on",
-                                                                   "lifecycle.spawn_delay=[1, 1]"])
+    sim = make_sim(
+        agents=4, manual=True, overrides=UNTHROTTLED + ["features.lifecycle=on", "lifecycle.spawn_delay=[1, 1]"]
+    )
     w = sim.world
     shower = int(w.objects.of_type_in_place("shower", int(w.agents.home[0]))[0])
     got = {}
@@ -47,8 +48,10 @@ def test_every_category_has_its_line(make_sim) -> None:
     record("eviction_notice", lambda world: world.emit(EventKind.EVICTION_NOTICE, agent=1))
     record("exit", lambda world: sim.lifecycle.exit(3, "console"))
     record("arrival", lambda world: None)
-    record("price_spike", lambda world: sim.perturbations.trigger("price_spike", item="raw_food", magnitude=1.25,
-                                                                  duration=1))
+    record(
+        "price_spike",
+        lambda world: sim.perturbations.trigger("price_spike", item="raw_food", magnitude=1.25, duration=1),
+    )
     record("restored", lambda world: None)
     for kind in ("blackout", "water_outage"):
         record(kind, lambda world, k=kind: sim.perturbations.trigger(k, duration=1))
@@ -76,8 +79,12 @@ def test_every_category_has_its_line(make_sim) -> None:
 
 def noisy_run(make_sim, privacy: str, ticks: int = 2000):
     """A town with every perturbation daily, console triggers every 40 ticks and an exit every 250 ticks."""
-    overrides = ["features.lifecycle=on", "features.perturbations=on", f"narration.privacy={privacy}",
-                 "perturbations.agent_cooldown=100"] + [f"perturbations.{k}.daily_probability=1" for k in KINDS]
+    overrides = [
+        "features.lifecycle=on",
+        "features.perturbations=on",
+        f"narration.privacy={privacy}",
+        "perturbations.agent_cooldown=100",
+    ] + [f"perturbations.{k}.daily_probability=1" for k in KINDS]
     sim = make_sim(agents=10, seed=11, overrides=overrides)
     w = sim.world
     rng = np.random.default_rng(5)
@@ -119,7 +126,7 @@ def test_throttles_and_deduplication_hold_over_a_noisy_2000_tick_run(make_sim) -
         last_of[category] = said[e.detail] = e.tick
     held = sim.narration.suppressed
     assert held["global"] > 0 and held["category"] > 0 and held["dedupe"] > 0, held
-    assert [line.text for line in sim.narration.recent] == [e.detail for e in lines][-cfg.recent:]
+    assert [line.text for line in sim.narration.recent] == [e.detail for e in lines][-cfg.recent :]
 
 
 def test_privacy_mode_leaks_no_real_name_into_any_published_line(make_sim) -> None:
@@ -142,8 +149,9 @@ def test_a_leaver_is_named_in_its_exit_line(make_sim) -> None:
     """The exit line names the agent who left (its slot is empty by the time narration runs)."""
     sim = make_sim(agents=3, overrides=["narration.privacy=on"])
     found = say_next_tick(sim, lambda world: sim.lifecycle.exit(2, "console"))
-    assert [e.detail for e in found] == [f"{sim.narration.pseudonyms.of('agent_2')} left town: sent away by the "
-                                         "operator."]
+    assert [e.detail for e in found] == [
+        f"{sim.narration.pseudonyms.of('agent_2')} left town: sent away by the operator."
+    ]
     assert found[0].agent == 2
 
 

@@ -94,9 +94,16 @@ def test_compact_observation_is_never_all_zeros(make_sim) -> None:
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_incremental_encoding_equals_encoding_from_scratch(make_sim, variant: str) -> None:
     """Blocks the encoder skips (unchanged) always hold what a fresh encoder computes, through exits and arrivals."""
-    sim = make_sim(agents=6, overrides=["features.lifecycle=on", "lifecycle.exits.age_out=true",
-                                        "lifecycle.age_out_days=0.1", "lifecycle.exit_spacing=5",
-                                        "lifecycle.max_exits_per_day=50"])
+    sim = make_sim(
+        agents=6,
+        overrides=[
+            "features.lifecycle=on",
+            "lifecycle.exits.age_out=true",
+            "lifecycle.age_out_days=0.1",
+            "lifecycle.exit_spacing=5",
+            "lifecycle.max_exits_per_day=50",
+        ],
+    )
     enc = ObservationEncoder(sim.world, variant)
     ctx = enc.layout.index("ctx_reset")
     for tick in range(700):
@@ -248,7 +255,8 @@ def test_self_scalars_follow_the_agent(make_sim) -> None:
     sim.controller.start(0, Option.GET_FED)
     enc = encoder(sim, "compact")
     assert [feature(enc, 0, f"needs.{n}") for n in ("hunger", "hygiene", "energy", "social")] == pytest.approx(
-        [0.1, 0.2, 0.3, 0.4])
+        [0.1, 0.2, 0.3, 0.4]
+    )
     assert feature(enc, 0, "wallet") == pytest.approx(np.tanh(1.0))
     assert feature(enc, 0, "time.sin") == pytest.approx(1.0) and feature(enc, 0, "time.cos") == pytest.approx(0.0)
     assert feature(enc, 0, "option.GetFed") == 1.0 and feature(enc, 0, "option.Idle") == 0.0

@@ -12,8 +12,14 @@ from townlet.observations import VARIANTS, ObservationEncoder
 from townlet.world.relationships import RIVALRY
 from townlet.world.state import World
 
-LIFECYCLE = ["features.lifecycle=on", "lifecycle.exits.age_out=true", "lifecycle.age_out_days=0.3",
-             "lifecycle.exit_spacing=5", "lifecycle.max_exits_per_day=50", "env.horizon=100000"]
+LIFECYCLE = [
+    "features.lifecycle=on",
+    "lifecycle.exits.age_out=true",
+    "lifecycle.age_out_days=0.3",
+    "lifecycle.exit_spacing=5",
+    "lifecycle.max_exits_per_day=50",
+    "env.horizon=100000",
+]
 
 
 def assert_same(enc: np.ndarray, ref: ReferenceEncoder, when: str) -> None:
@@ -22,10 +28,18 @@ def assert_same(enc: np.ndarray, ref: ReferenceEncoder, when: str) -> None:
     if np.array_equal(got, want):
         return
     rows, cols = np.nonzero(got != want)
-    names = sorted({f.name for f in ref.layout.features for c in cols[:50]
-                    if f.start <= c < f.stop and (c - f.start) % f.step == 0})
-    raise AssertionError(f"{when}: {len(rows)} values differ, slots {sorted(set(rows.tolist()))[:10]}, "
-                         f"features {names[:10]}, max gap {np.abs(got - want).max()}")
+    names = sorted(
+        {
+            f.name
+            for f in ref.layout.features
+            for c in cols[:50]
+            if f.start <= c < f.stop and (c - f.start) % f.step == 0
+        }
+    )
+    raise AssertionError(
+        f"{when}: {len(rows)} values differ, slots {sorted(set(rows.tolist()))[:10]}, "
+        f"features {names[:10]}, max gap {np.abs(got - want).max()}"
+    )
 
 
 def stir(world: World, rng: np.random.Generator) -> None:

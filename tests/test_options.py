@@ -432,5 +432,7 @@ def test_get_clean_plans_only_what_the_agent_can_pay_for() -> None:
     affs = {sim.world.manifest.affordances[s.aff].id for s in steps}
     assert affs == {"change_clothes"}
     a.wallet[0] = 5.0
-    assert {sim.world.manifest.affordances[s.aff].id for s in ctl.plan(0, Option.GET_CLEAN)} == {"shower",
-                                                                                               "change_clothes"}
+    assert {sim.world.manifest.affordances[s.aff].id for s in ctl.plan(0, Option.GET_CLEAN)} == {
+        "shower",
+        "change_clothes",
+    }

@@ -221,8 +221,10 @@ def test_unknown_targets_in_the_config_name_the_key(loaded) -> None:
     """A price spike on an unknown item or a closure of a missing place kind stops start-up with the key path."""
     from townlet.sim import Simulation
 
-    for override, path in (("perturbations.price_spike.targets=[caviar]", "perturbations.price_spike.targets"),
-                           ("perturbations.closed_facility.targets=[zoo]", "perturbations.closed_facility.targets")):
+    for override, path in (
+        ("perturbations.price_spike.targets=[caviar]", "perturbations.price_spike.targets"),
+        ("perturbations.closed_facility.targets=[zoo]", "perturbations.closed_facility.targets"),
+    ):
         with pytest.raises(ConfigError) as info:
             Simulation(load_config(overrides=[override]))
         assert path in str(info.value)

@@ -67,7 +67,8 @@ def test_an_unknown_reference_is_refused_with_one_line_saying_what_a_policy_is(t
 
 
 def test_a_checkpoint_of_another_variant_size_or_config_does_not_fit_and_each_difference_is_named(
-        tmp_path: Path) -> None:
+    tmp_path: Path,
+) -> None:
     """Variant, observation size and config are named; a stage of the same town still fits."""
     compact = load(tiny_checkpoint(tmp_path / "compact.pt", variant="compact"))
     town = Simulation(load_config())
@@ -78,8 +79,10 @@ def test_a_checkpoint_of_another_variant_size_or_config_does_not_fit_and_each_di
         check(compact, town.world)
     check(compact, town.world, strict=False)  # runnable: the suite compares variants on purpose
     bigger = Simulation(load_config(overrides=["population.agents=4"]))
-    assert any(d.startswith("config: trained under config") for d in differences(load(tiny_checkpoint(
-        tmp_path / "h.pt")), bigger.world))
+    assert any(
+        d.startswith("config: trained under config")
+        for d in differences(load(tiny_checkpoint(tmp_path / "h.pt")), bigger.world)
+    )
     staged = load(tiny_checkpoint(tmp_path / "m2.pt", overrides=["stage=M2"]))
     assert staged.config_id in config_family(town.loaded)
     assert differences(staged, town.world) == []
@@ -89,13 +92,16 @@ def test_the_option_set_must_be_the_towns(tiny: Path) -> None:
     """A checkpoint over another number of actions, or a town of primitives, is refused by name."""
     checkpoint = load(tiny)
     primitives = Simulation(load_config(overrides=["env.action_level=primitives"]))
-    assert any(d.startswith("option set: this town takes primitives") for d in differences(checkpoint,
-                                                                                               primitives.world))
+    assert any(
+        d.startswith("option set: this town takes primitives") for d in differences(checkpoint, primitives.world)
+    )
     import dataclasses
 
     wider = dataclasses.replace(checkpoint, spec=dataclasses.replace(checkpoint.spec, n_actions=9))
-    assert any(d.startswith("option set: the policy chooses among 9") for d in differences(
-        wider, Simulation(load_config()).world))
+    assert any(
+        d.startswith("option set: the policy chooses among 9")
+        for d in differences(wider, Simulation(load_config()).world)
+    )
 
 
 def test_the_registry_refuses_to_register_or_promote_a_policy_that_does_not_fit(tmp_path: Path) -> None:
@@ -135,16 +141,21 @@ def test_an_installed_learned_policy_drives_and_possessed_agents_are_left_to_the
 # -- the command line ---------------------------------------------------------------------------------------
 
 
-def test_run_with_a_checkpoint_reports_the_driving_policy_in_json(capsys: pytest.CaptureFixture[str],
-                                                                   tiny: Path) -> None:
+def test_run_with_a_checkpoint_reports_the_driving_policy_in_json(
+    capsys: pytest.CaptureFixture[str], tiny: Path
+) -> None:
     """`townlet run --policy CKPT --json` has a top-level policy field with its hash, name and source."""
     code, out, _ = run_cli(capsys, "run", "--policy", str(tiny), "--ticks", "60", "--json")
     assert code == 0
     policy = json.loads(out)["policy"]
     assert policy["hash"] == load(tiny).policy_hash and policy["source"] == "path" and policy["kind"] == "learned"
     code, out, _ = run_cli(capsys, "run", "--ticks", "10", "--json")
-    assert json.loads(out)["policy"] == {"hash": "scripted", "name": "scripted", "source": "builtin",
-                                         "kind": "scripted"}
+    assert json.loads(out)["policy"] == {
+        "hash": "scripted",
+        "name": "scripted",
+        "source": "builtin",
+        "kind": "scripted",
+    }
 
 
 def test_run_policy_default_drives_with_the_shipped_policy(capsys: pytest.CaptureFixture[str]) -> None:
@@ -154,8 +165,9 @@ def test_run_policy_default_drives_with_the_shipped_policy(capsys: pytest.Captur
     assert json.loads(out)["policy"]["hash"] == shipped.default_hash()
 
 
-def test_run_refuses_a_bad_or_incompatible_policy_with_one_line(capsys: pytest.CaptureFixture[str],
-                                                                tmp_path: Path) -> None:
+def test_run_refuses_a_bad_or_incompatible_policy_with_one_line(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
     """Unknown references and checkpoints that do not fit exit 2 with one error line naming the problem."""
     code, _, err = run_cli(capsys, "run", "--policy", "nobody", "--ticks", "5")
     assert code == 2 and err.count("\n") == 1 and "no policy 'nobody'" in err
@@ -166,8 +178,9 @@ def test_run_refuses_a_bad_or_incompatible_policy_with_one_line(capsys: pytest.C
 
 def test_evaluate_takes_any_policy_reference(capsys: pytest.CaptureFixture[str], tiny: Path) -> None:
     """`townlet evaluate --policy PATH` and `--baseline default` score both (the gate runs)."""
-    code, out, _ = run_cli(capsys, "evaluate", "--policy", str(tiny), "--baseline", "default", "--days", "0.1",
-                           "--seed", "5", "--json")
+    code, out, _ = run_cli(
+        capsys, "evaluate", "--policy", str(tiny), "--baseline", "default", "--days", "0.1", "--seed", "5", "--json"
+    )
     result = json.loads(out)
     assert code in (0, 1) and result["policy"] == load(tiny).policy_hash
     assert result["baseline"]["policy"] == shipped.default_hash() and "passed" in result["gate"]
@@ -199,8 +212,9 @@ def touchy_checkpoint(path: Path, lstm: bool) -> Path:
 
 
 @pytest.mark.parametrize("lstm", [False, True])
-def test_a_resumed_learned_town_reaches_the_same_state_hash_as_the_uninterrupted_one(tmp_path: Path,
-                                                                                      lstm: bool) -> None:
+def test_a_resumed_learned_town_reaches_the_same_state_hash_as_the_uninterrupted_one(
+    tmp_path: Path, lstm: bool
+) -> None:
     """A sampling (recurrent) policy: snapshot at 150, resume, 150 more ticks = 300 ticks straight."""
     ckpt = touchy_checkpoint(tmp_path / "p.pt", lstm)
     straight = Simulation(load_config(), seed=4)
@@ -230,7 +244,8 @@ def test_resume_without_the_recorded_policy_is_refused_naming_its_hash(tmp_path:
 
 
 def test_run_resume_brings_back_the_recorded_policy_and_policy_overrides_it(
-        capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
     """`run --resume` under the shipped default keeps it (same hash as straight through); --policy wins."""
     snap = tmp_path / "d.snap"
     code, straight, _ = run_cli(capsys, "run", "--policy", "default", "--ticks", "120", "--json")

@@ -34,8 +34,9 @@ def test_swap_status_refusals_and_audit_over_http(tmp_path: Path) -> None:
     live = LiveTown.build(loaded, seed=0, registry=registry, baseline=Baseline(0.05, 0.0))
 
     def post(token: str, **args: object) -> tuple[int, dict]:
-        answer = client.post("/api/console", json={"cmd": "policy", "args": args},
-                             headers={"Authorization": f"Bearer {token}"})
+        answer = client.post(
+            "/api/console", json={"cmd": "policy", "args": args}, headers={"Authorization": f"Bearer {token}"}
+        )
         return answer.status_code, answer.json()
 
     with TestClient(create_app(live), base_url=BASE) as client:
@@ -52,8 +53,10 @@ def test_swap_status_refusals_and_audit_over_http(tmp_path: Path) -> None:
         code, body = post(admin, op="swap", ref="default")  # running: applied at the next tick boundary
         assert code == 200 and body["data"]["policy"]["hash"] == shipped.default_hash()
         assert body["data"]["policy"]["since"] == body["tick"]  # it decides from the tick it was applied before
-        assert client.post("/api/console", json={"cmd": "pause"},
-                           headers={"Authorization": f"Bearer {admin}"}).status_code == 200
+        assert (
+            client.post("/api/console", json={"cmd": "pause"}, headers={"Authorization": f"Bearer {admin}"}).status_code
+            == 200
+        )
         paused_at = -1
         while paused_at != live.last_tick:  # the tick the pause was applied in finishes first
             paused_at = live.last_tick
@@ -70,9 +73,16 @@ def test_swap_status_refusals_and_audit_over_http(tmp_path: Path) -> None:
         assert health["policy"]["canaries"]["starvation"]["state"] == "ok"
     audit = [orjson.loads(line) for line in (state / "audit.jsonl").read_bytes().splitlines()]
     policy_lines = [(r["principal"], r["ok"], r["code"]) for r in audit if r.get("cmd") == "policy"]
-    assert policy_lines == [("bob", True, None), ("bob", False, E_FORBIDDEN), ("alice", False, E_NOT_FOUND),
-                            ("alice", False, E_CONFLICT), ("alice", True, None), ("alice", True, None),
-                            ("alice", True, None), ("bob", True, None)]
+    assert policy_lines == [
+        ("bob", True, None),
+        ("bob", False, E_FORBIDDEN),
+        ("alice", False, E_NOT_FOUND),
+        ("alice", False, E_CONFLICT),
+        ("alice", True, None),
+        ("alice", True, None),
+        ("alice", True, None),
+        ("bob", True, None),
+    ]
 
 
 def test_help_lists_policy_with_its_admin_ops(tmp_path: Path) -> None:
@@ -90,11 +100,13 @@ def test_serve_policy_default_shows_learned_agents_and_says_which_policy_drives(
     """`townlet serve --policy default` prints the policy; the stream's agents carry its inspector numbers."""
     from server_support import ServerProcess
 
-    server = ServerProcess(tmp_path / "state", "--policy", "default", "--speed", "max",
-                           "--registry", str(tmp_path / "registry.sqlite"))
+    server = ServerProcess(
+        tmp_path / "state", "--policy", "default", "--speed", "max", "--registry", str(tmp_path / "registry.sqlite")
+    )
     try:
-        assert any(line.startswith(f"townlet: policy default = {shipped.default_hash()} (--policy)")
-                   for line in server.lines), server.lines
+        assert any(
+            line.startswith(f"townlet: policy default = {shipped.default_hash()} (--policy)") for line in server.lines
+        ), server.lines
         server.wait_tick(200)
         health = server.health()
         assert health["policy"]["hash"] == shipped.default_hash() and health["policy"]["source"] == "default"
@@ -113,15 +125,17 @@ def test_serve_runs_the_registrys_release_or_else_scripted_and_says_which(tmp_pa
     registry = str(tmp_path / "registry.sqlite")
     first = ServerProcess(tmp_path / "state", "--registry", registry)
     try:
-        assert any("policy scripted (the registry at" in line and "has no release yet" in line
-                   for line in first.lines), first.lines
+        assert any(
+            "policy scripted (the registry at" in line and "has no release yet" in line for line in first.lines
+        ), first.lines
     finally:
         first.stop()
     assert main(["promote", "promote", "default", "--reason", "ship it", "--registry", registry]) == 0
     second = ServerProcess(tmp_path / "state", "--registry", registry)
     try:
-        assert any(f"policy {shipped.default_hash()} (the release of the registry at" in line
-                   for line in second.lines), second.lines
+        assert any(
+            f"policy {shipped.default_hash()} (the release of the registry at" in line for line in second.lines
+        ), second.lines
         assert second.health()["policy"]["hash"] == shipped.default_hash()
     finally:
         second.stop()

@@ -131,8 +131,14 @@ def test_refusals_carry_the_stable_codes_and_are_all_audited(town: Town, tmp_pat
     assert town.policy(op="promote", ref=compact.policy_hash).code == E_CONFLICT
     assert town.registry.release.policy_hash == "scripted"
     lines = [r for r in town.audit() if r["cmd"] == "policy"]
-    assert [r["code"] for r in lines] == [E_FORBIDDEN, E_NOT_FOUND, E_INVALID_ARG, E_INVALID_ARG, E_CONFLICT,
-                                          E_CONFLICT]
+    assert [r["code"] for r in lines] == [
+        E_FORBIDDEN,
+        E_NOT_FOUND,
+        E_INVALID_ARG,
+        E_INVALID_ARG,
+        E_CONFLICT,
+        E_CONFLICT,
+    ]
 
 
 def test_promote_makes_the_release_and_rollback_returns_to_the_one_before(town: Town) -> None:
@@ -160,8 +166,11 @@ def test_the_agent_answer_and_telemetry_carry_the_policy_inspector(town: Town) -
     town.policy(op="swap", ref="default")
     town.sim.run(300)
     publisher.close()
-    name = next(n for n, s in zip(town.sim.world.agents.ids, town.sim.actor.learned.probs.sum(axis=1) > 0,
-                                  strict=False) if n and s)
+    name = next(
+        n
+        for n, s in zip(town.sim.world.agents.ids, town.sim.actor.learned.probs.sum(axis=1) > 0, strict=False)
+        if n and s
+    )
     answer = town.console.submit(town.viewer, {"cmd": "agent", "args": {"agent": name}})
     town.sim.step()
     policy = answer.result(timeout=1).data["policy"]
@@ -183,7 +192,8 @@ def test_the_agent_answer_and_telemetry_carry_the_policy_inspector(town: Town) -
 
 
 def test_a_release_that_never_eats_trips_starvation_and_is_rolled_back_within_one_window(
-        town: Town, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    town: Town, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     """A released policy that never eats fires starvation in the first window: pinned, rolled back, alerted."""
     caplog.set_level("INFO", logger="townlet")
     bad = town.registry.register(str(never_eats(tmp_path / "never_eats.pt")))
@@ -237,8 +247,7 @@ def test_replay_re_applies_a_recorded_swap_and_reaches_the_same_hash(town: Town,
     town.sim.run(5)
     assert town.policy(op="swap", ref="default").ok
     town.sim.run(49)
-    result = replay(tmp_path / "before.snap", town.sim.tick - 5, read_inputs(town.audit_path),
-                    registry=town.registry)
+    result = replay(tmp_path / "before.snap", town.sim.tick - 5, read_inputs(town.audit_path), registry=town.registry)
     assert result["input_failures"] == [] and result["policy"]["hash"] == "scripted"
     assert result["to_tick"] == town.sim.tick and result["state_hash"] == town.sim.state_hash()
     assert town.registry.decisions()[-1].action == "promote"  # the replay wrote nothing to the registry

@@ -25,8 +25,15 @@ from townlet.training.rollout import Collector, Rollout
 from townlet.training.update import ppo_update, sequences
 from townlet.training.windows import BestWindows, baseline_kpis, window_kpis, window_score
 
-TINY = {"towns": 2, "rollout_ticks": 32, "window_ticks": 64, "baselines": False, "checkpoint_every": 2,
-        "final_eval": False, "env_workers": 0}
+TINY = {
+    "towns": 2,
+    "rollout_ticks": 32,
+    "window_ticks": 64,
+    "baselines": False,
+    "checkpoint_every": 2,
+    "final_eval": False,
+    "env_workers": 0,
+}
 
 
 @pytest.fixture(autouse=True)
@@ -46,14 +53,32 @@ def net_for(collector: Collector, **kw: Any) -> OptionPolicyNet:
 # -- the update ------------------------------------------------------------------------------------------------
 
 
-def transitions(obs: np.ndarray, actions: np.ndarray, logp: np.ndarray, values: np.ndarray, rewards: np.ndarray,
-                learned: bool = True) -> Rollout:
+def transitions(
+    obs: np.ndarray,
+    actions: np.ndarray,
+    logp: np.ndarray,
+    values: np.ndarray,
+    rewards: np.ndarray,
+    learned: bool = True,
+) -> Rollout:
     """One-decision episodes (each transition ends its agent's episode), for bandit-style update tests."""
     n = len(actions)
-    return Rollout(obs=obs, masks=np.ones((n, 7), bool), actions=actions, logprobs=logp, values=values,
-                   rewards=rewards, discounts=np.ones(n, np.float32), next_values=np.zeros(n, np.float32),
-                   ends=np.ones(n, bool), next_index=np.full(n, -1), learned=np.full(n, learned),
-                   slots=np.arange(n), ticks=np.ones(n, np.int64), resets=np.ones(n, bool))
+    return Rollout(
+        obs=obs,
+        masks=np.ones((n, 7), bool),
+        actions=actions,
+        logprobs=logp,
+        values=values,
+        rewards=rewards,
+        discounts=np.ones(n, np.float32),
+        next_values=np.zeros(n, np.float32),
+        ends=np.ones(n, bool),
+        next_index=np.full(n, -1),
+        learned=np.full(n, learned),
+        slots=np.arange(n),
+        ticks=np.ones(n, np.int64),
+        resets=np.ones(n, bool),
+    )
 
 
 def test_update_raises_the_probability_of_the_rewarded_option() -> None:
@@ -90,8 +115,14 @@ def test_scripted_rows_train_the_value_but_not_the_policy() -> None:
     actor = net.actor.weight.detach().clone()
     critic = net.critic.weight.detach().clone()
     n = 32
-    ro = transitions(np.ones((n, 4), np.float32), np.zeros(n, np.int64), np.full(n, -np.log(7), np.float32),
-                     np.zeros(n, np.float32), np.ones(n, np.float32), learned=False)
+    ro = transitions(
+        np.ones((n, 4), np.float32),
+        np.zeros(n, np.int64),
+        np.full(n, -np.log(7), np.float32),
+        np.zeros(n, np.float32),
+        np.ones(n, np.float32),
+        learned=False,
+    )
     ppo_update(net, opt, ro, PPOArgs(ent_coef=0.0), torch.device("cpu"), np.random.default_rng(0))
     assert torch.equal(net.actor.weight, actor)
     assert not torch.equal(net.critic.weight, critic)
@@ -248,8 +279,9 @@ def test_best_windows_score_the_last_windows_together_and_keep_the_best() -> Non
     assert best.step is None and best.observe(sufficiency_window(0, 4), 6) == (0.0, False)
     assert best.observe(sufficiency_window(1, 4), 7) == (0.125, True)
     mixed = {"self_sufficiency": 0.5, "need_ok_share": 0.9, "attendance": 1.0}
-    assert window_score(mixed, {"self_sufficiency": 0.5, "need_ok_share": 0.25, "attendance": 0.25}) == \
-        pytest.approx(0.725)
+    assert window_score(mixed, {"self_sufficiency": 0.5, "need_ok_share": 0.25, "attendance": 0.25}) == pytest.approx(
+        0.725
+    )
     with pytest.raises(ValueError, match="unknown KPI"):
         BestWindows({"happiness": 1.0}, 2, 100)
     with pytest.raises(ValueError, match="more than 0"):
@@ -309,8 +341,9 @@ def test_band_with_low_above_high_is_rejected() -> None:
 def test_training_run_writes_metrics_curves_and_loadable_checkpoints(tmp_path: Path) -> None:
     """A tiny run: metrics lines, the PNG, checkpoints with identity, scorecards, and a policy that drives a town."""
     out = tmp_path / "run"
-    summary = train(PPOArgs(out=str(out), total_steps=256, eval_days=0.05,
-                            **{**TINY, "baselines": True, "final_eval": True}))
+    summary = train(
+        PPOArgs(out=str(out), total_steps=256, eval_days=0.05, **{**TINY, "baselines": True, "final_eval": True})
+    )
     assert summary["global_step"] == 256 and summary["updates"] == 4
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     kinds = [r["kind"] for r in rows]
@@ -454,10 +487,24 @@ def _rollout(n: int, hidden: int | None) -> Rollout:
     floats = np.zeros(n, np.float32)
     flags = np.zeros(n, bool)
     init = None if hidden is None else (np.full((1, n, hidden), n, np.float32), np.full((1, n, hidden), -n, np.float32))
-    return Rollout(obs=np.zeros((n, 3), np.float32), masks=np.ones((n, 2), bool), actions=ints, logprobs=floats,
-                   values=floats, rewards=floats, discounts=floats, next_values=floats, ends=flags,
-                   next_index=np.array([1] + [-1] * (n - 1)), learned=flags, slots=np.arange(n), ticks=ints,
-                   resets=flags, init_state=init, town_ticks=n)
+    return Rollout(
+        obs=np.zeros((n, 3), np.float32),
+        masks=np.ones((n, 2), bool),
+        actions=ints,
+        logprobs=floats,
+        values=floats,
+        rewards=floats,
+        discounts=floats,
+        next_values=floats,
+        ends=flags,
+        next_index=np.array([1] + [-1] * (n - 1)),
+        learned=flags,
+        slots=np.arange(n),
+        ticks=ints,
+        resets=flags,
+        init_state=init,
+        town_ticks=n,
+    )
 
 
 def test_concat_joins_rows_links_and_lstm_state() -> None:

@@ -18,8 +18,14 @@ from townlet.training.rollout import Collector
 
 pytestmark = pytest.mark.slow  # starting Ray and its worker processes takes tens of seconds on 2 cores
 
-TINY = {"rollout_ticks": 32, "window_ticks": 64, "baselines": False, "checkpoint_every": 100, "seed": 4,
-        "env_workers": 0}
+TINY = {
+    "rollout_ticks": 32,
+    "window_ticks": 64,
+    "baselines": False,
+    "checkpoint_every": 100,
+    "seed": 4,
+    "env_workers": 0,
+}
 
 
 @pytest.fixture(scope="module")

@@ -22,10 +22,12 @@ def _recorded_run(tmp_path: Path) -> tuple[Path, Path, Path]:
     admin = authority.issue("alice", "admin", 3600)[0]
     sim.run(60)
     start = snapshot.write(sim, tmp_path / "town-000000000060.snap")
-    orders = {70: ("setneed", {"agent": "agent_2", "need": "hunger", "value": 0.95}),
-              90: ("rain", {"state": "start"}),
-              120: ("price", {"item": "cafe_meal", "price": 4.0}),
-              130: ("setneed", {"agent": "no_such_agent", "need": "energy", "value": 0.5})}
+    orders = {
+        70: ("setneed", {"agent": "agent_2", "need": "hunger", "value": 0.95}),
+        90: ("rain", {"state": "start"}),
+        120: ("price", {"item": "cafe_meal", "price": 4.0}),
+        130: ("setneed", {"agent": "no_such_agent", "need": "energy", "value": 0.5}),
+    }
     while sim.tick < 160:
         if sim.tick in orders:
             cmd, args = orders[sim.tick]

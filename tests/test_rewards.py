@@ -127,8 +127,15 @@ def test_punctuality_bonus_is_smaller_than_one_skipped_meals_pain(make_sim, use_
 
 def test_punctuality_is_capped_below_the_skipped_meal_even_if_configured_higher(make_sim) -> None:
     """A configured bonus above the cap is cut to punctuality_cap_share of one skipped meal's pain."""
-    sim = make_sim(agents=1, manual=True, overrides=["rewards.punctuality=1.0", "rewards.homeostasis.hunger=0.001",
-                                                     "rewards.need_threshold_penalty=0.001"])
+    sim = make_sim(
+        agents=1,
+        manual=True,
+        overrides=[
+            "rewards.punctuality=1.0",
+            "rewards.homeostasis.hunger=0.001",
+            "rewards.need_threshold_penalty=0.001",
+        ],
+    )
     pain = skipped_meal_pain(sim.config)
     assert sim.rewards.punctuality_peak == pytest.approx(0.5 * pain) and sim.rewards.punctuality_peak < pain
 
@@ -179,16 +186,18 @@ def test_social_rewards_by_stage(make_sim) -> None:
     ]
     got = {}
     for stage in ("OFF", "C1", "C2", "C3"):
-        sim = make_sim(agents=4, manual=True, overrides=[f"features.social_rewards={stage}",
-                                                         "features.relationships=C3"])
+        sim = make_sim(
+            agents=4, manual=True, overrides=[f"features.social_rewards={stage}", "features.relationships=C3"]
+        )
         w = sim.world
         w.relationships.apply(w, 0, 1, "good_chat")
         w.relationships.apply(w, 0, 2, "failed_chat")
         for kind, fields in events:
             emit_next_tick(sim, kind, **fields)
         sim.step()
-        got[stage] = {t: [round(terms_of(sim, s)[t], 6) for s in range(4)] for t in ("chat", "conflict",
-                                                                                     "relationship")}
+        got[stage] = {
+            t: [round(terms_of(sim, s)[t], 6) for s in range(4)] for t in ("chat", "conflict", "relationship")
+        }
         if stage == "C3":
             trust = w.relationships.values[0, :2, 0]
             expected = 0.002 * float(trust.mean())
@@ -204,8 +213,9 @@ def test_social_rewards_by_stage(make_sim) -> None:
 @pytest.mark.parametrize("relationships", ["OFF", "A", "B", "C1"])
 def test_social_rewards_are_paid_from_relationship_stage_c(make_sim, relationships: str) -> None:
     """social_rewards C3 pays chats only at relationship stages C1-C3 (B: observed, not rewarded)."""
-    sim = make_sim(agents=2, manual=True, overrides=["features.social_rewards=C3",
-                                                     f"features.relationships={relationships}"])
+    sim = make_sim(
+        agents=2, manual=True, overrides=["features.social_rewards=C3", f"features.relationships={relationships}"]
+    )
     emit_next_tick(sim, EventKind.CHAT, agent=0, other=1, value=1.0)
     sim.step()
     paid = terms_of(sim, 0)["chat"]
@@ -223,8 +233,11 @@ def test_social_terms_are_ignored_while_a_need_is_critical(make_sim) -> None:
 
 def test_reward_is_clipped_to_0_2_per_tick(make_sim) -> None:
     """A raw +0.5 becomes +0.2 and a raw -0.6 becomes -0.2; the guardrails entry holds the difference."""
-    sim = make_sim(agents=2, manual=True, overrides=NO_NEEDS + ["rewards.survival=0.5", "rewards.faint_penalty=1.0",
-                                                               "rewards.exit_guard_ticks=0"])
+    sim = make_sim(
+        agents=2,
+        manual=True,
+        overrides=NO_NEEDS + ["rewards.survival=0.5", "rewards.faint_penalty=1.0", "rewards.exit_guard_ticks=0"],
+    )
     sim.step()
     emit_next_tick(sim, EventKind.COLLAPSE, agent=1)
     sim.step()
@@ -246,8 +259,12 @@ def test_episode_cap_stops_positive_rewards_at_the_limit(make_sim, run) -> None:
 
 def test_penalties_keep_arriving_after_any_loss(make_sim) -> None:
     """Far below -clip_episode every collapse still costs its penalty; at +clip_episode penalties still bite."""
-    sim = make_sim(agents=2, manual=True, overrides=NO_NEEDS + [
-        "rewards.survival=0", "rewards.clip_episode=1", "rewards.faint_penalty=0.2", "rewards.exit_guard_ticks=0"])
+    sim = make_sim(
+        agents=2,
+        manual=True,
+        overrides=NO_NEEDS
+        + ["rewards.survival=0", "rewards.clip_episode=1", "rewards.faint_penalty=0.2", "rewards.exit_guard_ticks=0"],
+    )
     losses = []
     for _ in range(40):  # -0.2 a tick for 40 ticks: a return of -8, eight times the cap
         emit_next_tick(sim, EventKind.COLLAPSE, agent=0)
@@ -255,8 +272,12 @@ def test_penalties_keep_arriving_after_any_loss(make_sim) -> None:
         losses.append(float(sim.rewards.last[0]))
     assert losses == pytest.approx([-0.2] * 40), "no penalty is ever silenced"
     assert sim.rewards.episode_return[0] == pytest.approx(-8.0, abs=1e-4)
-    capped = make_sim(agents=1, manual=True, overrides=NO_NEEDS + [
-        "rewards.survival=0.2", "rewards.clip_episode=1", "rewards.faint_penalty=0.5", "rewards.exit_guard_ticks=0"])
+    capped = make_sim(
+        agents=1,
+        manual=True,
+        overrides=NO_NEEDS
+        + ["rewards.survival=0.2", "rewards.clip_episode=1", "rewards.faint_penalty=0.5", "rewards.exit_guard_ticks=0"],
+    )
     for _ in range(6):
         capped.step()  # the return reaches the cap of 1.0 and stays there
     emit_next_tick(capped, EventKind.COLLAPSE, agent=0)
@@ -294,8 +315,11 @@ def test_breakdown_sums_to_the_reward_and_stats_track_every_reward(make_sim) -> 
     assert stats.count == len(flat)
     assert stats.mean == pytest.approx(flat.mean(), rel=1e-4) and stats.std == pytest.approx(flat.std(), rel=1e-3)
     assert sim.kpis.report(sim.world)["reward"]["mean"] == pytest.approx(flat.mean(), abs=1e-5)
-    assert np.allclose(sim.rewards.episode_return[sim.world.agents.alive],
-                       np.sum(seen, axis=0)[: int(sim.world.agents.alive.sum())], atol=1e-3)
+    assert np.allclose(
+        sim.rewards.episode_return[sim.world.agents.alive],
+        np.sum(seen, axis=0)[: int(sim.world.agents.alive.sum())],
+        atol=1e-3,
+    )
 
 
 def test_episode_return_starts_again_for_a_newcomer(make_sim, run) -> None:

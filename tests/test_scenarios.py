@@ -37,8 +37,9 @@ def test_starvation_path_collapse_exit_and_a_newcomer_within_20_ticks(make_sim, 
     cut_off_food(world, 0, hunger=0.97)
     leaver, home, ident = a.ids[0], int(a.home[0]), int(world.identity.of_agent[0])
     events = run(sim, 1500)
-    collapse, exits, arrivals = (of_kind(events, k) for k in (EventKind.COLLAPSE, EventKind.AGENT_EXIT,
-                                                              EventKind.AGENT_ARRIVED))
+    collapse, exits, arrivals = (
+        of_kind(events, k) for k in (EventKind.COLLAPSE, EventKind.AGENT_EXIT, EventKind.AGENT_ARRIVED)
+    )
     assert [(e.agent, e.detail) for e in collapse] == [(0, "hunger")]
     assert [(e.agent, e.detail) for e in exits] == [(0, "collapse")]
     assert exits[0].tick == collapse[0].tick, "nothing held the exit back"

@@ -45,6 +45,7 @@ def test_console_commands_come_from_the_catalogs_modules() -> None:
     """The registry is exactly the join of each listed module's COMMANDS; a name defined twice is refused."""
     joined = {name for module in catalog.MODULES for name in module.COMMANDS.names()}
     assert set(catalog.REGISTRY.names()) == joined and len(joined) == sum(
-        len(module.COMMANDS.names()) for module in catalog.MODULES)
+        len(module.COMMANDS.names()) for module in catalog.MODULES
+    )
     with pytest.raises(ValueError, match="registered twice"):
         Registry.joined(catalog.MODULES[0].COMMANDS, catalog.MODULES[0].COMMANDS)

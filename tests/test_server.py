@@ -122,7 +122,8 @@ def test_metrics_expose_tick_rate_phase_times_clients_drops_and_console_results(
 
 
 def test_the_stream_is_a_snapshot_then_schema_valid_diffs_that_rebuild_any_later_snapshot(
-        tmp_path: Path, validator: jsonschema.Draft202012Validator) -> None:
+    tmp_path: Path, validator: jsonschema.Draft202012Validator
+) -> None:
     """A viewer's diffs applied to its first snapshot equal the snapshot a later viewer receives."""
     with serving(tmp_path) as town, town.stream() as first:
         messages = receive(first, 1)
@@ -174,8 +175,12 @@ def test_console_api_answers_with_stable_codes_and_http_statuses(tmp_path: Path)
 
 def test_the_console_api_rate_limits_each_principal_and_slows_failed_logins(tmp_path: Path) -> None:
     """Past its burst a principal gets 429 E_RATE_LIMITED while another still passes; bad tokens are slowed."""
-    sets = ["console.rate_limit.per_second=0.5", "console.rate_limit.burst=3",
-            "server.auth_failures.per_second=0.5", "server.auth_failures.burst=3"]
+    sets = [
+        "console.rate_limit.per_second=0.5",
+        "console.rate_limit.burst=3",
+        "server.auth_failures.per_second=0.5",
+        "server.auth_failures.burst=3",
+    ]
     with serving(tmp_path, sets) as town:
         codes = [town.command(town.viewer, "status")[0] for _ in range(5)]
         assert codes[:3] == [200, 200, 200] and codes[3:] == [429, 429]
@@ -187,7 +192,8 @@ def test_the_console_api_rate_limits_each_principal_and_slows_failed_logins(tmp_
 
 
 def test_a_paused_town_applies_commands_at_once_and_viewers_get_the_amended_state(
-        tmp_path: Path, validator: jsonschema.Draft202012Validator) -> None:
+    tmp_path: Path, validator: jsonschema.Draft202012Validator
+) -> None:
     """Paused, time stands still, a spawn answers at once, and viewers receive a snapshot with the newcomer."""
     with serving(tmp_path) as town, town.stream() as ws:
         receive(ws, 1)
@@ -221,7 +227,8 @@ def test_a_paused_town_applies_commands_at_once_and_viewers_get_the_amended_stat
 
 
 def test_frames_tick_sends_each_tick_as_one_frame_of_its_messages(
-        tmp_path: Path, validator: jsonschema.Draft202012Validator) -> None:
+    tmp_path: Path, validator: jsonschema.Draft202012Validator
+) -> None:
     """With ?frames=tick every frame is one tick: a snapshot or a diff line, then that tick's event lines."""
     with serving(tmp_path, ["population.agents=12"]) as town, town.stream(query="?frames=tick") as ws:
         frames = [ws.receive_text()]
@@ -266,6 +273,7 @@ def test_speed_sets_the_pace_of_ticks(tmp_path: Path) -> None:
     live = LiveTown.build(loaded)
     live.start()
     try:
+
         def rate(seconds: float = 1.0) -> float:
             start = live.last_tick
             time.sleep(seconds)
@@ -290,8 +298,12 @@ def test_a_viewer_behind_the_ring_skips_to_a_snapshot_and_counts_what_it_missed(
     fast, slow = transport.subscribe(), transport.subscribe()
 
     def batch(tick: int) -> Batch:
-        return Batch(tick, f'{{"type":"diff","tick":{tick}}}\n'.encode(), 1,
-                     lambda: f'{{"type":"snapshot","tick":{tick}}}\n'.encode())
+        return Batch(
+            tick,
+            f'{{"type":"diff","tick":{tick}}}\n'.encode(),
+            1,
+            lambda: f'{{"type":"snapshot","tick":{tick}}}\n'.encode(),
+        )
 
     transport.put(batch(0))
     first = fast.take()
@@ -337,8 +349,11 @@ def test_hosts_origins_and_cors_follow_the_config(tmp_path: Path) -> None:
                 assert json.loads(ws.receive_text())["type"] == "snapshot"
         with town.stream() as ws:  # not a browser: no Origin
             assert json.loads(ws.receive_text())["type"] == "snapshot"
-        preflight = {"origin": allowed, "access-control-request-method": "POST",
-                     "access-control-request-headers": "authorization,content-type"}
+        preflight = {
+            "origin": allowed,
+            "access-control-request-method": "POST",
+            "access-control-request-headers": "authorization,content-type",
+        }
         answer = client.options("/api/console", headers=preflight)
         assert answer.headers.get("access-control-allow-origin") == allowed
         answer = client.options("/api/console", headers={**preflight, "origin": "https://evil.example"})
@@ -384,6 +399,7 @@ def test_the_town_description_has_the_map_places_and_objects(tmp_path: Path) -> 
 def test_healthz_answers_503_with_the_error_when_the_tick_loop_fails(tmp_path: Path) -> None:
     """A phase that raises stops the tick loop; /healthz says error (503) and the server keeps answering."""
     with serving(tmp_path, speed="pause") as town:
+
         def broken(sim: Any) -> None:
             raise RuntimeError("a bug in a phase")
 

@@ -19,8 +19,13 @@ from townlet.cli.main import main
 
 
 def townlet(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "townlet.cli.main", *args], capture_output=True, text=True,
-                          timeout=timeout, env={**os.environ, **(env or {})})
+    return subprocess.run(
+        [sys.executable, "-m", "townlet.cli.main", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )
 
 
 @pytest.fixture(scope="module")
@@ -58,12 +63,14 @@ def console(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, s
 
 
 def test_console_cli_runs_commands_with_a_token_from_the_flag_or_the_environment(
-        server: ServerProcess, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    server: ServerProcess, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     """`townlet console URL CMD k=v` prints the result; refusals exit 1 with the code; no token exits 2."""
     admin = issue(server.state_dir, "admin", "ops")
     viewer = issue(server.state_dir, "viewer", "watcher")
-    code, out, err = console(capsys, server.url, "setneed", "agent=agent_1", "need=hunger", "value=0.75",
-                             "--token", admin)
+    code, out, err = console(
+        capsys, server.url, "setneed", "agent=agent_1", "need=hunger", "value=0.75", "--token", admin
+    )
     assert code == 0, err
     assert json.loads(out)["data"] == {"agent": "agent_1", "need": "hunger", "value": 0.75}
     monkeypatch.setenv("TOWNLET_TOKEN", viewer)
@@ -77,11 +84,18 @@ def test_console_cli_runs_commands_with_a_token_from_the_flag_or_the_environment
     code, _, err = console(capsys, "http://127.0.0.1:9", "status", "--token", admin)
     assert code == 2 and "cannot reach" in err
     assert parse_pairs(["x=10", "on=false", "agents=[a, b]", "name=agent_1", "note=10:00"], '{"y": 2}') == {
-        "y": 2, "x": 10, "on": False, "agents": ["a", "b"], "name": "agent_1", "note": "10:00"}
+        "y": 2,
+        "x": 10,
+        "on": False,
+        "agents": ["a", "b"],
+        "name": "agent_1",
+        "note": "10:00",
+    }
 
 
 def test_console_cli_blackout_state_on_and_perturbations_off_work_as_typed(
-        server: ServerProcess, capsys: pytest.CaptureFixture[str]) -> None:
+    server: ServerProcess, capsys: pytest.CaptureFixture[str]
+) -> None:
     """`townlet console URL blackout state=on` cuts the power; `perturbations state=off` stops the schedule."""
     admin = issue(server.state_dir, "admin", "ops")
     code, out, err = console(capsys, server.url, "blackout", "state=on", "--token", admin)
@@ -115,8 +129,19 @@ def test_tls_serves_https_and_wss(tmp_path: Path, capsys: pytest.CaptureFixture[
         assert code == 0 and json.loads(out)["ok"], err
     finally:
         proc.stop()
-    code = main(["serve", "--tls-cert", str(tmp_path / "missing.pem"), "--tls-key", key, "--port", "0",
-                 "--state-dir", str(tmp_path / "state2")])
+    code = main(
+        [
+            "serve",
+            "--tls-cert",
+            str(tmp_path / "missing.pem"),
+            "--tls-key",
+            key,
+            "--port",
+            "0",
+            "--state-dir",
+            str(tmp_path / "state2"),
+        ]
+    )
     assert code == 2 and "TLS file not found" in capsys.readouterr().err
 
 

@@ -19,8 +19,13 @@ from townlet.training.live import LivePolicies
 from townlet.training.stability import Baseline
 
 # Short windows so several close (and one is open) around the snapshot; a strict reward baseline fires canaries.
-SETS = ["stability.window_ticks=120", "telemetry.stability_window=100", "telemetry.health_every=0",
-        "features.perturbations=on", "features.lifecycle=on"]
+SETS = [
+    "stability.window_ticks=120",
+    "telemetry.stability_window=100",
+    "telemetry.health_every=0",
+    "features.perturbations=on",
+    "features.lifecycle=on",
+]
 BASELINE = Baseline(lateness=0.05, reward_mean=0.5, reward_std=0.001, windows=3)
 SPLIT, MORE = 430, 270
 

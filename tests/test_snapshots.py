@@ -71,8 +71,7 @@ def test_config_mismatch_needs_a_migration(make_sim, tmp_path: Path) -> None:
         moved = snapshot.load(path, other)
     finally:
         snapshot.MIGRATIONS.pop(key)
-    assert moved.applied_migrations == [
-        {"name": "raise_rent", "from": key[0], "to": key[1], "tick": 40}]
+    assert moved.applied_migrations == [{"name": "raise_rent", "from": key[0], "to": key[1], "tick": 40}]
     again = snapshot.read(snapshot.write(moved, tmp_path / "m.snap"))
     assert again.header["migrations"][0]["name"] == "raise_rent"
 
@@ -123,8 +122,20 @@ def test_migration_is_reported_by_run_json_and_telemetry(tmp_path: Path, capsys)
     target = load_config(overrides=["economy.rent_per_day=9.5"]).config_id
     snapshot.register_migration("raise_rent", source, target, lambda state: state)
     try:
-        code = main(["run", "--resume", str(snap), "--set", "economy.rent_per_day=9.5", "--ticks", "20", "--json",
-                     "--telemetry", str(stream)])
+        code = main(
+            [
+                "run",
+                "--resume",
+                str(snap),
+                "--set",
+                "economy.rent_per_day=9.5",
+                "--ticks",
+                "20",
+                "--json",
+                "--telemetry",
+                str(stream),
+            ]
+        )
     finally:
         snapshot.MIGRATIONS.pop((source, target))
     assert code == 0

@@ -24,8 +24,17 @@ BASELINE = Baseline(lateness=0.0625, reward_mean=0.009, reward_std=0.001, window
 
 def normal(**changes) -> WindowStats:
     """A window like the scripted routine's: 8 arrivals, 1 late, 30 option starts, healthy rewards."""
-    stats = WindowStats(ticks=1000, agent_ticks=8000, need_ok_ticks=7900, arrivals=8, late=1, option_starts=30,
-                        switches=4, thrash=1, reward_sum=72.0)
+    stats = WindowStats(
+        ticks=1000,
+        agent_ticks=8000,
+        need_ok_ticks=7900,
+        arrivals=8,
+        late=1,
+        option_starts=30,
+        switches=4,
+        thrash=1,
+        reward_sum=72.0,
+    )
     for key, value in changes.items():
         setattr(stats, key, value)
     return stats
@@ -181,8 +190,14 @@ def test_a_synthetic_lateness_spike_pins_the_release() -> None:
         assert pin is not None and "candidate late-riser regressed" in pin.reason and "lateness spike" in pin.reason
         assert reg.get("late-riser").status == "rejected"
         actions = [(d.action, d.policy_hash) for d in reg.decisions()]
-        assert actions == [("register", "scripted"), ("promote", "scripted"), ("register", "late-riser"),
-                           ("shadow", "late-riser"), ("reject", "late-riser"), ("pin", "scripted")]
+        assert actions == [
+            ("register", "scripted"),
+            ("promote", "scripted"),
+            ("register", "late-riser"),
+            ("shadow", "late-riser"),
+            ("reject", "late-riser"),
+            ("pin", "scripted"),
+        ]
         assert reg.decisions("reject")[0].details["window"]["canaries"][0]["name"] == "lateness_spike"
         with pytest.raises(RegistryError, match="pinned"):
             promotion.propose(steady, name="steady")
@@ -267,8 +282,19 @@ def test_promote_shadow_command_pins_on_a_failing_candidate(tmp_path, capsys) ->
     """The shadow command runs an untrained checkpoint beside the release; it fails its window and is turned down."""
     db = str(tmp_path / "reg.sqlite")
     path = tiny_checkpoint(tmp_path / "p.pt")
-    code = main(["promote", "shadow", str(path), "--registry", db, "--windows", "2", "--json", *sum(
-        (["--set", o] for o in [*FAST, "stability.baseline_windows=1"]), [])])
+    code = main(
+        [
+            "promote",
+            "shadow",
+            str(path),
+            "--registry",
+            db,
+            "--windows",
+            "2",
+            "--json",
+            *sum((["--set", o] for o in [*FAST, "stability.baseline_windows=1"]), []),
+        ]
+    )
     out = json.loads(capsys.readouterr().out)
     assert code == 1 and not out["promoted"] and out["release"] == "scripted"
     assert out["pinned"] and out["outcomes"][0]["action"] == "reject"

@@ -38,8 +38,14 @@ def _other(value: Any) -> Any:
     if isinstance(value, bytes):
         return value + b"x"
     if isinstance(value, collections.deque):
-        return collections.deque([*value, 0] if value.maxlen is None or value.maxlen > len(value) else [0] * len(value),
-                                 maxlen=value.maxlen) if value.maxlen != 0 else None
+        return (
+            collections.deque(
+                [*value, 0] if value.maxlen is None or value.maxlen > len(value) else [0] * len(value),
+                maxlen=value.maxlen,
+            )
+            if value.maxlen != 0
+            else None
+        )
     if isinstance(value, dict):
         out = value.copy()
         out["probe"] = 0

@@ -226,10 +226,16 @@ def test_a_diff_that_skips_a_tick_is_a_gap_until_the_next_snapshot() -> None:
     assert reader.state == {"tick": 6, "b": [1]}
 
 
-json_leaf = st.one_of(st.integers(-5, 5), st.floats(-2, 2, allow_nan=False), st.booleans(), st.text(max_size=3),
-                      st.lists(st.integers(0, 3), max_size=3))
-json_state = st.recursive(json_leaf, lambda inner: st.dictionaries(st.text("abc", min_size=1, max_size=2), inner,
-                                                                   max_size=4), max_leaves=20)
+json_leaf = st.one_of(
+    st.integers(-5, 5),
+    st.floats(-2, 2, allow_nan=False),
+    st.booleans(),
+    st.text(max_size=3),
+    st.lists(st.integers(0, 3), max_size=3),
+)
+json_state = st.recursive(
+    json_leaf, lambda inner: st.dictionaries(st.text("abc", min_size=1, max_size=2), inner, max_size=4), max_leaves=20
+)
 state_dicts = st.dictionaries(st.text("abcd", min_size=1, max_size=2), json_state, max_size=5)
 
 

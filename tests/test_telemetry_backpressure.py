@@ -22,9 +22,19 @@ SLACK = 0.9  # the stalled town must keep at least 90% of the no-consumer tick r
 
 def tcp(port: int, name: str = "collector") -> TcpTransport:
     """Plain loopback TCP with small buffers, so a stalled reader shows up within a few ticks."""
-    return TcpTransport(TcpTransportConfig(kind="tcp", name=name, host="127.0.0.1", port=port, tls=False,
-                                           allow_plaintext=True, buffer_ticks=64, send_buffer=8192,
-                                           backoff=(0.05, 0.5)))
+    return TcpTransport(
+        TcpTransportConfig(
+            kind="tcp",
+            name=name,
+            host="127.0.0.1",
+            port=port,
+            tls=False,
+            allow_plaintext=True,
+            buffer_ticks=64,
+            send_buffer=8192,
+            backoff=(0.05, 0.5),
+        )
+    )
 
 
 def wait(predicate, timeout: float = 60.0) -> bool:
@@ -64,8 +74,11 @@ def test_a_stalled_consumer_costs_no_tick_rate_and_the_stream_recovers_with_a_sn
         assert ratio >= SLACK, f"stalled/baseline tick-rate ratio {ratio:.3f}"
         assert health["dropped"] > STALL_TICKS // 2, health
         assert health["in_loss"] and health["alerts"] == 1
-        alerts = [r for r in caplog.records if getattr(r, "event", "") == "telemetry.drop_alert"
-                  and r.context["transport"] == "collector"]
+        alerts = [
+            r
+            for r in caplog.records
+            if getattr(r, "event", "") == "telemetry.drop_alert" and r.context["transport"] == "collector"
+        ]
         assert len(alerts) == 1
         lines = [orjson.loads(x) for x in events.getvalue().splitlines()]
         assert sum(1 for m in lines if m.get("kind") == "alert" and m.get("transport") == "collector") == 1
@@ -81,7 +94,7 @@ def test_a_stalled_consumer_costs_no_tick_rate_and_the_stream_recovers_with_a_sn
         resync = [m for m in messages if m["type"] == "snapshot" and m["tick"] >= stall_end]
         assert resync, "no fresh snapshot after the stall"
         reader = StreamState()
-        for message in messages[messages.index(resync[0]):]:
+        for message in messages[messages.index(resync[0]) :]:
             reader.feed(message)
         assert reader.gaps == 0 and reader.state == stalled.encoder.state
         after = stalled.transport_health()["collector"]

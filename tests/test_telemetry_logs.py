@@ -26,8 +26,14 @@ def stream():
 def test_json_lines_carry_tick_event_and_context(stream) -> None:
     """One JSON object per record with ts, level, logger, event, tick and context."""
     configure_logging("json", "info", stream)
-    log_event(logging.getLogger("townlet.telemetry"), "telemetry.drop_alert", 1234, logging.WARNING,
-              transport="collector", drop_rate=0.42)
+    log_event(
+        logging.getLogger("townlet.telemetry"),
+        "telemetry.drop_alert",
+        1234,
+        logging.WARNING,
+        transport="collector",
+        drop_rate=0.42,
+    )
     logging.getLogger("townlet.console").info("plain message")
     first, second = (json.loads(line) for line in stream.getvalue().splitlines())
     assert first["event"] == "telemetry.drop_alert" and first["tick"] == 1234 and first["level"] == "warning"
@@ -39,8 +45,15 @@ def test_json_lines_carry_tick_event_and_context(stream) -> None:
 def test_key_value_lines_flatten_the_context(stream) -> None:
     """Kv format: one line of key=value pairs, quoting values with spaces."""
     configure_logging("kv", "info", stream)
-    log_event(logging.getLogger("townlet.console"), "console.command", 7, principal="alice", cmd="rain",
-              message="it rains now", ok=True)
+    log_event(
+        logging.getLogger("townlet.console"),
+        "console.command",
+        7,
+        principal="alice",
+        cmd="rain",
+        message="it rains now",
+        ok=True,
+    )
     line = stream.getvalue().strip()
     assert "level=info" in line and "event=console.command" in line and "tick=7" in line
     assert "principal=alice" in line and 'message="it rains now"' in line and "ok=true" in line
@@ -82,8 +95,11 @@ def test_telemetry_health_decisions_are_logged_with_the_same_fields(stream) -> N
     from townlet.config.models import TcpTransportConfig
 
     sim = Simulation(seed=0)
-    dead = TcpTransport(TcpTransportConfig(kind="tcp", name="sink", host="127.0.0.1", port=1, tls=False,
-                                           allow_plaintext=True, backoff=(0.05, 0.1)))
+    dead = TcpTransport(
+        TcpTransportConfig(
+            kind="tcp", name="sink", host="127.0.0.1", port=1, tls=False, allow_plaintext=True, backoff=(0.05, 0.1)
+        )
+    )
     publisher = TelemetryPublisher(sim, transports=[dead]).attach()
     sim.run(50)
     publisher.close()

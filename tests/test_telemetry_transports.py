@@ -25,8 +25,11 @@ from townlet.telemetry.websocket import WebSocketTransport
 
 
 def plain_tcp(port: int, **extra) -> TcpTransport:
-    return TcpTransport(TcpTransportConfig(kind="tcp", host="127.0.0.1", port=port, tls=False,
-                                           allow_plaintext=True, backoff=(0.05, 0.2), **extra))
+    return TcpTransport(
+        TcpTransportConfig(
+            kind="tcp", host="127.0.0.1", port=port, tls=False, allow_plaintext=True, backoff=(0.05, 0.2), **extra
+        )
+    )
 
 
 def rebuild(messages: list[dict]) -> StreamState:
@@ -206,20 +209,28 @@ def test_drop_alert_is_logged_once_and_published_as_an_event(caplog, tmp_path: P
 
 def test_transports_are_built_from_config_and_plaintext_needs_loopback(tmp_path: Path) -> None:
     """Config entries become transports; plaintext TCP to a non-loopback host is a config error."""
-    loaded = load_config(overrides=[
-        f"telemetry.transports=[{{kind: file, path: {tmp_path / 'a.jsonl'}}}, "
-        "{kind: tcp, host: 127.0.0.1, port: 9, tls: false, allow_plaintext: true}]"
-    ])
+    loaded = load_config(
+        overrides=[
+            f"telemetry.transports=[{{kind: file, path: {tmp_path / 'a.jsonl'}}}, "
+            "{kind: tcp, host: 127.0.0.1, port: 9, tls: false, allow_plaintext: true}]"
+        ]
+    )
     kinds = [build_transport(t).kind for t in loaded.config.telemetry.transports]
     assert kinds == ["file", "tcp"]
     with pytest.raises(ConfigError, match="loopback"):
-        load_config(overrides=["telemetry.transports=[{kind: tcp, host: 192.0.2.7, port: 9, tls: false, "
-                               "allow_plaintext: true}]"])
+        load_config(
+            overrides=[
+                "telemetry.transports=[{kind: tcp, host: 192.0.2.7, port: 9, tls: false, allow_plaintext: true}]"
+            ]
+        )
     with pytest.raises(ConfigError, match="allow_plaintext"):
         load_config(overrides=["telemetry.transports=[{kind: tcp, host: 127.0.0.1, port: 9, tls: false}]"])
     with pytest.raises(ConfigError, match="loopback"):
-        load_config(overrides=["telemetry.transports=[{kind: websocket, host: 0.0.0.0, port: 9, tls: false, "
-                               "allow_plaintext: true}]"])
+        load_config(
+            overrides=[
+                "telemetry.transports=[{kind: websocket, host: 0.0.0.0, port: 9, tls: false, allow_plaintext: true}]"
+            ]
+        )
 
 
 def _wait(predicate, timeout: float = 60.0) -> bool:
@@ -244,7 +255,6 @@ def _receive(client, until_tick: int, timeout: float = 60.0) -> list[dict]:
             continue
         out.append(message)
     raise AssertionError(f"no message of tick {until_tick} (last: {out[-1] if out else None})")
-
 
 
 class StalledStream(StreamTransport):

@@ -95,18 +95,32 @@ def test_tick_health_log_line_validates_against_its_documented_fields() -> None:
 
 
 def test_run_writes_the_configured_transports_without_the_telemetry_flag(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """`townlet run --set telemetry.transports=…` writes the stream, and logs structured lines as serve does."""
     path = tmp_path / "town.jsonl"
-    code = main(["run", "--ticks", "120", "--json", "--set", f"telemetry.transports=[{{kind: file, path: '{path}'}}]",
-                 "--set", "telemetry.health_log_s=0.000001", "--set", "logging.format=kv"])
+    code = main(
+        [
+            "run",
+            "--ticks",
+            "120",
+            "--json",
+            "--set",
+            f"telemetry.transports=[{{kind: file, path: '{path}'}}]",
+            "--set",
+            "telemetry.health_log_s=0.000001",
+            "--set",
+            "logging.format=kv",
+        ]
+    )
     out, err = capsys.readouterr()
     assert code == 0 and json.loads(out)["ticks"] == 120
     messages = list(read_messages(path))
     assert messages[0]["type"] == "snapshot" and sum(m["type"] == "diff" for m in messages) == 119
     assert state_at(read_messages(path))["tick"] == 119
-    assert re.search(r"^ts=\S+ level=info logger=townlet.telemetry event=tick.health tick=\d+ window=", err,
-                     flags=re.MULTILINE)
+    assert re.search(
+        r"^ts=\S+ level=info logger=townlet.telemetry event=tick.health tick=\d+ window=", err, flags=re.MULTILINE
+    )
 
 
 def test_snapshots_leave_out_the_wall_clock_timings(tmp_path: Path) -> None:

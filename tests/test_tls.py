@@ -34,16 +34,32 @@ def pki(tmp_path_factory) -> dict[str, str]:
     out["server"], out["server_key"] = write_pem(folder, "server", *make_cert(ca))
     out["expired"], out["expired_key"] = write_pem(folder, "expired", *make_cert(ca, expired=True))
     out["stranger"], out["stranger_key"] = write_pem(folder, "stranger", *make_cert(stranger))
-    out["client"], out["client_key"] = write_pem(folder, "client", *make_cert(ca, common="sim-1", dns=(), ips=(),
-                                                                              client=True))
+    out["client"], out["client_key"] = write_pem(
+        folder, "client", *make_cert(ca, common="sim-1", dns=(), ips=(), client=True)
+    )
     return out
 
 
-def stream_over_tls(collector: Collector, ca_file: str, server_name: str | None = None, cert: str | None = None,
-                    key: str | None = None, ticks: int = 20, expect: bool = True) -> tuple[TcpTransport, list[dict]]:
+def stream_over_tls(
+    collector: Collector,
+    ca_file: str,
+    server_name: str | None = None,
+    cert: str | None = None,
+    key: str | None = None,
+    ticks: int = 20,
+    expect: bool = True,
+) -> tuple[TcpTransport, list[dict]]:
     """Publish ``ticks`` ticks to the collector over TLS; return the transport and what arrived."""
-    cfg = TcpTransportConfig(kind="tcp", host="127.0.0.1", port=collector.port, ca_file=ca_file,
-                             server_name=server_name, cert_file=cert, key_file=key, backoff=(0.05, 0.2))
+    cfg = TcpTransportConfig(
+        kind="tcp",
+        host="127.0.0.1",
+        port=collector.port,
+        ca_file=ca_file,
+        server_name=server_name,
+        cert_file=cert,
+        key_file=key,
+        backoff=(0.05, 0.2),
+    )
     transport = TcpTransport(cfg)
     sim = Simulation(seed=3)
     publisher = TelemetryPublisher(sim, transports=[transport]).attach()
@@ -76,8 +92,12 @@ def test_a_collector_that_reads_late_still_gets_the_whole_stream_after_the_town_
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # most of the stream waits in the town's kernel
     listener.bind(("127.0.0.1", 0))
     listener.listen()
-    context, ready, go, received = server_context(pki["server"], pki["server_key"]), threading.Event(), \
-        threading.Event(), bytearray()
+    context, ready, go, received = (
+        server_context(pki["server"], pki["server_key"]),
+        threading.Event(),
+        threading.Event(),
+        bytearray(),
+    )
 
     def collect() -> None:
         raw, _ = listener.accept()
@@ -89,8 +109,11 @@ def test_a_collector_that_reads_late_still_gets_the_whole_stream_after_the_town_
 
     reader = threading.Thread(target=collect, daemon=True)
     reader.start()
-    transport = TcpTransport(TcpTransportConfig(kind="tcp", host="127.0.0.1", port=listener.getsockname()[1],
-                                                ca_file=pki["ca"], connect_timeout=1.0))
+    transport = TcpTransport(
+        TcpTransportConfig(
+            kind="tcp", host="127.0.0.1", port=listener.getsockname()[1], ca_file=pki["ca"], connect_timeout=1.0
+        )
+    )
     sim = Simulation(seed=3)
     publisher = TelemetryPublisher(sim, transports=[transport]).attach()
     try:
@@ -175,22 +198,33 @@ def test_verification_and_hostname_checks_are_on_by_default() -> None:
 def test_plaintext_to_a_non_loopback_host_is_refused_by_config_validation() -> None:
     """tls: false is accepted only with allow_plaintext and a loopback host; errors name the key path."""
     with pytest.raises(ConfigError) as err:
-        load_config(overrides=["telemetry.transports=[{kind: tcp, host: collector.example.org, port: 9000, "
-                               "tls: false, allow_plaintext: true}]"])
+        load_config(
+            overrides=[
+                "telemetry.transports=[{kind: tcp, host: collector.example.org, port: 9000, "
+                "tls: false, allow_plaintext: true}]"
+            ]
+        )
     assert "telemetry.transports.0" in str(err.value) and "loopback" in str(err.value)
     with pytest.raises(ConfigError, match="loopback"):
-        load_config(overrides=["telemetry.transports=[{kind: tcp, host: 10.1.2.3, port: 9000, tls: false, "
-                               "allow_plaintext: true}]"])
+        load_config(
+            overrides=[
+                "telemetry.transports=[{kind: tcp, host: 10.1.2.3, port: 9000, tls: false, allow_plaintext: true}]"
+            ]
+        )
     for host in ("127.0.0.1", "localhost", "::1", "127.8.9.10"):
-        ok = load_config(overrides=[f"telemetry.transports=[{{kind: tcp, host: '{host}', port: 9000, tls: false, "
-                                    "allow_plaintext: true}]"])
+        ok = load_config(
+            overrides=[
+                f"telemetry.transports=[{{kind: tcp, host: '{host}', port: 9000, tls: false, allow_plaintext: true}}]"
+            ]
+        )
         assert ok.config.telemetry.transports[0].tls is False
 
 
 def test_websocket_over_tls_verifies_with_our_ca(pki, tmp_path: Path) -> None:
     """A wss:// viewer trusting our CA gets the snapshot; one trusting nothing of ours is refused."""
-    ws = WebSocketTransport(WebSocketTransportConfig(kind="websocket", port=0, cert_file=pki["server"],
-                                                     key_file=pki["server_key"]))
+    ws = WebSocketTransport(
+        WebSocketTransportConfig(kind="websocket", port=0, cert_file=pki["server"], key_file=pki["server_key"])
+    )
     sim = Simulation(seed=1)
     publisher = TelemetryPublisher(sim, transports=[ws]).attach()
     try:

@@ -118,7 +118,7 @@ def test_office_has_six_desks_and_park_has_benches_on_grass(town: TownMap) -> No
     assert len(objects_in(town, "park", "bench")) >= 6
     (park,) = (p for p in town.places if p.kind == "park")
     x, y, w, h = park.rect
-    area = town.tiles[y:y + h, x:x + w]
+    area = town.tiles[y : y + h, x : x + w]
     assert set(np.unique(area)) <= {TileKind.GRASS, TileKind.OBJECT}
 
 
@@ -194,7 +194,7 @@ def test_place_index_matches_place_rects(town: TownMap) -> None:
     expected = np.full((town.height, town.width), -1)
     for i, p in enumerate(town.places):
         x, y, w, h = p.rect
-        expected[y:y + h, x:x + w] = i
+        expected[y : y + h, x : x + w] = i
     assert np.array_equal(town.place_index, expected)
 
 
@@ -216,8 +216,9 @@ def test_map_arrays_are_read_only_and_loads_compare_equal(town: TownMap) -> None
 
 def test_shipped_yaml_matches_its_generator() -> None:
     """town.yaml is exactly what tools/make_town.py writes, so the two cannot drift apart."""
-    result = subprocess.run([sys.executable, str(ROOT / "tools" / "make_town.py"), "--check"],
-                            capture_output=True, text=True, check=False)
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "tools" / "make_town.py"), "--check"], capture_output=True, text=True, check=False
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -273,16 +274,19 @@ def small_town() -> dict:
         "name": "tiny",
         "width": 10,
         "height": 5,
-        "legend": {",": {"tile": "grass"}, "#": {"tile": "wall"}, ".": {"tile": "floor"},
-                   "+": {"tile": "door"}, "=": {"tile": "road"}, "q": {"tile": "queue"},
-                   "B": {"object": "bed"}, "F": {"object": "fridge"}, "N": {"object": "bench"}},
-        "layout": ",,,,,,,,,,\n"
-                  ",#####,,,,\n"
-                  ",#B.F#,N,,\n"
-                  ",##+##,,,,\n"
-                  "==========\n",
-        "places": {"home_0": {"kind": "home", "rect": [1, 1, 5, 3]},
-                   "park": {"kind": "park", "rect": [6, 0, 4, 4]}},
+        "legend": {
+            ",": {"tile": "grass"},
+            "#": {"tile": "wall"},
+            ".": {"tile": "floor"},
+            "+": {"tile": "door"},
+            "=": {"tile": "road"},
+            "q": {"tile": "queue"},
+            "B": {"object": "bed"},
+            "F": {"object": "fridge"},
+            "N": {"object": "bench"},
+        },
+        "layout": ",,,,,,,,,,\n,#####,,,,\n,#B.F#,N,,\n,##+##,,,,\n==========\n",
+        "places": {"home_0": {"kind": "home", "rect": [1, 1, 5, 3]}, "park": {"kind": "park", "rect": [6, 0, 4, 4]}},
         "spawn_tiles": [[0, 4]],
     }
 
@@ -313,11 +317,11 @@ def test_small_custom_town_loads(tmp_path: Path) -> None:
 def test_queue_order_follows_the_chain_not_the_rows(tmp_path: Path) -> None:
     """A queue that bends is ordered by steps from the till's use tile, not by row-major position."""
     data = small_town()
-    data.update(width=8, height=8, spawn_tiles=[[0, 0]],
-                places={"grocer": {"kind": "grocer", "rect": [0, 1, 8, 7]}})
+    data.update(width=8, height=8, spawn_tiles=[[0, 0]], places={"grocer": {"kind": "grocer", "rect": [0, 1, 8, 7]}})
     data["legend"].update({"_": {"tile": "counter"}, "T": {"object": "till"}})
-    data["layout"] = "\n".join(["========", "###+####", "#......#", "#...qq.#", "#...q..#", "#...q..#",
-                                "#__T___#", "########"])
+    data["layout"] = "\n".join(
+        ["========", "###+####", "#......#", "#...qq.#", "#...q..#", "#...q..#", "#__T___#", "########"]
+    )
     town = load_town_map(write(tmp_path, data, "shop.yaml"))
     (till,) = town.objects
     assert till.access == ((3, 5),)
@@ -329,42 +333,67 @@ def _edit(fn):
         data = small_town()
         fn(data)
         return data
+
     return build
 
 
 BAD_FILES = {
-    "unknown glyph": (_edit(lambda d: set_row(d, 2, ",#B.F#,Z,,")), "layout",
-                      "row 2 col 7: unknown glyph 'Z'"),
+    "unknown glyph": (_edit(lambda d: set_row(d, 2, ",#B.F#,Z,,")), "layout", "row 2 col 7: unknown glyph 'Z'"),
     "ragged row": (_edit(lambda d: set_row(d, 3, ",##+##,,,")), "layout", "row 3: expected 10 glyphs"),
     "too few rows": (_edit(lambda d: d.update(height=6)), "layout", "expected 6 rows"),
-    "place out of bounds": (_edit(lambda d: d["places"]["park"].update(rect=[6, 0, 5, 4])),
-                            "places.park.rect", "is not inside"),
+    "place out of bounds": (
+        _edit(lambda d: d["places"]["park"].update(rect=[6, 0, 5, 4])),
+        "places.park.rect",
+        "is not inside",
+    ),
     "unknown top-level key": (_edit(lambda d: d.update(colour="red")), "colour", "unknown key"),
-    "unknown place key": (_edit(lambda d: d["places"]["home_0"].update(size=3)), "places.home_0.size",
-                          "unknown key"),
+    "unknown place key": (_edit(lambda d: d["places"]["home_0"].update(size=3)), "places.home_0.size", "unknown key"),
     "missing key": (_edit(lambda d: d.pop("spawn_tiles")), "spawn_tiles", "required key is missing"),
-    "bad place kind": (_edit(lambda d: d["places"]["home_0"].update(kind="castle")), "places.home_0.kind",
-                       "unknown kind 'castle'"),
-    "overlapping places": (_edit(lambda d: d["places"]["park"].update(rect=[5, 0, 5, 4])), "places.park.rect",
-                           "overlaps place 'home_0'"),
-    "bad legend tile": (_edit(lambda d: d["legend"].update({"Z": {"tile": "lava"}})), "legend.'Z'.tile",
-                        "unknown tile 'lava'"),
-    "bad legend key": (_edit(lambda d: d["legend"].update({"Z": {"thing": "bed"}})), "legend.'Z'.thing",
-                       "unknown key"),
-    "object outside every place": (_edit(lambda d: set_row(d, 0, "N,,,,,,,,,")), "layout",
-                                   "row 0 col 0: bench is not inside any place"),
-    "object with no access": (_edit(lambda d: set_row(d, 2, ",#B#F#,N,,")), "layout",
-                              "row 2 col 2: bed has no walkable neighbour"),
+    "bad place kind": (
+        _edit(lambda d: d["places"]["home_0"].update(kind="castle")),
+        "places.home_0.kind",
+        "unknown kind 'castle'",
+    ),
+    "overlapping places": (
+        _edit(lambda d: d["places"]["park"].update(rect=[5, 0, 5, 4])),
+        "places.park.rect",
+        "overlaps place 'home_0'",
+    ),
+    "bad legend tile": (
+        _edit(lambda d: d["legend"].update({"Z": {"tile": "lava"}})),
+        "legend.'Z'.tile",
+        "unknown tile 'lava'",
+    ),
+    "bad legend key": (_edit(lambda d: d["legend"].update({"Z": {"thing": "bed"}})), "legend.'Z'.thing", "unknown key"),
+    "object outside every place": (
+        _edit(lambda d: set_row(d, 0, "N,,,,,,,,,")),
+        "layout",
+        "row 0 col 0: bench is not inside any place",
+    ),
+    "object with no access": (
+        _edit(lambda d: set_row(d, 2, ",#B#F#,N,,")),
+        "layout",
+        "row 2 col 2: bed has no walkable neighbour",
+    ),
     "unreachable place": (_edit(lambda d: set_row(d, 3, ",#####,,,,")), "places.home_0", "cannot be reached"),
-    "queue leading nowhere": (_edit(lambda d: set_row(d, 0, "q,,,,,,,,,")), "layout",
-                              "row 0 col 0: queue node does not lead"),
-    "spawn not on a road": (_edit(lambda d: d.update(spawn_tiles=[[0, 4], [0, 0]])), "spawn_tiles[1]",
-                            "must be a road tile, but is grass"),
+    "queue leading nowhere": (
+        _edit(lambda d: set_row(d, 0, "q,,,,,,,,,")),
+        "layout",
+        "row 0 col 0: queue node does not lead",
+    ),
+    "spawn not on a road": (
+        _edit(lambda d: d.update(spawn_tiles=[[0, 4], [0, 0]])),
+        "spawn_tiles[1]",
+        "must be a road tile, but is grass",
+    ),
     "spawn off the map": (_edit(lambda d: d.update(spawn_tiles=[[10, 4]])), "spawn_tiles[0]", "off the map"),
     "no spawn tiles": (_edit(lambda d: d.update(spawn_tiles=[])), "spawn_tiles", "non-empty list"),
     "bad width": (_edit(lambda d: d.update(width="10")), "width", "whole number"),
-    "bad place id": (_edit(lambda d: d["places"].update({"home@1": {"kind": "home", "rect": [0, 0, 1, 1]}})),
-                     "places.home@1", "letters, digits"),
+    "bad place id": (
+        _edit(lambda d: d["places"].update({"home@1": {"kind": "home", "rect": [0, 0, 1, 1]}})),
+        "places.home@1",
+        "letters, digits",
+    ),
 }
 
 
@@ -380,13 +409,17 @@ def test_bad_map_file_raises_config_error_naming_file_and_field(tmp_path: Path, 
     assert str(err).startswith(f"{path}: {field}: ") and fragment in err.message, str(err)
 
 
-@pytest.mark.parametrize(("text", "field", "fragment"), [
-    ("name: tiny\nwidth: [10\n", "line 3 col 1", "YAML syntax error"),
-    ("name: tiny\nname: again\n", "line 2 col 1", "duplicate key 'name'"),
-    ("- just\n- a list\n", "", "expected a mapping"),
-])
-def test_unparseable_map_file_raises_config_error_with_line(tmp_path: Path, text: str, field: str,
-                                                           fragment: str) -> None:
+@pytest.mark.parametrize(
+    ("text", "field", "fragment"),
+    [
+        ("name: tiny\nwidth: [10\n", "line 3 col 1", "YAML syntax error"),
+        ("name: tiny\nname: again\n", "line 2 col 1", "duplicate key 'name'"),
+        ("- just\n- a list\n", "", "expected a mapping"),
+    ],
+)
+def test_unparseable_map_file_raises_config_error_with_line(
+    tmp_path: Path, text: str, field: str, fragment: str
+) -> None:
     """YAML syntax errors, repeated keys and a non-mapping document raise ConfigError naming file and line."""
     path = write(tmp_path, text)
     with pytest.raises(ConfigError) as info:

@@ -12,8 +12,21 @@ import torch
 from townlet.cli.main import main
 from townlet.policy.checkpoint import load
 
-TINY = ["--towns", "2", "--ppo", "rollout_ticks=32", "--ppo", "window_ticks=64", "--ppo", "baselines=false",
-        "--ppo", "checkpoint_every=2", "--ppo", "final_eval=false", "--json"]
+TINY = [
+    "--towns",
+    "2",
+    "--ppo",
+    "rollout_ticks=32",
+    "--ppo",
+    "window_ticks=64",
+    "--ppo",
+    "baselines=false",
+    "--ppo",
+    "checkpoint_every=2",
+    "--ppo",
+    "final_eval=false",
+    "--json",
+]
 
 
 @pytest.fixture(autouse=True)
@@ -48,23 +61,44 @@ def test_train_writes_metrics_curves_and_checkpoints(tmp_path: Path, capsys: pyt
 def test_best_checkpoint_weights_from_the_command_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """`--ppo best_weights=KPI:W,...` sets the score of best.pt; the summary names the best checkpoint."""
     out = tmp_path / "run"
-    code, stdout, _ = run_cli(capsys, "train", "--steps", "256", "--out", str(out),
-                              "--ppo", "best_weights=self_sufficiency:2,attendance:1", *TINY)
+    code, stdout, _ = run_cli(
+        capsys,
+        "train",
+        "--steps",
+        "256",
+        "--out",
+        str(out),
+        "--ppo",
+        "best_weights=self_sufficiency:2,attendance:1",
+        *TINY,
+    )
     assert code == 0
     summary = json.loads(stdout)
     assert summary["best_checkpoint"] == str(out / "best.pt") and summary["best_tick"] == 256
     start = json.loads((out / "metrics.jsonl").read_text().splitlines()[0])
     assert start["args"]["best_weights"] == {"self_sufficiency": 2.0, "attendance": 1.0}
     window = summary["best_window"]
-    assert summary["best_score"] == pytest.approx((2 * window["self_sufficiency"] + window["attendance"]) / 3,
-                                                  abs=1e-6)
+    assert summary["best_score"] == pytest.approx((2 * window["self_sufficiency"] + window["attendance"]) / 3, abs=1e-6)
 
 
 def test_variant_agents_and_set_reach_the_towns(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """--variant, --agents and --set shape the towns the policy is trained in."""
     out = tmp_path / "run"
-    code, _, _ = run_cli(capsys, "train", "--steps", "64", "--out", str(out), "--variant", "compact", "--agents",
-                         "4", "--set", "features.relationships=OFF", *TINY)
+    code, _, _ = run_cli(
+        capsys,
+        "train",
+        "--steps",
+        "64",
+        "--out",
+        str(out),
+        "--variant",
+        "compact",
+        "--agents",
+        "4",
+        "--set",
+        "features.relationships=OFF",
+        *TINY,
+    )
     assert code == 0
     ck = load(out / "final.pt")
     assert ck.variant == "compact" and ck.spec.obs_dim == 130
@@ -81,8 +115,9 @@ def test_resume_by_directory_continues_to_the_new_total(tmp_path: Path, capsys: 
     assert load(out / "final.pt").step == 256
 
 
-def test_bad_ppo_argument_and_missing_resume_are_clear_errors(tmp_path: Path,
-                                                              capsys: pytest.CaptureFixture[str]) -> None:
+def test_bad_ppo_argument_and_missing_resume_are_clear_errors(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """An unknown --ppo key exits 2 naming it; resuming nothing exits 2 naming the path."""
     code, _, err = run_cli(capsys, "train", "--steps", "10", "--ppo", "learning_speed=3")
     assert code == 2 and "learning_speed" in err

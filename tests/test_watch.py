@@ -63,8 +63,13 @@ def test_the_dashboard_shows_spawned_agents_and_operator_narration(server: Serve
     assert post(server.url, admin, "spawn", agent="visitor_w")[0] == 200
     assert post(server.url, admin, "narrate", text="The mayor waves at the crowd.")[0] == 200
     time.sleep(0.5)
-    done = subprocess.run([sys.executable, "-m", "townlet.cli.main", "watch", server.url, "--once"],
-                          capture_output=True, text=True, timeout=60, env={**os.environ, "COLUMNS": "100"})
+    done = subprocess.run(
+        [sys.executable, "-m", "townlet.cli.main", "watch", server.url, "--once"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "COLUMNS": "100"},
+    )
     assert done.returncode == 0, done.stderr
     assert "visitor_w" in done.stdout and "The mayor waves at the crowd." in done.stdout
 
@@ -72,12 +77,29 @@ def test_the_dashboard_shows_spawned_agents_and_operator_narration(server: Serve
 def test_the_dashboard_state_follows_snapshots_and_diffs_and_notices_gaps() -> None:
     """WatchState rebuilds the state from a snapshot and diffs; a diff that skips a tick asks to reconnect."""
     view = WatchState("ws://x/ws/telemetry")
-    state = {"tick": 5, "clock": {"day": 0, "time": "00:07", "tick_of_day": 5, "ticks_per_day": 1000},
-             "agents": {"a": {"slot": 0, "x": 1, "y": 1, "needs": dict.fromkeys(("hunger", "hygiene", "energy",
-                                                                                   "social"), 0.1),
-                              "wallet": 2.0, "inventory": {}, "activity": "idle", "asleep": False, "personality": {}}},
-             "objects": {}, "economy": {"treasury": 1.0}, "weather": {"state": "sunny"},
-             "utilities": {"power_off": [], "water_off": []}, "kpis": {}, "narration": []}
+    state = {
+        "tick": 5,
+        "clock": {"day": 0, "time": "00:07", "tick_of_day": 5, "ticks_per_day": 1000},
+        "agents": {
+            "a": {
+                "slot": 0,
+                "x": 1,
+                "y": 1,
+                "needs": dict.fromkeys(("hunger", "hygiene", "energy", "social"), 0.1),
+                "wallet": 2.0,
+                "inventory": {},
+                "activity": "idle",
+                "asleep": False,
+                "personality": {},
+            }
+        },
+        "objects": {},
+        "economy": {"treasury": 1.0},
+        "weather": {"state": "sunny"},
+        "utilities": {"power_off": [], "water_off": []},
+        "kpis": {},
+        "narration": [],
+    }
     assert view.feed(orjson.dumps({"type": "snapshot", "tick": 5, "state": state}))
     assert view.feed(orjson.dumps({"type": "diff", "tick": 6, "patch": {"tick": 6, "agents": {"a": {"x": 2}}}}))
     assert view.state["agents"]["a"]["x"] == 2

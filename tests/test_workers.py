@@ -33,7 +33,7 @@ def test_a_second_send_before_gather_is_refused() -> None:
         pool.send("step", 0)
 
 
-@pytest.mark.parametrize("shared_counters", SIGNALS, ids=["counters", "pipes"][-len(SIGNALS):])
+@pytest.mark.parametrize("shared_counters", SIGNALS, ids=["counters", "pipes"][-len(SIGNALS) :])
 def test_a_worker_failure_raises_with_its_traceback(shared_counters: bool, monkeypatch) -> None:
     """A step that raises inside a worker reaches the caller as WorkerError with the remote traceback."""
     monkeypatch.setattr(workers, "SHARED_COUNTERS", shared_counters)

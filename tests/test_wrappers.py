@@ -40,7 +40,8 @@ def test_seat_episodes_end_each_stay_and_each_empty_spell_with_a_termination() -
                 stays += 1
                 assert rewards[seat] < 0 and info["episode"]["r"] == pytest.approx(returns[seat])
                 assert not obs[seat][:-7].any() and action_masks(obs[seat], 7).tolist() == [
-                    k == Option.IDLE for k in range(7)]
+                    k == Option.IDLE for k in range(7)
+                ]
             elif "arrived" in info:
                 spells += 1
                 assert rewards[seat] == 0.0 and obs[seat][:-7].any()
@@ -52,8 +53,9 @@ def test_seat_episodes_end_each_stay_and_each_empty_spell_with_a_termination() -
 
 def test_numeric_infos_keep_one_schema_every_step() -> None:
     """With numeric_infos every seat's infos have the same numeric keys at reset and every step."""
-    env = SeatEpisodes(parallel_env(variant="compact", overrides=CHURN, decisions="points"), flat=False,
-                       numeric_infos=True)
+    env = SeatEpisodes(
+        parallel_env(variant="compact", overrides=CHURN, decisions="points"), flat=False, numeric_infos=True
+    )
     obs, infos = env.reset(seed=1)
     keys = {"occupied", "left", "arrived", "exit_reason", "ticks", "must_decide", "discounted_reward"}
     rng = np.random.default_rng(1)

@@ -13,8 +13,14 @@ from townlet.policy.scripted import ScriptedPolicy
 from townlet.sim import Simulation
 
 
-def tiny_checkpoint(path: Path, variant: str = "hybrid", seed: int = 0, overrides: list[str] | None = None,
-                    lstm: bool = False, decisions: str = "points") -> Path:
+def tiny_checkpoint(
+    path: Path,
+    variant: str = "hybrid",
+    seed: int = 0,
+    overrides: list[str] | None = None,
+    lstm: bool = False,
+    decisions: str = "points",
+) -> Path:
     """Save an untrained policy (recurrent with ``lstm``; a semi-MDP one unless ``decisions="ticks"``)."""
     import torch
 
@@ -24,8 +30,9 @@ def tiny_checkpoint(path: Path, variant: str = "hybrid", seed: int = 0, override
     loaded = load_config(overrides=overrides or [])
     sim = Simulation(loaded)
     torch.manual_seed(seed)
-    net = OptionPolicyNet(NetworkSpec.for_layout(layout_of(sim.world, variant), OPTION_COUNT, hidden=16, lstm=lstm,
-                                                 decisions=decisions))
+    net = OptionPolicyNet(
+        NetworkSpec.for_layout(layout_of(sim.world, variant), OPTION_COUNT, hidden=16, lstm=lstm, decisions=decisions)
+    )
     return save(from_network(net, variant, loaded.config_id), path)
 
 

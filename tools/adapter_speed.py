@@ -28,8 +28,12 @@ from townlet.env.speed import steady_heap
 from townlet.env.wrappers import SeatEpisodes, TownsVectorEnv, action_masks, require
 
 CHURN = {
-    "features.lifecycle": "on", "features.perturbations": "on", "lifecycle.exits.age_out": True,
-    "lifecycle.age_out_days": 0.08, "lifecycle.max_exits_per_day": 50, "lifecycle.exit_spacing": 3,
+    "features.lifecycle": "on",
+    "features.perturbations": "on",
+    "lifecycle.exits.age_out": True,
+    "lifecycle.age_out_days": 0.08,
+    "lifecycle.max_exits_per_day": 50,
+    "lifecycle.exit_spacing": 3,
 }
 
 
@@ -57,8 +61,9 @@ def random_choice(rng: np.random.Generator, masks: np.ndarray) -> np.ndarray:
     return (rng.random(masks.shape) * masks).argmax(axis=-1)
 
 
-def dict_contender(env: Any, rng: np.random.Generator, mask_of: Callable[[Any], np.ndarray],
-                   cuts: bool = False) -> Contender:
+def dict_contender(
+    env: Any, rng: np.random.Generator, mask_of: Callable[[Any], np.ndarray], cuts: bool = False
+) -> Contender:
     """A PettingZoo-style env stepped with a dict of actions (raw, seat episodes, RLlib).
 
     ``cuts``: RLlib's env ends its episode at every exit, and its runner resets it then (timed here too).
@@ -85,8 +90,9 @@ def contenders(args: argparse.Namespace, horizon: int) -> dict[str, Contender]:
     out: dict[str, Contender] = {}
     out["raw"] = dict_contender(parallel_env(**kw), rng, lambda o: o["action_mask"])
     actions_n = 7
-    out["seat_episodes_flat"] = dict_contender(SeatEpisodes(parallel_env(**kw)), rng,
-                                               lambda o: action_masks(o, actions_n))
+    out["seat_episodes_flat"] = dict_contender(
+        SeatEpisodes(parallel_env(**kw)), rng, lambda o: action_masks(o, actions_n)
+    )
 
     aec = aec_env(**kw)
     aec.reset(seed=0)
@@ -107,16 +113,16 @@ def contenders(args: argparse.Namespace, horizon: int) -> dict[str, Contender]:
     sb3 = require("townlet.env.wrappers.sb3", "the SB3 contenders")
     venv = sb3.ActionMasks(venv)
     venv.reset()
-    out["supersuit_sb3"] = Contender(lambda: random_choice(rng, venv.action_masks()),
-                                     lambda a: venv.step(a))
+    out["supersuit_sb3"] = Contender(lambda: random_choice(rng, venv.action_masks()), lambda a: venv.step(a))
 
     towns = sb3.TownsVecEnv(1, **kw)
     towns.reset()
     out["towns_vec_env_sb3"] = Contender(lambda: random_choice(rng, towns.action_masks()), lambda a: towns.step(a))
     gym_towns = TownsVectorEnv(1, **kw)
     gym_towns.reset(seed=0)
-    out["towns_vector_env_gymnasium"] = Contender(lambda: random_choice(rng, gym_towns.action_masks()),
-                                                  lambda a: gym_towns.step(a))
+    out["towns_vector_env_gymnasium"] = Contender(
+        lambda: random_choice(rng, gym_towns.action_masks()), lambda a: gym_towns.step(a)
+    )
 
     rllib = require("townlet.env.wrappers.rllib", "the RLlib contender")
     ma = rllib.TownletMultiAgentEnv(kw)
@@ -155,12 +161,17 @@ def profile(contender: Contender, steps: int) -> dict[str, Any]:
         return "/townlet/" in path and not path.endswith(LIBRARY_FACES) and "/tools/" not in path
 
     # Townlet's time: the inclusive time of each call into Townlet code from outside it.
-    own = sum(edge[3] for func, row in stats.items() if ours(func)
-              for caller, edge in row[4].items() if not ours(caller))
+    own = sum(
+        edge[3] for func, row in stats.items() if ours(func) for caller, edge in row[4].items() if not ours(caller)
+    )
     top = sorted(((f, r) for f, r in stats.items() if not ours(f)), key=lambda kv: -kv[1][2])[:3]
-    return {"townlet_share": round(min(own / total, 1.0), 3), "library_share": round(max(1 - own / total, 0.0), 3),
-            "library_top": [f"{path.split('site-packages/')[-1]}:{line} {name} {row[2] / total:.0%}"
-                            for (path, line, name), row in top]}
+    return {
+        "townlet_share": round(min(own / total, 1.0), 3),
+        "library_share": round(max(1 - own / total, 0.0), 3),
+        "library_top": [
+            f"{path.split('site-packages/')[-1]}:{line} {name} {row[2] / total:.0%}" for (path, line, name), row in top
+        ],
+    }
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -185,8 +196,7 @@ def main(argv: list[str] | None = None) -> None:
                 r.run(chunk)
             done += chunk
     raw = runners["raw"].steps / runners["raw"].seconds
-    result: dict[str, Any] = {"variant": args.variant, "decisions": args.decisions, "steps": args.steps,
-                              "adapters": {}}
+    result: dict[str, Any] = {"variant": args.variant, "decisions": args.decisions, "steps": args.steps, "adapters": {}}
     for name, r in runners.items():
         rate = r.steps / r.seconds
         row: dict[str, Any] = {"env_steps_per_s": round(rate, 1), "ratio": round(rate / raw, 3)}

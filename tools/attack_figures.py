@@ -74,16 +74,27 @@ def figures(window: float) -> dict[str, Any]:
             return statuses
 
         results, ticking = repeated(target, window, flood)
-        out["audit_flood"] = {"requests": 1000, "statuses": results[0], "audit_bytes": sizes[0] - before,
-                              "rounds": len(results), "audit_bytes_all_rounds": sizes[-1] - before,
-                              "tick_ratio_1x": round(ticking.ratio, 3)}
+        out["audit_flood"] = {
+            "requests": 1000,
+            "statuses": results[0],
+            "audit_bytes": sizes[0] - before,
+            "rounds": len(results),
+            "audit_bytes_all_rounds": sizes[-1] - before,
+            "tick_ratio_1x": round(ticking.ratio, 3),
+        }
         results, ticking = repeated(target, window, lambda: huge_headers(target, 4, 32))
-        out["huge_headers"] = {"rounds": len(results), "answers": sorted({a for r in results for a in r["answers"]}),
-                               "rss_growth_mb_max": max(r["rss_growth_mb"] for r in results),
-                               "tick_ratio_1x": round(ticking.ratio, 3)}
+        out["huge_headers"] = {
+            "rounds": len(results),
+            "answers": sorted({a for r in results for a in r["answers"]}),
+            "rss_growth_mb_max": max(r["rss_growth_mb"] for r in results),
+            "tick_ratio_1x": round(ticking.ratio, 3),
+        }
         results, ticking = repeated(target, window, lambda: slow_headers(target, 200, 30.0))
-        out["slow_headers"] = {"rounds": len(results), "cut_off_after_s_max": round(max(max(r) for r in results), 2),
-                               "tick_ratio_1x": round(ticking.ratio, 3)}
+        out["slow_headers"] = {
+            "rounds": len(results),
+            "cut_off_after_s_max": round(max(max(r) for r in results), 2),
+            "tick_ratio_1x": round(ticking.ratio, 3),
+        }
         out["auth_flood"] = _auth_flood(target, window)
         out["stalled_viewers"] = _stalled(target, window)
         # by now the flood's summary interval (console.audit.summary_s, 60 s) has ended: its summary line is written
@@ -102,8 +113,11 @@ def _auth_flood(target: Target, window: float) -> dict[str, Any]:
     def burst() -> None:
         with httpx.Client(timeout=10) as client:
             for _ in range(200):
-                code = client.post(f"{target.url}/api/console", json={"cmd": "status"},
-                                   headers={"Authorization": "Bearer forged.token.value"}).status_code
+                code = client.post(
+                    f"{target.url}/api/console",
+                    json={"cmd": "status"},
+                    headers={"Authorization": "Bearer forged.token.value"},
+                ).status_code
                 counts[code] = counts.get(code, 0) + 1
 
     _, ticking = repeated(target, window, burst)
@@ -137,11 +151,17 @@ def _stalled(target: Target, window: float) -> dict[str, Any]:
         for s in socks:
             s.close()
     target.command(target.admin, "speed", value="1x")
-    dropped = [line for line in __import__("httpx").get(f"{target.url}/metrics", timeout=10).text.splitlines()
-               if line.startswith('townlet_telemetry_messages_dropped_total{transport="viewers"}')]
-    return {"evicted_at_1x": len(held), "tick_ratio_1x": round(ticking.ratio, 3),
-            "slot_free_after_s_100x": [None if f is None else round(f, 2) for f in frees],
-            "dropped_metric": dropped[0].rsplit(" ", 1)[1] if dropped else None}
+    dropped = [
+        line
+        for line in __import__("httpx").get(f"{target.url}/metrics", timeout=10).text.splitlines()
+        if line.startswith('townlet_telemetry_messages_dropped_total{transport="viewers"}')
+    ]
+    return {
+        "evicted_at_1x": len(held),
+        "tick_ratio_1x": round(ticking.ratio, 3),
+        "slot_free_after_s_100x": [None if f is None else round(f, 2) for f in frees],
+        "dropped_metric": dropped[0].rsplit(" ", 1)[1] if dropped else None,
+    }
 
 
 def main() -> int:

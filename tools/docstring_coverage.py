@@ -82,8 +82,7 @@ def main(argv: list[str] | None = None) -> int:
         for name in missing:
             print(name)
     print(
-        f"docstring coverage: {percent:.1f}% ({documented}/{total} public functions and classes;"
-        f" minimum {args.min:g}%)"
+        f"docstring coverage: {percent:.1f}% ({documented}/{total} public functions and classes; minimum {args.min:g}%)"
     )
     if percent < args.min:
         print(f"docstring coverage below {args.min:g}%: run with --list to see what is missing", file=sys.stderr)

@@ -70,8 +70,12 @@ def targets(card: dict[str, Any], scripted_ss: float | None) -> list[str]:
 
 def passes(window: dict[str, float], scripted_ss: float) -> bool:
     """Whether a training KPI window meets the targets."""
-    return (window["attendance"] >= 0.95 and window["collapses"] == 0 and window["need_ok_share"] >= 0.98
-            and window["self_sufficiency"] >= scripted_ss)
+    return (
+        window["attendance"] >= 0.95
+        and window["collapses"] == 0
+        and window["need_ok_share"] >= 0.98
+        and window["self_sufficiency"] >= scripted_ss
+    )
 
 
 def stability(rows: list[dict[str, Any]], scripted_ss: float) -> dict[str, Any]:
@@ -99,8 +103,12 @@ def speed(run: Path, summary: dict[str, Any], rows: list[dict[str, Any]]) -> dic
     updates = [r for r in rows if r.get("kind") == "update"]
     steps = summary.get("global_step") or (updates[-1]["global_step"] if updates else 0)
     seconds = summary.get("train_seconds") or (updates[-1].get("elapsed_s") if updates else None)
-    out: dict[str, Any] = {"ticks": steps, "seconds": seconds,
-                           "ticks_per_s": steps / seconds if seconds else None, "finished": bool(summary)}
+    out: dict[str, Any] = {
+        "ticks": steps,
+        "seconds": seconds,
+        "ticks_per_s": steps / seconds if seconds else None,
+        "finished": bool(summary),
+    }
     for share, key in (("collect_share", "collect_s"), ("policy_share", "policy_s"), ("learn_share", "learn_s")):
         value = summary.get(share)
         if value is None and seconds:
@@ -131,8 +139,12 @@ def report(runs: list[Path], cards: dict[str, Path], base: Path | None, drift: f
     """The whole Markdown report."""
     extra = {label: read_json(path) for label, path in cards.items()}
     scripted_ss = (extra.get("scripted") or {}).get("self_sufficiency")
-    lines = ["## Scorecards (greedy, fixed-seed suite)", "",
-             "| policy | " + " | ".join(KEYS) + " | exits |", "|---" * (len(KEYS) + 2) + "|"]
+    lines = [
+        "## Scorecards (greedy, fixed-seed suite)",
+        "",
+        "| policy | " + " | ".join(KEYS) + " | exits |",
+        "|---" * (len(KEYS) + 2) + "|",
+    ]
     lines += [card_row(label, card) for label, card in extra.items()]
     for run in runs:
         for which in ("final", "best"):
@@ -141,10 +153,14 @@ def report(runs: list[Path], cards: dict[str, Path], base: Path | None, drift: f
     if base is not None:
         base_tps = speed(base, summary_of(base), read_metrics(base / "metrics.jsonl") if base.exists() else [])
         base_tps = base_tps["ticks_per_s"]
-    lines += ["", "## Speed and stability", "",
-              "| run | ticks | train s | ticks/s | × base | collect | policy | update | final−best SS | "
-              "first passing window | windows after it below ½ best | stable | targets missed (final) |",
-              "|---" * 13 + "|"]
+    lines += [
+        "",
+        "## Speed and stability",
+        "",
+        "| run | ticks | train s | ticks/s | × base | collect | policy | update | final−best SS | "
+        "first passing window | windows after it below ½ best | stable | targets missed (final) |",
+        "|---" * 13 + "|",
+    ]
     for run in runs:
         summary = summary_of(run)
         rows = read_metrics(run / "metrics.jsonl") if (run / "metrics.jsonl").exists() else []
@@ -158,19 +174,36 @@ def report(runs: list[Path], cards: dict[str, Path], base: Path | None, drift: f
             stable = "yes" if abs(delta) <= drift and not st["below_half"] else "no"
         ratio = sp["ticks_per_s"] / base_tps if sp["ticks_per_s"] and base_tps else None
         label = run.name if sp["finished"] else f"{run.name} (running)"
-        lines.append("| " + " | ".join([
-            label, fmt(sp["ticks"]), fmt(sp["seconds"], 0), fmt(sp["ticks_per_s"], 0), fmt(ratio, 2),
-            fmt(sp["collect_share"]), fmt(sp["policy_share"]), fmt(sp["learn_share"]), fmt(delta),
-            ("none" if st["first_pass"] is None else fmt(st["first_pass"])) if st else "—",
-            f"{len(st['below_half'])} of {st['windows']}" if st else "—", stable or "—",
-            (", ".join(targets(final, scripted_ss)) or "none") if final else "pending",
-        ]) + " |")
+        lines.append(
+            "| "
+            + " | ".join(
+                [
+                    label,
+                    fmt(sp["ticks"]),
+                    fmt(sp["seconds"], 0),
+                    fmt(sp["ticks_per_s"], 0),
+                    fmt(ratio, 2),
+                    fmt(sp["collect_share"]),
+                    fmt(sp["policy_share"]),
+                    fmt(sp["learn_share"]),
+                    fmt(delta),
+                    ("none" if st["first_pass"] is None else fmt(st["first_pass"])) if st else "—",
+                    f"{len(st['below_half'])} of {st['windows']}" if st else "—",
+                    stable or "—",
+                    (", ".join(targets(final, scripted_ss)) or "none") if final else "pending",
+                ]
+            )
+            + " |"
+        )
     if base_tps is not None:
         lines += ["", f"Base ({base}): {base_tps:.0f} town-ticks/s."]
-    lines += ["", f"Stable: |final − best.pt| self_sufficiency ≤ {drift} and no window after the first passing one "
-              "below half the running best. A passing window: attendance ≥ 0.95, no collapse, need-ok ≥ 0.98, "
-              f"self-sufficiency ≥ the scripted routine's ({fmt(scripted_ss)} on its scorecard, else its "
-              "training baseline)."]
+    lines += [
+        "",
+        f"Stable: |final − best.pt| self_sufficiency ≤ {drift} and no window after the first passing one "
+        "below half the running best. A passing window: attendance ≥ 0.95, no collapse, need-ok ≥ 0.98, "
+        f"self-sufficiency ≥ the scripted routine's ({fmt(scripted_ss)} on its scorecard, else its "
+        "training baseline).",
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -185,9 +218,14 @@ def _baseline_ss(rows: list[dict[str, Any]]) -> float | None:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("runs", nargs="+", type=Path, help="run directories (townlet train --out)")
-    p.add_argument("--card", action="append", default=[], metavar="LABEL=FILE",
-                   help="a scorecard to show beside the runs (townlet evaluate --json); 'scripted' sets the "
-                        "self-sufficiency target")
+    p.add_argument(
+        "--card",
+        action="append",
+        default=[],
+        metavar="LABEL=FILE",
+        help="a scorecard to show beside the runs (townlet evaluate --json); 'scripted' sets the "
+        "self-sufficiency target",
+    )
     p.add_argument("--base", type=Path, help="a run of the code before, for the throughput ratio")
     p.add_argument("--drift", type=float, default=0.05, help="allowed final vs best.pt self_sufficiency gap")
     args = p.parse_args(argv)

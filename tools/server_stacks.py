@@ -59,8 +59,13 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         return
     if scope["type"] == "http":
         body = json.dumps({"ws": OPEN_WS[0]}).encode() if scope["path"] == "/stats" else b"ok"
-        await send({"type": "http.response.start", "status": 200,
-                    "headers": [(b"content-type", b"text/plain"), (b"content-length", str(len(body)).encode())]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", b"text/plain"), (b"content-length", str(len(body)).encode())],
+            }
+        )
         await send({"type": "http.response.body", "body": body})
         return
     await receive()  # websocket.connect
@@ -90,9 +95,18 @@ def serve(stack: str, port: int) -> None:
         elif stack == "uvicorn-httptools":
             config = uvicorn.Config(app, port=port, http="httptools", ws="websockets-sansio", log_level="error")
         else:
-            config = uvicorn.Config(app, port=port, http="h11", ws="websockets-sansio", log_level="error",
-                                    h11_max_incomplete_event_size=16384, timeout_keep_alive=5, limit_concurrency=100,
-                                    ws_ping_interval=2.0, ws_ping_timeout=5.0)
+            config = uvicorn.Config(
+                app,
+                port=port,
+                http="h11",
+                ws="websockets-sansio",
+                log_level="error",
+                h11_max_incomplete_event_size=16384,
+                timeout_keep_alive=5,
+                limit_concurrency=100,
+                ws_ping_interval=2.0,
+                ws_ping_timeout=5.0,
+            )
         uvicorn.Server(config).run()
     elif stack == "hypercorn":
         import asyncio
@@ -112,9 +126,17 @@ def serve(stack: str, port: int) -> None:
         from granian import Granian
         from granian.http import HTTP1Settings
 
-        Granian("server_stacks:app", address="127.0.0.1", port=port, interface="asgi", http="1",  # type: ignore[arg-type]
-                http1_settings=HTTP1Settings(header_read_timeout=5000, max_buffer_size=16384), backpressure=100,
-                log_level="error", working_dir=Path(__file__).resolve().parent).serve()  # type: ignore[arg-type]
+        Granian(
+            "server_stacks:app",
+            address="127.0.0.1",
+            port=port,
+            interface="asgi",
+            http="1",  # type: ignore[arg-type]
+            http1_settings=HTTP1Settings(header_read_timeout=5000, max_buffer_size=16384),
+            backpressure=100,
+            log_level="error",
+            working_dir=Path(__file__).resolve().parent,
+        ).serve()  # type: ignore[arg-type]
 
 
 def _free_port() -> int:
@@ -168,8 +190,12 @@ def measure(stack: str) -> dict[str, Any]:
     """Start ``stack`` in a child process and run every probe against it."""
     port = _free_port()
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent)}
-    child = subprocess.Popen([sys.executable, __file__, "--serve", stack, str(port)], env=env,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    child = subprocess.Popen(
+        [sys.executable, __file__, "--serve", stack, str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.monotonic() + 60
         while True:

@@ -69,9 +69,18 @@ def main(argv: list[str] | None = None) -> int:
         "scorecards": cards,
     }
     write_atomic(shipped.SCORECARD_FILE, (json.dumps(card, indent=2) + "\n").encode())
-    print(json.dumps({"policy_hash": checkpoint.policy_hash, "bytes": size,
-                      "scorecards": {k: {m: v[m] for m in ("attendance", "self_sufficiency", "need_ok_share",
-                                                             "collapses")} for k, v in cards.items()}}))
+    print(
+        json.dumps(
+            {
+                "policy_hash": checkpoint.policy_hash,
+                "bytes": size,
+                "scorecards": {
+                    k: {m: v[m] for m in ("attendance", "self_sufficiency", "need_ok_share", "collapses")}
+                    for k, v in cards.items()
+                },
+            }
+        )
+    )
     return 0
 
 

@@ -13,8 +13,14 @@ from pathlib import Path
 from typing import BinaryIO
 
 
-def write_atomic(path: str | Path, data: bytes | Callable[[BinaryIO], object], *, permissions: int | None = None,
-                 sync_dir: bool = False, exclusive: bool = False) -> Path:
+def write_atomic(
+    path: str | Path,
+    data: bytes | Callable[[BinaryIO], object],
+    *,
+    permissions: int | None = None,
+    sync_dir: bool = False,
+    exclusive: bool = False,
+) -> Path:
     """Write ``data`` (bytes, or a function writing to the open binary file) to ``path`` atomically.
 
     Creates the parent directory if needed. ``permissions`` sets the file's mode before anything is written

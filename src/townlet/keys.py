@@ -102,8 +102,9 @@ class WatchedJson:
     def put(self, data: dict[str, Any], mode: int = 0o600, exclusive: bool = False) -> None:
         """Write atomically (``exclusive``: only if the file does not exist yet; raises ``FileExistsError``)."""
         self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        write_atomic(self.path, orjson.dumps(data, option=orjson.OPT_INDENT_2) + b"\n", permissions=mode,
-                     exclusive=exclusive)
+        write_atomic(
+            self.path, orjson.dumps(data, option=orjson.OPT_INDENT_2) + b"\n", permissions=mode, exclusive=exclusive
+        )
         self._stamp = "unread"  # re-read (and re-stamp) on next use
 
 
@@ -238,4 +239,3 @@ class KeySet:
         if known is not None and known["secret"] != secret.rstrip("="):
             raise ValueError(f"a different key {kid} is already in the set")
         self.file.put({**data, "keys": {**data["keys"], kid: _entry(raw)}})
-

@@ -51,12 +51,14 @@ class Target:
         """``GET /healthz``."""
         return httpx.get(f"{self.url}/healthz", timeout=10).json()
 
-    def command(self, token: str | None, cmd: str, headers: dict[str, str] | None = None,
-                **args: Any) -> tuple[int, dict[str, Any]]:
+    def command(
+        self, token: str | None, cmd: str, headers: dict[str, str] | None = None, **args: Any
+    ) -> tuple[int, dict[str, Any]]:
         """``POST /api/console``; returns the status and the body."""
         h = {"Authorization": f"Bearer {token}"} if token else {}
-        answer = httpx.post(f"{self.url}/api/console", json={"cmd": cmd, "args": args},
-                            headers={**h, **(headers or {})}, timeout=30)
+        answer = httpx.post(
+            f"{self.url}/api/console", json={"cmd": cmd, "args": args}, headers={**h, **(headers or {})}, timeout=30
+        )
         return answer.status_code, answer.json()
 
     def rss(self) -> int:
@@ -178,8 +180,7 @@ def slow_headers(target: Target, count: int, limit_s: float) -> list[float]:
     for s in socks:
         s.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n")
     out: list[float] = []
-    threads = [threading.Thread(target=lambda s=s: out.append(closed_after(s, limit_s, b"X-A: b\r\n")))
-               for s in socks]
+    threads = [threading.Thread(target=lambda s=s: out.append(closed_after(s, limit_s, b"X-A: b\r\n"))) for s in socks]
     for t in threads:
         t.start()
     for t in threads:
@@ -194,8 +195,10 @@ def stalled_viewer(target: Target, path: str = "/ws/telemetry") -> socket.socket
     key = base64.b64encode(os.urandom(16)).decode()
     s = target.connect()
     s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 32768)
-    s.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{target.port}\r\nUpgrade: websocket\r\n"
-              f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode())
+    s.sendall(
+        f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{target.port}\r\nUpgrade: websocket\r\n"
+        f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode()
+    )
     head = s.recv(512)
     assert head.startswith(b"HTTP/1.1 101"), head[:80]
     return s

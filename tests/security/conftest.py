@@ -12,9 +12,16 @@ from server_support import ServerProcess, issue
 
 TICK_S = 0.05  # 20 ticks a second at 1x: a tick rate is measurable in a few seconds
 # Limits scaled down from the defaults so each attack is decided quickly; the figures tool uses the defaults.
-QUICK = [f"time.live_tick_seconds={TICK_S}", "server.header_timeout_s=1", "server.idle_timeout_s=1",
-         "server.ws_ping_s=0.5", "server.send_timeout_s=1.5", "server.max_viewers=5", "server.max_connections=40",
-         "console.audit.summary_s=600"]
+QUICK = [
+    f"time.live_tick_seconds={TICK_S}",
+    "server.header_timeout_s=1",
+    "server.idle_timeout_s=1",
+    "server.ws_ping_s=0.5",
+    "server.send_timeout_s=1.5",
+    "server.max_viewers=5",
+    "server.max_connections=40",
+    "console.audit.summary_s=600",
+]
 
 
 @pytest.fixture(scope="module")

@@ -52,8 +52,11 @@ def test_1000_refused_viewer_requests_with_60kb_arguments_add_at_most_200kb(auth
     viewer, _ = authority.issue("stream", "viewer", 3600)
     start = console.sim.tick
     for i in range(1000):
-        payload = [{"cmd": "narrate", "args": {"text": ARG}}, {"cmd": "no_such", "args": {"place": ARG}},
-                   {"cmd": "agent", "args": {"agent": ARG}, "cmd_id": "same"}][i % 3]
+        payload = [
+            {"cmd": "narrate", "args": {"text": ARG}},
+            {"cmd": "no_such", "args": {"place": ARG}},
+            {"cmd": "agent", "args": {"agent": ARG}, "cmd_id": "same"},
+        ][i % 3]
         result = console.submit(viewer, payload).result(0)
         assert not result.ok and len(result.message) <= 300 and len(result.cmd or "") <= 64
         if i % 50 == 0:
@@ -71,11 +74,14 @@ def test_an_unauthenticated_flood_is_throttled_per_source_and_summarised(authori
     """Bad tokens from one address hit 429 after the burst; another address and valid tokens are unaffected."""
     console = town(authority, state)
     admin, _ = authority.issue("alice", "admin", 3600)
-    codes = [console.submit("bad.token.here", {"cmd": "status", "args": {"x": ARG}}, source="203.0.113.9")
-             .result(0).code for _ in range(300)]
+    codes = [
+        console.submit("bad.token.here", {"cmd": "status", "args": {"x": ARG}}, source="203.0.113.9").result(0).code
+        for _ in range(300)
+    ]
     assert codes[:20] == [E_UNAUTHENTICATED] * 20 and set(codes[25:]) == {E_RATE_LIMITED}
-    assert console.submit("bad.token.here", {"cmd": "status"}, source="198.51.100.1").result(0).code \
-        == E_UNAUTHENTICATED
+    assert (
+        console.submit("bad.token.here", {"cmd": "status"}, source="198.51.100.1").result(0).code == E_UNAUTHENTICATED
+    )
     ok = console.submit(admin, {"cmd": "status"}, source="203.0.113.9")
     console.sim.step()
     assert ok.result(1).ok  # the valid token from the throttled address is never locked out
@@ -88,8 +94,12 @@ def test_an_unauthenticated_flood_is_throttled_per_source_and_summarised(authori
 def test_lockout_by_someone_elses_failures_never_blocks_a_valid_admin(authority, state) -> None:
     """Two bad requests a second from a shared address for 16 commands: every valid admin command passes."""
     now = [0.0]
-    console = town(authority, state, fail=TokenBucket(1.0, 20, clock=lambda: now[0]),
-                   per=TokenBucket(20.0, 40, clock=lambda: now[0]))
+    console = town(
+        authority,
+        state,
+        fail=TokenBucket(1.0, 20, clock=lambda: now[0]),
+        per=TokenBucket(20.0, 40, clock=lambda: now[0]),
+    )
     admin, _ = authority.issue("alice", "admin", 3600)
     results = []
     for second in range(16):
@@ -105,8 +115,11 @@ def test_strings_are_bounded_and_never_echoed_whole(authority, state) -> None:
     """A 60 KB place name is refused with a short message; nothing in the answer or audit carries it whole."""
     console = town(authority, state)
     admin, _ = authority.issue("alice", "admin", 3600)
-    for payload in ({"cmd": "blackout", "args": {"state": "on", "place": ARG}},
-                    {"cmd": "spawn", "args": {ARG: 1}}, {"cmd": ARG}):
+    for payload in (
+        {"cmd": "blackout", "args": {"state": "on", "place": ARG}},
+        {"cmd": "spawn", "args": {ARG: 1}},
+        {"cmd": ARG},
+    ):
         result = console.submit(admin, payload).result(0)
         assert result.code in (E_INVALID_ARG, "E_NOT_FOUND") and len(json.dumps(result.to_dict())) < 1000
     console.audit.close()
@@ -169,7 +182,8 @@ def test_serve_refuses_to_start_without_the_revocation_list(tmp_path: Path, caps
     """Once a revocation list existed, ``serve`` with it missing exits 2 with one line (fail closed)."""
     state = tmp_path / "state"
     TokenAuthority.from_config(load_config(overrides=[f"console.state_dir={state}"]).config.console).issue(
-        "alice", "admin", 3600)
+        "alice", "admin", 3600
+    )
     (state / "revocations.json").unlink()
     code = main(["serve", "--port", "0", "--state-dir", str(state)])
     err = capsys.readouterr().err
@@ -183,8 +197,14 @@ def test_claims_are_type_checked_and_future_tokens_refused(authority, state) -> 
     kid = jwt.get_unverified_header(good)["kid"]
     secret = authority.keys.secret(kid)
     now = int(time.time())
-    cases = {"iat": "yesterday"}, {"iat": True}, {"exp": float("inf")}, {"iat": now + 10 * 365 * 86400}, \
-        {"nbf": now + 86400}, {"sub": "x" * 500}
+    cases = (
+        {"iat": "yesterday"},
+        {"iat": True},
+        {"exp": float("inf")},
+        {"iat": now + 10 * 365 * 86400},
+        {"nbf": now + 86400},
+        {"sub": "x" * 500},
+    )
     for change in cases:
         token = jwt.encode({**claims, **change}, secret, algorithm="HS256", headers={"kid": kid})
         result = console.submit(token, {"cmd": "status"}).result(0)
@@ -197,10 +217,18 @@ def test_applied_commands_are_audited_whole_for_replay(authority, state) -> None
     """The longest arguments the schemas allow fit under the audit's truncation limit, so replay reads them."""
     console = town(authority, state)
     admin, _ = authority.issue("alice", "admin", 3600)
-    payloads = [{"cmd": "narrate", "args": {"text": "n" * 280, "agent": "agent_1"}},
-                {"cmd": "kill", "args": {"agent": "agent_2", "note": "k" * 200}},
-                {"cmd": "spawn", "args": {"agent": "a" * 64, "home": "home_0",
-                                          "needs": {"hunger": 0.5, "hygiene": 0.5, "energy": 0.5, "social": 0.5}}}]
+    payloads = [
+        {"cmd": "narrate", "args": {"text": "n" * 280, "agent": "agent_1"}},
+        {"cmd": "kill", "args": {"agent": "agent_2", "note": "k" * 200}},
+        {
+            "cmd": "spawn",
+            "args": {
+                "agent": "a" * 64,
+                "home": "home_0",
+                "needs": {"hunger": 0.5, "hygiene": 0.5, "energy": 0.5, "social": 0.5},
+            },
+        },
+    ]
     futures = [console.submit(admin, p) for p in payloads]
     console.sim.step()
     assert all(f.result(1).ok for f in futures), [f.result(1) for f in futures]

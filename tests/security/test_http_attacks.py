@@ -91,8 +91,10 @@ def test_stalled_viewers_are_evicted_at_100x_and_their_loss_counted(hostile) -> 
     stalled = [stalled_viewer(target) for _ in range(5)]
     try:
         assert wait_for(lambda: viewers(target) == 5, 5.0) is not None
-        with pytest.raises(ConnectionClosed) as closed, connect(target.url.replace("http", "ws") + "/ws/telemetry",
-                                                                 open_timeout=5) as full:
+        with (
+            pytest.raises(ConnectionClosed) as closed,
+            connect(target.url.replace("http", "ws") + "/ws/telemetry", open_timeout=5) as full,
+        ):
             full.recv(timeout=5)
         assert closed.value.rcvd is not None and closed.value.rcvd.code == 1013
         freed = wait_for(lambda: viewers(target) == 0, 15.0)
@@ -147,9 +149,17 @@ def test_a_malformed_origin_is_refused_with_403_and_head_works(hostile) -> None:
     """Origins that do not parse get 403 on the stream handshake (never 500); HEAD / and /healthz are 200."""
     target, _ = hostile
     for origin in ("http://[", "http://127.0.0.1:99999", "http://", "null", "https://a:b:c", "http://[::1"):
-        answer = httpx.get(f"{target.url}/ws/telemetry", timeout=5, headers={
-            "origin": origin, "upgrade": "websocket", "connection": "Upgrade", "sec-websocket-version": "13",
-            "sec-websocket-key": "dGhlIHNhbXBsZSBub25jZQ=="})
+        answer = httpx.get(
+            f"{target.url}/ws/telemetry",
+            timeout=5,
+            headers={
+                "origin": origin,
+                "upgrade": "websocket",
+                "connection": "Upgrade",
+                "sec-websocket-version": "13",
+                "sec-websocket-key": "dGhlIHNhbXBsZSBub25jZQ==",
+            },
+        )
         assert answer.status_code == 403, (origin, answer.status_code)
     assert httpx.head(f"{target.url}/", timeout=5).status_code == 200
     assert httpx.head(f"{target.url}/healthz", timeout=5).status_code == 200
@@ -161,16 +171,27 @@ def test_forwarded_addresses_count_only_behind_a_trusted_proxy(make_server) -> N
     """Behind a trusted proxy failures throttle the forwarded address only; valid tokens from it still work."""
     from server_support import issue
 
-    proc: ServerProcess = make_server("--speed", "10x", "--set", 'server.trusted_proxies=["127.0.0.1/32"]',
-                                      "--set", "server.auth_failures.per_second=0.1",
-                                      "--set", "server.auth_failures.burst=3")
+    proc: ServerProcess = make_server(
+        "--speed",
+        "10x",
+        "--set",
+        'server.trusted_proxies=["127.0.0.1/32"]',
+        "--set",
+        "server.auth_failures.per_second=0.1",
+        "--set",
+        "server.auth_failures.burst=3",
+    )
     admin = proc.admin_token
     assert admin is not None
     url = f"{proc.url}/api/console"
 
     def post(token: str, forwarded: str) -> int:
-        return httpx.post(url, json={"cmd": "status"}, headers={"Authorization": f"Bearer {token}",
-                                                                  "X-Forwarded-For": forwarded}, timeout=10).status_code
+        return httpx.post(
+            url,
+            json={"cmd": "status"},
+            headers={"Authorization": f"Bearer {token}", "X-Forwarded-For": forwarded},
+            timeout=10,
+        ).status_code
 
     codes = [post("not-a-token", "203.0.113.9") for _ in range(6)]
     assert codes[:3] == [401] * 3 and set(codes[3:]) == {429}  # the attacker's forwarded address is throttled

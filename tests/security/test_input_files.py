@@ -52,17 +52,31 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     return out
 
 
-@pytest.mark.parametrize("case,cert,key,expect", [
-    ("mismatch", "cert", "other_key", "does not match"),
-    ("expired", "expired", "expired_key", "expired on"),
-    ("not pem", "junk", "key", "must be PEM"),
-    ("missing", "cert", "missing", "TLS file not found"),
-])
+@pytest.mark.parametrize(
+    "case,cert,key,expect",
+    [
+        ("mismatch", "cert", "other_key", "does not match"),
+        ("expired", "expired", "expired_key", "expired on"),
+        ("not pem", "junk", "key", "must be PEM"),
+        ("missing", "cert", "missing", "TLS file not found"),
+    ],
+)
 def test_serve_refuses_a_bad_tls_pair_with_one_line(pki, tmp_path: Path, capsys, case, cert, key, expect) -> None:
     """A key that does not match, an expired certificate, junk or a missing file: exit 2, one line, no traceback."""
     files = {**pki, "missing": str(tmp_path / "nope.key")}
-    code = main(["serve", "--port", "0", "--state-dir", str(tmp_path / "state"), "--tls-cert", files[cert],
-                 "--tls-key", files[key]])
+    code = main(
+        [
+            "serve",
+            "--port",
+            "0",
+            "--state-dir",
+            str(tmp_path / "state"),
+            "--tls-cert",
+            files[cert],
+            "--tls-key",
+            files[key],
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2 and expect in err and one_line(err), err
 
@@ -82,9 +96,16 @@ def test_an_expired_certificate_allowed_explicitly_serves_and_ticks(pki) -> None
     context = ssl.create_default_context()
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
-    proc = ServerProcess(Path(pki["cert"]).parent / "state-expired", "--tls-cert", pki["expired"],
-                                        "--tls-key", pki["expired_key"], "--set", "server.tls_allow_invalid_dates=true",
-                                        verify=context)
+    proc = ServerProcess(
+        Path(pki["cert"]).parent / "state-expired",
+        "--tls-cert",
+        pki["expired"],
+        "--tls-key",
+        pki["expired_key"],
+        "--set",
+        "server.tls_allow_invalid_dates=true",
+        verify=context,
+    )
     try:
         first = proc.health()["tick"]
         proc.wait_tick(first + 2)

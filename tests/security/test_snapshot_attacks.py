@@ -49,9 +49,14 @@ def gadgets(marker: Path) -> dict[str, Any]:
 
 def v1_file(path: Path, state: Any, sim: Simulation) -> Path:
     """A version 1 snapshot (checksummed header + pickle) around ``state``."""
-    header = {"identity": {**snapshot.identity(sim), "schema_version": 1}, "config": sim.config.model_dump(mode="json"),
-              "map_path": str(sim.loaded.map_path), "affordances_path": str(sim.loaded.affordances_path),
-              "source": str(sim.loaded.source), "migrations": []}
+    header = {
+        "identity": {**snapshot.identity(sim), "schema_version": 1},
+        "config": sim.config.model_dump(mode="json"),
+        "map_path": str(sim.loaded.map_path),
+        "affordances_path": str(sim.loaded.affordances_path),
+        "source": str(sim.loaded.source),
+        "migrations": [],
+    }
     body = json.dumps(header).encode() + b"\n" + pickle.dumps(state, protocol=5)
     path.write_bytes(MAGIC_V1 + hashlib.sha256(body).hexdigest().encode() + b"\n" + body)
     return path
@@ -68,8 +73,10 @@ def state_dir_args(keys: SnapshotKeys) -> list[str]:
 
 def test_gadget_snapshots_never_run_code_anywhere_they_can_be_loaded(tmp_path: Path, keys, capsys) -> None:
     """v1 gadgets through validate, run --resume, serve --resume's recovery, the console and convert-v1: no marker."""
-    sim = Simulation(load_config(overrides=[f"console.state_dir={tmp_path / 'state'}",
-                                            f"snapshots.dir={tmp_path / 'snaps'}"]), seed=2)
+    sim = Simulation(
+        load_config(overrides=[f"console.state_dir={tmp_path / 'state'}", f"snapshots.dir={tmp_path / 'snaps'}"]),
+        seed=2,
+    )
     sim.run(20)
     marker = tmp_path / "marker"
     for name, gadget in gadgets(marker).items():
@@ -82,8 +89,9 @@ def test_gadget_snapshots_never_run_code_anywhere_they_can_be_loaded(tmp_path: P
             main(["run", "--resume", str(path), "--ticks", "1", "--set", f"console.state_dir={tmp_path / 'state'}"])
         with pytest.raises(SnapshotError):
             newest_valid(folder, sim.loaded)
-        assert main(["snapshot", "convert-v1", str(path), "--out", str(folder / "out.snap"),
-                     *state_dir_args(keys)]) == 1
+        assert (
+            main(["snapshot", "convert-v1", str(path), "--out", str(folder / "out.snap"), *state_dir_args(keys)]) == 1
+        )
         assert "may not appear" in capsys.readouterr().err
         assert not marker.exists(), name
     authority = TokenAuthority(tmp_path / "k.json", tmp_path / "r.json", tmp_path / "i.jsonl")
@@ -137,7 +145,7 @@ def test_edited_state_with_a_recomputed_checksum_is_refused(make_sim, tmp_path: 
     wallet = sim.world.agents.wallet
     raw = wallet.tobytes()
     at = bytes(data).index(raw)
-    data[at:at + len(raw)] = np.full_like(wallet, 1e9).tobytes()
+    data[at : at + len(raw)] = np.full_like(wallet, 1e9).tobytes()
     edited = tmp_path / "edited.snap"
     edited.write_bytes(bytes(data))
     with pytest.raises(SnapshotError, match="signature mismatch"):
@@ -174,7 +182,7 @@ def test_a_signed_but_malformed_header_is_skipped_by_crash_recovery(make_sim, tm
     sim = make_sim(seed=6, overrides=[f"console.state_dir={tmp_path / 'state'}"])
     sim.run(40)
     snapshot.write(sim, tmp_path / "town-000000000040.snap", keys)
-    for i, head in enumerate([b'{"identity": 5}', b'[]', b'{"identity": {"schema_version": "2"}}', b"\xff\xfe"]):
+    for i, head in enumerate([b'{"identity": 5}', b"[]", b'{"identity": {"schema_version": "2"}}', b"\xff\xfe"]):
         body = head + b"\n"
         write_atomic(tmp_path / f"town-00000000009{i}.snap", MAGIC + keys.sign(MAGIC, body) + body)
     resumed, path, warnings = newest_valid(tmp_path, sim.loaded)
@@ -186,8 +194,9 @@ def test_a_signed_but_malformed_header_is_skipped_by_crash_recovery(make_sim, tm
 
 def test_oversized_files_are_refused_before_they_are_read(make_sim, tmp_path: Path) -> None:
     """A file larger than snapshots.max_bytes is refused from its size alone."""
-    keys = SnapshotKeys.from_config(load_config(overrides=[f"console.state_dir={tmp_path}",
-                                                           "snapshots.max_bytes=65536"]).config)
+    keys = SnapshotKeys.from_config(
+        load_config(overrides=[f"console.state_dir={tmp_path}", "snapshots.max_bytes=65536"]).config
+    )
     big = tmp_path / "big.snap"
     big.write_bytes(MAGIC + b"x" * 70_000)
     with pytest.raises(SnapshotError, match="max_bytes"):

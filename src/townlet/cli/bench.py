@@ -28,8 +28,13 @@ EXAMPLES = """examples:
 # The scale series: (agents, town scale, timed ticks, warmup ticks). Ticks shrink as towns grow so every size
 # times a comparable stretch of work (small towns more, so a second of someone else's load moves them less);
 # the warmup lets each town settle into its daily routine.
-SCALE_SERIES = ((8, 1, 10000, 1000), (64, 1, 4000, 1000), (1000, 4, 500, 1000), (4000, 8, 200, 1000),
-                (10000, 12, 100, 1000))
+SCALE_SERIES = (
+    (8, 1, 10000, 1000),
+    (64, 1, 4000, 1000),
+    (1000, 4, 500, 1000),
+    (4000, 8, 200, 1000),
+    (10000, 12, 100, 1000),
+)
 SERIES_REFERENCE = (1000, 4)  # the size every other size's cost per agent-step is compared with
 BASELINE_MAX_AGENTS = 1000  # --baseline-src times sizes up to this (older code's big towns take GBs and minutes)
 
@@ -38,35 +43,70 @@ def register(sub: Any, formatter: Any) -> None:
     """Add the ``bench`` subcommand."""
     from townlet.cli.main import add_config_arguments
 
-    p = sub.add_parser("bench", help="measure simulation speed (JSON figures)", formatter_class=formatter,
-                       description="Time the full tick with scripted agents. Each repeat builds a fresh town, "
-                                   "runs --warmup ticks untimed, then times --ticks ticks; figures are medians.",
-                       epilog=EXAMPLES)
+    p = sub.add_parser(
+        "bench",
+        help="measure simulation speed (JSON figures)",
+        formatter_class=formatter,
+        description="Time the full tick with scripted agents. Each repeat builds a fresh town, "
+        "runs --warmup ticks untimed, then times --ticks ticks; figures are medians.",
+        epilog=EXAMPLES,
+    )
     add_config_arguments(p)
     p.add_argument("--agents", type=int, default=8, metavar="N", help="population (default 8)")
     p.add_argument("--town-scale", type=int, default=1, metavar="K", help="tile the town K x K (default 1)")
     p.add_argument("--ticks", type=int, default=2000, metavar="T", help="timed ticks per repeat (default 2000)")
-    p.add_argument("--warmup", type=int, default=1000, metavar="W",
-                   help="untimed ticks first, so lazily built distance fields exist (default 1000 = 1 day)")
+    p.add_argument(
+        "--warmup",
+        type=int,
+        default=1000,
+        metavar="W",
+        help="untimed ticks first, so lazily built distance fields exist (default 1000 = 1 day)",
+    )
     p.add_argument("--repeat", type=int, default=3, metavar="R", help="repeats; medians reported (default 3)")
     p.add_argument("--seed", type=int, default=0, metavar="S", help="run seed (default 0)")
     p.add_argument("--json", action="store_true", help="print JSON only (default: JSON, pretty-printed)")
-    p.add_argument("--env", action="store_true",
-                   help="also time the RL env (adds an 'env' block): steps/s per variant, batched vs looped")
-    p.add_argument("--variant", action="append", choices=("full", "hybrid", "compact"), default=None,
-                   help="observation variant for --env (repeatable; default: all three)")
+    p.add_argument(
+        "--env",
+        action="store_true",
+        help="also time the RL env (adds an 'env' block): steps/s per variant, batched vs looped",
+    )
+    p.add_argument(
+        "--variant",
+        action="append",
+        choices=("full", "hybrid", "compact"),
+        default=None,
+        help="observation variant for --env (repeatable; default: all three)",
+    )
     p.add_argument("--towns", type=int, default=8, metavar="N", help="towns in the batched --env figure (default 8)")
-    p.add_argument("--env-steps", type=int, default=1000, metavar="S",
-                   help="timed env steps per figure (default 1000, after 200 untimed)")
-    p.add_argument("--workers", type=int, default=1, metavar="K",
-                   help="also time the batch with K forked worker processes stepping shares of the towns beside "
-                        "this one (default 1: two processes, for two cores; 0: in process only)")
-    p.add_argument("--scale-series", action="store_true",
-                   help="time 8, 64, 1,000 @4, 4,000 @8 and 10,000 @12 agents, each size in its own process "
-                        "(so peak RSS is per size); prints us per agent-step, peak RSS and ratios to 1,000 @4")
-    p.add_argument("--baseline-src", type=Path, default=None, metavar="DIR",
-                   help="with --scale-series: also time each size with the code in DIR (a checkout's src/) "
-                        "interleaved with this code's, and report new/base speed ratios")
+    p.add_argument(
+        "--env-steps",
+        type=int,
+        default=1000,
+        metavar="S",
+        help="timed env steps per figure (default 1000, after 200 untimed)",
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="K",
+        help="also time the batch with K forked worker processes stepping shares of the towns beside "
+        "this one (default 1: two processes, for two cores; 0: in process only)",
+    )
+    p.add_argument(
+        "--scale-series",
+        action="store_true",
+        help="time 8, 64, 1,000 @4, 4,000 @8 and 10,000 @12 agents, each size in its own process "
+        "(so peak RSS is per size); prints us per agent-step, peak RSS and ratios to 1,000 @4",
+    )
+    p.add_argument(
+        "--baseline-src",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="with --scale-series: also time each size with the code in DIR (a checkout's src/) "
+        "interleaved with this code's, and report new/base speed ratios",
+    )
     p.set_defaults(handler=bench_command)
 
 
@@ -87,8 +127,13 @@ def bench_once(sim: Simulation, ticks: int, warmup: int) -> dict[str, Any]:
         agent_ticks += int(alive.sum())
     elapsed, cpu = time.perf_counter() - t0, time.process_time() - c0
     phase_ms = {name: (sim.phase_total[name] - before.get(name, 0.0)) * 1000 / ticks for name in sim.phase_total}
-    return {"seconds": elapsed, "ticks_per_s": ticks / elapsed, "agent_steps_per_s": agent_ticks / elapsed,
-            "cpu_us_per_agent_step": cpu * 1e6 / max(agent_ticks, 1), "phase_ms": phase_ms}
+    return {
+        "seconds": elapsed,
+        "ticks_per_s": ticks / elapsed,
+        "agent_steps_per_s": agent_ticks / elapsed,
+        "cpu_us_per_agent_step": cpu * 1e6 / max(agent_ticks, 1),
+        "phase_ms": phase_ms,
+    }
 
 
 def peak_rss_mb() -> float:
@@ -148,8 +193,16 @@ def bench_command(args: argparse.Namespace) -> int:
             return 2
         print("bench: timing the env...", file=sys.stderr)
         env_sets = [f"town.scale={args.town_scale}", *args.overrides]
-        result["env"] = env_figures(args.variant or ["full", "hybrid", "compact"], args.agents, args.towns,
-                                    args.env_steps, 200, args.seed, env_sets, args.workers)
+        result["env"] = env_figures(
+            args.variant or ["full", "hybrid", "compact"],
+            args.agents,
+            args.towns,
+            args.env_steps,
+            200,
+            args.seed,
+            env_sets,
+            args.workers,
+        )
     print(json.dumps(result) if args.json else json.dumps(result, indent=2))
     return 0
 
@@ -175,16 +228,23 @@ print(json.dumps({"map": f"{sim.world.grid.width}x{sim.world.grid.height}", "tic
 """
 
 
-def _series_repeat(src: Path | None, args: argparse.Namespace, agents: int, scale: int, ticks: int, warmup: int,
-                   seed: int) -> dict[str, Any]:
+def _series_repeat(
+    src: Path | None, args: argparse.Namespace, agents: int, scale: int, ticks: int, warmup: int, seed: int
+) -> dict[str, Any]:
     """One repeat of one size in a fresh process (of the code in ``src``, or this code); its raw figures."""
-    spec = {"config": None if args.config is None else str(args.config), "seed": seed, "ticks": ticks,
-            "warmup": warmup, "overrides": [f"population.agents={agents}", f"town.scale={scale}", *args.overrides]}
+    spec = {
+        "config": None if args.config is None else str(args.config),
+        "seed": seed,
+        "ticks": ticks,
+        "warmup": warmup,
+        "overrides": [f"population.agents={agents}", f"town.scale={scale}", *args.overrides],
+    }
     env = dict(os.environ)
     if src is not None:
         env["PYTHONPATH"] = str(src)
-    done = subprocess.run([sys.executable, "-c", SERIES_CHILD, json.dumps(spec)], env=env, capture_output=True,
-                          text=True, check=False)
+    done = subprocess.run(
+        [sys.executable, "-c", SERIES_CHILD, json.dumps(spec)], env=env, capture_output=True, text=True, check=False
+    )
     if done.returncode != 0:
         raise RuntimeError(f"bench of {agents} agents @{scale} failed: {done.stderr.strip()[-2000:]}")
     return dict(json.loads(done.stdout.strip().splitlines()[-1]))
@@ -193,10 +253,14 @@ def _series_repeat(src: Path | None, args: argparse.Namespace, agents: int, scal
 def _series_row(runs: list[dict[str, Any]]) -> dict[str, Any]:
     """Medians over repeats (peak RSS: the largest)."""
     rate = statistics.median(r["agent_steps_per_s"] for r in runs)
-    return {"map": runs[0]["map"], "ticks_per_s": round(statistics.median(r["ticks_per_s"] for r in runs), 1),
-            "agent_steps_per_s": round(rate, 1), "us_per_agent_step": round(1e6 / rate, 3),
-            "cpu_us_per_agent_step": round(statistics.median(r["cpu_us_per_agent_step"] for r in runs), 3),
-            "peak_rss_mb": round(max(r["peak_rss_mb"] for r in runs), 1)}
+    return {
+        "map": runs[0]["map"],
+        "ticks_per_s": round(statistics.median(r["ticks_per_s"] for r in runs), 1),
+        "agent_steps_per_s": round(rate, 1),
+        "us_per_agent_step": round(1e6 / rate, 3),
+        "cpu_us_per_agent_step": round(statistics.median(r["cpu_us_per_agent_step"] for r in runs), 3),
+        "peak_rss_mb": round(max(r["peak_rss_mb"] for r in runs), 1),
+    }
 
 
 def scale_series(args: argparse.Namespace) -> int:
@@ -224,17 +288,25 @@ def scale_series(args: argparse.Namespace) -> int:
         row = {"agents": agents, "town_scale": scale, "ticks": ticks, "warmup": warmup, **_series_row(new_runs)}
         if base_runs:
             b = _series_row(base_runs)
-            row.update(base_agent_steps_per_s=b["agent_steps_per_s"], base_ticks_per_s=b["ticks_per_s"],
-                       base_cpu_us_per_agent_step=b["cpu_us_per_agent_step"], base_peak_rss_mb=b["peak_rss_mb"],
-                       speedup_vs_base=round(row["agent_steps_per_s"] / b["agent_steps_per_s"], 3),
-                       cpu_speedup_vs_base=round(b["cpu_us_per_agent_step"] / row["cpu_us_per_agent_step"], 3))
+            row.update(
+                base_agent_steps_per_s=b["agent_steps_per_s"],
+                base_ticks_per_s=b["ticks_per_s"],
+                base_cpu_us_per_agent_step=b["cpu_us_per_agent_step"],
+                base_peak_rss_mb=b["peak_rss_mb"],
+                speedup_vs_base=round(row["agent_steps_per_s"] / b["agent_steps_per_s"], 3),
+                cpu_speedup_vs_base=round(b["cpu_us_per_agent_step"] / row["cpu_us_per_agent_step"], 3),
+            )
         rows.append(row)
     ref = next(r for r in rows if (r["agents"], r["town_scale"]) == SERIES_REFERENCE)
     for r in rows:
         r["vs_1000_at_4"] = round(r["us_per_agent_step"] / ref["us_per_agent_step"], 3)
         r["cpu_vs_1000_at_4"] = round(r["cpu_us_per_agent_step"] / ref["cpu_us_per_agent_step"], 3)
-    result = {"series": rows, "repeat": args.repeat, "reference": "1000@4",
-              "baseline_src": None if base is None else str(base)}
+    result = {
+        "series": rows,
+        "repeat": args.repeat,
+        "reference": "1000@4",
+        "baseline_src": None if base is None else str(base),
+    }
     print(series_table(rows), file=sys.stderr)
     print(json.dumps(result) if args.json else json.dumps(result, indent=2))
     return 0
@@ -243,11 +315,15 @@ def scale_series(args: argparse.Namespace) -> int:
 def series_table(rows: list[dict[str, Any]]) -> str:
     """The scale series as a plain-text table (to stderr beside the JSON); ``nan`` where no baseline ran."""
     nan = float("nan")
-    lines = [f"{'agents':>7} {'scale':>5} {'map':>9} {'us/agent-step':>13} {'vs 1000@4':>9} {'cpu us':>7} "
-             f"{'cpu vs 1000@4':>13} {'peak RSS MB':>11} {'x base':>7} {'cpu x base':>10}"]
+    lines = [
+        f"{'agents':>7} {'scale':>5} {'map':>9} {'us/agent-step':>13} {'vs 1000@4':>9} {'cpu us':>7} "
+        f"{'cpu vs 1000@4':>13} {'peak RSS MB':>11} {'x base':>7} {'cpu x base':>10}"
+    ]
     for r in rows:
-        lines.append(f"{r['agents']:>7} {r['town_scale']:>5} {r['map']:>9} {r['us_per_agent_step']:>13.3f} "
-                     f"{r['vs_1000_at_4']:>9.3f} {r['cpu_us_per_agent_step']:>7.3f} {r['cpu_vs_1000_at_4']:>13.3f} "
-                     f"{r['peak_rss_mb']:>11.1f} {r.get('speedup_vs_base', nan):>7.3f} "
-                     f"{r.get('cpu_speedup_vs_base', nan):>10.3f}")
+        lines.append(
+            f"{r['agents']:>7} {r['town_scale']:>5} {r['map']:>9} {r['us_per_agent_step']:>13.3f} "
+            f"{r['vs_1000_at_4']:>9.3f} {r['cpu_us_per_agent_step']:>7.3f} {r['cpu_vs_1000_at_4']:>13.3f} "
+            f"{r['peak_rss_mb']:>11.1f} {r.get('speedup_vs_base', nan):>7.3f} "
+            f"{r.get('cpu_speedup_vs_base', nan):>10.3f}"
+        )
     return "\n".join(lines)

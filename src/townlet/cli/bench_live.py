@@ -25,8 +25,13 @@ EXAMPLES = """examples:
 
 def register(sub: Any, formatter: Any) -> None:
     """Add the ``bench-live`` subcommand."""
-    p = sub.add_parser("bench-live", help="load-test the live server with WebSocket spectators (JSON report)",
-                       formatter_class=formatter, description=__doc__, epilog=EXAMPLES)
+    p = sub.add_parser(
+        "bench-live",
+        help="load-test the live server with WebSocket spectators (JSON report)",
+        formatter_class=formatter,
+        description=__doc__,
+        epilog=EXAMPLES,
+    )
     add_config_arguments(p)
     p.add_argument("--spectators", type=int, default=100, metavar="N", help="WebSocket viewers (default 100)")
     p.add_argument("--duration", type=float, default=60.0, metavar="S", help="seconds per phase (default 60)")
@@ -34,9 +39,14 @@ def register(sub: Any, formatter: Any) -> None:
     p.add_argument("--json", action="store_true", help="one line of JSON (default: pretty-printed)")
     p.add_argument("--output", default=None, metavar="FILE", help="also write the report to FILE")
     p.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
-    p.add_argument("--policy", action="append", default=None, metavar="REF",
-                   help="who drives (repeatable: one run each, side by side in by_policy; default: scripted and "
-                        "default, the learned policy shipped with Townlet)")
+    p.add_argument(
+        "--policy",
+        action="append",
+        default=None,
+        metavar="REF",
+        help="who drives (repeatable: one run each, side by side in by_policy; default: scripted and "
+        "default, the learned policy shipped with Townlet)",
+    )
     p.set_defaults(handler=bench_live_command)
 
 
@@ -51,9 +61,15 @@ def bench_live_command(args: argparse.Namespace) -> int:
         return 2
     configure_logging("kv", "error")  # the report says what matters; drop alerts under load are expected
     try:
-        report = compare_policies(args.policy or ["scripted", "default"], args.spectators, args.duration,
-                                  args.overrides, args.config, args.seed,
-                                  log=lambda text: print(f"bench-live: {text}", file=sys.stderr, flush=True))
+        report = compare_policies(
+            args.policy or ["scripted", "default"],
+            args.spectators,
+            args.duration,
+            args.overrides,
+            args.config,
+            args.seed,
+            log=lambda text: print(f"bench-live: {text}", file=sys.stderr, flush=True),
+        )
     except policy_errors() as exc:
         fail(exc)
     report_path(args.output, report)

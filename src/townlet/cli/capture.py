@@ -30,27 +30,43 @@ def register(sub: Any, formatter: Any) -> None:
     """Add the ``capture``, ``bc`` and ``anneal`` subcommands."""
     from townlet.cli.main import add_config_arguments
 
-    p = sub.add_parser("capture", help="record scripted trajectories (with stress scenarios) for behaviour cloning",
-                       formatter_class=formatter, epilog=EXAMPLES,
-                       description="Run the scripted town under each scenario (routine, low_money, outage, "
-                                   "price_spike, queue_contention, lateness) and record observations, masks and "
-                                   "the routine's options into DIR: npz shards and a manifest with checksums.")
+    p = sub.add_parser(
+        "capture",
+        help="record scripted trajectories (with stress scenarios) for behaviour cloning",
+        formatter_class=formatter,
+        epilog=EXAMPLES,
+        description="Run the scripted town under each scenario (routine, low_money, outage, "
+        "price_spike, queue_contention, lateness) and record observations, masks and "
+        "the routine's options into DIR: npz shards and a manifest with checksums.",
+    )
     add_config_arguments(p)
     p.add_argument("--out", required=True, metavar="DIR", help="dataset directory (created)")
-    p.add_argument("--scenarios", default=None, metavar="A,B",
-                   help="comma-separated scenarios (default imitation.capture.scenarios: all six)")
+    p.add_argument(
+        "--scenarios",
+        default=None,
+        metavar="A,B",
+        help="comma-separated scenarios (default imitation.capture.scenarios: all six)",
+    )
     p.add_argument("--seeds", type=_positive, default=None, metavar="N", help="episodes per scenario")
     p.add_argument("--ticks", type=_positive, default=None, metavar="T", help="ticks per episode")
     p.add_argument("--seed", type=int, default=None, metavar="S", help="first run seed (default: the config's)")
-    p.add_argument("--variant", choices=("full", "hybrid", "compact"), default=None,
-                   help="observation variant (default features.observations)")
+    p.add_argument(
+        "--variant",
+        choices=("full", "hybrid", "compact"),
+        default=None,
+        help="observation variant (default features.observations)",
+    )
     p.add_argument("--json", action="store_true", help="print the manifest summary as JSON")
     p.set_defaults(handler=capture_command)
 
-    p = sub.add_parser("bc", help="behaviour cloning: train a policy checkpoint from a captured dataset",
-                       formatter_class=formatter, epilog=EXAMPLES,
-                       description="Train the option policy to imitate the scripted routine (imitation.bc); "
-                                   "whole episodes are held out to measure the action accuracy.")
+    p = sub.add_parser(
+        "bc",
+        help="behaviour cloning: train a policy checkpoint from a captured dataset",
+        formatter_class=formatter,
+        epilog=EXAMPLES,
+        description="Train the option policy to imitate the scripted routine (imitation.bc); "
+        "whole episodes are held out to measure the action accuracy.",
+    )
     add_config_arguments(p)
     p.add_argument("dataset", metavar="DATASET", help="a directory written by townlet capture")
     p.add_argument("--out", required=True, metavar="CHECKPOINT", help="checkpoint file to write")
@@ -58,15 +74,25 @@ def register(sub: Any, formatter: Any) -> None:
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(handler=bc_command)
 
-    p = sub.add_parser("anneal", help="hand fixed-seed towns over from scripted to learned agents, or freeze",
-                       formatter_class=formatter, epilog=EXAMPLES,
-                       description="Start with imitation.anneal.start (80%) of the agents scripted and hand a "
-                                   "step more to the learned policy after each window whose KPIs hold; freeze "
-                                   "when a KPI falls more than max_drop (30%) below the scripted routine's.")
+    p = sub.add_parser(
+        "anneal",
+        help="hand fixed-seed towns over from scripted to learned agents, or freeze",
+        formatter_class=formatter,
+        epilog=EXAMPLES,
+        description="Start with imitation.anneal.start (80%) of the agents scripted and hand a "
+        "step more to the learned policy after each window whose KPIs hold; freeze "
+        "when a KPI falls more than max_drop (30%) below the scripted routine's.",
+    )
     add_config_arguments(p)
     p.add_argument("checkpoint", metavar="CHECKPOINT", help="the learned policy")
-    p.add_argument("--seed", type=int, action="append", default=None, metavar="S",
-                   help="town seed (repeatable; default evaluation.seeds)")
+    p.add_argument(
+        "--seed",
+        type=int,
+        action="append",
+        default=None,
+        metavar="S",
+        help="town seed (repeatable; default evaluation.seeds)",
+    )
     p.add_argument("--json", action="store_true", help="print the outcome as JSON")
     p.set_defaults(handler=anneal_command)
 
@@ -80,8 +106,15 @@ def _positive(text: str) -> int:
 
 def _progress(json_only: bool) -> Progress:
     err = Console(stderr=True)
-    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                    console=err, disable=json_only and not err.is_terminal, transient=json_only)
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        disable=json_only and not err.is_terminal,
+        transient=json_only,
+    )
 
 
 def capture_command(args: argparse.Namespace) -> int:
@@ -97,9 +130,17 @@ def capture_command(args: argparse.Namespace) -> int:
                 progress.update(task, description=label, completed=done, total=total)
 
         try:
-            manifest = capture(args.config, args.out, overrides=args.overrides, scenario_names=scenarios,
-                               seeds=args.seeds, ticks=args.ticks, variant=args.variant, first_seed=args.seed,
-                               progress=show)
+            manifest = capture(
+                args.config,
+                args.out,
+                overrides=args.overrides,
+                scenario_names=scenarios,
+                seeds=args.seeds,
+                ticks=args.ticks,
+                variant=args.variant,
+                first_seed=args.seed,
+                progress=show,
+            )
         except ValueError as exc:
             print(f"townlet: error: {exc}", file=sys.stderr)
             return 2
@@ -109,9 +150,11 @@ def capture_command(args: argparse.Namespace) -> int:
     if args.json:
         sys.stdout.write(json.dumps(summary) + "\n")
     else:
-        print(f"captured {summary['samples']} decisions in {summary['shards']} "
-              f"shards: {', '.join(summary['scenarios'])} x {summary['seeds']} seeds x {summary['ticks']} ticks, "
-              f"{summary['variant']} observations ({summary['obs_dim']} floats) -> {args.out}")
+        print(
+            f"captured {summary['samples']} decisions in {summary['shards']} "
+            f"shards: {', '.join(summary['scenarios'])} x {summary['seeds']} seeds x {summary['ticks']} ticks, "
+            f"{summary['variant']} observations ({summary['obs_dim']} floats) -> {args.out}"
+        )
     return 0
 
 
@@ -139,16 +182,22 @@ def bc_command(args: argparse.Namespace) -> int:
 
         checkpoint, report = train_bc(data, cfg, epochs=epochs, progress=show)
     save(checkpoint, args.out)
-    result = {"checkpoint": args.out, "policy_hash": checkpoint.policy_hash, "variant": checkpoint.variant,
-              **report.to_dict()}
+    result = {
+        "checkpoint": args.out,
+        "policy_hash": checkpoint.policy_hash,
+        "variant": checkpoint.variant,
+        **report.to_dict(),
+    }
     if args.json:
         sys.stdout.write(json.dumps(result) + "\n")
     else:
         verdict = "reached" if report.passed else "MISSED"
-        print(f"held-out action accuracy {report.holdout_accuracy:.2%} ({verdict} the {report.target:.0%} target) "
-              f"over {report.holdout_samples} decisions of {len(report.holdout_episodes)} held-out episode(s); "
-              f"policy {checkpoint.policy_hash} "
-              f"-> {args.out}")
+        print(
+            f"held-out action accuracy {report.holdout_accuracy:.2%} ({verdict} the {report.target:.0%} target) "
+            f"over {report.holdout_samples} decisions of {len(report.holdout_episodes)} held-out episode(s); "
+            f"policy {checkpoint.policy_hash} "
+            f"-> {args.out}"
+        )
     return 0 if report.passed else 1
 
 
@@ -160,8 +209,9 @@ def anneal_command(args: argparse.Namespace) -> int:
     from townlet.training.anneal import run_anneal
 
     try:
-        result = run_anneal(args.checkpoint, args.config, args.overrides, seeds=args.seed,
-                            progress=None if args.json else _print_step)
+        result = run_anneal(
+            args.checkpoint, args.config, args.overrides, seeds=args.seed, progress=None if args.json else _print_step
+        )
     except CheckpointError as exc:
         print(f"townlet: error: {exc}", file=sys.stderr)
         return 2

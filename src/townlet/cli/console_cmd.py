@@ -34,8 +34,13 @@ EXAMPLES = """examples:
 
 def register(sub: Any, formatter: Any) -> None:
     """Add the ``console`` subcommand."""
-    p = sub.add_parser("console", help="send a console command to a running server (townlet serve)",
-                       formatter_class=formatter, description=__doc__, epilog=EXAMPLES)
+    p = sub.add_parser(
+        "console",
+        help="send a console command to a running server (townlet serve)",
+        formatter_class=formatter,
+        description=__doc__,
+        epilog=EXAMPLES,
+    )
     p.add_argument("url", metavar="URL", help="the server, e.g. http://127.0.0.1:8000")
     p.add_argument("command", metavar="COMMAND", help="a console command (help lists them)")
     p.add_argument("pairs", nargs="*", metavar="KEY=VALUE", help="arguments")
@@ -138,8 +143,11 @@ def console_command(args: argparse.Namespace) -> int:
     """Post the command and print the answer."""
     token = args.token or os.environ.get("TOWNLET_TOKEN")
     if not token:
-        print("townlet: error: no token: pass --token or set TOWNLET_TOKEN "
-              "(townlet token issue --role admin --principal NAME)", file=sys.stderr)
+        print(
+            "townlet: error: no token: pass --token or set TOWNLET_TOKEN "
+            "(townlet token issue --role admin --principal NAME)",
+            file=sys.stderr,
+        )
         return 2
     try:
         cmd_args = parse_pairs(args.pairs, args.json_args, args.command)
@@ -148,7 +156,9 @@ def console_command(args: argparse.Namespace) -> int:
         return 2
     payload = {"cmd": args.command, "args": cmd_args, "cmd_id": args.cmd_id or uuid.uuid4().hex}
     request = urllib.request.Request(
-        args.url.rstrip("/") + "/api/console", data=json.dumps(payload).encode(), method="POST",
+        args.url.rstrip("/") + "/api/console",
+        data=json.dumps(payload).encode(),
+        method="POST",
         headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"},
     )
     context = None

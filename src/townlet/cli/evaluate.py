@@ -26,26 +26,45 @@ def register(sub: Any, formatter: Any) -> None:
     from townlet.cli.main import add_config_arguments
     from townlet.cli.policy_arg import HELP
 
-    p = sub.add_parser("evaluate", help="score a policy on fixed-seed scenarios (KPI scorecard, A/B gate)",
-                       formatter_class=formatter, epilog=EXAMPLES,
-                       description="Run a policy on fixed-seed scenarios (evaluation.seeds x the stage(s) asked "
-                                   "for) and print its KPI scorecard; with --baseline, also the A/B gate.")
+    p = sub.add_parser(
+        "evaluate",
+        help="score a policy on fixed-seed scenarios (KPI scorecard, A/B gate)",
+        formatter_class=formatter,
+        epilog=EXAMPLES,
+        description="Run a policy on fixed-seed scenarios (evaluation.seeds x the stage(s) asked "
+        "for) and print its KPI scorecard; with --baseline, also the A/B gate.",
+    )
     add_config_arguments(p)
     who = p.add_mutually_exclusive_group(required=True)
     who.add_argument("--checkpoint", metavar="PATH", help="a policy checkpoint (the same as --policy PATH)")
     who.add_argument("--policy", metavar="REF", help=HELP)
-    p.add_argument("--registry", default=None, metavar="PATH",
-                   help="the policy registry for release and hashes (default promotion.registry)")
-    p.add_argument("--days", type=float, default=None, metavar="D", help="in-sim days per scenario "
-                   "(default evaluation.days)")
-    p.add_argument("--seed", type=int, action="append", default=None, metavar="S",
-                   help="scenario seed (repeatable; default evaluation.seeds)")
+    p.add_argument(
+        "--registry",
+        default=None,
+        metavar="PATH",
+        help="the policy registry for release and hashes (default promotion.registry)",
+    )
+    p.add_argument(
+        "--days", type=float, default=None, metavar="D", help="in-sim days per scenario (default evaluation.days)"
+    )
+    p.add_argument(
+        "--seed",
+        type=int,
+        action="append",
+        default=None,
+        metavar="S",
+        help="scenario seed (repeatable; default evaluation.seeds)",
+    )
     where = p.add_mutually_exclusive_group()
     where.add_argument("--stage", action="append", default=None, metavar="NAME", help="curriculum stage (repeatable)")
     where.add_argument("--suite", action="store_true", help="every stage of the suite (evaluation.stages, or all)")
-    p.add_argument("--baseline", metavar="REF", default=None,
-                   help="also evaluate this policy (any --policy reference) and gate the first against it (exit 1 "
-                        "when the gate fails)")
+    p.add_argument(
+        "--baseline",
+        metavar="REF",
+        default=None,
+        help="also evaluate this policy (any --policy reference) and gate the first against it (exit 1 "
+        "when the gate fails)",
+    )
     p.add_argument("--sample", action="store_true", help="learned policies sample options instead of the greedy pick")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(handler=evaluate_command)
@@ -105,8 +124,11 @@ def evaluate_command(args: argparse.Namespace) -> int:
     baseline = _policy(args.baseline, loaded, args, err) if args.baseline else None
     try:
         result = evaluate(policy, args.config, args.overrides, progress=progress, **kwargs)
-        base = evaluate(baseline, args.config, args.overrides, progress=progress, **kwargs) \
-            if baseline is not None else None
+        base = (
+            evaluate(baseline, args.config, args.overrides, progress=progress, **kwargs)
+            if baseline is not None
+            else None
+        )
     except CheckpointError as exc:
         print(f"townlet: error: {exc}", file=sys.stderr)
         return 2
@@ -126,12 +148,21 @@ def evaluate_command(args: argparse.Namespace) -> int:
         out["baseline"] = {"policy": base.policy, **base.scorecard}
         out["gate"] = verdict.to_dict()
     state = _promotion_state(args, loaded, [result.policy, *([base.policy] if base else [])])
-    log_event(logging.getLogger("townlet.promotion"), "evaluation.scorecard", None,
-              logging.INFO if passed else logging.WARNING, policy=result.policy,
-              baseline=base.policy if base else None, gate=out.get("gate", {}).get("passed"),
-              **{k: result.scorecard[k] for k in ("attendance", "self_sufficiency", "need_ok_share", "collapses")
-                 if k in result.scorecard},
-              promotion_state=state)
+    log_event(
+        logging.getLogger("townlet.promotion"),
+        "evaluation.scorecard",
+        None,
+        logging.INFO if passed else logging.WARNING,
+        policy=result.policy,
+        baseline=base.policy if base else None,
+        gate=out.get("gate", {}).get("passed"),
+        **{
+            k: result.scorecard[k]
+            for k in ("attendance", "self_sufficiency", "need_ok_share", "collapses")
+            if k in result.scorecard
+        },
+        promotion_state=state,
+    )
     if args.json:
         sys.stdout.write(json.dumps(out) + "\n")
     else:
@@ -142,8 +173,10 @@ def evaluate_command(args: argparse.Namespace) -> int:
 def _table(console: Console, out: dict[str, Any]) -> None:
     from townlet.training.evaluation import COUNT_KEYS
 
-    table = Table(title=f"Scorecard - {out['policy']} on stages {', '.join(out['stages'])}, seeds "
-                        f"{', '.join(map(str, out['seeds']))}, {out['days']:g} day(s) each")
+    table = Table(
+        title=f"Scorecard - {out['policy']} on stages {', '.join(out['stages'])}, seeds "
+        f"{', '.join(map(str, out['seeds']))}, {out['days']:g} day(s) each"
+    )
     table.add_column("KPI")
     table.add_column(out["policy"], justify="right")
     base = out.get("baseline")
@@ -162,5 +195,6 @@ def _table(console: Console, out: dict[str, Any]) -> None:
     console.print(table)
     if "gate" in out:
         g = out["gate"]
-        console.print("A/B gate: " + ("[green]passed[/]" if g["passed"] else "[red]failed[/]: " +
-                                      "; ".join(g["failures"])))
+        console.print(
+            "A/B gate: " + ("[green]passed[/]" if g["passed"] else "[red]failed[/]: " + "; ".join(g["failures"]))
+        )

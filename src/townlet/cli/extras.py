@@ -22,8 +22,10 @@ def missing_extra(command: str, extra: str, modules: tuple[str, ...] | None = No
     absent = [m for m in wanted if not _importable(m)]
     if not absent:
         return None
-    print(f"townlet {command}: needs the '{extra}' extra ({', '.join(absent)} missing): "
-          f"pip install 'townlet[{extra}]'", file=sys.stderr)
+    print(
+        f"townlet {command}: needs the '{extra}' extra ({', '.join(absent)} missing): pip install 'townlet[{extra}]'",
+        file=sys.stderr,
+    )
     return 2
 
 

@@ -21,10 +21,17 @@ def _formatter(prog: str) -> argparse.HelpFormatter:
 
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     """The CONFIG positional and repeatable ``--set key.path=value`` shared by most subcommands."""
-    parser.add_argument("config", nargs="?", default=None, metavar="CONFIG",
-                        help="YAML config file (default: the shipped town)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE",
-                        help="override any config value (repeatable), e.g. --set population.agents=12")
+    parser.add_argument(
+        "config", nargs="?", default=None, metavar="CONFIG", help="YAML config file (default: the shipped town)"
+    )
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY.PATH=VALUE",
+        help="override any config value (repeatable), e.g. --set population.agents=12",
+    )
 
 
 def add_config_options(parser: argparse.ArgumentParser, example: str = "") -> None:
@@ -33,8 +40,14 @@ def add_config_options(parser: argparse.ArgumentParser, example: str = "") -> No
     Their positionals are taken by the action's own arguments; ``example`` ends the ``--set`` help.
     """
     parser.add_argument("--config", default=None, metavar="CONFIG", help="YAML config (default: the shipped one)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE",
-                        help=f"override a config value (repeatable){example}")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY.PATH=VALUE",
+        help=f"override a config value (repeatable){example}",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -62,12 +75,27 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=_formatter,
         description="Townlet: a small-town life simulation for multi-agent reinforcement learning.",
         epilog="examples:\n  townlet run --ticks 5000 --seed 1\n  townlet bench --agents 1000 --town-scale 4 --json\n"
-               "  townlet config show --set population.agents=12\n\nRun 'townlet COMMAND --help' for details.",
+        "  townlet config show --set population.agents=12\n\nRun 'townlet COMMAND --help' for details.",
     )
     parser.add_argument("--version", action="version", version=_version())
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for module in (run, bench, config_cmd, telemetry, token, train, serve, watch, console_cmd, bench_live,
-                   capture, evaluate, promote, snapshot, replay):
+    for module in (
+        run,
+        bench,
+        config_cmd,
+        telemetry,
+        token,
+        train,
+        serve,
+        watch,
+        console_cmd,
+        bench_live,
+        capture,
+        evaluate,
+        promote,
+        snapshot,
+        replay,
+    ):
         module.register(sub, _formatter)
     return parser
 

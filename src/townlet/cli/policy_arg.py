@@ -9,15 +9,21 @@ if TYPE_CHECKING:
     from townlet.config.loader import LoadedConfig
     from townlet.training.policies import PolicyChoice
 
-HELP = ("who drives the agents: scripted, random, default (the learned policy shipped with Townlet), release "
-        "(the policy registry's), a checkpoint file, or a registered policy hash (or unique prefix)")
+HELP = (
+    "who drives the agents: scripted, random, default (the learned policy shipped with Townlet), release "
+    "(the policy registry's), a checkpoint file, or a registered policy hash (or unique prefix)"
+)
 
 
 def add_policy_argument(parser: argparse.ArgumentParser, default: str | None = None, more: str = "") -> None:
     """Add ``--policy REF`` (and ``--registry PATH`` for registry references)."""
     parser.add_argument("--policy", default=default, metavar="REF", help=HELP + (f"; {more}" if more else ""))
-    parser.add_argument("--registry", default=None, metavar="PATH",
-                        help="the policy registry for release and hashes (default promotion.registry)")
+    parser.add_argument(
+        "--registry",
+        default=None,
+        metavar="PATH",
+        help="the policy registry for release and hashes (default promotion.registry)",
+    )
 
 
 def fail(exc: BaseException) -> NoReturn:

@@ -35,8 +35,13 @@ EXAMPLES = """examples:
 
 def register(sub: Any, formatter: Any) -> None:
     """Add the ``promote`` subcommand group."""
-    p = sub.add_parser("promote", help="policy registry: register, shadow, promote, roll back, pin, list",
-                       formatter_class=formatter, description=__doc__, epilog=EXAMPLES)
+    p = sub.add_parser(
+        "promote",
+        help="policy registry: register, shadow, promote, roll back, pin, list",
+        formatter_class=formatter,
+        description=__doc__,
+        epilog=EXAMPLES,
+    )
     inner = p.add_subparsers(dest="promote_command", metavar="ACTION")
 
     def action(name: str, text: str, handler: Any) -> argparse.ArgumentParser:
@@ -48,12 +53,19 @@ def register(sub: Any, formatter: Any) -> None:
         return q
 
     q = action("register", "register a checkpoint (or scripted/random) as a candidate", register_command)
-    q.add_argument("policy", metavar="CHECKPOINT", help="a checkpoint file, default (the shipped policy), or "
-                   "scripted / random; a checkpoint must fit the town of --config/--set")
+    q.add_argument(
+        "policy",
+        metavar="CHECKPOINT",
+        help="a checkpoint file, default (the shipped policy), or "
+        "scripted / random; a checkpoint must fit the town of --config/--set",
+    )
     q.add_argument("--reason", default="registered by hand")
     q = action("promote", "make a registered policy the release by hand (refused while pinned)", promote_command)
-    q.add_argument("policy", metavar="REF", help="policy hash (or unique prefix), checkpoint path, or default; "
-                   "it must fit the town of --config/--set")
+    q.add_argument(
+        "policy",
+        metavar="REF",
+        help="policy hash (or unique prefix), checkpoint path, or default; it must fit the town of --config/--set",
+    )
     q.add_argument("--reason", required=True)
     q.add_argument("--force", action="store_true", help="promote even while pinned")
     q = action("rollback", "go back to the release before the current one", rollback_command)
@@ -64,11 +76,19 @@ def register(sub: Any, formatter: Any) -> None:
     q.add_argument("--reason", required=True)
     action("list", "registered policies, the release and any pin", list_command)
     action("log", "every decision, oldest first, with its reason", log_command)
-    q = action("shadow", "run a candidate in a shadow town beside the release until it is promoted or turned down",
-               shadow_command)
+    q = action(
+        "shadow",
+        "run a candidate in a shadow town beside the release until it is promoted or turned down",
+        shadow_command,
+    )
     q.add_argument("policy", metavar="CHECKPOINT", help="the candidate checkpoint (or scripted / random)")
-    q.add_argument("--windows", type=int, default=None, metavar="N",
-                   help="give up after N shadow windows (default promotion.windows_to_promote + 2)")
+    q.add_argument(
+        "--windows",
+        type=int,
+        default=None,
+        metavar="N",
+        help="give up after N shadow windows (default promotion.windows_to_promote + 2)",
+    )
     q.add_argument("--seed", type=int, default=None, metavar="S", help="run seed of both towns")
     p.set_defaults(handler=lambda args: _help(p))
 
@@ -92,8 +112,14 @@ def _fail(message: str) -> int:
 
 
 def _record(record: Any) -> dict[str, Any]:
-    return {"policy_hash": record.policy_hash, "status": record.status, "path": record.path,
-            "variant": record.variant, "config_id": record.config_id, "registered_at": record.registered_at}
+    return {
+        "policy_hash": record.policy_hash,
+        "status": record.status,
+        "path": record.path,
+        "variant": record.variant,
+        "config_id": record.config_id,
+        "registered_at": record.registered_at,
+    }
 
 
 def _town(args: argparse.Namespace) -> Any:
@@ -122,8 +148,14 @@ def _run(args: argparse.Namespace, act: Any) -> int:
     try:
         with _registry(args) as registry:
             out = act(registry)
-            log_event(LOG, f"promotion.{args.promote_command}", None, policy=out.get("policy_hash"),
-                      reason=getattr(args, "reason", None), promotion_state=registry.state())
+            log_event(
+                LOG,
+                f"promotion.{args.promote_command}",
+                None,
+                policy=out.get("policy_hash"),
+                reason=getattr(args, "reason", None),
+                promotion_state=registry.state(),
+            )
     except (RegistryError, CheckpointError) as exc:
         return _fail(str(exc))
     if args.json:
@@ -135,6 +167,7 @@ def _run(args: argparse.Namespace, act: Any) -> int:
 
 def register_command(args: argparse.Namespace) -> int:
     """Register a candidate."""
+
     def act(registry: Any) -> dict[str, Any]:
         record = registry.register(_policy_arg(args.policy), args.reason, town=_town(args))
         return {**_record(record), "message": f"registered {record.policy_hash} ({record.status})"}
@@ -144,11 +177,13 @@ def register_command(args: argparse.Namespace) -> int:
 
 def promote_command(args: argparse.Namespace) -> int:
     """Promote by hand."""
+
     def act(registry: Any) -> dict[str, Any]:
         ref = args.policy
         if ref == "default" or Path(ref).is_file():  # a checkpoint file is registered on the way
-            ref = registry.register(_policy_arg(ref), f"registered to be promoted: {args.reason}",
-                                    town=_town(args)).policy_hash
+            ref = registry.register(
+                _policy_arg(ref), f"registered to be promoted: {args.reason}", town=_town(args)
+            ).policy_hash
         record = registry.promote(ref, args.reason, force=args.force, town=_town(args))
         return {**_record(record), "message": f"{record.policy_hash} is the release"}
 
@@ -157,6 +192,7 @@ def promote_command(args: argparse.Namespace) -> int:
 
 def rollback_command(args: argparse.Namespace) -> int:
     """Roll back."""
+
     def act(registry: Any) -> dict[str, Any]:
         record = registry.rollback(args.reason)
         return {**_record(record), "message": f"rolled back: {record.policy_hash} is the release again"}
@@ -166,6 +202,7 @@ def rollback_command(args: argparse.Namespace) -> int:
 
 def pin_command(args: argparse.Namespace) -> int:
     """Pin the release."""
+
     def act(registry: Any) -> dict[str, Any]:
         registry.pin(args.reason)
         return {"pinned": args.reason, "message": f"release pinned: {args.reason}"}
@@ -175,6 +212,7 @@ def pin_command(args: argparse.Namespace) -> int:
 
 def unpin_command(args: argparse.Namespace) -> int:
     """Unpin the release."""
+
     def act(registry: Any) -> dict[str, Any]:
         registry.unpin(args.reason)
         return {"pinned": None, "message": "release unpinned"}
@@ -191,8 +229,11 @@ def list_command(args: argparse.Namespace) -> int:
             pin = registry.pinned
     except Exception as exc:  # noqa: BLE001 - a broken registry file is reported, not a traceback
         return _fail(f"registry: {exc}")
-    out = {"release": release.policy_hash if release else None, "pinned": pin.reason if pin else None,
-           "policies": policies}
+    out = {
+        "release": release.policy_hash if release else None,
+        "pinned": pin.reason if pin else None,
+        "policies": policies,
+    }
     if args.json:
         sys.stdout.write(json.dumps(out) + "\n")
         return 0
@@ -209,8 +250,18 @@ def log_command(args: argparse.Namespace) -> int:
     """Print the decision log."""
     with _registry(args) as registry:
         decisions = registry.decisions()
-    rows = [{"id": d.id, "at": d.at, "tick": d.tick, "action": d.action, "policy": d.policy_hash,
-             "previous": d.previous, "reason": d.reason} for d in decisions]
+    rows = [
+        {
+            "id": d.id,
+            "at": d.at,
+            "tick": d.tick,
+            "action": d.action,
+            "policy": d.policy_hash,
+            "previous": d.previous,
+            "reason": d.reason,
+        }
+        for d in decisions
+    ]
     if args.json:
         sys.stdout.write(json.dumps(rows) + "\n")
         return 0
@@ -238,8 +289,10 @@ def shadow_command(args: argparse.Namespace) -> int:
             windows = args.windows or promotion.cfg.windows_to_promote + 2
             ticks = windows * promotion.loaded.config.stability.window_ticks
             if not args.json:
-                err.print(f"shadowing {record.policy_hash} beside release {promotion.release.policy_hash} for at "
-                          f"most {windows} windows ({ticks} ticks)")
+                err.print(
+                    f"shadowing {record.policy_hash} beside release {promotion.release.policy_hash} for at "
+                    f"most {windows} windows ({ticks} ticks)"
+                )
             promotion.run(ticks, until_decided=True)
             status = promotion.status()
     except (RegistryError, CheckpointError) as exc:

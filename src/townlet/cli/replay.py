@@ -35,19 +35,38 @@ EXAMPLES = """examples:
 
 def register(sub: Any, formatter: Any) -> None:
     """Add the ``replay`` subcommand."""
-    p = sub.add_parser("replay", help="re-run a snapshot with the recorded console inputs and compare hashes",
-                       formatter_class=formatter, description=__doc__, epilog=EXAMPLES)
+    p = sub.add_parser(
+        "replay",
+        help="re-run a snapshot with the recorded console inputs and compare hashes",
+        formatter_class=formatter,
+        description=__doc__,
+        epilog=EXAMPLES,
+    )
     p.add_argument("snapshot", metavar="SNAPSHOT")
-    p.add_argument("--ticks", type=int, default=None, metavar="N",
-                   help="ticks to re-run (default: up to the --against snapshot's tick)")
-    p.add_argument("--inputs", action="append", default=[], metavar="AUDIT.jsonl",
-                   help="the console audit log of the recorded run (repeat for rotated files, oldest first)")
+    p.add_argument(
+        "--ticks",
+        type=int,
+        default=None,
+        metavar="N",
+        help="ticks to re-run (default: up to the --against snapshot's tick)",
+    )
+    p.add_argument(
+        "--inputs",
+        action="append",
+        default=[],
+        metavar="AUDIT.jsonl",
+        help="the console audit log of the recorded run (repeat for rotated files, oldest first)",
+    )
     p.add_argument("--against", default=None, metavar="SNAPSHOT", help="a later snapshot of the recorded run")
     p.add_argument("--expect", default=None, metavar="HASH", help="the recorded run's state hash after N ticks")
     p.add_argument("--json", action="store_true", help="one JSON object on stdout")
     add_config_options(p)
-    p.add_argument("--state-dir", default=None, metavar="DIR",
-                   help="where the snapshot signing keys live (default: console.state_dir, ~/.townlet)")
+    p.add_argument(
+        "--state-dir",
+        default=None,
+        metavar="DIR",
+        help="where the snapshot signing keys live (default: console.state_dir, ~/.townlet)",
+    )
     add_policy_argument(p, more="default: the policy the snapshot records")
     p.set_defaults(handler=replay_command)
 
@@ -67,8 +86,14 @@ def read_inputs(paths: str | Path | list[str] | None) -> dict[int, list[dict[str
     return by_tick
 
 
-def replay(snapshot_path: str | Path, ticks: int, inputs: dict[int, list[dict[str, Any]]],
-           keys: Any = None, policy: Any = None, registry: Any = None) -> dict[str, Any]:
+def replay(
+    snapshot_path: str | Path,
+    ticks: int,
+    inputs: dict[int, list[dict[str, Any]]],
+    keys: Any = None,
+    policy: Any = None,
+    registry: Any = None,
+) -> dict[str, Any]:
     """Load ``snapshot_path``, run ``ticks`` ticks re-applying ``inputs``; return the tick, hash and counts.
 
     ``keys`` is the snapshot key set to verify it with (default: the shipped config's). The snapshot's policy
@@ -86,10 +111,10 @@ def replay(snapshot_path: str | Path, ticks: int, inputs: dict[int, list[dict[st
     sim = snapshot.load(snapshot_path, keys=keys)
     driving = reinstate(sim, policy, registry)
     service = ConsoleService(sim, authority=None)  # recorded commands are not re-authorised
-    service.policies = LivePolicies(sim, registry.scratch_copy() if registry is not None else None, None,
-                                    monitor=False)
+    service.policies = LivePolicies(sim, registry.scratch_copy() if registry is not None else None, None, monitor=False)
     applied, failed = 0, []
     start = sim.tick
+
     def apply(rec: dict[str, Any], _world: World) -> None:
         nonlocal applied
         command = REGISTRY.get(rec["cmd"])
@@ -107,8 +132,14 @@ def replay(snapshot_path: str | Path, ticks: int, inputs: dict[int, list[dict[st
         for rec in inputs.get(sim.tick, ()):  # queued like the live console's: applied in the tick's commands phase
             sim.enqueue(partial(apply, rec))
         sim.step()
-    return {"from_tick": start, "to_tick": sim.tick, "inputs_applied": applied, "input_failures": failed,
-            "policy": driving.to_dict(), "state_hash": sim.state_hash()}
+    return {
+        "from_tick": start,
+        "to_tick": sim.tick,
+        "inputs_applied": applied,
+        "input_failures": failed,
+        "policy": driving.to_dict(),
+        "state_hash": sim.state_hash(),
+    }
 
 
 def _default_against(path: Path, ticks: int | None, keys: Any) -> Path | None:
@@ -159,8 +190,10 @@ def replay_command(args: argparse.Namespace) -> int:
         sys.stdout.write(json.dumps(result) + "\n")
     else:
         verdict = {True: "MATCH", False: "MISMATCH", None: "no recorded hash to compare"}[result["match"]]
-        print(f"replayed ticks {result['from_tick']}..{result['to_tick']} with {result['inputs_applied']} "
-              f"console input(s): state hash {result['state_hash']} - {verdict}")
+        print(
+            f"replayed ticks {result['from_tick']}..{result['to_tick']} with {result['inputs_applied']} "
+            f"console input(s): state hash {result['state_hash']} - {verdict}"
+        )
         for problem in result["input_failures"]:
             print(f"  {problem}")
     return 1 if result["match"] is False else 0

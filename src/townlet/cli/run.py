@@ -48,13 +48,25 @@ def register(sub: Any, formatter: Any) -> None:
     p.add_argument("--seed", type=int, default=None, metavar="S", help="run seed (default: the config's seed)")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout instead of tables")
     add_policy_argument(p, more="default scripted; with --resume, the policy the snapshot records")
-    p.add_argument("--telemetry", metavar="FILE", default=None,
-                   help="write the telemetry stream to FILE as JSONL (a snapshot line, then diff and event lines), "
-                        "besides the config's telemetry.transports")
-    p.add_argument("--snapshot-out", metavar="PATH", default=None,
-                   help="write a snapshot of the final state to PATH (continue it with --resume)")
-    p.add_argument("--resume", metavar="PATH", default=None,
-                   help="continue from a snapshot (its own config unless CONFIG is given) for --ticks more ticks")
+    p.add_argument(
+        "--telemetry",
+        metavar="FILE",
+        default=None,
+        help="write the telemetry stream to FILE as JSONL (a snapshot line, then diff and event lines), "
+        "besides the config's telemetry.transports",
+    )
+    p.add_argument(
+        "--snapshot-out",
+        metavar="PATH",
+        default=None,
+        help="write a snapshot of the final state to PATH (continue it with --resume)",
+    )
+    p.add_argument(
+        "--resume",
+        metavar="PATH",
+        default=None,
+        help="continue from a snapshot (its own config unless CONFIG is given) for --ticks more ticks",
+    )
     p.set_defaults(handler=run_command)
 
 
@@ -140,15 +152,18 @@ def run_command(args: argparse.Namespace) -> int:
         err.print(f"[yellow]warning:[/] economy invariant: {problem}")
     publisher = _telemetry(sim, args.telemetry)
     show = err.is_terminal or not args.json
-    with Progress(
-        TextColumn("[bold]tick"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        console=err,
-        disable=not show,
-        transient=args.json,
-    ) as progress, torch_threads(sim.config.promotion.policy_threads):
+    with (
+        Progress(
+            TextColumn("[bold]tick"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            console=err,
+            disable=not show,
+            transient=args.json,
+        ) as progress,
+        torch_threads(sim.config.promotion.policy_threads),
+    ):
         task = progress.add_task("run", total=args.ticks)
         sim.run(
             args.ticks, progress=lambda done: progress.update(task, completed=done), every=max(args.ticks // 100, 1)

@@ -29,33 +29,66 @@ then: townlet watch http://127.0.0.1:8000   |   townlet console http://127.0.0.1
 
 def register(sub: Any, formatter: Any) -> None:
     """Add the ``serve`` subcommand."""
-    p = sub.add_parser("serve", help="run the live town with the browser viewer, telemetry stream and console API",
-                       formatter_class=formatter, description=__doc__, epilog=EXAMPLES)
+    p = sub.add_parser(
+        "serve",
+        help="run the live town with the browser viewer, telemetry stream and console API",
+        formatter_class=formatter,
+        description=__doc__,
+        epilog=EXAMPLES,
+    )
     add_config_arguments(p)
     p.add_argument("--host", default=None, metavar="H", help="address to listen on (default: server.host, 127.0.0.1)")
     p.add_argument("--port", type=int, default=None, metavar="P", help="port (default: server.port, 8000; 0 = any)")
-    p.add_argument("--speed", default=None, choices=("pause", "1x", "10x", "100x", "max"),
-                   help="pace at start (default: server.speed, 1x = 250 ms per tick)")
+    p.add_argument(
+        "--speed",
+        default=None,
+        choices=("pause", "1x", "10x", "100x", "max"),
+        help="pace at start (default: server.speed, 1x = 250 ms per tick)",
+    )
     p.add_argument("--tls-cert", default=None, metavar="F", help="PEM certificate: serve https and wss")
     p.add_argument("--tls-key", default=None, metavar="F", help="PEM private key of --tls-cert")
     p.add_argument("--seed", type=int, default=None, metavar="S", help="run seed (default: the config's seed)")
-    p.add_argument("--state-dir", default=None, metavar="DIR",
-                   help="where signing keys, revocations and the audit log live (default: console.state_dir)")
-    p.add_argument("--resume", default=None, metavar="DIR",
-                   help="continue from the newest valid snapshot in DIR (a corrupt newest one is skipped)")
-    p.add_argument("--autosave-every", type=int, default=None, metavar="N",
-                   help="snapshot every N ticks (default: snapshots.autosave_every; 0 = off)")
-    p.add_argument("--snapshot-dir", default=None, metavar="DIR",
-                   help="where autosaves go (default: --resume DIR, else snapshots.dir)")
-    add_policy_argument(p, more="default: with --resume the policy the snapshot records, else the registry's "
-                        "release, else scripted")
+    p.add_argument(
+        "--state-dir",
+        default=None,
+        metavar="DIR",
+        help="where signing keys, revocations and the audit log live (default: console.state_dir)",
+    )
+    p.add_argument(
+        "--resume",
+        default=None,
+        metavar="DIR",
+        help="continue from the newest valid snapshot in DIR (a corrupt newest one is skipped)",
+    )
+    p.add_argument(
+        "--autosave-every",
+        type=int,
+        default=None,
+        metavar="N",
+        help="snapshot every N ticks (default: snapshots.autosave_every; 0 = off)",
+    )
+    p.add_argument(
+        "--snapshot-dir",
+        default=None,
+        metavar="DIR",
+        help="where autosaves go (default: --resume DIR, else snapshots.dir)",
+    )
+    add_policy_argument(
+        p, more="default: with --resume the policy the snapshot records, else the registry's release, else scripted"
+    )
     p.set_defaults(handler=serve_command)
 
 
 def _overrides(args: argparse.Namespace) -> list[str]:
-    flags = {"server.host": args.host, "server.port": args.port, "server.speed": args.speed,
-             "server.tls_cert": args.tls_cert, "server.tls_key": args.tls_key, "console.state_dir": args.state_dir,
-             "snapshots.autosave_every": getattr(args, "autosave_every", None)}
+    flags = {
+        "server.host": args.host,
+        "server.port": args.port,
+        "server.speed": args.speed,
+        "server.tls_cert": args.tls_cert,
+        "server.tls_key": args.tls_key,
+        "console.state_dir": args.state_dir,
+        "snapshots.autosave_every": getattr(args, "autosave_every", None),
+    }
     # JSON-quoted so YAML reads every value as given (``::1`` stays an address, ``10x`` a string).
     return [*args.overrides, *(f"{k}={json.dumps(v)}" for k, v in flags.items() if v is not None)]
 
@@ -112,8 +145,12 @@ def serve_command(args: argparse.Namespace) -> int:
     choice, registry, why = driving
     seed = resumed.seed if resumed is not None else (args.seed if args.seed is not None else cfg.seed)
     if not baseline_file(loaded, seed).is_file():
-        print(f"townlet: measuring the live canaries' baseline ({cfg.stability.baseline_windows} windows of the "
-              f"scripted routine; cached in {cfg.stability.baseline_cache})", file=sys.stderr, flush=True)
+        print(
+            f"townlet: measuring the live canaries' baseline ({cfg.stability.baseline_windows} windows of the "
+            f"scripted routine; cached in {cfg.stability.baseline_cache})",
+            file=sys.stderr,
+            flush=True,
+        )
     try:
         live = LiveTown.build(loaded, seed=args.seed, sim=resumed, policy=choice, registry=registry)
     except policy_errors() as exc:
@@ -129,21 +166,32 @@ def serve_command(args: argparse.Namespace) -> int:
     live.sim.reloader = HotReloader(live.sim, cfg.snapshots.watch_every).attach()  # also the console's `reload`
     port = sock.getsockname()[1]
     base = url_of(server.host, port, secure)
-    live.viewers.public_url = f"{'wss' if secure else 'ws'}{base[base.index(':'):]}/ws/telemetry"
+    live.viewers.public_url = f"{'wss' if secure else 'ws'}{base[base.index(':') :]}/ws/telemetry"
     app = create_app(live, secure=secure)
     print(f"townlet: the live town is at {base}/  (telemetry: {live.viewers.public_url})", flush=True)
-    print(f"townlet: speed {'paused' if live.sim.clock.paused else live.sim.clock.speed}, seed {live.sim.seed}, "
-          f"config {loaded.config_id}; Ctrl+C stops", flush=True)
+    print(
+        f"townlet: speed {'paused' if live.sim.clock.paused else live.sim.clock.speed}, seed {live.sim.seed}, "
+        f"config {loaded.config_id}; Ctrl+C stops",
+        flush=True,
+    )
     print(f"townlet: policy {_label(live.policies.driving())} ({why})", flush=True)
     if token is not None:
         print(f"townlet: first run: created a signing key in {keys_file(cfg.console)}", flush=True)
         print(f"townlet: admin token (shown once, keep it secret): {token}", flush=True)
     if not secure and not is_loopback_host(server.host):
-        print("townlet: warning: serving without TLS on a non-loopback address; tokens travel in clear "
-              "(use --tls-cert/--tls-key)", file=sys.stderr)
-    config = StackConfig(app, Limits.from_config(server), ws_max_size=server.max_body_bytes,
-                         timeout_graceful_shutdown=3, ssl_certfile=_path(server.tls_cert),
-                         ssl_keyfile=_path(server.tls_key))
+        print(
+            "townlet: warning: serving without TLS on a non-loopback address; tokens travel in clear "
+            "(use --tls-cert/--tls-key)",
+            file=sys.stderr,
+        )
+    config = StackConfig(
+        app,
+        Limits.from_config(server),
+        ws_max_size=server.max_body_bytes,
+        timeout_graceful_shutdown=3,
+        ssl_certfile=_path(server.tls_cert),
+        ssl_keyfile=_path(server.tls_key),
+    )
     # uvicorn stops gracefully on SIGINT/SIGTERM, then re-raises the signal: both end the command with 0.
     signal.signal(signal.SIGTERM, _stopped)
     try:

@@ -39,19 +39,29 @@ result must pass every check of the new format, but that narrows the risk; it do
 
 def register(sub: Any, formatter: Any) -> None:
     """Add the ``snapshot`` subcommand group."""
-    p = sub.add_parser("snapshot", help="save, inspect, validate, migrate, trust or convert snapshots",
-                       formatter_class=formatter, description=__doc__ + "\nSee docs/snapshots.md.", epilog=EXAMPLES)
+    p = sub.add_parser(
+        "snapshot",
+        help="save, inspect, validate, migrate, trust or convert snapshots",
+        formatter_class=formatter,
+        description=__doc__ + "\nSee docs/snapshots.md.",
+        epilog=EXAMPLES,
+    )
     ops = p.add_subparsers(dest="op", metavar="OP", required=True)
 
-    def op(name: str, text: str, handler: Any, positional_config: bool = False,
-           description: str | None = None) -> argparse.ArgumentParser:
+    def op(
+        name: str, text: str, handler: Any, positional_config: bool = False, description: str | None = None
+    ) -> argparse.ArgumentParser:
         q = ops.add_parser(name, help=text, description=description or text, formatter_class=formatter)
         if positional_config:
             add_config_arguments(q)
         else:
             add_config_options(q)
-        q.add_argument("--state-dir", default=None, metavar="DIR",
-                       help="where the snapshot signing keys live (default: console.state_dir, ~/.townlet)")
+        q.add_argument(
+            "--state-dir",
+            default=None,
+            metavar="DIR",
+            help="where the snapshot signing keys live (default: console.state_dir, ~/.townlet)",
+        )
         q.set_defaults(handler=handler)
         return q
 
@@ -64,25 +74,43 @@ def register(sub: Any, formatter: Any) -> None:
     q.add_argument("--json", action="store_true", help="one JSON object on stdout")
     q = op("validate", "verify the signature and load it (exit 1 when bad)", validate_command)
     q.add_argument("path", metavar="PATH")
-    q = op("migrate", "load under another config via registered migrations and re-save", migrate_command,
-           positional_config=True)
+    q = op(
+        "migrate",
+        "load under another config via registered migrations and re-save",
+        migrate_command,
+        positional_config=True,
+    )
     q.add_argument("path", metavar="PATH")
     q.add_argument("--out", required=True, metavar="OUT", help="where to write the migrated snapshot")
-    q = op("migrations", "list and check the declarative migrations a config sees (shipped, its directory, its own)",
-           migrations_command, positional_config=True)
+    q = op(
+        "migrations",
+        "list and check the declarative migrations a config sees (shipped, its directory, its own)",
+        migrations_command,
+        positional_config=True,
+    )
     q.add_argument("--json", action="store_true", help="one JSON object per migration on stdout")
-    q = op("trust", "vouch for a snapshot from elsewhere: check its format and re-sign it with this key set",
-           trust_command)
+    q = op(
+        "trust", "vouch for a snapshot from elsewhere: check its format and re-sign it with this key set", trust_command
+    )
     q.add_argument("path", metavar="PATH")
     q.add_argument("--out", default=None, metavar="OUT", help="write the re-signed copy here (default: in place)")
-    q = op("convert-v1", "convert a TRUSTED version 1 (pickle) snapshot to the current format", convert_command,
-           description=CONVERT_HELP)
+    q = op(
+        "convert-v1",
+        "convert a TRUSTED version 1 (pickle) snapshot to the current format",
+        convert_command,
+        description=CONVERT_HELP,
+    )
     q.add_argument("path", metavar="PATH")
     q.add_argument("--out", required=True, metavar="OUT", help="where to write the converted snapshot")
     q = op("key", "the snapshot signing keys: list, rotate, retire, export, import", key_command)
     q.add_argument("action", choices=("list", "rotate", "retire", "export", "import"))
-    q.add_argument("arg", nargs="?", default=None, metavar="KID|FILE",
-                   help="retire/export: a key id; import: a file written by export (- for stdin)")
+    q.add_argument(
+        "arg",
+        nargs="?",
+        default=None,
+        metavar="KID|FILE",
+        help="retire/export: a key id; import: a file written by export (- for stdin)",
+    )
     q.add_argument("--retire-old", action="store_true", help="rotate: also drop every older key")
 
 
@@ -123,10 +151,17 @@ def inspect_command(args: argparse.Namespace) -> int:
         snap = snapshot.read(args.path, snapshot_keys(args))
     except snapshot.SnapshotError as exc:
         return _fail(str(exc))
-    info = {"path": str(snap.path), "identity": snap.identity, "migrations": snap.header["migrations"],
-            "source": snap.header["source"], "affordances_path": snap.header["affordances_path"],
-            "map_path": snap.header["map_path"], "bytes": snap.size, "signed_by": snap.signed_by,
-            "sections": snap.header["sections"]}
+    info = {
+        "path": str(snap.path),
+        "identity": snap.identity,
+        "migrations": snap.header["migrations"],
+        "source": snap.header["source"],
+        "affordances_path": snap.header["affordances_path"],
+        "map_path": snap.header["map_path"],
+        "bytes": snap.size,
+        "signed_by": snap.signed_by,
+        "sections": snap.header["sections"],
+    }
     if args.json:
         sys.stdout.write(json.dumps(info) + "\n")
         return 0
@@ -135,8 +170,10 @@ def inspect_command(args: argparse.Namespace) -> int:
     table.add_column("value")
     for key, value in snap.identity.items():
         table.add_row(key, str(value))
-    table.add_row("migrations", ", ".join(f"{m.get('name')} ({m.get('from')}->{m.get('to')})"
-                                          for m in info["migrations"]) or "none")
+    table.add_row(
+        "migrations",
+        ", ".join(f"{m.get('name')} ({m.get('from')}->{m.get('to')})" for m in info["migrations"]) or "none",
+    )
     table.add_row("signed by", str(snap.signed_by))
     Console().print(table)
     return 0
@@ -183,8 +220,14 @@ def migrations_command(args: argparse.Namespace) -> int:
         return _fail(str(exc))
     for item in found:
         spec = item.spec
-        row = {"name": spec.name, "origin": item.origin, "from": spec.source, "to": spec.target,
-               "steps": [step.kind for step in spec.steps], "description": spec.description}
+        row = {
+            "name": spec.name,
+            "origin": item.origin,
+            "from": spec.source,
+            "to": spec.target,
+            "steps": [step.kind for step in spec.steps],
+            "description": spec.description,
+        }
         if args.json:
             sys.stdout.write(json.dumps(row) + "\n")
         else:
@@ -205,8 +248,10 @@ def trust_command(args: argparse.Namespace) -> int:
     except snapshot.SnapshotError as exc:
         return _fail(str(exc))
     ident = snap.identity
-    print(f"trusted {args.path} -> {args.out or args.path}: tick {ident['tick']}, config {ident['config_id']}, "
-          f"state hash {ident['state_hash']}; now signed with {keys.keys.path}")
+    print(
+        f"trusted {args.path} -> {args.out or args.path}: tick {ident['tick']}, config {ident['config_id']}, "
+        f"state hash {ident['state_hash']}; now signed with {keys.keys.path}"
+    )
     return 0
 
 
@@ -219,8 +264,10 @@ def convert_command(args: argparse.Namespace) -> int:
         ident = convert_v1(args.path, args.out, snapshot_keys(args))
     except SnapshotError as exc:
         return _fail(str(exc))
-    print(f"converted {args.path} -> {args.out} (tick {ident.get('tick')}); check it: townlet snapshot validate "
-          f"{args.out}")
+    print(
+        f"converted {args.path} -> {args.out} (tick {ident.get('tick')}); check it: townlet snapshot validate "
+        f"{args.out}"
+    )
     return 0
 
 
@@ -243,8 +290,10 @@ def _key_action(args: argparse.Namespace, keys: Any) -> int:
         return 0
     if action == "rotate":
         print(keys.rotate(retire_others=args.retire_old))
-        print("new snapshots are signed with this key" + ("; older keys are retired" if args.retire_old else ""),
-              file=sys.stderr)
+        print(
+            "new snapshots are signed with this key" + ("; older keys are retired" if args.retire_old else ""),
+            file=sys.stderr,
+        )
         return 0
     if args.arg is None:
         return _fail(f"snapshot key {action} needs {'a FILE' if action == 'import' else 'a key id'}", 2)

@@ -29,12 +29,17 @@ def register(sub: Any, formatter: Any) -> None:
     )
     inner = p.add_subparsers(dest="telemetry_command", metavar="ACTION")
     schema = inner.add_parser(
-        "schema", help="print the JSON Schema every stream line validates against", formatter_class=formatter,
-        description="Print the published telemetry JSON Schema (draft 2020-12).", epilog=EXAMPLES,
+        "schema",
+        help="print the JSON Schema every stream line validates against",
+        formatter_class=formatter,
+        description="Print the published telemetry JSON Schema (draft 2020-12).",
+        epilog=EXAMPLES,
     )
     schema.set_defaults(handler=schema_command)
     replay = inner.add_parser(
-        "replay", help="rebuild the full state at a tick from a stream file", formatter_class=formatter,
+        "replay",
+        help="rebuild the full state at a tick from a stream file",
+        formatter_class=formatter,
         description="Apply the stream's diffs to its snapshot and print the state after tick T as one "
         "snapshot message (JSON). Exit code 2 when the file does not reach that tick.",
         epilog=EXAMPLES,
@@ -44,23 +49,41 @@ def register(sub: Any, formatter: Any) -> None:
     replay.add_argument("--indent", action="store_true", help="pretty-print")
     replay.set_defaults(handler=replay_command)
     collect = inner.add_parser(
-        "collect", help="receive towns' telemetry over TCP (the tcp transport) into JSONL files",
-        formatter_class=formatter, epilog=EXAMPLES,
+        "collect",
+        help="receive towns' telemetry over TCP (the tcp transport) into JSONL files",
+        formatter_class=formatter,
+        epilog=EXAMPLES,
         description="Listen for the tcp transport and write each connection to DIR/town-<UTC time>.jsonl; a file "
         "past --max-bytes continues in a new one that opens with a rebuilt snapshot, so every file replays on "
         "its own. TLS unless --allow-plaintext on a loopback address. Runs until Ctrl+C or SIGTERM.",
     )
-    collect.add_argument("--listen", default="127.0.0.1:7010", metavar="HOST:PORT",
-                         help="address to listen on (default 127.0.0.1:7010; port 0 picks a free one)")
+    collect.add_argument(
+        "--listen",
+        default="127.0.0.1:7010",
+        metavar="HOST:PORT",
+        help="address to listen on (default 127.0.0.1:7010; port 0 picks a free one)",
+    )
     collect.add_argument("--out", required=True, metavar="DIR", help="directory of the stream files (created)")
     collect.add_argument("--tls-cert", default=None, metavar="F", help="server certificate (PEM)")
     collect.add_argument("--tls-key", default=None, metavar="F", help="its private key (PEM)")
-    collect.add_argument("--client-ca", default=None, metavar="F",
-                         help="require client certificates signed by this CA (the transport's cert_file)")
-    collect.add_argument("--allow-plaintext", action="store_true",
-                         help="no TLS (only on a loopback address, as the tcp transport requires)")
-    collect.add_argument("--max-bytes", type=int, default=100 * 2**20, metavar="N",
-                         help="continue in a new file past N bytes (default 100 MiB; 0 never)")
+    collect.add_argument(
+        "--client-ca",
+        default=None,
+        metavar="F",
+        help="require client certificates signed by this CA (the transport's cert_file)",
+    )
+    collect.add_argument(
+        "--allow-plaintext",
+        action="store_true",
+        help="no TLS (only on a loopback address, as the tcp transport requires)",
+    )
+    collect.add_argument(
+        "--max-bytes",
+        type=int,
+        default=100 * 2**20,
+        metavar="N",
+        help="continue in a new file past N bytes (default 100 MiB; 0 never)",
+    )
     collect.add_argument("--keep", type=int, default=10, metavar="N", help="files kept (default 10; 0 all)")
     collect.add_argument("--max-connections", type=int, default=4, metavar="N", help="towns at once (default 4)")
     collect.set_defaults(handler=collect_command)
@@ -122,8 +145,15 @@ def collect_command(args: argparse.Namespace) -> int:
     configure_logging()
     try:
         context = None if args.tls_cert is None else server_context(args.tls_cert, args.tls_key, args.client_ca)
-        sink = Sink(host, int(port_text), args.out, context, max_bytes=args.max_bytes, keep=args.keep,
-                    max_connections=args.max_connections)
+        sink = Sink(
+            host,
+            int(port_text),
+            args.out,
+            context,
+            max_bytes=args.max_bytes,
+            keep=args.keep,
+            max_connections=args.max_connections,
+        )
     except OSError as exc:  # a busy port, a bad certificate or key (ssl.SSLError is an OSError)
         print(f"townlet: error: {exc}", file=sys.stderr)
         return 2
@@ -137,4 +167,3 @@ def collect_command(args: argparse.Namespace) -> int:
     finally:
         sink.close()
     return 0
-

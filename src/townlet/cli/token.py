@@ -28,8 +28,13 @@ EXAMPLES = """examples:
 
 def register(sub: Any, formatter: Any) -> None:
     """Add the ``token`` subcommand group."""
-    p = sub.add_parser("token", help="issue, revoke and list console tokens; rotate signing keys",
-                       formatter_class=formatter, description=__doc__, epilog=EXAMPLES)
+    p = sub.add_parser(
+        "token",
+        help="issue, revoke and list console tokens; rotate signing keys",
+        formatter_class=formatter,
+        description=__doc__,
+        epilog=EXAMPLES,
+    )
     inner = p.add_subparsers(dest="token_command", metavar="ACTION")
 
     def action(name: str, text: str, handler: Any) -> argparse.ArgumentParser:
@@ -42,8 +47,9 @@ def register(sub: Any, formatter: Any) -> None:
     q = action("issue", "issue a signed token and print it alone on stdout", issue_command)
     q.add_argument("--role", required=True, choices=("admin", "viewer"))
     q.add_argument("--principal", required=True, metavar="NAME", help="who the token speaks for")
-    q.add_argument("--ttl", default=None, metavar="DURATION",
-                   help="lifetime, e.g. 30m, 1h, 7d (default: console.default_ttl)")
+    q.add_argument(
+        "--ttl", default=None, metavar="DURATION", help="lifetime, e.g. 30m, 1h, 7d (default: console.default_ttl)"
+    )
     q = action("revoke", "revoke a token (by id or whole token) or every token of a principal", revoke_command)
     q.add_argument("token", nargs="?", default=None, metavar="TOKEN_OR_ID")
     q.add_argument("--principal", default=None, metavar="NAME", help="revoke every token this principal holds now")
@@ -143,8 +149,9 @@ def rotate_command(args: argparse.Namespace) -> int:
     authority, _ = _authority(args)
     kid = authority.rotate(retire_others=args.retire_old)
     print(kid)
-    print("new tokens are signed with this key" + ("; older keys are retired" if args.retire_old else ""),
-          file=sys.stderr)
+    print(
+        "new tokens are signed with this key" + ("; older keys are retired" if args.retire_old else ""), file=sys.stderr
+    )
     return 0
 
 

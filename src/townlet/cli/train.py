@@ -30,35 +30,70 @@ def register(sub: Any, formatter: Any) -> None:
     """Add the ``train`` subcommand."""
     from townlet.cli.main import add_config_arguments
 
-    p = sub.add_parser("train", help="train the option policy with PPO", formatter_class=formatter,
-                       description="Train one shared option policy with PPO over options as a semi-MDP, from "
-                                   "scratch, over batched towns (PyTorch; CPU by default). Prints a JSON summary "
-                                   "on stdout at the end.",
-                       epilog=EXAMPLES)
+    p = sub.add_parser(
+        "train",
+        help="train the option policy with PPO",
+        formatter_class=formatter,
+        description="Train one shared option policy with PPO over options as a semi-MDP, from "
+        "scratch, over batched towns (PyTorch; CPU by default). Prints a JSON summary "
+        "on stdout at the end.",
+        epilog=EXAMPLES,
+    )
     add_config_arguments(p)
-    p.add_argument("--steps", type=_positive, required=True, metavar="N",
-                   help="environment ticks to train for, summed over towns (with --resume: the new total)")
-    p.add_argument("--out", metavar="DIR", default=None, help="run directory (default runs/ppo; with --resume: "
-                   "the resumed run's directory)")
-    p.add_argument("--variant", choices=("full", "hybrid", "compact"), default=None,
-                   help="observation variant (default: the config's features.observations)")
+    p.add_argument(
+        "--steps",
+        type=_positive,
+        required=True,
+        metavar="N",
+        help="environment ticks to train for, summed over towns (with --resume: the new total)",
+    )
+    p.add_argument(
+        "--out",
+        metavar="DIR",
+        default=None,
+        help="run directory (default runs/ppo; with --resume: the resumed run's directory)",
+    )
+    p.add_argument(
+        "--variant",
+        choices=("full", "hybrid", "compact"),
+        default=None,
+        help="observation variant (default: the config's features.observations)",
+    )
     p.add_argument("--agents", type=_positive, default=None, metavar="N", help="agents per town")
     p.add_argument("--towns", type=_positive, default=None, metavar="N", help="towns per rollout worker (default 8)")
-    p.add_argument("--stage", default=None, metavar="NAME",
-                   help="curriculum stage to start at (or to move to on --resume), e.g. M0")
+    p.add_argument(
+        "--stage",
+        default=None,
+        metavar="NAME",
+        help="curriculum stage to start at (or to move to on --resume), e.g. M0",
+    )
     p.add_argument("--no-advance", action="store_true", help="stay in the stage: no automatic curriculum moves")
-    p.add_argument("--init", metavar="CHECKPOINT", default=None,
-                   help="start from a checkpoint's weights (e.g. behaviour cloning)")
-    p.add_argument("--resume", metavar="DIR|CHECKPOINT", default=None,
-                   help="continue a run from DIR/latest.pt or a checkpoint file")
-    p.add_argument("--ray", metavar="ADDRESS|local", default=None,
-                   help="collect rollouts on Ray actors: 'local' or a cluster address (e.g. auto, ray://head:10001)")
+    p.add_argument(
+        "--init", metavar="CHECKPOINT", default=None, help="start from a checkpoint's weights (e.g. behaviour cloning)"
+    )
+    p.add_argument(
+        "--resume",
+        metavar="DIR|CHECKPOINT",
+        default=None,
+        help="continue a run from DIR/latest.pt or a checkpoint file",
+    )
+    p.add_argument(
+        "--ray",
+        metavar="ADDRESS|local",
+        default=None,
+        help="collect rollouts on Ray actors: 'local' or a cluster address (e.g. auto, ray://head:10001)",
+    )
     p.add_argument("--workers", type=_positive, default=None, metavar="N", help="Ray rollout workers (default 2)")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="learner device (default cpu)")
     p.add_argument("--seed", type=int, default=None, metavar="S", help="training seed (default 1)")
-    p.add_argument("--ppo", action="append", default=[], metavar="KEY=VALUE",
-                   help="set any PPO argument (repeatable), e.g. --ppo learning_rate=1e-4 --ppo lstm=true; "
-                        "names in docs/training.md")
+    p.add_argument(
+        "--ppo",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="set any PPO argument (repeatable), e.g. --ppo learning_rate=1e-4 --ppo lstm=true; "
+        "names in docs/training.md",
+    )
     p.add_argument("--json", action="store_true", help="no progress bar; only the JSON summary")
     p.set_defaults(handler=train_command)
 
@@ -93,8 +128,14 @@ def ppo_args(args: argparse.Namespace) -> Any:
 
         values["best_weights"] = score_weights(values["best_weights"])
     explicit = {
-        "config": args.config, "overrides": overrides, "total_steps": args.steps, "stage": args.stage,
-        "auto_curriculum": not args.no_advance, "init": args.init, "resume": args.resume, "ray": args.ray,
+        "config": args.config,
+        "overrides": overrides,
+        "total_steps": args.steps,
+        "stage": args.stage,
+        "auto_curriculum": not args.no_advance,
+        "init": args.init,
+        "resume": args.resume,
+        "ray": args.ray,
         "device": args.device,
     }
     for key, value in (("out", args.out), ("towns", args.towns), ("workers", args.workers), ("seed", args.seed)):
@@ -156,8 +197,14 @@ def train_command(args: argparse.Namespace) -> int:
     watch = TrainingWatch(loaded, ppo.out)
     err = Console(stderr=True)
     with Progress(
-        TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
-        TimeRemainingColumn(), console=err, disable=args.json, transient=False,
+        TextColumn("[bold]train"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[info]}"),
+        TimeRemainingColumn(),
+        console=err,
+        disable=args.json,
+        transient=False,
     ) as bar:
         task = bar.add_task("train", total=ppo.total_steps, info="")
 
@@ -219,9 +266,19 @@ class TrainingWatch:
         if self.baseline is None:
             self.baseline = self._scripted_baseline()
         canaries = training_canaries(window, self.loaded.config.stability, self.baseline)
-        log_event(self.stability, "stability.window", None, label="train", window=self.windows,
-                  global_step=row.get("global_step"), stage=row.get("stage"), passed="fired" not in canaries.values(),
-                  canaries=canaries, **window, promotion_state=self.state(self.out))
+        log_event(
+            self.stability,
+            "stability.window",
+            None,
+            label="train",
+            window=self.windows,
+            global_step=row.get("global_step"),
+            stage=row.get("stage"),
+            passed="fired" not in canaries.values(),
+            canaries=canaries,
+            **window,
+            promotion_state=self.state(self.out),
+        )
         self.windows += 1
 
     def _scripted_baseline(self) -> dict[str, float]:
@@ -243,6 +300,14 @@ class TrainingWatch:
         from townlet.logs import log_event
 
         final = summary.get("policy_hash")
-        log_event(self.promotion, "promotion.candidate", None, policy=final, checkpoint=summary.get("final"),
-                  best=summary.get("best_checkpoint"), windows=self.windows,
-                  next=f"townlet promote register {summary.get('final')}", promotion_state=self.state(final or ""))
+        log_event(
+            self.promotion,
+            "promotion.candidate",
+            None,
+            policy=final,
+            checkpoint=summary.get("final"),
+            best=summary.get("best_checkpoint"),
+            windows=self.windows,
+            next=f"townlet promote register {summary.get('final')}",
+            promotion_state=self.state(final or ""),
+        )

@@ -32,8 +32,13 @@ NEEDS = ("hunger", "hygiene", "energy", "social")
 
 def register(sub: Any, formatter: Any) -> None:
     """Add the ``watch`` subcommand."""
-    p = sub.add_parser("watch", help="terminal dashboard of a live town (agents, narration, health)",
-                       formatter_class=formatter, description=__doc__, epilog=EXAMPLES)
+    p = sub.add_parser(
+        "watch",
+        help="terminal dashboard of a live town (agents, narration, health)",
+        formatter_class=formatter,
+        description=__doc__,
+        epilog=EXAMPLES,
+    )
     p.add_argument("url", metavar="URL", help="the server (http[s]://host:port) or its stream (ws[s]://…/ws/telemetry)")
     p.add_argument("--refresh", type=float, default=4.0, metavar="HZ", help="screen updates per second (default 4)")
     p.add_argument("--agents", type=int, default=40, metavar="N", help="agent rows shown at most (default 40)")
@@ -50,9 +55,9 @@ def stream_url(url: str) -> str:
     if url.startswith(("ws://", "wss://")):
         return url if url.split("//", 1)[1].count("/") else f"{url}/ws/telemetry"
     if url.startswith("https://"):
-        return "wss://" + url[len("https://"):] + "/ws/telemetry"
+        return "wss://" + url[len("https://") :] + "/ws/telemetry"
     if url.startswith("http://"):
-        return "ws://" + url[len("http://"):] + "/ws/telemetry"
+        return "ws://" + url[len("http://") :] + "/ws/telemetry"
     return f"ws://{url}/ws/telemetry"
 
 
@@ -123,17 +128,29 @@ def render(view: WatchState, max_agents: int = 40) -> RenderableType:
     speed = "paused" if clock.get("paused") else clock.get("speed", "?")
     money = kpis.get("money", {})
     summary = Table.grid(padding=(0, 3))
-    summary.add_row(f"[bold]Day {clock['day']} {clock['time']}[/]  tick {state['tick']}", f"speed [bold]{speed}[/]",
-                    f"{state['weather']['state']}, {len(state['agents'])} agents")
-    summary.add_row(f"needs ok {kpis.get('need_ok_share', 0):.3f}", f"attendance {kpis.get('attendance', 0):.3f}",
-                    f"lateness {kpis.get('lateness', 0):.3f}")
-    summary.add_row(f"collapses {kpis.get('collapses', 0)}", f"mean wallet {money.get('wallet_mean', 0):.2f}",
-                    f"treasury {state['economy']['treasury']:.0f}")
+    summary.add_row(
+        f"[bold]Day {clock['day']} {clock['time']}[/]  tick {state['tick']}",
+        f"speed [bold]{speed}[/]",
+        f"{state['weather']['state']}, {len(state['agents'])} agents",
+    )
+    summary.add_row(
+        f"needs ok {kpis.get('need_ok_share', 0):.3f}",
+        f"attendance {kpis.get('attendance', 0):.3f}",
+        f"lateness {kpis.get('lateness', 0):.3f}",
+    )
+    summary.add_row(
+        f"collapses {kpis.get('collapses', 0)}",
+        f"mean wallet {money.get('wallet_mean', 0):.2f}",
+        f"treasury {state['economy']['treasury']:.0f}",
+    )
     off = state["utilities"]
     if off.get("power_off") or off.get("water_off") or state.get("perturbations"):
         events = ", ".join(p["kind"] for p in state.get("perturbations", []))
-        summary.add_row(f"power off: {', '.join(off['power_off']) or '-'}",
-                        f"water off: {', '.join(off['water_off']) or '-'}", f"events: {events or '-'}")
+        summary.add_row(
+            f"power off: {', '.join(off['power_off']) or '-'}",
+            f"water off: {', '.join(off['water_off']) or '-'}",
+            f"events: {events or '-'}",
+        )
     rows = sorted(state["agents"].items())[:max_agents]
     agents = Table(expand=True, pad_edge=False, box=None, header_style="bold")
     agents.add_column("agent", no_wrap=True, min_width=max((len(n) for n, _ in rows), default=5))
@@ -145,8 +162,14 @@ def render(view: WatchState, max_agents: int = 40) -> RenderableType:
     for name, a in rows:
         job = a.get("job")
         doing = a.get("option", a["activity"]) + (" zz" if a["asleep"] else "")
-        agents.add_row(name, a.get("place", f"({a['x']},{a['y']})"), doing, _needs_cell(a["needs"]),
-                       f"{a['wallet']:.2f}", f"{job['title']} (late {job['late']})" if job else "-")
+        agents.add_row(
+            name,
+            a.get("place", f"({a['x']},{a['y']})"),
+            doing,
+            _needs_cell(a["needs"]),
+            f"{a['wallet']:.2f}",
+            f"{job['title']} (late {job['late']})" if job else "-",
+        )
     hidden = len(state["agents"]) - max_agents
     narration = Text()
     for line in list(state.get("narration", []))[-6:][::-1]:
@@ -155,8 +178,9 @@ def render(view: WatchState, max_agents: int = 40) -> RenderableType:
     if not narration:
         narration.append("nothing notable yet", style="dim")
     return Group(
-        Panel(summary, title=f"townlet watch · {view.url}",
-              subtitle=f"config {view.reader.header.get('config_id', '?')}"),
+        Panel(
+            summary, title=f"townlet watch · {view.url}", subtitle=f"config {view.reader.header.get('config_id', '?')}"
+        ),
         Panel(agents, title=f"agents ({len(state['agents'])})" + (f", {hidden} more" if hidden > 0 else "")),
         Panel(narration, title="narration"),
         Panel(_health(view, state), title="health"),
@@ -166,8 +190,12 @@ def render(view: WatchState, max_agents: int = 40) -> RenderableType:
 def _health(view: WatchState, state: dict[str, Any]) -> Table:
     age = time.monotonic() - view.last_message if view.last_message else 0.0
     grid = Table.grid(padding=(0, 2))
-    grid.add_row("[green]connected[/]" if view.connected else "[red]disconnected[/]",
-                 f"messages {view.messages}", f"snapshots {view.snapshots}", f"last {age:.1f}s ago")
+    grid.add_row(
+        "[green]connected[/]" if view.connected else "[red]disconnected[/]",
+        f"messages {view.messages}",
+        f"snapshots {view.snapshots}",
+        f"last {age:.1f}s ago",
+    )
     grid.add_row(f"gaps {view.gaps}", f"reconnects {view.reconnects}", "", "")
     viewers = state.get("transports", {}).get("viewers")
     perf = state.get("perf")
@@ -233,8 +261,10 @@ async def _run(args: argparse.Namespace) -> int:
             while view.state is None and time.monotonic() < deadline:
                 await asyncio.sleep(0.05)
             if view.state is None:
-                print(f"townlet: error: no telemetry from {url} within {args.timeout:g} s {view.last_error}",
-                      file=sys.stderr)
+                print(
+                    f"townlet: error: no telemetry from {url} within {args.timeout:g} s {view.last_error}",
+                    file=sys.stderr,
+                )
                 return 1
             console.print(render(view, args.agents))
             return 0

@@ -45,14 +45,17 @@ class BehaviourCloningConfig(Strict):
         0.25, description="share of each scenario's episodes held out for the accuracy check (at least one)"
     )
     epochs: int = Field(
-        50, ge=1, le=10_000,
+        50,
+        ge=1,
+        le=10_000,
         description="passes over the training episodes (a capture holds only decision points: ~10k samples)",
     )
     batch_size: int = Field(256, ge=1, le=1_000_000)
     learning_rate: Annotated[float, Field(gt=0.0, le=1.0)] = 2e-3
     hidden: int = Field(128, ge=8, le=4096, description="hidden width of the MLP")
     target_accuracy: Unit = Field(
-        0.8, description="held-out accuracy the clone must reach at decision points (the routine's own coin flips "
+        0.8,
+        description="held-out accuracy the clone must reach at decision points (the routine's own coin flips "
         "between Socialise and Idle cap it near 0.96; docs/evaluation.md)",
     )
     seed: int = Field(0, ge=0, le=2**32 - 1)

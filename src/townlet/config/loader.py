@@ -62,8 +62,11 @@ def read_yaml(path: Path) -> Any:
     except OSError as exc:
         raise ConfigError(str(path), "", f"cannot read file ({exc.strerror or exc})") from None
     except UnicodeDecodeError as exc:
-        raise ConfigError(str(path), "", f"not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset "
-                                         f"{exc.start}); save the file as UTF-8") from None
+        raise ConfigError(
+            str(path),
+            "",
+            f"not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start}); save the file as UTF-8",
+        ) from None
     try:
         return yaml.load(text, Loader=_Loader)
     except yaml.YAMLError as exc:

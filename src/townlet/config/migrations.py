@@ -61,8 +61,9 @@ def _check_value(value: Any) -> Any:
             for item in v.values():
                 walk(item, depth + 1)
             return
-        raise ValueError(f"values are JSON-like data (null, booleans, numbers, strings, lists, maps), "
-                         f"not {type(v).__name__}")
+        raise ValueError(
+            f"values are JSON-like data (null, booleans, numbers, strings, lists, maps), not {type(v).__name__}"
+        )
 
     walk(value, 0)
     return value
@@ -162,7 +163,7 @@ def parse_migration(data: Any, where: str) -> MigrationSpec:
         if err["type"] == "missing":
             msg = "required key is missing"
         if msg.startswith("Value error, "):
-            msg = msg[len("Value error, "):]
+            msg = msg[len("Value error, ") :]
         raise ConfigError(where, loc, msg) from None
 
 

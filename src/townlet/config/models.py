@@ -112,8 +112,9 @@ class PathsConfig(Strict):
 
     chunk: int = Field(48, ge=8, le=4096, description="tiles per side of a route chunk")
     margin: int = Field(16, ge=1, le=4096, description="tiles a field's window extends beyond its chunk")
-    route_budget_mb: int = Field(512, ge=1, le=65_536,
-                                 description="MiB the chunk fields may take; chunks double until they fit")
+    route_budget_mb: int = Field(
+        512, ge=1, le=65_536, description="MiB the chunk fields may take; chunks double until they fit"
+    )
 
 
 class TownConfig(Strict):
@@ -360,11 +361,18 @@ class MemoryConfig(Strict):
     """
 
     failure_ticks: Ticks = Field(
-        240, description="ticks an agent avoids an object that failed it (0 = no avoidance); then it forgets")
+        240, description="ticks an agent avoids an object that failed it (0 = no avoidance); then it forgets"
+    )
     failure_slots: int = Field(4, ge=1, le=64, description="failures remembered per agent (the oldest goes first)")
     failure_reasons: list[str] = Field(
-        ["power_lost", "water_lost", "closed", "precondition: stock.", "precondition: power_on",
-         "precondition: water_on"],
+        [
+            "power_lost",
+            "water_lost",
+            "closed",
+            "precondition: stock.",
+            "precondition: power_on",
+            "precondition: water_on",
+        ],
         max_length=64,
         description="step-failure reasons (prefixes) that are the object's fault, not the agent's",
     )

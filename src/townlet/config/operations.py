@@ -115,7 +115,9 @@ class TelemetryConfig(Strict):
     health_every: Ticks = Field(50, description="ticks between perf/transport-health updates; 0 leaves them out")
     slowest_ticks: int = Field(5, ge=0, le=1000, description="slowest ticks of the perf window listed in perf")
     perf_window: int = Field(
-        1000, ge=10, le=1_000_000,
+        1000,
+        ge=10,
+        le=1_000_000,
         description="ticks the perf figures cover: a rolling window kept whether or not anything publishes",
     )
     tick_target_ms: dict[Annotated[int, Field(ge=1, le=10_000_000)], Annotated[float, Field(gt=0.0, le=1e6)]] = Field(
@@ -205,8 +207,9 @@ class SnapshotsConfig(Strict):
     max_header_bytes: int = Field(8 << 20, ge=1 << 12, le=1 << 30, description="largest snapshot header read")
     max_arrays: int = Field(100_000, ge=1, le=10_000_000, description="most arrays one snapshot may hold")
     migrations_dir: str = Field(
-        "migrations", description="declarative migrations (*.yaml), next to the config file unless absolute; "
-        "the shipped ones always apply too"
+        "migrations",
+        description="declarative migrations (*.yaml), next to the config file unless absolute; "
+        "the shipped ones always apply too",
     )
     migrations: list[MigrationSpec] = Field(
         default_factory=list, max_length=1000, description="declarative migrations written in the config itself"

@@ -166,8 +166,9 @@ class RewardsConfig(Strict):
     terminal_penalty: Annotated[float, Field(ge=0.0, le=10.0)] = Field(0.2, description="on exit")
     social: SocialRewardsConfig = SocialRewardsConfig()
     curiosity: Annotated[float, Field(ge=0.0, le=1.0)] = Field(
-        0.05, description="with features.curiosity on: bonus for an agent's n-th completion of an affordance, "
-        "this / sqrt(n) (novelty, for early curriculum stages)"
+        0.05,
+        description="with features.curiosity on: bonus for an agent's n-th completion of an affordance, "
+        "this / sqrt(n) (novelty, for early curriculum stages)",
     )
     clip_tick: Annotated[float, Field(gt=0.0, le=100.0)] = 0.2
     clip_episode: Annotated[float, Field(gt=0.0, le=1_000_000.0)] = 50.0

@@ -35,8 +35,19 @@ class TileKind(IntEnum):
 
 
 OUTDOOR_KINDS = (TileKind.ROAD, TileKind.GRASS)
-OBJECT_TYPES = ("bed", "fridge", "stove", "shower", "wardrobe", "till", "desk", "shelf", "bench", "table",
-                "counter_service")
+OBJECT_TYPES = (
+    "bed",
+    "fridge",
+    "stove",
+    "shower",
+    "wardrobe",
+    "till",
+    "desk",
+    "shelf",
+    "bench",
+    "table",
+    "counter_service",
+)
 PLACE_KINDS = ("home", "grocer", "cafe", "office", "park", "gym")
 
 Tile = tuple[int, int]
@@ -92,8 +103,11 @@ class TownMap:
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, TownMap):
             return NotImplemented
-        return (self._key() == other._key() and np.array_equal(self.tiles, other.tiles)
-                and np.array_equal(self.place_index, other.place_index))
+        return (
+            self._key() == other._key()
+            and np.array_equal(self.tiles, other.tiles)
+            and np.array_equal(self.place_index, other.place_index)
+        )
 
     def __hash__(self) -> int:
         return hash(self._key())
@@ -161,8 +175,11 @@ def _keys(entry: dict[Any, Any], allowed: tuple[str, ...], prefix: str, src: str
 
 
 def _ints(value: Any, n: int, src: str, field: str, what: str) -> tuple[int, ...]:
-    if not isinstance(value, list) or len(value) != n or not all(
-            isinstance(v, int) and not isinstance(v, bool) for v in value):
+    if (
+        not isinstance(value, list)
+        or len(value) != n
+        or not all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+    ):
         raise ConfigError(src, field, f"expected {what}, got {value!r}")
     return tuple(value)
 
@@ -183,14 +200,14 @@ def _legend(raw: Any, src: str) -> dict[str, tuple[TileKind, str | None]]:
         if allowed is None:
             raise ConfigError(src, f"{field}.{key}", "unknown key (expected 'tile' or 'object')")
         if value not in allowed:
-            raise ConfigError(src, f"{field}.{key}", f"unknown {key} {value!r} (one of: "
-                              f"{', '.join(allowed)})")
+            raise ConfigError(src, f"{field}.{key}", f"unknown {key} {value!r} (one of: {', '.join(allowed)})")
         out[glyph] = (TileKind[value.upper()], None) if key == "tile" else (TileKind.OBJECT, value)
     return out
 
 
-def _layout(raw: Any, width: int, height: int, glyphs: dict[str, tuple[TileKind, str | None]],
-            src: str) -> tuple[np.ndarray, list[tuple[int, int, str]]]:
+def _layout(
+    raw: Any, width: int, height: int, glyphs: dict[str, tuple[TileKind, str | None]], src: str
+) -> tuple[np.ndarray, list[tuple[int, int, str]]]:
     if not isinstance(raw, str):
         raise ConfigError(src, "layout", "expected a block of text rows (write `layout: |`)")
     rows = raw.rstrip("\n").split("\n")
@@ -224,17 +241,17 @@ def _places(raw: Any, tiles: np.ndarray, src: str) -> tuple[list[Place], np.ndar
             raise ConfigError(src, field, "expected {kind: KIND, rect: [x, y, w, h]}")
         _keys(entry, ("kind", "rect"), field + ".", src)
         if entry["kind"] not in PLACE_KINDS:
-            raise ConfigError(src, field + ".kind", f"unknown kind {entry['kind']!r} (one of: "
-                              f"{', '.join(PLACE_KINDS)})")
+            raise ConfigError(
+                src, field + ".kind", f"unknown kind {entry['kind']!r} (one of: {', '.join(PLACE_KINDS)})"
+            )
         x, y, w, h = _ints(entry["rect"], 4, src, field + ".rect", "[x, y, w, h]")
         if x < 0 or y < 0 or w < 1 or h < 1 or x + w > width or y + h > height:
-            raise ConfigError(src, field + ".rect", f"[{x}, {y}, {w}, {h}] is not inside the {width}x{height}"
-                              " map")
-        region = index[y:y + h, x:x + w]
+            raise ConfigError(src, field + ".rect", f"[{x}, {y}, {w}, {h}] is not inside the {width}x{height} map")
+        region = index[y : y + h, x : x + w]
         if (region >= 0).any():
             raise ConfigError(src, field + ".rect", f"overlaps place {places[region.max()].id!r}")
         region[...] = len(places)
-        door_cells = np.argwhere(tiles[y:y + h, x:x + w] == TileKind.DOOR)
+        door_cells = np.argwhere(tiles[y : y + h, x : x + w] == TileKind.DOOR)
         doors = tuple((int(c) + x, int(r) + y) for r, c in door_cells)
         places.append(Place(pid, entry["kind"], (x, y, w, h), doors))
     return places, index
@@ -269,13 +286,28 @@ def parse_town_map(data: Any, source: str) -> TownMap:
     for x, y, typ in cells:
         if (pi := int(place_index[y, x])) < 0:
             raise ConfigError(src, "layout", f"row {y} col {x}: {typ} is not inside any place")
-        access = tuple((x + dx, y + dy) for dx, dy in _STEPS
-                       if 0 <= x + dx < width and 0 <= y + dy < height and free[y + dy, x + dx])
+        access = tuple(
+            (x + dx, y + dy)
+            for dx, dy in _STEPS
+            if 0 <= x + dx < width and 0 <= y + dy < height and free[y + dy, x + dx]
+        )
         if not access:
-            raise ConfigError(src, "layout", f"row {y} col {x}: {typ} has no walkable neighbour to be used"
-                              " from (queue and door tiles do not count)")
-        found.append(dict(id=f"{places[pi].id}.{typ}.{counts[(pi, typ)]}", type=typ, x=x, y=y,
-                          place=places[pi].id, access=access, queue=()))
+            raise ConfigError(
+                src,
+                "layout",
+                f"row {y} col {x}: {typ} has no walkable neighbour to be used from (queue and door tiles do not count)",
+            )
+        found.append(
+            dict(
+                id=f"{places[pi].id}.{typ}.{counts[(pi, typ)]}",
+                type=typ,
+                x=x,
+                y=y,
+                place=places[pi].id,
+                access=access,
+                queue=(),
+            )
+        )
         counts[(pi, typ)] += 1
     _assign_queues(found, places, tiles, src)
     raw = data["spawn_tiles"]
@@ -290,26 +322,40 @@ def parse_town_map(data: Any, source: str) -> TownMap:
             raise ConfigError(src, f"spawn_tiles[{i}]", f"[{x}, {y}] must be a road tile, but is {what}")
         spawns.append((x, y))
     _check_reachable(walk, places, found, spawns, src)
-    return TownMap(data["name"], width, height, tiles, place_index, tuple(places),
-                   tuple(MapObject(**o) for o in found), tuple(spawns))
+    return TownMap(
+        data["name"],
+        width,
+        height,
+        tiles,
+        place_index,
+        tuple(places),
+        tuple(MapObject(**o) for o in found),
+        tuple(spawns),
+    )
 
 
 def _assign_queues(found: list[dict[str, Any]], places: list[Place], tiles: np.ndarray, src: str) -> None:
     """Give each chain of queue tiles to the nearest queueable object(s) whose use tile it touches."""
     gyms = {p.id for p in places if p.kind == "gym"}
-    queueable = [o for o in found if o["type"] in ("till", "counter_service")
-                 or (o["type"] == "shower" and o["place"] in gyms)]
+    queueable = [
+        o for o in found if o["type"] in ("till", "counter_service") or (o["type"] == "shower" and o["place"] in gyms)
+    ]
     is_queue = tiles == TileKind.QUEUE
     labels, n = ndimage.label(is_queue)
     for label in range(1, n + 1):
         chain = [(int(c), int(r)) for r, c in np.argwhere(labels == label)]
-        heads = {o["id"]: [(x, y) for x, y in chain if any(abs(x - a) + abs(y - b) == 1
-                                                           for a, b in o["access"])] for o in queueable}
-        near = {o["id"]: min(abs(o["x"] - x) + abs(o["y"] - y) for x, y in chain)
-                for o in queueable if heads[o["id"]]}
+        heads = {
+            o["id"]: [(x, y) for x, y in chain if any(abs(x - a) + abs(y - b) == 1 for a, b in o["access"])]
+            for o in queueable
+        }
+        near = {o["id"]: min(abs(o["x"] - x) + abs(o["y"] - y) for x, y in chain) for o in queueable if heads[o["id"]]}
         if not near:
-            raise ConfigError(src, "layout", f"row {chain[0][1]} col {chain[0][0]}: queue node does not lead"
-                              " to the use tile of a till, counter_service or gym shower")
+            raise ConfigError(
+                src,
+                "layout",
+                f"row {chain[0][1]} col {chain[0][0]}: queue node does not lead"
+                " to the use tile of a till, counter_service or gym shower",
+            )
         for o in queueable:
             if near.get(o["id"]) == min(near.values()):  # ties share the chain (the gym's two showers)
                 dist = _flood(heads[o["id"]], is_queue)
@@ -323,41 +369,46 @@ def _flood(start: list[Tile], allowed: np.ndarray) -> dict[Tile, int]:
     while todo:
         x, y = todo.popleft()
         for t in ((x + dx, y + dy) for dx, dy in _STEPS):
-            if 0 <= t[0] < allowed.shape[1] and 0 <= t[1] < allowed.shape[0] and allowed[t[1], t[0]] \
-                    and t not in dist:
+            if 0 <= t[0] < allowed.shape[1] and 0 <= t[1] < allowed.shape[0] and allowed[t[1], t[0]] and t not in dist:
                 dist[t] = dist[(x, y)] + 1
                 todo.append(t)
     return dist
 
 
-def _check_reachable(walk: np.ndarray, places: list[Place], found: list[dict[str, Any]], spawns: list[Tile],
-                     src: str) -> None:
+def _check_reachable(
+    walk: np.ndarray, places: list[Place], found: list[dict[str, Any]], spawns: list[Tile], src: str
+) -> None:
     """Every place (all its doors), spawn tile and object must be in one walkable component."""
     labels, _ = ndimage.label(walk)
     entries = []  # per place: its doors, or every walkable tile of a door-less place
     for p in places:
         x0, y0, w, h = p.rect
-        inside = np.argwhere(walk[y0:y0 + h, x0:x0 + w])
+        inside = np.argwhere(walk[y0 : y0 + h, x0 : x0 + w])
         entries.append(list(p.doors) or [(x0 + int(c), y0 + int(r)) for r, c in inside])
         if not entries[-1]:
             raise ConfigError(src, f"places.{p.id}", "has no door and no walkable tile, so cannot be entered")
     votes = Counter(int(labels[e[0][1], e[0][0]]) for e in entries)
     first_spawn = int(labels[spawns[0][1], spawns[0][0]])  # breaks ties between equally popular components
     main = max(votes, key=lambda label: (votes[label], label == first_spawn)) if votes else first_spawn
-    anchor = next((p.id for p, e in zip(places, entries, strict=True) if labels[e[0][1], e[0][0]] == main),
-                  "")
+    anchor = next((p.id for p, e in zip(places, entries, strict=True) if labels[e[0][1], e[0][0]] == main), "")
     for p, entry in zip(places, entries, strict=True):
         cut = [t for t in entry if labels[t[1], t[0]] != main]
         if cut and (p.doors or len(cut) == len(entry)):
-            raise ConfigError(src, f"places.{p.id}", f"cannot be reached from place {anchor!r} over walkable"
-                              f" tiles (no path to tile {list(cut[0])})")
+            raise ConfigError(
+                src,
+                f"places.{p.id}",
+                f"cannot be reached from place {anchor!r} over walkable tiles (no path to tile {list(cut[0])})",
+            )
     for i, (x, y) in enumerate(spawns):
         if labels[y, x] != main:
             raise ConfigError(src, f"spawn_tiles[{i}]", f"[{x}, {y}] is not connected to the places")
     for o in found:
         if not any(labels[y, x] == main for x, y in o["access"]):
-            raise ConfigError(src, "layout", f"row {o['y']} col {o['x']}: {o['id']} cannot be reached from"
-                              " the places over walkable tiles")
+            raise ConfigError(
+                src,
+                "layout",
+                f"row {o['y']} col {o['x']}: {o['id']} cannot be reached from the places over walkable tiles",
+            )
 
 
 def tile_town_map(town: TownMap, k: int) -> TownMap:
@@ -394,11 +445,31 @@ def tile_town_map(town: TownMap, k: int) -> TownMap:
             def shift(ts: tuple[Tile, ...], dx: int = dx, dy: int = dy) -> tuple[Tile, ...]:
                 return tuple((x + dx, y + dy) for x, y in ts)
 
-            index[dy:dy + h, dx:dx + w] = np.where(town.place_index >= 0, town.place_index + block * n, -1)
-            places += [Place(p.id + tag, p.kind, (p.rect[0] + dx, p.rect[1] + dy, p.rect[2], p.rect[3]),
-                             shift(p.doors)) for p in town.places]
-            objects += [MapObject(o.place + tag + o.id[len(o.place):], o.type, o.x + dx, o.y + dy,
-                                  o.place + tag, shift(o.access), shift(o.queue)) for o in town.objects]
+            index[dy : dy + h, dx : dx + w] = np.where(town.place_index >= 0, town.place_index + block * n, -1)
+            places += [
+                Place(p.id + tag, p.kind, (p.rect[0] + dx, p.rect[1] + dy, p.rect[2], p.rect[3]), shift(p.doors))
+                for p in town.places
+            ]
+            objects += [
+                MapObject(
+                    o.place + tag + o.id[len(o.place) :],
+                    o.type,
+                    o.x + dx,
+                    o.y + dy,
+                    o.place + tag,
+                    shift(o.access),
+                    shift(o.queue),
+                )
+                for o in town.objects
+            ]
             spawns += shift(town.spawn_tiles)
-    return TownMap(f"{town.name}x{k}", w * k, h * k, np.tile(town.tiles, (k, k)), index, tuple(places),
-                   tuple(objects), tuple(spawns))
+    return TownMap(
+        f"{town.name}x{k}",
+        w * k,
+        h * k,
+        np.tile(town.tiles, (k, k)),
+        index,
+        tuple(places),
+        tuple(objects),
+        tuple(spawns),
+    )

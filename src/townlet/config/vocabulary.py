@@ -28,5 +28,11 @@ SOCIAL_REWARD_STAGES = ("OFF", "C1", "C2", "C3")
 
 def vocabulary() -> dict[str, list[str]]:
     """The vocabulary as JSON-ready lists, by name (what viewers are served)."""
-    return {"needs": list(NEEDS), "options": list(OPTIONS), "activities": list(ACTIVITIES), "traits": list(TRAITS),
-            "weathers": list(WEATHERS), "tile_kinds": list(TILES)}
+    return {
+        "needs": list(NEEDS),
+        "options": list(OPTIONS),
+        "activities": list(ACTIVITIES),
+        "traits": list(TRAITS),
+        "weathers": list(WEATHERS),
+        "tile_kinds": list(TILES),
+    }

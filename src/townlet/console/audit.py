@@ -48,8 +48,12 @@ def bounded(value: Any, limit: int) -> Any:
         raw = repr(value).encode("utf-8", "replace")
     if len(raw) <= limit:
         return value
-    return {"truncated": True, "bytes": len(raw), "sha256": hashlib.sha256(raw).hexdigest(),
-            "head": raw[:HEAD].decode("utf-8", "replace")}
+    return {
+        "truncated": True,
+        "bytes": len(raw),
+        "sha256": hashlib.sha256(raw).hexdigest(),
+        "head": raw[:HEAD].decode("utf-8", "replace"),
+    }
 
 
 @dataclass
@@ -82,9 +86,16 @@ class AuditLog:
         clock: Monotonic seconds (tests pass a fake one).
     """
 
-    def __init__(self, path: str | Path, fsync: bool = True, max_bytes: int = 64 << 20, max_arg_bytes: int = 2048,
-                 refusal_lines: int = 10, summary_s: float = 60.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        fsync: bool = True,
+        max_bytes: int = 64 << 20,
+        max_arg_bytes: int = 2048,
+        refusal_lines: int = 10,
+        summary_s: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.path = Path(path).expanduser()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.fsync = fsync
@@ -216,9 +227,18 @@ class AuditLog:
         if window.suppressed == 0:
             return
         self.summarised += window.suppressed
-        self._write({"ts": _now(), "summary": True, **window.who, "from": window.first_ts,
-                     "written": window.written, "suppressed": window.suppressed, "codes": dict(window.codes),
-                     "cmds": dict(window.cmds)})
+        self._write(
+            {
+                "ts": _now(),
+                "summary": True,
+                **window.who,
+                "from": window.first_ts,
+                "written": window.written,
+                "suppressed": window.suppressed,
+                "codes": dict(window.codes),
+                "cmds": dict(window.cmds),
+            }
+        )
 
     @staticmethod
     def _log(fields: dict[str, Any]) -> None:

@@ -117,8 +117,14 @@ class TokenAuthority:
         max_ttl_s: Longest lifetime a token may be issued with.
     """
 
-    def __init__(self, keys_file: str | Path, revocations_file: str | Path, issued_file: str | Path,
-                 leeway_s: int = 30, max_ttl_s: int = 30 * 86400) -> None:
+    def __init__(
+        self,
+        keys_file: str | Path,
+        revocations_file: str | Path,
+        issued_file: str | Path,
+        leeway_s: int = 30,
+        max_ttl_s: int = 30 * 86400,
+    ) -> None:
         self.keys = KeySet(keys_file)
         self.revocations = WatchedJson(Path(revocations_file).expanduser(), _check_revocations)
         self.issued_file = Path(issued_file).expanduser()
@@ -130,8 +136,7 @@ class TokenAuthority:
     def from_config(cls, console: Any) -> TokenAuthority:
         """Files from the ``console`` config section (empty names live in ``state_dir``)."""
         paths = console_paths(console)
-        return cls(paths["keys"], paths["revocations"], paths["issued"], console.leeway_s,
-                   parse_ttl(console.max_ttl))
+        return cls(paths["keys"], paths["revocations"], paths["issued"], console.leeway_s, parse_ttl(console.max_ttl))
 
     # -- keys ---------------------------------------------------------------------------------------
 
@@ -168,7 +173,8 @@ class TokenAuthority:
             raise RevocationsUnavailable(
                 f"the revocation list {self.revocations.path} is missing although it existed before; restore it "
                 "from a backup (an empty list would re-enable every revoked token: write "
-                '{"tokens": {}, "principals": {}} to it only if you mean that)')
+                '{"tokens": {}, "principals": {}} to it only if you mean that)'
+            )
         self.revocations.put(_EMPTY_REVOCATIONS, 0o644, exclusive=True)
         marker.write_bytes(b"")  # the key set may be a read-only secret: the marker lives beside the list
 
@@ -187,8 +193,14 @@ class TokenAuthority:
         kid, secret = active
         self.ensure_revocation_list()
         iat = int(now if now is not None else time.time())
-        claims = {"iss": ISSUER, "sub": principal, "role": role, "iat": iat, "exp": iat + ttl_s,
-                  "jti": uuid.uuid4().hex}
+        claims = {
+            "iss": ISSUER,
+            "sub": principal,
+            "role": role,
+            "iat": iat,
+            "exp": iat + ttl_s,
+            "jti": uuid.uuid4().hex,
+        }
         token = jwt.encode(claims, secret, algorithm=ALGORITHM, headers={"kid": kid})
         self.issued_file.parent.mkdir(parents=True, exist_ok=True)
         with open(self.issued_file, "ab") as issued:
@@ -220,8 +232,12 @@ class TokenAuthority:
         if secret is None:
             raise CommandError(E_UNAUTHENTICATED, "unknown or retired signing key")
         # times are checked below, by type first: a signed but malformed claim must be refused, never crash
-        options: Options = {"require": ["exp", "iat", "sub", "role", "jti"], "verify_exp": False,
-                            "verify_iat": False, "verify_nbf": False}
+        options: Options = {
+            "require": ["exp", "iat", "sub", "role", "jti"],
+            "verify_exp": False,
+            "verify_iat": False,
+            "verify_nbf": False,
+        }
         try:
             claims = jwt.decode(token, secret, algorithms=[ALGORITHM], issuer=ISSUER, options=options)
         except jwt.InvalidSignatureError:
@@ -258,8 +274,9 @@ class TokenAuthority:
             data = self.revocations.get()
         except StateFileError as exc:
             self._alert(f"the revocation list {exc}")
-            raise CommandError(E_UNAUTHENTICATED, "revocation list unavailable; no token is accepted until it is "
-                                                  "restored") from None
+            raise CommandError(
+                E_UNAUTHENTICATED, "revocation list unavailable; no token is accepted until it is restored"
+            ) from None
         if self.alert is not None:
             log_event(log, "console.credentials_restored", None, problem=self.alert)
             self.alert = None

@@ -183,8 +183,13 @@ def set_rel(ctx: Context, args: SetRelArgs) -> dict[str, Any]:
         w.relationships.set_tie(w, b, a, values)
     tie = w.relationships.tie(a, b)
     assert tie is not None
-    return {"agent": args.agent, "other": args.other, "trust": round(float(tie[0]), 4),
-            "familiarity": round(float(tie[1]), 4), "rivalry": round(float(tie[2]), 4)}
+    return {
+        "agent": args.agent,
+        "other": args.other,
+        "trust": round(float(tie[0]), 4),
+        "familiarity": round(float(tie[1]), 4),
+        "rivalry": round(float(tie[2]), 4),
+    }
 
 
 class PairArgs(Args):
@@ -253,8 +258,9 @@ def act(ctx: Context, args: ActArgs) -> dict[str, Any]:
     slot = ctx.slot(args.agent)
     owner = ctx.service.possession.owners.get(args.agent)
     if owner != ctx.principal.name:
-        raise CommandError(E_CONFLICT if owner is None else E_FORBIDDEN,
-                           f"{args.agent} is not possessed by you (possess it first)")
+        raise CommandError(
+            E_CONFLICT if owner is None else E_FORBIDDEN, f"{args.agent} is not possessed by you (possess it first)"
+        )
     option = Option(OPTION_LABELS.index(args.option))
     if not option_mask(sim.world, np.array([slot]))[0, option]:
         raise CommandError(E_CONFLICT, f"{args.option} is not possible for {args.agent} right now")
@@ -295,8 +301,9 @@ def blackout(ctx: Context, args: BlackoutArgs) -> dict[str, Any]:
     w = ctx.sim.world
     place = ctx.place(args.place) if args.place is not None else None
     w.utilities.set(w, "power", args.state == "off", place)
-    return {"power_off": [w.objects.place_ids[p] for p in range(len(w.utilities.power_on))
-                          if not w.utilities.power_on[p]]}
+    return {
+        "power_off": [w.objects.place_ids[p] for p in range(len(w.utilities.power_on)) if not w.utilities.power_on[p]]
+    }
 
 
 class OutageArgs(Args):
@@ -318,8 +325,11 @@ def outage(ctx: Context, args: OutageArgs) -> dict[str, Any]:
     until = w.tick + args.ticks if args.ticks is not None else None
     w.utilities.set(w, args.utility, args.state == "on", place, until=until)
     arr = w.utilities.power_on if args.utility == "power" else w.utilities.water_on
-    return {"utility": args.utility, "off": [w.objects.place_ids[p] for p in range(len(arr)) if not arr[p]],
-            "repair_tick": until}
+    return {
+        "utility": args.utility,
+        "off": [w.objects.place_ids[p] for p in range(len(arr)) if not arr[p]],
+        "repair_tick": until,
+    }
 
 
 class RainArgs(Args):
@@ -337,4 +347,3 @@ def rain(ctx: Context, args: RainArgs) -> dict[str, Any]:
     elif w.weather.is_raining:
         w.weather.set(w, "sunny")
     return {"weather": w.weather.name}
-

@@ -39,10 +39,14 @@ def status(ctx: Context, args: NoArgs) -> dict[str, Any]:
         "config_id": sim.loaded.config_id,
         "seed": sim.seed,
         "clock": sim.clock.as_dict(),
-        "lifecycle": {"mortality": sim.lifecycle.mortality, "exit_cap": sim.lifecycle.exit_cap,
-                      "spawn_delay": list(sim.lifecycle.spawn_delay)},
-        "perturbations": [{"id": p.id, "kind": p.kind, "ends": p.end, "detail": p.detail}
-                          for p in sim.perturbations.active],
+        "lifecycle": {
+            "mortality": sim.lifecycle.mortality,
+            "exit_cap": sim.lifecycle.exit_cap,
+            "spawn_delay": list(sim.lifecycle.spawn_delay),
+        },
+        "perturbations": [
+            {"id": p.id, "kind": p.kind, "ends": p.end, "detail": p.detail} for p in sim.perturbations.active
+        ],
         "perturbation_schedule": "on" if sim.perturbations.enabled else "off",
         "possessed": dict(sorted(ctx.service.possession.owners.items())),
         "kpis": {k: kpis[k] for k in ("attendance", "lateness", "collapses", "need_ok_share") if k in kpis},
@@ -83,9 +87,18 @@ def help_(ctx: Context, args: HelpArgs) -> dict[str, Any]:
     visible = [registry.commands[n] for n in registry.names()]
     if not ctx.principal.is_admin:
         visible = [c for c in visible if not c.admin]
-    return {"role": ctx.principal.role,
-            "commands": [{"name": c.name, "role": "admin" if c.admin else "viewer", "summary": c.summary,
-                          **({"admin_ops": list(c.admin_ops)} if c.admin_ops else {})} for c in visible]}
+    return {
+        "role": ctx.principal.role,
+        "commands": [
+            {
+                "name": c.name,
+                "role": "admin" if c.admin else "viewer",
+                "summary": c.summary,
+                **({"admin_ops": list(c.admin_ops)} if c.admin_ops else {}),
+            }
+            for c in visible
+        ],
+    }
 
 
 # -- pacing ----------------------------------------------------------------------------------------------
@@ -240,9 +253,12 @@ def perturbations(ctx: Context, args: ScheduleArgs) -> dict[str, Any]:
     schedule = ctx.sim.perturbations
     dropped = schedule.set_enabled(args.state == "on")
     tick, tpd = ctx.sim.world.tick, ctx.sim.world.ticks_per_day
-    return {"schedule": args.state, "dropped": [{"tick": t, "kind": k} for t, k in dropped],
-            "running": [p.id for p in schedule.active],
-            "next_roll_tick": -(-tick // tpd) * tpd if args.state == "on" else None}  # this tick's phase rolls
+    return {
+        "schedule": args.state,
+        "dropped": [{"tick": t, "kind": k} for t, k in dropped],
+        "running": [p.id for p in schedule.active],
+        "next_roll_tick": -(-tick // tpd) * tpd if args.state == "on" else None,
+    }  # this tick's phase rolls
 
 
 class CancelArgs(Args):

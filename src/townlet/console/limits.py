@@ -26,8 +26,9 @@ class TokenBucket:
         max_keys: Buckets kept; the least recently used are forgotten beyond it.
     """
 
-    def __init__(self, per_second: float, burst: int, clock: Callable[[], float] = time.monotonic,
-                 max_keys: int = MAX_BUCKETS) -> None:
+    def __init__(
+        self, per_second: float, burst: int, clock: Callable[[], float] = time.monotonic, max_keys: int = MAX_BUCKETS
+    ) -> None:
         self.rate = per_second
         self.burst = float(burst)
         self.clock = clock

@@ -57,8 +57,9 @@ class PolicyArgs(Args):
     @model_validator(mode="after")
     def _ref_when_needed(self) -> PolicyArgs:
         if self.op in ("swap", "promote") and self.ref is None:
-            raise ValueError(f"op={self.op} needs ref (a registered policy hash or prefix, default, release, "
-                             "scripted or random)")
+            raise ValueError(
+                f"op={self.op} needs ref (a registered policy hash or prefix, default, release, scripted or random)"
+            )
         if self.op in ("status", "rollback") and self.ref is not None:
             raise ValueError(f"op={self.op} takes no ref")
         return self
@@ -105,5 +106,13 @@ def _bare_status(ctx: Context) -> dict[str, Any]:
     else:
         kind = driving_kind(ctx.sim)
         policy = {"hash": kind, "name": kind, "source": "builtin" if kind != "other" else "in-process", "kind": kind}
-    return {"policy": policy, "release": None, "pinned": None, "candidate": None, "registry": None, "canaries": {},
-            "windows": 0, "changes": []}
+    return {
+        "policy": policy,
+        "release": None,
+        "pinned": None,
+        "candidate": None,
+        "registry": None,
+        "canaries": {},
+        "windows": 0,
+        "changes": [],
+    }

@@ -116,8 +116,9 @@ class Registry:
                 joined.commands[name] = cmd
         return joined
 
-    def command(self, name: str, args: type[Args] = NoArgs, admin: bool = True,
-                admin_ops: tuple[str, ...] = ()) -> Callable[[Handler], Handler]:
+    def command(
+        self, name: str, args: type[Args] = NoArgs, admin: bool = True, admin_ops: tuple[str, ...] = ()
+    ) -> Callable[[Handler], Handler]:
         """Decorator registering a handler; its docstring's first line is the summary.
 
         ``admin_ops``: a viewer command whose ``op`` argument takes these values needs an admin token for them.
@@ -139,7 +140,6 @@ class Registry:
     def names(self) -> list[str]:
         """Every command name, sorted."""
         return sorted(self.commands)
-
 
 
 @dataclass

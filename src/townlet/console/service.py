@@ -107,10 +107,17 @@ class ConsoleService:
         failures: ``f(source) -> allowed``, charged for every request whose token fails; None: no limit.
     """
 
-    def __init__(self, sim: Simulation, authority: TokenAuthority | None, audit: AuditLog | None = None,
-                 publisher: TelemetryPublisher | None = None, registry: Registry = REGISTRY,
-                 rate_limit: Callable[[str], bool] | None = None, dedup_size: int = 4096,
-                 failures: Callable[[str], bool] | None = None) -> None:
+    def __init__(
+        self,
+        sim: Simulation,
+        authority: TokenAuthority | None,
+        audit: AuditLog | None = None,
+        publisher: TelemetryPublisher | None = None,
+        registry: Registry = REGISTRY,
+        rate_limit: Callable[[str], bool] | None = None,
+        dedup_size: int = 4096,
+        failures: Callable[[str], bool] | None = None,
+    ) -> None:
         self.sim = sim
         self.authority = authority
         self.audit = audit
@@ -120,8 +127,15 @@ class ConsoleService:
         self.failures = failures
         self.dedup_size = dedup_size
         self.answers: OrderedDict[tuple[str, str], tuple[str, Future[Result]]] = OrderedDict()
-        self.counts = {"submitted": 0, "refused": 0, "applied": 0, "failed": 0, "duplicates": 0, "internal_errors": 0,
-                       "rate_limited": 0}
+        self.counts = {
+            "submitted": 0,
+            "refused": 0,
+            "applied": 0,
+            "failed": 0,
+            "duplicates": 0,
+            "internal_errors": 0,
+            "rate_limited": 0,
+        }
         self._lock = threading.Lock()
         self._builder: StateBuilder | None = None
         self.policies: Any = None  # the live town's policy desk (console/policy.py), installed by the server
@@ -134,8 +148,9 @@ class ConsoleService:
             sim.after_step.append(lambda _sim: audit.sweep())  # a flood's summary goes out when its interval ends
 
     @classmethod
-    def from_config(cls, sim: Simulation, publisher: TelemetryPublisher | None = None,
-                    cfg: ConsoleConfig | None = None) -> ConsoleService:
+    def from_config(
+        cls, sim: Simulation, publisher: TelemetryPublisher | None = None, cfg: ConsoleConfig | None = None
+    ) -> ConsoleService:
         """A service with the token files, audit log, de-duplication and rate limits of the config.
 
         The per-principal limit is ``console.rate_limit``; failed authentications per source address are
@@ -144,10 +159,15 @@ class ConsoleService:
         cfg = cfg or sim.config.console
         paths = console_paths(cfg)
         per, fail = cfg.rate_limit, sim.config.server.auth_failures
-        return cls(sim, TokenAuthority.from_config(cfg), AuditLog.from_config(paths["audit"], cfg), publisher,
-                   rate_limit=TokenBucket(per.per_second, per.burst) if per.per_second else None,
-                   dedup_size=cfg.dedup_size,
-                   failures=TokenBucket(fail.per_second, fail.burst) if fail.per_second else None)
+        return cls(
+            sim,
+            TokenAuthority.from_config(cfg),
+            AuditLog.from_config(paths["audit"], cfg),
+            publisher,
+            rate_limit=TokenBucket(per.per_second, per.burst) if per.per_second else None,
+            dedup_size=cfg.dedup_size,
+            failures=TokenBucket(fail.per_second, fail.burst) if fail.per_second else None,
+        )
 
     # -- the entry points ---------------------------------------------------------------------------
 
@@ -187,8 +207,9 @@ class ConsoleService:
         except Exception as exc:  # a bug in checking must not reach the caller's loop
             return self._internal(None, cmd, raw_args, None, exc)
         if self.rate_limit is not None and not self.rate_limit(principal.name):
-            return self._refuse(principal, source, cmd, raw_args, None,
-                                CommandError(E_RATE_LIMITED, "too many commands; slow down"))
+            return self._refuse(
+                principal, source, cmd, raw_args, None, CommandError(E_RATE_LIMITED, "too many commands; slow down")
+            )
         return principal
 
     def submit_as(self, principal: Principal, payload: Any, source: str | None = None) -> Future[Result]:
@@ -238,8 +259,9 @@ class ConsoleService:
 
     # -- applying -----------------------------------------------------------------------------------
 
-    def _apply(self, command: Command, args: Any, principal: Principal, cmd_id: str | None,
-               future: Future[Result]) -> None:
+    def _apply(
+        self, command: Command, args: Any, principal: Principal, cmd_id: str | None, future: Future[Result]
+    ) -> None:
         tick = int(self.sim.world.tick)
         try:
             data = command.handler(Context(self.sim, principal, self), args)
@@ -257,10 +279,23 @@ class ConsoleService:
         if not future.done():
             future.set_result(result)
 
-    def _refuse(self, principal: Principal | None, source: str | None, cmd: Any, raw_args: Any, cmd_id: str | None,
-                exc: CommandError) -> Result:
-        result = Result(False, clip(cmd, MAX_NAME) if isinstance(cmd, str) else None, exc.code, exc.message,
-                        cmd_id=cmd_id, tick=int(self.sim.world.tick))
+    def _refuse(
+        self,
+        principal: Principal | None,
+        source: str | None,
+        cmd: Any,
+        raw_args: Any,
+        cmd_id: str | None,
+        exc: CommandError,
+    ) -> Result:
+        result = Result(
+            False,
+            clip(cmd, MAX_NAME) if isinstance(cmd, str) else None,
+            exc.code,
+            exc.message,
+            cmd_id=cmd_id,
+            tick=int(self.sim.world.tick),
+        )
         with self._lock:
             self.counts["refused"] += 1
             if exc.code == E_RATE_LIMITED:
@@ -268,14 +303,20 @@ class ConsoleService:
         self._record(principal, source, raw_args, result)
         return result
 
-    def _internal(self, principal: Principal | None, cmd: Any, args: Any, cmd_id: str | None, exc: Exception,
-                  audit: bool = True) -> Result:
+    def _internal(
+        self, principal: Principal | None, cmd: Any, args: Any, cmd_id: str | None, exc: Exception, audit: bool = True
+    ) -> Result:
         log.exception("console command %s failed unexpectedly", clip(cmd, MAX_NAME))
         with self._lock:
             self.counts["internal_errors"] += 1
-        result = Result(False, clip(cmd, MAX_NAME) if isinstance(cmd, str) else None, E_CONFLICT,
-                        f"internal error ({type(exc).__name__}); the town was not changed by it",
-                        cmd_id=cmd_id, tick=int(self.sim.world.tick))
+        result = Result(
+            False,
+            clip(cmd, MAX_NAME) if isinstance(cmd, str) else None,
+            E_CONFLICT,
+            f"internal error ({type(exc).__name__}); the town was not changed by it",
+            cmd_id=cmd_id,
+            tick=int(self.sim.world.tick),
+        )
         if audit:
             self._record(principal, None, args, result)
         return result
@@ -284,9 +325,16 @@ class ConsoleService:
         if self.audit is None:
             return
         fields: dict[str, Any] = {
-            "tick": result.tick, "principal": principal.name if principal else None,
-            "role": principal.role if principal else None, "cmd": result.cmd, "args": args, "cmd_id": result.cmd_id,
-            "ok": result.ok, "code": result.code, "message": result.message, "data": result.data,
+            "tick": result.tick,
+            "principal": principal.name if principal else None,
+            "role": principal.role if principal else None,
+            "cmd": result.cmd,
+            "args": args,
+            "cmd_id": result.cmd_id,
+            "ok": result.ok,
+            "code": result.code,
+            "message": result.message,
+            "data": result.data,
             "duplicate": result.duplicate,
         }
         if source is not None:
@@ -319,23 +367,44 @@ class ConsoleService:
             if remembered is None:
                 return None
             if remembered[0] != fingerprint:
-                raise CommandError(E_CONFLICT, f"cmd_id {cmd_id!r} was already used for a different command or "
-                                               "arguments; use a new cmd_id")
+                raise CommandError(
+                    E_CONFLICT,
+                    f"cmd_id {cmd_id!r} was already used for a different command or arguments; use a new cmd_id",
+                )
             self.answers.move_to_end(key)
             self.counts["duplicates"] += 1
         earlier = remembered[1]
         if not earlier.done():  # still queued: the retry waits for the same application
             if self.audit is not None:
-                self.audit.record(tick=int(self.sim.world.tick), principal=principal.name, role=principal.role,
-                                  cmd=None, args=args, cmd_id=cmd_id, ok=None, code=None, message="pending",
-                                  duplicate=True)
+                self.audit.record(
+                    tick=int(self.sim.world.tick),
+                    principal=principal.name,
+                    role=principal.role,
+                    cmd=None,
+                    args=args,
+                    cmd_id=cmd_id,
+                    ok=None,
+                    code=None,
+                    message="pending",
+                    duplicate=True,
+                )
             return earlier
         first = earlier.result()
         again = Result(first.ok, first.cmd, first.code, first.message, first.data, first.cmd_id, first.tick, True)
         if self.audit is not None:
-            self.audit.record(tick=int(self.sim.world.tick), principal=principal.name, role=principal.role,
-                              cmd=first.cmd, args=args, cmd_id=cmd_id, ok=first.ok, code=first.code,
-                              message=first.message, duplicate=True, applied_tick=first.tick)
+            self.audit.record(
+                tick=int(self.sim.world.tick),
+                principal=principal.name,
+                role=principal.role,
+                cmd=first.cmd,
+                args=args,
+                cmd_id=cmd_id,
+                ok=first.ok,
+                code=first.code,
+                message=first.message,
+                duplicate=True,
+                applied_tick=first.tick,
+            )
         return _resolved(again)
 
     def _remember(self, principal: str, cmd_id: str, fingerprint: str, future: Future[Result]) -> None:
@@ -366,15 +435,21 @@ class ConsoleService:
         with self._lock:
             counts = dict(self.counts)
         audit = self.audit
-        out["console"] = {**counts, "queued": len(sim.commands),
-                          "audit_records": audit.records if audit else 0,
-                          "audit_summarised": audit.summarised if audit else 0,
-                          "audit_rotations": audit.rotations if audit else 0,
-                          "credentials": self.authority.alert or "ok" if self.authority is not None else "ok",
-                          "possessed": len(self.possession.owners)}
+        out["console"] = {
+            **counts,
+            "queued": len(sim.commands),
+            "audit_records": audit.records if audit else 0,
+            "audit_summarised": audit.summarised if audit else 0,
+            "audit_rotations": audit.rotations if audit else 0,
+            "credentials": self.authority.alert or "ok" if self.authority is not None else "ok",
+            "possessed": len(self.possession.owners),
+        }
         if self.policies is not None:  # the live canaries and who drives (console/policy.py)
-            out["stability"] = {"policy": self.policies.driving(), "canaries": self.policies.canary_states(),
-                                "promotion_state": self.policies.promotion_state()}
+            out["stability"] = {
+                "policy": self.policies.driving(),
+                "canaries": self.policies.canary_states(),
+                "promotion_state": self.policies.promotion_state(),
+            }
         return out
 
 

@@ -68,8 +68,13 @@ def snapshot_cmd(ctx: Context, args: SnapshotArgs) -> dict[str, Any]:
         sim.recorded_policy = None  # (its policy never stopped driving)
         raise CommandError(E_CONFLICT, str(exc)) from None
     sim.applied_migrations = applied
-    out = {"op": "load", "file": args.file, "tick": sim.world.tick, "state_hash": sim.state_hash(),
-           "migrations": applied}
+    out = {
+        "op": "load",
+        "file": args.file,
+        "tick": sim.world.tick,
+        "state_hash": sim.state_hash(),
+        "migrations": applied,
+    }
     desk = getattr(ctx.service, "policies", None)
     if desk is not None and sim.recorded_policy is not None:  # the policy the snapshot records drives again
         try:

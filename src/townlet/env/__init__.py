@@ -105,7 +105,10 @@ Overrides = Mapping[str, Any] | Iterable[str] | None
 
 
 def env_config(
-    config: str | Path | None = None, *, variant: str | None = None, agents: int | None = None,
+    config: str | Path | None = None,
+    *,
+    variant: str | None = None,
+    agents: int | None = None,
     overrides: Overrides = None,
 ) -> LoadedConfig:
     """Load a config with the env's keyword settings applied as ``--set`` style overrides."""
@@ -122,14 +125,29 @@ def env_config(
 
 
 def parallel_env(
-    config: str | Path | None = None, *, variant: str | None = None, agents: int | None = None,
-    overrides: Overrides = None, render_mode: str | None = None, decisions: Decisions = "ticks", gamma: float = 0.99,
-    seats: int | None = None, max_cycles: int | None = None, scripted_fallback: bool = False,
+    config: str | Path | None = None,
+    *,
+    variant: str | None = None,
+    agents: int | None = None,
+    overrides: Overrides = None,
+    render_mode: str | None = None,
+    decisions: Decisions = "ticks",
+    gamma: float = 0.99,
+    seats: int | None = None,
+    max_cycles: int | None = None,
+    scripted_fallback: bool = False,
 ) -> TownletParallelEnv:
     """Build the PettingZoo parallel env (see the module docstring for spaces and parameters)."""
     loaded = env_config(config, variant=variant, agents=agents, overrides=overrides)
-    return TownletParallelEnv(loaded, render_mode, decisions=decisions, gamma=gamma, seats=seats,
-                              max_cycles=max_cycles, scripted_fallback=scripted_fallback)
+    return TownletParallelEnv(
+        loaded,
+        render_mode,
+        decisions=decisions,
+        gamma=gamma,
+        seats=seats,
+        max_cycles=max_cycles,
+        scripted_fallback=scripted_fallback,
+    )
 
 
 def env(config: str | Path | None = None, **kwargs: Any) -> AECEnv:

@@ -32,9 +32,27 @@ from townlet.sim.pickling import KeepsViews
 if TYPE_CHECKING:
     from townlet.env.workers import WorkerPool
 
-FIELDS = ("obs", "masks", "rewards", "alive", "terminated", "arrived", "truncated", "deciding", "discounted",
-          "need_peak", "final_obs", "final_masks", "reset_towns", "ticks", "limit", "actions", "episodes", "kpi_totals",
-          "kpi_final")
+FIELDS = (
+    "obs",
+    "masks",
+    "rewards",
+    "alive",
+    "terminated",
+    "arrived",
+    "truncated",
+    "deciding",
+    "discounted",
+    "need_peak",
+    "final_obs",
+    "final_masks",
+    "reset_towns",
+    "ticks",
+    "limit",
+    "actions",
+    "episodes",
+    "kpi_totals",
+    "kpi_final",
+)
 # Columns of ``kpi_totals``: the town's KPI counters over its current episode (see :func:`kpi_totals`).
 KPI_TOTALS = ("attended", "absent", "late", "need_ok_ticks", "agent_ticks", "collapses", "exits")
 
@@ -42,8 +60,18 @@ KPI_TOTALS = ("attended", "absent", "late", "need_ok_ticks", "agent_ticks", "col
 def kpi_totals(sim: Any) -> np.ndarray:
     """``float64[7]`` a town's KPI counters so far this episode, in ``KPI_TOTALS`` order."""
     emp, k = sim.world.employment, sim.kpis
-    return np.array([emp.attended.sum(), emp.absent.sum(), emp.late.sum(), k.need_ok_ticks, k.agent_ticks,
-                     k.counts["collapses"], sum(k.exits.values())], dtype=np.float64)
+    return np.array(
+        [
+            emp.attended.sum(),
+            emp.absent.sum(),
+            emp.late.sum(),
+            k.need_ok_ticks,
+            k.agent_ticks,
+            k.counts["collapses"],
+            sum(k.exits.values()),
+        ],
+        dtype=np.float64,
+    )
 
 
 def batch_shapes(n: int, cap: int, size: int, actions: int) -> dict[str, tuple[tuple[int, ...], type]]:
@@ -73,9 +101,18 @@ def batch_shapes(n: int, cap: int, size: int, actions: int) -> dict[str, tuple[t
 
 def town_buffers(arrays: dict[str, np.ndarray], i: int) -> TownBuffers:
     """Town ``i``'s views of the stacked buffers."""
-    return TownBuffers(arrays["obs"][i], arrays["masks"][i], arrays["rewards"][i], arrays["alive"][i],
-                       arrays["terminated"][i], arrays["arrived"][i], arrays["truncated"][i], arrays["deciding"][i],
-                       arrays["discounted"][i], arrays["need_peak"][i])
+    return TownBuffers(
+        arrays["obs"][i],
+        arrays["masks"][i],
+        arrays["rewards"][i],
+        arrays["alive"][i],
+        arrays["terminated"][i],
+        arrays["arrived"][i],
+        arrays["truncated"][i],
+        arrays["deciding"][i],
+        arrays["discounted"][i],
+        arrays["need_peak"][i],
+    )
 
 
 def observer_of(towns: dict[int, TownCore]) -> StackedObserver | None:
@@ -85,8 +122,14 @@ def observer_of(towns: dict[int, TownCore]) -> StackedObserver | None:
     return StackedObserver(list(towns.values()))
 
 
-def step_towns(towns: dict[int, TownCore], arrays: dict[str, np.ndarray], n_towns: int, seed: int,
-               autoreset: bool, observer: StackedObserver | None = None) -> None:
+def step_towns(
+    towns: dict[int, TownCore],
+    arrays: dict[str, np.ndarray],
+    n_towns: int,
+    seed: int,
+    autoreset: bool,
+    observer: StackedObserver | None = None,
+) -> None:
     """Step the given towns (by batch index) with ``arrays["actions"]``, resetting finished ones if asked.
 
     With an ``observer`` (built by :func:`observer_of` for these towns) all observations and masks are written
@@ -163,9 +206,17 @@ class BatchedTowns(KeepsViews):
     """
 
     def __init__(
-        self, n_towns: int, config: str | Path | None = None, *, variant: str | None = None,
-        agents: int | None = None, overrides: Any = None, autoreset: bool = True, workers: int = 0,
-        decisions: Decisions = "ticks", gamma: float = 0.99,
+        self,
+        n_towns: int,
+        config: str | Path | None = None,
+        *,
+        variant: str | None = None,
+        agents: int | None = None,
+        overrides: Any = None,
+        autoreset: bool = True,
+        workers: int = 0,
+        decisions: Decisions = "ticks",
+        gamma: float = 0.99,
     ) -> None:
         from townlet.env import env_config
 
@@ -202,8 +253,11 @@ class BatchedTowns(KeepsViews):
         self.observer = observer_of(self.towns)
         self.obs, self.masks, self.rewards = arrays["obs"], arrays["masks"], arrays["rewards"]
         self.alive, self.terminated, self.arrived = arrays["alive"], arrays["terminated"], arrays["arrived"]
-        self.truncated, self.final_obs, self.final_masks = arrays["truncated"], arrays["final_obs"], arrays[
-            "final_masks"]
+        self.truncated, self.final_obs, self.final_masks = (
+            arrays["truncated"],
+            arrays["final_obs"],
+            arrays["final_masks"],
+        )
         self.deciding, self.discounted, self.need_peak = arrays["deciding"], arrays["discounted"], arrays["need_peak"]
         self.reset_towns, self.ticks = arrays["reset_towns"], arrays["ticks"]
         self.kpi_totals, self.kpi_final = arrays["kpi_totals"], arrays["kpi_final"]
@@ -215,8 +269,11 @@ class BatchedTowns(KeepsViews):
         self._alongside("reset", reset_towns, self.towns, self.arrays, self.seed)
         return self.obs, self.masks
 
-    def step(self, actions: np.ndarray, limit: np.ndarray | None = None,
-             ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    def step(
+        self,
+        actions: np.ndarray,
+        limit: np.ndarray | None = None,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Step every town with ``actions`` (``int[N, C]``); return ``(obs, masks, rewards, terminated, truncated)``.
 
         All returned arrays are the batch's own buffers, overwritten by the next call. In decision mode each
@@ -227,8 +284,9 @@ class BatchedTowns(KeepsViews):
             raise ValueError(f"actions must have shape {(self.n_towns, self.capacity)}, got {actions.shape}")
         self.arrays["actions"][...] = actions
         self.arrays["limit"][...] = 0 if limit is None else limit
-        self._alongside("step", step_towns, self.towns, self.arrays, self.n_towns, self.seed, self.autoreset,
-                        self.observer)
+        self._alongside(
+            "step", step_towns, self.towns, self.arrays, self.n_towns, self.seed, self.autoreset, self.observer
+        )
         return self.obs, self.masks, self.rewards, self.terminated, self.truncated
 
     def _alongside(self, command: str, own: Any, *args: Any) -> None:
@@ -248,8 +306,10 @@ class BatchedTowns(KeepsViews):
 
     def __getstate__(self) -> dict[str, Any]:
         if self._pool is not None:
-            raise TypeError("a BatchedTowns with worker processes cannot be pickled or copied (its towns live in "
-                            "the workers); build another with the same arguments, or use workers=0")
+            raise TypeError(
+                "a BatchedTowns with worker processes cannot be pickled or copied (its towns live in "
+                "the workers); build another with the same arguments, or use workers=0"
+            )
         return {**self.__dict__, "observer": None}  # numba typed lists: rebuilt below
 
     def __setstate__(self, state: dict[str, Any]) -> None:

@@ -117,8 +117,13 @@ class TownCore(KeepsViews):
         names: Agent id per slot as of the last step.
     """
 
-    def __init__(self, loaded: LoadedConfig, buffers: TownBuffers | None = None, decisions: Decisions = "ticks",
-                 gamma: float = 0.99) -> None:
+    def __init__(
+        self,
+        loaded: LoadedConfig,
+        buffers: TownBuffers | None = None,
+        decisions: Decisions = "ticks",
+        gamma: float = 0.99,
+    ) -> None:
         if decisions not in DECISION_MODES:
             raise ValueError(f"decisions must be one of {', '.join(DECISION_MODES)}, not {decisions!r}")
         if not 0.0 <= gamma <= 1.0:
@@ -218,8 +223,22 @@ class TownCore(KeepsViews):
         while True:
             self._tick(acts)
             ticks += 1
-            deciding = _fold_tick(b.reward, total, b.discounted, discount, b.need_peak, a.needs, a.alive, a.option,
-                                  a.option_started, points, self.sim.world.tick, b.deciding, builtin, acts)
+            deciding = _fold_tick(
+                b.reward,
+                total,
+                b.discounted,
+                discount,
+                b.need_peak,
+                a.needs,
+                a.alive,
+                a.option,
+                a.option_started,
+                points,
+                self.sim.world.tick,
+                b.deciding,
+                builtin,
+                acts,
+            )
             discount *= self.gamma
             if self.done or self._flagged or deciding or ticks == limit:
                 break
@@ -288,15 +307,36 @@ class TownCore(KeepsViews):
         if sim is not self.sim or buffers is not self.buffers:
             a, b = self.sim.world.agents, self.buffers
             ctl = self.sim.controller
-            args = (b.mask, ctl.critical_since, ctl.point_at, a.option, a.option_started, self.commitment,
-                    *mask_arrays(self.sim.world))
+            args = (
+                b.mask,
+                ctl.critical_since,
+                ctl.point_at,
+                a.option,
+                a.option_started,
+                self.commitment,
+                *mask_arrays(self.sim.world),
+            )
             self._mask_args = (self.sim, b, args)
         return args
 
 
 @numba.njit(cache=True)
-def _fold_tick(reward, total, discounted, discount, need_peak, needs, alive, option, started, point_at, tick,
-               deciding, builtin, acts):
+def _fold_tick(
+    reward,
+    total,
+    discounted,
+    discount,
+    need_peak,
+    needs,
+    alive,
+    option,
+    started,
+    point_at,
+    tick,
+    deciding,
+    builtin,
+    acts,
+):
     """Fold a tick of a decision-mode step: reward sums, need peaks, who decides, the next tick's actions.
 
     Returns whether anybody is at a decision point (:func:`~townlet.policy.options.decision_point`).

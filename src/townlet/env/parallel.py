@@ -61,9 +61,17 @@ class TownletParallelEnv(KeepsViews, ParallelEnv):
 
     metadata = {"name": "townlet_v1", "render_modes": list(RENDER_MODES), "is_parallelizable": True, "render_fps": 4}
 
-    def __init__(self, loaded: LoadedConfig, render_mode: str | None = None, decisions: Decisions = "ticks",
-                 gamma: float = 0.99, *, seats: int | None = None, max_cycles: int | None = None,
-                 scripted_fallback: bool = False) -> None:
+    def __init__(
+        self,
+        loaded: LoadedConfig,
+        render_mode: str | None = None,
+        decisions: Decisions = "ticks",
+        gamma: float = 0.99,
+        *,
+        seats: int | None = None,
+        max_cycles: int | None = None,
+        scripted_fallback: bool = False,
+    ) -> None:
         if render_mode is not None and render_mode not in RENDER_MODES:
             raise ValueError(f"render_mode must be one of {list(RENDER_MODES)} or None")
         if max_cycles is not None and max_cycles < 1:
@@ -82,10 +90,12 @@ class TownletParallelEnv(KeepsViews, ParallelEnv):
         self.variant = self.core.layout.variant
         self.layout = self.core.layout
         size, actions = self.core.obs_size, self.core.actions
-        self._observation_space = spaces.Dict({
-            "observation": spaces.Box(-1.0, 1.0, shape=(size,), dtype=np.float32),
-            "action_mask": spaces.Box(0, 1, shape=(actions,), dtype=np.int8),
-        })
+        self._observation_space = spaces.Dict(
+            {
+                "observation": spaces.Box(-1.0, 1.0, shape=(size,), dtype=np.float32),
+                "action_mask": spaces.Box(0, 1, shape=(actions,), dtype=np.int8),
+            }
+        )
         self._action_space = spaces.Discrete(actions)
         self.state_space = spaces.Box(-1.0, 1.0, shape=(capacity, size), dtype=np.float32)
         self.noop = int(Primitive.WAIT if self.core.primitives else Option.IDLE)
@@ -128,8 +138,11 @@ class TownletParallelEnv(KeepsViews, ParallelEnv):
 
     def counters(self) -> dict[str, int]:
         """``scripted_fallbacks``, ``invalid_actions`` and ``exits`` (occupants who left) since the env was built."""
-        return {"scripted_fallbacks": self.scripted_fallbacks, "invalid_actions": self.invalid_actions,
-                "exits": self.exits}
+        return {
+            "scripted_fallbacks": self.scripted_fallbacks,
+            "invalid_actions": self.invalid_actions,
+            "exits": self.exits,
+        }
 
     # -- the loop -----------------------------------------------------------------------------------
 
@@ -232,13 +245,19 @@ class TownletParallelEnv(KeepsViews, ParallelEnv):
             self.scripted_fallbacks += len(missing) + unseated
             if not self._warned and (unseated or not self.scripted_fallback):
                 self._warned = True
-                what = (f"no action for {', '.join(missing[:4])}{' ...' if len(missing) > 4 else ''}"
-                        if missing else f"{unseated} agent(s) in the town beyond the env's {n} seats")
+                what = (
+                    f"no action for {', '.join(missing[:4])}{' ...' if len(missing) > 4 else ''}"
+                    if missing
+                    else f"{unseated} agent(s) in the town beyond the env's {n} seats"
+                )
                 warnings.warn(
                     f"townlet env: {what}: the built-in scripted routine drives them this step, not your policy "
                     f"(env.scripted_fallbacks counts such agent-steps). Send an action for every seat in "
                     f"env.agents, pass scripted_fallback=True to allow this quietly, or raise seats= (up to "
-                    f"{self.core.capacity}). This warning is shown once.", RuntimeWarning, stacklevel=3)
+                    f"{self.core.capacity}). This warning is shown once.",
+                    RuntimeWarning,
+                    stacklevel=3,
+                )
 
     def _decision_infos(self, infos: dict[str, dict], done: bool) -> None:
         """Decision mode: ticks passed, who must decide next, the discounted reward of each seat's step."""
@@ -271,8 +290,10 @@ class TownletParallelEnv(KeepsViews, ParallelEnv):
         obs = np.empty((n, self.core.obs_size), dtype=np.float32)
         mask = np.empty((n, self.core.actions), dtype=np.int8)
         self.seat_rows(obs, mask)
-        return {seat: {"observation": o, "action_mask": m}
-                for seat, o, m in zip(self.possible_agents, obs, mask, strict=True)}
+        return {
+            seat: {"observation": o, "action_mask": m}
+            for seat, o, m in zip(self.possible_agents, obs, mask, strict=True)
+        }
 
     # -- rendering ----------------------------------------------------------------------------------
 

@@ -24,17 +24,40 @@ TILE_RGB = {
     TileKind.OBJECT: (222, 214, 196),
 }
 OBJECT_RGB = {
-    "bed": (70, 110, 200), "fridge": (230, 240, 250), "stove": (200, 70, 50), "shower": (80, 200, 220),
-    "wardrobe": (120, 80, 40), "till": (240, 200, 40), "desk": (100, 70, 140), "shelf": (170, 120, 70),
-    "bench": (90, 60, 30), "table": (210, 150, 90), "counter_service": (240, 140, 40),
+    "bed": (70, 110, 200),
+    "fridge": (230, 240, 250),
+    "stove": (200, 70, 50),
+    "shower": (80, 200, 220),
+    "wardrobe": (120, 80, 40),
+    "till": (240, 200, 40),
+    "desk": (100, 70, 140),
+    "shelf": (170, 120, 70),
+    "bench": (90, 60, 30),
+    "table": (210, 150, 90),
+    "counter_service": (240, 140, 40),
 }
 TILE_CHAR = {
-    TileKind.FLOOR: ".", TileKind.WALL: "#", TileKind.DOOR: "+", TileKind.ROAD: "=", TileKind.COUNTER: "_",
-    TileKind.QUEUE: "q", TileKind.GRASS: ",", TileKind.OBJECT: "?",
+    TileKind.FLOOR: ".",
+    TileKind.WALL: "#",
+    TileKind.DOOR: "+",
+    TileKind.ROAD: "=",
+    TileKind.COUNTER: "_",
+    TileKind.QUEUE: "q",
+    TileKind.GRASS: ",",
+    TileKind.OBJECT: "?",
 }
 OBJECT_CHAR = {
-    "bed": "B", "fridge": "F", "stove": "S", "shower": "W", "wardrobe": "R", "till": "T", "desk": "D",
-    "shelf": "H", "bench": "N", "table": "A", "counter_service": "C",
+    "bed": "B",
+    "fridge": "F",
+    "stove": "S",
+    "shower": "W",
+    "wardrobe": "R",
+    "till": "T",
+    "desk": "D",
+    "shelf": "H",
+    "bench": "N",
+    "table": "A",
+    "counter_service": "C",
 }
 AGENT_CHARS = "0123456789abcdefghijklmnopqrstuvwxyz"
 
@@ -81,11 +104,15 @@ def ansi_frame(world: World) -> str:
     rows = ["".join(chars[y * g.width : (y + 1) * g.width]) for y in range(g.height)]
     tod = world.tick % world.ticks_per_day
     minutes = tod * 1440 // world.ticks_per_day
-    rows.append(f"tick {world.tick}  day {world.tick // world.ticks_per_day}  {minutes // 60:02d}:{minutes % 60:02d}"
-                f"  {world.weather.name}")
+    rows.append(
+        f"tick {world.tick}  day {world.tick // world.ticks_per_day}  {minutes // 60:02d}:{minutes % 60:02d}"
+        f"  {world.weather.name}"
+    )
     for slot in a.alive.nonzero()[0]:
         option = int(a.option[slot])
         needs = " ".join(f"{n[:3]} {a.needs[slot, k]:.2f}" for k, n in enumerate(NEED_NAMES))
-        rows.append(f"{AGENT_CHARS[slot % len(AGENT_CHARS)]} {a.name(int(slot)):<10} "
-                    f"{OPTION_LABELS[option] if option >= 0 else '-':<13} {needs}  wallet {a.wallet[slot]:.2f}")
+        rows.append(
+            f"{AGENT_CHARS[slot % len(AGENT_CHARS)]} {a.name(int(slot)):<10} "
+            f"{OPTION_LABELS[option] if option >= 0 else '-':<13} {needs}  wallet {a.wallet[slot]:.2f}"
+        )
     return "\n".join(rows) + "\n"

@@ -42,8 +42,9 @@ def random_masked(rng: np.random.Generator, masks: np.ndarray) -> np.ndarray:
     return (rng.random(masks.shape) * masks).argmax(axis=-1)
 
 
-def single_env(variant: str, agents: int, steps: int, warmup: int, seed: int, overrides: list[str],
-               policy: str = "random") -> dict[str, Any]:
+def single_env(
+    variant: str, agents: int, steps: int, warmup: int, seed: int, overrides: list[str], policy: str = "random"
+) -> dict[str, Any]:
     """Time ``steps`` steps of one PettingZoo env (after ``warmup`` untimed ones).
 
     ``policy``: ``random`` draws an allowed option every step; ``committed`` repeats the running option and
@@ -185,8 +186,11 @@ def batched_vs_loop(
         "speedup": round(rate["batched"] / rate["loop"], 2),
     }
     if workers:
-        result |= {"workers": workers, "workers_agent_steps_per_s": round(rate["workers"], 1),
-                   "workers_speedup": round(rate["workers"] / rate["loop"], 2)}
+        result |= {
+            "workers": workers,
+            "workers_agent_steps_per_s": round(rate["workers"], 1),
+            "workers_speedup": round(rate["workers"] / rate["loop"], 2),
+        }
     return result
 
 
@@ -229,7 +233,13 @@ def parallel_capacity(processes: int, work: int = 2_000_000) -> float | None:
 
 
 def env_figures(
-    variants: list[str], agents: int, towns: int, steps: int, warmup: int, seed: int, overrides: list[str],
+    variants: list[str],
+    agents: int,
+    towns: int,
+    steps: int,
+    warmup: int,
+    seed: int,
+    overrides: list[str],
     workers: int = 0,
 ) -> dict[str, Any]:
     """The ``env`` block of ``townlet bench --env``."""
@@ -243,6 +253,9 @@ def env_figures(
     before = parallel_capacity(workers + 1) if workers else None
     figures["batched"] = [batched_vs_loop(v, agents, towns, steps, warmup, seed, overrides, workers) for v in variants]
     if workers:
-        figures["parallel_capacity"] = {"processes": workers + 1, "before": before,
-                                        "after": parallel_capacity(workers + 1)}
+        figures["parallel_capacity"] = {
+            "processes": workers + 1,
+            "before": before,
+            "after": parallel_capacity(workers + 1),
+        }
     return figures

@@ -75,20 +75,37 @@ class StackedObserver:
 def _observe_mapped(ints, floats, populations, commons, targets, windows, masks):
     """Encode and mask every town (variants with a map window); scalars per town in ``ints`` / ``floats``."""
     for t in range(len(populations)):
-        encode_mapped(ints[t, FIRST] != 0, ints[t, TICK], ints[t, WEATHER], ints[t, LINES] != 0, populations[t],
-                      commons[t], targets[t], windows[t])
-        town_masks(ints[t, TICK], ints[t, TOD], floats[t, MEAL_PRICE], floats[t, FOOD_PRICE], floats[t, SHOWER_FEE],
-                   *masks[t])
+        encode_mapped(
+            ints[t, FIRST] != 0,
+            ints[t, TICK],
+            ints[t, WEATHER],
+            ints[t, LINES] != 0,
+            populations[t],
+            commons[t],
+            targets[t],
+            windows[t],
+        )
+        town_masks(
+            ints[t, TICK], ints[t, TOD], floats[t, MEAL_PRICE], floats[t, FOOD_PRICE], floats[t, SHOWER_FEE], *masks[t]
+        )
 
 
 @numba.njit(cache=True)
 def _observe_flat(ints, floats, populations, commons, targets, masks):
     """Encode and mask every town (variants without a map window)."""
     for t in range(len(populations)):
-        encode_flat(ints[t, FIRST] != 0, ints[t, TICK], ints[t, WEATHER], ints[t, LINES] != 0, populations[t],
-                    commons[t], targets[t])
-        town_masks(ints[t, TICK], ints[t, TOD], floats[t, MEAL_PRICE], floats[t, FOOD_PRICE], floats[t, SHOWER_FEE],
-                   *masks[t])
+        encode_flat(
+            ints[t, FIRST] != 0,
+            ints[t, TICK],
+            ints[t, WEATHER],
+            ints[t, LINES] != 0,
+            populations[t],
+            commons[t],
+            targets[t],
+        )
+        town_masks(
+            ints[t, TICK], ints[t, TOD], floats[t, MEAL_PRICE], floats[t, FOOD_PRICE], floats[t, SHOWER_FEE], *masks[t]
+        )
 
 
 # Typed lists are built and updated by compiled (and cached) functions: from Python each list method

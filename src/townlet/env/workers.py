@@ -66,8 +66,17 @@ def receive(conn: Connection) -> Any:
     return conn.recv()
 
 
-def _serve(conn: Connection, loaded: LoadedConfig, arrays: dict[str, np.ndarray], towns: list[int],
-           n_towns: int, autoreset: bool, sync: np.ndarray, decisions: Decisions, gamma: float) -> None:
+def _serve(
+    conn: Connection,
+    loaded: LoadedConfig,
+    arrays: dict[str, np.ndarray],
+    towns: list[int],
+    n_towns: int,
+    autoreset: bool,
+    sync: np.ndarray,
+    decisions: Decisions,
+    gamma: float,
+) -> None:
     """A worker's loop: build its towns on its side, then answer steps and reset / query messages.
 
     A step is asked for by the counter ``sync[ASKED]`` moving past ``sync[DONE]``, or by a pipe message.
@@ -138,8 +147,16 @@ class WorkerPool:
         sync: ``int64[workers, 3]`` step counters (asked, done) and the step's seed, in shared memory.
     """
 
-    def __init__(self, loaded: LoadedConfig, shapes: Shapes, n_towns: int, shares: list[list[int]],
-                 autoreset: bool, decisions: Decisions = "ticks", gamma: float = 0.99) -> None:
+    def __init__(
+        self,
+        loaded: LoadedConfig,
+        shapes: Shapes,
+        n_towns: int,
+        shares: list[list[int]],
+        autoreset: bool,
+        decisions: Decisions = "ticks",
+        gamma: float = 0.99,
+    ) -> None:
         if "fork" not in mp.get_all_start_methods():
             raise RuntimeError("BatchedTowns workers need the 'fork' start method; use workers=0 here")
         self.arrays: dict[str, np.ndarray] = {}
@@ -164,9 +181,11 @@ class WorkerPool:
         self._procs = []
         for k, share in enumerate(busy_shares):
             parent, child = ctx.Pipe()
-            proc = ctx.Process(target=_serve, daemon=True,
-                               args=(child, loaded, self.arrays, share, n_towns, autoreset, self.sync[k], decisions,
-                                     gamma))
+            proc = ctx.Process(
+                target=_serve,
+                daemon=True,
+                args=(child, loaded, self.arrays, share, n_towns, autoreset, self.sync[k], decisions, gamma),
+            )
             proc.start()
             child.close()
             self._conns.append(parent)
@@ -194,8 +213,9 @@ class WorkerPool:
         if not self._procs:
             raise RuntimeError("WorkerPool.send: the pool is closed (after close() or a worker's failure)")
         if self._pending is not None:
-            raise RuntimeError(f"WorkerPool.send({command!r}): {self._pending!r} is still pending; "
-                               "call gather() for its answers first")
+            raise RuntimeError(
+                f"WorkerPool.send({command!r}): {self._pending!r} is still pending; call gather() for its answers first"
+            )
         self._pending = command
         if command == "step" and SHARED_COUNTERS:
             self.sync[:, SEED] = seed
@@ -237,8 +257,10 @@ class WorkerPool:
         """Close the pool and raise the worker's failure with its traceback."""
         towns = self.shares[k]
         self.close()
-        raise WorkerError(f"batch worker {k} (towns {towns[0]}..{towns[-1]}) failed in {failure.command!r}; "
-                          f"its traceback:\n{failure.traceback.rstrip()}")
+        raise WorkerError(
+            f"batch worker {k} (towns {towns[0]}..{towns[-1]}) failed in {failure.command!r}; "
+            f"its traceback:\n{failure.traceback.rstrip()}"
+        )
 
     def _wait_steps(self) -> None:
         """Poll the step counters until every worker is done (sleeping between polls after ``SPIN_S``)."""

@@ -24,8 +24,14 @@ if TYPE_CHECKING:
     from townlet.world.state import World
 
 _WATCHED = {
-    EventKind.QUEUE_JOINED, EventKind.GHOST_STEP, EventKind.SHIFT_ARRIVED, EventKind.TIE_CHANGED,
-    EventKind.AGENT_ARRIVED, EventKind.AGENT_EXIT, EventKind.EVICTION_NOTICE, EventKind.PERTURBATION_STARTED,
+    EventKind.QUEUE_JOINED,
+    EventKind.GHOST_STEP,
+    EventKind.SHIFT_ARRIVED,
+    EventKind.TIE_CHANGED,
+    EventKind.AGENT_ARRIVED,
+    EventKind.AGENT_EXIT,
+    EventKind.EVICTION_NOTICE,
+    EventKind.PERTURBATION_STARTED,
     EventKind.PERTURBATION_ENDED,
 }
 
@@ -202,6 +208,7 @@ class Narrator:
             self._said = {t: k for t, k in self._said.items() if tick - k < self.cfg.dedupe_window}
         self.recent.append(Line(tick, category, text))
         self.published[category] += 1
-        self.world.emit(EventKind.NARRATION, agent=agent, other=other, value=float(CATEGORIES.index(category)),
-                        detail=text)
+        self.world.emit(
+            EventKind.NARRATION, agent=agent, other=other, value=float(CATEGORIES.index(category)), detail=text
+        )
         return True

@@ -7,8 +7,18 @@ override may only use its category's placeholders (checked at start-up).
 from __future__ import annotations
 
 CATEGORIES = (
-    "late_and_blocked", "first_clash", "bonded_over_lunch", "arrival", "exit", "eviction_notice",
-    "price_spike", "blackout", "water_outage", "closed_facility", "arranged_meet", "restored",
+    "late_and_blocked",
+    "first_clash",
+    "bonded_over_lunch",
+    "arrival",
+    "exit",
+    "eviction_notice",
+    "price_spike",
+    "blackout",
+    "water_outage",
+    "closed_facility",
+    "arranged_meet",
+    "restored",
 )
 
 TEMPLATES = {

@@ -28,8 +28,28 @@ ACTIVITY_COUNT = len(ACTIVITIES)
 WEATHER_COUNT = len(WEATHERS)
 
 # Slots of the int64 ``spec`` array the kernel reads: block offsets (from the layout) and sizes (from config).
-(NEEDS, WALLET, ITEMS, TIME, JOB, OPTION, COMMIT, ACTIVITY, LAST, AFFORDANCES, CTX, WEATHER, PERSONALITY,
- SOCIAL, TOP, DIM, LOCAL, RADIUS, FLAGS, COMMITMENT) = range(20)
+(
+    NEEDS,
+    WALLET,
+    ITEMS,
+    TIME,
+    JOB,
+    OPTION,
+    COMMIT,
+    ACTIVITY,
+    LAST,
+    AFFORDANCES,
+    CTX,
+    WEATHER,
+    PERSONALITY,
+    SOCIAL,
+    TOP,
+    DIM,
+    LOCAL,
+    RADIUS,
+    FLAGS,
+    COMMITMENT,
+) = range(20)
 # Slots of the float32 ``scales`` array: 1 / the config's observation scales.
 WALLET_SCALE, INVENTORY_SCALE, DURATION_SCALE, CROWD_SCALE, QUEUE_SCALE = range(5)
 
@@ -50,9 +70,22 @@ class CommonBlock:
         a = world.agents
         spec = np.zeros(COMMITMENT + 1, dtype=np.int64)
         spec[[NEEDS, WALLET, TIME, JOB, OPTION, COMMIT, ACTIVITY, CTX, WEATHER, PERSONALITY, LOCAL, FLAGS]] = [
-            at[k] for k in ("needs.hunger", "wallet", "time.sin", "job.has_job", "option.GetFed",
-                            "option.commitment_left", "activity.idle", "ctx_reset", "weather.sunny",
-                            "personality.extroversion", "local.mean_trust", "flag.in_queue")]
+            at[k]
+            for k in (
+                "needs.hunger",
+                "wallet",
+                "time.sin",
+                "job.has_job",
+                "option.GetFed",
+                "option.commitment_left",
+                "activity.idle",
+                "ctx_reset",
+                "weather.sunny",
+                "personality.extroversion",
+                "local.mean_trust",
+                "flag.in_queue",
+            )
+        ]
         spec[ITEMS] = len(a.items)
         spec[AFFORDANCES] = len(world.manifest.affordances)
         spec[LAST] = at["last_action.success"] - spec[AFFORDANCES]
@@ -62,8 +95,16 @@ class CommonBlock:
         spec[RADIUS] = obs.local_radius
         spec[COMMITMENT] = cfg.options.commitment_window
         self.spec = spec
-        self.scales = np.array([1.0 / obs.wallet_scale, 1.0 / obs.inventory_scale, 1.0 / obs.duration_scale,
-                                1.0 / obs.crowd_scale, 1.0 / obs.queue_scale], dtype=np.float32)
+        self.scales = np.array(
+            [
+                1.0 / obs.wallet_scale,
+                1.0 / obs.inventory_scale,
+                1.0 / obs.duration_scale,
+                1.0 / obs.crowd_scale,
+                1.0 / obs.queue_scale,
+            ],
+            dtype=np.float32,
+        )
         ident = cfg.identity
         self.embeddings = embedding_table(ident.embedding_slots, ident.embedding_dim, obs.embedding_seed)
         emp = world.employment
@@ -81,8 +122,11 @@ class CommonBlock:
         # Relationship stage A tracks ties but does not show them: the kernel reads an empty tie table instead
         # (the layout is unchanged; the social snippet, tie summaries and rival flag read 0).
         rel = world.relationships
-        self.ties = (rel.other, rel.values) if cfg.features.ties_observed else (
-            np.full_like(rel.other, -1), np.zeros_like(rel.values))
+        self.ties = (
+            (rel.other, rel.values)
+            if cfg.features.ties_observed
+            else (np.full_like(rel.other, -1), np.zeros_like(rel.values))
+        )
         self._queued: list[int] = []  # slots marked in queue_of / position
         self._lines: list[int] = []  # objects marked in queue_length
 
@@ -124,13 +168,45 @@ class CommonBlock:
         a, g, o = w.agents, w.grid, w.objects
         other, values = self.ties
         return (
-            out, self.spec, self.scales, w.ticks_per_day,
-            a.alive, fresh, a.needs, a.wallet, a.inventory, a.job, self.job_start, self.job_end,
-            w.employment.arrived_day, a.option, a.option_started, a.activity, a.last_action, a.last_success,
-            a.last_duration, a.personality, other, values, w.identity.of_agent, self.embeddings,
-            a.tile, g.width, g.height, w.occupancy, self.xy, self.counts, self.sat,
-            a.home, w.utilities.power_on, w.utilities.water_on, self.queue_of, self.position, a.target_obj,
-            o.reserved_by, o.user,
+            out,
+            self.spec,
+            self.scales,
+            w.ticks_per_day,
+            a.alive,
+            fresh,
+            a.needs,
+            a.wallet,
+            a.inventory,
+            a.job,
+            self.job_start,
+            self.job_end,
+            w.employment.arrived_day,
+            a.option,
+            a.option_started,
+            a.activity,
+            a.last_action,
+            a.last_success,
+            a.last_duration,
+            a.personality,
+            other,
+            values,
+            w.identity.of_agent,
+            self.embeddings,
+            a.tile,
+            g.width,
+            g.height,
+            w.occupancy,
+            self.xy,
+            self.counts,
+            self.sat,
+            a.home,
+            w.utilities.power_on,
+            w.utilities.water_on,
+            self.queue_of,
+            self.position,
+            a.target_obj,
+            o.reserved_by,
+            o.user,
         )
 
 
@@ -146,8 +222,17 @@ def count_pairwise(n: int, alive: np.ndarray, xy: np.ndarray, radius: int, count
 
 
 @numba.njit(cache=True)
-def count_boxes(n: int, alive: np.ndarray, xy: np.ndarray, radius: int, occupancy: np.ndarray, width: int,
-                height: int, sat: np.ndarray, counts: np.ndarray) -> None:
+def count_boxes(
+    n: int,
+    alive: np.ndarray,
+    xy: np.ndarray,
+    radius: int,
+    occupancy: np.ndarray,
+    width: int,
+    height: int,
+    sat: np.ndarray,
+    counts: np.ndarray,
+) -> None:
     """The same counts as :func:`count_pairwise`, from a summed-area table of tile occupancy (big towns)."""
     row = width + 1
     for x in range(row):
@@ -170,10 +255,51 @@ def count_boxes(n: int, alive: np.ndarray, xy: np.ndarray, radius: int, occupanc
 
 
 @numba.njit(cache=True)
-def _write_common(n, tick, weather, any_lines, out, spec, scales, tpd, alive, fresh, needs, wallet, inventory, job,
-                  job_start, job_end, arrived_day, option, option_started, activity, last_action, last_success,
-                  last_duration, personality, other, values, of_agent, embeddings, tile, width, height, occupancy,
-                  xy, counts, sat, home, power_on, water_on, queue_of, position, target_obj, reserved_by, user):
+def _write_common(
+    n,
+    tick,
+    weather,
+    any_lines,
+    out,
+    spec,
+    scales,
+    tpd,
+    alive,
+    fresh,
+    needs,
+    wallet,
+    inventory,
+    job,
+    job_start,
+    job_end,
+    arrived_day,
+    option,
+    option_started,
+    activity,
+    last_action,
+    last_success,
+    last_duration,
+    personality,
+    other,
+    values,
+    of_agent,
+    embeddings,
+    tile,
+    width,
+    height,
+    occupancy,
+    xy,
+    counts,
+    sat,
+    home,
+    power_on,
+    water_on,
+    queue_of,
+    position,
+    target_obj,
+    reserved_by,
+    user,
+):
     """Write the common block of every living row among ``[0, n)`` (offsets in ``spec``, scales in ``scales``).
 
     ``any_lines`` is what :meth:`CommonBlock.read_queues` returned; the arguments from ``out`` on are

@@ -85,11 +85,17 @@ class ObservationEncoder:
         dist = self.world.grid.fields.arrays
         if self._args_dist is not dist:
             a, out, fresh = self.world.agents, self.buffer, self._fresh
-            args = [(a.alive, a.spawn_tick, self._seen_alive, self._seen_spawn, fresh, out),
-                    self.common.kernel_args(out, fresh), self.targets.kernel_args(out, self.t_start, self.h_start)]
+            args = [
+                (a.alive, a.spawn_tick, self._seen_alive, self._seen_spawn, fresh, out),
+                self.common.kernel_args(out, fresh),
+                self.targets.kernel_args(out, self.t_start, self.h_start),
+            ]
             if self.map is not None:
-                args.append(self.map.kernel_args(out, self.m_start, fresh, self.common.queue_length, self.hint_start,
-                                                 self.targets.nearest_field))
+                args.append(
+                    self.map.kernel_args(
+                        out, self.m_start, fresh, self.common.queue_length, self.hint_start, self.targets.nearest_field
+                    )
+                )
             self._args, self._args_dist = tuple(args), dist
         return self._args
 

@@ -157,8 +157,12 @@ def build_layout(
     for kind, key in (("friend", "trust > 0, by trust"), ("rival", "rivalry > 0, by rivalry")):
         for i in range(1, obs.social_top + 1):
             base = f"social.{kind}{i}"
-            lay.add(f"{base}.embedding", "id embedding",
-                    f"unit vector of the other's identity slot ({dim} floats; 0 when no such tie: {key})", dim)
+            lay.add(
+                f"{base}.embedding",
+                "id embedding",
+                f"unit vector of the other's identity slot ({dim} floats; 0 when no such tie: {key})",
+                dim,
+            )
             for comp in ("trust", "familiarity", "rivalry"):
                 lay.add(f"{base}.{comp}", "tie component in [-1, 1]", "as is; 0 when no such tie")
     radius = obs.local_radius
@@ -170,8 +174,11 @@ def build_layout(
     lay.add("local.agents_nearby", "agents", f"min(others within {radius} tiles / {obs.crowd_scale}, 1)")
     lay.add("flag.in_queue", "flag", "1 while waiting in an object's queue")
     lay.add("flag.queue_position", "places", f"min(position in queue (1 = head) / {obs.queue_scale}, 1); 0 not queued")
-    lay.add("flag.rival_in_queue", "flag",
-            "1 if an agent it has rivalry > 0 toward is in the same line (queue, holder or user of its object)")
+    lay.add(
+        "flag.rival_in_queue",
+        "flag",
+        "1 if an agent it has rivalry > 0 toward is in the same line (queue, holder or user of its object)",
+    )
     lay.add("flag.home_power", "flag", "1 if its home has power")
     lay.add("flag.home_water", "flag", "1 if its home has water")
     lay.end("common")
@@ -192,9 +199,12 @@ def build_layout(
     if variant == "compact":
         lay.begin("path_hint")
         for d in DIRECTIONS:
-            lay.add(f"path_hint.{d}", "flag",
-                    "one-hot next step toward its destination (or, when not walking, toward the target of "
-                    "its largest need: hunger fridge, hygiene shower, energy/social home); all 0 when there")
+            lay.add(
+                f"path_hint.{d}",
+                "flag",
+                "one-hot next step toward its destination (or, when not walking, toward the target of "
+                "its largest need: hunger fridge, hygiene shower, energy/social home); all 0 when there",
+            )
         lay.end("path_hint")
         return lay
     w = obs.window
@@ -238,8 +248,10 @@ def _channel_doc(channel: str, crowd: int, queue: int, scale: float) -> tuple[st
         return "agents", f"min(queue length / {queue}, 1) on an object tile"
     if channel.startswith("object."):
         return "flag", f"1 on a {channel[7:]} tile"
-    return "tiles (path)", (f"per window cell: 1 − min(path distance from the cell to the agent's nearest "
-                            f"{channel[5:]} target / {scale:g}, 1); 0 unreachable or outside the map")
+    return "tiles (path)", (
+        f"per window cell: 1 − min(path distance from the cell to the agent's nearest "
+        f"{channel[5:]} target / {scale:g}, 1); 0 unreachable or outside the map"
+    )
 
 
 def layout_of(world: World, variant: str | None = None) -> FeatureLayout:

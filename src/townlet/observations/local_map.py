@@ -79,8 +79,15 @@ class MapWindow:
         self._row_tile = np.full(cap, -1, dtype=np.int64)  # the tile each row's window was written for
         self._row_fields = np.full((cap, max(hints, 1)), -1, dtype=np.int32)  # ... and its hint planes' fields
 
-    def kernel_args(self, out: np.ndarray, start: int, fresh: np.ndarray, queue_length: np.ndarray,
-                    hint_at: int = -1, fields: np.ndarray | None = None) -> tuple[Any, ...]:
+    def kernel_args(
+        self,
+        out: np.ndarray,
+        start: int,
+        fresh: np.ndarray,
+        queue_length: np.ndarray,
+        hint_at: int = -1,
+        fields: np.ndarray | None = None,
+    ) -> tuple[Any, ...]:
         """The arguments of :func:`_write_windows` after ``n`` (valid until the grid's distance arrays grow).
 
         Args:
@@ -95,16 +102,70 @@ class MapWindow:
         a, o, g = w.agents, w.objects, w.grid
         if fields is None:
             fields = self._row_fields
-        return (out, start, hint_at, a.alive, fresh, a.tile, w.occupancy, o.reserved_by, o.user, queue_length,
-                self._flat, self.array.shape[1], self.pad_index, self.object_pad, self.offsets, self.window,
-                self.dynamic, self.crowd, self.queue_scale, self._occupied, self._stamp, self._encodes,
-                self._row_tile, self._row_fields, fields, g.fields.arrays, self.unpad, self.closeness)
+        return (
+            out,
+            start,
+            hint_at,
+            a.alive,
+            fresh,
+            a.tile,
+            w.occupancy,
+            o.reserved_by,
+            o.user,
+            queue_length,
+            self._flat,
+            self.array.shape[1],
+            self.pad_index,
+            self.object_pad,
+            self.offsets,
+            self.window,
+            self.dynamic,
+            self.crowd,
+            self.queue_scale,
+            self._occupied,
+            self._stamp,
+            self._encodes,
+            self._row_tile,
+            self._row_fields,
+            fields,
+            g.fields.arrays,
+            self.unpad,
+            self.closeness,
+        )
 
 
 @numba.njit(cache=True)
-def _write_windows(n, out, start, hint_at, alive, fresh, tiles, occupancy, reserved_by, user, queue_length, flat,
-                   channels, pad_index, object_pad, offsets, window, dynamic, crowd, queue_scale, occupied, stamp,
-                   encode_count, row_tile, row_fields, fields, paths, unpad, closeness):
+def _write_windows(
+    n,
+    out,
+    start,
+    hint_at,
+    alive,
+    fresh,
+    tiles,
+    occupancy,
+    reserved_by,
+    user,
+    queue_length,
+    flat,
+    channels,
+    pad_index,
+    object_pad,
+    offsets,
+    window,
+    dynamic,
+    crowd,
+    queue_scale,
+    occupied,
+    stamp,
+    encode_count,
+    row_tile,
+    row_fields,
+    fields,
+    paths,
+    unpad,
+    closeness,
+):
     """Refresh the dynamic channels (stamping changed cells), then write the living rows' windows and hints.
 
     ``encode_count`` (``int64[1]``) counts the passes; a cell's stamp is the pass that last changed it.

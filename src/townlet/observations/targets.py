@@ -80,8 +80,25 @@ class KeyTargets:
         """
         w = self.world
         a, g, o = w.agents, w.grid, w.objects
-        return (out, start, hint_at, a.alive, a.tile, self._row_tile, g.width, self.candidates, self.fields,
-                g.fields.arrays, o.x, o.y, self.distance_scale, self.nearest_field, a.dest_field, a.needs, NEED_TARGET)
+        return (
+            out,
+            start,
+            hint_at,
+            a.alive,
+            a.tile,
+            self._row_tile,
+            g.width,
+            self.candidates,
+            self.fields,
+            g.fields.arrays,
+            o.x,
+            o.y,
+            self.distance_scale,
+            self.nearest_field,
+            a.dest_field,
+            a.needs,
+            NEED_TARGET,
+        )
 
     def _rebuild(self, slot: int) -> None:
         w, o = self.world, self.world.objects
@@ -130,8 +147,26 @@ def _stale_slots(alive, home, job, spawn, key, stale):
 
 
 @numba.njit(cache=True)
-def _write_targets(n, out, start, hint_at, alive, tiles, row_tile, width, candidates, fields, paths, obj_x, obj_y,
-                   scale, nearest_field, dest_field, needs, need_target):
+def _write_targets(
+    n,
+    out,
+    start,
+    hint_at,
+    alive,
+    tiles,
+    row_tile,
+    width,
+    candidates,
+    fields,
+    paths,
+    obj_x,
+    obj_y,
+    scale,
+    nearest_field,
+    dest_field,
+    needs,
+    need_target,
+):
     """Targets block (and path hint) of every living row among ``[0, n)``; rows on an unchanged tile keep theirs."""
     # Float operations follow the numpy expressions this replaced (float64 bearings), bit for bit.
     targets, k_max = candidates.shape[1], candidates.shape[2]

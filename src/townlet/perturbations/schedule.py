@@ -125,7 +125,6 @@ class Perturbations:
             return
         self._start(world, kind, **params)
 
-
     def _too_late(self, world: World, tick: int) -> bool:
         """Whether ``tick`` falls past the end of today's window."""
         tpd = world.ticks_per_day
@@ -223,8 +222,16 @@ class Perturbations:
 
     # -- start and end ------------------------------------------------------------------------------
 
-    def _start(self, world: World, kind: str, duration: int, item: str = "", magnitude: float = 1.0,
-               place: str = "", agents: tuple[int, ...] = ()) -> Perturbation:
+    def _start(
+        self,
+        world: World,
+        kind: str,
+        duration: int,
+        item: str = "",
+        magnitude: float = 1.0,
+        place: str = "",
+        agents: tuple[int, ...] = (),
+    ) -> Perturbation:
         if int(duration) < 1:
             raise ValueError("duration must be at least 1 tick")
         p = Perturbation(self.next_id, kind, world.tick, world.tick + int(duration))
@@ -287,7 +294,10 @@ class Perturbations:
         else:
             at_work = np.zeros(a.capacity, dtype=bool)
         free = (
-            a.alive & ~a.asleep & ~at_work & (self.cooldown_until <= world.tick)
+            a.alive
+            & ~a.asleep
+            & ~at_work
+            & (self.cooldown_until <= world.tick)
             & (a.needs.max(axis=1) < world.config.needs.critical)
         )
         other = rel.other

@@ -69,9 +69,14 @@ def save(checkpoint: Checkpoint, path: str | Path) -> Path:
     import torch
 
     payload = {
-        "format": FORMAT, "spec": asdict(checkpoint.spec), "state_dict": checkpoint.state_dict,
-        "variant": checkpoint.variant, "config_id": checkpoint.config_id, "policy_hash": checkpoint.policy_hash,
-        "step": checkpoint.step, "meta": checkpoint.meta,
+        "format": FORMAT,
+        "spec": asdict(checkpoint.spec),
+        "state_dict": checkpoint.state_dict,
+        "variant": checkpoint.variant,
+        "config_id": checkpoint.config_id,
+        "policy_hash": checkpoint.policy_hash,
+        "step": checkpoint.step,
+        "meta": checkpoint.meta,
     }
     buffer = io.BytesIO()
     torch.save(payload, buffer)
@@ -97,8 +102,15 @@ def load(path: str | Path) -> Checkpoint:
     if spec_data.get("map_shape") is not None:
         spec_data["map_shape"] = tuple(spec_data["map_shape"])
     spec = NetworkSpec(**spec_data)
-    checkpoint = Checkpoint(spec, payload["state_dict"], payload["variant"], payload["config_id"],
-                            payload["policy_hash"], int(payload.get("step", 0)), dict(payload.get("meta", {})))
+    checkpoint = Checkpoint(
+        spec,
+        payload["state_dict"],
+        payload["variant"],
+        payload["config_id"],
+        payload["policy_hash"],
+        int(payload.get("step", 0)),
+        dict(payload.get("meta", {})),
+    )
     actual = policy_hash(spec, checkpoint.state_dict)
     if actual != checkpoint.policy_hash:
         raise CheckpointError(f"{path}: weights do not match the recorded policy hash (corrupt file?)")

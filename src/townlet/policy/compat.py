@@ -89,22 +89,29 @@ def differences(checkpoint: Checkpoint, world: World, strict: bool = True) -> li
     else:
         size = layout_of(world, checkpoint.variant).size
         if checkpoint.spec.obs_dim != size:
-            found.append(f"observation size: the policy reads {checkpoint.spec.obs_dim} features, this town gives "
-                         f"{size} ({checkpoint.variant})")
+            found.append(
+                f"observation size: the policy reads {checkpoint.spec.obs_dim} features, this town gives "
+                f"{size} ({checkpoint.variant})"
+            )
     if cfg.env.action_level != "options":
-        found.append(f"option set: this town takes {cfg.env.action_level} (env.action_level), a policy drives "
-                     "it with options")
+        found.append(
+            f"option set: this town takes {cfg.env.action_level} (env.action_level), a policy drives it with options"
+        )
     elif checkpoint.spec.n_actions != OPTION_COUNT:
-        found.append(f"option set: the policy chooses among {checkpoint.spec.n_actions} actions, this town's options "
-                     f"are the {OPTION_COUNT} of {', '.join(OPTION_LABELS)}")
+        found.append(
+            f"option set: the policy chooses among {checkpoint.spec.n_actions} actions, this town's options "
+            f"are the {OPTION_COUNT} of {', '.join(OPTION_LABELS)}"
+        )
     if strict:
         family = config_family(world.loaded)
         if checkpoint.config_id not in family:
             stages = [label.removeprefix("stage ") for label in family.values() if label.startswith("stage ")]
             nor = f" nor that of its stages {', '.join(stages)}" if stages else ""
-            found.append(f"config: trained under config {checkpoint.config_id}, not this town's "
-                         f"{world.loaded.config_id}{nor} (run it with the config and --set overrides it was "
-                         "trained with)")
+            found.append(
+                f"config: trained under config {checkpoint.config_id}, not this town's "
+                f"{world.loaded.config_id}{nor} (run it with the config and --set overrides it was "
+                "trained with)"
+            )
     return found
 
 

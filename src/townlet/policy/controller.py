@@ -192,8 +192,17 @@ class OptionController:
             w.fail_step(int(slot), "travel_timeout")
         for slot in idle:
             self.advance(int(slot))
-        need_points(a.alive, a.needs, self._critical, self.critical_since, self._level, self.above, self.point_at,
-                    w.tick, points)
+        need_points(
+            a.alive,
+            a.needs,
+            self._critical,
+            self.critical_since,
+            self._level,
+            self.above,
+            self.point_at,
+            w.tick,
+            points,
+        )
         critical = np.flatnonzero(self.critical_since != NEVER)
         if points and len(critical):  # in an emergency, an option that becomes possible is worth a decision
             rows = option_mask(w, critical)
@@ -330,14 +339,26 @@ class OptionController:
         if o.cooldown:  # (on_cooldown also forgets the cooldowns that have run out)
             barred = np.array([o.on_cooldown(slot, obj, w.tick) for obj in candidates])
         paths, queued = w.grid.fields.arrays, w.queues.length
-        best = _best_object(cands, barred, here, o.place, w.place_open, o.field, paths, queued, o.reserved_by,
-                            o.user, QUEUE_COST)
+        best = _best_object(
+            cands, barred, here, o.place, w.place_open, o.field, paths, queued, o.reserved_by, o.user, QUEUE_COST
+        )
         if best == NEEDS_FIELD:  # a candidate's distance field is not built yet: build them in this order
             for i, obj in enumerate(candidates):
                 if not (len(barred) and barred[i]) and w.place_open[o.place[obj]]:
                     o.field_of(obj)
-            best = _best_object(cands, barred, here, o.place, w.place_open, o.field, w.grid.fields.arrays, queued,
-                                o.reserved_by, o.user, QUEUE_COST)
+            best = _best_object(
+                cands,
+                barred,
+                here,
+                o.place,
+                w.place_open,
+                o.field,
+                w.grid.fields.arrays,
+                queued,
+                o.reserved_by,
+                o.user,
+                QUEUE_COST,
+            )
         return int(best)
 
     def _end(self, slot: int, ok: bool, reason: str = "") -> None:
@@ -375,8 +396,9 @@ _IDLE, _MOVING = int(Activity.IDLE), int(Activity.MOVING)
 
 
 @numba.njit(cache=True)
-def _unsettled(alive: np.ndarray, activity: np.ndarray, option: np.ndarray, step_started: np.ndarray, tick: int,
-               limit: int) -> tuple[np.ndarray, np.ndarray]:
+def _unsettled(
+    alive: np.ndarray, activity: np.ndarray, option: np.ndarray, step_started: np.ndarray, tick: int, limit: int
+) -> tuple[np.ndarray, np.ndarray]:
     """``(stalled, idle)``: walkers past ``limit`` ticks, then agents with an option and an idle body (or a stall)."""
     stalled = np.empty(len(alive), dtype=np.int64)
     idle = np.empty(len(alive), dtype=np.int64)
@@ -413,9 +435,19 @@ def _nearest_by_crow(cands: np.ndarray, x: np.ndarray, y: np.ndarray, hx: int, h
 
 
 @numba.njit(cache=True)
-def _best_object(cands: np.ndarray, barred: np.ndarray, here: int, place: np.ndarray, place_open: np.ndarray,
-                 field: np.ndarray, fields: tuple, queued: np.ndarray, reserved_by: np.ndarray, user: np.ndarray,
-                 queue_cost: int) -> int:
+def _best_object(
+    cands: np.ndarray,
+    barred: np.ndarray,
+    here: int,
+    place: np.ndarray,
+    place_open: np.ndarray,
+    field: np.ndarray,
+    fields: tuple,
+    queued: np.ndarray,
+    reserved_by: np.ndarray,
+    user: np.ndarray,
+    queue_cost: int,
+) -> int:
     """The first candidate with the lowest walking distance plus queue cost, -1 if none, or ``NEEDS_FIELD``.
 
     Skips candidates ``barred`` by a cooldown (empty: none is), in closed places, or out of reach;

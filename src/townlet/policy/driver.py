@@ -69,8 +69,14 @@ class PolicyDriver:
 
     def identity(self) -> dict[str, Any]:
         """``{hash, name, source, since, path, greedy}``."""
-        return {"hash": self.policy_hash, "name": self.name, "source": self.source, "since": int(self.since),
-                "path": self.path, "greedy": bool(self.greedy)}
+        return {
+            "hash": self.policy_hash,
+            "name": self.name,
+            "source": self.source,
+            "since": int(self.since),
+            "path": self.path,
+            "greedy": bool(self.greedy),
+        }
 
     # -- the inspector ----------------------------------------------------------------------------
 
@@ -93,9 +99,13 @@ class PolicyDriver:
             if not ok:
                 out.append(None)
                 continue
-            out.append({"hash": self.policy_hash,
-                        "top": [[OPTION_LABELS[o], p] for o, p in zip(order[i].tolist(), best[i], strict=True)],
-                        "value": values[i]})
+            out.append(
+                {
+                    "hash": self.policy_hash,
+                    "top": [[OPTION_LABELS[o], p] for o, p in zip(order[i].tolist(), best[i], strict=True)],
+                    "value": values[i],
+                }
+            )
         return out
 
     # -- snapshots --------------------------------------------------------------------------------
@@ -110,8 +120,10 @@ class PolicyDriver:
         learned = self.learned
         if learned.encoder is None:
             return {}
-        out: dict[str, Any] = {"policy": {k: _copy(getattr(learned, k)) for k in _POLICY_STATE},
-                               "encoder": {k: _copy(getattr(learned.encoder, k)) for k in _ENCODER_STATE}}
+        out: dict[str, Any] = {
+            "policy": {k: _copy(getattr(learned, k)) for k in _POLICY_STATE},
+            "encoder": {k: _copy(getattr(learned.encoder, k)) for k in _ENCODER_STATE},
+        }
         if learned._state is not None:
             out["recurrent"] = [t.detach().cpu().numpy().copy() for t in learned._state]
         return out
@@ -126,8 +138,10 @@ class PolicyDriver:
             return
         self.bind(sim)
         learned = self.learned
-        for owner, names, saved in ((learned, _POLICY_STATE, state.get("policy", {})),
-                                    (learned.encoder, _ENCODER_STATE, state.get("encoder", {}))):
+        for owner, names, saved in (
+            (learned, _POLICY_STATE, state.get("policy", {})),
+            (learned.encoder, _ENCODER_STATE, state.get("encoder", {})),
+        ):
             for name in names:
                 if name in saved:
                     setattr(owner, name, _into(getattr(owner, name), saved[name], name))

@@ -49,8 +49,15 @@ class NetworkSpec:
     decisions: str = "ticks"
 
     @classmethod
-    def for_layout(cls, layout: Any, n_actions: int, hidden: int = 128, lstm: bool = False,
-                   stay_bias: float | None = None, decisions: str = "points") -> NetworkSpec:
+    def for_layout(
+        cls,
+        layout: Any,
+        n_actions: int,
+        hidden: int = 128,
+        lstm: bool = False,
+        stay_bias: float | None = None,
+        decisions: str = "points",
+    ) -> NetworkSpec:
         """The spec for an observation layout: a CNN over the map block for ``full``, else an MLP.
 
         Args:
@@ -98,8 +105,11 @@ class OptionPolicyNet(nn.Module):
             c, mh, mw = spec.map_shape
             self.map_size = c * mh * mw
             self.conv: nn.Sequential | None = nn.Sequential(
-                _init(nn.Conv2d(c, 16, 3, padding=1)), nn.ReLU(),
-                _init(nn.Conv2d(16, 16, 3, stride=2, padding=1)), nn.ReLU(), nn.Flatten(),
+                _init(nn.Conv2d(c, 16, 3, padding=1)),
+                nn.ReLU(),
+                _init(nn.Conv2d(16, 16, 3, stride=2, padding=1)),
+                nn.ReLU(),
+                nn.Flatten(),
             )
             with torch.no_grad():
                 conv_out = self.conv(torch.zeros(1, c, mh, mw)).shape[1]

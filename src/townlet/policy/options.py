@@ -85,8 +85,12 @@ def mask_scalars(world: World) -> tuple[int, float, float, float]:
 
     A price of ``inf`` means nothing to buy (no open place of the kind has it in stock).
     """
-    return (world.tick % world.ticks_per_day, _price_if_sold(world, "cafe", "cafe_meal"),
-            _price_if_sold(world, "grocer", "raw_food"), _shower_fee(world.manifest))
+    return (
+        world.tick % world.ticks_per_day,
+        _price_if_sold(world, "cafe", "cafe_meal"),
+        _price_if_sold(world, "grocer", "raw_food"),
+        _shower_fee(world.manifest),
+    )
 
 
 def _price_if_sold(world: World, kind: str, item: str) -> float:
@@ -103,17 +107,33 @@ def mask_arrays(world: World) -> tuple[Any, ...]:
     """What the mask kernels read after :func:`mask_scalars`: town arrays and flags, then per-agent arrays."""
     a, emp = world.agents, world.employment
     items = a.item_index
-    return (world.utilities.water_on, world.relationships.enabled, a.alive, a.wallet, a.inventory, a.job, emp.start,
-            emp.end, emp.cfg.early_arrival, items.get("raw_food", -1), items.get("cafe_meal", -1),
-            items.get("clean_clothes", -1))
+    return (
+        world.utilities.water_on,
+        world.relationships.enabled,
+        a.alive,
+        a.wallet,
+        a.inventory,
+        a.job,
+        emp.start,
+        emp.end,
+        emp.cfg.early_arrival,
+        items.get("raw_food", -1),
+        items.get("cafe_meal", -1),
+        items.get("clean_clothes", -1),
+    )
 
 
 NEVER = np.iinfo(np.int64).max  # ``critical_since`` / ``point_at`` of an agent with no streak / no point
 DECISION_POINTS = -1  # ``commitment`` of the semi-MDP mask: choices only at decision points
 
 
-def option_mask(world: World, slots: np.ndarray | None = None, commitment: int = 0,
-                critical_since: np.ndarray | None = None, point_at: np.ndarray | None = None) -> np.ndarray:
+def option_mask(
+    world: World,
+    slots: np.ndarray | None = None,
+    commitment: int = 0,
+    critical_since: np.ndarray | None = None,
+    point_at: np.ndarray | None = None,
+) -> np.ndarray:
     """``bool[n, 7]`` the option mask of ``slots`` (living slots by default) for the coming tick.
 
     Args:
@@ -128,9 +148,17 @@ def option_mask(world: World, slots: np.ndarray | None = None, commitment: int =
         slots = world.agents.slots()
     never = np.full(world.agents.capacity, NEVER, dtype=np.int64)
     a = world.agents
-    return _slot_masks(np.asarray(slots, dtype=np.int64), world.tick, *mask_scalars(world),
-                       never if critical_since is None else critical_since, never if point_at is None else point_at,
-                       a.option, a.option_started, commitment, *mask_arrays(world))
+    return _slot_masks(
+        np.asarray(slots, dtype=np.int64),
+        world.tick,
+        *mask_scalars(world),
+        never if critical_since is None else critical_since,
+        never if point_at is None else point_at,
+        a.option,
+        a.option_started,
+        commitment,
+        *mask_arrays(world),
+    )
 
 
 @numba.njit(cache=True)
@@ -140,8 +168,9 @@ def decision_point(s: int, option: np.ndarray, started: np.ndarray, point_at: np
 
 
 @numba.njit(cache=True)
-def must_decide(alive: np.ndarray, option: np.ndarray, started: np.ndarray, point_at: np.ndarray,
-                tick: int) -> np.ndarray:
+def must_decide(
+    alive: np.ndarray, option: np.ndarray, started: np.ndarray, point_at: np.ndarray, tick: int
+) -> np.ndarray:
     """``bool[C]`` agents at a decision point before ``tick`` (:func:`decision_point`)."""
     out = np.zeros(len(alive), dtype=np.bool_)
     for s in range(len(alive)):
@@ -151,8 +180,17 @@ def must_decide(alive: np.ndarray, option: np.ndarray, started: np.ndarray, poin
 
 
 @numba.njit(cache=True)
-def need_points(alive: np.ndarray, needs: np.ndarray, critical: np.float32, critical_since: np.ndarray,
-                level: np.float32, above: np.ndarray, point_at: np.ndarray, tick: int, points: bool) -> None:
+def need_points(
+    alive: np.ndarray,
+    needs: np.ndarray,
+    critical: np.float32,
+    critical_since: np.ndarray,
+    level: np.float32,
+    above: np.ndarray,
+    point_at: np.ndarray,
+    tick: int,
+    points: bool,
+) -> None:
     """Update the critical streaks and (with ``points``) the need points for ``tick`` (``int64[C]``, ``NEVER``: none).
 
     ``critical_since`` is the first tick of each agent's current streak with a need at or above ``critical``;
@@ -197,9 +235,24 @@ def town_terms(shower_fee: float, water_on: np.ndarray, social_on: bool, alive: 
 
 
 @numba.njit(cache=True)
-def mask_row(row: np.ndarray, s: int, tod: int, meal_price: float, food_price: float, shower_fee: float, social: bool,
-             wallet: np.ndarray, inventory: np.ndarray, job: np.ndarray, start: np.ndarray, end: np.ndarray,
-             early: int, raw: int, meal: int, clothes: int) -> None:
+def mask_row(
+    row: np.ndarray,
+    s: int,
+    tod: int,
+    meal_price: float,
+    food_price: float,
+    shower_fee: float,
+    social: bool,
+    wallet: np.ndarray,
+    inventory: np.ndarray,
+    job: np.ndarray,
+    start: np.ndarray,
+    end: np.ndarray,
+    early: int,
+    raw: int,
+    meal: int,
+    clothes: int,
+) -> None:
     """Write slot ``s``'s mask into ``row`` (of any integer or bool dtype)."""
     money = wallet[s]
     has_food = (raw >= 0 and inventory[s, raw] >= 1) or (meal >= 0 and inventory[s, meal] >= 1)
@@ -223,11 +276,30 @@ def window_over(tick: Any, started: Any, commitment: Any) -> Any:
 
 
 @numba.njit(cache=True)
-def mask_slot(row: np.ndarray, s: int, tick: int, tod: int, meal_price: float, food_price: float, fee: float,
-              social: bool, critical_since: np.ndarray, point_at: np.ndarray, option: np.ndarray,
-              started: np.ndarray, commitment: int,
-              wallet: np.ndarray, inventory: np.ndarray, job: np.ndarray, start: np.ndarray, end: np.ndarray,
-              early: int, raw: int, meal: int, clothes: int) -> None:
+def mask_slot(
+    row: np.ndarray,
+    s: int,
+    tick: int,
+    tod: int,
+    meal_price: float,
+    food_price: float,
+    fee: float,
+    social: bool,
+    critical_since: np.ndarray,
+    point_at: np.ndarray,
+    option: np.ndarray,
+    started: np.ndarray,
+    commitment: int,
+    wallet: np.ndarray,
+    inventory: np.ndarray,
+    job: np.ndarray,
+    start: np.ndarray,
+    end: np.ndarray,
+    early: int,
+    raw: int,
+    meal: int,
+    clothes: int,
+) -> None:
     """Write living slot ``s``'s mask row: the one option mask (see the module docstring)."""
     running = option[s] >= 0
     since = critical_since[s]
@@ -239,15 +311,54 @@ def mask_slot(row: np.ndarray, s: int, tick: int, tod: int, meal_price: float, f
         free = window_over(tick, started[s], commitment) or (since != NEVER and started[s] < since)
     row[:] = 0
     if free:
-        mask_row(row, s, tod, meal_price, food_price, fee, social, wallet, inventory, job, start, end, early, raw,
-                 meal, clothes)
+        mask_row(
+            row,
+            s,
+            tod,
+            meal_price,
+            food_price,
+            fee,
+            social,
+            wallet,
+            inventory,
+            job,
+            start,
+            end,
+            early,
+            raw,
+            meal,
+            clothes,
+        )
     if running:
         row[option[s]] = 1
 
 
 @numba.njit(cache=True)
-def town_masks(tick, tod, meal_price, food_price, shower_fee, mask, critical_since, point_at, option, started,
-               commitment, water_on, social_on, alive, wallet, inventory, job, start, end, early, raw, meal, clothes):
+def town_masks(
+    tick,
+    tod,
+    meal_price,
+    food_price,
+    shower_fee,
+    mask,
+    critical_since,
+    point_at,
+    option,
+    started,
+    commitment,
+    water_on,
+    social_on,
+    alive,
+    wallet,
+    inventory,
+    job,
+    start,
+    end,
+    early,
+    raw,
+    meal,
+    clothes,
+):
     """Every slot's mask row into ``mask`` (``[C, A]`` of any integer or bool dtype): zeros for empty slots.
 
     ``tod`` to ``shower_fee`` come from :func:`mask_scalars`, ``water_on`` and the rest from :func:`mask_arrays`.
@@ -255,19 +366,86 @@ def town_masks(tick, tod, meal_price, food_price, shower_fee, mask, critical_sin
     fee, social = town_terms(shower_fee, water_on, social_on, alive)
     for s in range(len(alive)):
         if alive[s]:
-            mask_slot(mask[s], s, tick, tod, meal_price, food_price, fee, social, critical_since, point_at, option,
-                      started, commitment, wallet, inventory, job, start, end, early, raw, meal, clothes)
+            mask_slot(
+                mask[s],
+                s,
+                tick,
+                tod,
+                meal_price,
+                food_price,
+                fee,
+                social,
+                critical_since,
+                point_at,
+                option,
+                started,
+                commitment,
+                wallet,
+                inventory,
+                job,
+                start,
+                end,
+                early,
+                raw,
+                meal,
+                clothes,
+            )
         else:
             mask[s, :] = 0
 
 
 @numba.njit(cache=True)
-def _slot_masks(slots, tick, tod, meal_price, food_price, shower_fee, critical_since, point_at, option, started,
-                commitment, water_on, social_on, alive, wallet, inventory, job, start, end, early, raw, meal, clothes):
+def _slot_masks(
+    slots,
+    tick,
+    tod,
+    meal_price,
+    food_price,
+    shower_fee,
+    critical_since,
+    point_at,
+    option,
+    started,
+    commitment,
+    water_on,
+    social_on,
+    alive,
+    wallet,
+    inventory,
+    job,
+    start,
+    end,
+    early,
+    raw,
+    meal,
+    clothes,
+):
     """The mask rows of ``slots`` (the same rule as :func:`town_masks`)."""
     fee, social = town_terms(shower_fee, water_on, social_on, alive)
     mask = np.zeros((len(slots), OPTION_COUNT), dtype=np.bool_)
     for i in range(len(slots)):
-        mask_slot(mask[i], slots[i], tick, tod, meal_price, food_price, fee, social, critical_since, point_at,
-                  option, started, commitment, wallet, inventory, job, start, end, early, raw, meal, clothes)
+        mask_slot(
+            mask[i],
+            slots[i],
+            tick,
+            tod,
+            meal_price,
+            food_price,
+            fee,
+            social,
+            critical_since,
+            point_at,
+            option,
+            started,
+            commitment,
+            wallet,
+            inventory,
+            job,
+            start,
+            end,
+            early,
+            raw,
+            meal,
+            clothes,
+        )
     return mask

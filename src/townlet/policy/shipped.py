@@ -59,6 +59,8 @@ def load_default() -> Checkpoint:
     """
     checkpoint = load(default_path())
     if checkpoint.policy_hash != default_hash():
-        raise CheckpointError(f"the shipped default policy is {checkpoint.policy_hash}, its scorecard says "
-                              f"{default_hash()} (a damaged installation)")
+        raise CheckpointError(
+            f"the shipped default policy is {checkpoint.policy_hash}, its scorecard says "
+            f"{default_hash()} (a damaged installation)"
+        )
     return checkpoint

@@ -40,14 +40,29 @@ if TYPE_CHECKING:
     from townlet.world.state import World
 
 TERMS = (
-    "homeostasis", "need_threshold", "shaping", "survival", "wage", "punctuality", "faint", "eviction", "terminal",
-    "chat", "conflict", "relationship", "curiosity", "guardrails",
+    "homeostasis",
+    "need_threshold",
+    "shaping",
+    "survival",
+    "wage",
+    "punctuality",
+    "faint",
+    "eviction",
+    "terminal",
+    "chat",
+    "conflict",
+    "relationship",
+    "curiosity",
+    "guardrails",
 )
 SOCIAL_TERMS = ("chat", "conflict", "relationship")
 STAGE_LEVEL = {"OFF": 0, "C1": 1, "C2": 2, "C3": 3}
 _TRIGGERS = {EventKind.COLLAPSE, EventKind.EVICTION_NOTICE, EventKind.EXIT_PENDING, EventKind.AGENT_EXIT}
 _RELEVANT = _TRIGGERS | {
-    EventKind.SHIFT_ARRIVED, EventKind.CHAT, EventKind.QUEUE_JOINED, EventKind.RESERVATION_EXPIRED,
+    EventKind.SHIFT_ARRIVED,
+    EventKind.CHAT,
+    EventKind.QUEUE_JOINED,
+    EventKind.RESERVATION_EXPIRED,
     EventKind.GHOST_STEP,
 }
 
@@ -129,8 +144,7 @@ class Rewards:
             self.trigger_tick[born] = -(10**9)
             self.uses[born] = 0
         hom = bd["homeostasis"]
-        _living_terms(self._terms, a.needs, alive, self._neg_weights, self._ok, self._threshold_penalty,
-                      self._survival)
+        _living_terms(self._terms, a.needs, alive, self._neg_weights, self._ok, self._threshold_penalty, self._survival)
         if cfg.potential_shaping:
             if born is not None:
                 self.potential[born] = hom[born]  # no shaping on an agent's first tick
@@ -205,8 +219,17 @@ class Rewards:
         # The episode cap can only bite once a return could have reached it (a cheap upper bound).
         clip_episode = self._return_bound + cfg.clip_tick >= cfg.clip_episode
         total, squares, bound = _guardrails(
-            self._terms, self.last, self.episode_return, self.trigger_tick, tick, cfg.exit_guard_ticks, near_exit,
-            self._lo_tick, self._hi_tick, clip_episode, self._hi_episode,
+            self._terms,
+            self.last,
+            self.episode_return,
+            self.trigger_tick,
+            tick,
+            cfg.exit_guard_ticks,
+            near_exit,
+            self._lo_tick,
+            self._hi_tick,
+            clip_episode,
+            self._hi_episode,
         )
         self._return_bound = bound if clip_episode else self._return_bound + cfg.clip_tick
         self.stats.update_sums(counted, total, squares)
@@ -216,8 +239,15 @@ HOMEOSTASIS, NEED_THRESHOLD, SURVIVAL = (TERMS.index(t) for t in ("homeostasis",
 
 
 @numba.njit(cache=True)
-def _living_terms(terms: np.ndarray, needs: np.ndarray, alive: np.ndarray, neg_weights: np.ndarray,
-                  ok: np.float32, threshold_penalty: np.float32, survival: np.float32) -> None:
+def _living_terms(
+    terms: np.ndarray,
+    needs: np.ndarray,
+    alive: np.ndarray,
+    neg_weights: np.ndarray,
+    ok: np.float32,
+    threshold_penalty: np.float32,
+    survival: np.float32,
+) -> None:
     """The per-tick terms of living slots: homeostasis, need threshold, survival (rows of ``terms``)."""
     for s in range(len(alive)):
         if not alive[s]:
@@ -235,9 +265,19 @@ def _living_terms(terms: np.ndarray, needs: np.ndarray, alive: np.ndarray, neg_w
 
 
 @numba.njit(cache=True)
-def _guardrails(terms: np.ndarray, reward: np.ndarray, episode_return: np.ndarray, trigger_tick: np.ndarray,
-                tick: int, guard_ticks: int, near_exit: bool, lo: np.float32, hi: np.float32, clip_episode: bool,
-                hi_episode: np.float32) -> tuple[float, float, float]:
+def _guardrails(
+    terms: np.ndarray,
+    reward: np.ndarray,
+    episode_return: np.ndarray,
+    trigger_tick: np.ndarray,
+    tick: int,
+    guard_ticks: int,
+    near_exit: bool,
+    lo: np.float32,
+    hi: np.float32,
+    clip_episode: bool,
+    hi_episode: np.float32,
+) -> tuple[float, float, float]:
     """Sum every term but the last (the guardrails row) into ``reward``, apply the guardrails in place.
 
     Writes the guardrails' net effect into the last row and adds the rewards to ``episode_return``; returns

@@ -48,9 +48,11 @@ from townlet.server.viewers import FRAMES, Viewer, host_allowed, origin_allowed
 log = logging.getLogger("townlet.server")
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 SECURITY_HEADERS = [
-    (b"content-security-policy",
-     b"default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
-     b"object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'none'"),
+    (
+        b"content-security-policy",
+        b"default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+        b"object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'none'",
+    ),
     (b"x-content-type-options", b"nosniff"),
     (b"referrer-policy", b"no-referrer"),
     (b"x-frame-options", b"DENY"),
@@ -73,8 +75,13 @@ class HostGuard:
         host = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"host"), None)
         if not host_allowed(host, self.bound_host, self.allowed_hosts):
             if scope["type"] == "http":
-                await send({"type": "http.response.start", "status": 400,
-                            "headers": [(b"content-type", b"text/plain; charset=utf-8")]})
+                await send(
+                    {
+                        "type": "http.response.start",
+                        "status": 400,
+                        "headers": [(b"content-type", b"text/plain; charset=utf-8")],
+                    }
+                )
                 await send({"type": "http.response.body", "body": b"unknown host\n"})
             else:
                 await send({"type": "websocket.close", "code": 1008})
@@ -148,8 +155,13 @@ def create_app(live: LiveTown, secure: bool = False) -> FastAPI:
 
     app = FastAPI(title="Townlet live server", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     if cfg.allowed_origins:
-        app.add_middleware(CORSMiddleware, allow_origins=list(cfg.allowed_origins), allow_methods=["GET", "POST"],
-                           allow_headers=["Authorization", "Content-Type"], max_age=600)
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(cfg.allowed_origins),
+            allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "Content-Type"],
+            max_age=600,
+        )
     app.add_middleware(HostGuard, bound_host=cfg.host, allowed_hosts=list(cfg.allowed_hosts))
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     _page_routes(app, live)
@@ -194,8 +206,9 @@ def _console_route(app: FastAPI, live: LiveTown, results: ResultCounter) -> None
 
     @app.post("/api/console")
     async def console(request: Request) -> Response:
-        source = client_address(request.client.host if request.client else None,
-                                request.headers.get("x-forwarded-for"), proxies)
+        source = client_address(
+            request.client.host if request.client else None, request.headers.get("x-forwarded-for"), proxies
+        )
         tick = live.last_tick
         token = bearer(request.headers.get("authorization"))
         # charged to a rate limit (the principal's, or for a failing token the source's) before the body is read
@@ -205,8 +218,11 @@ def _console_route(app: FastAPI, live: LiveTown, results: ResultCounter) -> None
         try:
             body = await asyncio.wait_for(_read_body(request, cfg.max_body_bytes), cfg.header_timeout_s)
         except TimeoutError:
-            return _answer(results, refusal(E_INVALID_ARG, f"body not received within {cfg.header_timeout_s:g} s",
-                                            tick), status=408)
+            return _answer(
+                results,
+                refusal(E_INVALID_ARG, f"body not received within {cfg.header_timeout_s:g} s", tick),
+                status=408,
+            )
         if body is None:
             return _answer(results, refusal(E_INVALID_ARG, f"body larger than {cfg.max_body_bytes} bytes", tick))
         try:
@@ -214,8 +230,9 @@ def _console_route(app: FastAPI, live: LiveTown, results: ResultCounter) -> None
         except orjson.JSONDecodeError:
             payload = None
         if not isinstance(payload, dict):
-            return _answer(results, refusal(E_INVALID_ARG, 'body must be a JSON object {"cmd", "args", "cmd_id"}',
-                                            tick))
+            return _answer(
+                results, refusal(E_INVALID_ARG, 'body must be a JSON object {"cmd", "args", "cmd_id"}', tick)
+            )
         if not live.alive:
             message = f"the town has stopped ({live.error or 'not running'}); see /healthz"
             return _answer(results, refusal(E_UNAVAILABLE, message, tick), status=503)
@@ -224,8 +241,11 @@ def _console_route(app: FastAPI, live: LiveTown, results: ResultCounter) -> None
         try:
             result = (await asyncio.wait_for(asyncio.wrap_future(future), cfg.console_timeout_s)).to_dict()
         except TimeoutError:
-            body_out = refusal(E_TIMEOUT, f"the town did not apply the command within {cfg.console_timeout_s:g} s; "
-                                          "it may still be applied", tick)
+            body_out = refusal(
+                E_TIMEOUT,
+                f"the town did not apply the command within {cfg.console_timeout_s:g} s; it may still be applied",
+                tick,
+            )
             return _answer(results, body_out, status=504)
         return _answer(results, result, _refusal_headers(result["code"], retry_after))
 
@@ -284,8 +304,9 @@ def _refusal_headers(code: str | None, retry_after: dict[str, str]) -> dict[str,
     return retry_after if code == E_RATE_LIMITED else {}
 
 
-def _answer(results: ResultCounter, body: dict[str, Any], headers: dict[str, str] | None = None,
-            status: int | None = None) -> Response:
+def _answer(
+    results: ResultCounter, body: dict[str, Any], headers: dict[str, str] | None = None, status: int | None = None
+) -> Response:
     results.add(body["code"])
     code = status if status is not None else STATUS_OF.get(body["code"], 409)
     return Response(orjson.dumps(body), status_code=code, media_type="application/json", headers=headers)

@@ -28,8 +28,9 @@ def _dates(cert: Path) -> tuple[float, float] | None:
         return None
 
 
-def check_certificate(cert: str | Path, key: str | Path, allow_invalid_dates: bool = False,
-                      now: float | None = None) -> list[str]:
+def check_certificate(
+    cert: str | Path, key: str | Path, allow_invalid_dates: bool = False, now: float | None = None
+) -> list[str]:
     """Check a certificate and its key; returns warnings (expiring soon, dates not checked).
 
     Raises:
@@ -63,8 +64,9 @@ def check_certificate(cert: str | Path, key: str | Path, allow_invalid_dates: bo
         problem = f"the TLS certificate {cert} is not valid before {stamp}"
     if problem is not None:
         if not allow_invalid_dates:
-            raise CertificateError(f"{problem}; renew it (or set server.tls_allow_invalid_dates=true to serve "
-                                   "it anyway)")
+            raise CertificateError(
+                f"{problem}; renew it (or set server.tls_allow_invalid_dates=true to serve it anyway)"
+            )
         return [f"{problem}; serving it anyway (server.tls_allow_invalid_dates) - browsers will refuse it"]
     if not_after - now < SOON_S:
         days = (not_after - now) / 86400

@@ -54,8 +54,16 @@ def bearer(header: str | None) -> str | None:
 
 def refusal(code: str, message: str, tick: int | None = None) -> dict[str, Any]:
     """A result body for a request refused before it reached the console."""
-    return {"ok": False, "cmd": None, "code": code, "message": message, "data": {}, "cmd_id": None,
-            "tick": tick, "duplicate": False}
+    return {
+        "ok": False,
+        "cmd": None,
+        "code": code,
+        "message": message,
+        "data": {},
+        "cmd_id": None,
+        "tick": tick,
+        "duplicate": False,
+    }
 
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network

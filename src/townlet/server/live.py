@@ -102,8 +102,14 @@ class LiveTown:
         cfg: The ``server`` config section.
     """
 
-    def __init__(self, sim: Simulation, console: ConsoleService, publisher: TelemetryPublisher,
-                 viewers: ViewerTransport, cfg: ServerConfig) -> None:
+    def __init__(
+        self,
+        sim: Simulation,
+        console: ConsoleService,
+        publisher: TelemetryPublisher,
+        viewers: ViewerTransport,
+        cfg: ServerConfig,
+    ) -> None:
         self.sim = sim
         self.console = console
         self.publisher = publisher
@@ -120,9 +126,15 @@ class LiveTown:
         self.set_speed(cfg.speed)
 
     @classmethod
-    def build(cls, loaded: LoadedConfig, seed: int | None = None, sim: Simulation | None = None,
-              policy: PolicyChoice | None = None, registry: PolicyRegistry | None = None,
-              baseline: Baseline | None = None) -> LiveTown:
+    def build(
+        cls,
+        loaded: LoadedConfig,
+        seed: int | None = None,
+        sim: Simulation | None = None,
+        policy: PolicyChoice | None = None,
+        registry: PolicyRegistry | None = None,
+        baseline: Baseline | None = None,
+    ) -> LiveTown:
         """A live town from a loaded config: telemetry transports, console and policy desk from their sections.
 
         Args:
@@ -183,8 +195,14 @@ class LiveTown:
         self._stopping = False
         self._thread = threading.Thread(target=self._run, name="townlet-live", daemon=True)
         self._thread.start()
-        log_event(log, "server.town_started", int(self.sim.world.tick), speed=self.sim.clock.speed,
-                  paused=self.sim.clock.paused, config_id=self.sim.loaded.config_id)
+        log_event(
+            log,
+            "server.town_started",
+            int(self.sim.world.tick),
+            speed=self.sim.clock.speed,
+            paused=self.sim.clock.paused,
+            config_id=self.sim.loaded.config_id,
+        )
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop the tick thread, close telemetry and the audit log."""

@@ -55,8 +55,15 @@ def _spectate(url: str, count: int, ready: Any, stop: Any, results: Any) -> None
             tally["errors"].append(f"{type(exc).__name__}: {exc}"[:200])
 
     async def main() -> None:
-        tally: dict[str, Any] = {"connected": 0, "first_snapshot": 0, "frames": 0, "messages": 0, "bytes": 0,
-                                 "snapshots": 0, "errors": []}
+        tally: dict[str, Any] = {
+            "connected": 0,
+            "first_snapshot": 0,
+            "frames": 0,
+            "messages": 0,
+            "bytes": 0,
+            "snapshots": 0,
+            "errors": [],
+        }
         tasks = [asyncio.create_task(one(i, tally)) for i in range(count)]
         while tally["connected"] + len(tally["errors"]) < count:
             await asyncio.sleep(0.05)
@@ -80,8 +87,9 @@ class LoadBench:
         policy: Who drives (a ``--policy`` reference: scripted, default, a checkpoint...).
     """
 
-    def __init__(self, overrides: list[str], config: str | None = None, seed: int | None = None,
-                 policy: str = "scripted") -> None:
+    def __init__(
+        self, overrides: list[str], config: str | None = None, seed: int | None = None, policy: str = "scripted"
+    ) -> None:
         from townlet.config.loader import load_config
         from townlet.console.auth import TokenAuthority
         from townlet.server.live import LiveTown
@@ -89,8 +97,14 @@ class LoadBench:
         from townlet.training.policies import resolve
 
         self.tmp = tempfile.TemporaryDirectory(prefix="townlet-bench-live-")
-        sets = [*overrides, f"console.state_dir={self.tmp.name}", "server.host=127.0.0.1", "server.port=0",
-                "server.speed=100x", "console.audit_fsync=false"]
+        sets = [
+            *overrides,
+            f"console.state_dir={self.tmp.name}",
+            "server.host=127.0.0.1",
+            "server.port=0",
+            "server.speed=100x",
+            "console.audit_fsync=false",
+        ]
         self.loaded = load_config(config, sets)
         self.choice = resolve(policy)
         self.live = LiveTown.build(self.loaded, seed=seed, policy=self.choice)
@@ -129,7 +143,9 @@ class LoadBench:
     def command(self, cmd: str, **args: Any) -> dict[str, Any]:
         """Run a console command through the HTTP API."""
         request = urllib.request.Request(
-            f"{self.base}/api/console", data=json.dumps({"cmd": cmd, "args": args}).encode(), method="POST",
+            f"{self.base}/api/console",
+            data=json.dumps({"cmd": cmd, "args": args}).encode(),
+            method="POST",
             headers={"Content-Type": "application/json", "Authorization": f"Bearer {self.token}"},
         )
         with urllib.request.urlopen(request, timeout=30) as response:
@@ -162,8 +178,15 @@ class LoadBench:
         }
 
 
-def run_load_bench(spectators: int, duration: float, overrides: list[str], config: str | None = None,
-                   seed: int | None = None, log: Any = None, policy: str = "scripted") -> dict[str, Any]:
+def run_load_bench(
+    spectators: int,
+    duration: float,
+    overrides: list[str],
+    config: str | None = None,
+    seed: int | None = None,
+    log: Any = None,
+    policy: str = "scripted",
+) -> dict[str, Any]:
     """The three phases with ``policy`` driving; returns the JSON report (with ``pass`` flags)."""
     say = log or (lambda text: None)
     bench = LoadBench(overrides, config, seed, policy)
@@ -203,15 +226,27 @@ def run_load_bench(spectators: int, duration: float, overrides: list[str], confi
         "config_id": bench.loaded.config_id,
         "policy": bench.choice.to_dict(),
         "pace_1x": {**paced, "lag_p99_limit_ms": LAG_LIMIT_MS, "pass": lag_ok},
-        "speed_100x": {"alone": alone, "with_spectators": crowded, "ratio": round(ratio, 4),
-                       "min_ratio": 1.0 - RATE_TOLERANCE, "pass": rate_ok},
+        "speed_100x": {
+            "alone": alone,
+            "with_spectators": crowded,
+            "ratio": round(ratio, 4),
+            "min_ratio": 1.0 - RATE_TOLERANCE,
+            "pass": rate_ok,
+        },
         "spectator_side": tally,
         "pass": lag_ok and rate_ok and tally["connected"] == spectators,
     }
 
 
-def compare_policies(policies: list[str], spectators: int, duration: float, overrides: list[str],
-                     config: str | None = None, seed: int | None = None, log: Any = None) -> dict[str, Any]:
+def compare_policies(
+    policies: list[str],
+    spectators: int,
+    duration: float,
+    overrides: list[str],
+    config: str | None = None,
+    seed: int | None = None,
+    log: Any = None,
+) -> dict[str, Any]:
     """:func:`run_load_bench` for each policy, one after the other.
 
     The report is the first policy's (the contract of one run) plus ``by_policy``: every run by policy name,

@@ -36,12 +36,18 @@ from townlet.config.models import ServerConfig
 
 DELIVERY = "townlet.delivery"  # the ASGI scope extension holding a WebSocket's :class:`Delivery`
 
-_503 = (b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain; charset=utf-8\r\nconnection: close\r\n"
-        b"content-length: 21\r\n\r\ntoo many connections\n")
-_431 = (b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-type: text/plain; charset=utf-8\r\n"
-        b"connection: close\r\ncontent-length: 29\r\n\r\nrequest header fields too big\n")
-_408 = (b"HTTP/1.1 408 Request Timeout\r\ncontent-type: text/plain; charset=utf-8\r\nconnection: close\r\n"
-        b"content-length: 27\r\n\r\nrequest header took too long\n")
+_503 = (
+    b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain; charset=utf-8\r\nconnection: close\r\n"
+    b"content-length: 21\r\n\r\ntoo many connections\n"
+)
+_431 = (
+    b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-type: text/plain; charset=utf-8\r\n"
+    b"connection: close\r\ncontent-length: 29\r\n\r\nrequest header fields too big\n"
+)
+_408 = (
+    b"HTTP/1.1 408 Request Timeout\r\ncontent-type: text/plain; charset=utf-8\r\nconnection: close\r\n"
+    b"content-length: 27\r\n\r\nrequest header took too long\n"
+)
 
 
 @dataclass(frozen=True)
@@ -67,8 +73,14 @@ class Limits:
     @classmethod
     def from_config(cls, server: ServerConfig) -> Limits:
         """The limits of a ``server`` config section."""
-        return cls(server.max_header_bytes, server.header_timeout_s, server.idle_timeout_s, server.max_connections,
-                   server.ws_ping_s, server.send_timeout_s)
+        return cls(
+            server.max_header_bytes,
+            server.header_timeout_s,
+            server.idle_timeout_s,
+            server.max_connections,
+            server.ws_ping_s,
+            server.send_timeout_s,
+        )
 
 
 class StackConfig(uvicorn.Config):
@@ -83,10 +95,19 @@ class StackConfig(uvicorn.Config):
     def __init__(self, app: Any, limits: Limits, **options: Any) -> None:
         self.limits = limits
         super().__init__(
-            app, http=GuardedHttp, ws=GuardedWebSocket, h11_max_incomplete_event_size=limits.max_header_bytes,
+            app,
+            http=GuardedHttp,
+            ws=GuardedWebSocket,
+            h11_max_incomplete_event_size=limits.max_header_bytes,
             timeout_keep_alive=limits.idle_timeout_s,  # type: ignore[arg-type]  # call_later takes any float
-            ws_ping_interval=limits.ws_ping_s, ws_ping_timeout=limits.send_timeout_s, ws_per_message_deflate=False,
-            log_config=None, access_log=False, proxy_headers=False, server_header=False, lifespan="on",
+            ws_ping_interval=limits.ws_ping_s,
+            ws_ping_timeout=limits.send_timeout_s,
+            ws_per_message_deflate=False,
+            log_config=None,
+            access_log=False,
+            proxy_headers=False,
+            server_header=False,
+            lifespan="on",
             **options,
         )
 
@@ -237,8 +258,9 @@ class GuardedWebSocket(WebSocketsSansIOProtocol):
 
 def bind(host: str, port: int) -> socket.socket:
     """A socket bound to ``host:port`` (IPv4 or IPv6), ready for the server to listen on."""
-    family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
-                                                         flags=socket.AI_PASSIVE)[0]
+    family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[
+        0
+    ]
     sock = socket.socket(family, kind, proto)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(address)

@@ -155,9 +155,16 @@ class Cursor:
 
     def health(self) -> dict[str, Any]:
         """This viewer's counters."""
-        return {"queue_depth": self.backlog(), "sent": self.sent, "dropped": self.dropped,
-                "coalesced": self.coalesced, "snapshots": self.snapshots, "last_success_tick": self.last_success_tick,
-                "last_failure_tick": self.last_failure_tick, "last_error": self.last_error}
+        return {
+            "queue_depth": self.backlog(),
+            "sent": self.sent,
+            "dropped": self.dropped,
+            "coalesced": self.coalesced,
+            "snapshots": self.snapshots,
+            "last_success_tick": self.last_success_tick,
+            "last_failure_tick": self.last_failure_tick,
+            "last_error": self.last_error,
+        }
 
 
 class ViewerTransport(Transport):
@@ -314,8 +321,9 @@ class Viewer:
             message per viewer would cost the server more than the tick itself.
     """
 
-    def __init__(self, ws: Any, cursor: Cursor, rate: float, catch_up_rate: float, behind_ticks: int,
-                 per_tick: bool = False) -> None:
+    def __init__(
+        self, ws: Any, cursor: Cursor, rate: float, catch_up_rate: float, behind_ticks: int, per_tick: bool = False
+    ) -> None:
         self.ws = ws
         self.per_tick = per_tick
         self.cursor = cursor

@@ -61,8 +61,9 @@ class Autosaver:
         return path
 
 
-def newest_valid(directory: str | Path, loaded: LoadedConfig | None = None,
-                 policy: Any = "scripted") -> tuple[Simulation, Path, list[str]]:
+def newest_valid(
+    directory: str | Path, loaded: LoadedConfig | None = None, policy: Any = "scripted"
+) -> tuple[Simulation, Path, list[str]]:
     """Load the newest snapshot in ``directory`` that passes its checksum and loads.
 
     Returns:

@@ -44,8 +44,12 @@ _ARRAY_KINDS = "biufcUS"
 _SCALAR_KINDS = "biuf"
 _NAME = re.compile(r"^townlet(?:\.[A-Za-z_][A-Za-z0-9_]*)+:[A-Za-z][A-Za-z0-9_]*(?:\.[A-Za-z][A-Za-z0-9_]*)*$")
 _FACTORIES: dict[str, type] = {"int": int, "float": float, "str": str, "list": list, "set": set, "dict": dict}
-_DICT_KINDS: dict[type, str] = {dict: "dict", collections.Counter: "counter", collections.OrderedDict: "ordered",
-                                collections.defaultdict: "defaultdict"}
+_DICT_KINDS: dict[type, str] = {
+    dict: "dict",
+    collections.Counter: "counter",
+    collections.OrderedDict: "ordered",
+    collections.defaultdict: "defaultdict",
+}
 _SEQUENCES: dict[type, str] = {tuple: "tuple", set: "set", frozenset: "frozenset", collections.deque: "deque"}
 
 
@@ -142,8 +146,11 @@ def encode(value: Any, canonical: bool = False) -> tuple[Any, list[np.ndarray]]:
                 out["factory"] = next(n for n, f in _FACTORIES.items() if f is v.default_factory)
             return out
         if dataclasses.is_dataclass(v) and not isinstance(v, type):
-            return {TAG: "dataclass", "type": _name(kind),
-                    "v": {f.name: enc(getattr(v, f.name)) for f in dataclasses.fields(v)}}
+            return {
+                TAG: "dataclass",
+                "type": _name(kind),
+                "v": {f.name: enc(getattr(v, f.name)) for f in dataclasses.fields(v)},
+            }
         raise FormatError(f"values of type {kind.__module__}.{kind.__qualname__} are not supported")
 
     return enc(value), arrays
@@ -173,8 +180,7 @@ def read_arrays(table: Any, blob: memoryview, max_arrays: int) -> list[np.ndarra
         dt = np.dtype(dtype)
         if dt.kind not in _ARRAY_KINDS or dt.hasobject or dt.fields is not None or dt.itemsize == 0:
             raise FormatError(f"array {i}: unsupported dtype {dtype!r}")
-        if (not isinstance(shape, list) or len(shape) > MAX_DIMS
-                or not all(type(n) is int and n >= 0 for n in shape)):
+        if not isinstance(shape, list) or len(shape) > MAX_DIMS or not all(type(n) is int and n >= 0 for n in shape):
             raise FormatError(f"array {i}: the shape must be a list of at most {MAX_DIMS} sizes")
         count = math.prod(shape)
         if type(nbytes) is not int or nbytes != count * dt.itemsize or offset + nbytes > len(blob):

@@ -23,15 +23,32 @@ if TYPE_CHECKING:
     from townlet.sim.simulation import Simulation
 
 # Attributes never captured: configuration, static data, code, live-process machinery, per-call scratch.
-SKIP = frozenset({
-    "loaded", "config", "manifest", "town", "grid", "clock", "phases", "commands", "actor",
-    "phase_total", "time_phases", "_actions", "primitives", "reloader",
-    "recorded_policy",  # the snapshot's policy section, read back for the resolver (sim/driving.py)
-    "timings",  # wall-clock tick timings of this process (sim/timings.py), not town state
-    "sidecars", "sidecar_pending",  # state beside the simulation: sections of their own (sim/sidecars.py)
-    "after_step",  # callbacks of this process (console, telemetry): plain only while empty, never town state
-    "found", "step_into", "_due",  # per-tick scratch buffers of the world's passes (np.empty: never state)
-})
+SKIP = frozenset(
+    {
+        "loaded",
+        "config",
+        "manifest",
+        "town",
+        "grid",
+        "clock",
+        "phases",
+        "commands",
+        "actor",
+        "phase_total",
+        "time_phases",
+        "_actions",
+        "primitives",
+        "reloader",
+        "recorded_policy",  # the snapshot's policy section, read back for the resolver (sim/driving.py)
+        "timings",  # wall-clock tick timings of this process (sim/timings.py), not town state
+        "sidecars",
+        "sidecar_pending",  # state beside the simulation: sections of their own (sim/sidecars.py)
+        "after_step",  # callbacks of this process (console, telemetry): plain only while empty, never town state
+        "found",
+        "step_into",
+        "_due",  # per-tick scratch buffers of the world's passes (np.empty: never state)
+    }
+)
 
 
 # Attribute paths of process machinery: the policy object and any wrapper around it (the console's possession),
@@ -78,8 +95,12 @@ def components(sim: Simulation, settings: set[str] | None = None) -> dict[str, A
                 if settings is not None:
                     settings.add(f"{path}.{name}")
                 continue
-            if (type(value).__module__.startswith("townlet.") and not callable(value)
-                    and not dataclasses.is_dataclass(value) and not isinstance(value, enum.Enum)):
+            if (
+                type(value).__module__.startswith("townlet.")
+                and not callable(value)
+                and not dataclasses.is_dataclass(value)
+                and not isinstance(value, enum.Enum)
+            ):
                 walk(value, f"{path}.{name}")
 
     walk(sim, "sim")

@@ -40,6 +40,7 @@ def need_ok_share(ok_ticks: float, agent_ticks: float) -> float:
     """Share of living agent-ticks with every need below ``needs.ok_threshold``; 1.0 with none."""
     return ok_ticks / agent_ticks if agent_ticks else 1.0
 
+
 COUNTED = {
     EventKind.COLLAPSE: "collapses",
     EventKind.CHAT: "chats",
@@ -228,9 +229,12 @@ class WindowStats:
     def kpis(self) -> dict[str, float]:
         """The rates by scorecard name."""
         return {
-            "attendance": round(self.attendance, 4), "lateness": round(self.lateness, 4),
-            "need_ok_share": round(self.need_ok_share, 4), "self_sufficiency": round(self.self_sufficiency, 4),
-            "option_switch_rate": round(self.switch_rate, 4), "option_thrash_rate": round(self.thrash_rate, 4),
+            "attendance": round(self.attendance, 4),
+            "lateness": round(self.lateness, 4),
+            "need_ok_share": round(self.need_ok_share, 4),
+            "self_sufficiency": round(self.self_sufficiency, 4),
+            "option_switch_rate": round(self.switch_rate, 4),
+            "option_thrash_rate": round(self.thrash_rate, 4),
             "reward_mean": round(self.reward_mean, 6),
             "collapses": self.collapses,
         }
@@ -250,8 +254,13 @@ class KpiMeter:
         spells: Lengths (ticks) of the job spells that ended.
     """
 
-    def __init__(self, sim: Simulation, span: int | None = None,
-                 on_span: Callable[[WindowStats], None] | None = None, phase: str = "kpi_meter") -> None:
+    def __init__(
+        self,
+        sim: Simulation,
+        span: int | None = None,
+        on_span: Callable[[WindowStats], None] | None = None,
+        phase: str = "kpi_meter",
+    ) -> None:
         world = sim.world
         self.sim = sim
         self.span = int(span or world.ticks_per_day)
@@ -338,7 +347,6 @@ class KpiMeter:
         held = emp.holder >= 0
         spells = self.spells + [int(w.tick - t) for t in emp.hired_at[held]]
         return float(np.mean(spells)) / w.ticks_per_day if spells else 0.0
-
 
 
 @numba.njit(cache=True)

@@ -77,15 +77,18 @@ class Declared:
             for part in parts[:-1]:
                 node = node.get(part) if isinstance(node, dict) else None
             if not isinstance(node, dict) or parts[-1] not in node:
-                raise MigrationError(f"migration {self.spec.name} ({self.origin}): {role} names {key}, "
-                                     "which is not a config key")
+                raise MigrationError(
+                    f"migration {self.spec.name} ({self.origin}): {role} names {key}, which is not a config key"
+                )
             node[parts[-1]] = value
         try:
             return TownletConfig.model_validate(out).model_dump(mode="json")
         except ValidationError as exc:
             err = exc.errors()[0]
-            raise MigrationError(f"migration {self.spec.name} ({self.origin}): its {role} values make an invalid "
-                                 f"config ({'.'.join(map(str, err['loc']))}: {err['msg']})") from None
+            raise MigrationError(
+                f"migration {self.spec.name} ({self.origin}): its {role} values make an invalid "
+                f"config ({'.'.join(map(str, err['loc']))}: {err['msg']})"
+            ) from None
 
     def matches(self, config: dict[str, Any]) -> bool:
         """Whether a config (a dumped one) has this migration's ``from`` values."""
@@ -101,8 +104,9 @@ class Declared:
             try:
                 _edit(state, step)
             except MigrationError as exc:
-                raise MigrationError(f"migration {self.spec.name} ({self.origin}), step {number} ({step.kind}): "
-                                     f"{exc}") from None
+                raise MigrationError(
+                    f"migration {self.spec.name} ({self.origin}), step {number} ({step.kind}): {exc}"
+                ) from None
         return state
 
 
@@ -121,8 +125,9 @@ def _value(current: Any, value: Any, path: str) -> Any:
     try:
         return np.array(np.broadcast_to(np.asarray(value, dtype=current.dtype), current.shape))
     except (ValueError, TypeError) as exc:
-        raise MigrationError(f"{path} is a {current.dtype} array of shape {current.shape}; "
-                             f"the value does not fit it ({exc})") from None
+        raise MigrationError(
+            f"{path} is a {current.dtype} array of shape {current.shape}; the value does not fit it ({exc})"
+        ) from None
 
 
 def _edit(state: dict[str, Any], step: Step) -> None:
@@ -173,8 +178,9 @@ def declared(loaded: LoadedConfig) -> list[Declared]:
     names: dict[str, str] = {}
     for item in found:
         if item.spec.name in names:
-            raise MigrationError(f"migration {item.spec.name} is defined twice ({names[item.spec.name]} and "
-                                 f"{item.origin})")
+            raise MigrationError(
+                f"migration {item.spec.name} is defined twice ({names[item.spec.name]} and {item.origin})"
+            )
         names[item.spec.name] = item.origin
     return found
 
@@ -182,8 +188,9 @@ def declared(loaded: LoadedConfig) -> list[Declared]:
 # -- chains -------------------------------------------------------------------------------------------------
 
 
-def migration_path(source: str, target: str | LoadedConfig,
-                   config: dict[str, Any] | None = None) -> list[MigrationStep]:
+def migration_path(
+    source: str, target: str | LoadedConfig, config: dict[str, Any] | None = None
+) -> list[MigrationStep]:
     """The shortest chain of migrations from config_id ``source`` to ``target`` (empty when equal).
 
     Declarative migrations take part when ``target`` is a loaded config and ``config`` is the snapshot's config
@@ -209,7 +216,8 @@ def migration_path(source: str, target: str | LoadedConfig,
         if len(chain) >= MAX_CHAIN:
             continue
         options: list[tuple[str, dict[str, Any] | None, MigrationStep]] = [
-            (b, None, MigrationStep(step.name, a, b, step.apply)) for (a, b), step in MIGRATIONS.items() if a == here]
+            (b, None, MigrationStep(step.name, a, b, step.apply)) for (a, b), step in MIGRATIONS.items() if a == here
+        ]
         if here_config is not None and files is not None:
             for item in steps:
                 if item.matches(here_config):
@@ -222,9 +230,11 @@ def migration_path(source: str, target: str | LoadedConfig,
             if b not in seen:
                 seen.add(b)
                 frontier.append((b, b_config, [*chain, hop]))
-    raise MigrationError(f"config_id mismatch: snapshot was taken under {source}, this config is {target_id}, "
-                         "and no registered or declarative migration leads from one to the other (see "
-                         "docs/snapshots.md, Migrations)")
+    raise MigrationError(
+        f"config_id mismatch: snapshot was taken under {source}, this config is {target_id}, "
+        "and no registered or declarative migration leads from one to the other (see "
+        "docs/snapshots.md, Migrations)"
+    )
 
 
 def _normal(config: dict[str, Any]) -> dict[str, Any] | None:
@@ -238,9 +248,14 @@ def _config_id(config: dict[str, Any], files: tuple[Path, Path]) -> str:
     return compute_config_id(TownletConfig.model_validate(config), *files)
 
 
-def migrate(state: dict[str, Any], source: str, target: str | LoadedConfig, tick: int,
-            applied: list[dict[str, Any]], config: dict[str, Any] | None = None
-            ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+def migrate(
+    state: dict[str, Any],
+    source: str,
+    target: str | LoadedConfig,
+    tick: int,
+    applied: list[dict[str, Any]],
+    config: dict[str, Any] | None = None,
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Run the chain from ``source`` to ``target`` over ``state``; returns it and ``applied`` plus the new steps.
 
     Raises:

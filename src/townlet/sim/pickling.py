@@ -20,8 +20,9 @@ import numpy as np
 _INSIDE = contextvars.ContextVar("townlet_pickling_views", default=False)
 
 
-def _view(base: np.ndarray, offset: int, shape: tuple[int, ...], strides: tuple[int, ...],
-          dtype: np.dtype) -> np.ndarray:
+def _view(
+    base: np.ndarray, offset: int, shape: tuple[int, ...], strides: tuple[int, ...], dtype: np.dtype
+) -> np.ndarray:
     """Rebuild a view of ``base`` (unpickling)."""
     return np.ndarray(shape, dtype=dtype, buffer=base, offset=offset, strides=strides)
 

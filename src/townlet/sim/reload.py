@@ -28,8 +28,18 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 # Sections of the YAML that may change without a restart (operations never reach the town state).
 RELOADABLE = {"perturbations", "affordances"}
-OPERATIONAL = {"telemetry", "console", "server", "logging", "snapshots", "imitation", "evaluation", "stability",
-               "promotion", "stages"}
+OPERATIONAL = {
+    "telemetry",
+    "console",
+    "server",
+    "logging",
+    "snapshots",
+    "imitation",
+    "evaluation",
+    "stability",
+    "promotion",
+    "stages",
+}
 RESTART_REASONS = {
     "rewards": "reward weights changed: needs a restart",
     "observations": "the observation layout (network input) changed: needs a restart",
@@ -139,8 +149,9 @@ class HotReloader:
         old_ids = [a.id for a in w.manifest.affordances]
         new_ids = [a.id for a in new.affordances]
         if new_ids != old_ids:
-            result.rejected["affordances"] = ("adding, removing or reordering affordances changes the action "
-                                              "space: needs a restart")
+            result.rejected["affordances"] = (
+                "adding, removing or reordering affordances changes the action space: needs a restart"
+            )
             return None
         self.affordances_sha = sha
         return new
@@ -172,8 +183,12 @@ class HotReloader:
             changed = {k for k in set(raw) | set(self._raw) if raw.get(k) != self._raw.get(k)}
             blocked = sorted(changed - RELOADABLE - OPERATIONAL)
             if blocked:
-                reasons = [RESTART_REASONS.get(k, f"{k} changed: needs a restart (only affordances and "
-                                                  "perturbations hot-reload)") for k in blocked]
+                reasons = [
+                    RESTART_REASONS.get(
+                        k, f"{k} changed: needs a restart (only affordances and perturbations hot-reload)"
+                    )
+                    for k in blocked
+                ]
                 result.rejected["perturbations"] = "; ".join(reasons)
                 return None
             merged = self.sim.config.model_dump(mode="json")

@@ -53,8 +53,14 @@ def attach(sim: Simulation, name: str, owner: Sidecar) -> None:
         try:
             owner.restore_sidecar(waiting["state"])
         except (ValueError, TypeError, KeyError) as exc:
-            log_event(LOG, "snapshot.sidecar_refused", int(sim.world.tick), logging.WARNING, section=name,
-                      reason=str(exc)[:200])
+            log_event(
+                LOG,
+                "snapshot.sidecar_refused",
+                int(sim.world.tick),
+                logging.WARNING,
+                section=name,
+                reason=str(exc)[:200],
+            )
 
 
 def capture(sim: Simulation, name: str) -> dict[str, Any] | None:
@@ -75,8 +81,12 @@ def restore(sim: Simulation, saved: Any, name: str) -> None:
     if saved is None:
         sim.sidecar_pending.pop(name, None)
         return
-    if (not isinstance(saved, dict) or set(saved) != {"tick", "state"} or type(saved["tick"]) is not int
-            or not isinstance(saved["state"], dict)):
+    if (
+        not isinstance(saved, dict)
+        or set(saved) != {"tick", "state"}
+        or type(saved["tick"]) is not int
+        or not isinstance(saved["state"], dict)
+    ):
         raise ValueError(f"the {name} section must be null or {{tick, state}}")
     owner = sim.sidecars.get(name)
     if owner is not None:
@@ -102,9 +112,12 @@ def check_fields(obj: Any, saved: Any, names: Iterable[str], where: str) -> None
     for name in names:
         current, value = getattr(obj, name), saved[name]
         if type(value) is not type(current) or (getattr(value, "shape", None), getattr(value, "dtype", None)) != (
-                getattr(current, "shape", None), getattr(current, "dtype", None)):
-            raise ValueError(f"{where}.{name} is a {type(value).__name__}, not a {type(current).__name__} "
-                             "of this town's shape")
+            getattr(current, "shape", None),
+            getattr(current, "dtype", None),
+        ):
+            raise ValueError(
+                f"{where}.{name} is a {type(value).__name__}, not a {type(current).__name__} of this town's shape"
+            )
 
 
 def restore_fields(obj: Any, saved: dict[str, Any], names: Iterable[str]) -> None:

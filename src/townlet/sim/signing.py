@@ -71,20 +71,25 @@ class SnapshotKeys:
         """
         parts = line.split(b" ")
         if len(parts) != 3 or parts[0] != SCHEME or not KID.match(parts[1].decode("ascii", "replace")):
-            raise SignatureError(f"{where}: not signed - refusing to load it (if you trust where it came from: "
-                                 "townlet snapshot trust FILE)")
+            raise SignatureError(
+                f"{where}: not signed - refusing to load it (if you trust where it came from: "
+                "townlet snapshot trust FILE)"
+            )
         kid = parts[1].decode()
         try:
             secret = self.keys.secret(kid)
         except StateFileError as exc:
             raise SignatureError(f"{where}: cannot check its signature: the snapshot key set {exc}") from None
         if secret is None:
-            raise SignatureError(f"{where}: signed with key {kid}, which is not in {self.keys.path} - a foreign or "
-                                 "retired key; refusing to load it (import the key with townlet snapshot key "
-                                 "import, or vouch for the file with townlet snapshot trust FILE)")
+            raise SignatureError(
+                f"{where}: signed with key {kid}, which is not in {self.keys.path} - a foreign or "
+                "retired key; refusing to load it (import the key with townlet snapshot key "
+                "import, or vouch for the file with townlet snapshot trust FILE)"
+            )
         if not hmac.compare_digest(_mac(secret, magic, kid, body).encode(), parts[2]):
-            raise SignatureError(f"{where}: signature mismatch - the file is truncated, corrupt or was edited; "
-                                 "refusing to load it")
+            raise SignatureError(
+                f"{where}: signature mismatch - the file is truncated, corrupt or was edited; refusing to load it"
+            )
         return kid
 
 

@@ -62,8 +62,9 @@ class Simulation(KeepsViews):
         policy: ``"scripted"``, ``"random"``, or any :class:`OptionPolicy`.
     """
 
-    def __init__(self, loaded: LoadedConfig | None = None, seed: int | None = None,
-                 policy: str | OptionPolicy = "scripted") -> None:
+    def __init__(
+        self, loaded: LoadedConfig | None = None, seed: int | None = None, policy: str | OptionPolicy = "scripted"
+    ) -> None:
         self.loaded = loaded or load_config()
         self.config = self.loaded.config
         self.seed = int(self.config.seed if seed is None else seed)
@@ -365,4 +366,3 @@ class Simulation(KeepsViews):
         from townlet.sim import snapshot  # snapshot's sections name this class: imported once both exist
 
         return snapshot.state_hash(self)
-

@@ -55,8 +55,17 @@ MAGIC_V1 = b"TOWNLET-SNAPSHOT v1\n"
 SCHEMA_VERSION = 2
 MAX_SIGNATURE_LINE = 256
 _IDENTITY = {"schema_version": int, "config_id": str, "seed": int, "tick": int, "state_hash": str}
-_HEADER = {"identity": dict, "config": dict, "map_path": str, "affordances_path": str, "source": str,
-           "migrations": list, "sections": list, "state_bytes": int, "arrays": list}
+_HEADER = {
+    "identity": dict,
+    "config": dict,
+    "map_path": str,
+    "affordances_path": str,
+    "source": str,
+    "migrations": list,
+    "sections": list,
+    "state_bytes": int,
+    "arrays": list,
+}
 
 
 class SnapshotError(Exception):
@@ -88,9 +97,12 @@ class Section:
 SECTIONS: dict[str, Section] = {}
 
 
-def register_section(name: str, capture: Callable[[Simulation], Any],
-                     restore: Callable[[Simulation, Any], None],
-                     hashed: bool | Callable[[Simulation], Any] = True) -> Section:
+def register_section(
+    name: str,
+    capture: Callable[[Simulation], Any],
+    restore: Callable[[Simulation, Any], None],
+    hashed: bool | Callable[[Simulation], Any] = True,
+) -> Section:
     """Add a section to every snapshot written from now on; restored after those registered before it.
 
     A file without the section (written before it existed) leaves that state as a fresh town has it.
@@ -139,14 +151,17 @@ def _restore_rng(sim: Simulation, saved: Any) -> None:
 
 
 register_section("grid_fields", _capture_fields, _restore_fields)
-register_section("components", components.capture_components, _restore_components,
-                 hashed=components.town_components)
+register_section("components", components.capture_components, _restore_components, hashed=components.town_components)
 register_section("rng", lambda sim: sim.rng.state(), _restore_rng)
 # Which policy drives is an input to the town (the identity block's policy_hash names it), not its state.
 register_section("policy", driving.capture, driving.restore, hashed=False)
 for _name in sidecars.NAMES:  # telemetry sequence and live stability windows: beside the town, not its state
-    register_section(_name, functools.partial(sidecars.capture, name=_name),
-                     functools.partial(sidecars.restore, name=_name), hashed=False)
+    register_section(
+        _name,
+        functools.partial(sidecars.capture, name=_name),
+        functools.partial(sidecars.restore, name=_name),
+        hashed=False,
+    )
 
 
 def capture(sim: Simulation) -> dict[str, Any]:
@@ -234,8 +249,7 @@ def _header(sim: Simulation, migrations: list[dict[str, Any]] | None) -> dict[st
     }
 
 
-def encode(sim: Simulation, keys: SnapshotKeys | None = None,
-           migrations: list[dict[str, Any]] | None = None) -> bytes:
+def encode(sim: Simulation, keys: SnapshotKeys | None = None, migrations: list[dict[str, Any]] | None = None) -> bytes:
     """The signed snapshot file's bytes for the simulation as it stands between ticks."""
     body = _body(_header(sim, migrations), {name: section.capture(sim) for name, section in SECTIONS.items()})
     keys = keys or SnapshotKeys.from_config(sim.config)
@@ -322,8 +336,14 @@ class Snapshot:
         """
         state = self.state()
         try:
-            return migrate(state, self.identity["config_id"], target, self.identity["tick"],
-                           self.header["migrations"], self.header["config"])
+            return migrate(
+                state,
+                self.identity["config_id"],
+                target,
+                self.identity["tick"],
+                self.header["migrations"],
+                self.header["config"],
+            )
         except MigrationError as exc:
             raise SnapshotError(str(exc)) from None
 
@@ -337,8 +357,9 @@ class Snapshot:
         for p in (map_path, aff_path):
             if not p.is_file():
                 raise SnapshotError(f"{self.path}: the file {p} the snapshot's config names is missing")
-        return LoadedConfig(config, Path(self.header["source"]), map_path, aff_path,
-                            compute_config_id(config, map_path, aff_path))
+        return LoadedConfig(
+            config, Path(self.header["source"]), map_path, aff_path, compute_config_id(config, map_path, aff_path)
+        )
 
 
 def _no_constant(name: str) -> Any:
@@ -393,25 +414,28 @@ def read(path: str | Path, keys: SnapshotKeys | None = None, trust: bool = False
     try:
         size = p.stat().st_size
         if size > keys.max_bytes:
-            raise SnapshotError(f"{p}: {size} bytes is more than snapshots.max_bytes ({keys.max_bytes}); "
-                                "refusing to read it")
+            raise SnapshotError(
+                f"{p}: {size} bytes is more than snapshots.max_bytes ({keys.max_bytes}); refusing to read it"
+            )
         with open(p, "rb") as handle:
             data = handle.read(keys.max_bytes + 1)
     except OSError as exc:
         raise SnapshotError(f"{p}: cannot read snapshot ({exc.strerror or exc})") from None
     if data.startswith(MAGIC_V1):
-        raise SnapshotError(f"{p}: a version 1 snapshot (pickle-based: loading it could run code); if you trust "
-                            f"where it came from, convert it with: townlet snapshot convert-v1 {p} --out NEW.snap")
+        raise SnapshotError(
+            f"{p}: a version 1 snapshot (pickle-based: loading it could run code); if you trust "
+            f"where it came from, convert it with: townlet snapshot convert-v1 {p} --out NEW.snap"
+        )
     if not data.startswith(MAGIC):
         raise SnapshotError(f"{p}: not a Townlet snapshot (bad magic)")
     end = data.find(b"\n", len(MAGIC), len(MAGIC) + MAX_SIGNATURE_LINE)
     if end < 0:
         raise SnapshotError(f"{p}: no signature line - the file is truncated or corrupt; refusing to load it")
-    body = data[end + 1:]
+    body = data[end + 1 :]
     signed_by = None
     if not trust:
         try:
-            signed_by = keys.verify(data[len(MAGIC):end], MAGIC, body, str(p))
+            signed_by = keys.verify(data[len(MAGIC) : end], MAGIC, body, str(p))
         except SignatureError as exc:
             raise SnapshotError(str(exc)) from None
     head_end = body.find(b"\n", 0, keys.max_header_bytes)
@@ -445,8 +469,13 @@ def resign(path: str | Path, keys: SnapshotKeys, out: str | Path | None = None) 
     return snap
 
 
-def load(path: str | Path, loaded: LoadedConfig | None = None, policy: Any = "scripted",
-         keys: SnapshotKeys | None = None, trust: bool = False) -> Simulation:
+def load(
+    path: str | Path,
+    loaded: LoadedConfig | None = None,
+    policy: Any = "scripted",
+    keys: SnapshotKeys | None = None,
+    trust: bool = False,
+) -> Simulation:
     """Build a simulation from a snapshot (under ``loaded`` when given, else the snapshot's own config).
 
     A different config_id is refused unless registered migrations lead to it; the steps applied are

@@ -24,10 +24,21 @@ from townlet.sim.snapshot import MAGIC_V1, SCHEMA_VERSION, SnapshotError, write_
 
 _NUMPY = {"numpy._core.multiarray", "numpy.core.multiarray", "numpy._core.numeric", "numpy.core.numeric"}
 _ALLOWED = {
-    ("builtins", "float"), ("builtins", "int"), ("builtins", "list"), ("builtins", "dict"), ("builtins", "set"),
-    ("builtins", "frozenset"), ("builtins", "str"), ("builtins", "tuple"), ("builtins", "bytes"),
-    ("collections", "Counter"), ("collections", "defaultdict"), ("collections", "deque"),
-    ("collections", "OrderedDict"), ("numpy", "dtype"), ("numpy", "ndarray"),
+    ("builtins", "float"),
+    ("builtins", "int"),
+    ("builtins", "list"),
+    ("builtins", "dict"),
+    ("builtins", "set"),
+    ("builtins", "frozenset"),
+    ("builtins", "str"),
+    ("builtins", "tuple"),
+    ("builtins", "bytes"),
+    ("collections", "Counter"),
+    ("collections", "defaultdict"),
+    ("collections", "deque"),
+    ("collections", "OrderedDict"),
+    ("numpy", "dtype"),
+    ("numpy", "ndarray"),
     *((m, n) for m in _NUMPY for n in ("scalar", "_frombuffer", "_reconstruct")),
 }
 
@@ -60,7 +71,7 @@ def read_v1(path: str | Path, max_bytes: int) -> tuple[dict[str, Any], dict[str,
         raise SnapshotError(f"{p}: cannot read snapshot ({exc.strerror or exc})") from None
     if not data.startswith(MAGIC_V1):
         raise SnapshotError(f"{p}: not a version 1 Townlet snapshot")
-    digest, sep, body = data[len(MAGIC_V1):].partition(b"\n")
+    digest, sep, body = data[len(MAGIC_V1) :].partition(b"\n")
     if not sep or hashlib.sha256(body).hexdigest().encode() != digest:
         raise SnapshotError(f"{p}: checksum mismatch - the file is truncated or corrupt")
     head, _, payload = body.partition(b"\n")
@@ -83,9 +94,14 @@ def convert_v1(path: str | Path, out: str | Path, keys: SnapshotKeys) -> dict[st
     header, state = read_v1(path, keys.max_bytes)
     try:
         identity = {**header["identity"], "schema_version": SCHEMA_VERSION}
-        fresh = {"identity": identity, "config": header["config"], "map_path": header["map_path"],
-                 "affordances_path": header["affordances_path"], "source": header["source"],
-                 "migrations": list(header.get("migrations", []))}
+        fresh = {
+            "identity": identity,
+            "config": header["config"],
+            "map_path": header["map_path"],
+            "affordances_path": header["affordances_path"],
+            "source": header["source"],
+            "migrations": list(header.get("migrations", [])),
+        }
     except (KeyError, TypeError):
         raise SnapshotError(f"{path}: the version 1 header lacks the identity, config or file paths") from None
     write_state(out, fresh, state, keys)

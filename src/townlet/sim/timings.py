@@ -61,8 +61,16 @@ class TickTimings:
         n = self.recorded - start
         out: dict[str, Any] = {"window": self.window, "ticks": n, "agents": int(agents)}
         if n == 0:
-            out.update(tick_ms_mean=0.0, tick_ms_p50=0.0, tick_ms_p99=0.0, tick_ms_max=0.0, phase_ms={},
-                       slowest=[], target_tick_ms=target_ms, headroom=None)
+            out.update(
+                tick_ms_mean=0.0,
+                tick_ms_p50=0.0,
+                tick_ms_p99=0.0,
+                tick_ms_max=0.0,
+                phase_ms={},
+                slowest=[],
+                target_tick_ms=target_ms,
+                headroom=None,
+            )
             return out
         idx = np.arange(self._next - n, self._next) % self.window
         seconds = np.asarray(self._seconds)
@@ -74,8 +82,9 @@ class TickTimings:
         out["tick_ms_p50"] = round(float(ordered[min(n - 1, n // 2)]), 4)
         out["tick_ms_p99"] = round(float(ordered[min(n - 1, int(0.99 * n))]), 4)
         out["tick_ms_max"] = round(float(ordered[-1]), 4)
-        out["phase_ms"] = {name: round(max(total - then.get(name, 0.0), 0.0) * 1000.0 / n, 4)
-                          for name, total in now.items()}
+        out["phase_ms"] = {
+            name: round(max(total - then.get(name, 0.0), 0.0) * 1000.0 / n, 4) for name, total in now.items()
+        }
         top = idx[np.argsort(-seconds[idx], kind="stable")[: self.keep]]
         out["slowest"] = [{"tick": self._ticks[i], "ms": round(self._seconds[i] * 1000.0, 3)} for i in top.tolist()]
         out["target_tick_ms"] = None if target_ms is None else round(target_ms, 4)

@@ -43,9 +43,18 @@ class Sink:
         idle_s: A connection silent this long is closed (a paused town reconnects with a fresh snapshot).
     """
 
-    def __init__(self, host: str, port: int, out_dir: str | Path, context: ssl.SSLContext | None = None,
-                 max_bytes: int = 0, keep: int = 0, max_connections: int = 4, max_line: int = 64 * 2**20,
-                 idle_s: float = 3600.0) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        out_dir: str | Path,
+        context: ssl.SSLContext | None = None,
+        max_bytes: int = 0,
+        keep: int = 0,
+        max_connections: int = 4,
+        max_line: int = 64 * 2**20,
+        idle_s: float = 3600.0,
+    ) -> None:
         self.out_dir = Path(out_dir).expanduser()
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self.context = context
@@ -79,8 +88,14 @@ class Sink:
                     self._open.add(conn)
             if full:
                 self.refused += 1
-                log_event(log, "telemetry.sink_refused", None, logging.WARNING, peer=str(peer[0]),
-                          reason=f"{self.max_connections} connections already")
+                log_event(
+                    log,
+                    "telemetry.sink_refused",
+                    None,
+                    logging.WARNING,
+                    peer=str(peer[0]),
+                    reason=f"{self.max_connections} connections already",
+                )
                 conn.close()
                 continue
             threading.Thread(target=self._serve_one, args=(conn, f"{peer[0]}:{peer[1]}"), daemon=True).start()
@@ -130,8 +145,12 @@ class Sink:
                     return  # the peer closed in the middle of a line
                 message = self._message(line)
                 stream.feed(message)
-                if out is None or (self.max_bytes and size >= self.max_bytes and stream.state is not None
-                                   and message["type"] != "event"):
+                if out is None or (
+                    self.max_bytes
+                    and size >= self.max_bytes
+                    and stream.state is not None
+                    and message["type"] != "event"
+                ):
                     if out is not None:
                         out.close()
                     out, size = self._new_file(), 0

@@ -227,8 +227,13 @@ class TelemetryEncoder:
             diff = b""
         else:
             diff = dumps({"type": "diff", "tick": tick, "patch": make_patch(previous, state)}) + b"\n" + event_lines
-        header = {"type": "snapshot", "schema": SCHEMA_ID, "tick": tick, "config_id": sim.loaded.config_id,
-                  "seed": int(sim.seed)}
+        header = {
+            "type": "snapshot",
+            "schema": SCHEMA_ID,
+            "tick": tick,
+            "config_id": sim.loaded.config_id,
+            "seed": int(sim.seed),
+        }
         if sim.applied_migrations:
             header["migrations"] = sim.applied_migrations
 
@@ -266,9 +271,14 @@ class TelemetryEncoder:
         """The latest snapshot as a message dict (the console, tests)."""
         if self.state is None:
             raise RuntimeError("nothing encoded yet")
-        message = {"type": "snapshot", "schema": SCHEMA_ID, "tick": self.state["tick"],
-                   "config_id": self.sim.loaded.config_id, "seed": int(self.sim.seed), "state": self.state}
+        message = {
+            "type": "snapshot",
+            "schema": SCHEMA_ID,
+            "tick": self.state["tick"],
+            "config_id": self.sim.loaded.config_id,
+            "seed": int(self.sim.seed),
+            "state": self.state,
+        }
         if self.sim.applied_migrations:
             message["migrations"] = self.sim.applied_migrations
         return message
-

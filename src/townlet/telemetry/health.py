@@ -41,8 +41,12 @@ FIELDS: dict[str, tuple[dict[str, Any], str]] = {
 
 def record_schema() -> dict[str, Any]:
     """JSON Schema of one ``tick.health`` record as the ``json`` log format writes it."""
-    context = {"type": "object", "properties": {name: schema for name, (schema, _) in FIELDS.items()},
-               "required": list(FIELDS), "additionalProperties": False}
+    context = {
+        "type": "object",
+        "properties": {name: schema for name, (schema, _) in FIELDS.items()},
+        "required": list(FIELDS),
+        "additionalProperties": False,
+    }
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "type": "object",
@@ -89,8 +93,15 @@ class HealthLog:
         elapsed = now - self._since
         since_tick = tick if self._since_tick is None else self._since_tick
         context: dict[str, Any] = {"window": perf["ticks"]}
-        for name in ("agents", "tick_ms_mean", "tick_ms_p50", "tick_ms_p99", "tick_ms_max", "target_tick_ms",
-                     "headroom"):
+        for name in (
+            "agents",
+            "tick_ms_mean",
+            "tick_ms_p50",
+            "tick_ms_p99",
+            "tick_ms_max",
+            "target_tick_ms",
+            "headroom",
+        ):
             context[name] = perf[name]
         context.update(
             ticks_per_s=round((tick - since_tick) / elapsed, 3) if elapsed > 0 else 0.0,

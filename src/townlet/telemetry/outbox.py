@@ -134,8 +134,9 @@ class Outbox:
         if len(items) == 1:
             return items[0]
         first = items[0]
-        return Item(items[-1].tick, b"".join(i.data for i in items), sum(i.lines for i in items), first.snapshot,
-                    first.fresh)
+        return Item(
+            items[-1].tick, b"".join(i.data for i in items), sum(i.lines for i in items), first.snapshot, first.fresh
+        )
 
     def take_nowait(self) -> Item | None:
         """Next item without waiting (asyncio senders), marking it in flight."""

@@ -68,8 +68,9 @@ class TelemetryPublisher:
             :meth:`from_config`).
     """
 
-    def __init__(self, sim: Simulation, cfg: TelemetryConfig | None = None,
-                 transports: Iterable[Transport] = ()) -> None:
+    def __init__(
+        self, sim: Simulation, cfg: TelemetryConfig | None = None, transports: Iterable[Transport] = ()
+    ) -> None:
         self.sim = sim
         self.cfg = cfg or sim.config.telemetry
         self.encoder = TelemetryEncoder(sim, self.cfg)
@@ -173,16 +174,34 @@ class TelemetryPublisher:
                     f"over the last {self.cfg.drop_window} ticks"
                 )
                 log_event(
-                    log, "telemetry.drop_alert", tick, logging.WARNING, transport=transport.name,
-                    drop_rate=round(watch.rate, 4), dropped=dropped, offered=offered,
+                    log,
+                    "telemetry.drop_alert",
+                    tick,
+                    logging.WARNING,
+                    transport=transport.name,
+                    drop_rate=round(watch.rate, 4),
+                    dropped=dropped,
+                    offered=offered,
                 )
                 alerts.append(
-                    {"type": "event", "tick": tick, "kind": "alert", "value": round(watch.rate, 4),
-                     "detail": detail, "transport": transport.name}
+                    {
+                        "type": "event",
+                        "tick": tick,
+                        "kind": "alert",
+                        "value": round(watch.rate, 4),
+                        "detail": detail,
+                        "transport": transport.name,
+                    }
                 )
             elif change == "end":
-                log_event(log, "telemetry.loss_recovered", tick, transport=transport.name,
-                          drop_rate=round(watch.rate, 4), dropped=dropped)
+                log_event(
+                    log,
+                    "telemetry.loss_recovered",
+                    tick,
+                    transport=transport.name,
+                    drop_rate=round(watch.rate, 4),
+                    dropped=dropped,
+                )
         return alerts
 
     # -- snapshots ----------------------------------------------------------------------------------

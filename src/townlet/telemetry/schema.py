@@ -88,14 +88,28 @@ def _definitions() -> dict[str, Any]:
             "option": {"enum": list(OPTIONS)},
             "target": STR,
             "job": ref("job"),
-            "ties": obj({"friends": array(ref("tie"), maxItems=MAX_TIES_SHOWN),
-                          "rivals": array(ref("tie"), maxItems=MAX_TIES_SHOWN)}, []),
+            "ties": obj(
+                {
+                    "friends": array(ref("tie"), maxItems=MAX_TIES_SHOWN),
+                    "rivals": array(ref("tie"), maxItems=MAX_TIES_SHOWN),
+                },
+                [],
+            ),
             "possessed_by": STR,
             "policy": obj(
                 {
                     "hash": STR,
-                    "top": array({"type": "array", "prefixItems": [{"enum": list(OPTIONS)}, UNIT], "items": False,
-                                  "minItems": 2, "maxItems": 2}, minItems=3, maxItems=len(OPTIONS)),
+                    "top": array(
+                        {
+                            "type": "array",
+                            "prefixItems": [{"enum": list(OPTIONS)}, UNIT],
+                            "items": False,
+                            "minItems": 2,
+                            "maxItems": 2,
+                        },
+                        minItems=3,
+                        maxItems=len(OPTIONS),
+                    ),
                     "value": NUM,
                 },
                 description="The policy inspector: the learned policy driving this agent, its options' "
@@ -163,8 +177,7 @@ def _definitions() -> dict[str, Any]:
         }
     )
     canary = obj(
-        {"state": {"enum": ["ok", "fired"]}, "fired": NAT, "window": NAT, "value": NUM, "limit": NUM,
-         "message": STR},
+        {"state": {"enum": ["ok", "fired"]}, "fired": NAT, "window": NAT, "value": NUM, "limit": NUM, "message": STR},
         required=["state", "fired"],
         description="One live canary: its state as of the last closed window, how often it fired, and when last.",
     )
@@ -174,8 +187,11 @@ def _definitions() -> dict[str, Any]:
             "windows": NAT,
             "last": window,
             "previous": window,
-            "canaries": mapping(canary, description="by canary: lateness_spike, starvation, option_thrash, "
-                                "reward_collapse (docs/evaluation.md)"),
+            "canaries": mapping(
+                canary,
+                description="by canary: lateness_spike, starvation, option_thrash, "
+                "reward_collapse (docs/evaluation.md)",
+            ),
             "policy": STR,
             "release": STR,
             "pinned": STR,
@@ -270,8 +286,10 @@ def _definitions() -> dict[str, Any]:
             "objects": mapping(ref("object")),
             "economy": economy,
             "weather": obj({"state": {"enum": list(WEATHERS)}}),
-            "utilities": obj({"power_off": array(STR), "water_off": array(STR), "closed": array(STR)},
-                             required=["power_off", "water_off"]),
+            "utilities": obj(
+                {"power_off": array(STR), "water_off": array(STR), "closed": array(STR)},
+                required=["power_off", "water_off"],
+            ),
             "kpis": kpis,
             "stability": stability,
             "narration": array(narration),
@@ -359,8 +377,10 @@ def build_schema() -> dict[str, Any]:
             "tick": NAT,
             "config_id": STR,
             "seed": NAT,
-            "migrations": array(obj({"name": STR, "from": STR, "to": STR, "tick": NAT}),
-                                description="snapshot migrations the state went through (only when any)"),
+            "migrations": array(
+                obj({"name": STR, "from": STR, "to": STR, "tick": NAT}),
+                description="snapshot migrations the state went through (only when any)",
+            ),
             "state": ref("state"),
         },
         required=["type", "schema", "tick", "config_id", "seed", "state"],
@@ -381,9 +401,7 @@ def build_schema() -> dict[str, Any]:
         "required": ["type"],
         "properties": {"type": {"enum": list(MESSAGE_TYPES)}},
         # dispatch on `type` (cheaper than oneOf, which would try every kind of message)
-        "allOf": [
-            {"if": {"properties": {"type": {"const": kind}}}, "then": ref(kind)} for kind in MESSAGE_TYPES
-        ],
+        "allOf": [{"if": {"properties": {"type": {"const": kind}}}, "then": ref(kind)} for kind in MESSAGE_TYPES],
         "$defs": defs,
     }
 

@@ -20,7 +20,6 @@ if TYPE_CHECKING:
     from townlet.sim.simulation import Simulation
 
 
-
 def clock_text(tick_of_day: int, ticks_per_day: int) -> str:
     """``"HH:MM"`` for a tick of the day."""
     minutes = round(tick_of_day * 1440 / ticks_per_day) % 1440
@@ -139,8 +138,14 @@ class StateBuilder:
         ids = self.sim.world.agents.ids
         out = []
         for p in active:
-            entry: dict[str, Any] = {"id": int(p.id), "kind": p.kind, "started": int(p.start), "ends": int(p.end),
-                                     "target": str(p.target), "detail": p.detail}
+            entry: dict[str, Any] = {
+                "id": int(p.id),
+                "kind": p.kind,
+                "started": int(p.start),
+                "ends": int(p.end),
+                "target": str(p.target),
+                "detail": p.detail,
+            }
             if p.kind == "price_spike":
                 entry["magnitude"] = round(float(p.magnitude), self.digits)
             if p.agents:

@@ -214,8 +214,15 @@ class FileTransport(StreamTransport):
     kind = "file"
     local = True
 
-    def __init__(self, path: str | Path, name: str = "", buffer_ticks: int = 256, max_bytes: int = 0,
-                 backups: int = 3, append: bool = False) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        name: str = "",
+        buffer_ticks: int = 256,
+        max_bytes: int = 0,
+        backups: int = 3,
+        append: bool = False,
+    ) -> None:
         super().__init__(name, buffer_ticks)
         self.path = Path(path).expanduser()
         self.max_bytes = max_bytes

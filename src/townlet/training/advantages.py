@@ -19,8 +19,15 @@ import numba
 import numpy as np
 
 
-def gae(rewards: np.ndarray, values: np.ndarray, discounts: np.ndarray, next_values: np.ndarray, ends: np.ndarray,
-        next_index: np.ndarray, lam: float) -> tuple[np.ndarray, np.ndarray]:
+def gae(
+    rewards: np.ndarray,
+    values: np.ndarray,
+    discounts: np.ndarray,
+    next_values: np.ndarray,
+    ends: np.ndarray,
+    next_index: np.ndarray,
+    lam: float,
+) -> tuple[np.ndarray, np.ndarray]:
     """Generalised advantage estimates and returns of ``n`` transitions.
 
     Args:
@@ -35,9 +42,15 @@ def gae(rewards: np.ndarray, values: np.ndarray, discounts: np.ndarray, next_val
     Returns:
         ``(advantages, returns)``, both ``float32[n]``; returns are ``advantages + values``.
     """
-    adv = _gae(np.asarray(rewards, np.float64), np.asarray(values, np.float64), np.asarray(discounts, np.float64),
-               np.asarray(next_values, np.float64), np.asarray(ends, np.bool_), np.asarray(next_index, np.int64),
-               float(lam))
+    adv = _gae(
+        np.asarray(rewards, np.float64),
+        np.asarray(values, np.float64),
+        np.asarray(discounts, np.float64),
+        np.asarray(next_values, np.float64),
+        np.asarray(ends, np.bool_),
+        np.asarray(next_index, np.int64),
+        float(lam),
+    )
     return adv.astype(np.float32), (adv + values).astype(np.float32)
 
 

@@ -108,8 +108,10 @@ class AnnealSchedule:
             if drops[worst] > self.cfg.max_drop:
                 decision = "freeze"
                 self.frozen = True
-                self.reason = (f"{worst} fell {drops[worst]:.0%} below scripted ({float(kpis[worst]):.4f} vs "
-                               f"{self.baseline[worst]:.4f}) at {share:.0%} scripted")
+                self.reason = (
+                    f"{worst} fell {drops[worst]:.0%} below scripted ({float(kpis[worst]):.4f} vs "
+                    f"{self.baseline[worst]:.4f}) at {share:.0%} scripted"
+                )
                 self.scripted_share = self._held if self._held is not None else share
             elif share <= self.cfg.end + 1e-9:
                 decision = "complete"
@@ -119,15 +121,20 @@ class AnnealSchedule:
                 decision = "advance"
                 self._held = share
                 self.scripted_share = round(max(self.cfg.end, share - self.cfg.step), 9)
-        self.history.append(AnnealStep(len(self.history), share, {k: float(v) for k, v in kpis.items()}, drops,
-                                       decision))
+        self.history.append(
+            AnnealStep(len(self.history), share, {k: float(v) for k, v in kpis.items()}, drops, decision)
+        )
         return decision
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able state (:meth:`from_dict` restores it, e.g. on a resumed training run)."""
         return {
-            "scripted_share": self.scripted_share, "frozen": self.frozen, "completed": self.completed,
-            "reason": self.reason, "held": self._held, "baseline": self.baseline,
+            "scripted_share": self.scripted_share,
+            "frozen": self.frozen,
+            "completed": self.completed,
+            "reason": self.reason,
+            "held": self._held,
+            "baseline": self.baseline,
             "history": [asdict(h) for h in self.history],
         }
 
@@ -232,8 +239,13 @@ def scripted_baseline(loaded: Any, seeds: list[int], window_ticks: int, windows:
 
 
 def run_anneal(
-    policy: Policy, config: str | Path | None = None, overrides: Iterable[str] = (), *,
-    seeds: Iterable[int] | None = None, baseline: Mapping[str, float] | None = None, greedy: bool | None = None,
+    policy: Policy,
+    config: str | Path | None = None,
+    overrides: Iterable[str] = (),
+    *,
+    seeds: Iterable[int] | None = None,
+    baseline: Mapping[str, float] | None = None,
+    greedy: bool | None = None,
     progress: Callable[[AnnealStep], None] | None = None,
 ) -> AnnealResult:
     """Run the anneal for a learned policy on fixed-seed towns (``evaluation.seeds`` by default).
@@ -269,5 +281,11 @@ def run_anneal(
             if progress is not None:
                 progress(schedule.history[-1])
     outcome = "completed" if schedule.completed else "frozen" if schedule.frozen else "unfinished"
-    return AnnealResult(outcome, schedule.scripted_share, schedule.reason, dict(schedule.baseline),
-                        [asdict(h) for h in schedule.history], policy_name(policy))
+    return AnnealResult(
+        outcome,
+        schedule.scripted_share,
+        schedule.reason,
+        dict(schedule.baseline),
+        [asdict(h) for h in schedule.history],
+        policy_name(policy),
+    )

@@ -93,9 +93,11 @@ def _split_single(data: Dataset, holdout: float) -> tuple[dict[str, np.ndarray],
 
 
 def _tensors(arrays: dict[str, np.ndarray]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    return (torch.from_numpy(np.ascontiguousarray(arrays["obs"], dtype=np.float32)),
-            torch.from_numpy(arrays["mask"].astype(bool)),
-            torch.from_numpy(arrays["action"].astype(np.int64)))
+    return (
+        torch.from_numpy(np.ascontiguousarray(arrays["obs"], dtype=np.float32)),
+        torch.from_numpy(arrays["mask"].astype(bool)),
+        torch.from_numpy(arrays["action"].astype(np.int64)),
+    )
 
 
 def predict(net: OptionPolicyNet, obs: torch.Tensor, mask: torch.Tensor, batch: int = 8192) -> torch.Tensor:
@@ -117,7 +119,10 @@ def accuracy(net: OptionPolicyNet, arrays: dict[str, np.ndarray]) -> float:
 
 
 def train_bc(
-    data: Dataset | str | Path, cfg: BehaviourCloningConfig | None = None, *, epochs: int | None = None,
+    data: Dataset | str | Path,
+    cfg: BehaviourCloningConfig | None = None,
+    *,
+    epochs: int | None = None,
     progress: Callable[[int, int, float], None] | None = None,
 ) -> tuple[Checkpoint, BcReport]:
     """Clone the scripted routine from a dataset; return the checkpoint and its report.
@@ -134,8 +139,9 @@ def train_bc(
         return _train(data, cfg, cfg.epochs if epochs is None else epochs, progress)
 
 
-def _train(data: Dataset, cfg: BehaviourCloningConfig, epochs: int,
-           progress: Callable[[int, int, float], None] | None) -> tuple[Checkpoint, BcReport]:
+def _train(
+    data: Dataset, cfg: BehaviourCloningConfig, epochs: int, progress: Callable[[int, int, float], None] | None
+) -> tuple[Checkpoint, BcReport]:
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     shards = data.manifest["shards"]
@@ -143,8 +149,7 @@ def _train(data: Dataset, cfg: BehaviourCloningConfig, epochs: int,
         train_ix, held_ix = split_episodes(data, cfg.holdout)
         train, held = data.join(train_ix), data.join(held_ix)
         held_names = [f"{shards[i]['scenario']}-{shards[i]['seed']}" for i in held_ix]
-        held_scenario = np.concatenate([np.full(len(data.shards[i]["action"]), shards[i]["scenario"])
-                                        for i in held_ix])
+        held_scenario = np.concatenate([np.full(len(data.shards[i]["action"]), shards[i]["scenario"]) for i in held_ix])
     else:
         train, held = _split_single(data, cfg.holdout)
         held_names = [f"{shards[0]['scenario']}-{shards[0]['seed']} (last {cfg.holdout:.0%} of ticks)"]
@@ -184,13 +189,25 @@ def _train(data: Dataset, cfg: BehaviourCloningConfig, epochs: int,
         rows = held_scenario == name
         per_scenario[str(name)] = accuracy(net, {k: v[rows] for k, v in held.items()})
     report = BcReport(
-        holdout_accuracy=round(held_acc, 4), train_accuracy=round(accuracy(net, train), 4),
+        holdout_accuracy=round(held_acc, 4),
+        train_accuracy=round(accuracy(net, train), 4),
         per_scenario={k: round(v, 4) for k, v in per_scenario.items()},
-        train_samples=int(n), holdout_samples=int(len(held["action"])),
+        train_samples=int(n),
+        holdout_samples=int(len(held["action"])),
         holdout_episodes=held_names,
-        epochs=epochs, seconds=round(seconds, 2), history=[round(h, 4) for h in history],
-        target=cfg.target_accuracy, passed=held_acc >= cfg.target_accuracy,
+        epochs=epochs,
+        seconds=round(seconds, 2),
+        history=[round(h, 4) for h in history],
+        target=cfg.target_accuracy,
+        passed=held_acc >= cfg.target_accuracy,
     )
-    checkpoint = from_network(net, data.variant, str(data.manifest["config_id"]), step=0,
-                              source="bc", dataset=str(data.root), bc=report.to_dict())
+    checkpoint = from_network(
+        net,
+        data.variant,
+        str(data.manifest["config_id"]),
+        step=0,
+        source="bc",
+        dataset=str(data.root),
+        bc=report.to_dict(),
+    )
     return checkpoint, report

@@ -127,8 +127,9 @@ def _outage_mid_use(after: int) -> Inject:
 def _price_spike(sim: Simulation) -> None:
     cfg = sim.config.imitation.capture
     for item in sim.world.economy.prices:
-        sim.perturbations.trigger("price_spike", item=item, magnitude=cfg.price_spike_magnitude,
-                                  duration=cfg.price_spike_duration)
+        sim.perturbations.trigger(
+            "price_spike", item=item, magnitude=cfg.price_spike_magnitude, duration=cfg.price_spike_duration
+        )
 
 
 def _contention(sim: Simulation) -> None:
@@ -164,9 +165,7 @@ def scenarios(loaded: LoadedConfig) -> dict[str, Callable[[], Scenario]]:
         "outage": lambda: Scenario("outage", inject=_outage_mid_use(at(cfg.outage_after))),
         "price_spike": lambda: Scenario("price_spike", inject=_once(at(cfg.price_spike_at), _price_spike)),
         "queue_contention": lambda: Scenario("queue_contention", inject=_once(at(cfg.contention_at), _contention)),
-        "lateness": lambda: Scenario(
-            "lateness", inject=_once(max(first_shift - cfg.lateness_lead, 0), _lateness)
-        ),
+        "lateness": lambda: Scenario("lateness", inject=_once(max(first_shift - cfg.lateness_lead, 0), _lateness)),
     }
 
 
@@ -191,7 +190,11 @@ def _write_npz(arrays: dict[str, np.ndarray], handle: BinaryIO) -> None:
 
 
 def record_episode(
-    loaded: LoadedConfig, scenario: Scenario, seed: int, ticks: int, variant: str | None = None,
+    loaded: LoadedConfig,
+    scenario: Scenario,
+    seed: int,
+    ticks: int,
+    variant: str | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> dict[str, np.ndarray]:
     """Run the scripted town for ``ticks`` under ``scenario`` and return the episode's decision samples.
@@ -221,8 +224,13 @@ def record_episode(
         step_scenario(sim, scenario)
         if progress is not None:
             progress(t + 1)
-    empty = {"obs": np.zeros((0, encoder.size), np.float32), "mask": np.zeros((0, OPTION_COUNT), bool),
-             "action": np.zeros(0, np.int8), "tick": np.zeros(0, np.int32), "slot": np.zeros(0, np.int32)}
+    empty = {
+        "obs": np.zeros((0, encoder.size), np.float32),
+        "mask": np.zeros((0, OPTION_COUNT), bool),
+        "action": np.zeros(0, np.int8),
+        "tick": np.zeros(0, np.int32),
+        "slot": np.zeros(0, np.int32),
+    }
     return {name: np.concatenate(chunks) if chunks else empty[name] for name, chunks in parts.items()}
 
 
@@ -235,9 +243,15 @@ def _sha256(path: Path) -> str:
 
 
 def capture(
-    config: str | Path | None, out: str | Path, *, overrides: Iterable[str] = (),
-    scenario_names: Iterable[str] | None = None, seeds: int | None = None, ticks: int | None = None,
-    variant: str | None = None, first_seed: int | None = None,
+    config: str | Path | None,
+    out: str | Path,
+    *,
+    overrides: Iterable[str] = (),
+    scenario_names: Iterable[str] | None = None,
+    seeds: int | None = None,
+    ticks: int | None = None,
+    variant: str | None = None,
+    first_seed: int | None = None,
     progress: Callable[[str, int, int], None] | None = None,
 ) -> dict[str, Any]:
     """Record every scenario for ``seeds`` episodes into ``out`` (shards + manifest); return the manifest.
@@ -280,11 +294,17 @@ def capture(
             obs_dim = int(arrays["obs"].shape[1])
             path = out / f"{name}-{seed}.npz"
             write_atomic(path, partial(_write_npz, arrays))
-            shards.append({
-                "file": path.name, "sha256": _sha256(path), "scenario": name, "seed": seed, "ticks": ticks,
-                "config_id": episode.config_id,
-                "samples": int(len(arrays["action"])),
-            })
+            shards.append(
+                {
+                    "file": path.name,
+                    "sha256": _sha256(path),
+                    "scenario": name,
+                    "seed": seed,
+                    "ticks": ticks,
+                    "config_id": episode.config_id,
+                    "samples": int(len(arrays["action"])),
+                }
+            )
     manifest = {
         "format": FORMAT,
         "config_id": loaded.config_id,
@@ -336,8 +356,10 @@ class Dataset:
         loaded = load_config(self.manifest.get("config"), list(self.manifest.get("overrides", [])))
         layout = layout_of(World(loaded, RngStreams(0)), self.variant)
         if layout.size != self.obs_dim:
-            raise DatasetError(f"{self.root}: samples have {self.obs_dim} features but the capture's config now "
-                               f"lays out {layout.size} ({self.variant}); was the config changed?")
+            raise DatasetError(
+                f"{self.root}: samples have {self.obs_dim} features but the capture's config now "
+                f"lays out {layout.size} ({self.variant}); was the config changed?"
+            )
         return layout
 
     def join(self, indices: Iterable[int]) -> dict[str, np.ndarray]:
@@ -380,7 +402,8 @@ def load_dataset(root: str | Path) -> Dataset:
         with np.load(root / shard["file"]) as npz:
             arrays = {name: npz[name] for name in ARRAYS}
         if len(arrays["action"]) != shard["samples"]:
-            raise DatasetError(f"{root / shard['file']}: {len(arrays['action'])} samples, manifest says "
-                               f"{shard['samples']}")
+            raise DatasetError(
+                f"{root / shard['file']}: {len(arrays['action'])} samples, manifest says {shard['samples']}"
+            )
         data.shards.append(arrays)
     return data

@@ -50,8 +50,11 @@ class Curriculum:
         for name, st in cfg.stages.items():
             for kpi in st.advance_when:
                 if kpi not in KPI_NAMES:
-                    raise ConfigError(str(loaded.source), f"stages.{name}.advance_when.{kpi}",
-                                      f"unknown training KPI (one of {', '.join(KPI_NAMES)})")
+                    raise ConfigError(
+                        str(loaded.source),
+                        f"stages.{name}.advance_when.{kpi}",
+                        f"unknown training KPI (one of {', '.join(KPI_NAMES)})",
+                    )
             bands[name] = {k: (float(lo), float(hi)) for k, (lo, hi) in st.advance_when.items()}
         return cls(list(cfg.stages), bands, stage, auto, windows)
 
@@ -87,8 +90,12 @@ class Curriculum:
 
     def state_dict(self) -> dict[str, Any]:
         """What a checkpoint keeps to resume the curriculum."""
-        return {"stage": self.stage, "streak": self.streak, "history": [list(h) for h in self.history],
-                "auto": self.auto}
+        return {
+            "stage": self.stage,
+            "streak": self.streak,
+            "history": [list(h) for h in self.history],
+            "auto": self.auto,
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore from :meth:`state_dict`."""

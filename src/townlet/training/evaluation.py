@@ -193,9 +193,15 @@ def average(cards: list[Mapping[str, Any]]) -> dict[str, Any]:
 
 
 def evaluate(
-    policy: Policy, config: str | Path | None = None, overrides: Iterable[str] = (), *,
-    stages: Iterable[str | None] | None = (None,), seeds: Iterable[int] | None = None, days: float | None = None,
-    greedy: bool | None = None, progress: Callable[[str, int, int], None] | None = None,
+    policy: Policy,
+    config: str | Path | None = None,
+    overrides: Iterable[str] = (),
+    *,
+    stages: Iterable[str | None] | None = (None,),
+    seeds: Iterable[int] | None = None,
+    days: float | None = None,
+    greedy: bool | None = None,
+    progress: Callable[[str, int, int], None] | None = None,
 ) -> Evaluation:
     """Evaluate ``policy`` on fixed-seed scenarios.
 
@@ -228,8 +234,14 @@ def evaluate(
             loaded = base if stage is None else load_config(config, [*overrides, f"stage={stage}"])
             for seed in seeds:
                 card = run_scorecard(loaded, policy, int(seed), ticks, greedy)
-                scenarios.append({"stage": stage or base.config.stage or "config", "seed": int(seed),
-                                  "social_rewards": loaded.config.features.social_rewards, "scorecard": card})
+                scenarios.append(
+                    {
+                        "stage": stage or base.config.stage or "config",
+                        "seed": int(seed),
+                        "social_rewards": loaded.config.features.social_rewards,
+                        "scorecard": card,
+                    }
+                )
                 if progress is not None:
                     progress(f"{stage or 'config'} seed {seed}", len(scenarios), total)
     return Evaluation(policy_name(policy), average([s["scorecard"] for s in scenarios]), scenarios, days)

@@ -36,16 +36,20 @@ class GateResult:
     @property
     def failures(self) -> list[str]:
         """Human lines for the KPIs that failed."""
-        return [f"{c['kpi']} {c['candidate']} vs baseline {c['baseline']} (limit {c['limit']})"
-                for c in self.checks if not c["ok"]]
+        return [
+            f"{c['kpi']} {c['candidate']} vs baseline {c['baseline']} (limit {c['limit']})"
+            for c in self.checks
+            if not c["ok"]
+        ]
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able form."""
         return {"passed": self.passed, "checks": self.checks, "failures": self.failures}
 
 
-def gate(baseline: Mapping[str, Any], candidate: Mapping[str, Any], cfg: GateConfig | None = None,
-         social: bool = True) -> GateResult:
+def gate(
+    baseline: Mapping[str, Any], candidate: Mapping[str, Any], cfg: GateConfig | None = None, social: bool = True
+) -> GateResult:
     """The A/B gate on two scorecards: no KPI may be worse than the baseline's beyond its tolerance.
 
     Args:
@@ -61,8 +65,9 @@ def gate(baseline: Mapping[str, Any], candidate: Mapping[str, Any], cfg: GateCon
     return GateResult(*_judge(baseline, candidate, cfg, kpis))
 
 
-def _judge(baseline: Mapping[str, Any], candidate: Mapping[str, Any], cfg: GateConfig,
-           kpis: list[tuple[str, float]]) -> tuple[bool, list[dict[str, Any]]]:
+def _judge(
+    baseline: Mapping[str, Any], candidate: Mapping[str, Any], cfg: GateConfig, kpis: list[tuple[str, float]]
+) -> tuple[bool, list[dict[str, Any]]]:
     checks = []
     for kpi, sign in kpis:
         if kpi not in baseline or kpi not in candidate:
@@ -78,8 +83,7 @@ def _judge(baseline: Mapping[str, Any], candidate: Mapping[str, Any], cfg: GateC
 def social_scorecard(evaluation: Evaluation, cfg: GateConfig) -> dict[str, Any] | None:
     """The averaged scorecard of the scenarios from ``cfg.social_from`` on (None when there are none)."""
     level = STAGE_LEVEL[cfg.social_from]
-    cards = [s["scorecard"] for s in evaluation.scenarios
-             if STAGE_LEVEL[s.get("social_rewards", "OFF")] >= level]
+    cards = [s["scorecard"] for s in evaluation.scenarios if STAGE_LEVEL[s.get("social_rewards", "OFF")] >= level]
     return average(cards) if cards else None
 
 

@@ -66,8 +66,9 @@ def live_baseline(loaded: LoadedConfig, seed: int, cache_dir: str | Path | None 
     directory = file.parent
     try:
         data = json.loads(file.read_text(encoding="utf-8"))
-        return Baseline(float(data["lateness"]), float(data["reward_mean"]), float(data["reward_std"]),
-                        int(data["windows"]))
+        return Baseline(
+            float(data["lateness"]), float(data["reward_mean"]), float(data["reward_std"]), int(data["windows"])
+        )
     except (OSError, ValueError, KeyError, TypeError):
         pass
     baseline = Baseline.measure(loaded, seed)
@@ -94,8 +95,14 @@ class LivePolicies:
         changes: The last few policy changes, newest last (``status``).
     """
 
-    def __init__(self, sim: Simulation, registry: PolicyRegistry | None, baseline: Baseline | None,
-                 rollback: bool | None = None, monitor: bool = True) -> None:
+    def __init__(
+        self,
+        sim: Simulation,
+        registry: PolicyRegistry | None,
+        baseline: Baseline | None,
+        rollback: bool | None = None,
+        monitor: bool = True,
+    ) -> None:
         self.sim = sim
         self.registry = registry
         self.cfg = sim.config.promotion
@@ -111,8 +118,9 @@ class LivePolicies:
         self.monitor: StabilityMonitor | None = None
         if monitor:
             assert baseline is not None, "the live canaries need a baseline"
-            self.monitor = StabilityMonitor(sim, baseline, label="live", on_window=self._window,
-                                            promotion_state=self.promotion_state)
+            self.monitor = StabilityMonitor(
+                sim, baseline, label="live", on_window=self._window, promotion_state=self.promotion_state
+            )
             sidecars.attach(sim, "stability", self)  # the open window and the canaries travel in snapshots
 
     # -- reading ----------------------------------------------------------------------------------
@@ -138,8 +146,13 @@ class LivePolicies:
         else:
             state = self.registry.state(driving=driving, registry=self.registry.path)
         self._state = state
-        section = {"canaries": self.canary_states(), "policy": driving, "release": state["release"],
-                   "pinned": state["pinned"], "rollbacks": self.rollbacks}
+        section = {
+            "canaries": self.canary_states(),
+            "policy": driving,
+            "release": state["release"],
+            "pinned": state["pinned"],
+            "rollbacks": self.rollbacks,
+        }
         self._section = {k: v for k, v in section.items() if v is not None}  # telemetry state holds no nulls
 
     def promotion_state(self) -> dict[str, Any]:
@@ -190,10 +203,15 @@ class LivePolicies:
         """
         assert self.monitor is not None, "attached only with a monitor"
         meter = self.monitor.meter
-        return {**sidecars.capture_fields(self, self._DESK), "since": self.since, "policy": self.driving()["hash"],
-                "reports": [report.to_dict() for report in self.monitor.reports],
-                "meter": sidecars.capture_fields(meter, self._METER),
-                "spans": [asdict(span) for span in meter.spans], "current": asdict(meter.current)}
+        return {
+            **sidecars.capture_fields(self, self._DESK),
+            "since": self.since,
+            "policy": self.driving()["hash"],
+            "reports": [report.to_dict() for report in self.monitor.reports],
+            "meter": sidecars.capture_fields(meter, self._METER),
+            "spans": [asdict(span) for span in meter.spans],
+            "current": asdict(meter.current),
+        }
 
     def restore_sidecar(self, state: dict[str, Any]) -> None:
         """Continue the windows a snapshot recorded (``since`` too, when the same policy still drives).
@@ -238,8 +256,7 @@ class LivePolicies:
         self._check(choice)
         if choice.kind == "learned":
             assert choice.checkpoint is not None
-            registry.register(choice.checkpoint, f"registered to be promoted by {who}", self.sim.tick,
-                              path=choice.path)
+            registry.register(choice.checkpoint, f"registered to be promoted by {who}", self.sim.tick, path=choice.path)
         else:
             registry.register(choice.policy_hash, f"registered to be promoted by {who}", self.sim.tick)
         registry.promote(choice.policy_hash, reason, self.sim.tick, {"by": who})
@@ -291,15 +308,29 @@ class LivePolicies:
         install(sim, choice)  # checks that it fits before anything changes
         self.since = sim.tick
         now = self.driving()
-        change = {"tick": int(sim.tick), "action": action, "policy": now["hash"], "name": now["name"],
-                  "previous": before["hash"], "why": why}
+        change = {
+            "tick": int(sim.tick),
+            "action": action,
+            "policy": now["hash"],
+            "name": now["name"],
+            "previous": before["hash"],
+            "why": why,
+        }
         self.changes.append(change)
         self.refresh()
         w.emit(EventKind.POLICY_CHANGED, value=float(sim.tick), detail=f"{action}:{before['hash']}->{now['hash']}")
         named = "" if now["name"] == now["hash"] else f" ({now['hash']})"
         w.emit(EventKind.NARRATION, value=-1.0, detail=f"The town now follows the {now['name']} policy{named}, {why}.")
-        log_event(LOG, f"promotion.{action}", int(sim.tick), logging.WARNING if action == "rollback" else logging.INFO,
-                  policy=now["hash"], previous=before["hash"], reason=why, promotion_state=self.promotion_state())
+        log_event(
+            LOG,
+            f"promotion.{action}",
+            int(sim.tick),
+            logging.WARNING if action == "rollback" else logging.INFO,
+            policy=now["hash"],
+            previous=before["hash"],
+            reason=why,
+            promotion_state=self.promotion_state(),
+        )
         return {"policy": now, "previous": before, "tick": int(sim.tick), "action": action}
 
     # -- the live canaries ------------------------------------------------------------------------
@@ -310,8 +341,13 @@ class LivePolicies:
             canary = fired.get(name)
             state["state"] = "fired" if canary else "ok"
             if canary is not None:
-                state.update(fired=state["fired"] + 1, window=report.index, value=canary.value, limit=canary.limit,
-                             message=canary.message)
+                state.update(
+                    fired=state["fired"] + 1,
+                    window=report.index,
+                    value=canary.value,
+                    limit=canary.limit,
+                    message=canary.message,
+                )
         if report.passed:
             self.windows_passed += 1
         else:
@@ -328,8 +364,15 @@ class LivePolicies:
         if registry is not None and on_release and registry.pinned is None:
             registry.pin(reason, tick, {"window": report.to_dict()})
             self.refresh()
-            log_event(LOG, "promotion.pin", tick, logging.WARNING, release=driving["hash"], reason=reason,
-                      promotion_state=self.promotion_state())
+            log_event(
+                LOG,
+                "promotion.pin",
+                tick,
+                logging.WARNING,
+                release=driving["hash"],
+                reason=reason,
+                promotion_state=self.promotion_state(),
+            )
         if not self.rollback_on_canary or registry is None or release is None:
             return
         try:
@@ -342,10 +385,17 @@ class LivePolicies:
                 good = self._choice_of(release, "release")  # a hand-swapped policy goes back to the release
             result = self._switch(good, f"after a canary ({report.reason})", "rollback")
         except (LookupError, ValueError, CheckpointError) as exc:  # nothing safe to go back to: keep the pin
-            log_event(LOG, "promotion.rollback_failed", tick, logging.ERROR, reason=str(exc),
-                      promotion_state=self.promotion_state())
+            log_event(
+                LOG,
+                "promotion.rollback_failed",
+                tick,
+                logging.ERROR,
+                reason=str(exc),
+                promotion_state=self.promotion_state(),
+            )
             return
         self.rollbacks += 1
         self.refresh()
-        sim.world.emit(EventKind.ALERT, value=float(report.index),
-                       detail=f"rollback:{driving['hash']}->{result['policy']['hash']}")
+        sim.world.emit(
+            EventKind.ALERT, value=float(report.index), detail=f"rollback:{driving['hash']}->{result['policy']['hash']}"
+        )

@@ -101,8 +101,13 @@ def plot_learning_curves(metrics: str | Path, out: str | Path, title: str = "Tow
         if key != "reward":
             ax.set_ylim(-0.03, 1.05)
     _curve(axes.flat[4], updates, (("policy_loss", "policy loss"), ("value_loss", "value loss")), "losses")
-    _curve(axes.flat[5], updates, (("entropy", "entropy"), ("approx_kl", "approx KL x 100")), "policy",
-           scale={"approx_kl": 100.0})
+    _curve(
+        axes.flat[5],
+        updates,
+        (("entropy", "entropy"), ("approx_kl", "approx KL x 100")),
+        "policy",
+        scale={"approx_kl": 100.0},
+    )
     for ax in axes.flat:
         for step, name in stages:
             ax.axvline(step, color="grey", linewidth=0.8)
@@ -116,11 +121,19 @@ def plot_learning_curves(metrics: str | Path, out: str | Path, title: str = "Tow
     return out
 
 
-def _curve(ax: Any, updates: list[dict[str, Any]], keys: tuple[tuple[str, str], ...], title: str,
-           scale: dict[str, float] | None = None) -> None:
+def _curve(
+    ax: Any,
+    updates: list[dict[str, Any]],
+    keys: tuple[tuple[str, str], ...],
+    title: str,
+    scale: dict[str, float] | None = None,
+) -> None:
     for key, label in keys:
-        pts = [(u["global_step"], u[key] * (scale or {}).get(key, 1.0)) for u in updates
-               if isinstance(u.get(key), int | float) and math.isfinite(u[key])]
+        pts = [
+            (u["global_step"], u[key] * (scale or {}).get(key, 1.0))
+            for u in updates
+            if isinstance(u.get(key), int | float) and math.isfinite(u[key])
+        ]
         if pts:
             ax.plot([p[0] for p in pts], [p[1] for p in pts], label=label)
     ax.set_title(title)

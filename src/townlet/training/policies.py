@@ -64,8 +64,13 @@ class PolicyChoice:
 
     def to_dict(self) -> dict[str, Any]:
         """``{hash, name, source, kind, path}`` (the ``policy`` field of ``townlet run --json``)."""
-        return {"hash": self.policy_hash, "name": self.name, "source": self.source, "kind": self.kind,
-                "path": self.path}
+        return {
+            "hash": self.policy_hash,
+            "name": self.name,
+            "source": self.source,
+            "kind": self.kind,
+            "path": self.path,
+        }
 
 
 def builtin(name: str, source: str = "builtin") -> PolicyChoice:
@@ -83,8 +88,10 @@ def _torch_needed() -> Iterator[None]:
     try:
         yield
     except ModuleNotFoundError as exc:
-        raise CheckpointError(f"a learned policy needs PyTorch, which this installation lacks ({exc.name}); "
-                              "install townlet[train] (or use the training image)") from None
+        raise CheckpointError(
+            f"a learned policy needs PyTorch, which this installation lacks ({exc.name}); "
+            "install townlet[train] (or use the training image)"
+        ) from None
 
 
 def _load(path: str | Path) -> Checkpoint:
@@ -129,8 +136,9 @@ def resolve(ref: str, registry: PolicyRegistry | None = None, *, paths: bool = T
         return default_choice()
     if ref == "release":
         if registry is None:
-            raise PolicyNotFound("release: there is no policy registry yet (create one with townlet promote "
-                                 "register / promote)")
+            raise PolicyNotFound(
+                "release: there is no policy registry yet (create one with townlet promote register / promote)"
+            )
         record = registry.release
         if record is None:
             raise PolicyNotFound(f"release: the registry at {registry.path} has no release yet")
@@ -165,8 +173,9 @@ def _from_record(record: Any, registry: PolicyRegistry, source: str) -> PolicyCh
     return _learned(checkpoint, record.policy_hash, source, record.path)
 
 
-def install(sim: Simulation, choice: PolicyChoice, *, greedy: bool | None = None, strict: bool = True,
-            since: int | None = None) -> PolicyDriver | None:
+def install(
+    sim: Simulation, choice: PolicyChoice, *, greedy: bool | None = None, strict: bool = True, since: int | None = None
+) -> PolicyDriver | None:
     """Make ``choice`` drive every agent of ``sim`` from its next decision on (newcomers included).
 
     The console's possession wrapper stays in place (possessed agents keep obeying their admin). Returns the
@@ -215,8 +224,9 @@ def describe(sim: Simulation) -> dict[str, Any]:
     return {"hash": kind, "name": kind, "source": "builtin", "kind": kind}
 
 
-def reinstate(sim: Simulation, override: PolicyChoice | None = None, registry: PolicyRegistry | None = None,
-              strict: bool = True) -> PolicyChoice:
+def reinstate(
+    sim: Simulation, override: PolicyChoice | None = None, registry: PolicyRegistry | None = None, strict: bool = True
+) -> PolicyChoice:
     """After a snapshot was restored into ``sim``: install ``override``, else the policy the snapshot records.
 
     A recorded learned policy is found by its hash: the shipped default, then the registry, then the recorded
@@ -238,8 +248,10 @@ def reinstate(sim: Simulation, override: PolicyChoice | None = None, registry: P
         install(sim, choice)
         return choice
     if kind != "learned":
-        raise PolicyNotFound("the snapshot was driven by an in-process policy that cannot be reinstated; "
-                             "pass --policy to choose who drives")
+        raise PolicyNotFound(
+            "the snapshot was driven by an in-process policy that cannot be reinstated; "
+            "pass --policy to choose who drives"
+        )
     choice = find_recorded(recorded, registry)
     driver = install(sim, choice, greedy=recorded["greedy"], strict=strict, since=recorded["since"])
     assert driver is not None
@@ -273,5 +285,7 @@ def find_recorded(recorded: dict[str, Any], registry: PolicyRegistry | None) -> 
             return _learned(checkpoint, name, source, path)
     where = f"the registry at {registry.path}" if registry is not None else "no policy registry"
     gone = f", and {path} is missing or holds another policy" if path else ""
-    raise PolicyNotFound(f"the snapshot was taken under policy {wanted} ({name}), which is neither the shipped "
-                         f"default nor in {where}{gone}; pass --policy to choose who drives")
+    raise PolicyNotFound(
+        f"the snapshot was taken under policy {wanted} ({name}), which is neither the shipped "
+        f"default nor in {where}{gone}; pass --policy to choose who drives"
+    )

@@ -104,7 +104,8 @@ class PPOArgs:
     checkpoint_every: int = 20
     """updates between checkpoints"""
     best_weights: dict[str, float] = field(
-        default_factory=lambda: {"self_sufficiency": 0.5, "need_ok_share": 0.25, "attendance": 0.25})
+        default_factory=lambda: {"self_sufficiency": 0.5, "need_ok_share": 0.25, "attendance": 0.25}
+    )
     """window KPI -> weight of the score that picks ``best.pt`` (``--ppo best_weights=self_sufficiency:2,attendance:1``;
     only windows with no scripted agents are scored)"""
     best_windows: int = 2

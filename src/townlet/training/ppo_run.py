@@ -103,13 +103,18 @@ class PPORun:
         """The network: fresh, from ``--init``, or from the checkpoint being resumed; and its optimiser."""
         args, layout, n_actions = self.args, self.collector.layout, self.collector.n_actions
         self.source = self.resumed or (load(args.init) if args.init else None)
-        spec = self.source.spec if self.source else NetworkSpec.for_layout(layout, n_actions, args.hidden, args.lstm,
-                                                                           args.stay_bias)
+        spec = (
+            self.source.spec
+            if self.source
+            else NetworkSpec.for_layout(layout, n_actions, args.hidden, args.lstm, args.stay_bias)
+        )
         if spec.decisions != "points":  # an older per-tick policy as a warm start: from now on it decides at points
             spec = dataclasses.replace(spec, decisions="points")
         if spec.obs_dim != layout.size or spec.n_actions != n_actions:
-            raise CheckpointError(f"checkpoint reads {spec.obs_dim} features / {spec.n_actions} actions but the towns "
-                                  f"give {layout.size} / {n_actions} ({layout.variant})")
+            raise CheckpointError(
+                f"checkpoint reads {spec.obs_dim} features / {spec.n_actions} actions but the towns "
+                f"give {layout.size} / {n_actions} ({layout.variant})"
+            )
         self.spec = spec
         self.net = OptionPolicyNet(spec).to(self.device)
         if self.source is not None:
@@ -122,10 +127,16 @@ class PPORun:
     def _log_start(self) -> dict[str, dict[str, float]]:
         """A fresh run's first lines (start, stage, baselines); returns the baselines' KPIs by policy."""
         args, metrics, curriculum, source = self.args, self.metrics, self.curriculum, self.source
-        metrics.write("start", args=asdict(args), config_id=self.loaded.config_id,
-                      variant=self.collector.layout.variant, spec=asdict(self.spec),
-                      stage=curriculum.stage if curriculum else None,
-                      init=args.init, init_hash=source.policy_hash if source else None)
+        metrics.write(
+            "start",
+            args=asdict(args),
+            config_id=self.loaded.config_id,
+            variant=self.collector.layout.variant,
+            spec=asdict(self.spec),
+            stage=curriculum.stage if curriculum else None,
+            init=args.init,
+            init_hash=source.policy_hash if source else None,
+        )
         if curriculum is not None:
             metrics.write("stage", global_step=0, stage=curriculum.stage, reason="start")
         baselines: dict[str, dict[str, float]] = {}
@@ -134,8 +145,9 @@ class PPORun:
             window_ticks = self.window_ticks
             span = min(max(self.loaded.config.env.horizon, window_ticks), 5 * window_ticks)
             for policy in ("scripted", "random"):
-                kpis = baseline_kpis(args.config, self.stage_overrides(), args.towns, span, args.seed + 7919, policy,
-                                     window=window_ticks)
+                kpis = baseline_kpis(
+                    args.config, self.stage_overrides(), args.towns, span, args.seed + 7919, policy, window=window_ticks
+                )
                 baselines[policy] = kpis
                 metrics.write("baseline", policy=policy, ticks=span, window=window_ticks, kpis=kpis)
         return baselines
@@ -173,7 +185,10 @@ class PPORun:
         stats = ppo_update(self.net, self.optimizer, ro, self.args, self.device, self.rng)
         learn_s = time.perf_counter() - t0
         return {
-            "update": self.update, "global_step": self.global_step, "decisions": ro.size, "lr": self.lr,
+            "update": self.update,
+            "global_step": self.global_step,
+            "decisions": ro.size,
+            "lr": self.lr,
             "stage": self.curriculum.stage if self.curriculum else None,
             "reward_mean": float(ro.rewards.sum() / max(ro.ticks.sum(), 1)),
             "ticks_per_decision": float(ro.ticks.mean()) if ro.size else None,
@@ -181,7 +196,9 @@ class PPORun:
             "episode_return": float(np.mean(ro.episode_returns)) if ro.episode_returns else None,
             "collect_ticks_per_s": ro.town_ticks / ro.collect_s,
             "env_ticks_per_s": ro.town_ticks / max(ro.env_s, 1e-9),
-            "collect_s": ro.collect_s, "policy_s": ro.policy_s, "learn_s": learn_s,
+            "collect_s": ro.collect_s,
+            "policy_s": ro.policy_s,
+            "learn_s": learn_s,
             "elapsed_s": time.perf_counter() - self.started,
             **stats,
         }
@@ -207,8 +224,13 @@ class PPORun:
             if anneal is not None and not anneal.finished:
                 decision = anneal.observe(window)
                 self.collector.set_scripted_share(anneal.scripted_share)
-                self.metrics.write("anneal", global_step=self.global_step, decision=decision,
-                                   scripted_share=anneal.scripted_share, reason=anneal.reason)
+                self.metrics.write(
+                    "anneal",
+                    global_step=self.global_step,
+                    decision=decision,
+                    scripted_share=anneal.scripted_share,
+                    reason=anneal.reason,
+                )
         row["scripted_share"] = self.collector.scripted_share
         return move_to, improved
 
@@ -218,8 +240,15 @@ class PPORun:
         metrics.write("update", **row)
         if improved:
             self.checkpoint("best.pt")
-            metrics.write("best", global_step=self.global_step, update=self.update, score=best.score, kpis=best.kpis,
-                          windows=len(best.recent), checkpoint=str(self.out / "best.pt"))
+            metrics.write(
+                "best",
+                global_step=self.global_step,
+                update=self.update,
+                score=best.score,
+                kpis=best.kpis,
+                windows=len(best.recent),
+                checkpoint=str(self.out / "best.pt"),
+            )
         if move_to is not None:
             metrics.write("stage", global_step=self.global_step, stage=move_to, reason="bands held")
             best.reset()  # best.pt is the best of the stage being trained
@@ -234,11 +263,20 @@ class PPORun:
     def checkpoint(self, name: str | None = None) -> Path:
         """Save the policy and all ``--resume`` needs (``checkpoints/update_N.pt`` or ``name``), and latest.pt."""
         curriculum, anneal, out = self.curriculum, self.anneal, self.out
-        ck = from_network(self.net, self.collector.layout.variant, self.loaded.config_id, step=self.global_step,
-                          update=self.update, stage=curriculum.stage if curriculum else None, args=asdict(self.args),
-                          optimizer=self.optimizer.state_dict(),
-                          curriculum=curriculum.state_dict() if curriculum else None, window=self.last_window,
-                          anneal=anneal.to_dict() if anneal else None, best=self.best.state_dict())
+        ck = from_network(
+            self.net,
+            self.collector.layout.variant,
+            self.loaded.config_id,
+            step=self.global_step,
+            update=self.update,
+            stage=curriculum.stage if curriculum else None,
+            args=asdict(self.args),
+            optimizer=self.optimizer.state_dict(),
+            curriculum=curriculum.state_dict() if curriculum else None,
+            window=self.last_window,
+            anneal=anneal.to_dict() if anneal else None,
+            best=self.best.state_dict(),
+        )
         path = save(ck, out / "checkpoints" / f"update_{self.update:06d}.pt") if name is None else save(ck, out / name)
         shutil.copyfile(path, out / ".latest.tmp")
         (out / ".latest.tmp").replace(out / "latest.pt")
@@ -262,14 +300,25 @@ class PPORun:
         png = plot_learning_curves(out / "metrics.jsonl", out / "learning_curves.png", title=title)
         anneal, curriculum = self.anneal, self.curriculum
         return {
-            "out": str(out), "final": str(final), "metrics": str(out / "metrics.jsonl"), "curves": str(png),
-            "global_step": self.global_step, "updates": self.update, "stage": curriculum.stage if curriculum else None,
-            "policy_hash": load(final).policy_hash, "window": self.last_window, "train_seconds": round(train_s, 1),
+            "out": str(out),
+            "final": str(final),
+            "metrics": str(out / "metrics.jsonl"),
+            "curves": str(png),
+            "global_step": self.global_step,
+            "updates": self.update,
+            "stage": curriculum.stage if curriculum else None,
+            "policy_hash": load(final).policy_hash,
+            "window": self.last_window,
+            "train_seconds": round(train_s, 1),
             "ticks_per_s": round((self.global_step - self.first_step) / train_s, 1) if train_s > 0 else None,
-            **shares, "seconds": round(time.perf_counter() - self.started, 1),
+            **shares,
+            "seconds": round(time.perf_counter() - self.started, 1),
             "anneal": anneal.to_dict() if anneal else None,
-            "best_checkpoint": str(best_path) if best_path else None, "best_score": best.score if best_path else None,
-            "best_tick": best.step, "best_window": best.kpis, "scorecards": scorecards,
+            "best_checkpoint": str(best_path) if best_path else None,
+            "best_score": best.score if best_path else None,
+            "best_tick": best.step,
+            "best_window": best.kpis,
+            "scorecards": scorecards,
         }
 
 
@@ -277,13 +326,14 @@ def _time_shares(metrics: Path, first_step: int, train_s: float) -> dict[str, fl
     """Shares of this invocation's wall time spent collecting (policy included), in the policy, and learning."""
     rows = [r for r in read_metrics(metrics) if r.get("kind") == "update" and r["global_step"] > first_step]
     total = max(train_s, 1e-9)
-    return {"collect_share": round(sum(r["collect_s"] for r in rows) / total, 3),
-            "policy_share": round(sum(r.get("policy_s", 0.0) for r in rows) / total, 3),
-            "learn_share": round(sum(r["learn_s"] for r in rows) / total, 3)}
+    return {
+        "collect_share": round(sum(r["collect_s"] for r in rows) / total, 3),
+        "policy_share": round(sum(r.get("policy_s", 0.0) for r in rows) / total, 3),
+        "learn_share": round(sum(r["learn_s"] for r in rows) / total, 3),
+    }
 
 
-def final_scorecards(checkpoint: Path, args: PPOArgs, overrides: list[str],
-                     best: Path | None = None) -> dict[str, Any]:
+def final_scorecards(checkpoint: Path, args: PPOArgs, overrides: list[str], best: Path | None = None) -> dict[str, Any]:
     """Fixed-seed evaluation scorecards of the trained policy, the scripted and the random policies.
 
     ``best`` (``best.pt``) is scored too, as ``best``, when given and not the same policy as ``checkpoint``.
@@ -295,12 +345,19 @@ def final_scorecards(checkpoint: Path, args: PPOArgs, overrides: list[str],
     if best is not None and load(best).policy_hash != load(checkpoint).policy_hash:
         policies.append(("best", best))
     policies += [("scripted", "scripted"), ("random", "random")]
-    return {name: evaluate(policy, args.config, overrides, stages=[None], days=days).scorecard
-            for name, policy in policies}
+    return {
+        name: evaluate(policy, args.config, overrides, stages=[None], days=days).scorecard for name, policy in policies
+    }
 
 
-def _anneal(args: PPOArgs, loaded: Any, resumed: Checkpoint | None, baselines: dict[str, dict[str, float]],
-            overrides: list[str], window_ticks: int) -> Any:
+def _anneal(
+    args: PPOArgs,
+    loaded: Any,
+    resumed: Checkpoint | None,
+    baselines: dict[str, dict[str, float]],
+    overrides: list[str],
+    window_ticks: int,
+) -> Any:
     """The anneal schedule when asked for (restored on resume); None otherwise."""
     if not args.anneal:
         return None
@@ -308,8 +365,12 @@ def _anneal(args: PPOArgs, loaded: Any, resumed: Checkpoint | None, baselines: d
 
     cfg = loaded.config.imitation.anneal
     state = resumed.meta.get("anneal") if resumed is not None else None
-    baseline = state["baseline"] if state else baselines.get("scripted") or baseline_kpis(
-        args.config, overrides, args.towns, window_ticks, args.seed + 7919, "scripted")
+    baseline = (
+        state["baseline"]
+        if state
+        else baselines.get("scripted")
+        or baseline_kpis(args.config, overrides, args.towns, window_ticks, args.seed + 7919, "scripted")
+    )
     schedule = AnnealSchedule(cfg, baseline)
     if state:
         schedule.scripted_share = float(state["scripted_share"])
@@ -341,8 +402,9 @@ def _resumed_args(checkpoint: Checkpoint, given: PPOArgs) -> PPOArgs:
     if given.resume and Path(given.resume).is_dir():
         out = given.resume
     # The stage comes back from the checkpoint; a --stage given now moves the curriculum there by hand.
-    return dataclasses.replace(args, out=out, resume=given.resume, init=None, stage=given.stage,
-                               **{k: getattr(given, k) for k in keep})
+    return dataclasses.replace(
+        args, out=out, resume=given.resume, init=None, stage=given.stage, **{k: getattr(given, k) for k in keep}
+    )
 
 
 def _town_seed(args: PPOArgs, update: int) -> int:
@@ -362,7 +424,16 @@ def _collector(args: PPOArgs, overrides: list[str], seed: int) -> Any:
     if args.ray:
         from townlet.training.ray_rollouts import RayCollector
 
-        return RayCollector(args.config, overrides, args.workers, args.towns, seed, args.gamma, address=args.ray,
-                            window_ticks=args.window_ticks)
-    return Collector(args.config, overrides, args.towns, seed, args.gamma, workers=env_workers(args),
-                     window_ticks=args.window_ticks)
+        return RayCollector(
+            args.config,
+            overrides,
+            args.workers,
+            args.towns,
+            seed,
+            args.gamma,
+            address=args.ray,
+            window_ticks=args.window_ticks,
+        )
+    return Collector(
+        args.config, overrides, args.towns, seed, args.gamma, workers=env_workers(args), window_ticks=args.window_ticks
+    )

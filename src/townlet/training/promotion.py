@@ -46,9 +46,16 @@ class Promotion:
         policies: In-process policies by registered name (hand-written or test policies without a checkpoint).
     """
 
-    def __init__(self, registry: PolicyRegistry, config: str | Path | None = None, overrides: Iterable[str] = (),
-                 *, seed: int | None = None, baseline: Baseline | None = None,
-                 policies: Mapping[str, Policy] | None = None) -> None:
+    def __init__(
+        self,
+        registry: PolicyRegistry,
+        config: str | Path | None = None,
+        overrides: Iterable[str] = (),
+        *,
+        seed: int | None = None,
+        baseline: Baseline | None = None,
+        policies: Mapping[str, Policy] | None = None,
+    ) -> None:
         self.config = config
         self.overrides = list(overrides)
         self.loaded = load_config(config, self.overrides)
@@ -63,8 +70,9 @@ class Promotion:
             release = registry.promote("scripted", reason="initial release: the scripted routine")
         self.baseline = baseline or Baseline.measure(self.loaded, self.seed)
         self.live = build_sim(self.loaded, self.seed, self.policy_of(release), self.greedy)
-        self.release_monitor = StabilityMonitor(self.live, self.baseline, label="release",
-                                                on_window=self._release_window, promotion_state=self.state)
+        self.release_monitor = StabilityMonitor(
+            self.live, self.baseline, label="release", on_window=self._release_window, promotion_state=self.state
+        )
         self.candidate: PolicyRecord | None = None
         self.shadow: Any = None
         self.shadow_monitor: StabilityMonitor | None = None
@@ -115,19 +123,28 @@ class Promotion:
             checkpoint = policy if isinstance(policy, Checkpoint) else load(policy)
             check(checkpoint, self.live.world)
             path = None if isinstance(policy, Checkpoint) else policy
-            record = self.registry.register(checkpoint if path is None else path, "candidate for the shadow town",
-                                            tick)
+            record = self.registry.register(checkpoint if path is None else path, "candidate for the shadow town", tick)
             self.custom.setdefault(record.policy_hash, checkpoint)
         if record.policy_hash == self.release.policy_hash:
             raise RegistryError(f"{record.policy_hash} is the release already")
         self.registry.shadow(record.policy_hash, tick)
         self.candidate = record
         self.shadow = build_sim(self.loaded, self.seed, self.policy_of(record), self.greedy)
-        self.shadow_monitor = StabilityMonitor(self.shadow, self.baseline, label="shadow",
-                                               on_window=lambda r: self._pending.append(("shadow", r)),
-                                               promotion_state=self.state)
-        log_event(LOG, "promotion.shadow", tick, candidate=record.policy_hash, release=self.release.policy_hash,
-                  promotion_state=self.state())
+        self.shadow_monitor = StabilityMonitor(
+            self.shadow,
+            self.baseline,
+            label="shadow",
+            on_window=lambda r: self._pending.append(("shadow", r)),
+            promotion_state=self.state,
+        )
+        log_event(
+            LOG,
+            "promotion.shadow",
+            tick,
+            candidate=record.policy_hash,
+            release=self.release.policy_hash,
+            promotion_state=self.state(),
+        )
         return record
 
     # -- running --------------------------------------------------------------------------------------
@@ -162,14 +179,18 @@ class Promotion:
             return
         if self.shadow_monitor.streak < self.cfg.windows_to_promote:
             return
-        windows = [r.to_dict() for r in self.shadow_monitor.reports[-self.cfg.windows_to_promote:]]
+        windows = [r.to_dict() for r in self.shadow_monitor.reports[-self.cfg.windows_to_promote :]]
         release, candidate = self.release, self.candidate
         kwargs: dict[str, Any] = {"stages": None}
         ev_release = evaluate(self.policy_of(release), self.config, self.overrides, **kwargs)
         ev_candidate = evaluate(self.policy_of(candidate), self.config, self.overrides, **kwargs)
         result = gate_evaluations(ev_release, ev_candidate, self.loaded.config.evaluation.gate)
-        details = {"windows": windows, "gate": result.to_dict(), "release_scorecard": ev_release.scorecard,
-                   "candidate_scorecard": ev_candidate.scorecard}
+        details = {
+            "windows": windows,
+            "gate": result.to_dict(),
+            "release_scorecard": ev_release.scorecard,
+            "candidate_scorecard": ev_candidate.scorecard,
+        }
         if not result.passed:
             self._turn_down("evaluation suite: " + "; ".join(result.failures), details)
             return
@@ -178,8 +199,15 @@ class Promotion:
         install(self.live, self.policy_of(candidate), self.greedy)
         self.promoted_window = len(self.release_monitor.reports)
         self.outcomes.append(("promote", candidate.policy_hash, reason))
-        log_event(LOG, "promotion.promote", self.live.tick, policy=candidate.policy_hash,
-                  previous=release.policy_hash, reason=reason, promotion_state=self.state())
+        log_event(
+            LOG,
+            "promotion.promote",
+            self.live.tick,
+            policy=candidate.policy_hash,
+            previous=release.policy_hash,
+            reason=reason,
+            promotion_state=self.state(),
+        )
         self._drop_shadow()
 
     def _turn_down(self, reason: str, details: dict[str, Any]) -> None:
@@ -190,8 +218,16 @@ class Promotion:
         self.registry.pin(pin_reason, tick, details)
         self.outcomes.append(("reject", self.candidate.policy_hash, reason))
         self.outcomes.append(("pin", self.release.policy_hash, pin_reason))
-        log_event(LOG, "promotion.pin", tick, logging.WARNING, candidate=self.candidate.policy_hash,
-                  release=self.release.policy_hash, reason=reason, promotion_state=self.state())
+        log_event(
+            LOG,
+            "promotion.pin",
+            tick,
+            logging.WARNING,
+            candidate=self.candidate.policy_hash,
+            release=self.release.policy_hash,
+            reason=reason,
+            promotion_state=self.state(),
+        )
         self._drop_shadow()
 
     def _drop_shadow(self) -> None:
@@ -206,27 +242,44 @@ class Promotion:
             return
         tick = self.live.tick
         reason = f"release window {report.index}: {report.reason}"
-        on_probation = (self.promoted_window is not None
-                        and report.index < self.promoted_window + self.cfg.probation_windows)
+        on_probation = (
+            self.promoted_window is not None and report.index < self.promoted_window + self.cfg.probation_windows
+        )
         if on_probation and len(self.registry.releases()) >= 2:
             bad = self.release.policy_hash
             record = self.registry.rollback(reason, tick, {"window": report.to_dict()})
             install(self.live, self.policy_of(record), self.greedy)
             self.promoted_window = None
             self.outcomes.append(("rollback", record.policy_hash, reason))
-            log_event(LOG, "promotion.rollback", tick, logging.WARNING, policy=record.policy_hash, previous=bad,
-                      reason=reason, promotion_state=self.state())
+            log_event(
+                LOG,
+                "promotion.rollback",
+                tick,
+                logging.WARNING,
+                policy=record.policy_hash,
+                previous=bad,
+                reason=reason,
+                promotion_state=self.state(),
+            )
         elif self.registry.pinned is None:
             self.registry.pin(reason, tick, {"window": report.to_dict()})
             self.outcomes.append(("pin", self.release.policy_hash, reason))
-            log_event(LOG, "promotion.pin", tick, logging.WARNING, release=self.release.policy_hash, reason=reason,
-                      promotion_state=self.state())
+            log_event(
+                LOG,
+                "promotion.pin",
+                tick,
+                logging.WARNING,
+                release=self.release.policy_hash,
+                reason=reason,
+                promotion_state=self.state(),
+            )
 
     def state(self) -> dict[str, Any]:
         """``promotion_state`` of the log lines: release, pin, the candidate in shadow and its passing streak."""
         streak = self.shadow_monitor.streak if self.shadow_monitor is not None else 0
-        return self.registry.state(candidate=self.candidate.policy_hash if self.candidate else None,
-                                   shadow_streak=streak)
+        return self.registry.state(
+            candidate=self.candidate.policy_hash if self.candidate else None, shadow_streak=streak
+        )
 
     def status(self) -> dict[str, Any]:
         """Where things stand: release, candidate, pin, windows, and what happened."""
@@ -237,7 +290,8 @@ class Promotion:
             "candidate": self.candidate.policy_hash if self.candidate else None,
             "pinned": pin.reason if pin else None,
             "release_windows": [r.to_dict() for r in self.release_monitor.reports],
-            "shadow_windows": ([r.to_dict() for r in self.shadow_monitor.reports] if self.shadow_monitor
-                               else self.last_shadow_windows),
+            "shadow_windows": (
+                [r.to_dict() for r in self.shadow_monitor.reports] if self.shadow_monitor else self.last_shadow_windows
+            ),
             "outcomes": [{"action": a, "policy": p, "reason": r} for a, p, r in self.outcomes],
         }

@@ -28,8 +28,7 @@ def connect(address: str, workers: int) -> bool:
     if ray.is_initialized():
         return False
     if address == "local":
-        ray.init(num_cpus=max(workers, 1), include_dashboard=False, log_to_driver=False,
-                 configure_logging=False)
+        ray.init(num_cpus=max(workers, 1), include_dashboard=False, log_to_driver=False, configure_logging=False)
     else:
         ray.init(address=address, log_to_driver=False)
     return True
@@ -46,8 +45,9 @@ def worker_class() -> Any:
     class RolloutWorker:
         """One Ray actor owning a :class:`Collector` and a CPU copy of the policy network."""
 
-        def __init__(self, config: str | None, overrides: list[str], towns: int, seed: int, gamma: float,
-                     window_ticks: int) -> None:
+        def __init__(
+            self, config: str | None, overrides: list[str], towns: int, seed: int, gamma: float, window_ticks: int
+        ) -> None:
             import torch
 
             torch.set_num_threads(1)
@@ -90,8 +90,17 @@ class RayCollector:
         window_ticks: Ticks per town of a KPI window (0: a day); the actors' windows are added up.
     """
 
-    def __init__(self, config: str | Path | None, overrides: list[str], workers: int, towns: int, seed: int,
-                 gamma: float, address: str = "local", window_ticks: int = 0) -> None:
+    def __init__(
+        self,
+        config: str | Path | None,
+        overrides: list[str],
+        workers: int,
+        towns: int,
+        seed: int,
+        gamma: float,
+        address: str = "local",
+        window_ticks: int = 0,
+    ) -> None:
         import ray
 
         from townlet.env import env_config
@@ -102,8 +111,9 @@ class RayCollector:
         self._started = connect(address, workers)
         cls = worker_class()
         path = None if config is None else str(Path(config).resolve())
-        self.workers = [cls.remote(path, list(overrides), towns, seed + k * towns, gamma, window_ticks)
-                        for k in range(workers)]
+        self.workers = [
+            cls.remote(path, list(overrides), towns, seed + k * towns, gamma, window_ticks) for k in range(workers)
+        ]
         info = ray.get(self.workers[0].describe.remote())
         self.layout = info["layout"]
         self.n_actions = info["n_actions"]

@@ -126,8 +126,14 @@ class PolicyRegistry:
 
     # -- policies -------------------------------------------------------------------------------------
 
-    def register(self, policy: Any, reason: str = "registered", tick: int | None = None,
-                 path: str | Path | None = None, town: LoadedConfig | None = None) -> PolicyRecord:
+    def register(
+        self,
+        policy: Any,
+        reason: str = "registered",
+        tick: int | None = None,
+        path: str | Path | None = None,
+        town: LoadedConfig | None = None,
+    ) -> PolicyRecord:
         """Add a candidate and return its record (a known policy just returns its record).
 
         Args:
@@ -156,22 +162,27 @@ class PolicyRegistry:
         if known is not None:
             return known
         with self.db:
-            self.db.execute("INSERT INTO policies VALUES (?, ?, ?, ?, ?, ?, ?)",
-                            (policy_hash, file, variant, config_id, "candidate", _now(), json.dumps(meta)))
+            self.db.execute(
+                "INSERT INTO policies VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (policy_hash, file, variant, config_id, "candidate", _now(), json.dumps(meta)),
+            )
             self._decide("register", policy_hash, reason, tick)
         record = self.get(policy_hash)
         assert record is not None
         return record
 
-    def register_custom(self, name: str, reason: str = "registered", tick: int | None = None,
-                        meta: dict[str, Any] | None = None) -> PolicyRecord:
+    def register_custom(
+        self, name: str, reason: str = "registered", tick: int | None = None, meta: dict[str, Any] | None = None
+    ) -> PolicyRecord:
         """Add an in-process policy known by ``name`` (no checkpoint: a hand-written or test policy)."""
         known = self.get(name)
         if known is not None:
             return known
         with self.db:
-            self.db.execute("INSERT INTO policies VALUES (?, ?, ?, ?, ?, ?, ?)",
-                            (name, "", "", "", "candidate", _now(), json.dumps({"custom": True, **(meta or {})})))
+            self.db.execute(
+                "INSERT INTO policies VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (name, "", "", "", "candidate", _now(), json.dumps({"custom": True, **(meta or {})})),
+            )
             self._decide("register", name, reason, tick)
         record = self.get(name)
         assert record is not None
@@ -191,8 +202,12 @@ class PolicyRegistry:
         record = self.get(ref)
         if record is not None or not ref:
             return record
-        hits = [r[0] for r in self.db.execute("SELECT policy_hash FROM policies WHERE substr(policy_hash, 1, ?) = ?",
-                                              (len(ref), ref))]
+        hits = [
+            r[0]
+            for r in self.db.execute(
+                "SELECT policy_hash FROM policies WHERE substr(policy_hash, 1, ?) = ?", (len(ref), ref)
+            )
+        ]
         if len(hits) > 1:
             raise RegistryError(f"{ref!r} is ambiguous ({len(hits)} registered policies start with it)")
         return self.get(hits[0]) if hits else None
@@ -224,14 +239,22 @@ class PolicyRegistry:
 
         checkpoint = load(record.path)
         if checkpoint.policy_hash != record.policy_hash:
-            raise RegistryError(f"{record.path} now holds policy {checkpoint.policy_hash}, "
-                                f"registered as {record.policy_hash}")
+            raise RegistryError(
+                f"{record.path} now holds policy {checkpoint.policy_hash}, registered as {record.policy_hash}"
+            )
         return checkpoint
 
     # -- decisions ------------------------------------------------------------------------------------
 
-    def _decide(self, action: str, policy_hash: str, reason: str, tick: int | None,
-                previous: str | None = None, details: dict[str, Any] | None = None) -> None:
+    def _decide(
+        self,
+        action: str,
+        policy_hash: str,
+        reason: str,
+        tick: int | None,
+        previous: str | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> None:
         self.db.execute(
             "INSERT INTO decisions (at, tick, action, policy_hash, previous, reason, details) VALUES (?,?,?,?,?,?,?)",
             (_now(), tick, action, policy_hash, previous, reason, json.dumps(details or {}, default=str)),
@@ -278,11 +301,22 @@ class PolicyRegistry:
         """
         stack = self.releases()
         pin = self.pinned
-        return {"release": stack[-1] if stack else None, "releases": len(stack),
-                "pinned": pin.reason if pin else None, **more}
+        return {
+            "release": stack[-1] if stack else None,
+            "releases": len(stack),
+            "pinned": pin.reason if pin else None,
+            **more,
+        }
 
-    def promote(self, ref: str, reason: str, tick: int | None = None, details: dict[str, Any] | None = None,
-                force: bool = False, town: LoadedConfig | None = None) -> PolicyRecord:
+    def promote(
+        self,
+        ref: str,
+        reason: str,
+        tick: int | None = None,
+        details: dict[str, Any] | None = None,
+        force: bool = False,
+        town: LoadedConfig | None = None,
+    ) -> PolicyRecord:
         """Make a registered policy the release (refused while pinned unless ``force``).
 
         With ``town`` (the config of the town it will drive) a checkpoint that does not fit is refused
@@ -301,8 +335,7 @@ class PolicyRegistry:
             if current is not None:
                 self._set_status(current.policy_hash, "retired")
             self._set_status(record.policy_hash, "release")
-            self._decide("promote", record.policy_hash, reason, tick,
-                         current.policy_hash if current else None, details)
+            self._decide("promote", record.policy_hash, reason, tick, current.policy_hash if current else None, details)
         return self.resolve(record.policy_hash)
 
     def rollback(self, reason: str, tick: int | None = None, details: dict[str, Any] | None = None) -> PolicyRecord:
@@ -338,8 +371,13 @@ class PolicyRegistry:
         record = self.resolve(ref)
         current = self.release
         with self.db:
-            self._decide("shadow", record.policy_hash, "candidate in a shadow town beside the release", tick,
-                         current.policy_hash if current else None)
+            self._decide(
+                "shadow",
+                record.policy_hash,
+                "candidate in a shadow town beside the release",
+                tick,
+                current.policy_hash if current else None,
+            )
 
     def in_shadow(self) -> Decision | None:
         """The ``shadow`` decision of a candidate not yet promoted or turned down since (None: none in shadow)."""

@@ -106,8 +106,9 @@ class Rollout:
         for f in fields(Rollout):
             if f.name in ARRAY_FIELDS:
                 arrays[f.name] = np.concatenate([getattr(p, f.name) for p in parts])
-        arrays["next_index"] = np.concatenate([np.where(p.next_index >= 0, p.next_index + off, -1)
-                                               for p, off in zip(parts, offsets, strict=True)])
+        arrays["next_index"] = np.concatenate(
+            [np.where(p.next_index >= 0, p.next_index + off, -1) for p, off in zip(parts, offsets, strict=True)]
+        )
         arrays["slots"] = np.concatenate([p.slots + k * slots_per_part for k, p in enumerate(parts)])
         states = [p.init_state for p in parts if p.init_state is not None]
         if states and len(states) != len(parts):
@@ -115,17 +116,36 @@ class Rollout:
         init = None
         if states:
             init = (np.concatenate([h for h, _ in states], axis=1), np.concatenate([c for _, c in states], axis=1))
-        return Rollout(**arrays, init_state=init, town_ticks=sum(p.town_ticks for p in parts),
-                       collect_s=max(p.collect_s for p in parts), env_s=max(p.env_s for p in parts),
-                       policy_s=max(p.policy_s for p in parts),
-                       episode_returns=[r for p in parts for r in p.episode_returns],
-                       batch_steps=max(p.batch_steps for p in parts),
-                       windows=[np.sum(w, axis=0) for w in zip(*(p.windows for p in parts), strict=True)],
-                       window_ends=[sum(e) for e in zip(*(p.window_ends for p in parts), strict=True)])
+        return Rollout(
+            **arrays,
+            init_state=init,
+            town_ticks=sum(p.town_ticks for p in parts),
+            collect_s=max(p.collect_s for p in parts),
+            env_s=max(p.env_s for p in parts),
+            policy_s=max(p.policy_s for p in parts),
+            episode_returns=[r for p in parts for r in p.episode_returns],
+            batch_steps=max(p.batch_steps for p in parts),
+            windows=[np.sum(w, axis=0) for w in zip(*(p.windows for p in parts), strict=True)],
+            window_ends=[sum(e) for e in zip(*(p.window_ends for p in parts), strict=True)],
+        )
 
 
-ARRAY_FIELDS = ("obs", "masks", "actions", "logprobs", "values", "rewards", "discounts", "next_values", "ends",
-                "next_index", "learned", "slots", "ticks", "resets")
+ARRAY_FIELDS = (
+    "obs",
+    "masks",
+    "actions",
+    "logprobs",
+    "values",
+    "rewards",
+    "discounts",
+    "next_values",
+    "ends",
+    "next_index",
+    "learned",
+    "slots",
+    "ticks",
+    "resets",
+)
 
 
 class Collector:
@@ -142,11 +162,20 @@ class Collector:
             the rollout length, and come back in :attr:`Rollout.windows`.
     """
 
-    def __init__(self, config: str | Path | None, overrides: list[str], n_towns: int, seed: int,
-                 gamma: float, workers: int = 0, window_ticks: int = 0) -> None:
+    def __init__(
+        self,
+        config: str | Path | None,
+        overrides: list[str],
+        n_towns: int,
+        seed: int,
+        gamma: float,
+        workers: int = 0,
+        window_ticks: int = 0,
+    ) -> None:
         self.gamma = float(gamma)
-        self.towns = BatchedTowns(n_towns, config, overrides=list(overrides), autoreset=True, workers=workers,
-                                  decisions="points", gamma=gamma)
+        self.towns = BatchedTowns(
+            n_towns, config, overrides=list(overrides), autoreset=True, workers=workers, decisions="points", gamma=gamma
+        )
         self.loaded: LoadedConfig = self.towns.loaded
         self.towns.reset(seed=seed)
         self.n_towns = n_towns
@@ -335,8 +364,9 @@ class Collector:
             prev[arrived] = -1
             self.open[arrived] = False
 
-    def _finish(self, out: _Transitions, slots: np.ndarray, next_values: np.ndarray, ends: bool,
-                prev: np.ndarray) -> None:
+    def _finish(
+        self, out: _Transitions, slots: np.ndarray, next_values: np.ndarray, ends: bool, prev: np.ndarray
+    ) -> None:
         """Close the open transitions of ``slots``, append them to ``out`` and link each agent's chain."""
         first = out.append(self, slots, next_values, ends)
         rows = np.arange(first, first + len(slots))
@@ -391,10 +421,19 @@ class _Transitions:
 
     def rollout(self, recurrent: bool) -> Rollout:
         empty = {"obs": np.zeros((0, self.obs_size), np.float32), "masks": np.zeros((0, self.actions), bool)}
-        arrays: dict[str, Any] = {name: np.concatenate(chunks) if chunks else empty.get(name, np.zeros(0))
-                  for name, chunks in self.cols.items()}
-        for name, dtype in (("actions", np.int64), ("next_index", np.int64), ("slots", np.int64),
-                            ("ticks", np.int64), ("ends", bool), ("learned", bool), ("resets", bool)):
+        arrays: dict[str, Any] = {
+            name: np.concatenate(chunks) if chunks else empty.get(name, np.zeros(0))
+            for name, chunks in self.cols.items()
+        }
+        for name, dtype in (
+            ("actions", np.int64),
+            ("next_index", np.int64),
+            ("slots", np.int64),
+            ("ticks", np.int64),
+            ("ends", bool),
+            ("learned", bool),
+            ("resets", bool),
+        ):
             arrays[name] = arrays[name].astype(dtype)
         for rows, following in self.links:
             arrays["next_index"][rows] = following

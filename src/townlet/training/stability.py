@@ -58,8 +58,12 @@ class Baseline:
         for w in windows:
             total = total.merge(w)
         means = [w.reward_mean for w in windows]
-        return cls(round(total.lateness, 6), round(total.reward_mean, 6),
-                   round(float(np.std(means)), 6) if len(means) > 1 else 0.0, len(windows))
+        return cls(
+            round(total.lateness, 6),
+            round(total.reward_mean, 6),
+            round(float(np.std(means)), 6) if len(means) > 1 else 0.0,
+            len(windows),
+        )
 
     @classmethod
     def measure(cls, loaded: LoadedConfig, seed: int, windows: int | None = None) -> Baseline:
@@ -121,25 +125,50 @@ def check(stats: WindowStats, baseline: Baseline, cfg: StabilityConfig) -> list[
     expected = max(baseline.lateness, cfg.lateness_floor)
     limit = cfg.lateness_factor * expected
     if stats.arrivals >= cfg.min_arrivals and stats.lateness > limit:
-        fired.append(Canary("lateness_spike", round(stats.lateness, 4), round(limit, 4),
-                            f"lateness spike: {stats.lateness:.0%} of arrivals late, over {cfg.lateness_factor:g}x "
-                            f"the baseline {expected:.0%}"))
+        fired.append(
+            Canary(
+                "lateness_spike",
+                round(stats.lateness, 4),
+                round(limit, 4),
+                f"lateness spike: {stats.lateness:.0%} of arrivals late, over {cfg.lateness_factor:g}x "
+                f"the baseline {expected:.0%}",
+            )
+        )
     if stats.collapses > cfg.starvation_max:
-        fired.append(Canary("starvation", float(stats.collapses), float(cfg.starvation_max),
-                            f"starvation: {stats.collapses} collapse(s) in the window"))
+        fired.append(
+            Canary(
+                "starvation",
+                float(stats.collapses),
+                float(cfg.starvation_max),
+                f"starvation: {stats.collapses} collapse(s) in the window",
+            )
+        )
     if stats.option_starts >= cfg.min_option_starts and stats.thrash_rate > cfg.thrash_rate:
-        fired.append(Canary("option_thrash", round(stats.thrash_rate, 4), cfg.thrash_rate,
-                            f"option thrash: {stats.thrash_rate:.0%} of option starts abandoned an option under "
-                            f"{cfg.thrash_ticks} ticks old"))
+        fired.append(
+            Canary(
+                "option_thrash",
+                round(stats.thrash_rate, 4),
+                cfg.thrash_rate,
+                f"option thrash: {stats.thrash_rate:.0%} of option starts abandoned an option under "
+                f"{cfg.thrash_ticks} ticks old",
+            )
+        )
     floor = baseline.reward_mean - max(cfg.reward_drop * baseline.reward_std, cfg.reward_margin)
     if stats.agent_ticks and stats.reward_mean < floor:
-        fired.append(Canary("reward_collapse", round(stats.reward_mean, 6), round(floor, 6),
-                            f"reward collapse: mean {stats.reward_mean:.4f} per agent-tick, below {floor:.4f}"))
+        fired.append(
+            Canary(
+                "reward_collapse",
+                round(stats.reward_mean, 6),
+                round(floor, 6),
+                f"reward collapse: mean {stats.reward_mean:.4f} per agent-tick, below {floor:.4f}",
+            )
+        )
     return fired
 
 
-def training_canaries(kpis: dict[str, float], cfg: StabilityConfig,
-                      baseline: dict[str, float] | None = None) -> dict[str, str]:
+def training_canaries(
+    kpis: dict[str, float], cfg: StabilityConfig, baseline: dict[str, float] | None = None
+) -> dict[str, str]:
     """The canaries a training window's KPIs (:func:`~townlet.training.windows.window_kpis`) can judge.
 
     Per canary ``ok``, ``fired`` or ``n/a``: training windows count collapses and lateness as rates, not
@@ -148,9 +177,12 @@ def training_canaries(kpis: dict[str, float], cfg: StabilityConfig,
     (floored at ``lateness_floor``).
     """
     expected = max(float((baseline or {}).get("lateness", 0.0)), cfg.lateness_floor)
-    out = {"lateness_spike": "fired" if kpis.get("lateness", 0.0) > cfg.lateness_factor * expected else "ok",
-           "starvation": "fired" if kpis.get("collapses", 0.0) > 0 and cfg.starvation_max == 0 else "ok",
-           "option_thrash": "n/a", "reward_collapse": "n/a"}
+    out = {
+        "lateness_spike": "fired" if kpis.get("lateness", 0.0) > cfg.lateness_factor * expected else "ok",
+        "starvation": "fired" if kpis.get("collapses", 0.0) > 0 and cfg.starvation_max == 0 else "ok",
+        "option_thrash": "n/a",
+        "reward_collapse": "n/a",
+    }
     if baseline and "reward" in baseline and "reward" in kpis:
         out["reward_collapse"] = "fired" if kpis["reward"] < baseline["reward"] - cfg.reward_margin else "ok"
     return out
@@ -172,9 +204,15 @@ class StabilityMonitor:
         reports: Every closed window, oldest first.
     """
 
-    def __init__(self, sim: Simulation, baseline: Baseline, cfg: StabilityConfig | None = None, label: str = "release",
-                 on_window: Callable[[WindowReport], None] | None = None,
-                 promotion_state: Callable[[], dict[str, Any]] | None = None) -> None:
+    def __init__(
+        self,
+        sim: Simulation,
+        baseline: Baseline,
+        cfg: StabilityConfig | None = None,
+        label: str = "release",
+        on_window: Callable[[WindowReport], None] | None = None,
+        promotion_state: Callable[[], dict[str, Any]] | None = None,
+    ) -> None:
         self.sim = sim
         self.promotion_state = promotion_state
         self.cfg = cfg or sim.config.stability
@@ -195,15 +233,28 @@ class StabilityMonitor:
         return n
 
     def _closed(self, stats: WindowStats) -> None:
-        report = WindowReport(len(self.reports), stats.start, stats.start + stats.ticks - 1, stats.kpis(),
-                              check(stats, self.baseline, self.cfg))
+        report = WindowReport(
+            len(self.reports),
+            stats.start,
+            stats.start + stats.ticks - 1,
+            stats.kpis(),
+            check(stats, self.baseline, self.cfg),
+        )
         self.reports.append(report)
         world = self.sim.world
         for canary in report.canaries:
             world.emit(EventKind.ALERT, value=canary.value, detail=f"canary:{canary.name}")
-        log_event(LOG, "stability.window", world.tick, logging.WARNING if report.canaries else logging.INFO,
-                  label=self.label, window=report.index, passed=report.passed,
-                  canaries=[c.name for c in report.canaries], **report.kpis,
-                  promotion_state=self.promotion_state() if self.promotion_state else None)
+        log_event(
+            LOG,
+            "stability.window",
+            world.tick,
+            logging.WARNING if report.canaries else logging.INFO,
+            label=self.label,
+            window=report.index,
+            passed=report.passed,
+            canaries=[c.name for c in report.canaries],
+            **report.kpis,
+            promotion_state=self.promotion_state() if self.promotion_state else None,
+        )
         if self.on_window is not None:
             self.on_window(report)

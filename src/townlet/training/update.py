@@ -23,12 +23,17 @@ if TYPE_CHECKING:
     from townlet.training.rollout import Rollout
 
 
-def ppo_update(net: OptionPolicyNet, optimizer: torch.optim.Optimizer, ro: Rollout, args: PPOArgs,
-               device: torch.device, rng: np.random.Generator) -> dict[str, float]:
+def ppo_update(
+    net: OptionPolicyNet,
+    optimizer: torch.optim.Optimizer,
+    ro: Rollout,
+    args: PPOArgs,
+    device: torch.device,
+    rng: np.random.Generator,
+) -> dict[str, float]:
     """Clipped-surrogate PPO on one rollout of semi-MDP transitions; returns the update's losses and diagnostics."""
     scale = np.float32(args.reward_scale)
-    adv, ret = gae(ro.rewards * scale, ro.values, ro.discounts, ro.next_values, ro.ends, ro.next_index,
-                   args.gae_lambda)
+    adv, ret = gae(ro.rewards * scale, ro.values, ro.discounts, ro.next_values, ro.ends, ro.next_index, args.gae_lambda)
     to = lambda a: torch.as_tensor(a, device=device)  # noqa: E731
     stats: dict[str, list[float]] = {k: [] for k in ("policy_loss", "value_loss", "entropy", "approx_kl", "clipfrac")}
     n = ro.size
@@ -71,7 +76,8 @@ def ppo_update(net: OptionPolicyNet, optimizer: torch.optim.Optimizer, ro: Rollo
                 logits = torch.stack(logits_t).reshape(-1, logits_t[0].shape[-1])[flat]
                 value = torch.stack(values_t).reshape(-1)[flat]
                 act, old_logp, old_v, mb_adv, mb_ret, learned = (
-                    x.reshape(-1)[flat] for x in (act, old_logp, old_v, mb_adv, mb_ret, learned))
+                    x.reshape(-1)[flat] for x in (act, old_logp, old_v, mb_adv, mb_ret, learned)
+                )
                 _step(net, optimizer, args, logits, value, act, old_logp, old_v, mb_adv, mb_ret, learned, stats)
             if args.target_kl is not None and stats["approx_kl"] and stats["approx_kl"][-1] > args.target_kl:
                 break
@@ -113,9 +119,20 @@ def sequences(ro: Rollout) -> Sequences:
     return Sequences(rows, valid, order[starts])
 
 
-def _step(net: OptionPolicyNet, optimizer: torch.optim.Optimizer, args: PPOArgs, logits: torch.Tensor,
-          value: torch.Tensor, act: torch.Tensor, old_logp: torch.Tensor, old_v: torch.Tensor, adv: torch.Tensor,
-          ret: torch.Tensor, learned: torch.Tensor, stats: dict[str, list[float]]) -> None:
+def _step(
+    net: OptionPolicyNet,
+    optimizer: torch.optim.Optimizer,
+    args: PPOArgs,
+    logits: torch.Tensor,
+    value: torch.Tensor,
+    act: torch.Tensor,
+    old_logp: torch.Tensor,
+    old_v: torch.Tensor,
+    adv: torch.Tensor,
+    ret: torch.Tensor,
+    learned: torch.Tensor,
+    stats: dict[str, list[float]],
+) -> None:
     """One gradient step: clipped policy loss on the learned rows, (clipped) value loss on all, entropy bonus."""
     dist = net.distribution(logits)
     logp = dist.log_prob(act)

@@ -172,8 +172,12 @@ class BestWindows:
 
     def state_dict(self) -> dict[str, Any]:
         """What a checkpoint keeps for ``--resume``."""
-        return {"score": self.score if self.step is not None else None, "step": self.step, "kpis": self.kpis,
-                "recent": [r.tolist() for r in self.recent]}
+        return {
+            "score": self.score if self.step is not None else None,
+            "step": self.step,
+            "kpis": self.kpis,
+            "recent": [r.tolist() for r in self.recent],
+        }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Restore :meth:`state_dict`."""
@@ -183,8 +187,9 @@ class BestWindows:
         self.recent.extend(np.asarray(r, dtype=np.float64) for r in state.get("recent", []))
 
 
-def baseline_kpis(config: str | None, overrides: list[str], towns: int, ticks: int, seed: int,
-                  policy: str, window: int | None = None) -> dict[str, float]:
+def baseline_kpis(
+    config: str | None, overrides: list[str], towns: int, ticks: int, seed: int, policy: str, window: int | None = None
+) -> dict[str, float]:
     """Window KPIs of ``towns`` towns run ``ticks`` ticks by the ``scripted`` or the uniform ``random`` masked policy.
 
     The towns run in decision mode: the random policy picks uniformly among the allowed options whenever an

@@ -82,8 +82,20 @@ def progress(world: World) -> None:
     """One tick of every running affordance: per-tick effects, wages, failures and completions."""
     a, m, u, found = world.agents, world.manifest, world.utilities, world.found
     place = world.objects.place
-    users, lost = _users(a.alive, a.activity, USING, a.target_aff, a.target_obj, place, m.requires_power,
-                         m.requires_water, u.power_on, u.water_on, found[scans.USERS], found[scans.LOST_USE])
+    users, lost = _users(
+        a.alive,
+        a.activity,
+        USING,
+        a.target_aff,
+        a.target_obj,
+        place,
+        m.requires_power,
+        m.requires_water,
+        u.power_on,
+        u.water_on,
+        found[scans.USERS],
+        found[scans.LOST_USE],
+    )
     if not users:
         return
     if lost:
@@ -102,9 +114,25 @@ def progress(world: World) -> None:
     emp = world.employment
     tod = world.tick % world.ticks_per_day
     earning, done = _effects(
-        found[scans.USERS, :users], a.target_aff, a.aff_elapsed, a.aff_duration, a.last_progress, a.needs, a.job,
-        world.tick, tod, m.per_tick, m.wage, m.until_need, m.until_below, m.until_clock, m.until_shift_end,
-        emp.start, emp.end, found[scans.EARNING], found[scans.DONE],
+        found[scans.USERS, :users],
+        a.target_aff,
+        a.aff_elapsed,
+        a.aff_duration,
+        a.last_progress,
+        a.needs,
+        a.job,
+        world.tick,
+        tod,
+        m.per_tick,
+        m.wage,
+        m.until_need,
+        m.until_below,
+        m.until_clock,
+        m.until_shift_end,
+        emp.start,
+        emp.end,
+        found[scans.EARNING],
+        found[scans.DONE],
     )
     if earning:
         earners = found[scans.EARNING, :earning]
@@ -116,9 +144,20 @@ def progress(world: World) -> None:
 
 
 @numba.njit(cache=True)
-def _users(alive: np.ndarray, activity: np.ndarray, using: int, target_aff: np.ndarray, target_obj: np.ndarray,
-           place: np.ndarray, needs_power: np.ndarray, needs_water: np.ndarray, power_on: np.ndarray,
-           water_on: np.ndarray, users: np.ndarray, lost: np.ndarray) -> tuple[int, int]:
+def _users(
+    alive: np.ndarray,
+    activity: np.ndarray,
+    using: int,
+    target_aff: np.ndarray,
+    target_obj: np.ndarray,
+    place: np.ndarray,
+    needs_power: np.ndarray,
+    needs_water: np.ndarray,
+    power_on: np.ndarray,
+    water_on: np.ndarray,
+    users: np.ndarray,
+    lost: np.ndarray,
+) -> tuple[int, int]:
     """Slots using an affordance, and those among them whose power or water just went off (into ``users``, ``lost``)."""
     n = m = 0
     for s in range(len(alive)):
@@ -133,11 +172,27 @@ def _users(alive: np.ndarray, activity: np.ndarray, using: int, target_aff: np.n
 
 
 @numba.njit(cache=True)
-def _effects(users: np.ndarray, target_aff: np.ndarray, elapsed: np.ndarray, duration: np.ndarray,
-             last_progress: np.ndarray, needs: np.ndarray, job: np.ndarray, tick: int, tod: int,
-             per_tick: np.ndarray, wage: np.ndarray, until_need: np.ndarray, until_below: np.ndarray,
-             until_clock: np.ndarray, until_shift_end: np.ndarray, shift_start: np.ndarray,
-             shift_end: np.ndarray, earning: np.ndarray, done: np.ndarray) -> tuple[int, int]:
+def _effects(
+    users: np.ndarray,
+    target_aff: np.ndarray,
+    elapsed: np.ndarray,
+    duration: np.ndarray,
+    last_progress: np.ndarray,
+    needs: np.ndarray,
+    job: np.ndarray,
+    tick: int,
+    tod: int,
+    per_tick: np.ndarray,
+    wage: np.ndarray,
+    until_need: np.ndarray,
+    until_below: np.ndarray,
+    until_clock: np.ndarray,
+    until_shift_end: np.ndarray,
+    shift_start: np.ndarray,
+    shift_end: np.ndarray,
+    earning: np.ndarray,
+    done: np.ndarray,
+) -> tuple[int, int]:
     """Apply one tick of every use in place; the users who earn (job holders) and those now done, with counts."""
     n_earning = n_done = 0
     for i in range(len(users)):

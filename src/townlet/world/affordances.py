@@ -34,7 +34,12 @@ Condition = Callable[["World", int, int], bool]
 FLAGS = ("power_on", "water_on", "own_home", "on_shift", "own_station", "has_job")
 _TOKEN = re.compile(r"\s*(>=|<=|==|!=|>|<|\*|[A-Za-z_][A-Za-z_0-9.]*|-?\d+(?:\.\d+)?)")
 _OPS: dict[str, Callable[[float, float], bool]] = {
-    ">=": operator.ge, "<=": operator.le, "==": operator.eq, "!=": operator.ne, ">": operator.gt, "<": operator.lt,
+    ">=": operator.ge,
+    "<=": operator.le,
+    "==": operator.eq,
+    "!=": operator.ne,
+    ">": operator.gt,
+    "<": operator.lt,
 }
 
 
@@ -161,8 +166,12 @@ def _has_job(w: World, a: int, o: int) -> bool:
 
 
 _FLAG_TESTS: dict[str, Condition] = {
-    "power_on": _power_on, "water_on": _water_on, "own_home": _own_home, "on_shift": _on_shift,
-    "own_station": _own_station, "has_job": _has_job,
+    "power_on": _power_on,
+    "water_on": _water_on,
+    "own_home": _own_home,
+    "on_shift": _on_shift,
+    "own_station": _own_station,
+    "has_job": _has_job,
 }
 
 
@@ -219,8 +228,14 @@ def _product(tokens: list[str], items: set[str], where: tuple[str, str]) -> Call
     return partial(_multiply, tuple(factors))
 
 
-def _compare(fn: Callable[[float, float], bool], lhs: Callable[[World, int, int], float],
-             rhs: Callable[[World, int, int], float], w: World, a: int, o: int) -> bool:
+def _compare(
+    fn: Callable[[float, float], bool],
+    lhs: Callable[[World, int, int], float],
+    rhs: Callable[[World, int, int], float],
+    w: World,
+    a: int,
+    o: int,
+) -> bool:
     return fn(lhs(w, a, o), rhs(w, a, o))
 
 

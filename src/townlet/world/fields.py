@@ -100,8 +100,9 @@ class DistanceFields:
         searches: Window searches this town ran (a cached or shared row costs none).
     """
 
-    def __init__(self, width: int, height: int, walkable: np.ndarray, chunk: int, margin: int,
-                 route_budget: int) -> None:
+    def __init__(
+        self, width: int, height: int, walkable: np.ndarray, chunk: int, margin: int, route_budget: int
+    ) -> None:
         self.width, self.height, self.size = width, height, width * height
         self.walkable = walkable
         self.margin = margin
@@ -155,8 +156,11 @@ class DistanceFields:
 
     def nbytes(self) -> dict[str, int]:
         """Bytes held: ``windows`` (the pooled window rows), ``routes`` (chunk fields and components), ``meta``."""
-        return {"windows": int(self._used * 3), "routes": int(self._route.nbytes + self._comp.nbytes),
-                "meta": int(self.count * _META * 8)}
+        return {
+            "windows": int(self._used * 3),
+            "routes": int(self._route.nbytes + self._comp.nbytes),
+            "meta": int(self.count * _META * 8),
+        }
 
     def _pack(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
         return (self._meta, self._dist, self._step, self._route, self._comp, self.width)
@@ -192,8 +196,9 @@ class DistanceFields:
                 return row
             margin *= 2
 
-    def _window(self, chunk_rect: tuple[int, int, int, int], goals: tuple[int, ...],
-                margin: int) -> tuple[int, int, int, int]:
+    def _window(
+        self, chunk_rect: tuple[int, int, int, int], goals: tuple[int, ...], margin: int
+    ) -> tuple[int, int, int, int]:
         """``(x0, y0, w, h)``: the chunk and the goals' bounding box, grown by ``margin``, clipped to the map."""
         xs = [g % self.width for g in goals]
         ys = [g // self.width for g in goals]
@@ -203,19 +208,20 @@ class DistanceFields:
         y1 = min(max(chunk_rect[3], *(y + 1 for y in ys)) + margin, self.height)
         return x0, y0, x1 - x0, y1 - y0
 
-    def _covers(self, off: int, rect: tuple[int, int, int, int], chunk_rect: tuple[int, int, int, int],
-                comp: int) -> bool:
+    def _covers(
+        self, off: int, rect: tuple[int, int, int, int], chunk_rect: tuple[int, int, int, int], comp: int
+    ) -> bool:
         """Whether every tile of the chunk in the goals' component is certified (the route can hand over)."""
         x0, y0, w, h = rect
         cx0, cy0, cx1, cy1 = chunk_rect
-        steps = self._step[off: off + w * h].reshape(h, w)[cy0 - y0: cy1 - y0, cx0 - x0: cx1 - x0]
+        steps = self._step[off : off + w * h].reshape(h, w)[cy0 - y0 : cy1 - y0, cx0 - x0 : cx1 - x0]
         mine = self._comp.reshape(self.height, self.width)[cy0:cy1, cx0:cx1] == comp
         return not (steps[mine] == UNCERTIFIED).any()
 
     def _rows(self, rect: tuple[int, int, int, int], goals: tuple[int, ...]) -> int:
         """Offset of the window rows for ``goals`` in the pool: shared, cached process-wide, or searched."""
         x0, y0, w, h = rect
-        sub = self.walkable.reshape(self.height, self.width)[y0:y0 + h, x0:x0 + w]
+        sub = self.walkable.reshape(self.height, self.width)[y0 : y0 + h, x0 : x0 + w]
         sides = (x0 > 0, y0 > 0, x0 + w < self.width, y0 + h < self.height)  # open to the outside: W, N, E, S
         rel = tuple((g // self.width - y0) * w + (g % self.width - x0) for g in goals)
         key = (hashlib.blake2b(np.ascontiguousarray(sub).tobytes(), digest_size=16).digest(), w, h, sides, rel)
@@ -232,7 +238,7 @@ class DistanceFields:
             grow = max(off + w * h, 2 * len(self._dist))
             self._dist = np.concatenate([self._dist, np.full(grow - len(self._dist), FAR, np.uint16)])
             self._step = np.concatenate([self._step, np.full(grow - len(self._step), UNREACHABLE, np.int8)])
-        self._dist[off: off + w * h], self._step[off: off + w * h] = rows
+        self._dist[off : off + w * h], self._step[off : off + w * h] = rows
         self._used += w * h
         self._content[key] = off
         return off
@@ -309,8 +315,9 @@ def adjacency(walkable: np.ndarray, width: int) -> csr_matrix:
     return csr_matrix((data, (src, dst)), shape=(n, n))
 
 
-def _search(sub: np.ndarray, goals: tuple[int, ...], sides: tuple[bool, bool, bool, bool]) -> tuple[np.ndarray,
-                                                                                                       np.ndarray]:
+def _search(
+    sub: np.ndarray, goals: tuple[int, ...], sides: tuple[bool, bool, bool, bool]
+) -> tuple[np.ndarray, np.ndarray]:
     """One window's ``(uint16 distances, int8 next steps)`` toward ``goals`` (window-flat), certified.
 
     With no open side the window is the whole map: one multi-source Dijkstra (SciPy), every reachable tile
@@ -322,8 +329,9 @@ def _search(sub: np.ndarray, goals: tuple[int, ...], sides: tuple[bool, bool, bo
     flat = sub.reshape(-1)
     if any(sides):
         return _window_search(flat, w, h, np.array(goals, dtype=np.int64), np.array(sides, dtype=np.bool_))
-    dist, pred, _ = dijkstra(adjacency(flat, w), directed=False, indices=list(goals), min_only=True,
-                             return_predecessors=True)
+    dist, pred, _ = dijkstra(
+        adjacency(flat, w), directed=False, indices=list(goals), min_only=True, return_predecessors=True
+    )
     reach = np.isfinite(dist)
     step = np.full(len(flat), UNREACHABLE, dtype=np.int8)
     step[reach] = STAY
@@ -336,8 +344,9 @@ def _search(sub: np.ndarray, goals: tuple[int, ...], sides: tuple[bool, bool, bo
 
 
 @numba.njit(cache=True)
-def _window_search(walkable: np.ndarray, w: int, h: int, goals: np.ndarray,
-                   sides: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _window_search(
+    walkable: np.ndarray, w: int, h: int, goals: np.ndarray, sides: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """Breadth-first ``(dist, step)`` inside a ``w``×``h`` window, certified against leaving by an open side.
 
     ``sides`` says which of the window's W, N, E, S sides open onto more map.

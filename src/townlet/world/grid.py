@@ -54,8 +54,9 @@ class Grid:
         self.in_the_way = np.zeros(self.size, dtype=bool)
         self._loiter: dict[int, np.ndarray] = {}
         paths = paths or PathsConfig()
-        self.fields = DistanceFields(self.width, self.height, self.walkable, paths.chunk, paths.margin,
-                                     paths.route_budget_mb << 20)
+        self.fields = DistanceFields(
+            self.width, self.height, self.walkable, paths.chunk, paths.margin, paths.route_budget_mb << 20
+        )
 
     def mark_in_the_way(self, access: list[tuple[int, ...]]) -> None:
         """Record tiles where an idle agent blocks others: object access tiles, queue nodes and doors."""

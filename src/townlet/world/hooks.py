@@ -15,8 +15,19 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 
 GLOBAL_EVENTS = (
-    "tick", "spawn", "need_threshold", "affordance_before", "affordance_after", "affordance_fail",
-    "price_change", "weather_change", "power_cut", "conflict", "quit_job", "agent_exit", "agent_spawn",
+    "tick",
+    "spawn",
+    "need_threshold",
+    "affordance_before",
+    "affordance_after",
+    "affordance_fail",
+    "price_change",
+    "weather_change",
+    "power_cut",
+    "conflict",
+    "quit_job",
+    "agent_exit",
+    "agent_spawn",
     "agent_near_death",
 )
 

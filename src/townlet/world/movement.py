@@ -33,8 +33,19 @@ def move(world: World) -> int:
     """Advance walkers one step; return how many stand at their destination (ascending in ``found[ARRIVED]``)."""
     a, g, wx, found = world.agents, world.grid, world.weather, world.found
     cost = float(wx.rain_cost) if wx.is_raining else 0.0
-    arrived, lost, going = _plan(a.alive, a.activity, a.tile, a.dest_field, g.fields.arrays, g.offsets, g.outdoors,
-                                 cost, world.tick, found, world.step_into)
+    arrived, lost, going = _plan(
+        a.alive,
+        a.activity,
+        a.tile,
+        a.dest_field,
+        g.fields.arrays,
+        g.offsets,
+        g.outdoors,
+        cost,
+        world.tick,
+        found,
+        world.step_into,
+    )
     for slot in found[scans.LOST, :lost].tolist():
         world.fail_step(slot, "unreachable")
     if going:
@@ -43,9 +54,22 @@ def move(world: World) -> int:
         draws = world.rng.world.random(going) if going > 1 else _NO_DRAWS
         jitter, by_patience = world.queues.tie_break()
         ghosts = _resolve(
-            movers, target, draws, jitter, by_patience, a.personality[:, PATIENCE], a.tile, a.alive, a.blocked,
-            a.last_progress, world.occupancy, g.outdoors, world.config.queues.ghost_after, world.tick,
-            world.scratch_counts, world.scratch_slots,
+            movers,
+            target,
+            draws,
+            jitter,
+            by_patience,
+            a.personality[:, PATIENCE],
+            a.tile,
+            a.alive,
+            a.blocked,
+            a.last_progress,
+            world.occupancy,
+            g.outdoors,
+            world.config.queues.ghost_after,
+            world.tick,
+            world.scratch_counts,
+            world.scratch_slots,
         )
         for slot, other, tile in ghosts:
             world.counters["ghost_steps"] += 1
@@ -59,9 +83,19 @@ _NO_DRAWS = np.zeros(1)
 
 
 @numba.njit(cache=True)
-def _plan(alive: np.ndarray, activity: np.ndarray, tile: np.ndarray, dest: np.ndarray, fields: tuple,
-          offsets: np.ndarray, outdoors: np.ndarray, rain_cost: float, tick: int, found: np.ndarray,
-          target: np.ndarray) -> tuple[int, int, int]:
+def _plan(
+    alive: np.ndarray,
+    activity: np.ndarray,
+    tile: np.ndarray,
+    dest: np.ndarray,
+    fields: tuple,
+    offsets: np.ndarray,
+    outdoors: np.ndarray,
+    rain_cost: float,
+    tick: int,
+    found: np.ndarray,
+    target: np.ndarray,
+) -> tuple[int, int, int]:
     """Split the walkers (living, with a destination, moving or queued) into rows of ``found``; return the counts.
 
     Rows ``ARRIVED``, ``LOST`` (no path) and ``GOING``; ``target[i]`` is the tile the ``i``-th goer steps
@@ -92,10 +126,24 @@ def _plan(alive: np.ndarray, activity: np.ndarray, tile: np.ndarray, dest: np.nd
 
 
 @numba.njit(cache=True)
-def _resolve(movers: np.ndarray, target: np.ndarray, draws: np.ndarray, jitter: float, by_patience: bool,
-             patience: np.ndarray, tile: np.ndarray, alive: np.ndarray, blocked_for: np.ndarray,
-             last_progress: np.ndarray, occupancy: np.ndarray, outdoors: np.ndarray, ghost_after: int, tick: int,
-             counts: np.ndarray, first: np.ndarray) -> list:
+def _resolve(
+    movers: np.ndarray,
+    target: np.ndarray,
+    draws: np.ndarray,
+    jitter: float,
+    by_patience: bool,
+    patience: np.ndarray,
+    tile: np.ndarray,
+    alive: np.ndarray,
+    blocked_for: np.ndarray,
+    last_progress: np.ndarray,
+    occupancy: np.ndarray,
+    outdoors: np.ndarray,
+    ghost_after: int,
+    tick: int,
+    counts: np.ndarray,
+    first: np.ndarray,
+) -> list:
     """Decide who steps, who is blocked and who ghosts through; apply the steps in place.
 
     ``counts`` (int, one per tile) and ``first`` (int, one per tile) are zeroed / -1 scratch arrays, left

@@ -37,8 +37,18 @@ class NeedRules:
         a = world.agents
         cold = self.cold_energy if world.weather.is_cold else np.float32(1.0)
         crossed, collapsed = _decay(
-            a.needs, a.alive, a.asleep, a.tile, world.grid.outdoors, cold, self.rates, self.asleep_rates,
-            self.critical, self.collapse_level, a.collapse_ticks, self.collapse_ticks,
+            a.needs,
+            a.alive,
+            a.asleep,
+            a.tile,
+            world.grid.outdoors,
+            cold,
+            self.rates,
+            self.asleep_rates,
+            self.critical,
+            self.collapse_level,
+            a.collapse_ticks,
+            self.collapse_ticks,
         )
         for slot, k in crossed:
             world.emit(EventKind.NEED_THRESHOLD, agent=slot, value=float(a.needs[slot, k]), detail=NEED_NAMES[k])
@@ -49,9 +59,20 @@ class NeedRules:
 
 
 @numba.njit(cache=True)
-def _decay(needs: np.ndarray, alive: np.ndarray, asleep: np.ndarray, tile: np.ndarray, outdoors: np.ndarray,
-           cold: np.float32, rates: np.ndarray, asleep_rates: np.ndarray, critical: np.float32,
-           collapse_level: np.float32, collapse_ticks: np.ndarray, collapse_after: int) -> tuple[list, list]:
+def _decay(
+    needs: np.ndarray,
+    alive: np.ndarray,
+    asleep: np.ndarray,
+    tile: np.ndarray,
+    outdoors: np.ndarray,
+    cold: np.float32,
+    rates: np.ndarray,
+    asleep_rates: np.ndarray,
+    critical: np.float32,
+    collapse_level: np.float32,
+    collapse_ticks: np.ndarray,
+    collapse_after: int,
+) -> tuple[list, list]:
     """One tick of growth for every living slot, in place; returns ``(slot, need)`` crossings and collapses.
 
     A need crosses when it reaches ``critical`` this tick; an agent collapses on its ``collapse_after``-th

@@ -143,8 +143,17 @@ class Queues:
     def update(self, world: World) -> None:
         """Expire stale reservations, time out long queue waits, and serve freed objects."""
         o, tick, cfg = world.objects, world.tick, self.cfg
-        n = _due(o.reserved_by, o.reserved_at, o.user, self.length, self.head_since, tick, cfg.reservation_timeout,
-                 cfg.queue_timeout, self._due)
+        n = _due(
+            o.reserved_by,
+            o.reserved_at,
+            o.user,
+            self.length,
+            self.head_since,
+            tick,
+            cfg.reservation_timeout,
+            cfg.queue_timeout,
+            self._due,
+        )
         for obj in self._due[:n].tolist() if n else ():
             holder = int(o.reserved_by[obj])
             if holder >= 0 and o.user[obj] < 0 and tick - o.reserved_at[obj] > cfg.reservation_timeout:
@@ -192,8 +201,17 @@ class Queues:
 
 
 @numba.njit(cache=True)
-def _due(reserved_by: np.ndarray, reserved_at: np.ndarray, user: np.ndarray, length: np.ndarray,
-         head_since: np.ndarray, tick: int, reservation_timeout: int, queue_timeout: int, out: np.ndarray) -> int:
+def _due(
+    reserved_by: np.ndarray,
+    reserved_at: np.ndarray,
+    user: np.ndarray,
+    length: np.ndarray,
+    head_since: np.ndarray,
+    tick: int,
+    reservation_timeout: int,
+    queue_timeout: int,
+    out: np.ndarray,
+) -> int:
     """Objects with a reservation to expire, a queue head waiting too long, or a queue to serve.
 
     They go into ``out`` in ascending order; the count is returned.

@@ -62,11 +62,20 @@ class Relationships:
         """Apply a social event of ``slot`` toward ``other`` (one direction)."""
         if not self.enabled or slot == other or slot < 0 or other < 0 or event not in self.deltas:
             return
-        k = _apply(self.other, self.values, world.agents.personality, slot, other, self.deltas[event],
-                   event in WORK_EVENTS, float(self.cfg.faint))
+        k = _apply(
+            self.other,
+            self.values,
+            world.agents.personality,
+            slot,
+            other,
+            self.deltas[event],
+            event in WORK_EVENTS,
+            float(self.cfg.faint),
+        )
         if k >= 0:
-            world.emit(EventKind.TIE_CHANGED, agent=slot, other=other, value=float(self.values[slot, k, TRUST]),
-                       detail=event)
+            world.emit(
+                EventKind.TIE_CHANGED, agent=slot, other=other, value=float(self.values[slot, k, TRUST]), detail=event
+            )
 
     def apply_pair(self, world: World, a: int, b: int, event: str) -> None:
         """Apply a symmetric social event to both agents."""
@@ -156,8 +165,16 @@ def _scaled(delta: np.ndarray, traits: np.ndarray, work: bool) -> np.ndarray:
 
 
 @numba.njit(cache=True)
-def _apply(other: np.ndarray, values: np.ndarray, personality: np.ndarray, slot: int, to: int, delta: np.ndarray,
-           work: bool, faint: float) -> int:
+def _apply(
+    other: np.ndarray,
+    values: np.ndarray,
+    personality: np.ndarray,
+    slot: int,
+    to: int,
+    delta: np.ndarray,
+    work: bool,
+    faint: float,
+) -> int:
     """Add the scaled ``delta`` to ``slot``'s tie to ``to`` (taking a free or the weakest place); its index or -1.
 
     A new tie is not made when the delta is faint, or weaker than every tie the agent already has.

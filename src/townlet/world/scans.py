@@ -57,8 +57,17 @@ def builtin_free(alive: np.ndarray, actions: np.ndarray, option: np.ndarray) -> 
 
 
 @numba.njit(cache=True)
-def asking(alive: np.ndarray, activity: np.ndarray, requested: np.ndarray, target_obj: np.ndarray,
-           dest_field: np.ndarray, tile: np.ndarray, fields: tuple, radius: int, out: np.ndarray) -> int:
+def asking(
+    alive: np.ndarray,
+    activity: np.ndarray,
+    requested: np.ndarray,
+    target_obj: np.ndarray,
+    dest_field: np.ndarray,
+    tile: np.ndarray,
+    fields: tuple,
+    radius: int,
+    out: np.ndarray,
+) -> int:
     """Walkers to an object, not yet queued or holding it, within ``radius`` steps of it (by their field)."""
     n = 0
     for s in range(len(alive)):
@@ -70,8 +79,15 @@ def asking(alive: np.ndarray, activity: np.ndarray, requested: np.ndarray, targe
 
 
 @numba.njit(cache=True)
-def settle_arrivals(arrived: np.ndarray, activity: np.ndarray, target_obj: np.ndarray, requested: np.ndarray,
-                    dest_field: np.ndarray, step_done: np.ndarray, out: np.ndarray) -> int:
+def settle_arrivals(
+    arrived: np.ndarray,
+    activity: np.ndarray,
+    target_obj: np.ndarray,
+    requested: np.ndarray,
+    dest_field: np.ndarray,
+    step_done: np.ndarray,
+    out: np.ndarray,
+) -> int:
     """Finish the plain walks among walkers at their destination; write into ``out`` those to start their use.
 
     A walker to no object is done on arrival (idle, no destination, step done); one that holds or queued for
@@ -92,8 +108,9 @@ def settle_arrivals(arrived: np.ndarray, activity: np.ndarray, target_obj: np.nd
 
 
 @numba.njit(cache=True)
-def finish_waits(alive: np.ndarray, activity: np.ndarray, wait_until: np.ndarray, tick: int,
-                 step_done: np.ndarray) -> None:
+def finish_waits(
+    alive: np.ndarray, activity: np.ndarray, wait_until: np.ndarray, tick: int, step_done: np.ndarray
+) -> None:
     """Living agents whose wait ends this tick go idle with their step done."""
     for s in range(len(alive)):
         if alive[s] and activity[s] == WAITING and wait_until[s] <= tick:

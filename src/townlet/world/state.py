@@ -211,16 +211,32 @@ class World:
     def arbitrate(self) -> None:
         """Queue and reservation rules, then movement, then starts for agents who reached their object."""
         a, found = self.agents, self.found
-        n = scans.asking(a.alive, a.activity, a.requested, a.target_obj, a.dest_field, a.tile,
-                         self.grid.fields.arrays, self.config.queues.reserve_radius, found[scans.ASKING])
+        n = scans.asking(
+            a.alive,
+            a.activity,
+            a.requested,
+            a.target_obj,
+            a.dest_field,
+            a.tile,
+            self.grid.fields.arrays,
+            self.config.queues.reserve_radius,
+            found[scans.ASKING],
+        )
         if n:
             asking = found[scans.ASKING, :n].tolist()
             self.queues.request(self, [(s, int(a.target_obj[s])) for s in asking])
         self.queues.update(self)
         arrived = movement.move(self)
         if arrived:
-            n = scans.settle_arrivals(found[scans.ARRIVED, :arrived], a.activity, a.target_obj, a.requested,
-                                      a.dest_field, a.step_done, found[scans.STARTING])
+            n = scans.settle_arrivals(
+                found[scans.ARRIVED, :arrived],
+                a.activity,
+                a.target_obj,
+                a.requested,
+                a.dest_field,
+                a.step_done,
+                found[scans.STARTING],
+            )
             for slot in found[scans.STARTING, :n].tolist():
                 if a.activity[slot] == Activity.MOVING and a.requested[slot]:  # (an earlier start may change it)
                     actions.start(self, slot)

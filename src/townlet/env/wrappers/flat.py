@@ -17,8 +17,9 @@ def require(module: str, what: str) -> Any:
     try:
         return importlib.import_module(module)
     except ImportError as exc:
-        raise ImportError(f"{what} needs {module.split('.')[0]} (pip install 'townlet[{ECOSYSTEM_EXTRA}]'): "
-                          f"{exc}") from None
+        raise ImportError(
+            f"{what} needs {module.split('.')[0]} (pip install 'townlet[{ECOSYSTEM_EXTRA}]'): {exc}"
+        ) from None
 
 
 def flat_space(obs_size: int, actions: int) -> spaces.Box:

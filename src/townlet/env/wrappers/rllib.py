@@ -49,10 +49,12 @@ class TownletMultiAgentEnv(MultiAgentEnv):
         self.possible_agents = list(env.possible_agents)
         self.agents: list[str] = []
         size, actions = env.core.obs_size, env.core.actions
-        space = spaces.Dict({
-            "action_mask": spaces.Box(0.0, 1.0, shape=(actions,), dtype=np.float32),
-            "observations": spaces.Box(-1.0, 1.0, shape=(size,), dtype=np.float32),
-        })
+        space = spaces.Dict(
+            {
+                "action_mask": spaces.Box(0.0, 1.0, shape=(actions,), dtype=np.float32),
+                "observations": spaces.Box(-1.0, 1.0, shape=(size,), dtype=np.float32),
+            }
+        )
         self.observation_spaces = dict.fromkeys(self.possible_agents, space)
         self.action_spaces = dict.fromkeys(self.possible_agents, env.action_space(self.possible_agents[0]))
         self._obs = np.zeros((env.seats, size), dtype=np.float32)
@@ -93,8 +95,9 @@ class TownletMultiAgentEnv(MultiAgentEnv):
     def _observations(self, seats: list[str]) -> dict[str, dict[str, np.ndarray]]:
         self.env.seat_rows(self._obs, self._masks)
         index = {s: i for i, s in enumerate(self.possible_agents)}
-        return {s: {"observations": self._obs[index[s]].copy(), "action_mask": self._masks[index[s]].copy()}
-                for s in seats}
+        return {
+            s: {"observations": self._obs[index[s]].copy(), "action_mask": self._masks[index[s]].copy()} for s in seats
+        }
 
     def render(self) -> Any:
         """The town's frame (as the env's ``render_mode`` says)."""

@@ -76,7 +76,6 @@ class SeatRows(KeepsViews):
         self.invalid_actions = 0
         self.exits = 0
 
-
     def reset(self, seed: int | None = None) -> np.ndarray:
         """Reset every town (town ``t`` gets seed ``seed + t``; without a seed, one from fresh entropy)."""
         if seed is None:
@@ -108,14 +107,32 @@ class SeatRows(KeepsViews):
             rows = np.empty(self._final[final].shape, dtype=np.float32)
             _write_rows(rows, b.final_obs[final], b.final_masks[final], b.alive[final], True, self.noop)
             self._final[final] = rows
-        self.exits += _settle_rows(self._occupied, b.rewards, b.terminated, b.arrived, b.reset_towns, self.rewards,
-                                   self.terminated, self.truncated, self._returns, self._lengths, self._ends,
-                                   self._end_return, self._end_length)
+        self.exits += _settle_rows(
+            self._occupied,
+            b.rewards,
+            b.terminated,
+            b.arrived,
+            b.reset_towns,
+            self.rewards,
+            self.terminated,
+            self.truncated,
+            self._returns,
+            self._lengths,
+            self._ends,
+            self._end_return,
+            self._end_length,
+        )
         _write_rows(self._flat, b.obs, b.masks, b.alive, False, self.noop)
         if self._ends.any():
             rows_ended = self._ends.nonzero()[0]
-            self.ended = list(zip(rows_ended.tolist(), self._end_return[rows_ended].tolist(),
-                                  self._end_length[rows_ended].tolist(), strict=True))
+            self.ended = list(
+                zip(
+                    rows_ended.tolist(),
+                    self._end_return[rows_ended].tolist(),
+                    self._end_length[rows_ended].tolist(),
+                    strict=True,
+                )
+            )
         elif self.ended:
             self.ended = []
         return self.obs, self.rewards, self.terminated, self.truncated
@@ -221,8 +238,21 @@ def _take_actions(chosen, alive, flat, size, acts, occupied):
 
 
 @numba.njit(cache=True)
-def _settle_rows(occupied, town_rewards, gone, arrived, reset, rewards, terminated, truncated, returns, lengths, ends,
-                 end_return, end_length):
+def _settle_rows(
+    occupied,
+    town_rewards,
+    gone,
+    arrived,
+    reset,
+    rewards,
+    terminated,
+    truncated,
+    returns,
+    lengths,
+    ends,
+    end_return,
+    end_length,
+):
     """Rows' rewards and boundaries after the towns stepped; running returns; returns the exits."""
     seats = rewards.shape[0] // gone.shape[0]
     exits = 0
@@ -268,4 +298,3 @@ def _write_rows(out, obs, masks, alive, alive_from_masks, noop):
             else:
                 out[t, s, :] = 0.0
                 out[t, s, size + noop] = 1.0
-

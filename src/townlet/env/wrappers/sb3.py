@@ -99,8 +99,9 @@ class TownsVecEnv(VecEnv):
         """Set an attribute of the rows (shared by all rows)."""
         setattr(self.rows, attr_name, value)
 
-    def env_method(self, method_name: str, *method_args: Any, indices: None | int | Sequence[int] = None,
-                   **method_kwargs: Any) -> list[Any]:
+    def env_method(
+        self, method_name: str, *method_args: Any, indices: None | int | Sequence[int] = None, **method_kwargs: Any
+    ) -> list[Any]:
         """``action_masks`` gives each row's mask (MaskablePPO); other names call the rows' method per row."""
         rows = _indices(self.num_envs, indices)
         if method_name == MASKS:
@@ -164,8 +165,9 @@ class ActionMasks(VecEnvWrapper):
             raise RuntimeError("no observation yet: reset() first")
         return action_masks(self._last, self.n_actions)
 
-    def env_method(self, method_name: str, *method_args: Any, indices: None | int | Sequence[int] = None,
-                   **method_kwargs: Any) -> list[Any]:
+    def env_method(
+        self, method_name: str, *method_args: Any, indices: None | int | Sequence[int] = None, **method_kwargs: Any
+    ) -> list[Any]:
         """``action_masks`` per row from the last observations; anything else goes to the wrapped env."""
         if method_name == MASKS:
             masks = self.action_masks()

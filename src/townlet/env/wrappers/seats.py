@@ -102,8 +102,11 @@ class SeatEpisodes(KeepsViews, ParallelEnv):
                 self._returns[i] += rewards[seat]
                 self._lengths[i] += 1
             if ended and not self.numeric_infos:
-                info["episode"] = {"r": float(self._returns[i]), "l": int(self._lengths[i]),
-                                   "t": round(now - self._started[i], 6)}
+                info["episode"] = {
+                    "r": float(self._returns[i]),
+                    "l": int(self._lengths[i]),
+                    "t": round(now - self._started[i], 6),
+                }
             if terminations[seat] or truncations[seat]:
                 self._returns[i], self._lengths[i], self._started[i] = 0.0, 0, now
 
@@ -111,11 +114,18 @@ class SeatEpisodes(KeepsViews, ParallelEnv):
         out = {}
         for seat, info in infos.items():
             reason = info.get("exit_reason")
-            row: dict[str, float] = {"occupied": info.get("person") is not None, "left": reason is not None,
-                   "arrived": bool(info.get("arrived", False)), "exit_reason": REASONS.index(reason) if reason else -1}
+            row: dict[str, float] = {
+                "occupied": info.get("person") is not None,
+                "left": reason is not None,
+                "arrived": bool(info.get("arrived", False)),
+                "exit_reason": REASONS.index(reason) if reason else -1,
+            }
             if self.env.core.points:
-                row |= {"ticks": int(info.get("ticks", 0)), "must_decide": bool(info.get("must_decide", False)),
-                        "discounted_reward": float(info.get("discounted_reward", 0.0))}
+                row |= {
+                    "ticks": int(info.get("ticks", 0)),
+                    "must_decide": bool(info.get("must_decide", False)),
+                    "discounted_reward": float(info.get("discounted_reward", 0.0)),
+                }
             out[seat] = row
         return out
 

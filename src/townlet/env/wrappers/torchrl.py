@@ -25,8 +25,15 @@ def torchrl_env(seed: int | None = None, device: str = "cpu", **env_kwargs: Any)
 
     wrapper = require("torchrl.envs", "townlet.env.wrappers.torchrl").PettingZooWrapper
     env = SeatEpisodes(parallel_env(**env_kwargs), flat=False, numeric_infos=True)
-    return wrapper(env, group_map={GROUP: list(env.possible_agents)}, use_mask=False, done_on_any=False,
-                   categorical_actions=True, seed=seed, device=device)
+    return wrapper(
+        env,
+        group_map={GROUP: list(env.possible_agents)},
+        use_mask=False,
+        done_on_any=False,
+        categorical_actions=True,
+        seed=seed,
+        device=device,
+    )
 
 
 __all__ = ["GROUP", "torchrl_env"]
