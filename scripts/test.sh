@@ -8,6 +8,7 @@ bash "$(dirname "${BASH_SOURCE[0]}")/_system.sh"  # Chromium and tmux for the br
 cd "$ROOT"
 echo "== ruff" >&2
 ruff check src tests tools examples
+ruff format --check src tests tools examples  # one style, kept by the formatter (pinned in pyproject's dev extra)
 echo "== mypy (all of src/townlet, see [tool.mypy] in pyproject.toml)" >&2
 mypy
 echo "== import-linter (layers, no torch/servers in the core)" >&2

@@ -321,7 +321,7 @@ class TownCore(KeepsViews):
 
 
 @numba.njit(cache=True)
-def _fold_tick(
+def _fold_tick(  # noqa: PLR0913
     reward,
     total,
     discounted,

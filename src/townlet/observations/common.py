@@ -255,7 +255,7 @@ def count_boxes(
 
 
 @numba.njit(cache=True)
-def _write_common(
+def _write_common(  # noqa: C901, PLR0913
     n,
     tick,
     weather,

@@ -114,7 +114,7 @@ class FeatureLayout:
         return "\n".join(lines)
 
 
-def build_layout(
+def build_layout(  # noqa: C901
     variant: str,
     items: tuple[str, ...],
     affordances: tuple[str, ...],

@@ -135,7 +135,7 @@ class MapWindow:
 
 
 @numba.njit(cache=True)
-def _write_windows(
+def _write_windows(  # noqa: C901, PLR0913
     n,
     out,
     start,

@@ -147,7 +147,7 @@ def _stale_slots(alive, home, job, spawn, key, stale):
 
 
 @numba.njit(cache=True)
-def _write_targets(
+def _write_targets(  # noqa: PLR0913
     n,
     out,
     start,

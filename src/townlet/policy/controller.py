@@ -101,7 +101,7 @@ class OptionController:
         on = self.world.utilities.power_on if kind == "power" else self.world.utilities.water_on
         return tuple(ob for ob in objs if on[self.world.objects.place[ob]])
 
-    def plan(self, slot: int, option: Option) -> list[Step]:
+    def plan(self, slot: int, option: Option) -> list[Step]:  # noqa: C901
         """The steps that carry out ``option`` for this agent now (empty when it cannot)."""
         w, a = self.world, self.world.agents
         inv = a.inventory[slot]

@@ -235,7 +235,7 @@ def town_terms(shower_fee: float, water_on: np.ndarray, social_on: bool, alive: 
 
 
 @numba.njit(cache=True)
-def mask_row(
+def mask_row(  # noqa: PLR0913
     row: np.ndarray,
     s: int,
     tod: int,
@@ -276,7 +276,7 @@ def window_over(tick: Any, started: Any, commitment: Any) -> Any:
 
 
 @numba.njit(cache=True)
-def mask_slot(
+def mask_slot(  # noqa: PLR0913
     row: np.ndarray,
     s: int,
     tick: int,
@@ -334,7 +334,7 @@ def mask_slot(
 
 
 @numba.njit(cache=True)
-def town_masks(
+def town_masks(  # noqa: PLR0913
     tick,
     tod,
     meal_price,
@@ -395,7 +395,7 @@ def town_masks(
 
 
 @numba.njit(cache=True)
-def _slot_masks(
+def _slot_masks(  # noqa: PLR0913
     slots,
     tick,
     tod,

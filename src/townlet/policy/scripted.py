@@ -54,7 +54,7 @@ class ScriptedPolicy:
         leave_in = start - travel - self.cfg.commute_margin - tod
         return leave_in if leave_in <= self.cfg.prepare_window else None
 
-    def choose(self, world: World, slot: int, mask: np.ndarray) -> int:
+    def choose(self, world: World, slot: int, mask: np.ndarray) -> int:  # noqa: C901
         """Pick the most pressing allowed option."""
         a, cfg = world.agents, self.cfg
         need = a.needs[slot]

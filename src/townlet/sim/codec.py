@@ -93,7 +93,7 @@ def _float(value: float) -> Any:
     return value if math.isfinite(value) else {TAG: "float", "v": repr(value)}
 
 
-def encode(value: Any, canonical: bool = False) -> tuple[Any, list[np.ndarray]]:
+def encode(value: Any, canonical: bool = False) -> tuple[Any, list[np.ndarray]]:  # noqa: C901
     """A JSON-ready document for ``value`` and the arrays it refers to (see the module docstring).
 
     ``canonical`` sorts the items of sets and the keys of unordered dicts by their encoding, so equal ones
@@ -105,7 +105,7 @@ def encode(value: Any, canonical: bool = False) -> tuple[Any, list[np.ndarray]]:
     """
     arrays: list[np.ndarray] = []
 
-    def enc(v: Any) -> Any:
+    def enc(v: Any) -> Any:  # noqa: C901
         kind = type(v)
         if v is None or kind in (bool, int, str):
             return v
@@ -223,7 +223,7 @@ def _list(value: Any, tag: str) -> list[Any]:
     return value
 
 
-def decode(doc: Any, arrays: list[np.ndarray]) -> Any:
+def decode(doc: Any, arrays: list[np.ndarray]) -> Any:  # noqa: C901
     """The value :func:`encode` encoded (``arrays`` from :func:`read_arrays`).
 
     Raises:
@@ -256,7 +256,7 @@ def decode(doc: Any, arrays: list[np.ndarray]) -> Any:
             raise FormatError(f"{str(value)[:40]} is not a {dt} value")
         return value
 
-    def tagged(node: dict[str, Any], depth: int) -> Any:
+    def tagged(node: dict[str, Any], depth: int) -> Any:  # noqa: C901
         tag = node[TAG]
         if tag == "array":
             _expect(node, {TAG, "i"}, tag)

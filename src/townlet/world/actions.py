@@ -172,7 +172,7 @@ def _users(
 
 
 @numba.njit(cache=True)
-def _effects(
+def _effects(  # noqa: PLR0913
     users: np.ndarray,
     target_aff: np.ndarray,
     elapsed: np.ndarray,

@@ -344,7 +344,7 @@ def _search(
 
 
 @numba.njit(cache=True)
-def _window_search(
+def _window_search(  # noqa: C901
     walkable: np.ndarray, w: int, h: int, goals: np.ndarray, sides: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """Breadth-first ``(dist, step)`` inside a ``w``×``h`` window, certified against leaving by an open side.
@@ -411,7 +411,7 @@ def _window_search(
 
 
 @numba.njit(cache=True)
-def _chunk_fields(walkable: np.ndarray, width: int, height: int, chunk: int) -> np.ndarray:
+def _chunk_fields(walkable: np.ndarray, width: int, height: int, chunk: int) -> np.ndarray:  # noqa: C901
     """``uint16[chunks, H*W]``: breadth-first distance to each chunk's nearest walkable tile (``FAR``: none)."""
     nx, ny = (width + chunk - 1) // chunk, (height + chunk - 1) // chunk
     size = width * height

@@ -126,7 +126,7 @@ def _plan(
 
 
 @numba.njit(cache=True)
-def _resolve(
+def _resolve(  # noqa: C901, PLR0913
     movers: np.ndarray,
     target: np.ndarray,
     draws: np.ndarray,

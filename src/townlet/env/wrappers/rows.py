@@ -238,7 +238,7 @@ def _take_actions(chosen, alive, flat, size, acts, occupied):
 
 
 @numba.njit(cache=True)
-def _settle_rows(
+def _settle_rows(  # noqa: PLR0913
     occupied,
     town_rewards,
     gone,
