@@ -150,6 +150,7 @@ class LiveTown:
         cfg = loaded.config.server
         publisher = TelemetryPublisher.from_config(sim)
         viewers = ViewerTransport(cfg.viewer_buffer_ticks)
+        viewers.source = publisher.encoder  # viewport viewers filter each tick's full state
         publisher.add_transport(viewers)
         console = ConsoleService.from_config(sim, publisher)
         if policy is not None:

@@ -18,11 +18,16 @@ import contextlib
 import threading
 import time
 from collections import deque
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+import orjson
+
 from townlet.config.models import is_loopback_host
+from townlet.console.errors import E_INVALID_ARG, E_RATE_LIMITED
 from townlet.server.stack import DELIVERY
+from townlet.server.viewport import Frame, ObjectIndex, RateLimit, ViewportError, ViewportFilter, parse_view_message
 from townlet.telemetry.outbox import Batch, Item
 from townlet.telemetry.transports import Transport
 
@@ -69,6 +74,7 @@ class Cursor:
         self.feed = feed
         self.totals = counters
         self.next: int | None = None  # None: the next item is a snapshot
+        self.taken = -1  # the sequence number of the last item taken
         self.consumed: int | None = None  # feed lines up to what this viewer has received or skipped
         self.joined_lines = feed.lines
         self.start_after = feed.seq  # a newcomer's first snapshot is of a tick published after it came
@@ -103,6 +109,7 @@ class Cursor:
             self.totals["snapshots"] += 1
         self.next = seq + 1
         self.consumed = before + batch.lines
+        self.taken = seq
         return Item(batch.tick, batch.snapshot() if snapshot else batch.diff, batch.lines, snapshot)
 
     def backlog(self) -> int:
@@ -179,6 +186,12 @@ class ViewerTransport(Transport):
     def __init__(self, buffer_ticks: int) -> None:
         super().__init__("viewers")
         self.feed = Feed(buffer_ticks)
+        # Viewport viewers: the full state and snapshot header of each tick in the feed (kept by reference, set
+        # by the tick thread) and each tick's index, built by the first viewport viewer that sends it.
+        self.source: Any = None  # the telemetry encoder (its ``state`` is the state of the batch being put)
+        self.states: list[tuple[int, dict[str, Any], dict[str, Any]] | None] = [None] * buffer_ticks
+        self.frames: list[tuple[int, Frame] | None] = [None] * buffer_ticks
+        self.objects: ObjectIndex | None = None
         self.clients: list[Cursor] = []
         self.public_url = "/ws/telemetry"
         self.totals = {"sent": 0, "dropped": 0, "coalesced": 0, "snapshots": 0}
@@ -195,7 +208,33 @@ class ViewerTransport(Transport):
 
     def put(self, batch: Batch) -> None:
         """Publish one tick to every viewer at once (constant time, whatever the number of viewers)."""
+        source = self.source
+        if source is not None and source.state is not None:  # references only: the tick thread builds nothing
+            seq = self.feed.seq + 1
+            header = {k: v for k, v in source.snapshot_message().items() if k != "state"}
+            self.states[seq % self.feed.capacity] = (seq, source.state, header)
         self.feed.put(batch)
+
+    def frame(self, seq: int) -> tuple[Frame, ObjectIndex] | None:
+        """The index of published tick ``seq`` for viewport viewers (built on first use), or None once gone.
+
+        Called on the event loop only, so an index is built once whatever the number of viewport viewers.
+        """
+        slot = seq % self.feed.capacity
+        memo = self.frames[slot]
+        if memo is None or memo[0] != seq:
+            entry, kept = self.feed.get(seq), self.states[slot]
+            if entry is None or kept is None or kept[0] != seq:
+                return None
+            started = time.perf_counter()
+            frame = Frame(entry[1], kept[1], kept[2])
+            frame.built_s = time.perf_counter() - started
+            memo = self.frames[slot] = (seq, frame)
+            objects = kept[1]["objects"]
+            if self.objects is None or len(self.objects.ids) != len(objects):
+                self.objects = ObjectIndex(objects)
+        assert self.objects is not None
+        return memo[1], self.objects
 
     def wants(self) -> bool:
         """Only while someone watches."""
@@ -307,6 +346,25 @@ def origin_allowed(origin: str | None, host_header: str | None, secure: bool, al
     return origin_netloc.lower() == host_netloc.lower()
 
 
+@dataclass
+class Viewport:
+    """A viewport viewer's filter, with the limits on what it may ask.
+
+    Attributes:
+        transport: The viewer transport (its per-tick indexes).
+        filter: What the viewer shows and holds.
+        limit: View changes a second (``server.viewport_rate``).
+        refusals: Refused view messages after which the viewer is disconnected (``server.viewport_refusals``).
+        refused: Refused so far.
+    """
+
+    transport: ViewerTransport
+    filter: ViewportFilter
+    limit: RateLimit
+    refusals: int
+    refused: int = 0
+
+
 class Viewer:
     """One connected viewer: its cursor and the task that sends what it has not seen yet.
 
@@ -319,13 +377,24 @@ class Viewer:
         per_tick: Send each tick (or snapshot) as one text frame of newline-separated messages (``?frames=tick``)
             instead of one frame per message: a large town's tick holds hundreds of events, and one send per
             message per viewer would cost the server more than the tick itself.
+        viewport: Send only what lies in the viewer's viewport (``?view=viewport``); None: the whole town.
     """
 
     def __init__(
-        self, ws: Any, cursor: Cursor, rate: float, catch_up_rate: float, behind_ticks: int, per_tick: bool = False
+        self,
+        ws: Any,
+        cursor: Cursor,
+        rate: float,
+        catch_up_rate: float,
+        behind_ticks: int,
+        per_tick: bool = False,
+        viewport: Viewport | None = None,
     ) -> None:
         self.ws = ws
         self.per_tick = per_tick
+        self.viewport = viewport
+        self.notes: deque[str] = deque(maxlen=8)  # error messages for this viewer, sent by the send loop
+        self.refusal = ""  # why the server closes this connection (1008), when it does
         self.cursor = cursor
         self.gap = 1.0 / rate
         self.catch_up_gap = max(self.gap, 1.0 / catch_up_rate)
@@ -351,8 +420,20 @@ class Viewer:
             listener.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await listener
-            if self.error or (self.gone and self.close_code not in (1000, 1001)):  # failed or evicted, not a goodbye
+            if self.refusal:  # the server ends it: too many refused view messages
+                with contextlib.suppress(Exception):
+                    await self.ws.close(code=1008, reason=self.refusal)
+            elif self.error or (self.gone and self.close_code not in (1000, 1001)):  # failed or evicted
                 self.cursor.lost(self.error or f"connection lost (close code {self.close_code})", self._unconfirmed())
+
+    def _in_view(self, item: Item) -> bytes | None:
+        """What of ``item`` this viewport viewer is sent (None when its tick is gone from the ring)."""
+        assert self.viewport is not None
+        indexed = self.viewport.transport.frame(self.cursor.taken)
+        if indexed is None:
+            return None
+        frame, objects = indexed
+        return self.viewport.filter.render(frame, objects, item.snapshot)
 
     def _written(self, item: Item) -> None:
         """``item`` went out: it stays in flight until a pong confirms the viewer read it."""
@@ -369,16 +450,45 @@ class Viewer:
         return sum(lines for written, lines in self.in_flight if written > confirmed)
 
     async def _listen(self) -> None:
-        # Viewers have nothing to say; reading notices a closed connection while the town is paused.
+        # Reading notices a closed connection while the town is paused; a viewport viewer also says what it shows.
         try:
             while True:
                 message = await self.ws.receive()
                 if message.get("type") == "websocket.disconnect":
                     self.close_code = message.get("code")
                     break
+                if self.viewport is not None and message.get("type") == "websocket.receive":
+                    self._heard(message)
+                    if self.refusal:
+                        break
         finally:
             self.gone = True
             self.wake.set()
+
+    def _heard(self, message: dict[str, Any]) -> None:
+        """A message from a viewport viewer: a new view is applied (a fresh snapshot follows), a bad one refused."""
+        assert self.viewport is not None
+        viewport = self.viewport
+        text = message.get("text")
+        code = E_INVALID_ARG
+        try:
+            if not viewport.limit.take():
+                code = E_RATE_LIMITED
+                raise ViewportError(f"more than {viewport.limit.rate:g} view messages a second; this one is ignored")
+            if text is None:
+                raise ViewportError("view messages are text frames")
+            rect, selected = parse_view_message(text)
+        except ViewportError as exc:
+            viewport.refused += 1
+            if viewport.refused >= viewport.refusals:
+                self.refusal = f"{viewport.refused} view messages refused; the last: {exc}"[:120]
+            else:
+                self.notes.append(orjson.dumps({"type": "error", "code": code, "message": str(exc)}).decode())
+            self.wake.set()
+            return
+        viewport.filter.set_view(rect, selected)
+        self.cursor.resync(coalesce=True)  # what now enters the view comes with a fresh snapshot, paused or not
+        self.wake.set()
 
     async def _send_loop(self) -> None:
         cursor, ws = self.cursor, self.ws
@@ -386,16 +496,27 @@ class Viewer:
         gap = self.gap
         while not self.gone and not cursor.closed:
             self.wake.clear()
+            while self.notes:
+                note = self.notes.popleft()
+                try:
+                    await ws.send_text(note)
+                except Exception as exc:  # the connection went away
+                    self.error = f"{type(exc).__name__}: {exc}"
+                    return
             item = cursor.take()
             if item is None:
                 await self.wake.wait()
                 continue
+            data = item.data if self.viewport is None else self._in_view(item)
+            if data is None:  # the tick left the ring while being taken: start again from a snapshot
+                cursor.resync()
+                continue
             started = time.monotonic()
             try:
                 if self.per_tick:  # one frame per tick: its lines, newline-separated
-                    await ws.send_text(item.data.decode().rstrip("\n"))
+                    await ws.send_text(data.decode().rstrip("\n"))
                 else:
-                    for line in item.data.splitlines():
+                    for line in data.splitlines():
                         await ws.send_text(line.decode())
             except Exception as exc:  # the connection went away mid-send (or was evicted while stalled)
                 self.error = f"{type(exc).__name__}: {exc}"
