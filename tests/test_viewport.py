@@ -69,10 +69,12 @@ def test_a_viewport_viewer_holds_exactly_its_view_tick_after_tick_as_the_view_mo
                 view.set_view(None, far)
             frame, objects = live.viewers.frame(seq)
             before = set(view.agents)
-            lines = [json.loads(line) for line in view.render(frame, objects, rebase=held is None).split(b"\n") if line]
+            rebase = held is None or tick in (50, 90)  # a fresh snapshot on a diff tick (a viewer resyncs)
+            lines = [json.loads(line) for line in view.render(frame, objects, rebase).split(b"\n") if line]
             for message in lines:
                 validator.validate(message)
             head = lines[0]
+            assert (head["type"] == "snapshot") == (rebase or frame.snapshot)
             if head["type"] == "snapshot":
                 held = head["state"]
             else:
@@ -176,11 +178,11 @@ def test_view_messages_are_rate_limited(tmp_path: Path) -> None:
     with serving(tmp_path, ["population.agents=20", "server.viewport_rate=2"]) as town:
         with town.stream(query="?frames=tick&view=viewport") as ws:
             receive_state(ws)
-            for x in range(4):  # a burst of 2 is allowed, then 2 a second
+            for x in range(8):  # a burst of 2 is allowed, then 2 a second
                 ws.send_text(json.dumps({"type": "view", "rect": [x, 0, x + 10, 10]}))
             error = receive_error(ws)
-            assert error["code"] == "E_RATE_LIMITED"
-            assert receive_state(ws)["view"]["rect"][0] in (0, 1)
+            assert error["code"] == "E_RATE_LIMITED" and "a second" in error["message"]
+            assert receive_state_or_diff(ws)["type"] in ("snapshot", "diff", "error")  # the stream goes on
 
 
 def test_auto_mode_streams_small_towns_whole_and_large_ones_by_viewport(tmp_path: Path) -> None:

@@ -148,9 +148,19 @@ class Frame:
             if line:
                 message = orjson.loads(line)
                 self.events.append((message.get("agent"), message.get("other"), line))
-        shared = state if self.snapshot else self.patch
-        self.rest = orjson.dumps({k: v for k, v in shared.items() if k not in FILTERED})
+        self.rest = self._rest(self.patch) if not self.snapshot else b""  # what every viewer's diff shares
+        self._rest_state: bytes | None = None
         self.built_s = 0.0
+
+    @staticmethod
+    def _rest(section: dict[str, Any]) -> bytes:
+        return orjson.dumps({k: v for k, v in section.items() if k not in FILTERED})
+
+    def rest_state(self) -> bytes:
+        """The state but its filtered sections, serialized (built once, for the viewers that rebase on it)."""
+        if self._rest_state is None:
+            self._rest_state = self._rest(self.state)
+        return self._rest_state
 
 
 class ObjectIndex:
@@ -251,7 +261,7 @@ class ViewportFilter:
             extra["summary"] = frame.summary
             extra["view"] = self.view()
             head = orjson.dumps({**frame.header, "tick": frame.tick})
-            line = head[:-1] + b',"state":' + _merged(frame.rest, extra) + b"}"
+            line = head[:-1] + b',"state":' + _merged(frame.rest_state(), extra) + b"}"
         else:
             agents = _delta(state_agents, frame.patch.get("agents"), wanted, self.agents)
             objects_wanted = objects_wanted & state_objects.keys()
