@@ -52,6 +52,7 @@ def test_a_viewport_viewer_holds_exactly_its_view_tick_after_tick_as_the_view_mo
     live = LiveTown.build(loaded, seed=3)
     live.publisher.attach()
     cursor = live.viewers.subscribe()  # someone watches: ticks are published
+    live.viewers.watch_viewport(True)
     town = live.sim.world.town
     view = ViewportFilter(int(town.width), int(town.height), max_tiles=20, margin=2, rect=(0, 0, 15, 11))
     validator = jsonschema.Draft202012Validator(published_schema())

@@ -279,6 +279,8 @@ def _telemetry_route(app: FastAPI, live: LiveTown, hub: dict[str, ViewerHub], se
             await ws.close(code=1008, reason=str(exc))
             return
         cursor = live.viewers.subscribe()
+        if viewport is not None:
+            live.viewers.watch_viewport(True)
         viewer = Viewer(ws, cursor, cfg.stream_rate, cfg.catch_up_rate, cfg.behind_ticks, frames == "tick", viewport)
         viewers = hub["viewers"]
         viewers.viewers.add(viewer)
@@ -288,6 +290,8 @@ def _telemetry_route(app: FastAPI, live: LiveTown, hub: dict[str, ViewerHub], se
         finally:
             viewers.viewers.discard(viewer)
             live.viewers.unsubscribe(cursor)
+            if viewport is not None:
+                live.viewers.watch_viewport(False)
             with contextlib.suppress(Exception):
                 await ws.close()
 

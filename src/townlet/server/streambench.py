@@ -61,6 +61,7 @@ def measure_stream(
         width, height = int(town.width), int(town.height)
         live.publisher.attach()
         cursor = live.viewers.subscribe()
+        live.viewers.watch_viewport(True)
         try:
             for _ in range(warmup):
                 live.sim.step()

@@ -32,6 +32,7 @@ from townlet.telemetry.outbox import Batch, Item
 from townlet.telemetry.transports import Transport
 
 LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1", "[::1]")
+STATES_KEPT = 8  # ticks a viewport viewer may lag behind before it continues from a fresh snapshot
 FRAMES = ("message", "tick")  # ?frames= of WS /ws/telemetry: one text frame per message (default) or per tick
 
 
@@ -186,11 +187,13 @@ class ViewerTransport(Transport):
     def __init__(self, buffer_ticks: int) -> None:
         super().__init__("viewers")
         self.feed = Feed(buffer_ticks)
-        # Viewport viewers: the full state and snapshot header of each tick in the feed (kept by reference, set
-        # by the tick thread) and each tick's index, built by the first viewport viewer that sends it.
+        # Viewport viewers: the full state and snapshot header of the last few ticks (kept by reference, set by
+        # the tick thread, only while a viewport viewer is connected) and each tick's index, built by the first
+        # viewport viewer that sends it. Few, since every state kept is many objects the garbage collector walks.
         self.source: Any = None  # the telemetry encoder (its ``state`` is the state of the batch being put)
-        self.states: list[tuple[int, dict[str, Any], dict[str, Any]] | None] = [None] * buffer_ticks
-        self.frames: list[tuple[int, Frame] | None] = [None] * buffer_ticks
+        self.viewports = 0  # viewport viewers connected
+        self.states: list[tuple[int, dict[str, Any], dict[str, Any]] | None] = [None] * STATES_KEPT
+        self.frames: list[tuple[int, Frame] | None] = [None] * STATES_KEPT
         self.objects: ObjectIndex | None = None
         self.clients: list[Cursor] = []
         self.public_url = "/ws/telemetry"
@@ -209,18 +212,26 @@ class ViewerTransport(Transport):
     def put(self, batch: Batch) -> None:
         """Publish one tick to every viewer at once (constant time, whatever the number of viewers)."""
         source = self.source
-        if source is not None and source.state is not None:  # references only: the tick thread builds nothing
+        if self.viewports and source is not None and source.state is not None:  # references: nothing is built
             seq = self.feed.seq + 1
             header = {k: v for k, v in source.snapshot_message().items() if k != "state"}
-            self.states[seq % self.feed.capacity] = (seq, source.state, header)
+            self.states[seq % STATES_KEPT] = (seq, source.state, header)
         self.feed.put(batch)
+
+    def watch_viewport(self, joined: bool) -> None:
+        """A viewport viewer joined (or left): the last ticks' states are kept while any is connected."""
+        with self._lock:
+            self.viewports += 1 if joined else -1
+            if not self.viewports:
+                self.states = [None] * STATES_KEPT
+                self.frames = [None] * STATES_KEPT
 
     def frame(self, seq: int) -> tuple[Frame, ObjectIndex] | None:
         """The index of published tick ``seq`` for viewport viewers (built on first use), or None once gone.
 
         Called on the event loop only, so an index is built once whatever the number of viewport viewers.
         """
-        slot = seq % self.feed.capacity
+        slot = seq % STATES_KEPT
         memo = self.frames[slot]
         if memo is None or memo[0] != seq:
             entry, kept = self.feed.get(seq), self.states[slot]
