@@ -116,6 +116,7 @@ class LoadBench:
         self.loaded = load_config(config, sets)
         self.choice = resolve(policy)
         self.live = LiveTown.build(self.loaded, seed=seed, policy=self.choice)
+        self.live.freeze_heap = True  # as townlet serve does
         self.token, _ = TokenAuthority.from_config(self.loaded.config.console).issue("bench", "admin", 3600)
         self.sock = bind("127.0.0.1", 0)
         self.base = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
