@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -210,3 +211,23 @@ def test_auto_mode_streams_small_towns_whole_and_large_ones_by_viewport(tmp_path
 def receive_state_or_diff(ws: Any) -> dict[str, Any]:
     """The next frame's first message."""
     return json.loads(ws.receive_text().split("\n")[0])
+
+
+def test_a_town_faster_than_its_viewers_is_encoded_only_when_a_snapshot_is_due(tmp_path: Path) -> None:
+    """At 100x, viewers following by snapshots let the publisher skip the ticks nobody will be sent."""
+    with serving(tmp_path, ["population.agents=20"], speed="100x") as town:
+        with town.stream(query="?frames=tick") as a, town.stream(query="?frames=tick&view=viewport") as b:
+            for ws in (a, b):
+                receive_state(ws)
+            time.sleep(0.5)  # both settle into following by snapshots
+            ticks0, published0 = town.live.last_tick, town.live.publisher.published
+            frames = []
+            deadline = time.monotonic() + 2.0
+            while time.monotonic() < deadline:
+                frames.append(json.loads(a.receive_text().split("\n")[0]))
+                b.receive_text()
+            ticks, published = town.live.last_tick - ticks0, town.live.publisher.published - published0
+    assert ticks > 200  # the town ran far faster than the viewers' 50 updates a second
+    assert published < ticks / 4, (published, ticks)  # most ticks were never encoded
+    assert sum(f["type"] == "snapshot" for f in frames) >= len(frames) // 2  # what viewers got: fresh snapshots
+    assert [f["tick"] for f in frames] == sorted(f["tick"] for f in frames)

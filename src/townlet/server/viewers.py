@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import threading
 import time
 from collections import deque
@@ -32,6 +33,7 @@ from townlet.telemetry.outbox import Batch, Item
 from townlet.telemetry.transports import Transport
 
 LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1", "[::1]")
+SNAPSHOT_PREFIX = b'{"type":"snapshot"'
 STATES_KEPT = 8  # ticks a viewport viewer may lag behind before it continues from a fresh snapshot
 FRAMES = ("message", "tick")  # ?frames= of WS /ws/telemetry: one text frame per message (default) or per tick
 
@@ -76,6 +78,9 @@ class Cursor:
         self.totals = counters
         self.next: int | None = None  # None: the next item is a snapshot
         self.taken = -1  # the sequence number of the last item taken
+        # A viewer that follows a town faster than it by snapshots wants no tick before this (monotonic) time,
+        # and none while one it has not taken waits; 0: it wants every tick.
+        self.rest_until = 0.0
         self.consumed: int | None = None  # feed lines up to what this viewer has received or skipped
         self.joined_lines = feed.lines
         self.start_after = feed.seq  # a newcomer's first snapshot is of a tick published after it came
@@ -111,7 +116,9 @@ class Cursor:
         self.next = seq + 1
         self.consumed = before + batch.lines
         self.taken = seq
-        return Item(batch.tick, batch.snapshot() if snapshot else batch.diff, batch.lines, snapshot)
+        data = batch.snapshot() if snapshot else batch.diff
+        # a tick published after unpublished ones is itself a snapshot (the publisher had no base to diff from)
+        return Item(batch.tick, data, batch.lines, snapshot or data.startswith(SNAPSHOT_PREFIX))
 
     def backlog(self) -> int:
         """Ticks published that this viewer has not taken yet (at most what the ring holds)."""
@@ -248,8 +255,18 @@ class ViewerTransport(Transport):
         return memo[1], self.objects
 
     def wants(self) -> bool:
-        """Only while someone watches."""
-        return bool(self.clients)
+        """Whether a viewer will be sent this tick (False lets the publisher skip encoding it).
+
+        A viewer that keeps up wants every tick. One that follows a faster town by a snapshot now and then
+        (100x, max) wants only the first tick after its next snapshot is due: at 100x the town is then encoded
+        about ``server.catch_up_rate`` times a second, not 400, whatever the number of viewers (their due
+        times fall on one shared grid).
+        """
+        clients = self.clients
+        if not clients:
+            return False
+        now, seq = time.monotonic(), self.feed.seq
+        return any(c.rest_until == 0.0 or (c.rest_until <= now and seq <= c.taken) for c in tuple(clients))
 
     def subscribe(self) -> Cursor:
         """A new viewer: it starts with a snapshot of the latest tick."""
@@ -535,6 +552,9 @@ class Viewer:
                 return
             self._written(item)
             sending = time.monotonic() - started
+            # following by snapshots: nothing is wanted before the next is due (due times on a grid shared by all)
+            coalescing = item.snapshot and gap > self.gap
+            cursor.rest_until = math.floor((last + gap) / gap) * gap if coalescing else 0.0
             wait = last + gap - time.monotonic()
             if wait > 0:
                 await asyncio.sleep(wait)
