@@ -281,7 +281,10 @@ def _telemetry_route(app: FastAPI, live: LiveTown, hub: dict[str, ViewerHub], se
         cursor = live.viewers.subscribe()
         if viewport is not None:
             live.viewers.watch_viewport(True)
-        viewer = Viewer(ws, cursor, cfg.stream_rate, cfg.catch_up_rate, cfg.behind_ticks, frames == "tick", viewport)
+        pace = live.sim.clock.interval
+        viewer = Viewer(
+            ws, cursor, cfg.stream_rate, cfg.catch_up_rate, cfg.behind_ticks, frames == "tick", viewport, pace
+        )
         viewers = hub["viewers"]
         viewers.viewers.add(viewer)
         live.request_snapshot()

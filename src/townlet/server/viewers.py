@@ -19,6 +19,7 @@ import math
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -406,6 +407,9 @@ class Viewer:
             instead of one frame per message: a large town's tick holds hundreds of events, and one send per
             message per viewer would cost the server more than the tick itself.
         viewport: Send only what lies in the viewer's viewport (``?view=viewport``); None: the whole town.
+        interval: The town's seconds per tick at its pace (0: as fast as it can): when ticks are due faster than
+            ``rate``, the viewer follows the town by snapshots at ``catch_up_rate`` at once, rather than
+            following diffs until it falls behind (and so making the town encode every tick meanwhile).
     """
 
     def __init__(
@@ -417,10 +421,12 @@ class Viewer:
         behind_ticks: int,
         per_tick: bool = False,
         viewport: Viewport | None = None,
+        interval: Callable[[], float] | None = None,
     ) -> None:
         self.ws = ws
         self.per_tick = per_tick
         self.viewport = viewport
+        self.interval = interval
         self.notes: deque[str] = deque(maxlen=8)  # error messages for this viewer, sent by the send loop
         self.refusal = ""  # why the server closes this connection (1008), when it does
         self.cursor = cursor
@@ -552,13 +558,19 @@ class Viewer:
                 return
             self._written(item)
             sending = time.monotonic() - started
+            outpaced = self.interval is not None and self.interval() < self.gap and self.gap < self.catch_up_gap
+            if outpaced:  # the town's pace is faster than this viewer's updates: follow it by snapshots
+                gap = self.catch_up_gap
+                cursor.resync(coalesce=True)
             # following by snapshots: nothing is wanted before the next is due (due times on a grid shared by all)
-            coalescing = item.snapshot and gap > self.gap
+            coalescing = (item.snapshot or outpaced) and gap > self.gap
             cursor.rest_until = math.floor((last + gap) / gap) * gap if coalescing else 0.0
             wait = last + gap - time.monotonic()
             if wait > 0:
                 await asyncio.sleep(wait)
             last = time.monotonic()
+            if outpaced:
+                continue
             if cursor.backlog() > self.behind_ticks:  # fallen behind: skip ahead to a fresh snapshot
                 # a quick send means the town outpaces the update rate (coalesce); a slow one, a slow viewer
                 cursor.resync(coalesce=sending < self.gap)
