@@ -278,9 +278,9 @@ def _telemetry_route(app: FastAPI, live: LiveTown, hub: dict[str, ViewerHub], se
             log_event(log, "server.viewer_refused", live.last_tick, reason="view")
             await ws.close(code=1008, reason=str(exc))
             return
-        cursor = live.viewers.subscribe()
-        if viewport is not None:
+        if viewport is not None:  # first, so that every tick this viewer may take has its state kept
             live.viewers.watch_viewport(True)
+        cursor = live.viewers.subscribe()
         pace = live.sim.clock.interval
         viewer = Viewer(
             ws, cursor, cfg.stream_rate, cfg.catch_up_rate, cfg.behind_ticks, frames == "tick", viewport, pace

@@ -8,6 +8,7 @@ town. A whole-town viewer receives the tick's diff and event lines as published;
 
 from __future__ import annotations
 
+import gc
 import statistics
 import tempfile
 import time
@@ -65,6 +66,8 @@ def measure_stream(
         try:
             for _ in range(warmup):
                 live.sim.step()
+            gc.collect()
+            gc.freeze()  # as townlet serve does when its tick thread starts (full collections skip the town)
             filters = [
                 ViewportFilter(width, height, cfg.viewport_max_tiles, cfg.viewport_margin, rect)
                 for rect in rects(width, height, size, viewers)

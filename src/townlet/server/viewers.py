@@ -8,7 +8,9 @@ the ring holds loses what it missed (counted as dropped) and continues from a fr
 
 A viewer gets every tick as a diff, at most ``server.stream_rate`` a second; when the town ticks faster
 (100x, max) or its connection is slow, it skips ahead to fresh snapshots, at most ``server.catch_up_rate``
-a second. No viewer can slow the town or grow the server's memory, and fan-out stays cheap at any speed.
+a second, and while every viewer does so the publisher skips encoding the ticks in between (:meth:`wants`).
+No viewer can slow the town or grow the server's memory, and fan-out stays cheap at any speed. A viewport
+viewer (``?view=viewport``, :mod:`townlet.server.viewport`) is sent its part of each tick instead.
 """
 
 from __future__ import annotations
@@ -542,8 +544,9 @@ class Viewer:
                 await self.wake.wait()
                 continue
             data = item.data if self.viewport is None else self._in_view(item)
-            if data is None:  # the tick left the ring while being taken: start again from a snapshot
+            if data is None:  # its state is gone (or was not kept yet): continue from the next tick's snapshot
                 cursor.resync()
+                await self.wake.wait()
                 continue
             started = time.monotonic()
             try:
