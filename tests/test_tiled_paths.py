@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from collections import deque
-
-import numpy as np
 import pytest
 
+from test_grid import bfs
 from townlet.config.loader import load_config
 from townlet.sim.simulation import Simulation
 from townlet.world import actions
@@ -19,24 +17,6 @@ def tiled(scale: int = 2, *overrides: str) -> Simulation:
     sim = Simulation(load_config(overrides=[f"town.scale={scale}", "population.agents=1", *overrides]), seed=0)
     sim.world.agents.personality[:] = 0.0
     return sim
-
-
-def bfs(world: World, goal: int) -> np.ndarray:
-    """Plain breadth-first walking distances to ``goal`` (-1 where unreachable)."""
-    g = world.grid
-    dist = np.full(g.size, -1, dtype=np.int64)
-    dist[goal] = 0
-    todo = deque([goal])
-    while todo:
-        t = todo.popleft()
-        x, y = g.xy(t)
-        for nx, ny in ((x, y - 1), (x + 1, y), (x, y + 1), (x - 1, y)):
-            if 0 <= nx < g.width and 0 <= ny < g.height:
-                n = g.tile(nx, ny)
-                if g.walkable[n] and dist[n] < 0:
-                    dist[n] = dist[t] + 1
-                    todo.append(n)
-    return dist
 
 
 def walk(world: World, slot: int, obj: int, aff: str, limit: int = 2000) -> list[int]:
@@ -85,7 +65,7 @@ def test_a_closed_place_sends_the_shopper_to_the_nearest_open_copy_across_the_se
     assert all(w.grid.walkable[t] for t in path)
     assert all(abs(a - b) in (1, w.grid.width) for a, b in zip(path, path[1:], strict=False))  # one tile a step
     assert w.grid.place_index[path[-1]] == o.place[chosen]  # it arrived in the open grocer
-    assert len(path) - 1 == distance[chosen]  # a shortest route across the seam
+    assert len(path) - 1 == distance[chosen] == bfs(w.grid, [path[-1]])[start]  # a shortest route, by plain BFS
     for t in tills:  # a closed place is never chosen, whichever blocks stay open
         w.place_open[int(o.place[t])] = t == tills[-1]
     assert ctl._choose(0, tills) == tills[-1]
