@@ -3,7 +3,12 @@
 Reports the tick lag at 1x with the spectators connected (p99 must stay under 50 ms) and the tick rate
 at 100x with and without them (within 10%), once per driving policy (by default the scripted routine and
 the learned policy shipped with Townlet, side by side). Takes about three times ``--duration`` seconds per
-policy.
+policy. Spectators stream as the browser viewer does (``--view auto``: a viewport of ``--viewport`` tiles
+each, placed over the town, above ``server.viewport_above`` agents); ``--view full`` makes them take the
+whole town.
+
+``--stream-bytes`` measures instead, in process and without sockets, the bytes per tick per viewer of the
+whole-town stream and of the viewport stream, and what filtering costs the server per tick.
 """
 
 from __future__ import annotations
@@ -20,6 +25,8 @@ EXAMPLES = """examples:
   townlet bench-live --spectators 20 --duration 10 --json
   townlet bench-live --policy default --policy runs/ppo/final.pt   # two learned policies side by side
   townlet bench-live --set population.agents=32 --output live-bench.json
+  townlet bench-live --set population.agents=1000 --set town.scale=4 --spectators 20 --view viewport
+  townlet bench-live --stream-bytes --set population.agents=1000 --set town.scale=4 --spectators 20
 """
 
 
@@ -40,6 +47,25 @@ def register(sub: Any, formatter: Any) -> None:
     p.add_argument("--output", default=None, metavar="FILE", help="also write the report to FILE")
     p.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
     p.add_argument(
+        "--view",
+        choices=("auto", "full", "viewport"),
+        default="auto",
+        help="what spectators ask for (?view=): auto (as the browser), the full town, or their viewport",
+    )
+    p.add_argument(
+        "--viewport",
+        default="48x27",
+        metavar="WxH",
+        help="tiles each viewport spectator shows (default 48x27: a 1280x720 map zoomed in)",
+    )
+    p.add_argument(
+        "--stream-bytes",
+        action="store_true",
+        help="measure bytes per tick per viewer, whole town vs viewport, in process (no server)",
+    )
+    p.add_argument("--ticks", type=int, default=200, metavar="N", help="ticks measured by --stream-bytes")
+    p.add_argument("--warmup", type=int, default=100, metavar="N", help="ticks run before --stream-bytes measures")
+    p.add_argument(
         "--policy",
         action="append",
         default=None,
@@ -56,10 +82,24 @@ def bench_live_command(args: argparse.Namespace) -> int:
     from townlet.logs import configure_logging
     from townlet.server.loadtest import compare_policies, report_path
 
-    if args.spectators < 1 or args.duration <= 0:
-        print("townlet: error: --spectators and --duration must be positive", file=sys.stderr)
+    if args.spectators < 1 or args.duration <= 0 or args.ticks < 1 or args.warmup < 0:
+        print("townlet: error: --spectators, --duration and --ticks must be positive", file=sys.stderr)
+        return 2
+    size = _size(args.viewport)
+    if size is None:
+        print(f"townlet: error: --viewport must be WxH in tiles (like 48x27), not {args.viewport!r}", file=sys.stderr)
         return 2
     configure_logging("kv", "error")  # the report says what matters; drop alerts under load are expected
+    say = lambda text: print(f"bench-live: {text}", file=sys.stderr, flush=True)  # noqa: E731
+    if args.stream_bytes:
+        from townlet.server.streambench import measure_stream
+
+        report = measure_stream(
+            args.overrides, args.ticks, args.warmup, args.spectators, size, args.config, args.seed, say
+        )
+        report_path(args.output, report)
+        print(json.dumps(report) if args.json else json.dumps(report, indent=2))
+        return 0
     try:
         report = compare_policies(
             args.policy or ["scripted", "default"],
@@ -68,10 +108,19 @@ def bench_live_command(args: argparse.Namespace) -> int:
             args.overrides,
             args.config,
             args.seed,
-            log=lambda text: print(f"bench-live: {text}", file=sys.stderr, flush=True),
+            log=say,
+            view=(args.view, size),
         )
     except policy_errors() as exc:
         fail(exc)
     report_path(args.output, report)
     print(json.dumps(report) if args.json else json.dumps(report, indent=2))
     return 1 if args.strict and not report["pass"] else 0
+
+
+def _size(text: str) -> tuple[int, int] | None:
+    """``WxH`` as two positive integers, or None."""
+    parts = text.lower().split("x")
+    if len(parts) != 2 or not all(p.isdigit() and 0 < int(p) <= 4096 for p in parts):
+        return None
+    return int(parts[0]), int(parts[1])

@@ -167,6 +167,7 @@ def serve_command(args: argparse.Namespace) -> int:
     port = sock.getsockname()[1]
     base = url_of(server.host, port, secure)
     live.viewers.public_url = f"{'wss' if secure else 'ws'}{base[base.index(':') :]}/ws/telemetry"
+    live.freeze_heap = True  # a long-running server: full garbage collections skip the town built so far
     app = create_app(live, secure=secure)
     print(f"townlet: the live town is at {base}/  (telemetry: {live.viewers.public_url})", flush=True)
     print(

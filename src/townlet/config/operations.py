@@ -244,6 +244,19 @@ class ServerConfig(Strict):
         4, ge=1, le=100_000, description="a viewer this many ticks behind skips ahead (fewer are caught up)"
     )
     max_viewers: int = Field(1000, ge=1, le=100_000, description="WebSocket viewers at once")
+    viewport_above: int = Field(
+        500, ge=0, le=10_000_000, description="towns with more agents stream each viewer its viewport (?view=auto)"
+    )
+    viewport_max_tiles: int = Field(
+        96, ge=8, le=4096, description="longest side (tiles) of the rectangle a viewport viewer is sent"
+    )
+    viewport_margin: int = Field(4, ge=0, le=64, description="tiles around a viewport whose agents are sent too")
+    viewport_rate: Annotated[float, Field(gt=0.0, le=100.0)] = Field(
+        10.0, description="viewport changes per second a viewer may send (burst of as many)"
+    )
+    viewport_refusals: int = Field(
+        20, ge=1, le=10_000, description="refused viewport messages before the viewer is disconnected (1008)"
+    )
     catch_up_s: Annotated[float, Field(ge=0.0, le=60.0)] = Field(
         1.0, description="a loop this far behind its schedule stops catching up and starts afresh"
     )

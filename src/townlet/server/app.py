@@ -43,7 +43,8 @@ from townlet.server.console_api import (
 )
 from townlet.server.live import LiveTown
 from townlet.server.town import town_description
-from townlet.server.viewers import FRAMES, Viewer, host_allowed, origin_allowed
+from townlet.server.viewers import FRAMES, Viewer, Viewport, host_allowed, origin_allowed
+from townlet.server.viewport import VIEW_MODES, RateLimit, ViewportError, ViewportFilter, parse_rect
 
 log = logging.getLogger("townlet.server")
 STATIC_DIR = Path(__file__).resolve().parent / "static"
@@ -271,8 +272,19 @@ def _telemetry_route(app: FastAPI, live: LiveTown, hub: dict[str, ViewerHub], se
             log_event(log, "server.viewer_refused", live.last_tick, reason="full", viewers=cfg.max_viewers)
             await ws.close(code=1013, reason="the server is full; try again later")
             return
+        try:
+            viewport = _viewport(live, ws.query_params.get("view", "auto"), ws.query_params.get("rect"))
+        except ViewportError as exc:
+            log_event(log, "server.viewer_refused", live.last_tick, reason="view")
+            await ws.close(code=1008, reason=str(exc))
+            return
+        if viewport is not None:  # first, so that every tick this viewer may take has its state kept
+            live.viewers.watch_viewport(True)
         cursor = live.viewers.subscribe()
-        viewer = Viewer(ws, cursor, cfg.stream_rate, cfg.catch_up_rate, cfg.behind_ticks, frames == "tick")
+        pace = live.sim.clock.interval
+        viewer = Viewer(
+            ws, cursor, cfg.stream_rate, cfg.catch_up_rate, cfg.behind_ticks, frames == "tick", viewport, pace
+        )
         viewers = hub["viewers"]
         viewers.viewers.add(viewer)
         live.request_snapshot()
@@ -281,8 +293,31 @@ def _telemetry_route(app: FastAPI, live: LiveTown, hub: dict[str, ViewerHub], se
         finally:
             viewers.viewers.discard(viewer)
             live.viewers.unsubscribe(cursor)
+            if viewport is not None:
+                live.viewers.watch_viewport(False)
             with contextlib.suppress(Exception):
                 await ws.close()
+
+
+def _viewport(live: LiveTown, mode: str, rect: str | None) -> Viewport | None:
+    """The viewport of a new viewer (None: it gets the whole town), from ``?view=`` and ``?rect=``.
+
+    Raises:
+        ViewportError: an unknown mode or a malformed rectangle.
+    """
+    cfg = live.cfg
+    if mode not in VIEW_MODES:
+        raise ViewportError(f"view must be one of {', '.join(VIEW_MODES)}")
+    first = parse_rect(rect) if rect is not None else None
+    if mode == "full" or (mode == "auto" and int(live.sim.world.agents.alive.sum()) <= cfg.viewport_above):
+        return None
+    town = live.sim.world.town
+    return Viewport(
+        live.viewers,
+        ViewportFilter(int(town.width), int(town.height), cfg.viewport_max_tiles, cfg.viewport_margin, first),
+        RateLimit(cfg.viewport_rate),
+        cfg.viewport_refusals,
+    )
 
 
 async def _read_body(request: Request, limit: int) -> bytes | None:

@@ -28,11 +28,11 @@ LAG_LIMIT_MS = 50.0
 RATE_TOLERANCE = 0.10
 
 
-def _spectate(url: str, count: int, ready: Any, stop: Any, results: Any) -> None:
-    """Child process: hold ``count`` connections open, reading everything, until ``stop`` is set."""
+def _spectate(urls: list[str], ready: Any, stop: Any, results: Any) -> None:
+    """Child process: hold one connection open per URL, reading everything, until ``stop`` is set."""
     from websockets.asyncio.client import connect
 
-    async def one(i: int, tally: dict[str, Any]) -> None:
+    async def one(url: str, tally: dict[str, Any]) -> None:
         try:
             async with connect(url, max_size=2**24, open_timeout=30, ping_interval=None) as ws:
                 tally["connected"] += 1
@@ -50,7 +50,11 @@ def _spectate(url: str, count: int, ready: Any, stop: Any, results: Any) -> None
                     tally["frames"] += 1
                     tally["messages"] += text.count("\n") + 1
                     tally["bytes"] += len(message)
-                    tally["snapshots"] += text.startswith('{"type":"snapshot"')
+                    snapshot = text.startswith('{"type":"snapshot"')
+                    tally["snapshots"] += snapshot
+                    if not snapshot:
+                        tally["diff_frames"] += 1
+                        tally["diff_bytes"] += len(message)
         except Exception as exc:  # counted, not fatal: the report says how many stayed connected
             tally["errors"].append(f"{type(exc).__name__}: {exc}"[:200])
 
@@ -62,16 +66,20 @@ def _spectate(url: str, count: int, ready: Any, stop: Any, results: Any) -> None
             "messages": 0,
             "bytes": 0,
             "snapshots": 0,
+            "diff_frames": 0,
+            "diff_bytes": 0,
             "errors": [],
         }
-        tasks = [asyncio.create_task(one(i, tally)) for i in range(count)]
-        while tally["connected"] + len(tally["errors"]) < count:
+        tasks = [asyncio.create_task(one(url, tally)) for url in urls]
+        while tally["connected"] + len(tally["errors"]) < len(urls):
             await asyncio.sleep(0.05)
         ready.set()
         await asyncio.gather(*tasks)
         tally["errors"] = tally["errors"][:5]
         # each frame is one tick's update (a diff or a snapshot) with its events
         tally["bytes_per_update"] = round(tally["bytes"] / tally["frames"], 1) if tally["frames"] else 0.0
+        # a tick's diff frame: what a viewer receives per tick when it keeps up (1x)
+        tally["bytes_per_diff"] = round(tally["diff_bytes"] / tally["diff_frames"], 1) if tally["diff_frames"] else 0.0
         results.put(tally)
 
     asyncio.run(main())
@@ -108,6 +116,7 @@ class LoadBench:
         self.loaded = load_config(config, sets)
         self.choice = resolve(policy)
         self.live = LiveTown.build(self.loaded, seed=seed, policy=self.choice)
+        self.live.freeze_heap = True  # as townlet serve does
         self.token, _ = TokenAuthority.from_config(self.loaded.config.console).issue("bench", "admin", 3600)
         self.sock = bind("127.0.0.1", 0)
         self.base = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
@@ -186,15 +195,19 @@ def run_load_bench(
     seed: int | None = None,
     log: Any = None,
     policy: str = "scripted",
+    view: tuple[str, tuple[int, int]] = ("auto", (48, 27)),
 ) -> dict[str, Any]:
-    """The three phases with ``policy`` driving; returns the JSON report (with ``pass`` flags)."""
+    """The three phases with ``policy`` driving; returns the JSON report (with ``pass`` flags).
+
+    ``view`` is what spectators ask for (``?view=``) and the tiles each viewport shows (spread over the town).
+    """
     say = log or (lambda text: None)
     bench = LoadBench(overrides, config, seed, policy)
     say(f"policy {bench.choice.name} ({bench.choice.policy_hash})")
     ctx = mp.get_context("spawn")
     ready, stop, results = ctx.Event(), ctx.Event(), ctx.Queue()
-    url = bench.base.replace("http://", "ws://") + "/ws/telemetry?frames=tick"
-    child = ctx.Process(target=_spectate, args=(url, spectators, ready, stop, results), daemon=True)
+    urls = spectator_urls(bench, spectators, view)
+    child = ctx.Process(target=_spectate, args=(urls, ready, stop, results), daemon=True)
     bench.start()
     try:
         say(f"phase 1/3: 100x, no spectators, {duration:g} s")
@@ -221,6 +234,7 @@ def run_load_bench(
     return {
         "benchmark": "live-server load",
         "spectators": spectators,
+        "view": {"asked": view[0], "tiles": list(view[1])},
         "duration_s": duration,
         "agents": int(bench.live.sim.world.agents.alive.sum()),
         "config_id": bench.loaded.config_id,
@@ -246,6 +260,7 @@ def compare_policies(
     config: str | None = None,
     seed: int | None = None,
     log: Any = None,
+    view: tuple[str, tuple[int, int]] = ("auto", (48, 27)),
 ) -> dict[str, Any]:
     """:func:`run_load_bench` for each policy, one after the other.
 
@@ -255,9 +270,20 @@ def compare_policies(
     runs = {}
     for policy in policies:
         (log or (lambda text: None))(f"=== {policy}")
-        runs[policy] = run_load_bench(spectators, duration, overrides, config, seed, log, policy)
+        runs[policy] = run_load_bench(spectators, duration, overrides, config, seed, log, policy, view)
     first = runs[policies[0]]
     return {**first, "by_policy": runs, "pass": all(r["pass"] for r in runs.values())}
+
+
+def spectator_urls(bench: LoadBench, count: int, view: tuple[str, tuple[int, int]]) -> list[str]:
+    """Each spectator's stream URL: one frame per tick, ``?view=`` as asked, viewports spread over the town."""
+    from townlet.server.streambench import rects
+
+    base = bench.base.replace("http://", "ws://") + f"/ws/telemetry?frames=tick&view={view[0]}"
+    if view[0] == "full":
+        return [base] * count
+    town = bench.live.sim.world.town
+    return [base + "&rect=" + ",".join(map(str, r)) for r in rects(int(town.width), int(town.height), view[1], count)]
 
 
 def report_path(path: str | None, report: dict[str, Any]) -> None:

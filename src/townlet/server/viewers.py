@@ -8,25 +8,36 @@ the ring holds loses what it missed (counted as dropped) and continues from a fr
 
 A viewer gets every tick as a diff, at most ``server.stream_rate`` a second; when the town ticks faster
 (100x, max) or its connection is slow, it skips ahead to fresh snapshots, at most ``server.catch_up_rate``
-a second. No viewer can slow the town or grow the server's memory, and fan-out stays cheap at any speed.
+a second, and while every viewer does so the publisher skips encoding the ticks in between (:meth:`wants`).
+No viewer can slow the town or grow the server's memory, and fan-out stays cheap at any speed. A viewport
+viewer (``?view=viewport``, :mod:`townlet.server.viewport`) is sent its part of each tick instead.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+import orjson
+
 from townlet.config.models import is_loopback_host
+from townlet.console.errors import E_INVALID_ARG, E_RATE_LIMITED
 from townlet.server.stack import DELIVERY
+from townlet.server.viewport import Frame, ObjectIndex, RateLimit, ViewportError, ViewportFilter, parse_view_message
 from townlet.telemetry.outbox import Batch, Item
 from townlet.telemetry.transports import Transport
 
 LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1", "[::1]")
+SNAPSHOT_PREFIX = b'{"type":"snapshot"'
+STATES_KEPT = 8  # ticks a viewport viewer may lag behind before it continues from a fresh snapshot
 FRAMES = ("message", "tick")  # ?frames= of WS /ws/telemetry: one text frame per message (default) or per tick
 
 
@@ -69,6 +80,10 @@ class Cursor:
         self.feed = feed
         self.totals = counters
         self.next: int | None = None  # None: the next item is a snapshot
+        self.taken = -1  # the sequence number of the last item taken
+        # A viewer that follows a town faster than it by snapshots wants no tick before this (monotonic) time,
+        # and none while one it has not taken waits; 0: it wants every tick.
+        self.rest_until = 0.0
         self.consumed: int | None = None  # feed lines up to what this viewer has received or skipped
         self.joined_lines = feed.lines
         self.start_after = feed.seq  # a newcomer's first snapshot is of a tick published after it came
@@ -103,7 +118,10 @@ class Cursor:
             self.totals["snapshots"] += 1
         self.next = seq + 1
         self.consumed = before + batch.lines
-        return Item(batch.tick, batch.snapshot() if snapshot else batch.diff, batch.lines, snapshot)
+        self.taken = seq
+        data = batch.snapshot() if snapshot else batch.diff
+        # a tick published after unpublished ones is itself a snapshot (the publisher had no base to diff from)
+        return Item(batch.tick, data, batch.lines, snapshot or data.startswith(SNAPSHOT_PREFIX))
 
     def backlog(self) -> int:
         """Ticks published that this viewer has not taken yet (at most what the ring holds)."""
@@ -179,6 +197,14 @@ class ViewerTransport(Transport):
     def __init__(self, buffer_ticks: int) -> None:
         super().__init__("viewers")
         self.feed = Feed(buffer_ticks)
+        # Viewport viewers: the full state and snapshot header of the last few ticks (kept by reference, set by
+        # the tick thread, only while a viewport viewer is connected) and each tick's index, built by the first
+        # viewport viewer that sends it. Few, since every state kept is many objects the garbage collector walks.
+        self.source: Any = None  # the telemetry encoder (its ``state`` is the state of the batch being put)
+        self.viewports = 0  # viewport viewers connected
+        self.states: list[tuple[int, dict[str, Any], dict[str, Any]] | None] = [None] * STATES_KEPT
+        self.frames: list[tuple[int, Frame] | None] = [None] * STATES_KEPT
+        self.objects: ObjectIndex | None = None
         self.clients: list[Cursor] = []
         self.public_url = "/ws/telemetry"
         self.totals = {"sent": 0, "dropped": 0, "coalesced": 0, "snapshots": 0}
@@ -195,11 +221,55 @@ class ViewerTransport(Transport):
 
     def put(self, batch: Batch) -> None:
         """Publish one tick to every viewer at once (constant time, whatever the number of viewers)."""
+        source = self.source
+        if self.viewports and source is not None and source.state is not None:  # references: nothing is built
+            seq = self.feed.seq + 1
+            header = {k: v for k, v in source.snapshot_message().items() if k != "state"}
+            self.states[seq % STATES_KEPT] = (seq, source.state, header)
         self.feed.put(batch)
 
+    def watch_viewport(self, joined: bool) -> None:
+        """A viewport viewer joined (or left): the last ticks' states are kept while any is connected."""
+        with self._lock:
+            self.viewports += 1 if joined else -1
+            if not self.viewports:
+                self.states = [None] * STATES_KEPT
+                self.frames = [None] * STATES_KEPT
+
+    def frame(self, seq: int) -> tuple[Frame, ObjectIndex] | None:
+        """The index of published tick ``seq`` for viewport viewers (built on first use), or None once gone.
+
+        Called on the event loop only, so an index is built once whatever the number of viewport viewers.
+        """
+        slot = seq % STATES_KEPT
+        memo = self.frames[slot]
+        if memo is None or memo[0] != seq:
+            entry, kept = self.feed.get(seq), self.states[slot]
+            if entry is None or kept is None or kept[0] != seq:
+                return None
+            started = time.perf_counter()
+            frame = Frame(entry[1], kept[1], kept[2])
+            frame.built_s = time.perf_counter() - started
+            memo = self.frames[slot] = (seq, frame)
+            objects = kept[1]["objects"]
+            if self.objects is None or len(self.objects.ids) != len(objects):
+                self.objects = ObjectIndex(objects)
+        assert self.objects is not None
+        return memo[1], self.objects
+
     def wants(self) -> bool:
-        """Only while someone watches."""
-        return bool(self.clients)
+        """Whether a viewer will be sent this tick (False lets the publisher skip encoding it).
+
+        A viewer that keeps up wants every tick. One that follows a faster town by a snapshot now and then
+        (100x, max) wants only the first tick after its next snapshot is due: at 100x the town is then encoded
+        about ``server.catch_up_rate`` times a second, not 400, whatever the number of viewers (their due
+        times fall on one shared grid).
+        """
+        clients = self.clients
+        if not clients:
+            return False
+        now, seq = time.monotonic(), self.feed.seq
+        return any(c.rest_until == 0.0 or (c.rest_until <= now and seq <= c.taken) for c in tuple(clients))
 
     def subscribe(self) -> Cursor:
         """A new viewer: it starts with a snapshot of the latest tick."""
@@ -307,6 +377,25 @@ def origin_allowed(origin: str | None, host_header: str | None, secure: bool, al
     return origin_netloc.lower() == host_netloc.lower()
 
 
+@dataclass
+class Viewport:
+    """A viewport viewer's filter, with the limits on what it may ask.
+
+    Attributes:
+        transport: The viewer transport (its per-tick indexes).
+        filter: What the viewer shows and holds.
+        limit: View changes a second (``server.viewport_rate``).
+        refusals: Refused view messages after which the viewer is disconnected (``server.viewport_refusals``).
+        refused: Refused so far.
+    """
+
+    transport: ViewerTransport
+    filter: ViewportFilter
+    limit: RateLimit
+    refusals: int
+    refused: int = 0
+
+
 class Viewer:
     """One connected viewer: its cursor and the task that sends what it has not seen yet.
 
@@ -319,13 +408,29 @@ class Viewer:
         per_tick: Send each tick (or snapshot) as one text frame of newline-separated messages (``?frames=tick``)
             instead of one frame per message: a large town's tick holds hundreds of events, and one send per
             message per viewer would cost the server more than the tick itself.
+        viewport: Send only what lies in the viewer's viewport (``?view=viewport``); None: the whole town.
+        interval: The town's seconds per tick at its pace (0: as fast as it can): when ticks are due faster than
+            ``rate``, the viewer follows the town by snapshots at ``catch_up_rate`` at once, rather than
+            following diffs until it falls behind (and so making the town encode every tick meanwhile).
     """
 
     def __init__(
-        self, ws: Any, cursor: Cursor, rate: float, catch_up_rate: float, behind_ticks: int, per_tick: bool = False
+        self,
+        ws: Any,
+        cursor: Cursor,
+        rate: float,
+        catch_up_rate: float,
+        behind_ticks: int,
+        per_tick: bool = False,
+        viewport: Viewport | None = None,
+        interval: Callable[[], float] | None = None,
     ) -> None:
         self.ws = ws
         self.per_tick = per_tick
+        self.viewport = viewport
+        self.interval = interval
+        self.notes: deque[str] = deque(maxlen=8)  # error messages for this viewer, sent by the send loop
+        self.refusal = ""  # why the server closes this connection (1008), when it does
         self.cursor = cursor
         self.gap = 1.0 / rate
         self.catch_up_gap = max(self.gap, 1.0 / catch_up_rate)
@@ -351,8 +456,20 @@ class Viewer:
             listener.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await listener
-            if self.error or (self.gone and self.close_code not in (1000, 1001)):  # failed or evicted, not a goodbye
+            if self.refusal:  # the server ends it: too many refused view messages
+                with contextlib.suppress(Exception):
+                    await self.ws.close(code=1008, reason=self.refusal)
+            elif self.error or (self.gone and self.close_code not in (1000, 1001)):  # failed or evicted
                 self.cursor.lost(self.error or f"connection lost (close code {self.close_code})", self._unconfirmed())
+
+    def _in_view(self, item: Item) -> bytes | None:
+        """What of ``item`` this viewport viewer is sent (None when its tick is gone from the ring)."""
+        assert self.viewport is not None
+        indexed = self.viewport.transport.frame(self.cursor.taken)
+        if indexed is None:
+            return None
+        frame, objects = indexed
+        return self.viewport.filter.render(frame, objects, item.snapshot)
 
     def _written(self, item: Item) -> None:
         """``item`` went out: it stays in flight until a pong confirms the viewer read it."""
@@ -369,16 +486,45 @@ class Viewer:
         return sum(lines for written, lines in self.in_flight if written > confirmed)
 
     async def _listen(self) -> None:
-        # Viewers have nothing to say; reading notices a closed connection while the town is paused.
+        # Reading notices a closed connection while the town is paused; a viewport viewer also says what it shows.
         try:
             while True:
                 message = await self.ws.receive()
                 if message.get("type") == "websocket.disconnect":
                     self.close_code = message.get("code")
                     break
+                if self.viewport is not None and message.get("type") == "websocket.receive":
+                    self._heard(message)
+                    if self.refusal:
+                        break
         finally:
             self.gone = True
             self.wake.set()
+
+    def _heard(self, message: dict[str, Any]) -> None:
+        """A message from a viewport viewer: a new view is applied (a fresh snapshot follows), a bad one refused."""
+        assert self.viewport is not None
+        viewport = self.viewport
+        text = message.get("text")
+        code = E_INVALID_ARG
+        try:
+            if not viewport.limit.take():
+                code = E_RATE_LIMITED
+                raise ViewportError(f"more than {viewport.limit.rate:g} view messages a second; this one is ignored")
+            if text is None:
+                raise ViewportError("view messages are text frames")
+            rect, selected = parse_view_message(text)
+        except ViewportError as exc:
+            viewport.refused += 1
+            if viewport.refused >= viewport.refusals:
+                self.refusal = f"{viewport.refused} view messages refused; the last: {exc}"[:120]
+            else:
+                self.notes.append(orjson.dumps({"type": "error", "code": code, "message": str(exc)}).decode())
+            self.wake.set()
+            return
+        viewport.filter.set_view(rect, selected)
+        self.cursor.resync(coalesce=True)  # what now enters the view comes with a fresh snapshot, paused or not
+        self.wake.set()
 
     async def _send_loop(self) -> None:
         cursor, ws = self.cursor, self.ws
@@ -386,16 +532,28 @@ class Viewer:
         gap = self.gap
         while not self.gone and not cursor.closed:
             self.wake.clear()
+            while self.notes:
+                note = self.notes.popleft()
+                try:
+                    await ws.send_text(note)
+                except Exception as exc:  # the connection went away
+                    self.error = f"{type(exc).__name__}: {exc}"
+                    return
             item = cursor.take()
             if item is None:
+                await self.wake.wait()
+                continue
+            data = item.data if self.viewport is None else self._in_view(item)
+            if data is None:  # its state is gone (or was not kept yet): continue from the next tick's snapshot
+                cursor.resync()
                 await self.wake.wait()
                 continue
             started = time.monotonic()
             try:
                 if self.per_tick:  # one frame per tick: its lines, newline-separated
-                    await ws.send_text(item.data.decode().rstrip("\n"))
+                    await ws.send_text(data.decode().rstrip("\n"))
                 else:
-                    for line in item.data.splitlines():
+                    for line in data.splitlines():
                         await ws.send_text(line.decode())
             except Exception as exc:  # the connection went away mid-send (or was evicted while stalled)
                 self.error = f"{type(exc).__name__}: {exc}"
@@ -403,10 +561,19 @@ class Viewer:
                 return
             self._written(item)
             sending = time.monotonic() - started
+            outpaced = self.interval is not None and self.interval() < self.gap and self.gap < self.catch_up_gap
+            if outpaced:  # the town's pace is faster than this viewer's updates: follow it by snapshots
+                gap = self.catch_up_gap
+                cursor.resync(coalesce=True)
+            # following by snapshots: nothing is wanted before the next is due (due times on a grid shared by all)
+            coalescing = (item.snapshot or outpaced) and gap > self.gap
+            cursor.rest_until = math.floor((last + gap) / gap) * gap if coalescing else 0.0
             wait = last + gap - time.monotonic()
             if wait > 0:
                 await asyncio.sleep(wait)
             last = time.monotonic()
+            if outpaced:
+                continue
             if cursor.backlog() > self.behind_ticks:  # fallen behind: skip ahead to a fresh snapshot
                 # a quick send means the town outpaces the update rate (coalesce); a slow one, a slow viewer
                 cursor.resync(coalesce=sending < self.gap)

@@ -21,7 +21,7 @@ from townlet.config.vocabulary import ACTIVITIES, NEEDS, OPTIONS, TRAITS, WEATHE
 SCHEMA_VERSION = 2  # 2: agents' `policy` (the inspector), the town's `policy`, live canaries in `stability`
 SCHEMA_ID = f"townlet.telemetry/{SCHEMA_VERSION}"
 SCHEMA_FILE = Path(__file__).resolve().parent / "schema" / f"telemetry-v{SCHEMA_VERSION}.json"
-MESSAGE_TYPES = ("snapshot", "diff", "event")
+MESSAGE_TYPES = ("snapshot", "diff", "event", "error")
 # friends and rivals an agent shows: observations.social_top, at most its bound
 MAX_TIES_SHOWN = max(m.le for m in ObservationsConfig.model_fields["social_top"].metadata if hasattr(m, "le"))
 
@@ -297,9 +297,23 @@ def _definitions() -> dict[str, Any]:
             "perf": perf,
             "transports": mapping(ref("transport_health")),
             "policy": driving,
+            "summary": obj(
+                {"population": NAT, "activities": obj({a: NAT for a in ACTIVITIES})},
+                description="the whole town, for a viewport viewer (live server, `?view=viewport`)",
+            ),
+            "view": obj(
+                {
+                    "mode": {"const": "viewport"},
+                    "rect": array(NAT, minItems=4, maxItems=4),
+                    "margin": NAT,
+                    "max_tiles": NAT,
+                },
+                description="the rectangle [x0, y0, x1, y1] (tiles, inclusive) a viewport viewer is sent",
+            ),
         },
         required=["tick", "clock", "agents", "objects", "economy", "weather", "utilities", "kpis", "narration"],
-        description="The whole town; `perf` and `transports` appear when health reporting is on.",
+        description="The whole town; `perf` and `transports` appear when health reporting is on. A live "
+        "viewport viewer's state holds only the agents and objects in its `view`, plus `summary`.",
     )
     return {
         "state": state,
@@ -390,7 +404,11 @@ def build_schema() -> dict[str, Any]:
         {"type": {"const": "diff"}, "tick": NAT, "patch": ref("state_patch")},
         description="JSON Merge Patch (RFC 7386) turning the state after tick-1 into the state after `tick`.",
     )
-    defs.update({"snapshot": snapshot, "diff": diff, "event": event})
+    error = obj(
+        {"type": {"const": "error"}, "code": STR, "message": STR},
+        description="A refused viewer message on the live stream (`code` E_INVALID_ARG or E_RATE_LIMITED).",
+    )
+    defs.update({"snapshot": snapshot, "diff": diff, "event": event, "error": error})
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "$id": f"https://townlet.dev/schema/telemetry-v{SCHEMA_VERSION}.json",

@@ -10,8 +10,9 @@ import { TelemetryStream, streamUrl } from "./stream.js";
 async function start() {
   const response = await fetch("api/town", { cache: "no-store" });
   const town = await response.json();
-  const stream = new TelemetryStream(streamUrl(window.location));
   const map = new MapView($("map"), town);
+  const viewRect = () => { const v = map.visible(); return [v.x0, v.y0, v.x1, v.y1]; };
+  const stream = new TelemetryStream(() => streamUrl(window.location, viewRect()));
   const card = new AgentCard(town);
   const consolePanel = new ConsolePanel();
   const list = new AgentList((id) => map.select(id));
@@ -22,6 +23,7 @@ async function start() {
 
   const select = (id) => {
     list.selected = id;
+    if (stream.viewport) sendView(true); // the server sends the selected agent wherever it is
     card.show(id, stream.state);
     if (stream.state) list.render(stream.state);
   };
@@ -80,10 +82,30 @@ async function start() {
     }
   };
 
+  // A large town streams the viewport only: tell the server what is shown once the view has settled (debounced).
+  let sentView = "";
+  let seenView = "";
+  let seenAt = 0;
+  const sendView = (now) => {
+    const rect = viewRect();
+    const key = `${rect.join(",")}|${map.selected || ""}`;
+    if (now !== true) {
+      if (key !== seenView) {
+        seenView = key;
+        seenAt = now;
+        return;
+      }
+      if (key === sentView || now - seenAt < 150) return;
+    }
+    if (stream.sendView(rect, map.selected)) sentView = key;
+  };
+  stream.addEventListener("refused", (e) => console.warn(`townlet: view refused: ${e.detail.code} ${e.detail.message}`));
+
   let lastPanels = 0;
   let lastHealth = 0;
   const frame = (now) => {
     map.render();
+    if (stream.viewport) sendView(now);
     const state = stream.state;
     // panels need not follow a fast town frame by frame: 5 updates a second is plenty to read
     if (dirty && state && now - lastPanels > 200) {

@@ -251,6 +251,7 @@ export class MapView extends EventTarget {
     const origin = this.toScreen(v.x0 - 0.5, v.y0 - 0.5);
     const B = this.base;
     ctx.drawImage(this.tiles, v.x0 * B, v.y0 * B, cols * B, rows * B, origin.x, origin.y, cols * s, rows * s);
+    if (this.state && this.state.view) this.drawServed(ctx, s, v, this.state.view);
     if (s >= 10) this.drawPlaceNames(ctx, s, inView);
     if (this.state) this.drawBusyObjects(ctx, s, inView);
     const now = performance.now();
@@ -283,6 +284,32 @@ export class MapView extends EventTarget {
         ctx.strokeRect(c.x - size / 2 - 3, c.y - size / 2 - 3, size + 6, size + 6);
       }
     }
+  }
+
+  /**
+   * A large town streams only the viewport, at most server.viewport_max_tiles a side: when more is shown, shade
+   * what lies outside the rectangle served (its agents are not sent) and say how to see them.
+   */
+  drawServed(ctx, s, v, view) {
+    const [x0, y0, x1, y1] = view.rect;
+    if (x0 <= v.x0 && y0 <= v.y0 && x1 >= v.x1 && y1 >= v.y1) return;
+    const { clientWidth: w, clientHeight: h } = this.canvas;
+    const a = this.toScreen(x0 - 0.5, y0 - 0.5);
+    const b = this.toScreen(x1 + 0.5, y1 + 0.5);
+    ctx.fillStyle = "rgba(8,10,14,0.55)";
+    ctx.fillRect(0, 0, w, Math.max(0, a.y));
+    ctx.fillRect(0, b.y, w, Math.max(0, h - b.y));
+    ctx.fillRect(0, a.y, Math.max(0, a.x), b.y - a.y);
+    ctx.fillRect(b.x, a.y, Math.max(0, w - b.x), b.y - a.y);
+    ctx.strokeStyle = "rgba(108,182,255,0.8)";
+    ctx.setLineDash([6, 4]);
+    ctx.lineWidth = 1.5;
+    ctx.strokeRect(a.x, a.y, b.x - a.x, b.y - a.y);
+    ctx.setLineDash([]);
+    ctx.font = "12px system-ui, sans-serif";
+    ctx.textBaseline = "top";
+    ctx.fillStyle = "#e7ebf0";
+    ctx.fillText(`agents shown inside the box only (${view.max_tiles} tiles a side at most): zoom in`, 8, 8);
   }
 
   drawPlaceNames(ctx, s, inView) {

@@ -16,7 +16,8 @@ export class AgentList {
   render(state) {
     const agents = state.agents || {};
     const ids = Object.keys(agents).sort();
-    this.count.textContent = `(${ids.length})`;
+    // a large town's viewport stream holds the agents in view only; the summary counts the whole town
+    this.count.textContent = state.summary ? `(${ids.length} in view of ${state.summary.population})` : `(${ids.length})`;
     for (const [id, li] of this.buttons) {
       if (!(id in agents)) {
         li.remove();
@@ -80,7 +81,7 @@ const SERIES = [
   ["attendance", "attendance", (s) => s.kpis.attendance, 0, 1],
   ["lateness", "lateness", (s) => s.kpis.lateness, 0, 1],
   ["wallet_mean", "mean wallet", (s) => (s.kpis.money || {}).wallet_mean, null, null],
-  ["agents", "agents", (s) => Object.keys(s.agents || {}).length, 0, null],
+  ["agents", "agents", (s) => (s.summary ? s.summary.population : Object.keys(s.agents || {}).length), 0, null],
   ["queue_conflicts", "queue conflicts", (s) => s.kpis.queue_conflicts, 0, null],
 ];
 

@@ -15,16 +15,21 @@ export function applyPatch(target, patch) {
   return target;
 }
 
-/** Where the stream of the page's own server lives. */
-export function streamUrl(location) {
+/**
+ * Where the stream of the page's own server lives. `rect` ([x0, y0, x1, y1] tiles) is the first viewport: a large
+ * town (server.viewport_above agents) then sends only what lies there, plus a town summary (?view=auto).
+ */
+export function streamUrl(location, rect) {
   const scheme = location.protocol === "https:" ? "wss:" : "ws:";
-  return `${scheme}//${location.host}/ws/telemetry?frames=tick`; // one frame per tick: its messages, one a line
+  const url = `${scheme}//${location.host}/ws/telemetry?frames=tick`; // one frame per tick: its messages, one a line
+  return rect ? `${url}&rect=${rect.map((v) => Math.round(v)).join(",")}` : url;
 }
 
 /**
  * A self-reconnecting telemetry client. Emits "state" (after a snapshot or a diff), "event" (one event
- * message) and "status" (connection changes). A diff that does not follow on means lost messages: the
- * client reconnects to start again from a fresh snapshot.
+ * message), "status" (connection changes) and "refused" (the server refused a view message). A diff that does
+ * not follow on means lost messages: the client reconnects to start again from a fresh snapshot. `url` is a
+ * string or a function giving one at each (re)connection.
  */
 export class TelemetryStream extends EventTarget {
   constructor(url) {
@@ -36,12 +41,12 @@ export class TelemetryStream extends EventTarget {
     this.backoff = 500;
     this.stats = {
       connected: false, frames: 0, messages: 0, snapshots: 0, diffs: 0, events: 0, gaps: 0, reconnects: 0,
-      bytes: 0, lastMessageAt: 0, since: performance.now(),
+      bytes: 0, lastMessageAt: 0, since: performance.now(), views: 0, refused: 0,
     };
   }
 
   connect() {
-    const socket = new WebSocket(this.url);
+    const socket = new WebSocket(typeof this.url === "function" ? this.url() : this.url);
     this.socket = socket;
     socket.addEventListener("open", () => {
       this.backoff = 500;
@@ -67,6 +72,19 @@ export class TelemetryStream extends EventTarget {
     if (old) old.close();
     this.stats.reconnects += 1;
     this.connect();
+  }
+
+  /** Whether the server sends this page its viewport only (a large town): then it wants to hear the view. */
+  get viewport() {
+    return Boolean(this.state && this.state.view);
+  }
+
+  /** Tell the server the tiles shown ([x0, y0, x1, y1]) and the selected agent (null for none). */
+  sendView(rect, selected) {
+    if (!this.socket || this.socket.readyState !== WebSocket.OPEN) return false;
+    this.socket.send(JSON.stringify({ type: "view", rect: rect.map((v) => Math.round(v)), selected: selected || null }));
+    this.stats.views += 1;
+    return true;
   }
 
   onMessage(frame) {
@@ -105,6 +123,9 @@ export class TelemetryStream extends EventTarget {
     } else if (msg.type === "event") {
       s.events += 1;
       this.emit("event", msg);
+    } else if (msg.type === "error") {
+      s.refused += 1;
+      this.emit("refused", msg);
     }
   }
 
