@@ -12,7 +12,7 @@ same order as a vectorised implementation would, so the random streams and the r
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import numba
 import numpy as np
@@ -56,14 +56,8 @@ def move(world: World) -> int:
         ghosts = _resolve(
             movers,
             target,
-            draws,
-            jitter,
-            by_patience,
-            a.personality[:, PATIENCE],
-            a.tile,
-            a.alive,
-            a.blocked,
-            a.last_progress,
+            TieBreak(draws, jitter, by_patience, a.personality[:, PATIENCE]),
+            Walkers(a.tile, a.alive, a.blocked, a.last_progress),
             world.occupancy,
             g.outdoors,
             world.config.queues.ghost_after,
@@ -80,6 +74,27 @@ def move(world: World) -> int:
 
 
 _NO_DRAWS = np.zeros(1)
+
+
+class TieBreak(NamedTuple):
+    """How walkers into one tile are ordered: ``draws[i]`` in [0, 1) per walker, spread over ``±jitter``.
+
+    With ``by_patience`` the walker's ``patience`` (``float32[C]``) is added: the more patient yield.
+    """
+
+    draws: np.ndarray
+    jitter: float
+    by_patience: bool
+    patience: np.ndarray
+
+
+class Walkers(NamedTuple):
+    """The agent arrays a step reads and writes (``[C]`` each): where, who lives, blocked streaks, progress."""
+
+    tile: np.ndarray
+    alive: np.ndarray
+    blocked: np.ndarray
+    last_progress: np.ndarray
 
 
 @numba.njit(cache=True)
@@ -126,17 +141,11 @@ def _plan(
 
 
 @numba.njit(cache=True)
-def _resolve(  # noqa: C901, PLR0913
+def _resolve(  # noqa: C901
     movers: np.ndarray,
     target: np.ndarray,
-    draws: np.ndarray,
-    jitter: float,
-    by_patience: bool,
-    patience: np.ndarray,
-    tile: np.ndarray,
-    alive: np.ndarray,
-    blocked_for: np.ndarray,
-    last_progress: np.ndarray,
+    ties: TieBreak,
+    walkers: Walkers,
     occupancy: np.ndarray,
     outdoors: np.ndarray,
     ghost_after: int,
@@ -149,11 +158,12 @@ def _resolve(  # noqa: C901, PLR0913
     ``counts`` (int, one per tile) and ``first`` (int, one per tile) are zeroed / -1 scratch arrays, left
     as found. Returns the ghost steps as ``(slot, agent pushed through or -1, tile)``.
     """
+    tile, alive, blocked_for, last_progress = walkers.tile, walkers.alive, walkers.blocked, walkers.last_progress
     n = len(movers)
-    keys = draws * (2.0 * jitter) - jitter  # the tie-break priority: the more patient yield
-    if by_patience:
+    keys = ties.draws * (2.0 * ties.jitter) - ties.jitter  # the tie-break priority: the more patient yield
+    if ties.by_patience:
         for i in range(n):
-            keys[i] = patience[movers[i]] + keys[i]
+            keys[i] = ties.patience[movers[i]] + keys[i]
     blocked = np.zeros(n, dtype=np.bool_)
     for i in range(n):  # how many walkers leave each tile
         counts[tile[movers[i]]] += 1
