@@ -117,7 +117,9 @@ def progress(world: World) -> None:
         users,
         Uses(a.target_aff, a.aff_elapsed, a.aff_duration, a.last_progress, a.needs, a.job),
         m.rules,
-        Shifts(emp.start, emp.end, emp.wage_per_tick),
+        emp.start,
+        emp.end,
+        emp.wage_per_tick,
         world.tick,
         world.tick % world.ticks_per_day,
         found,
@@ -138,14 +140,6 @@ class Uses(NamedTuple):
     last_progress: np.ndarray
     needs: np.ndarray
     job: np.ndarray
-
-
-class Shifts(NamedTuple):
-    """Each job's shift as ticks of the day (``start``, ``end``) and its pay per tick worked (``[J]`` each)."""
-
-    start: np.ndarray
-    end: np.ndarray
-    wage_per_tick: np.ndarray
 
 
 @numba.njit(cache=True)
@@ -181,7 +175,9 @@ def _effects(
     users: int,
     uses: Uses,
     rules: UseRules,
-    shifts: Shifts,
+    shift_start: np.ndarray,
+    shift_end: np.ndarray,
+    wage_per_tick: np.ndarray,
     tick: int,
     tod: int,
     found: np.ndarray,
@@ -189,8 +185,9 @@ def _effects(
 ) -> tuple[int, int]:
     """Apply one tick of the uses of the first ``users`` slots of ``found[USERS]`` in place.
 
-    Writes the users paid this tick (job holders at paid work within their shift) into ``found[EARNING]``
-    with their pay in ``wage_due``, and the users now done into ``found[DONE]``; returns both counts.
+    Writes the users paid this tick (job holders at paid work within their shift, ``shift_start`` to
+    ``shift_end`` as ticks of the day, per job) into ``found[EARNING]`` with their pay in ``wage_due``,
+    and the users now done into ``found[DONE]``; returns both counts.
     """
     n_earning = n_done = 0
     needs, per_tick = uses.needs, rules.per_tick
@@ -202,15 +199,15 @@ def _effects(
         for k in range(needs.shape[1]):
             needs[s, k] = min(max(needs[s, k] + per_tick[aff, k], np.float32(0.0)), np.float32(1.0))
         j = uses.job[s]
-        if rules.wage[aff] and j >= 0 and shifts.start[j] <= tod < shifts.end[j]:
+        if rules.wage[aff] and j >= 0 and shift_start[j] <= tod < shift_end[j]:
             found[scans.EARNING, n_earning] = s
-            wage_due[n_earning] = shifts.wage_per_tick[j]
+            wage_due[n_earning] = wage_per_tick[j]
             n_earning += 1
         finished = uses.elapsed[s] >= uses.duration[s] or rules.until_clock[aff] == tod
         need = rules.until_need[aff]
         if need >= 0 and needs[s, need] <= rules.until_below[aff]:
             finished = True
-        if rules.until_shift_end[aff] and (j < 0 or tod >= shifts.end[j]):
+        if rules.until_shift_end[aff] and (j < 0 or tod >= shift_end[j]):
             finished = True
         if finished:
             found[scans.DONE, n_done] = s

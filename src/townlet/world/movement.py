@@ -56,8 +56,10 @@ def move(world: World) -> int:
         ghosts = _resolve(
             movers,
             target,
-            TieBreak(draws, jitter, by_patience, a.personality[:, PATIENCE]),
-            Walkers(a.tile, a.alive, a.blocked, a.last_progress),
+            draws,
+            jitter,
+            by_patience,
+            Walkers(a.tile, a.alive, a.blocked, a.last_progress, a.personality[:, PATIENCE]),
             world.occupancy,
             g.outdoors,
             world.config.queues.ghost_after,
@@ -76,25 +78,14 @@ def move(world: World) -> int:
 _NO_DRAWS = np.zeros(1)
 
 
-class TieBreak(NamedTuple):
-    """How walkers into one tile are ordered: ``draws[i]`` in [0, 1) per walker, spread over ``±jitter``.
-
-    With ``by_patience`` the walker's ``patience`` (``float32[C]``) is added: the more patient yield.
-    """
-
-    draws: np.ndarray
-    jitter: float
-    by_patience: bool
-    patience: np.ndarray
-
-
 class Walkers(NamedTuple):
-    """The agent arrays a step reads and writes (``[C]`` each): where, who lives, blocked streaks, progress."""
+    """The agent arrays a step reads and writes (``[C]`` each)."""
 
-    tile: np.ndarray
+    tile: np.ndarray  # where each agent stands
     alive: np.ndarray
-    blocked: np.ndarray
-    last_progress: np.ndarray
+    blocked: np.ndarray  # ticks blocked in a row
+    last_progress: np.ndarray  # the last tick each made progress
+    patience: np.ndarray  # the patience trait: with a tie-break by patience, the more patient yield
 
 
 @numba.njit(cache=True)
@@ -144,7 +135,9 @@ def _plan(
 def _resolve(  # noqa: C901
     movers: np.ndarray,
     target: np.ndarray,
-    ties: TieBreak,
+    draws: np.ndarray,
+    jitter: float,
+    by_patience: bool,
     walkers: Walkers,
     occupancy: np.ndarray,
     outdoors: np.ndarray,
@@ -155,15 +148,17 @@ def _resolve(  # noqa: C901
 ) -> list:
     """Decide who steps, who is blocked and who ghosts through; apply the steps in place.
 
-    ``counts`` (int, one per tile) and ``first`` (int, one per tile) are zeroed / -1 scratch arrays, left
-    as found. Returns the ghost steps as ``(slot, agent pushed through or -1, tile)``.
+    Walkers into one indoor tile are ordered by a key: ``draws[i]`` (in [0, 1), one per walker) spread over
+    ``±jitter``, plus the walker's patience when ``by_patience``. ``counts`` (int, one per tile) and
+    ``first`` (int, one per tile) are zeroed / -1 scratch arrays, left as found.
+    Returns the ghost steps as ``(slot, agent pushed through or -1, tile)``.
     """
     tile, alive, blocked_for, last_progress = walkers.tile, walkers.alive, walkers.blocked, walkers.last_progress
     n = len(movers)
-    keys = ties.draws * (2.0 * ties.jitter) - ties.jitter  # the tie-break priority: the more patient yield
-    if ties.by_patience:
+    keys = draws * (2.0 * jitter) - jitter  # the tie-break priority: the more patient yield
+    if by_patience:
         for i in range(n):
-            keys[i] = ties.patience[movers[i]] + keys[i]
+            keys[i] = walkers.patience[movers[i]] + keys[i]
     blocked = np.zeros(n, dtype=np.bool_)
     for i in range(n):  # how many walkers leave each tile
         counts[tile[movers[i]]] += 1
