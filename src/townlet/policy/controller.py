@@ -211,11 +211,8 @@ class OptionController:
             for slot in found[_IDLE_ROW, :idle].tolist():
                 self.advance(slot)
         if points and critical:  # in an emergency, an option that becomes possible is worth a decision
-            slots = found[_CRITICAL, :critical].copy()
-            rows = option_mask(w, slots)
-            grew = (rows & ~self.possible[slots]).any(axis=1) & (self.critical_since[slots] != w.tick)
-            self.point_at[slots[grew]] = w.tick
-            self.possible[slots] = rows
+            slots = found[_CRITICAL, :critical]
+            _newly_possible(slots, option_mask(w, slots), self.possible, self.critical_since, self.point_at, w.tick)
 
     def deciding(self) -> np.ndarray:
         """``bool[C]`` agents at a decision point now: no option, or a need point under their option."""
@@ -433,6 +430,29 @@ def _unsettled(
             found[_CRITICAL, k] = s
             k += 1
     return n, m, k
+
+
+@numba.njit(cache=True)
+def _newly_possible(
+    slots: np.ndarray,
+    rows: np.ndarray,
+    possible: np.ndarray,
+    critical_since: np.ndarray,
+    point_at: np.ndarray,
+    tick: int,
+) -> None:
+    """Store the option mask ``rows`` of critical ``slots`` in ``possible``.
+
+    An option that became possible after the first tick of the slot's critical streak makes ``tick`` a need point.
+    """
+    for i in range(len(slots)):
+        s = slots[i]
+        grew = False
+        for k in range(rows.shape[1]):
+            grew |= rows[i, k] and not possible[s, k]
+            possible[s, k] = rows[i, k]
+        if grew and critical_since[s] != tick:
+            point_at[s] = tick
 
 
 NEEDS_FIELD = -2  # _best_object's answer when a candidate it must measure has no distance field yet

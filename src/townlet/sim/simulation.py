@@ -205,7 +205,8 @@ class Simulation(KeepsViews):
         else:
             for _, phase in self.phases:
                 phase(self)
-        w.hook_event("tick", -1, detail=str(w.tick))
+        if w.hooks.has_global("tick"):
+            w.hook_event("tick", -1, detail=str(w.tick))
         result = TickResult(w.tick, w.events, timings)
         w.tick += 1
         self.ticks_run += 1
