@@ -34,8 +34,19 @@ def test_pressing_needs_kernel_matches_the_rule(seed: int) -> None:
     tick, every, commitment = int(rng.integers(100, 300)), int(rng.integers(1, 9)), int(rng.integers(0, 60))
     critical, level = np.float32(0.9), np.float32(0.6)
     out = np.empty(C, dtype=np.int64)
+    slot_phase = np.arange(C) % every
     n = _pressing(
-        a["alive"], actions, a["needs"], a["option"], a["started"], tick, every, critical, level, commitment, out
+        a["alive"],
+        actions,
+        a["needs"],
+        a["option"],
+        a["started"],
+        slot_phase,
+        tick,
+        tick % every,
+        (critical, level),
+        commitment,
+        out,
     )
     # The rule as Simulation wrote it before the kernel: whole-array NumPy.
     option = a["option"]

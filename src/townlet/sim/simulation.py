@@ -107,6 +107,7 @@ class Simulation(KeepsViews):
         self.timings = TickTimings(self.phase_total, telemetry.perf_window, telemetry.slowest_ticks)
         self._critical = np.float32(self.config.needs.critical)
         self._interrupt_level = np.float32(self.config.options.interrupt_level)
+        self._slot_phase = np.arange(self.world.agents.capacity) % self.config.options.interrupt_every
         self._due = np.empty(self.world.agents.capacity, dtype=np.int64)  # scratch: the slots _pressing finds
         self._actions: np.ndarray | None = None
         self._settled: list[Event] = []  # events of settling between ticks, for the next tick's list
@@ -324,10 +325,10 @@ class Simulation(KeepsViews):
             a.needs,
             a.option,
             a.option_started,
+            self._slot_phase,
             w.tick,
-            self.config.options.interrupt_every,
-            self._critical,
-            self._interrupt_level,
+            w.tick % self.config.options.interrupt_every,
+            (self._critical, self._interrupt_level),
             ctl.commitment,
             due,
         )
@@ -380,21 +381,22 @@ def _pressing(
     needs: np.ndarray,
     option: np.ndarray,
     started: np.ndarray,
+    slot_phase: np.ndarray,
     tick: int,
-    every: int,
-    critical: np.float32,
-    level: np.float32,
+    turn: int,
+    levels: tuple[np.float32, np.float32],
     commitment: int,
     out: np.ndarray,
 ) -> int:
     """Living agents left to the built-in policy whose hunger or fatigue makes them reconsider (into ``out``).
 
-    Busy agents (an option other than eating or sleeping) with such a need at ``critical`` reconsider at once;
-    at ``level``, those busy with anything but washing reconsider on their slot's turn (one tick in ``every``)
-    once their commitment window is over. Returns how many, ascending in ``out``.
+    ``levels`` is ``(critical, level)``. Busy agents (an option other than eating or sleeping) with such a
+    need at ``critical`` reconsider at once; at ``level``, those busy with anything but washing reconsider on
+    their slot's turn (``slot_phase`` equal to ``turn``) once their commitment window is over at ``tick``.
+    Returns how many, ascending in ``out``.
     """
+    critical, level = levels
     n = 0
-    turn = tick % every
     for s in range(len(alive)):
         if not alive[s] or actions[s] >= 0:
             continue
@@ -403,7 +405,7 @@ def _pressing(
             continue
         pressing = max(needs[s, HUNGER], needs[s, ENERGY])
         if pressing >= critical or (
-            pressing >= level and s % every == turn and o != GET_CLEAN and window_over(tick, started[s], commitment)
+            pressing >= level and slot_phase[s] == turn and o != GET_CLEAN and window_over(tick, started[s], commitment)
         ):
             out[n] = s
             n += 1
