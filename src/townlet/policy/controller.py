@@ -86,6 +86,8 @@ class OptionController:
         self._level = np.float32(world.config.options.decision_level)
         self.possible = np.zeros((world.agents.capacity, OPTION_COUNT), dtype=bool)  # options possible in a streak
         self.memory = AgentMemory(world)  # known shops, objects that failed an agent (avoided for a while)
+        # Rows of slots found by settle's scan (stalled walkers, idle bodies, critical streaks): scratch, never state.
+        self.found = np.empty((3, world.agents.capacity), dtype=np.int64)
 
     # -- plans --------------------------------------------------------------------------------------
 
@@ -186,12 +188,7 @@ class OptionController:
         critical streaks and, with ``points`` (between ticks, where decisions are made), the need points
         (:attr:`critical_since`, :attr:`point_at`) are brought up to date for the tick about to run.
         """
-        w, a = self.world, self.world.agents
-        stalled, idle = _unsettled(a.alive, a.activity, a.option, a.step_started, w.tick, self.travel_limit)
-        for slot in stalled:
-            w.fail_step(int(slot), "travel_timeout")
-        for slot in idle:
-            self.advance(int(slot))
+        w, a, found = self.world, self.world.agents, self.found
         need_points(
             a.alive,
             a.needs,
@@ -203,12 +200,19 @@ class OptionController:
             w.tick,
             points,
         )
-        critical = np.flatnonzero(self.critical_since != NEVER)
-        if points and len(critical):  # in an emergency, an option that becomes possible is worth a decision
-            rows = option_mask(w, critical)
-            grew = (rows & ~self.possible[critical]).any(axis=1) & (self.critical_since[critical] != w.tick)
-            self.point_at[critical[grew]] = w.tick
-            self.possible[critical] = rows
+        stalled, idle, critical = _unsettled(
+            a.alive, a.activity, a.option, a.step_started, self.critical_since, w.tick, self.travel_limit, found
+        )
+        # (the streaks only read needs and presence, which failing or advancing a step leaves alone)
+        if stalled:
+            for slot in found[_STALLED, :stalled].tolist():
+                w.fail_step(slot, "travel_timeout")
+        if idle:
+            for slot in found[_IDLE_ROW, :idle].tolist():
+                self.advance(slot)
+        if points and critical:  # in an emergency, an option that becomes possible is worth a decision
+            slots = found[_CRITICAL, :critical]
+            _newly_possible(slots, option_mask(w, slots), self.possible, self.critical_since, self.point_at, w.tick)
 
     def deciding(self) -> np.ndarray:
         """``bool[C]`` agents at a decision point now: no option, or a need point under their option."""
@@ -393,27 +397,62 @@ class OptionController:
 
 
 _IDLE, _MOVING = int(Activity.IDLE), int(Activity.MOVING)
+_STALLED, _IDLE_ROW, _CRITICAL = range(3)  # rows of OptionController.found
 
 
 @numba.njit(cache=True)
 def _unsettled(
-    alive: np.ndarray, activity: np.ndarray, option: np.ndarray, step_started: np.ndarray, tick: int, limit: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """``(stalled, idle)``: walkers past ``limit`` ticks, then agents with an option and an idle body (or a stall)."""
-    stalled = np.empty(len(alive), dtype=np.int64)
-    idle = np.empty(len(alive), dtype=np.int64)
-    n = m = 0
+    alive: np.ndarray,
+    activity: np.ndarray,
+    option: np.ndarray,
+    step_started: np.ndarray,
+    critical_since: np.ndarray,
+    tick: int,
+    limit: int,
+    found: np.ndarray,
+) -> tuple[int, int, int]:
+    """Counts of walkers past ``limit`` ticks, agents with an option and an idle body (or a stall), critical streaks.
+
+    Their slots go into rows ``_STALLED``, ``_IDLE_ROW`` and ``_CRITICAL`` of ``found``, ascending.
+    """
+    n = m = k = 0
     for s in range(len(alive)):
         if not alive[s]:
             continue
         walking_too_long = activity[s] == _MOVING and tick - step_started[s] > limit
         if walking_too_long:
-            stalled[n] = s
+            found[_STALLED, n] = s
             n += 1
         if option[s] >= 0 and (activity[s] == _IDLE or walking_too_long):
-            idle[m] = s
+            found[_IDLE_ROW, m] = s
             m += 1
-    return stalled[:n], idle[:m]
+        if critical_since[s] != NEVER:
+            found[_CRITICAL, k] = s
+            k += 1
+    return n, m, k
+
+
+@numba.njit(cache=True)
+def _newly_possible(
+    slots: np.ndarray,
+    rows: np.ndarray,
+    possible: np.ndarray,
+    critical_since: np.ndarray,
+    point_at: np.ndarray,
+    tick: int,
+) -> None:
+    """Store the option mask ``rows`` of critical ``slots`` in ``possible``.
+
+    An option that became possible after the first tick of the slot's critical streak makes ``tick`` a need point.
+    """
+    for i in range(len(slots)):
+        s = slots[i]
+        grew = False
+        for k in range(rows.shape[1]):
+            grew |= rows[i, k] and not possible[s, k]
+            possible[s, k] = rows[i, k]
+        if grew and critical_since[s] != tick:
+            point_at[s] = tick
 
 
 NEEDS_FIELD = -2  # _best_object's answer when a candidate it must measure has no distance field yet

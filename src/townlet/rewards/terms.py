@@ -134,7 +134,6 @@ class Rewards:
     def update(self, world: World) -> None:
         """Compute every slot's reward for this tick (the ``rewards`` phase)."""
         a, tick, cfg, bd = world.agents, world.tick, self.cfg, self.breakdown
-        self._terms.fill(0.0)
         alive = a.alive
         born: np.ndarray | None = None
         if world.counters["spawned"] != self._spawned:  # somebody arrived since the last tick
@@ -144,16 +143,27 @@ class Rewards:
             self.trigger_tick[born] = -(10**9)
             self.uses[born] = 0
         hom = bd["homeostasis"]
-        _living_terms(self._terms, a.needs, alive, self._neg_weights, self._ok, self._threshold_penalty, self._survival)
+        paid_tick, paid, amounts = world.economy.wages_paid
+        if paid_tick != tick:
+            paid, amounts = _NOBODY, _NOTHING
+        _living_terms(
+            self._terms,
+            a.needs,
+            alive,
+            self._neg_weights,
+            self._ok,
+            self._threshold_penalty,
+            self._survival,
+            cfg.wage,
+            paid,
+            amounts,
+        )
         if cfg.potential_shaping:
             if born is not None:
                 self.potential[born] = hom[born]  # no shaping on an agent's first tick
             np.subtract(np.float32(cfg.shaping_gamma) * hom, self.potential, out=bd["shaping"])
             bd["shaping"] *= alive
             self.potential[:] = hom
-        paid_tick, slots, amounts = world.economy.wages_paid
-        if paid_tick == tick and len(slots):
-            bd["wage"][slots] += (cfg.wage * amounts).astype(np.float32)
         exited = self._events(world)
         if self.stage >= 3:
             rel = world.relationships
@@ -235,7 +245,10 @@ class Rewards:
         self.stats.update_sums(counted, total, squares)
 
 
-HOMEOSTASIS, NEED_THRESHOLD, SURVIVAL = (TERMS.index(t) for t in ("homeostasis", "need_threshold", "survival"))
+HOMEOSTASIS, NEED_THRESHOLD, SURVIVAL, WAGE = (
+    TERMS.index(t) for t in ("homeostasis", "need_threshold", "survival", "wage")
+)
+_NOBODY, _NOTHING = np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float64)  # no wages paid this tick
 
 
 @numba.njit(cache=True)
@@ -247,8 +260,16 @@ def _living_terms(
     ok: np.float32,
     threshold_penalty: np.float32,
     survival: np.float32,
+    wage: float,
+    paid: np.ndarray,
+    amounts: np.ndarray,
 ) -> None:
-    """The per-tick terms of living slots: homeostasis, need threshold, survival (rows of ``terms``)."""
+    """Zero every term, then write the per-tick ones (rows of ``terms``).
+
+    Homeostasis, need threshold and survival of the living slots; the wage term of the slots ``paid``
+    ``amounts`` this tick.
+    """
+    terms[:] = 0.0
     for s in range(len(alive)):
         if not alive[s]:
             continue
@@ -262,6 +283,8 @@ def _living_terms(
         terms[HOMEOSTASIS, s] = hom
         terms[NEED_THRESHOLD, s] = -threshold_penalty * np.float32(over)
         terms[SURVIVAL, s] = survival
+    for i in range(len(paid)):
+        terms[WAGE, paid[i]] += np.float32(wage * amounts[i])
 
 
 @numba.njit(cache=True)

@@ -46,6 +46,7 @@ SKIP = frozenset(
         "after_step",  # callbacks of this process (console, telemetry): plain only while empty, never town state
         "found",
         "step_into",
+        "wage_due",
         "_due",  # per-tick scratch buffers of the world's passes (np.empty: never state)
     }
 )

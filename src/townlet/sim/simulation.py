@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import numba
 import numpy as np
 
 from townlet.config.loader import LoadedConfig, load_config
@@ -107,6 +108,7 @@ class Simulation(KeepsViews):
         self._critical = np.float32(self.config.needs.critical)
         self._interrupt_level = np.float32(self.config.options.interrupt_level)
         self._slot_phase = np.arange(self.world.agents.capacity) % self.config.options.interrupt_every
+        self._due = np.empty(self.world.agents.capacity, dtype=np.int64)  # scratch: the slots _pressing finds
         self._actions: np.ndarray | None = None
         self._settled: list[Event] = []  # events of settling between ticks, for the next tick's list
         self._running = np.full(self.world.agents.capacity, -1, dtype=np.int8)
@@ -192,20 +194,20 @@ class Simulation(KeepsViews):
         self._actions = actions
         timings: dict[str, float] = {}
         if self.time_phases:
-            clock = time.perf_counter
+            clock, total = time.perf_counter, self.phase_total
+            start = then = clock()  # one clock read per phase: each phase ends where the next begins
             for name, phase in self.phases:
-                t0 = clock()
                 phase(self)
-                timings[name] = clock() - t0
-            spent = 0.0
-            for name, seconds in timings.items():
-                self.phase_total[name] += seconds
-                spent += seconds
-            self.timings.record(w.tick, spent)
+                now = clock()
+                timings[name] = seconds = now - then
+                total[name] += seconds
+                then = now
+            self.timings.record(w.tick, then - start)
         else:
             for _, phase in self.phases:
                 phase(self)
-        w.hook_event("tick", -1, detail=str(w.tick))
+        if w.hooks.has_global("tick"):
+            w.hook_event("tick", -1, detail=str(w.tick))
         result = TickResult(w.tick, w.events, timings)
         w.tick += 1
         self.ticks_run += 1
@@ -287,7 +289,7 @@ class Simulation(KeepsViews):
             for slot, row in zip(free, masks, strict=True):
                 ctl.start(int(slot), Option(self.policy.choose(w, int(slot), row)))
         if any_builtin:
-            self._interrupt_for_pressing_needs(actions >= 0)
+            self._interrupt_for_pressing_needs(actions)
 
     def _apply_external(self, switching: np.ndarray) -> None:
         """Start the external choices of agents switching options (``switching``: their slots).
@@ -308,31 +310,35 @@ class Simulation(KeepsViews):
                 continue
             ctl.start(slot, Option(choice))
 
-    def _interrupt_for_pressing_needs(self, external: np.ndarray) -> None:
+    def _interrupt_for_pressing_needs(self, actions: np.ndarray) -> None:
         """Let the built-in policy reconsider agents whose hunger or fatigue has grown pressing.
 
         Above ``needs.critical`` the commitment window is overridden; above ``options.interrupt_level``
-        agents reconsider every ``options.interrupt_every`` ticks once their window has passed.
+        agents reconsider every ``options.interrupt_every`` ticks once their window has passed. Agents with
+        an external action (``actions >= 0``) are left to it.
         """
-        w, a, ctl, opts = self.world, self.world.agents, self.controller, self.config.options
-        pressing = np.maximum(a.needs[:, HUNGER], a.needs[:, ENERGY])
-        critical = pressing >= self._critical
-        periodic = (pressing >= self._interrupt_level) & (self._slot_phase == w.tick % opts.interrupt_every)
-        if not (critical.any() or periodic.any()):
+        w, a, ctl = self.world, self.world.agents, self.controller
+        due = self._due
+        n = _pressing(
+            a.alive,
+            actions,
+            a.needs,
+            a.option,
+            a.option_started,
+            self._slot_phase,
+            w.tick,
+            w.tick % self.config.options.interrupt_every,
+            (self._critical, self._interrupt_level),
+            ctl.commitment,
+            due,
+        )
+        if not n:
             return
-        option = a.option
-        eating_or_sleeping = (option == GET_FED) | (option == SLEEP)
-        busy = (option >= 0) & ~eating_or_sleeping
-        over = window_over.py_func(w.tick, a.option_started, ctl.commitment)  # the commitment window's rule
-        reconsider = periodic & busy & (option != GET_CLEAN) & over
-        due = a.alive & ~external & ((busy & critical) | reconsider)
-        slots = due.nonzero()[0]
-        if not len(slots):
-            return
-        for slot, row in zip(slots, ctl.masks(slots, commitment=0), strict=True):
-            choice = self.policy.choose(w, int(slot), row)
+        slots = due[:n].copy()
+        for slot, row in zip(slots.tolist(), ctl.masks(slots, commitment=0), strict=True):
+            choice = self.policy.choose(w, slot, row)
             if int(choice) != int(a.option[slot]):
-                ctl.start(int(slot), Option(choice))
+                ctl.start(slot, Option(choice))
 
     def _arbitrate(self) -> None:
         self.world.arbitrate()
@@ -366,3 +372,41 @@ class Simulation(KeepsViews):
         from townlet.sim import snapshot  # snapshot's sections name this class: imported once both exist
 
         return snapshot.state_hash(self)
+
+
+@numba.njit(cache=True)
+def _pressing(
+    alive: np.ndarray,
+    actions: np.ndarray,
+    needs: np.ndarray,
+    option: np.ndarray,
+    started: np.ndarray,
+    slot_phase: np.ndarray,
+    tick: int,
+    turn: int,
+    levels: tuple[np.float32, np.float32],
+    commitment: int,
+    out: np.ndarray,
+) -> int:
+    """Living agents left to the built-in policy whose hunger or fatigue makes them reconsider (into ``out``).
+
+    ``levels`` is ``(critical, level)``. Busy agents (an option other than eating or sleeping) with such a
+    need at ``critical`` reconsider at once; at ``level``, those busy with anything but washing reconsider on
+    their slot's turn (``slot_phase`` equal to ``turn``) once their commitment window is over at ``tick``.
+    Returns how many, ascending in ``out``.
+    """
+    critical, level = levels
+    n = 0
+    for s in range(len(alive)):
+        if not alive[s] or actions[s] >= 0:
+            continue
+        o = option[s]
+        if o < 0 or o == GET_FED or o == SLEEP:
+            continue
+        pressing = max(needs[s, HUNGER], needs[s, ENERGY])
+        if pressing >= critical or (
+            pressing >= level and slot_phase[s] == turn and o != GET_CLEAN and window_over(tick, started[s], commitment)
+        ):
+            out[n] = s
+            n += 1
+    return n

@@ -8,13 +8,14 @@ mid-way (power cut during a shower) fails the use: fail hooks run and the object
 from __future__ import annotations
 
 from types import MappingProxyType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import numba
 import numpy as np
 
 from townlet.config.models import NEED_NAMES
 from townlet.world import scans
+from townlet.world.affordances import UseRules
 from townlet.world.agents import Activity
 from townlet.world.events import EventKind
 from townlet.world.hooks import HookPayload
@@ -112,35 +113,33 @@ def progress(world: World) -> None:
         if not users:
             return
     emp = world.employment
-    tod = world.tick % world.ticks_per_day
     earning, done = _effects(
-        found[scans.USERS, :users],
-        a.target_aff,
-        a.aff_elapsed,
-        a.aff_duration,
-        a.last_progress,
-        a.needs,
-        a.job,
-        world.tick,
-        tod,
-        m.per_tick,
-        m.wage,
-        m.until_need,
-        m.until_below,
-        m.until_clock,
-        m.until_shift_end,
+        users,
+        Uses(a.target_aff, a.aff_elapsed, a.aff_duration, a.last_progress, a.needs, a.job),
+        m.rules,
         emp.start,
         emp.end,
-        found[scans.EARNING],
-        found[scans.DONE],
+        emp.wage_per_tick,
+        world.tick,
+        world.tick % world.ticks_per_day,
+        found,
+        world.wage_due,
     )
     if earning:
-        earners = found[scans.EARNING, :earning]
-        jobs = a.job[earners]
-        in_shift = (emp.start[jobs] <= tod) & (tod < emp.end[jobs])
-        world.economy.pay_wages(world, earners[in_shift], emp.wage_per_tick[jobs[in_shift]])
+        world.economy.pay_wages(world, found[scans.EARNING, :earning].copy(), world.wage_due[:earning].copy())
     for slot in found[scans.DONE, :done].tolist():
         complete(world, slot)
+
+
+class Uses(NamedTuple):
+    """The agent arrays one tick of a use reads and writes (``[C]`` each; ``needs`` is ``[C, needs]``)."""
+
+    target_aff: np.ndarray
+    elapsed: np.ndarray
+    duration: np.ndarray
+    last_progress: np.ndarray
+    needs: np.ndarray
+    job: np.ndarray
 
 
 @numba.njit(cache=True)
@@ -172,48 +171,46 @@ def _users(
 
 
 @numba.njit(cache=True)
-def _effects(  # noqa: PLR0913
-    users: np.ndarray,
-    target_aff: np.ndarray,
-    elapsed: np.ndarray,
-    duration: np.ndarray,
-    last_progress: np.ndarray,
-    needs: np.ndarray,
-    job: np.ndarray,
-    tick: int,
-    tod: int,
-    per_tick: np.ndarray,
-    wage: np.ndarray,
-    until_need: np.ndarray,
-    until_below: np.ndarray,
-    until_clock: np.ndarray,
-    until_shift_end: np.ndarray,
+def _effects(
+    users: int,
+    uses: Uses,
+    rules: UseRules,
     shift_start: np.ndarray,
     shift_end: np.ndarray,
-    earning: np.ndarray,
-    done: np.ndarray,
+    wage_per_tick: np.ndarray,
+    tick: int,
+    tod: int,
+    found: np.ndarray,
+    wage_due: np.ndarray,
 ) -> tuple[int, int]:
-    """Apply one tick of every use in place; the users who earn (job holders) and those now done, with counts."""
+    """Apply one tick of the uses of the first ``users`` slots of ``found[USERS]`` in place.
+
+    Writes the users paid this tick (job holders at paid work within their shift, ``shift_start`` to
+    ``shift_end`` as ticks of the day, per job) into ``found[EARNING]`` with their pay in ``wage_due``,
+    and the users now done into ``found[DONE]``; returns both counts.
+    """
     n_earning = n_done = 0
-    for i in range(len(users)):
-        s = users[i]
-        aff = target_aff[s]
-        elapsed[s] += 1
-        last_progress[s] = tick
+    needs, per_tick = uses.needs, rules.per_tick
+    for i in range(users):
+        s = found[scans.USERS, i]
+        aff = uses.target_aff[s]
+        uses.elapsed[s] += 1
+        uses.last_progress[s] = tick
         for k in range(needs.shape[1]):
             needs[s, k] = min(max(needs[s, k] + per_tick[aff, k], np.float32(0.0)), np.float32(1.0))
-        j = job[s]
-        if wage[aff] and j >= 0:
-            earning[n_earning] = s
+        j = uses.job[s]
+        if rules.wage[aff] and j >= 0 and shift_start[j] <= tod < shift_end[j]:
+            found[scans.EARNING, n_earning] = s
+            wage_due[n_earning] = wage_per_tick[j]
             n_earning += 1
-        finished = elapsed[s] >= duration[s] or until_clock[aff] == tod
-        need = until_need[aff]
-        if need >= 0 and needs[s, need] <= until_below[aff]:
+        finished = uses.elapsed[s] >= uses.duration[s] or rules.until_clock[aff] == tod
+        need = rules.until_need[aff]
+        if need >= 0 and needs[s, need] <= rules.until_below[aff]:
             finished = True
-        if until_shift_end[aff] and (j < 0 or tod >= shift_end[j]):
+        if rules.until_shift_end[aff] and (j < 0 or tod >= shift_end[j]):
             finished = True
         if finished:
-            done[n_done] = s
+            found[scans.DONE, n_done] = s
             n_done += 1
     return n_earning, n_done
 

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, NamedTuple
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -243,6 +243,17 @@ def _comparison(left: list[str], op: str, right: list[str], items: set[str], whe
     return partial(_compare, _OPS[op], _product(left, items, where), _product(right, items, where))
 
 
+class UseRules(NamedTuple):
+    """The per-affordance arrays one tick of a use reads (the kernel's bundle; the manifest's own arrays)."""
+
+    per_tick: np.ndarray  # float32[A, needs] need deltas per tick
+    wage: np.ndarray  # bool[A] the use is paid work
+    until_need: np.ndarray  # int32[A] stop when this need (-1: none) falls to until_below
+    until_below: np.ndarray  # float32[A]
+    until_clock: np.ndarray  # int32[A] stop at this tick of the day (-1: none)
+    until_shift_end: np.ndarray  # bool[A] stop when the user's shift ends
+
+
 class AffordanceManifest:
     """The loaded, validated manifest plus per-affordance arrays for vectorised tick phases.
 
@@ -254,6 +265,7 @@ class AffordanceManifest:
         requires_power / requires_water: ``bool[A]``.
         wage / asleep / chat: ``bool[A]``.
         until_need / until_below / until_shift_end / until_clock: stop conditions.
+        rules: The arrays above that a tick of a use reads, as one :class:`UseRules` bundle.
     """
 
     def __init__(self, affordances: list[Affordance], checksum: str) -> None:
@@ -271,6 +283,9 @@ class AffordanceManifest:
         self.until_shift_end = np.array([a.until_shift_end for a in affordances], dtype=bool)
         self.until_clock = np.array([a.until_clock for a in affordances], dtype=np.int32)
         self.any_until_need = bool((self.until_need >= 0).any())
+        self.rules = UseRules(
+            self.per_tick, self.wage, self.until_need, self.until_below, self.until_clock, self.until_shift_end
+        )
 
     def __len__(self) -> int:
         return len(self.affordances)

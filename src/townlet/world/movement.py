@@ -12,7 +12,7 @@ same order as a vectorised implementation would, so the random streams and the r
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import numba
 import numpy as np
@@ -59,11 +59,7 @@ def move(world: World) -> int:
             draws,
             jitter,
             by_patience,
-            a.personality[:, PATIENCE],
-            a.tile,
-            a.alive,
-            a.blocked,
-            a.last_progress,
+            Walkers(a.tile, a.alive, a.blocked, a.last_progress, a.personality[:, PATIENCE]),
             world.occupancy,
             g.outdoors,
             world.config.queues.ghost_after,
@@ -80,6 +76,16 @@ def move(world: World) -> int:
 
 
 _NO_DRAWS = np.zeros(1)
+
+
+class Walkers(NamedTuple):
+    """The agent arrays a step reads and writes (``[C]`` each)."""
+
+    tile: np.ndarray  # where each agent stands
+    alive: np.ndarray
+    blocked: np.ndarray  # ticks blocked in a row
+    last_progress: np.ndarray  # the last tick each made progress
+    patience: np.ndarray  # the patience trait: with a tie-break by patience, the more patient yield
 
 
 @numba.njit(cache=True)
@@ -126,17 +132,13 @@ def _plan(
 
 
 @numba.njit(cache=True)
-def _resolve(  # noqa: C901, PLR0913
+def _resolve(  # noqa: C901
     movers: np.ndarray,
     target: np.ndarray,
     draws: np.ndarray,
     jitter: float,
     by_patience: bool,
-    patience: np.ndarray,
-    tile: np.ndarray,
-    alive: np.ndarray,
-    blocked_for: np.ndarray,
-    last_progress: np.ndarray,
+    walkers: Walkers,
     occupancy: np.ndarray,
     outdoors: np.ndarray,
     ghost_after: int,
@@ -146,14 +148,17 @@ def _resolve(  # noqa: C901, PLR0913
 ) -> list:
     """Decide who steps, who is blocked and who ghosts through; apply the steps in place.
 
-    ``counts`` (int, one per tile) and ``first`` (int, one per tile) are zeroed / -1 scratch arrays, left
-    as found. Returns the ghost steps as ``(slot, agent pushed through or -1, tile)``.
+    Walkers into one indoor tile are ordered by a key: ``draws[i]`` (in [0, 1), one per walker) spread over
+    ``±jitter``, plus the walker's patience when ``by_patience``. ``counts`` (int, one per tile) and
+    ``first`` (int, one per tile) are zeroed / -1 scratch arrays, left as found.
+    Returns the ghost steps as ``(slot, agent pushed through or -1, tile)``.
     """
+    tile, alive, blocked_for, last_progress = walkers.tile, walkers.alive, walkers.blocked, walkers.last_progress
     n = len(movers)
     keys = draws * (2.0 * jitter) - jitter  # the tie-break priority: the more patient yield
     if by_patience:
         for i in range(n):
-            keys[i] = patience[movers[i]] + keys[i]
+            keys[i] = walkers.patience[movers[i]] + keys[i]
     blocked = np.zeros(n, dtype=np.bool_)
     for i in range(n):  # how many walkers leave each tile
         counts[tile[movers[i]]] += 1

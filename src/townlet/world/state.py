@@ -76,6 +76,7 @@ class World:
         # Rows of slots found by this tick's scans (named in townlet.world.scans), each read before its next use.
         self.found = np.empty((scans.FOUND_ROWS, self.agents.capacity), dtype=np.int64)
         self.step_into = np.empty(self.agents.capacity, dtype=np.int64)  # the tile each walker steps into
+        self.wage_due = np.empty(self.agents.capacity, dtype=np.float64)  # the pay of each earner this tick
         ident = cfg.identity
         self.identity = IdentitySlots(ident.embedding_slots, ident.reuse_cooldown, self.agents.capacity)
         self.tick = 0

@@ -1,0 +1,117 @@
+"""The fused per-tick kernels (issue 18) against the same rules written as plain NumPy over random towns."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from townlet.config.loader import load_config
+from townlet.policy.controller import _CRITICAL, _IDLE_ROW, _STALLED, _newly_possible, _unsettled
+from townlet.policy.options import NEVER, OPTION_COUNT, Option
+from townlet.sim.simulation import Simulation, _pressing
+from townlet.world.agents import Activity
+from townlet.world.needs import ENERGY, HUNGER
+
+C = 64  # slots of the random towns
+
+
+def _random_agents(rng: np.random.Generator) -> dict[str, np.ndarray]:
+    return {
+        "alive": rng.random(C) < 0.8,
+        "needs": rng.random((C, 4)).astype(np.float32),
+        "option": rng.integers(-1, OPTION_COUNT, C).astype(np.int8),
+        "started": rng.integers(0, 200, C).astype(np.int64),
+        "activity": rng.integers(0, 5, C).astype(np.int8),
+    }
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_pressing_needs_kernel_matches_the_rule(seed: int) -> None:
+    """_pressing picks exactly the agents the documented interrupt rule picks (critical, or periodic and due)."""
+    rng = np.random.default_rng(seed)
+    a = _random_agents(rng)
+    actions = np.where(rng.random(C) < 0.2, rng.integers(0, OPTION_COUNT, C), -1).astype(np.int64)
+    tick, every, commitment = int(rng.integers(100, 300)), int(rng.integers(1, 9)), int(rng.integers(0, 60))
+    critical, level = np.float32(0.9), np.float32(0.6)
+    out = np.empty(C, dtype=np.int64)
+    slot_phase = np.arange(C) % every
+    n = _pressing(
+        a["alive"],
+        actions,
+        a["needs"],
+        a["option"],
+        a["started"],
+        slot_phase,
+        tick,
+        tick % every,
+        (critical, level),
+        commitment,
+        out,
+    )
+    # The rule as Simulation wrote it before the kernel: whole-array NumPy.
+    option = a["option"]
+    pressing = np.maximum(a["needs"][:, HUNGER], a["needs"][:, ENERGY])
+    busy = (option >= 0) & (option != int(Option.GET_FED)) & (option != int(Option.SLEEP))
+    periodic = (pressing >= level) & (np.arange(C) % every == tick % every)
+    over = tick - a["started"] >= commitment
+    reconsider = periodic & busy & (option != int(Option.GET_CLEAN)) & over
+    due = a["alive"] & ~(actions >= 0) & ((busy & (pressing >= critical)) | reconsider)
+    assert out[:n].tolist() == due.nonzero()[0].tolist()
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_settle_scan_matches_the_rule(seed: int) -> None:
+    """_unsettled finds the stalled walkers, the idle bodies with an option and the critical streaks, ascending."""
+    rng = np.random.default_rng(seed)
+    a = _random_agents(rng)
+    step_started = rng.integers(0, 200, C).astype(np.int64)
+    critical_since = np.where(rng.random(C) < 0.3, rng.integers(0, 200, C), NEVER).astype(np.int64)
+    tick, limit = 200, int(rng.integers(0, 150))
+    found = np.full((3, C), -7, dtype=np.int64)
+    stalled, idle, critical = _unsettled(
+        a["alive"], a["activity"], a["option"], step_started, critical_since, tick, limit, found
+    )
+    alive, activity = a["alive"], a["activity"]
+    too_long = alive & (activity == int(Activity.MOVING)) & (tick - step_started > limit)
+    settle = alive & (a["option"] >= 0) & ((activity == int(Activity.IDLE)) | too_long)
+    assert found[_STALLED, :stalled].tolist() == too_long.nonzero()[0].tolist()
+    assert found[_IDLE_ROW, :idle].tolist() == settle.nonzero()[0].tolist()
+    assert found[_CRITICAL, :critical].tolist() == (alive & (critical_since != NEVER)).nonzero()[0].tolist()
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_newly_possible_options_make_a_need_point(seed: int) -> None:
+    """An option that became possible during a critical streak (after its first tick) marks a need point."""
+    rng = np.random.default_rng(seed)
+    slots = np.sort(rng.choice(C, size=20, replace=False)).astype(np.int64)
+    rows = rng.random((len(slots), OPTION_COUNT)) < 0.5
+    possible = rng.random((C, OPTION_COUNT)) < 0.5
+    tick = 50
+    critical_since = rng.integers(45, 51, C).astype(np.int64)
+    point_at = np.full(C, NEVER, dtype=np.int64)
+    expected_possible, expected_point = possible.copy(), point_at.copy()
+    grew = (rows & ~possible[slots]).any(axis=1) & (critical_since[slots] != tick)
+    expected_point[slots[grew]] = tick
+    expected_possible[slots] = rows
+    _newly_possible(slots, rows, possible, critical_since, point_at, tick)
+    assert np.array_equal(possible, expected_possible) and np.array_equal(point_at, expected_point)
+
+
+def test_wages_are_paid_only_within_the_shift_and_match_the_job() -> None:
+    """Every wage payment goes to working job holders inside their shift, at their job's rate per tick."""
+    sim = Simulation(load_config(overrides=["population.agents=8"]), seed=1)
+    w, emp = sim.world, sim.world.employment
+    payments = 0
+    for _ in range(2000):
+        sim.step()
+        tick, slots, amounts = w.economy.wages_paid
+        if tick != w.tick - 1 or not len(slots):
+            continue
+        payments += 1
+        tod = tick % w.ticks_per_day
+        jobs = w.agents.job[slots]
+        assert (jobs >= 0).all()
+        assert ((emp.start[jobs] <= tod) & (tod < emp.end[jobs])).all()
+        assert np.array_equal(amounts, emp.wage_per_tick[jobs])
+        assert (w.economy.last_wage[slots] == tick).all()
+    assert payments > 100  # a working day was simulated
