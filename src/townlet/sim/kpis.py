@@ -252,12 +252,12 @@ class KpiAccumulator:
 
 
 class KpiTracker:
-    """Each tick's KPI terms (:attr:`tick`, a :data:`COUNTS` vector) and the running totals for the report.
+    """Each tick's KPI terms (:attr:`last`, a :data:`COUNTS` vector) and the running totals for the report.
 
     Attributes:
-        tick: ``float64[len(COUNTS)]`` the counts of the tick just folded (present/sufficient stay 0: they
+        last: ``float64[len(COUNTS)]`` the counts of the tick just folded (present/sufficient stay 0: they
             are judged when a window closes).
-        totals: The sum of every ``tick`` since the town started (a training batch's ``kpi_totals``).
+        totals: The sum of every ``last`` since the town started (a training batch's ``kpi_totals``).
         agent_ticks / need_ok_ticks: Living agent-ticks since the town started, and those with every need ok.
         worst: ``float32[capacity]`` each living agent's worst need this tick (0 for empty slots).
         arrived: ``bool[capacity]`` slots whose agent arrived this tick.
@@ -270,7 +270,7 @@ class KpiTracker:
         self.ok = np.float32(cfg.needs.ok_threshold)
         self.late_after = cfg.employment.punctuality_window
         self.young = cfg.stability.thrash_ticks
-        self.tick = np.zeros(len(COUNTS))
+        self.last = np.zeros(len(COUNTS))
         self.totals = np.zeros(len(COUNTS))
         self.agent_ticks = 0  # the report's need health (kept beside ``totals``: snapshots before them hold these)
         self.need_ok_ticks = 0
@@ -286,9 +286,9 @@ class KpiTracker:
         self.reward_stats: Any = None  # the simulation attaches its reward stats (mean/std in the report)
 
     def update(self, world: World, events: list[Event], rewards: np.ndarray | None = None) -> None:
-        """Fold one tick: its KPI terms into :attr:`tick` and the totals (``rewards``: this tick's, per slot)."""
+        """Fold one tick: its KPI terms into :attr:`last` and the totals (``rewards``: this tick's, per slot)."""
         a = world.agents
-        t = self.tick
+        t = self.last
         t[:] = 0.0
         t[TICKS] = 1.0
         n, ok = _need_ok(a.alive, a.needs, self.ok, self.worst)
@@ -456,7 +456,7 @@ class KpiMeter:
     def update(self) -> None:
         """Fold the tick just simulated (called by the phase)."""
         t, w = self.tracker, self.sim.world
-        self.windows.add(t.tick, t.worst, w.agents.alive, t.arrived)
+        self.windows.add(t.last, t.worst, w.agents.alive, t.arrived)
         for e in w.events:
             if e.kind is EventKind.JOB_HIRED:
                 self.hired_at[e.agent] = e.tick

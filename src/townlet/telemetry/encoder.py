@@ -68,7 +68,7 @@ class KpiWindows:
     def fold(self, world: World) -> None:
         """Add the tick just simulated (after the KPI phase counted it); close the window on its last tick."""
         k = self.kpis
-        self.open.add(k.tick, k.worst, world.agents.alive, k.arrived)
+        self.open.add(k.last, k.worst, world.agents.alive, k.arrived)
         if world.tick % self.window == self.window - 1:  # the encoder runs as a phase: ``world.tick`` is this tick
             self._close(world)
 

@@ -36,8 +36,10 @@ if TYPE_CHECKING:
 KPI_NAMES = ("attendance", "lateness", "need_ok_share", "self_sufficiency", "collapses", "exits", "reward")
 # A window's raw sums are a ``townlet.sim.kpis.COUNTS`` vector (summed over the towns). Checkpoints written before
 # held 10 columns in this order; they are read into the new form (:func:`counts_vector`).
-_OLD_RAW = ("arrivals", "absences", "late", "need_ok_ticks", "agent_ticks", "collapses", "exits", "sufficient")
-_OLD_RAW_TAIL = ("present", "reward_sum")
+_OLD_COLUMNS = (
+    *("arrivals", "absences", "late", "need_ok_ticks", "agent_ticks", "collapses", "exits"),
+    *("sufficient", "present", "reward_sum"),
+)
 
 
 class TownKpis:
@@ -88,10 +90,10 @@ def counts_vector(raw: Any) -> np.ndarray:
     raw = np.asarray(raw, dtype=np.float64)
     if raw.shape == (len(COUNTS),):
         return raw
-    if raw.shape != (len(_OLD_RAW) + len(_OLD_RAW_TAIL),):
+    if raw.shape != (len(_OLD_COLUMNS),):
         raise ValueError(f"a KPI window holds {len(COUNTS)} sums, not {raw.shape}")
     out = np.zeros(len(COUNTS))
-    for name, value in zip(_OLD_RAW + _OLD_RAW_TAIL, raw.tolist(), strict=True):
+    for name, value in zip(_OLD_COLUMNS, raw.tolist(), strict=True):
         out[COUNTS.index(name)] = value
     return out
 
