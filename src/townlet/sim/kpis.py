@@ -277,6 +277,7 @@ class KpiTracker:
         self.worst = np.zeros(cap, dtype=np.float32)
         self.arrived = np.zeros(cap, dtype=np.bool_)
         self._arrivals = False
+        self._no_rewards = np.zeros(0, dtype=np.float32)
         self.running = world.agents.option >= 0
         self.started = world.agents.option_started.copy()
         self.counts: Counter[str] = Counter()
@@ -288,15 +289,11 @@ class KpiTracker:
     def update(self, world: World, events: list[Event], rewards: np.ndarray | None = None) -> None:
         """Fold one tick: its KPI terms into :attr:`last` and the totals (``rewards``: this tick's, per slot)."""
         a = world.agents
-        t = self.last
-        t[:] = 0.0
-        t[TICKS] = 1.0
-        n, ok = _need_ok(a.alive, a.needs, self.ok, self.worst)
-        t[AGENT_TICKS], t[NEED_OK_TICKS] = n, ok
+        t, totals = self.last, self.totals
+        no_rewards = self._no_rewards if rewards is None else rewards
+        n, ok = _fold_agents(a.alive, a.needs, self.ok, no_rewards, self.worst, t, totals)  # resets ``last``
         self.agent_ticks += n
         self.need_ok_ticks += ok
-        if rewards is not None:
-            t[REWARD_SUM] = float(rewards.sum())
         arrived, running, started = self.arrived, self.running, self.started
         if self._arrivals:
             arrived[:] = False
@@ -313,14 +310,20 @@ class KpiTracker:
             column = _TERMS.get(kind)
             if column is not None:
                 t[column] += 1.0
+                totals[column] += 1.0
             if kind is EventKind.OPTION_STARTED:
                 if running[event.agent]:
+                    thrash = event.tick - int(started[event.agent]) < self.young
                     t[SWITCHES] += 1.0
-                    t[THRASH] += event.tick - int(started[event.agent]) < self.young
+                    t[THRASH] += thrash
+                    totals[SWITCHES] += 1.0
+                    totals[THRASH] += thrash
                 running[event.agent] = True
                 started[event.agent] = event.tick
             elif kind is EventKind.SHIFT_ARRIVED:
-                t[LATE] += event.value > self.late_after
+                late = event.value > self.late_after
+                t[LATE] += late
+                totals[LATE] += late
             elif kind is EventKind.OPTION_FINISHED or kind is EventKind.OPTION_FAILED:
                 running[event.agent] = False
             elif kind is EventKind.AGENT_EXIT:
@@ -330,7 +333,6 @@ class KpiTracker:
                 running[event.agent] = False
                 arrived[event.agent] = True
                 self._arrivals = True
-        self.totals += t
 
     def report(self, world: World) -> dict[str, Any]:
         """The KPI mapping (see docs/cli.md for every field)."""
@@ -492,8 +494,20 @@ class KpiMeter:
 
 
 @numba.njit(cache=True)
-def _need_ok(alive: np.ndarray, needs: np.ndarray, ok: np.float32, worst: np.ndarray) -> tuple[int, int]:
-    """Living agents, and those among them with every need below ``ok``; each one's worst need into ``worst``."""
+def _fold_agents(
+    alive: np.ndarray,
+    needs: np.ndarray,
+    ok: np.float32,
+    rewards: np.ndarray,
+    worst: np.ndarray,
+    counts: np.ndarray,
+    totals: np.ndarray,
+) -> tuple[int, int]:
+    """Start a tick's ``counts`` with its agent terms (ticks, agent-ticks, need-ok ones, rewards), added to ``totals``.
+
+    Writes each living agent's worst need into ``worst`` (0 for empty slots); returns the living agents and
+    those among them with every need below ``ok``.
+    """
     n = good = 0
     for s in range(len(alive)):
         if alive[s]:
@@ -503,4 +517,14 @@ def _need_ok(alive: np.ndarray, needs: np.ndarray, ok: np.float32, worst: np.nda
             good += int(top < ok)
         else:
             worst[s] = 0.0
+    reward = 0.0
+    for s in range(len(rewards)):
+        reward += rewards[s]
+    counts[:] = 0.0
+    counts[TICKS] = 1.0
+    counts[AGENT_TICKS] = n
+    counts[NEED_OK_TICKS] = good
+    counts[REWARD_SUM] = reward
+    for column in (TICKS, AGENT_TICKS, NEED_OK_TICKS, REWARD_SUM):
+        totals[column] += counts[column]
     return n, good
