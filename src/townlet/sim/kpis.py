@@ -94,17 +94,6 @@ class WindowStats:
     sufficient: int = 0
     chats: int = 0
 
-    @classmethod
-    def of(cls, counts: np.ndarray, start: int = 0) -> WindowStats:
-        """The record of a :data:`COUNTS` vector (as :meth:`KpiAccumulator.close` returns them)."""
-        values: dict[str, Any] = {name: int(v) for name, v in zip(COUNTS, counts.tolist(), strict=True)}
-        values["reward_sum"] = float(counts[REWARD_SUM])
-        return cls(start=int(start), **values)
-
-    def vector(self) -> np.ndarray:
-        """The counts as a :data:`COUNTS` vector."""
-        return np.array([getattr(self, name) for name in COUNTS], dtype=np.float64)
-
     def merge(self, other: WindowStats) -> WindowStats:
         """The stats of both spans together (``start`` of the first)."""
         out = WindowStats(start=min(self.start, other.start) if self.ticks else other.start)
@@ -160,6 +149,17 @@ class WindowStats:
             "reward_mean": round(self.reward_mean, 6),
             "collapses": self.collapses,
         }
+
+    @classmethod
+    def of(cls, counts: np.ndarray, start: int = 0) -> WindowStats:
+        """The record of a :data:`COUNTS` vector (as :meth:`KpiAccumulator.close` returns them)."""
+        values: dict[str, Any] = {name: int(v) for name, v in zip(COUNTS, counts.tolist(), strict=True)}
+        values["reward_sum"] = float(counts[REWARD_SUM])
+        return cls(start=int(start), **values)
+
+    def vector(self) -> np.ndarray:
+        """The counts as a :data:`COUNTS` vector."""
+        return np.array([getattr(self, name) for name in COUNTS], dtype=np.float64)
 
 
 COUNTS = tuple(f.name for f in fields(WindowStats) if f.name != "start")  # a counts vector's columns
@@ -378,6 +378,20 @@ class KpiTracker:
         }
 
 
+class _View:
+    """An array attribute that is another object's array: read it, or assign into it in place."""
+
+    def __init__(self, find: Callable[[Any], np.ndarray], doc: str) -> None:
+        self.find = find
+        self.__doc__ = doc
+
+    def __get__(self, obj: Any, owner: Any = None) -> np.ndarray:
+        return self.find(obj)
+
+    def __set__(self, obj: Any, value: np.ndarray) -> None:
+        self.find(obj)[...] = value
+
+
 class KpiMeter:
     """Windows of ``span`` ticks over one simulation (a :class:`KpiAccumulator` riding a timed phase after ``kpis``).
 
@@ -415,33 +429,11 @@ class KpiMeter:
         self.spans: list[WindowStats] = []
         sim.add_phase(phase, lambda s: self.update(), after="kpis")
 
-    # The option state lives with the tracker (it counts switches); these keep the meter's saved fields.
-    @property
-    def running(self) -> np.ndarray:
-        """Whether each slot runs an option (the tracker's)."""
-        return self.tracker.running
-
-    @running.setter
-    def running(self, value: np.ndarray) -> None:
-        self.tracker.running[:] = value
-
-    @property
-    def started(self) -> np.ndarray:
-        """The tick each slot's option started (the tracker's)."""
-        return self.tracker.started
-
-    @started.setter
-    def started(self, value: np.ndarray) -> None:
-        self.tracker.started[:] = value
-
-    @property
-    def span_max(self) -> np.ndarray:
-        """Each slot's worst need in the open span."""
-        return self.windows.peak[0]
-
-    @span_max.setter
-    def span_max(self, value: np.ndarray) -> None:
-        self.windows.peak[0] = value
+    # The option state lives with the tracker (it counts switches), the worst needs with the accumulator; the
+    # meter keeps its saved fields (a live town's stability section) as views of them.
+    running = _View(lambda meter: meter.tracker.running, "Whether each slot runs an option (the tracker's).")
+    started = _View(lambda meter: meter.tracker.started, "The tick each slot's option started (the tracker's).")
+    span_max = _View(lambda meter: meter.windows.peak[0], "Each slot's worst need in the open span.")
 
     @property
     def current(self) -> WindowStats:
