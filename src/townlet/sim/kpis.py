@@ -180,7 +180,7 @@ COUNTS = tuple(f.name for f in fields(WindowStats) if f.name != "start")  # a co
     SUFFICIENT,
     CHATS,
 ) = range(len(COUNTS))
-_TERMS = {  # events counted one a column
+_TERMS = {  # event kinds counted in a column of their own
     EventKind.OPTION_STARTED: OPTION_STARTS,
     EventKind.SHIFT_ARRIVED: ARRIVALS,
     EventKind.SHIFT_ABSENT: ABSENCES,
@@ -277,7 +277,6 @@ class KpiTracker:
         self.worst = np.zeros(cap, dtype=np.float32)
         self.arrived = np.zeros(cap, dtype=np.bool_)
         self._arrivals = False
-        self._no_rewards = np.zeros(0, dtype=np.float32)
         self.running = world.agents.option >= 0
         self.started = world.agents.option_started.copy()
         self.counts: Counter[str] = Counter()
@@ -290,8 +289,9 @@ class KpiTracker:
         """Fold one tick: its KPI terms into :attr:`last` and the totals (``rewards``: this tick's, per slot)."""
         a = world.agents
         t, totals = self.last, self.totals
-        no_rewards = self._no_rewards if rewards is None else rewards
-        n, ok = _fold_agents(a.alive, a.needs, self.ok, no_rewards, self.worst, t, totals)  # resets ``last``
+        if rewards is None:
+            rewards = np.zeros(0, dtype=np.float32)
+        n, ok = _fold_agents(a.alive, a.needs, self.ok, rewards, self.worst, t, totals)  # resets ``last``
         self.agent_ticks += n
         self.need_ok_ticks += ok
         arrived, running, started = self.arrived, self.running, self.started
