@@ -67,17 +67,25 @@ from townlet.config.stakes import (  # noqa: F401 - re-exported
     RewardsConfig,
     SocialRewardsConfig,
 )
-from townlet.config.vocabulary import RELATIONSHIP_STAGES, SOCIAL_REWARD_STAGES  # noqa: F401 - re-exported
+from townlet.config.vocabulary import (  # noqa: F401 - the stages re-exported
+    RELATIONSHIP_STAGES,
+    SOCIAL_REWARD_STAGES,
+    WEATHERS,
+    RelationshipStage,
+    SocialRewardStage,
+    VariantName,
+    WeatherName,
+)
 
 
 class FeaturesConfig(Strict):
     """Feature flags (SPEC 21); stages switch them on in order."""
 
-    relationships: Literal["OFF", "A", "B", "C1", "C2", "C3"] = "B"
-    social_rewards: Literal["OFF", "C1", "C2", "C3"] = "OFF"
+    relationships: RelationshipStage = "B"
+    social_rewards: SocialRewardStage = "OFF"
     lifecycle: Literal["on", "off"] = "off"
     perturbations: Literal["on", "off"] = "off"
-    observations: Literal["full", "hybrid", "compact"] = "hybrid"
+    observations: VariantName = "hybrid"
     curiosity: Literal["on", "off"] = "off"
 
     @field_validator("lifecycle", "perturbations", "curiosity", mode="before")
@@ -154,18 +162,18 @@ class TimeConfig(Strict):
 class NeedsConfig(Strict):
     """Need growth per tick and the thresholds that matter to controllers and KPIs."""
 
-    decay: dict[Literal["hunger", "hygiene", "energy", "social"], Rate] = {
+    decay: dict[NeedName, Rate] = {
         "hunger": 0.0014,
         "hygiene": 0.0006,
         "energy": 0.0008,
         "social": 0.0004,
     }
-    asleep_multiplier: dict[Literal["hunger", "hygiene", "energy", "social"], Annotated[float, Field(ge=0, le=2)]] = {
+    asleep_multiplier: dict[NeedName, Annotated[float, Field(ge=0, le=2)]] = {
         "hunger": 0.5,
         "hygiene": 0.5,
         "social": 0.0,
     }
-    initial: dict[Literal["hunger", "hygiene", "energy", "social"], Unit] = {
+    initial: dict[NeedName, Unit] = {
         "hunger": 0.25,
         "hygiene": 0.2,
         "energy": 0.35,
@@ -187,7 +195,7 @@ class WeatherConfig(Strict):
     """Weather states change on a schedule with randomness; effects outdoors."""
 
     change_every: int = Field(250, ge=1, le=100_000)
-    transitions: dict[Literal["sunny", "rainy", "cold"], dict[Literal["sunny", "rainy", "cold"], Unit]] = {
+    transitions: dict[WeatherName, dict[WeatherName, Unit]] = {
         "sunny": {"sunny": 0.6, "rainy": 0.25, "cold": 0.15},
         "rainy": {"sunny": 0.5, "rainy": 0.35, "cold": 0.15},
         "cold": {"sunny": 0.5, "rainy": 0.2, "cold": 0.3},
@@ -198,7 +206,7 @@ class WeatherConfig(Strict):
     @field_validator("transitions")
     @classmethod
     def _rows_sum_to_one(cls, value: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
-        for state in ("sunny", "rainy", "cold"):
+        for state in WEATHERS:
             if state not in value:
                 raise ValueError(f"missing transition row for {state!r}")
             total = sum(value[state].values())

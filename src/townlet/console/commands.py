@@ -11,6 +11,8 @@ from typing import Annotated, Any, Literal
 import numpy as np
 from pydantic import Field, model_validator
 
+from townlet.config.vocabulary import NeedName as Need
+from townlet.config.vocabulary import OptionName
 from townlet.console.errors import (
     E_ALREADY_POSSESSED,
     E_BLOCKED_TILE,
@@ -27,9 +29,7 @@ from townlet.world.agents import Activity
 
 AgentId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
 Coordinate = Annotated[int, Field(ge=0, le=100_000)]
-Need = Literal["hunger", "hygiene", "energy", "social"]
 TieValue = Annotated[float, Field(ge=-1.0, le=1.0)]
-OptionName = Literal["GetFed", "GetClean", "GoToWork", "ShopGroceries", "Sleep", "Socialise", "Idle"]
 COMMANDS = Registry()  # joined into the console's registry by townlet.console.catalog
 command = COMMANDS.command
 

@@ -27,6 +27,7 @@ import numpy as np
 from townlet.config.loader import LoadedConfig
 from townlet.env.core import Decisions, TownBuffers, TownCore
 from townlet.env.stacked import StackedObserver
+from townlet.sim.kpis import COUNTS
 from townlet.sim.pickling import KeepsViews
 
 if TYPE_CHECKING:
@@ -53,25 +54,12 @@ FIELDS = (
     "kpi_totals",
     "kpi_final",
 )
-# Columns of ``kpi_totals``: the town's KPI counters over its current episode (see :func:`kpi_totals`).
-KPI_TOTALS = ("attended", "absent", "late", "need_ok_ticks", "agent_ticks", "collapses", "exits")
+KPI_TOTALS = COUNTS  # columns of ``kpi_totals``: the town's KPI counts over its current episode
 
 
 def kpi_totals(sim: Any) -> np.ndarray:
-    """``float64[7]`` a town's KPI counters so far this episode, in ``KPI_TOTALS`` order."""
-    emp, k = sim.world.employment, sim.kpis
-    return np.array(
-        [
-            emp.attended.sum(),
-            emp.absent.sum(),
-            emp.late.sum(),
-            k.need_ok_ticks,
-            k.agent_ticks,
-            k.counts["collapses"],
-            sum(k.exits.values()),
-        ],
-        dtype=np.float64,
-    )
+    """A town's KPI counts so far this episode (its :class:`~townlet.sim.kpis.KpiTracker` totals)."""
+    return np.array(sim.kpis.totals)
 
 
 def batch_shapes(n: int, cap: int, size: int, actions: int) -> dict[str, tuple[tuple[int, ...], type]]:
@@ -197,7 +185,7 @@ class BatchedTowns(KeepsViews):
         final_obs: ``float32[N, C, D]``: for towns reset by ``autoreset`` in the last step, the observations
             their episode ended with (rows of other towns are stale); ``final_masks`` the same for the masks.
         reset_towns: ``bool[N]`` towns reset by ``autoreset`` in the last step.
-        kpi_totals: ``float64[N, 7]`` each town's KPI counters over its current episode (``KPI_TOTALS``);
+        kpi_totals: ``float64[N, len(KPI_TOTALS)]`` each town's KPI counts over its current episode (``KPI_TOTALS``);
             ``kpi_final`` holds them as a town's last episode ended (towns reset by ``autoreset``).
         towns: Batch index -> :class:`TownCore` of the towns this process steps (all of them when
             ``workers=0``; the workers' towns live in their processes).

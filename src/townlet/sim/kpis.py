@@ -1,11 +1,14 @@
-"""KPIs: their definitions, the town's running totals, and the one accumulator of windowed views.
+"""KPIs: their definitions, the per-tick counts of a town, and the one accumulator of windowed views.
 
 - :func:`attendance`, :func:`lateness`, :func:`need_ok_share`: the definitions every view uses (the run's
   totals, telemetry's stability windows, training windows, evaluation scorecards, the stability monitor).
-- :class:`KpiTracker`: running totals since the town started (the ``kpis`` phase; ``run --json``).
-- :class:`WindowStats` / :class:`KpiMeter`: counts over a span of ticks and the accumulator that folds a
-  simulation's ticks into them (evaluation, stability, anneal; telemetry's windows count with
-  :meth:`WindowStats.count`).
+- :class:`KpiTracker`: counts each tick's KPI terms once (the ``kpis`` phase), as a vector in
+  :data:`COUNTS` order, and keeps the running totals since the town started (``run --json``).
+- :class:`KpiAccumulator`: the one windowed view, vectorised over towns: it adds those counts into open
+  windows, follows who was present all window and their worst need, and closes windows into
+  :class:`WindowStats` records. Telemetry's stability windows (``townlet.telemetry.encoder``), training
+  windows (``townlet.training.windows``) and :class:`KpiMeter` (evaluation, the stability monitor, the
+  anneal) are all built on it.
 """
 
 from __future__ import annotations
@@ -58,81 +61,6 @@ COUNTED = {
 }
 
 
-class KpiTracker:
-    """Running totals for the KPI table and the ``--json`` contract."""
-
-    def __init__(self, world: World) -> None:
-        self.ok = np.float32(world.config.needs.ok_threshold)
-        self.agent_ticks = 0
-        self.need_ok_ticks = 0
-        self.counts: Counter[str] = Counter()
-        self.activities: Counter[str] = Counter()
-        self.exits: Counter[str] = Counter()
-        self.perturbation_kinds: Counter[str] = Counter()
-        self.reward_stats: Any = None  # the simulation attaches its reward stats (mean/std in the report)
-
-    def update(self, world: World, events: list[Event]) -> None:
-        """Fold one tick into the totals."""
-        a = world.agents
-        alive = a.alive
-        n, ok = _need_ok(alive, a.needs, self.ok)
-        self.agent_ticks += n
-        self.need_ok_ticks += ok
-        for event in events:
-            name = COUNTED.get(event.kind)
-            if name is not None:
-                self.counts[name] += 1
-                if event.kind is EventKind.AFFORDANCE_COMPLETED:
-                    self.activities[event.detail] += 1
-                elif event.kind is EventKind.PERTURBATION_STARTED:
-                    self.perturbation_kinds[event.detail.partition(":")[0]] += 1
-            elif event.kind is EventKind.AGENT_EXIT:
-                self.exits[event.detail] += 1
-
-    def report(self, world: World) -> dict[str, Any]:
-        """The KPI mapping (see docs/cli.md for every field)."""
-        emp, a = world.employment, world.agents
-        attended, absent, late = int(emp.attended.sum()), int(emp.absent.sum()), int(emp.late.sum())
-        wallets = a.wallet[a.alive]
-        return {
-            "attendance": round(attendance(attended, absent), 4),
-            "lateness": round(lateness(late, attended), 4),
-            "shifts_attended": attended,
-            "shifts_absent": absent,
-            "collapses": self.counts["collapses"],
-            "need_ok_share": round(need_ok_share(self.need_ok_ticks, self.agent_ticks), 4),
-            "queue_conflicts": int(world.counters["queue_conflicts"]),
-            "ghost_steps": int(world.counters["ghost_steps"]),
-            "queue_joins": self.counts["queue_joins"],
-            "chats": self.counts["chats"],
-            "meals": int(world.hooks.stats["meals"]),
-            "money": {
-                "wages": round(world.economy.flows["wages"], 4),
-                "rent": round(world.economy.flows["rent"], 4),
-                "purchases": round(world.economy.flows["purchases"], 4),
-                "fees": round(world.economy.flows["fees"], 4),
-                "restock": round(world.economy.flows["restock"], 4),
-                "wallet_mean": round(float(wallets.mean()), 4) if len(wallets) else 0.0,
-                "wallet_min": round(float(wallets.min()), 4) if len(wallets) else 0.0,
-                "wallet_max": round(float(wallets.max()), 4) if len(wallets) else 0.0,
-            },
-            "activities": dict(sorted(self.activities.items())),
-            "options_failed": self.counts["options_failed"],
-            "jobs_lost": self.counts["jobs_lost"],
-            "rent_unpaid": self.counts["rent_unpaid"],
-            "hook_errors": self.counts["hook_errors"],
-            "exits": dict(sorted(self.exits.items())),
-            "arrivals": self.counts["arrivals"],
-            "perturbations": self.counts["perturbations"],
-            "perturbation_kinds": dict(sorted(self.perturbation_kinds.items())),
-            "narrations": self.counts["narrations"],
-            "reward": {
-                "mean": round(self.reward_stats.mean, 6) if self.reward_stats else 0.0,
-                "std": round(self.reward_stats.std, 6) if self.reward_stats else 0.0,
-            },
-        }
-
-
 @dataclass
 class WindowStats:
     """Counts over a span of ticks (a window or a day); the rates are properties.
@@ -165,23 +93,6 @@ class WindowStats:
     present: int = 0
     sufficient: int = 0
     chats: int = 0
-
-    def count(self, e: Event, late_after: int) -> None:
-        """Fold one event's counts (options started, arrivals and late ones, absences, collapses, exits, chats)."""
-        kind = e.kind
-        if kind is EventKind.OPTION_STARTED:
-            self.option_starts += 1
-        elif kind is EventKind.SHIFT_ARRIVED:
-            self.arrivals += 1
-            self.late += e.value > late_after
-        elif kind is EventKind.SHIFT_ABSENT:
-            self.absences += 1
-        elif kind is EventKind.COLLAPSE:
-            self.collapses += 1
-        elif kind is EventKind.AGENT_EXIT:
-            self.exits += 1
-        elif kind is EventKind.CHAT:
-            self.chats += 1
 
     def merge(self, other: WindowStats) -> WindowStats:
         """The stats of both spans together (``start`` of the first)."""
@@ -239,18 +150,260 @@ class WindowStats:
             "collapses": self.collapses,
         }
 
+    @classmethod
+    def of(cls, counts: np.ndarray, start: int = 0) -> WindowStats:
+        """The record of a :data:`COUNTS` vector (as :meth:`KpiAccumulator.close` returns them)."""
+        values: dict[str, Any] = {name: int(v) for name, v in zip(COUNTS, counts.tolist(), strict=True)}
+        values["reward_sum"] = float(counts[REWARD_SUM])
+        return cls(start=int(start), **values)
+
+    def vector(self) -> np.ndarray:
+        """The counts as a :data:`COUNTS` vector."""
+        return np.array([getattr(self, name) for name in COUNTS], dtype=np.float64)
+
+
+COUNTS = tuple(f.name for f in fields(WindowStats) if f.name != "start")  # a counts vector's columns
+(
+    TICKS,
+    AGENT_TICKS,
+    NEED_OK_TICKS,
+    ARRIVALS,
+    LATE,
+    ABSENCES,
+    COLLAPSES,
+    EXITS,
+    OPTION_STARTS,
+    SWITCHES,
+    THRASH,
+    REWARD_SUM,
+    PRESENT,
+    SUFFICIENT,
+    CHATS,
+) = range(len(COUNTS))
+_TERMS = {  # event kinds counted in a column of their own
+    EventKind.OPTION_STARTED: OPTION_STARTS,
+    EventKind.SHIFT_ARRIVED: ARRIVALS,
+    EventKind.SHIFT_ABSENT: ABSENCES,
+    EventKind.COLLAPSE: COLLAPSES,
+    EventKind.AGENT_EXIT: EXITS,
+    EventKind.CHAT: CHATS,
+}
+
+
+class KpiAccumulator:
+    """Open KPI windows of ``towns`` towns: counts added tick by tick (or step by step), closed into records.
+
+    Besides the counts it follows, per slot, whether the same agent has been there since the window opened
+    and its worst need so far: at the close, those still there are ``present`` and those whose needs all
+    stayed below the ok threshold ``sufficient``. Agents whose episode ended inside the window (a training
+    town reset at its horizon) are judged then (:meth:`end_episode`).
+
+    Args:
+        towns / capacity: Shape of the batch (1 for a single simulation).
+        ok: ``needs.ok_threshold``.
+        alive: ``bool[towns, capacity]`` who is there as the first window opens.
+        start: The first window's first tick.
+
+    Attributes:
+        counts: ``float64[towns, len(COUNTS)]`` the open windows' counts.
+        start: ``int64[towns]`` the open windows' first ticks.
+        peak / whole: ``[towns, capacity]`` worst need so far, and "there since the window opened".
+    """
+
+    def __init__(self, towns: int, capacity: int, ok: float, alive: np.ndarray, start: int = 0) -> None:
+        self.ok = np.float32(ok)
+        self.counts = np.zeros((towns, len(COUNTS)))
+        self.start = np.full(towns, start, dtype=np.int64)
+        self.peak = np.zeros((towns, capacity), dtype=np.float32)
+        self.whole = np.array(alive, dtype=np.bool_).reshape(towns, capacity)
+
+    def add(self, counts: np.ndarray, worst: np.ndarray, alive: np.ndarray, arrived: np.ndarray) -> None:
+        """Fold a tick or step: its counts (``[towns, COUNTS]``), each slot's worst need, who lives, who arrived."""
+        self.counts += counts
+        np.maximum(self.peak, worst, out=self.peak)
+        self.whole &= alive
+        self.whole &= ~arrived
+
+    def end_episode(self, town: int) -> None:
+        """Judge ``town``'s agents present since the window opened as its episode ends; its next agents are new."""
+        whole = self.whole[town]
+        self.counts[town, PRESENT] += whole.sum()
+        self.counts[town, SUFFICIENT] += (whole & (self.peak[town] < self.ok)).sum()
+        whole[:] = False
+        self.peak[town] = 0.0
+
+    def close(self, alive: np.ndarray, start: int | np.ndarray = 0) -> np.ndarray:
+        """End the open windows (agents alive and there all along are judged); return their counts.
+
+        Args:
+            alive: ``bool[towns, capacity]`` who is there now (they start the next windows).
+            start: The next windows' first tick.
+        """
+        alive = np.asarray(alive, dtype=np.bool_).reshape(self.whole.shape)
+        whole = self.whole & alive
+        out = self.counts.copy()
+        out[:, PRESENT] += whole.sum(axis=1)
+        out[:, SUFFICIENT] += (whole & (self.peak < self.ok)).sum(axis=1)
+        self.counts[:] = 0.0
+        self.peak[:] = 0.0
+        self.whole[:] = alive
+        self.start[:] = start
+        return out
+
+
+class KpiTracker:
+    """Each tick's KPI terms (:attr:`last`, a :data:`COUNTS` vector) and the running totals for the report.
+
+    Attributes:
+        last: ``float64[len(COUNTS)]`` the counts of the tick just folded (present/sufficient stay 0: they
+            are judged when a window closes).
+        totals: The sum of every ``last`` since the town started (a training batch's ``kpi_totals``).
+        agent_ticks / need_ok_ticks: Living agent-ticks since the town started, and those with every need ok.
+        worst: ``float32[capacity]`` each living agent's worst need this tick (0 for empty slots).
+        arrived: ``bool[capacity]`` slots whose agent arrived this tick.
+        running / started: Whether each slot runs an option, and the tick it started (for switches and thrash).
+    """
+
+    def __init__(self, world: World) -> None:
+        cfg = world.config
+        cap = world.agents.capacity
+        self.ok = np.float32(cfg.needs.ok_threshold)
+        self.late_after = cfg.employment.punctuality_window
+        self.young = cfg.stability.thrash_ticks
+        self.last = np.zeros(len(COUNTS))
+        self.totals = np.zeros(len(COUNTS))
+        self.agent_ticks = 0  # the report's need health (kept beside ``totals``: snapshots before them hold these)
+        self.need_ok_ticks = 0
+        self.worst = np.zeros(cap, dtype=np.float32)
+        self.arrived = np.zeros(cap, dtype=np.bool_)
+        self._arrivals = False
+        self.running = world.agents.option >= 0
+        self.started = world.agents.option_started.copy()
+        self.counts: Counter[str] = Counter()
+        self.activities: Counter[str] = Counter()
+        self.exits: Counter[str] = Counter()
+        self.perturbation_kinds: Counter[str] = Counter()
+        self.reward_stats: Any = None  # the simulation attaches its reward stats (mean/std in the report)
+
+    def update(self, world: World, events: list[Event], rewards: np.ndarray | None = None) -> None:
+        """Fold one tick: its KPI terms into :attr:`last` and the totals (``rewards``: this tick's, per slot)."""
+        a = world.agents
+        t, totals = self.last, self.totals
+        if rewards is None:
+            rewards = np.zeros(0, dtype=np.float32)
+        n, ok = _fold_agents(a.alive, a.needs, self.ok, rewards, self.worst, t, totals)  # resets ``last``
+        self.agent_ticks += n
+        self.need_ok_ticks += ok
+        arrived, running, started = self.arrived, self.running, self.started
+        if self._arrivals:
+            arrived[:] = False
+            self._arrivals = False
+        for event in events:
+            kind = event.kind
+            name = COUNTED.get(kind)
+            if name is not None:
+                self.counts[name] += 1
+                if kind is EventKind.AFFORDANCE_COMPLETED:
+                    self.activities[event.detail] += 1
+                elif kind is EventKind.PERTURBATION_STARTED:
+                    self.perturbation_kinds[event.detail.partition(":")[0]] += 1
+            column = _TERMS.get(kind)
+            if column is not None:
+                t[column] += 1.0
+                totals[column] += 1.0
+            if kind is EventKind.OPTION_STARTED:
+                if running[event.agent]:
+                    thrash = event.tick - int(started[event.agent]) < self.young
+                    t[SWITCHES] += 1.0
+                    t[THRASH] += thrash
+                    totals[SWITCHES] += 1.0
+                    totals[THRASH] += thrash
+                running[event.agent] = True
+                started[event.agent] = event.tick
+            elif kind is EventKind.SHIFT_ARRIVED:
+                late = event.value > self.late_after
+                t[LATE] += late
+                totals[LATE] += late
+            elif kind is EventKind.OPTION_FINISHED or kind is EventKind.OPTION_FAILED:
+                running[event.agent] = False
+            elif kind is EventKind.AGENT_EXIT:
+                running[event.agent] = False
+                self.exits[event.detail] += 1
+            elif kind is EventKind.AGENT_ARRIVED:
+                running[event.agent] = False
+                arrived[event.agent] = True
+                self._arrivals = True
+
+    def report(self, world: World) -> dict[str, Any]:
+        """The KPI mapping (see docs/cli.md for every field)."""
+        emp, a = world.employment, world.agents
+        attended, absent, late = int(emp.attended.sum()), int(emp.absent.sum()), int(emp.late.sum())
+        wallets = a.wallet[a.alive]
+        return {
+            "attendance": round(attendance(attended, absent), 4),
+            "lateness": round(lateness(late, attended), 4),
+            "shifts_attended": attended,
+            "shifts_absent": absent,
+            "collapses": self.counts["collapses"],
+            "need_ok_share": round(need_ok_share(self.need_ok_ticks, self.agent_ticks), 4),
+            "queue_conflicts": int(world.counters["queue_conflicts"]),
+            "ghost_steps": int(world.counters["ghost_steps"]),
+            "queue_joins": self.counts["queue_joins"],
+            "chats": self.counts["chats"],
+            "meals": int(world.hooks.stats["meals"]),
+            "money": {
+                "wages": round(world.economy.flows["wages"], 4),
+                "rent": round(world.economy.flows["rent"], 4),
+                "purchases": round(world.economy.flows["purchases"], 4),
+                "fees": round(world.economy.flows["fees"], 4),
+                "restock": round(world.economy.flows["restock"], 4),
+                "wallet_mean": round(float(wallets.mean()), 4) if len(wallets) else 0.0,
+                "wallet_min": round(float(wallets.min()), 4) if len(wallets) else 0.0,
+                "wallet_max": round(float(wallets.max()), 4) if len(wallets) else 0.0,
+            },
+            "activities": dict(sorted(self.activities.items())),
+            "options_failed": self.counts["options_failed"],
+            "jobs_lost": self.counts["jobs_lost"],
+            "rent_unpaid": self.counts["rent_unpaid"],
+            "hook_errors": self.counts["hook_errors"],
+            "exits": dict(sorted(self.exits.items())),
+            "arrivals": self.counts["arrivals"],
+            "perturbations": self.counts["perturbations"],
+            "perturbation_kinds": dict(sorted(self.perturbation_kinds.items())),
+            "narrations": self.counts["narrations"],
+            "reward": {
+                "mean": round(self.reward_stats.mean, 6) if self.reward_stats else 0.0,
+                "std": round(self.reward_stats.std, 6) if self.reward_stats else 0.0,
+            },
+        }
+
+
+class _View:
+    """An array attribute that is another object's array: read it, or assign into it in place."""
+
+    def __init__(self, find: Callable[[Any], np.ndarray], doc: str) -> None:
+        self.find = find
+        self.__doc__ = doc
+
+    def __get__(self, obj: Any, owner: Any = None) -> np.ndarray:
+        return self.find(obj)
+
+    def __set__(self, obj: Any, value: np.ndarray) -> None:
+        self.find(obj)[...] = value
+
 
 class KpiMeter:
-    """Folds every tick of a simulation into spans of ``span`` ticks (a timed phase after ``kpis``).
+    """Windows of ``span`` ticks over one simulation (a :class:`KpiAccumulator` riding a timed phase after ``kpis``).
 
     Args:
         sim: The simulation to ride along (the phase is added at once).
         span: Span length in ticks (default: one in-sim day).
         on_span: Called with each closed span's :class:`WindowStats`.
+        phase: The phase's name.
 
     Attributes:
         spans: Every closed span, oldest first.
-        current: The open span.
+        current: The open span's counts so far (a :class:`WindowStats`; ``present``/``sufficient`` at the close).
         spells: Lengths (ticks) of the job spells that ended.
     """
 
@@ -263,75 +416,58 @@ class KpiMeter:
     ) -> None:
         world = sim.world
         self.sim = sim
+        self.tracker = sim.kpis
         self.span = int(span or world.ticks_per_day)
         self.on_span = on_span
-        self.ok = np.float32(world.config.needs.ok_threshold)
-        self.late_after = world.config.employment.punctuality_window
-        cap = world.agents.capacity
-        self.running = world.agents.option >= 0
-        self.started = world.agents.option_started.copy()
-        self.young = world.config.stability.thrash_ticks
-        self.span_max = np.zeros(cap, dtype=np.float32)
+        a = world.agents
+        self.windows = KpiAccumulator(1, a.capacity, world.config.needs.ok_threshold, a.alive, world.tick)
         emp = world.employment
-        self.hired_at = np.zeros(cap, dtype=np.int64)
+        self.hired_at = np.zeros(a.capacity, dtype=np.int64)
         held = emp.holder >= 0
         self.hired_at[emp.holder[held]] = emp.hired_at[held]
         self.spells: list[int] = []
         self.spans: list[WindowStats] = []
-        self.current = WindowStats(start=world.tick)
         sim.add_phase(phase, lambda s: self.update(), after="kpis")
+
+    # The option state lives with the tracker (it counts switches), the worst needs with the accumulator; the
+    # meter keeps its saved fields (a live town's stability section) as views of them.
+    running = _View(lambda meter: meter.tracker.running, "Whether each slot runs an option (the tracker's).")
+    started = _View(lambda meter: meter.tracker.started, "The tick each slot's option started (the tracker's).")
+    span_max = _View(lambda meter: meter.windows.peak[0], "Each slot's worst need in the open span.")
+
+    @property
+    def current(self) -> WindowStats:
+        """The open span so far."""
+        return WindowStats.of(self.windows.counts[0], int(self.windows.start[0]))
+
+    @current.setter
+    def current(self, stats: WindowStats) -> None:
+        a = self.sim.world.agents
+        self.windows.counts[0] = stats.vector()
+        self.windows.start[0] = stats.start
+        self.windows.whole[0] = a.alive & (a.spawn_tick < stats.start)  # there since the span opened
 
     def update(self) -> None:
         """Fold the tick just simulated (called by the phase)."""
-        w = self.sim.world
-        a = w.agents
-        c = self.current
-        alive = a.alive
-        n = int(alive.sum())
-        c.ticks += 1
-        c.agent_ticks += n
-        if n:
-            worst = a.needs.max(axis=1)
-            c.need_ok_ticks += int((worst[alive] < self.ok).sum())
-            np.maximum(self.span_max, np.where(alive, worst, 0.0), out=self.span_max)
-        c.reward_sum += float(self.sim.rewards.last.sum())
-        running, started = self.running, self.started
+        t, w = self.tracker, self.sim.world
+        self.windows.add(t.last, t.worst, w.agents.alive, t.arrived)
         for e in w.events:
-            c.count(e, self.late_after)
-            kind = e.kind
-            if kind is EventKind.OPTION_STARTED:
-                if running[e.agent]:
-                    c.switches += 1
-                    c.thrash += e.tick - int(started[e.agent]) < self.young
-                running[e.agent] = True
-                started[e.agent] = e.tick
-            elif kind is EventKind.OPTION_FINISHED or kind is EventKind.OPTION_FAILED:
-                running[e.agent] = False
-            elif kind is EventKind.AGENT_EXIT:
-                running[e.agent] = False
-            elif kind is EventKind.AGENT_ARRIVED:
-                running[e.agent] = False
-            elif kind is EventKind.JOB_HIRED:
+            if e.kind is EventKind.JOB_HIRED:
                 self.hired_at[e.agent] = e.tick
-            elif kind is EventKind.JOB_LOST:
+            elif e.kind is EventKind.JOB_LOST:
                 self.spells.append(e.tick - int(self.hired_at[e.agent]))
-        if c.ticks >= self.span:
+        if self.windows.counts[0, TICKS] >= self.span:
             self.close()
 
     def close(self) -> WindowStats:
         """End the open span now (agents present all along are judged for self-sufficiency); return it."""
         w = self.sim.world
-        a = w.agents
-        c = self.current
-        present = a.alive & (a.spawn_tick <= c.start)
-        c.present = int(present.sum())
-        c.sufficient = int((present & (self.span_max < self.ok)).sum())
-        self.spans.append(c)
-        self.current = WindowStats(start=w.tick + 1)
-        self.span_max[:] = 0.0
+        start = int(self.windows.start[0])
+        stats = WindowStats.of(self.windows.close(w.agents.alive, w.tick + 1)[0], start)
+        self.spans.append(stats)
         if self.on_span is not None:
-            self.on_span(c)
-        return c
+            self.on_span(stats)
+        return stats
 
     def total(self) -> WindowStats:
         """All closed spans together."""
@@ -350,11 +486,37 @@ class KpiMeter:
 
 
 @numba.njit(cache=True)
-def _need_ok(alive: np.ndarray, needs: np.ndarray, ok: np.float32) -> tuple[int, int]:
-    """Living agents, and those among them with every need below ``ok``."""
+def _fold_agents(
+    alive: np.ndarray,
+    needs: np.ndarray,
+    ok: np.float32,
+    rewards: np.ndarray,
+    worst: np.ndarray,
+    counts: np.ndarray,
+    totals: np.ndarray,
+) -> tuple[int, int]:
+    """Start a tick's ``counts`` with its agent terms (ticks, agent-ticks, need-ok ones, rewards), added to ``totals``.
+
+    Writes each living agent's worst need into ``worst`` (0 for empty slots); returns the living agents and
+    those among them with every need below ``ok``.
+    """
     n = good = 0
     for s in range(len(alive)):
         if alive[s]:
             n += 1
-            good += int(needs[s].max() < ok)
+            top = needs[s].max()
+            worst[s] = top
+            good += int(top < ok)
+        else:
+            worst[s] = 0.0
+    reward = 0.0
+    for s in range(len(rewards)):
+        reward += rewards[s]
+    counts[:] = 0.0
+    counts[TICKS] = 1.0
+    counts[AGENT_TICKS] = n
+    counts[NEED_OK_TICKS] = good
+    counts[REWARD_SUM] = reward
+    for column in (TICKS, AGENT_TICKS, NEED_OK_TICKS, REWARD_SUM):
+        totals[column] += counts[column]
     return n, good

@@ -358,7 +358,7 @@ class Simulation(KeepsViews):
         self.world.relationships.update(self.world)
 
     def _kpis(self) -> None:
-        self.kpis.update(self.world, self.world.events)
+        self.kpis.update(self.world, self.world.events, self.rewards.last)
 
     # -- identity -----------------------------------------------------------------------------------
 

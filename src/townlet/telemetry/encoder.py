@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from townlet.narration.templates import CATEGORIES
-from townlet.sim.kpis import WindowStats
+from townlet.sim.kpis import KpiAccumulator, WindowStats
 from townlet.sim.sidecars import capture_fields, check_fields, restore_fields
 from townlet.telemetry.diff import make_patch
 from townlet.telemetry.outbox import Batch
@@ -34,46 +34,52 @@ _STATS = tuple(f.name for f in dataclasses.fields(WindowStats))  # the open wind
 
 
 class KpiWindows:
-    """Rolling KPI windows of a fixed length, folded tick by tick from the state and the events.
+    """Rolling KPI windows of a fixed length: a :class:`~townlet.sim.kpis.KpiAccumulator` over the town.
 
-    These are the ``stability`` section; a live town's stability monitor adds its canaries to it
-    (:attr:`TelemetryEncoder.stability_source`).
+    Window ``k`` holds the ticks ``k * window`` to ``(k + 1) * window - 1`` (the first one starts where the
+    encoder did); like the rest of the encoder, it folds from a phase of the tick (the publisher's), after
+    the ``kpis`` phase has counted it. These are the ``stability`` section; a live town's stability monitor
+    adds its canaries to it (:attr:`TelemetryEncoder.stability_source`).
     """
 
-    FIELDS = ("window", "base_agent_ticks", "base_need_ok", "windows", "closed", "section")  # a snapshot carries
-    # these and the open window's counts (``stats``, see :meth:`TelemetryEncoder.sidecar_state`)
+    FIELDS = ("window", "windows", "closed", "section")  # a snapshot carries these and the open window's
+    # counts (``stats``, see :meth:`TelemetryEncoder.sidecar_state`)
 
     def __init__(self, world: World, kpis: KpiTracker, window: int) -> None:
         self.window = window
         self.kpis = kpis
-        self.punctuality = world.config.employment.punctuality_window
         self.ticks_per_day = world.ticks_per_day
         self.windows = 0
         self.closed: deque[dict[str, Any]] = deque(maxlen=2)
-        self._reset(world.tick)
+        a = world.agents
+        self.open = KpiAccumulator(1, a.capacity, world.config.needs.ok_threshold, a.alive, world.tick)
         self.section: dict[str, Any] = {"window_ticks": window, "windows": 0}
 
-    def _reset(self, start: int) -> None:
-        self.stats = WindowStats(start=start)
-        # need health comes from the KPI tracker's running totals (differences at the window's ends)
-        self.base_agent_ticks, self.base_need_ok = self.kpis.agent_ticks, self.kpis.need_ok_ticks
+    @property
+    def stats(self) -> WindowStats:
+        """The open window's counts so far."""
+        return WindowStats.of(self.open.counts[0], int(self.open.start[0]))
 
-    def fold(self, world: World, events: list[Event]) -> None:
-        """Add one tick (after the KPI phase has folded it); close the window on its last tick."""
-        stats, late_after = self.stats, self.punctuality
-        for e in events:
-            stats.count(e, late_after)
-        if world.tick % self.window == self.window - 1:
-            self._close(world.tick)
+    @stats.setter
+    def stats(self, stats: WindowStats) -> None:
+        self.open.counts[0] = stats.vector()
+        self.open.start[0] = stats.start
 
-    def _close(self, end: int) -> None:
-        s = self.stats
-        s.agent_ticks = at = self.kpis.agent_ticks - self.base_agent_ticks
-        s.need_ok_ticks = self.kpis.need_ok_ticks - self.base_need_ok
+    def fold(self, world: World) -> None:
+        """Add the tick just simulated (after the KPI phase counted it); close the window on its last tick."""
+        k = self.kpis
+        self.open.add(k.last, k.worst, world.agents.alive, k.arrived)
+        if world.tick % self.window == self.window - 1:  # the encoder runs as a phase: ``world.tick`` is this tick
+            self._close(world)
+
+    def _close(self, world: World) -> None:
+        start = int(self.open.start[0])
+        s = WindowStats.of(self.open.close(world.agents.alive, world.tick + 1)[0], start)
+        at = s.agent_ticks
         self.closed.appendleft(
             {
                 "start": s.start,
-                "end": end,
+                "end": int(world.tick),
                 "agent_ticks": at,
                 "need_ok_share": round(s.need_ok_share, 4),
                 "lateness": round(s.lateness, 4),
@@ -89,7 +95,6 @@ class KpiWindows:
         self.section = {"window_ticks": self.window, "windows": self.windows, "last": self.closed[0]}
         if len(self.closed) > 1:
             self.section["previous"] = self.closed[1]
-        self._reset(end + 1)
 
 
 class TelemetryEncoder:
@@ -147,6 +152,11 @@ class TelemetryEncoder:
             raise ValueError(f"telemetry windows must be {self.kpi_windows.window} ticks long, as configured")
         windows = dict(windows)
         stats = windows.pop("stats", None)
+        base = windows.pop("base_agent_ticks", None), windows.pop("base_need_ok", None)
+        if isinstance(stats, dict) and all(type(b) is int for b in base):
+            # Written before the windows counted agent-ticks themselves: the run's totals as the window opened.
+            kpis = self.kpi_windows.kpis
+            stats = {**stats, "agent_ticks": kpis.agent_ticks - base[0], "need_ok_ticks": kpis.need_ok_ticks - base[1]}
         check_fields(self.kpi_windows, windows, KpiWindows.FIELDS, "telemetry.windows")
         check_fields(self, state, TelemetryEncoder.FIELDS, "telemetry")
         check_fields(self.kpi_windows.stats, stats, _STATS, "telemetry.windows.stats")
@@ -196,7 +206,7 @@ class TelemetryEncoder:
 
     def skip(self) -> None:
         """Fold a tick nobody receives: windows and narration stay current, the next tick is a snapshot."""
-        self.kpi_windows.fold(self.sim.world, self.sim.world.events)
+        self.kpi_windows.fold(self.sim.world)
         self._fold_narration(self.sim.world.events)
         self.state = None
 
@@ -209,7 +219,7 @@ class TelemetryEncoder:
         """
         sim, w = self.sim, self.sim.world
         events = w.events
-        self.kpi_windows.fold(w, events)
+        self.kpi_windows.fold(w)
         self._fold_narration(events)
         if sections:
             self.sections.update(sections)

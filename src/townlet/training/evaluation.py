@@ -1,8 +1,9 @@
 """The evaluation suite: fixed-seed scenarios per stage and the KPI scorecard (the A/B gate is in ``gate``).
 
-A :class:`~townlet.sim.kpis.KpiMeter` (the one KPI accumulator, in ``townlet.sim.kpis``) rides along a
-simulation as a timed phase and folds each tick into window statistics (:class:`~townlet.sim.kpis.WindowStats`);
-the stability monitor and the anneal use the same meter with their own window length. The scorecard of a
+A :class:`~townlet.sim.kpis.KpiMeter` rides along a simulation as a timed phase and folds each tick's counts
+into window statistics (:class:`~townlet.sim.kpis.WindowStats`) with the one KPI accumulator
+(:class:`~townlet.sim.kpis.KpiAccumulator`, under telemetry's and training's windows too); the stability
+monitor and the anneal use the same meter with their own window length. The scorecard of a
 run (:func:`scorecard`) has these keys:
 
 | key | meaning | better |

@@ -28,25 +28,30 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from townlet.sim.kpis import attendance, lateness, need_ok_share
+from townlet.sim.kpis import COUNTS, TICKS, KpiAccumulator, WindowStats
 
 if TYPE_CHECKING:
     from townlet.env import BatchedTowns
 
 KPI_NAMES = ("attendance", "lateness", "need_ok_share", "self_sufficiency", "collapses", "exits", "reward")
-# Raw window sums: the counters summed per town (attended, absent, late, need_ok_ticks, agent_ticks, collapses,
-# exits), then agents self-sufficient over the whole window, agents present for all of it, and summed reward.
-_ATTENDED, _ABSENT, _LATE, _OK, _AGENT_TICKS, _COLLAPSES, _EXITS, _SUFFICIENT, _WHOLE, _REWARD = range(10)
+# A window's raw sums are a ``townlet.sim.kpis.COUNTS`` vector (summed over the towns). Checkpoints written before
+# held 10 columns in this order; they are read into the new form (:func:`counts_vector`).
+_OLD_COLUMNS = (
+    *("arrivals", "absences", "late", "need_ok_ticks", "agent_ticks", "collapses", "exits"),
+    *("sufficient", "present", "reward_sum"),
+)
 
 
 class TownKpis:
-    """Accumulates window KPIs over a :class:`~townlet.env.BatchedTowns`; call :meth:`update` after every step.
+    """Training windows over a :class:`~townlet.env.BatchedTowns`: call :meth:`update` after every step.
 
-    Works tick by tick and in decision mode (a step of several ticks: the worst need of each agent over the
-    step's ticks is the batch's ``need_peak``; towns may advance by different numbers of ticks).
+    A :class:`~townlet.sim.kpis.KpiAccumulator` over the batch takes each step's counts (the change in every
+    town's ``kpi_totals``, the towns' :class:`~townlet.sim.kpis.KpiTracker` totals) and each agent's worst need
+    over the step (``need_peak``). Works tick by tick and in decision mode (towns may advance by different
+    numbers of ticks); a town reset by autoreset has its finished episode's counts and agents banked, not lost.
 
     Args:
-        towns: The batch (episodes may reset inside it: finished episodes are banked, not lost).
+        towns: The batch.
 
     Attributes:
         ticks: Ticks per town since the window opened (the mean over the towns).
@@ -54,62 +59,57 @@ class TownKpis:
 
     def __init__(self, towns: BatchedTowns) -> None:
         self.towns = towns
-        n, c = towns.n_towns, towns.capacity
-        self.ok = np.float32(towns.loaded.config.needs.ok_threshold)
-        self.ticks_per_day = towns.loaded.config.time.ticks_per_day
-        self._start = towns.kpi_totals.copy()
-        self._banked = np.zeros_like(self._start)
-        self._max_need = np.zeros((n, c), dtype=np.float32)
-        self._whole = towns.alive.copy()  # the same agent has held the slot since the window opened
-        self._ended = np.zeros(2)  # (self-sufficient, counted) agents whose episode ended at the horizon
-        self._reward = 0.0
-        self.ticks = 0.0
+        ok = towns.loaded.config.needs.ok_threshold
+        self.windows = KpiAccumulator(towns.n_towns, towns.capacity, ok, towns.alive)
+        self._last = towns.kpi_totals.copy()
+
+    @property
+    def ticks(self) -> float:
+        """Ticks per town since the window opened (the mean over the towns)."""
+        return float(self.windows.counts[:, TICKS].mean())
 
     def update(self) -> None:
         """Fold in the step just taken."""
-        towns = self.towns
-        np.maximum(self._max_need, towns.need_peak, out=self._max_need)
-        for i in np.flatnonzero(towns.reset_towns):  # autoreset: bank the finished episode's totals and agents
-            self._banked[i] += towns.kpi_final[i] - self._start[i]
-            self._start[i] = towns.kpi_totals[i]
-            # Agents there from the window's start to the horizon count as present all window.
-            whole = self._whole[i]
-            self._ended += (float((whole & (self._max_need[i] < self.ok)).sum()), float(whole.sum()))
-            self._whole[i] = False
-            self._max_need[i] = 0.0
-        self._whole &= ~towns.arrived & towns.alive
-        self._reward += float(towns.rewards.sum())
-        self.ticks += float(towns.ticks.mean())
+        towns, windows = self.towns, self.windows
+        now = towns.kpi_totals
+        step = now - self._last
+        for i in np.flatnonzero(towns.reset_towns):  # autoreset: the finished episode's end, then the new one's start
+            step[i] = towns.kpi_final[i] - self._last[i] + now[i]
+            np.maximum(windows.peak[i], towns.need_peak[i], out=windows.peak[i])
+            windows.end_episode(int(i))  # agents there from the window's start to the horizon were present all along
+        self._last = now.copy()
+        windows.add(step, towns.need_peak, towns.alive, towns.arrived)
 
     def close_window(self) -> np.ndarray:
-        """The window's raw sums (see :func:`window_kpis`); opens the next window."""
-        now = self.towns.kpi_totals.copy()
-        d = (self._banked + now - self._start).sum(axis=0)
-        whole = self._whole & self.towns.alive
-        sufficient = float((self._max_need[whole] < self.ok).sum()) + self._ended[0]
-        raw = np.concatenate([d, [sufficient, float(whole.sum()) + self._ended[1], self._reward]])
-        self._start = now
-        self._banked[:] = 0.0
-        self._max_need[:] = 0.0
-        self._whole = self.towns.alive.copy()
-        self._ended[:] = 0.0
-        self._reward = 0.0
-        self.ticks = 0.0
+        """The window's raw sums over the towns (a ``COUNTS`` vector, see :func:`window_kpis`); opens the next."""
+        return self.windows.close(self.towns.alive).sum(axis=0)
+
+
+def counts_vector(raw: Any) -> np.ndarray:
+    """A window's raw sums as a ``COUNTS`` vector (also from a checkpoint written with the older 10 columns)."""
+    raw = np.asarray(raw, dtype=np.float64)
+    if raw.shape == (len(COUNTS),):
         return raw
+    if raw.shape != (len(_OLD_COLUMNS),):
+        raise ValueError(f"a KPI window holds {len(COUNTS)} sums, not {raw.shape}")
+    out = np.zeros(len(COUNTS))
+    for name, value in zip(_OLD_COLUMNS, raw.tolist(), strict=True):
+        out[COUNTS.index(name)] = value
+    return out
 
 
 def window_kpis(raw: np.ndarray, ticks_per_day: int) -> dict[str, float]:
     """The KPIs of the module table from the raw sums of one or more :meth:`TownKpis.close_window` (added up)."""
-    d = raw
-    agent_days = d[_AGENT_TICKS] / ticks_per_day
+    d = WindowStats.of(counts_vector(raw))
+    agent_days = d.agent_ticks / ticks_per_day
     kpis = {
-        "attendance": attendance(d[_ATTENDED], d[_ABSENT]),
-        "lateness": lateness(d[_LATE], d[_ATTENDED]),
-        "need_ok_share": need_ok_share(d[_OK], d[_AGENT_TICKS]),
-        "self_sufficiency": d[_SUFFICIENT] / d[_WHOLE] if d[_WHOLE] else 0.0,
-        "collapses": d[_COLLAPSES] / agent_days if agent_days else 0.0,
-        "exits": d[_EXITS] / agent_days if agent_days else 0.0,
-        "reward": d[_REWARD] / d[_AGENT_TICKS] if d[_AGENT_TICKS] else 0.0,
+        "attendance": d.attendance,
+        "lateness": d.lateness,
+        "need_ok_share": d.need_ok_share,
+        "self_sufficiency": d.sufficient / d.present if d.present else 0.0,
+        "collapses": d.collapses / agent_days if agent_days else 0.0,
+        "exits": d.exits / agent_days if agent_days else 0.0,
+        "reward": d.reward_mean,
     }
     return {k: round(float(v), 4) for k, v in kpis.items()}
 
@@ -157,7 +157,7 @@ class BestWindows:
         Nothing is crowned before ``windows`` windows are in: a run's first window (the towns' first morning,
         needs still low) would otherwise set a mark that no later window can beat.
         """
-        self.recent.append(np.asarray(raw, dtype=np.float64))
+        self.recent.append(counts_vector(raw))
         kpis = window_kpis(np.sum(list(self.recent), axis=0), self.ticks_per_day)
         score = round(window_score(kpis, self.weights), 6)
         if len(self.recent) < (self.recent.maxlen or 1) or score <= self.score:
@@ -184,7 +184,7 @@ class BestWindows:
         self.reset()
         if state.get("step") is not None:
             self.score, self.step, self.kpis = float(state["score"]), int(state["step"]), dict(state["kpis"])
-        self.recent.extend(np.asarray(r, dtype=np.float64) for r in state.get("recent", []))
+        self.recent.extend(counts_vector(r) for r in state.get("recent", []))
 
 
 def baseline_kpis(
@@ -207,7 +207,7 @@ def baseline_kpis(
     tracker = TownKpis(batch)
     rng = np.random.default_rng(seed)
     span = window or ticks
-    total = np.zeros(10)
+    total = np.zeros(len(COUNTS))
     done = np.zeros(towns, dtype=np.int64)
     for start in range(0, ticks, span):
         end = min(start + span, ticks)

@@ -26,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from townlet.config.errors import ConfigError
 from townlet.config.loader import read_yaml
 from townlet.config.models import NEED_NAMES, clock_to_tick
+from townlet.config.vocabulary import NeedName
 
 if TYPE_CHECKING:
     from townlet.world.state import World
@@ -52,8 +53,8 @@ class _Entry(BaseModel):
     place: Literal["home", "grocer", "cafe", "office", "park", "gym"] | None = None
     preconditions: list[str] = []
     requires: list[Literal["power", "water"]] = []
-    needs: dict[Literal["hunger", "hygiene", "energy", "social"], Annotated[float, Field(ge=-1, le=1)]] = {}
-    per_tick: dict[Literal["hunger", "hygiene", "energy", "social"], Annotated[float, Field(ge=-0.1, le=0.1)]] = {}
+    needs: dict[NeedName, Annotated[float, Field(ge=-1, le=1)]] = {}
+    per_tick: dict[NeedName, Annotated[float, Field(ge=-0.1, le=0.1)]] = {}
     inventory: dict[str, Annotated[int, Field(ge=-100, le=100)]] = {}
     pay: Annotated[float, Field(ge=0, le=1000)] = 0.0
     buy: dict[Literal["item", "qty"], Any] | None = None

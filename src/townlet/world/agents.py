@@ -9,8 +9,9 @@ from __future__ import annotations
 import numpy as np
 
 from townlet.config.models import NEED_NAMES
+from townlet.config.vocabulary import TRAITS
 
-PERSONALITY_TRAITS = ("extroversion", "forgiveness", "ambition", "patience", "frugality")
+PERSONALITY_TRAITS = TRAITS  # the vocabulary's trait names, by the world's older spelling
 
 
 class Activity:

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+from townlet.config.vocabulary import WEATHERS, WeatherName
 from townlet.world.events import EventKind
 
 if TYPE_CHECKING:
     from townlet.world.state import World
 
-WeatherName = Literal["sunny", "rainy", "cold"]
-WEATHER_STATES: tuple[WeatherName, ...] = ("sunny", "rainy", "cold")
+WEATHER_STATES: tuple[WeatherName, ...] = WEATHERS  # the vocabulary's weathers, by the world's older spelling
 
 
 class Weather:
