@@ -32,6 +32,8 @@ from townlet.observations import ObservationEncoder
 from townlet.policy.options import (
     DECISION_POINTS,
     OPTION_COUNT,
+    Choice,
+    MaskArrays,
     decision_point,
     mask_arrays,
     mask_scalars,
@@ -154,7 +156,8 @@ class TownCore(KeepsViews):
         self.commitment = DECISION_POINTS if self.points else loaded.config.options.commitment_window
         self._acts = np.full(cap, -1, dtype=np.int64)  # the actions of each tick of a decision-mode step
         self._sum = np.zeros(cap, dtype=np.float32)  # scratch of a decision-mode step's reward sum
-        self._mask_args: tuple[Any, Any, tuple[Any, ...]] = (None, None, ())  # (sim, buffers, arguments) in use
+        # (sim, buffers, arguments) the mask arguments were built for
+        self._mask_args: tuple[Any, Any, tuple[np.ndarray, Choice, MaskArrays] | None] = (None, None, None)
 
     def reset(self, seed: int) -> None:
         """Start a new episode: a fresh town seeded with ``seed``; every agent's first observation is written."""
@@ -211,7 +214,7 @@ class TownCore(KeepsViews):
     def _until_decision(self, actions: np.ndarray, limit: int) -> None:
         """Decision mode: tick until an agent must decide or leaves, or the horizon; sums the rewards."""
         b, a = self.buffers, self.sim.world.agents
-        acts, total, points = self._acts, self._sum, self.sim.controller.point_at
+        acts, total, choice = self._acts, self._sum, self.mask_args()[1]
         # Agents at a decision point take their action; the others continue (-1 stays with the built-in policy).
         np.copyto(acts, np.where(actions < 0, -1, np.where(b.deciding, actions, a.option)))
         builtin = actions < 0
@@ -231,9 +234,7 @@ class TownCore(KeepsViews):
                 b.need_peak,
                 a.needs,
                 a.alive,
-                a.option,
-                a.option_started,
-                points,
+                choice,
                 self.sim.world.tick,
                 b.deciding,
                 builtin,
@@ -301,42 +302,35 @@ class TownCore(KeepsViews):
             return
         town_masks(w.tick, *mask_scalars(w), *self.mask_args())
 
-    def mask_args(self) -> tuple[Any, ...]:
-        """The arguments of :func:`~townlet.policy.options.town_masks` after its per-tick scalars (this episode's)."""
+    def mask_args(self) -> tuple[np.ndarray, Choice, MaskArrays]:
+        """The arguments of :func:`~townlet.policy.options.town_masks` after its per-tick scalars (this episode's).
+
+        Built once per episode (and buffers): they hold the town's own arrays, which live as long as the town.
+        """
         sim, buffers, args = self._mask_args
-        if sim is not self.sim or buffers is not self.buffers:
-            a, b = self.sim.world.agents, self.buffers
-            ctl = self.sim.controller
-            args = (
-                b.mask,
-                ctl.critical_since,
-                ctl.point_at,
-                a.option,
-                a.option_started,
-                self.commitment,
-                *mask_arrays(self.sim.world),
-            )
-            self._mask_args = (self.sim, b, args)
+        if args is None or sim is not self.sim or buffers is not self.buffers:
+            a, ctl = self.sim.world.agents, self.sim.controller
+            choice = Choice(ctl.critical_since, ctl.point_at, a.option, a.option_started, self.commitment)
+            args = (self.buffers.mask, choice, mask_arrays(self.sim.world))
+            self._mask_args = (self.sim, self.buffers, args)
         return args
 
 
 @numba.njit(cache=True)
-def _fold_tick(  # noqa: PLR0913
-    reward,
-    total,
-    discounted,
-    discount,
-    need_peak,
-    needs,
-    alive,
-    option,
-    started,
-    point_at,
-    tick,
-    deciding,
-    builtin,
-    acts,
-):
+def _fold_tick(
+    reward: np.ndarray,
+    total: np.ndarray,
+    discounted: np.ndarray,
+    discount: np.float32,
+    need_peak: np.ndarray,
+    needs: np.ndarray,
+    alive: np.ndarray,
+    choice: Choice,
+    tick: int,
+    deciding: np.ndarray,
+    builtin: np.ndarray,
+    acts: np.ndarray,
+) -> bool:
     """Fold a tick of a decision-mode step: reward sums, need peaks, who decides, the next tick's actions.
 
     Returns whether anybody is at a decision point (:func:`~townlet.policy.options.decision_point`).
@@ -354,8 +348,8 @@ def _fold_tick(  # noqa: PLR0913
         for k in range(1, needs.shape[1]):
             worst = max(worst, needs[s, k])
         need_peak[s] = max(need_peak[s], worst)
-        here = decision_point(s, option, started, point_at, tick)
+        here = decision_point(s, choice.option, choice.started, choice.point_at, tick)
         deciding[s] = here
         anybody = anybody or here
-        acts[s] = -1 if builtin[s] else option[s]
+        acts[s] = -1 if builtin[s] else choice.option[s]
     return anybody

@@ -111,9 +111,9 @@ def encode_mapped(first, tick, weather, any_lines, population, common, targets, 
     """The compiled half of an encode for a variant with a map window (see :meth:`ObservationEncoder.prepare`)."""
     n = _population(first, *population)
     if n:
-        _write_common(n, tick, weather, any_lines, *common)
-        _write_targets(n, *targets)
-        _write_windows(n, *windows)
+        _write_common(n, tick, weather, any_lines, common)
+        _write_targets(n, targets)
+        _write_windows(n, windows)
 
 
 @numba.njit(cache=True)
@@ -121,8 +121,8 @@ def encode_flat(first, tick, weather, any_lines, population, common, targets):
     """The compiled half of an encode for a variant without a map window (compact)."""
     n = _population(first, *population)
     if n:
-        _write_common(n, tick, weather, any_lines, *common)
-        _write_targets(n, *targets)
+        _write_common(n, tick, weather, any_lines, common)
+        _write_targets(n, targets)
 
 
 @numba.njit(cache=True)

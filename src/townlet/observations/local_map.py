@@ -11,7 +11,7 @@ fields through a lookup table) are rewritten only for agents whose tile or targe
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, NamedTuple
 
 import numba
 import numpy as np
@@ -21,6 +21,39 @@ from townlet.world.fields import FAR, field_dist
 
 if TYPE_CHECKING:
     from townlet.world.state import World
+
+
+class WindowInputs(NamedTuple):
+    """What :func:`_write_windows` reads after ``n`` (:meth:`MapWindow.kernel_args`)."""
+
+    out: np.ndarray
+    start: int
+    hint_at: int
+    alive: np.ndarray
+    fresh: np.ndarray
+    tiles: np.ndarray
+    occupancy: np.ndarray
+    reserved_by: np.ndarray
+    user: np.ndarray
+    queue_length: np.ndarray
+    flat: np.ndarray
+    channels: int
+    pad_index: np.ndarray
+    object_pad: np.ndarray
+    offsets: np.ndarray
+    window: int
+    dynamic: np.ndarray
+    crowd: np.float32
+    queue_scale: np.float32
+    occupied: np.ndarray
+    stamp: np.ndarray
+    encode_count: np.ndarray
+    row_tile: np.ndarray
+    row_fields: np.ndarray
+    fields: np.ndarray
+    paths: tuple  # DistanceFields.arrays: the distance fields (a new tuple when they grow)
+    unpad: np.ndarray
+    closeness: np.ndarray
 
 
 class MapWindow:
@@ -87,7 +120,7 @@ class MapWindow:
         queue_length: np.ndarray,
         hint_at: int = -1,
         fields: np.ndarray | None = None,
-    ) -> tuple[Any, ...]:
+    ) -> WindowInputs:
         """The arguments of :func:`_write_windows` after ``n`` (valid until the grid's distance arrays grow).
 
         Args:
@@ -102,146 +135,119 @@ class MapWindow:
         a, o, g = w.agents, w.objects, w.grid
         if fields is None:
             fields = self._row_fields
-        return (
-            out,
-            start,
-            hint_at,
-            a.alive,
-            fresh,
-            a.tile,
-            w.occupancy,
-            o.reserved_by,
-            o.user,
-            queue_length,
-            self._flat,
-            self.array.shape[1],
-            self.pad_index,
-            self.object_pad,
-            self.offsets,
-            self.window,
-            self.dynamic,
-            self.crowd,
-            self.queue_scale,
-            self._occupied,
-            self._stamp,
-            self._encodes,
-            self._row_tile,
-            self._row_fields,
-            fields,
-            g.fields.arrays,
-            self.unpad,
-            self.closeness,
+        return WindowInputs(
+            out=out,
+            start=start,
+            hint_at=hint_at,
+            alive=a.alive,
+            fresh=fresh,
+            tiles=a.tile,
+            occupancy=w.occupancy,
+            reserved_by=o.reserved_by,
+            user=o.user,
+            queue_length=queue_length,
+            flat=self._flat,
+            channels=self.array.shape[1],
+            pad_index=self.pad_index,
+            object_pad=self.object_pad,
+            offsets=self.offsets,
+            window=self.window,
+            dynamic=self.dynamic,
+            crowd=self.crowd,
+            queue_scale=self.queue_scale,
+            occupied=self._occupied,
+            stamp=self._stamp,
+            encode_count=self._encodes,
+            row_tile=self._row_tile,
+            row_fields=self._row_fields,
+            fields=fields,
+            paths=g.fields.arrays,
+            unpad=self.unpad,
+            closeness=self.closeness,
         )
 
 
 @numba.njit(cache=True)
-def _write_windows(  # noqa: C901, PLR0913
-    n,
-    out,
-    start,
-    hint_at,
-    alive,
-    fresh,
-    tiles,
-    occupancy,
-    reserved_by,
-    user,
-    queue_length,
-    flat,
-    channels,
-    pad_index,
-    object_pad,
-    offsets,
-    window,
-    dynamic,
-    crowd,
-    queue_scale,
-    occupied,
-    stamp,
-    encode_count,
-    row_tile,
-    row_fields,
-    fields,
-    paths,
-    unpad,
-    closeness,
-):
+def _write_windows(  # noqa: C901
+    n: int,
+    ins: WindowInputs,
+) -> None:
     """Refresh the dynamic channels (stamping changed cells), then write the living rows' windows and hints.
 
     ``encode_count`` (``int64[1]``) counts the passes; a cell's stamp is the pass that last changed it.
     """
-    encode_count[0] += 1
-    encodes = encode_count[0]
+    ins.encode_count[0] += 1
+    encodes = ins.encode_count[0]
     # Values follow the numpy expressions this replaced (float32 products), bit for bit.
     one, zero = np.float32(1.0), np.float32(0.0)
-    agents, busy, queued = dynamic[0], dynamic[1], dynamic[2]
-    if agents >= 0:  # tiles that held agents at the last encode, and those holding them now
-        before = count = occupied[0]
+    agents, busy, queued = ins.dynamic[0], ins.dynamic[1], ins.dynamic[2]
+    if agents >= 0:  # ins.tiles that held agents at the last encode, and those holding them now
+        before = count = ins.occupied[0]
         for i in range(n):
-            if alive[i]:
-                occupied[1 + count] = tiles[i]
+            if ins.alive[i]:
+                ins.occupied[1 + count] = ins.tiles[i]
                 count += 1
         for k in range(count):
-            t = occupied[1 + k]
-            value = min(np.float32(occupancy[t]) * crowd, one)
-            at = pad_index[t] * channels + agents
-            if flat[at] != value:
-                flat[at] = value
-                stamp[pad_index[t]] = encodes
-        occupied[0] = count - before
+            t = ins.occupied[1 + k]
+            value = min(np.float32(ins.occupancy[t]) * ins.crowd, one)
+            at = ins.pad_index[t] * ins.channels + agents
+            if ins.flat[at] != value:
+                ins.flat[at] = value
+                ins.stamp[ins.pad_index[t]] = encodes
+        ins.occupied[0] = count - before
         for k in range(count - before):
-            occupied[1 + k] = occupied[1 + before + k]
+            ins.occupied[1 + k] = ins.occupied[1 + before + k]
     if busy >= 0:
-        for ob in range(len(object_pad)):
-            value = one if reserved_by[ob] >= 0 or user[ob] >= 0 else zero
-            at = object_pad[ob] * channels + busy
-            if flat[at] != value:
-                flat[at] = value
-                stamp[object_pad[ob]] = encodes
+        for ob in range(len(ins.object_pad)):
+            value = one if ins.reserved_by[ob] >= 0 or ins.user[ob] >= 0 else zero
+            at = ins.object_pad[ob] * ins.channels + busy
+            if ins.flat[at] != value:
+                ins.flat[at] = value
+                ins.stamp[ins.object_pad[ob]] = encodes
     if queued >= 0:
-        for ob in range(len(object_pad)):
-            value = min(np.float32(queue_length[ob]) * queue_scale, one)
-            at = object_pad[ob] * channels + queued
-            if flat[at] != value:
-                flat[at] = value
-                stamp[object_pad[ob]] = encodes
-    cells = window * window
-    span = window * channels
-    centre = start + (cells // 2) * channels
+        for ob in range(len(ins.object_pad)):
+            value = min(np.float32(ins.queue_length[ob]) * ins.queue_scale, one)
+            at = ins.object_pad[ob] * ins.channels + queued
+            if ins.flat[at] != value:
+                ins.flat[at] = value
+                ins.stamp[ins.object_pad[ob]] = encodes
+    cells = ins.window * ins.window
+    span = ins.window * ins.channels
+    centre = ins.start + (cells // 2) * ins.channels
     for i in range(n):
-        if not alive[i]:
+        if not ins.alive[i]:
             continue
-        t = tiles[i]
-        p = pad_index[t]
-        moved = fresh[i] or row_tile[i] != t
-        row_tile[i] = t
-        row = out[i]
+        t = ins.tiles[i]
+        p = ins.pad_index[t]
+        moved = ins.fresh[i] or ins.row_tile[i] != t
+        ins.row_tile[i] = t
+        row = ins.out[i]
         # (Unsigned indices: no negative-index wraparound, so the copies compile to vector moves.)
-        if moved:  # the whole window, one contiguous run of padded cells per window row
-            for r in range(window):
-                at, to = np.uint64((p + offsets[r * window]) * channels), np.uint64(start + r * span)
+        if moved:  # the whole ins.window, one contiguous run of padded cells per ins.window row
+            for r in range(ins.window):
+                at, to = np.uint64((p + ins.offsets[r * ins.window]) * ins.channels), np.uint64(ins.start + r * span)
                 for k in range(np.uint64(span)):
-                    row[to + k] = flat[at + k]
-        else:  # only the cells whose dynamic channels changed since the last encode
+                    row[to + k] = ins.flat[at + k]
+        else:  # only the cells whose ins.dynamic ins.channels changed since the last encode
             for c in range(cells):
-                q = p + offsets[c]
-                if stamp[q] == encodes:
-                    at, to = np.uint64(q * channels), np.uint64(start + c * channels)
-                    for k in range(np.uint64(channels)):
-                        row[to + k] = flat[at + k]
+                q = p + ins.offsets[c]
+                if ins.stamp[q] == encodes:
+                    at, to = np.uint64(q * ins.channels), np.uint64(ins.start + c * ins.channels)
+                    for k in range(np.uint64(ins.channels)):
+                        row[to + k] = ins.flat[at + k]
         if agents >= 0:  # the agent itself does not count
-            row[centre + agents] = min(np.float32(occupancy[t] - 1) * crowd, one)
-        if hint_at < 0:
+            row[centre + agents] = min(np.float32(ins.occupancy[t] - 1) * ins.crowd, one)
+        if ins.hint_at < 0:
             continue
-        for k in range(fields.shape[1]):
-            if fields[i, k] != row_fields[i, k]:
-                row_fields[i, k] = fields[i, k]
+        for k in range(ins.fields.shape[1]):
+            if ins.fields[i, k] != ins.row_fields[i, k]:
+                ins.row_fields[i, k] = ins.fields[i, k]
                 moved = True
         if not moved:
             continue
-        for k in range(fields.shape[1]):
-            f = fields[i, k]
-            dst = hint_at + k * cells
+        for k in range(ins.fields.shape[1]):
+            f = ins.fields[i, k]
+            dst = ins.hint_at + k * cells
             for c in range(cells):
-                cell = unpad[p + offsets[c]]
-                out[i, dst + c] = closeness[field_dist(paths, f, cell)] if f >= 0 and cell >= 0 else zero
+                cell = ins.unpad[p + ins.offsets[c]]
+                ins.out[i, dst + c] = ins.closeness[field_dist(ins.paths, f, cell)] if f >= 0 and cell >= 0 else zero

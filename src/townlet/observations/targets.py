@@ -10,7 +10,7 @@ variant it also writes every agent's path hint.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, NamedTuple
 
 import numba
 import numpy as np
@@ -27,6 +27,28 @@ SHOWER, FRIDGE, TILL, HOME, WORK = range(len(TARGETS))
 NEED_TARGET = np.zeros(4, dtype=np.int64)
 NEED_TARGET[[HUNGER, HYGIENE, ENERGY, SOCIAL]] = [FRIDGE, SHOWER, HOME, HOME]
 UNREACHABLE = int(FAR)
+
+
+class TargetInputs(NamedTuple):
+    """What :func:`_write_targets` reads after ``n`` (:meth:`KeyTargets.kernel_args`)."""
+
+    out: np.ndarray
+    start: int
+    hint_at: int
+    alive: np.ndarray
+    tiles: np.ndarray
+    row_tile: np.ndarray
+    width: int
+    candidates: np.ndarray
+    fields: np.ndarray
+    paths: tuple  # DistanceFields.arrays: the distance fields (a new tuple when they grow)
+    obj_x: np.ndarray
+    obj_y: np.ndarray
+    scale: np.float32
+    nearest_field: np.ndarray
+    dest_field: np.ndarray
+    needs: np.ndarray
+    need_target: np.ndarray
 
 
 class KeyTargets:
@@ -71,7 +93,7 @@ class KeyTargets:
             self._row_tile[slot] = -1
         return count > 0
 
-    def kernel_args(self, out: np.ndarray, start: int, hint_at: int = -1) -> tuple[Any, ...]:
+    def kernel_args(self, out: np.ndarray, start: int, hint_at: int = -1) -> TargetInputs:
         """The arguments of :func:`_write_targets` after ``n`` (valid until the grid's distance arrays grow).
 
         The targets block goes at ``start``; with ``hint_at >= 0`` (compact variant) the N/E/S/W path hint is
@@ -80,24 +102,24 @@ class KeyTargets:
         """
         w = self.world
         a, g, o = w.agents, w.grid, w.objects
-        return (
-            out,
-            start,
-            hint_at,
-            a.alive,
-            a.tile,
-            self._row_tile,
-            g.width,
-            self.candidates,
-            self.fields,
-            g.fields.arrays,
-            o.x,
-            o.y,
-            self.distance_scale,
-            self.nearest_field,
-            a.dest_field,
-            a.needs,
-            NEED_TARGET,
+        return TargetInputs(
+            out=out,
+            start=start,
+            hint_at=hint_at,
+            alive=a.alive,
+            tiles=a.tile,
+            row_tile=self._row_tile,
+            width=g.width,
+            candidates=self.candidates,
+            fields=self.fields,
+            paths=g.fields.arrays,
+            obj_x=o.x,
+            obj_y=o.y,
+            scale=self.distance_scale,
+            nearest_field=self.nearest_field,
+            dest_field=a.dest_field,
+            needs=a.needs,
+            need_target=NEED_TARGET,
         )
 
     def _rebuild(self, slot: int) -> None:
@@ -147,59 +169,43 @@ def _stale_slots(alive, home, job, spawn, key, stale):
 
 
 @numba.njit(cache=True)
-def _write_targets(  # noqa: PLR0913
-    n,
-    out,
-    start,
-    hint_at,
-    alive,
-    tiles,
-    row_tile,
-    width,
-    candidates,
-    fields,
-    paths,
-    obj_x,
-    obj_y,
-    scale,
-    nearest_field,
-    dest_field,
-    needs,
-    need_target,
-):
+def _write_targets(
+    n: int,
+    ins: TargetInputs,
+) -> None:
     """Targets block (and path hint) of every living row among ``[0, n)``; rows on an unchanged tile keep theirs."""
     # Float operations follow the numpy expressions this replaced (float64 bearings), bit for bit.
-    targets, k_max = candidates.shape[1], candidates.shape[2]
+    targets, k_max = ins.candidates.shape[1], ins.candidates.shape[2]
     for i in range(n):
-        if not alive[i]:
+        if not ins.alive[i]:
             continue
-        tile = tiles[i]
-        x, y = tile % width, tile // width
-        c = start
-        # Distances depend only on the tile and the candidates (row_tile is reset when they are rebuilt).
-        for t in range(targets if tile != row_tile[i] else 0):
+        tile = ins.tiles[i]
+        x, y = tile % ins.width, tile // ins.width
+        c = ins.start
+        # Distances depend only on the tile and the ins.candidates (ins.row_tile is reset when they are rebuilt).
+        for t in range(targets if tile != ins.row_tile[i] else 0):
             best_k, best = 0, UNREACHABLE
             for k in range(k_max):  # the first candidate of least distance
-                d = field_dist(paths, fields[i, t, k], tile) if candidates[i, t, k] >= 0 else UNREACHABLE
+                d = field_dist(ins.paths, ins.fields[i, t, k], tile) if ins.candidates[i, t, k] >= 0 else UNREACHABLE
                 if d < best:
                     best_k, best = k, d
-            obj = candidates[i, t, best_k] if best < UNREACHABLE else -1
-            nearest_field[i, t] = fields[i, t, best_k] if obj >= 0 else -1
-            out[i, c + 1] = min(np.float32(best) * scale, np.float32(1.0))
+            obj = ins.candidates[i, t, best_k] if best < UNREACHABLE else -1
+            ins.nearest_field[i, t] = ins.fields[i, t, best_k] if obj >= 0 else -1
+            ins.out[i, c + 1] = min(np.float32(best) * ins.scale, np.float32(1.0))
             if obj >= 0:
-                dx, dy = np.float64(obj_x[obj] - x), np.float64(obj_y[obj] - y)
+                dx, dy = np.float64(ins.obj_x[obj] - x), np.float64(ins.obj_y[obj] - y)
                 norm = max(math.hypot(dx, dy), 1e-9)
-                out[i, c] = 1.0
-                out[i, c + 2] = dx / norm
-                out[i, c + 3] = dy / norm
+                ins.out[i, c] = 1.0
+                ins.out[i, c + 2] = dx / norm
+                ins.out[i, c + 3] = dy / norm
             else:
-                out[i, c] = out[i, c + 2] = out[i, c + 3] = 0.0
+                ins.out[i, c] = ins.out[i, c + 2] = ins.out[i, c + 3] = 0.0
             c += 4
-        row_tile[i] = tile
-        if hint_at >= 0:
-            dest = dest_field[i]
+        ins.row_tile[i] = tile
+        if ins.hint_at >= 0:
+            dest = ins.dest_field[i]
             if dest < 0:
-                dest = nearest_field[i, need_target[np.argmax(needs[i])]]
-            direction = field_step(paths, dest, tile) if dest >= 0 else -1
+                dest = ins.nearest_field[i, ins.need_target[np.argmax(ins.needs[i])]]
+            direction = field_step(ins.paths, dest, tile) if dest >= 0 else -1
             for k in range(4):  # direction 1..4 is N/E/S/W; -1 unreachable and 0 "there" read all zeros
-                out[i, hint_at + k] = direction == k + 1
+                ins.out[i, ins.hint_at + k] = direction == k + 1
