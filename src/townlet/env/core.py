@@ -33,7 +33,6 @@ from townlet.policy.options import (
     DECISION_POINTS,
     OPTION_COUNT,
     Choice,
-    MaskArrays,
     decision_point,
     mask_arrays,
     mask_scalars,
@@ -157,7 +156,7 @@ class TownCore(KeepsViews):
         self._acts = np.full(cap, -1, dtype=np.int64)  # the actions of each tick of a decision-mode step
         self._sum = np.zeros(cap, dtype=np.float32)  # scratch of a decision-mode step's reward sum
         # (sim, buffers, arguments) the mask arguments were built for
-        self._mask_args: tuple[Any, Any, tuple[np.ndarray, Choice, MaskArrays] | None] = (None, None, None)
+        self._mask_args: tuple[Any, Any, tuple[np.ndarray, tuple, tuple] | None] = (None, None, None)
 
     def reset(self, seed: int) -> None:
         """Start a new episode: a fresh town seeded with ``seed``; every agent's first observation is written."""
@@ -302,7 +301,7 @@ class TownCore(KeepsViews):
             return
         town_masks(w.tick, *mask_scalars(w), *self.mask_args())
 
-    def mask_args(self) -> tuple[np.ndarray, Choice, MaskArrays]:
+    def mask_args(self) -> tuple[np.ndarray, tuple, tuple]:
         """The arguments of :func:`~townlet.policy.options.town_masks` after its per-tick scalars (this episode's).
 
         Built once per episode (and buffers): they hold the town's own arrays, which live as long as the town.
@@ -311,7 +310,7 @@ class TownCore(KeepsViews):
         if args is None or sim is not self.sim or buffers is not self.buffers:
             a, ctl = self.sim.world.agents, self.sim.controller
             choice = Choice(ctl.critical_since, ctl.point_at, a.option, a.option_started, self.commitment)
-            args = (self.buffers.mask, choice, mask_arrays(self.sim.world))
+            args = (self.buffers.mask, tuple(choice), tuple(mask_arrays(self.sim.world)))  # plain: faster calls
             self._mask_args = (self.sim, self.buffers, args)
         return args
 
@@ -325,7 +324,7 @@ def _fold_tick(
     need_peak: np.ndarray,
     needs: np.ndarray,
     alive: np.ndarray,
-    choice: Choice,
+    choice_fields: tuple,
     tick: int,
     deciding: np.ndarray,
     builtin: np.ndarray,
@@ -334,7 +333,9 @@ def _fold_tick(
     """Fold a tick of a decision-mode step: reward sums, need peaks, who decides, the next tick's actions.
 
     Returns whether anybody is at a decision point (:func:`~townlet.policy.options.decision_point`).
+    ``choice_fields`` is a :class:`~townlet.policy.options.Choice` as a plain tuple (:meth:`TownCore.mask_args`).
     """
+    choice = Choice(*choice_fields)
     anybody = False
     for s in range(len(alive)):
         r = reward[s]

@@ -13,10 +13,10 @@ from typing import TYPE_CHECKING, Any
 import numba
 import numpy as np
 
-from townlet.observations.common import CommonBlock, _write_common
+from townlet.observations.common import CommonBlock, CommonInputs, _write_common
 from townlet.observations.layout import TARGETS, FeatureLayout, layout_of
-from townlet.observations.local_map import MapWindow, _write_windows
-from townlet.observations.targets import KeyTargets, _write_targets
+from townlet.observations.local_map import MapWindow, WindowInputs, _write_windows
+from townlet.observations.targets import KeyTargets, TargetInputs, _write_targets
 
 if TYPE_CHECKING:
     from townlet.world.state import World
@@ -80,22 +80,22 @@ class ObservationEncoder:
         """``(population, common, targets[, windows])`` argument tuples of the compiled half (see :meth:`prepare`).
 
         They hold the town's own arrays, so they are built once, and again when the grid's distance arrays
-        grow (a new distance field).
+        grow (a new distance field). The bundles are passed as plain tuples (a plain tuple crosses from
+        Python into compiled code faster than a named one); the compiled half names them again.
         """
         dist = self.world.grid.fields.arrays
         if self._args_dist is not dist:
             a, out, fresh = self.world.agents, self.buffer, self._fresh
             args = [
                 (a.alive, a.spawn_tick, self._seen_alive, self._seen_spawn, fresh, out),
-                self.common.kernel_args(out, fresh),
-                self.targets.kernel_args(out, self.t_start, self.h_start),
+                tuple(self.common.kernel_args(out, fresh)),
+                tuple(self.targets.kernel_args(out, self.t_start, self.h_start)),
             ]
             if self.map is not None:
-                args.append(
-                    self.map.kernel_args(
-                        out, self.m_start, fresh, self.common.queue_length, self.hint_start, self.targets.nearest_field
-                    )
+                windows = self.map.kernel_args(
+                    out, self.m_start, fresh, self.common.queue_length, self.hint_start, self.targets.nearest_field
                 )
+                args.append(tuple(windows))
             self._args, self._args_dist = tuple(args), dist
         return self._args
 
@@ -111,9 +111,9 @@ def encode_mapped(first, tick, weather, any_lines, population, common, targets, 
     """The compiled half of an encode for a variant with a map window (see :meth:`ObservationEncoder.prepare`)."""
     n = _population(first, *population)
     if n:
-        _write_common(n, tick, weather, any_lines, common)
-        _write_targets(n, targets)
-        _write_windows(n, windows)
+        _write_common(n, tick, weather, any_lines, CommonInputs(*common))
+        _write_targets(n, TargetInputs(*targets))
+        _write_windows(n, WindowInputs(*windows))
 
 
 @numba.njit(cache=True)
@@ -121,8 +121,8 @@ def encode_flat(first, tick, weather, any_lines, population, common, targets):
     """The compiled half of an encode for a variant without a map window (compact)."""
     n = _population(first, *population)
     if n:
-        _write_common(n, tick, weather, any_lines, common)
-        _write_targets(n, targets)
+        _write_common(n, tick, weather, any_lines, CommonInputs(*common))
+        _write_targets(n, TargetInputs(*targets))
 
 
 @numba.njit(cache=True)

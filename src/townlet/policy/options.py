@@ -183,7 +183,8 @@ def option_mask(
         started=a.option_started,
         commitment=commitment,
     )
-    return _slot_masks(np.asarray(slots, dtype=np.int64), world.tick, *mask_scalars(world), choice, mask_arrays(world))
+    slots = np.asarray(slots, dtype=np.int64)
+    return _slot_masks(slots, world.tick, *mask_scalars(world), tuple(choice), tuple(mask_arrays(world)))
 
 
 @numba.njit(cache=True)
@@ -323,13 +324,17 @@ def town_masks(
     food_price: float,
     shower_fee: float,
     mask: np.ndarray,
-    choice: Choice,
-    town: MaskArrays,
+    choice_fields: tuple,
+    town_fields: tuple,
 ) -> None:
     """Every slot's mask row into ``mask`` (``[C, A]`` of any integer or bool dtype): zeros for empty slots.
 
     ``tod`` to ``shower_fee`` come from :func:`mask_scalars`, ``town`` from :func:`mask_arrays`.
+
+    ``choice_fields`` and ``town_fields`` are a :class:`Choice` and a :class:`MaskArrays` as plain tuples
+    (``tuple(bundle)``): a plain tuple crosses from Python into compiled code faster than a named one.
     """
+    choice, town = Choice(*choice_fields), MaskArrays(*town_fields)  # named again (declared field order)
     fee, social = town_terms(shower_fee, town.water_on, town.social_on, town.alive)
     for s in range(len(town.alive)):
         if town.alive[s]:
@@ -346,10 +351,15 @@ def _slot_masks(
     meal_price: float,
     food_price: float,
     shower_fee: float,
-    choice: Choice,
-    town: MaskArrays,
+    choice_fields: tuple,
+    town_fields: tuple,
 ) -> np.ndarray:
-    """The mask rows of ``slots`` (the same rule as :func:`town_masks`)."""
+    """The mask rows of ``slots`` (the same rule as :func:`town_masks`).
+
+    ``choice_fields`` and ``town_fields`` are a :class:`Choice` and a :class:`MaskArrays` as plain tuples
+    (``tuple(bundle)``): a plain tuple crosses from Python into compiled code faster than a named one.
+    """
+    choice, town = Choice(*choice_fields), MaskArrays(*town_fields)  # named again (declared field order)
     fee, social = town_terms(shower_fee, town.water_on, town.social_on, town.alive)
     mask = np.zeros((len(slots), OPTION_COUNT), dtype=np.bool_)
     for i in range(len(slots)):
