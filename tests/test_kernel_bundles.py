@@ -19,7 +19,7 @@ LIFECYCLE = [f"{k}={str(v).lower()}" for k, v in LIFE.items()]
 
 
 def test_no_kernel_takes_more_than_twelve_positional_parameters() -> None:
-    """Every compiled kernel in src/ (outside world/, whose kernels another change bundles) has at most 12 parameters."""
+    """Every compiled kernel in src/ outside world/ (bundled by another change) has at most 12 parameters."""
     too_long = []
     for path in SRC.rglob("*.py"):
         if "world" in path.relative_to(SRC).parts:

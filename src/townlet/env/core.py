@@ -309,7 +309,13 @@ class TownCore(KeepsViews):
         sim, buffers, args = self._mask_args
         if args is None or sim is not self.sim or buffers is not self.buffers:
             a, ctl = self.sim.world.agents, self.sim.controller
-            choice = Choice(ctl.critical_since, ctl.point_at, a.option, a.option_started, self.commitment)
+            choice = Choice(
+                critical_since=ctl.critical_since,
+                point_at=ctl.point_at,
+                option=a.option,
+                started=a.option_started,
+                commitment=self.commitment,
+            )
             args = (self.buffers.mask, tuple(choice), tuple(mask_arrays(self.sim.world)))  # plain: faster calls
             self._mask_args = (self.sim, self.buffers, args)
         return args
