@@ -22,13 +22,14 @@ In both, an action of -1 leaves the agent to the built-in (scripted) policy for 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import numba
 import numpy as np
 
 from townlet.config.loader import LoadedConfig
 from townlet.observations import ObservationEncoder
+from townlet.observations.arrays import AgentArrays, agent_arrays
 from townlet.policy.options import (
     DECISION_POINTS,
     OPTION_COUNT,
@@ -99,6 +100,18 @@ def action_count(loaded: LoadedConfig, sim: Simulation) -> int:
     return OPTION_COUNT
 
 
+class Fold(NamedTuple):
+    """What :func:`_fold_tick` sums and writes over a decision-mode step (the env's own buffers)."""
+
+    reward: np.ndarray  # float32[C] this tick's rewards
+    total: np.ndarray  # float32[C] the step's reward sums
+    discounted: np.ndarray  # float32[C] ... discounted
+    need_peak: np.ndarray  # float32[C] the step's worst need of each agent
+    deciding: np.ndarray  # bool[C] out: at a decision point
+    builtin: np.ndarray  # bool[C] left to the built-in policy this step
+    acts: np.ndarray  # int64[C] out: the next tick's actions
+
+
 class TownCore(KeepsViews):
     """One town for RL: reset with a seed, step with an ``int[C]`` action array, read slot-indexed buffers.
 
@@ -156,7 +169,7 @@ class TownCore(KeepsViews):
         self._acts = np.full(cap, -1, dtype=np.int64)  # the actions of each tick of a decision-mode step
         self._sum = np.zeros(cap, dtype=np.float32)  # scratch of a decision-mode step's reward sum
         # (sim, buffers, arguments) the mask arguments were built for
-        self._mask_args: tuple[Any, Any, tuple[np.ndarray, tuple, tuple] | None] = (None, None, None)
+        self._mask_args: tuple[Any, Any, tuple[np.ndarray, tuple, tuple, tuple] | None] = (None, None, None)
 
     def reset(self, seed: int) -> None:
         """Start a new episode: a fresh town seeded with ``seed``; every agent's first observation is written."""
@@ -213,36 +226,32 @@ class TownCore(KeepsViews):
     def _until_decision(self, actions: np.ndarray, limit: int) -> None:
         """Decision mode: tick until an agent must decide or leaves, or the horizon; sums the rewards."""
         b, a = self.buffers, self.sim.world.agents
-        acts, total, choice = self._acts, self._sum, self.mask_args()[1]
+        acts, (_, choice, agents, _) = self._acts, self.mask_args()
         # Agents at a decision point take their action; the others continue (-1 stays with the built-in policy).
         np.copyto(acts, np.where(actions < 0, -1, np.where(b.deciding, actions, a.option)))
-        builtin = actions < 0
-        total[:] = 0.0
+        sums = Fold(
+            reward=b.reward,
+            total=self._sum,
+            discounted=b.discounted,
+            need_peak=b.need_peak,
+            deciding=b.deciding,
+            builtin=actions < 0,
+            acts=acts,
+        )
+        sums.total[:] = 0.0
         b.discounted[:] = 0.0
         b.need_peak[:] = 0.0
+        fold = tuple(sums)  # plain: crosses into compiled code faster than a named tuple
         discount = np.float32(1.0)
         ticks = 0
         while True:
             self._tick(acts)
             ticks += 1
-            deciding = _fold_tick(
-                b.reward,
-                total,
-                b.discounted,
-                discount,
-                b.need_peak,
-                a.needs,
-                a.alive,
-                choice,
-                self.sim.world.tick,
-                b.deciding,
-                builtin,
-                acts,
-            )
+            deciding = _fold_tick(fold, discount, self.sim.world.tick, agents, choice)
             discount *= self.gamma
             if self.done or self._flagged or deciding or ticks == limit:
                 break
-        b.reward[:] = total
+        b.reward[:] = sums.total
         self.last_ticks = ticks
 
     def _tick(self, actions: np.ndarray) -> None:
@@ -301,7 +310,7 @@ class TownCore(KeepsViews):
             return
         town_masks(w.tick, *mask_scalars(w), *self.mask_args())
 
-    def mask_args(self) -> tuple[np.ndarray, tuple, tuple]:
+    def mask_args(self) -> tuple[np.ndarray, tuple, tuple, tuple]:
         """The arguments of :func:`~townlet.policy.options.town_masks` after its per-tick scalars (this episode's).
 
         Built once per episode (and buffers): they hold the town's own arrays, which live as long as the town.
@@ -312,36 +321,26 @@ class TownCore(KeepsViews):
             choice = Choice(
                 critical_since=ctl.critical_since,
                 point_at=ctl.point_at,
-                option=a.option,
-                started=a.option_started,
                 commitment=self.commitment,
             )
-            args = (self.buffers.mask, tuple(choice), tuple(mask_arrays(self.sim.world)))  # plain: faster calls
+            agents, town = tuple(agent_arrays(a)), tuple(mask_arrays(self.sim.world))
+            args = (self.buffers.mask, tuple(choice), agents, town)  # plain tuples: faster calls
             self._mask_args = (self.sim, self.buffers, args)
         return args
 
 
 @numba.njit(cache=True)
-def _fold_tick(
-    reward: np.ndarray,
-    total: np.ndarray,
-    discounted: np.ndarray,
-    discount: np.float32,
-    need_peak: np.ndarray,
-    needs: np.ndarray,
-    alive: np.ndarray,
-    choice_fields: tuple,
-    tick: int,
-    deciding: np.ndarray,
-    builtin: np.ndarray,
-    acts: np.ndarray,
-) -> bool:
+def _fold_tick(fold_fields: tuple, discount: np.float32, tick: int, agent_fields: tuple, choice_fields: tuple) -> bool:
     """Fold a tick of a decision-mode step: reward sums, need peaks, who decides, the next tick's actions.
 
-    Returns whether anybody is at a decision point (:func:`~townlet.policy.options.decision_point`).
-    ``choice_fields`` is a :class:`~townlet.policy.options.Choice` as a plain tuple (:meth:`TownCore.mask_args`).
+    Returns whether anybody is at a decision point (:func:`~townlet.policy.options.decision_point`). The
+    bundles come as plain tuples: a :class:`Fold`, an :class:`~townlet.observations.arrays.AgentArrays` and a
+    :class:`~townlet.policy.options.Choice` (:meth:`TownCore.mask_args`).
     """
-    choice = Choice(*choice_fields)
+    f, agents, choice = Fold(*fold_fields), AgentArrays(*agent_fields), Choice(*choice_fields)
+    alive, needs, option = agents.alive, agents.needs, agents.option
+    reward, total, discounted, need_peak = f.reward, f.total, f.discounted, f.need_peak
+    deciding, builtin, acts = f.deciding, f.builtin, f.acts
     anybody = False
     for s in range(len(alive)):
         r = reward[s]
@@ -355,8 +354,8 @@ def _fold_tick(
         for k in range(1, needs.shape[1]):
             worst = max(worst, needs[s, k])
         need_peak[s] = max(need_peak[s], worst)
-        here = decision_point(s, choice.option, choice.started, choice.point_at, tick)
+        here = decision_point(s, option, agents.option_started, choice.point_at, tick)
         deciding[s] = here
         anybody = anybody or here
-        acts[s] = -1 if builtin[s] else choice.option[s]
+        acts[s] = -1 if builtin[s] else option[s]
     return anybody

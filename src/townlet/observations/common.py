@@ -15,6 +15,7 @@ import numba
 import numpy as np
 
 from townlet.config.vocabulary import OPTIONS, WEATHERS
+from townlet.observations.arrays import AgentArrays, ObjectArrays
 from townlet.observations.commitment import commitment_left
 from townlet.observations.embedding import embedding_table
 from townlet.observations.layout import ACTIVITIES, FeatureLayout
@@ -58,45 +59,28 @@ WALLET_SCALE, INVENTORY_SCALE, DURATION_SCALE, CROWD_SCALE, QUEUE_SCALE = range(
 class CommonInputs(NamedTuple):
     """What :func:`_write_common` reads after its per-encode scalars: the town's arrays, the block's spec, scratch."""
 
-    out: np.ndarray
-    spec: np.ndarray
-    scales: np.ndarray
-    tpd: int
-    alive: np.ndarray
-    fresh: np.ndarray
-    needs: np.ndarray
-    wallet: np.ndarray
-    inventory: np.ndarray
-    job: np.ndarray
-    job_start: np.ndarray
-    job_end: np.ndarray
-    arrived_day: np.ndarray
-    option: np.ndarray
-    option_started: np.ndarray
-    activity: np.ndarray
-    last_action: np.ndarray
-    last_success: np.ndarray
-    last_duration: np.ndarray
-    personality: np.ndarray
-    other: np.ndarray
-    values: np.ndarray
-    of_agent: np.ndarray
-    embeddings: np.ndarray
-    tile: np.ndarray
-    width: int
-    height: int
-    occupancy: np.ndarray
-    xy: np.ndarray
-    counts: np.ndarray
-    sat: np.ndarray
-    home: np.ndarray
-    power_on: np.ndarray
-    water_on: np.ndarray
-    queue_of: np.ndarray
-    position: np.ndarray
-    target_obj: np.ndarray
-    reserved_by: np.ndarray
-    user: np.ndarray
+    out: np.ndarray  # float32[C, size] the slot-indexed observation buffer
+    spec: np.ndarray  # int64 block offsets and sizes (the slot constants above)
+    scales: np.ndarray  # float32 1 / the config's observation scales
+    tpd: int  # ticks per day
+    fresh: np.ndarray  # bool[C] agents seen for the first time (ctx_reset)
+    job_start: np.ndarray  # int64[jobs + 1] shift start per job position (last: no job)
+    job_end: np.ndarray  # int64[jobs + 1] shift end
+    arrived_day: np.ndarray  # per job position: the day its holder last arrived
+    other: np.ndarray  # int32[C, K] tie partners (-1: none; all -1 in relationship stage A)
+    values: np.ndarray  # float32[C, K, 3] tie values
+    of_agent: np.ndarray  # embedding row of each slot's identity (-1: none)
+    embeddings: np.ndarray  # float32[rows + 1, dim] identity embeddings (last row zeros)
+    width: int  # map width in tiles
+    height: int  # map height in tiles
+    occupancy: np.ndarray  # agents per tile
+    xy: np.ndarray  # scratch int64[2, C]: tile coordinates of each row
+    counts: np.ndarray  # scratch int64[C]: others nearby
+    sat: np.ndarray  # scratch: summed-area table of occupancy
+    power_on: np.ndarray  # bool[places] power runs
+    water_on: np.ndarray  # bool[places] water runs
+    queue_of: np.ndarray  # int32[C] the object whose queue each slot stands in (-1: none)
+    position: np.ndarray  # int32[C] place in that queue (1: head)
 
 
 class CommonBlock:
@@ -210,48 +194,31 @@ class CommonBlock:
             fresh: ``bool[capacity]`` slots whose agent is seen for the first time (their ``ctx_reset``).
         """
         w = self.world
-        a, g, o = w.agents, w.grid, w.objects
+        g = w.grid
         other, values = self.ties
         return CommonInputs(
             out=out,
             spec=self.spec,
             scales=self.scales,
             tpd=w.ticks_per_day,
-            alive=a.alive,
             fresh=fresh,
-            needs=a.needs,
-            wallet=a.wallet,
-            inventory=a.inventory,
-            job=a.job,
             job_start=self.job_start,
             job_end=self.job_end,
             arrived_day=w.employment.arrived_day,
-            option=a.option,
-            option_started=a.option_started,
-            activity=a.activity,
-            last_action=a.last_action,
-            last_success=a.last_success,
-            last_duration=a.last_duration,
-            personality=a.personality,
             other=other,
             values=values,
             of_agent=w.identity.of_agent,
             embeddings=self.embeddings,
-            tile=a.tile,
             width=g.width,
             height=g.height,
             occupancy=w.occupancy,
             xy=self.xy,
             counts=self.counts,
             sat=self.sat,
-            home=a.home,
             power_on=w.utilities.power_on,
             water_on=w.utilities.water_on,
             queue_of=self.queue_of,
             position=self.position,
-            target_obj=a.target_obj,
-            reserved_by=o.reserved_by,
-            user=o.user,
         )
 
 
@@ -305,6 +272,8 @@ def _write_common(  # noqa: C901
     tick: int,
     weather: int,
     any_lines: bool,
+    agents: AgentArrays,
+    objects: ObjectArrays,
     ins: CommonInputs,
 ) -> None:
     """Write the common block of every living row among ``[0, n)`` (offsets in ``spec``, scales in ``scales``).
@@ -319,54 +288,54 @@ def _write_common(  # noqa: C901
     radius = ins.spec[RADIUS]
     xy = ins.xy  # scratch: tile coordinates of each row
     for i in range(n):
-        xy[0, i] = ins.tile[i] % ins.width
-        xy[1, i] = ins.tile[i] // ins.width
+        xy[0, i] = agents.tile[i] % ins.width
+        xy[1, i] = agents.tile[i] // ins.width
     if n * n <= ins.width * ins.height:
-        count_pairwise(n, ins.alive, xy, radius, ins.counts)
+        count_pairwise(n, agents.alive, xy, radius, ins.counts)
     else:
-        count_boxes(n, ins.alive, xy, radius, ins.occupancy, ins.width, ins.height, ins.sat, ins.counts)
+        count_boxes(n, agents.alive, xy, radius, ins.occupancy, ins.width, ins.height, ins.sat, ins.counts)
     commitment = ins.spec[COMMITMENT]
     top, dim = ins.spec[TOP], ins.spec[DIM]
     none = len(ins.embeddings) - 1  # the all-zero row
     for i in range(n):
-        if not ins.alive[i]:
+        if not agents.alive[i]:
             continue
         row = ins.out[i]
         # self scalars
         c = ins.spec[NEEDS]
         for k in range(4):
-            row[c + k] = ins.needs[i, k]
-        row[ins.spec[WALLET]] = math.tanh(ins.wallet[i] * np.float64(ins.scales[WALLET_SCALE]))
+            row[c + k] = agents.needs[i, k]
+        row[ins.spec[WALLET]] = math.tanh(agents.wallet[i] * np.float64(ins.scales[WALLET_SCALE]))
         c = ins.spec[WALLET] + 1
         for k in range(ins.spec[ITEMS]):
-            row[c + k] = min(np.float64(ins.inventory[i, k]) * np.float64(ins.scales[INVENTORY_SCALE]), 1.0)
+            row[c + k] = min(np.float64(agents.inventory[i, k]) * np.float64(ins.scales[INVENTORY_SCALE]), 1.0)
         row[ins.spec[TIME]] = sin
         row[ins.spec[TIME] + 1] = cos
-        c, j = ins.spec[JOB], ins.job[i]
+        c, j = ins.spec[JOB], agents.job[i]
         start = ins.job_start[j]
         working = j >= 0 and start <= tod < ins.job_end[j]
         row[c] = j >= 0
         row[c + 1] = working
         row[c + 2] = working and ins.arrived_day[j] != day
         row[c + 3] = np.float64((start - tod) % ins.tpd if j >= 0 else 0) * (1.0 / ins.tpd)
-        c, opt = ins.spec[OPTION], ins.option[i]
+        c, opt = ins.spec[OPTION], agents.option[i]
         for k in range(OPTION_COUNT):
             row[c + k] = k == opt
-        left = commitment_left(tick, ins.option_started[i], commitment) if opt >= 0 else 0
+        left = commitment_left(tick, agents.option_started[i], commitment) if opt >= 0 else 0
         row[ins.spec[COMMIT]] = np.float64(left) * (1.0 / commitment) if commitment else 0.0
         c = ins.spec[ACTIVITY]
         for k in range(ACTIVITY_COUNT):
-            row[c + k] = k == ins.activity[i]
+            row[c + k] = k == agents.activity[i]
         c, n_aff = ins.spec[LAST], ins.spec[AFFORDANCES]
         for k in range(n_aff):
-            row[c + k] = k == ins.last_action[i]
-        row[c + n_aff] = ins.last_success[i]
-        row[c + n_aff + 1] = min(np.float64(ins.last_duration[i]) * np.float64(ins.scales[DURATION_SCALE]), 1.0)
+            row[c + k] = k == agents.last_action[i]
+        row[c + n_aff] = agents.last_success[i]
+        row[c + n_aff + 1] = min(np.float64(agents.last_duration[i]) * np.float64(ins.scales[DURATION_SCALE]), 1.0)
         row[ins.spec[CTX]] = ins.fresh[i]
         for k in range(WEATHER_COUNT):
             row[ins.spec[WEATHER] + k] = k == weather
         for k in range(3):
-            row[ins.spec[PERSONALITY] + k] = ins.personality[i, k]
+            row[ins.spec[PERSONALITY] + k] = agents.personality[i, k]
         # social snippet: top friends by trust, then top rivals by rivalry (stable: the first tie wins a draw)
         c = ins.spec[SOCIAL]
         ties = 0
@@ -402,7 +371,7 @@ def _write_common(  # noqa: C901
         max_trust, max_rivalry = np.float32(-2.0), np.float32(-2.0)
         for k in range(ins.other.shape[1]):
             j = ins.other[i, k]
-            if j >= 0 and ins.alive[j] and abs(xy[0, j] - xy[0, i]) <= radius and abs(xy[1, j] - xy[1, i]) <= radius:
+            if j >= 0 and agents.alive[j] and abs(xy[0, j] - xy[0, i]) <= radius and abs(xy[1, j] - xy[1, i]) <= radius:
                 ties += 1
                 trust, rivalry = ins.values[i, k, TRUST], ins.values[i, k, RIVALRY]
                 sum_trust += trust
@@ -416,8 +385,8 @@ def _write_common(  # noqa: C901
         row[c + 4] = min(np.float64(ins.counts[i]) * np.float64(ins.scales[CROWD_SCALE]), 1.0)
         # flags
         c = ins.spec[FLAGS]
-        row[c + 3] = ins.power_on[ins.home[i]]
-        row[c + 4] = ins.water_on[ins.home[i]]
+        row[c + 3] = ins.power_on[agents.home[i]]
+        row[c + 4] = ins.water_on[agents.home[i]]
         if not any_lines:
             row[c] = row[c + 1] = row[c + 2] = 0.0
             continue
@@ -427,14 +396,14 @@ def _write_common(  # noqa: C901
         # The line an agent stands in: the queue it is in, or the object it holds or uses.
         line = mine
         if line < 0:
-            t = ins.target_obj[i]
-            if t >= 0 and (ins.reserved_by[t] == i or ins.user[t] == i):
+            t = agents.target_obj[i]
+            if t >= 0 and (objects.reserved_by[t] == i or objects.user[t] == i):
                 line = t
         rival = False
         if line >= 0:
             for k in range(ins.other.shape[1]):
                 j = ins.other[i, k]
                 if j >= 0 and ins.values[i, k, RIVALRY] > 0:
-                    if ins.queue_of[j] == line or ins.reserved_by[line] == j or ins.user[line] == j:
+                    if ins.queue_of[j] == line or objects.reserved_by[line] == j or objects.user[line] == j:
                         rival = True
         row[c + 2] = rival

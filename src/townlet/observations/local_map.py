@@ -17,6 +17,7 @@ import numba
 import numpy as np
 
 from townlet.config.town_map import TileKind
+from townlet.observations.arrays import AgentArrays, ObjectArrays
 from townlet.world.fields import FAR, field_dist
 
 if TYPE_CHECKING:
@@ -26,34 +27,30 @@ if TYPE_CHECKING:
 class WindowInputs(NamedTuple):
     """What :func:`_write_windows` reads after ``n`` (:meth:`MapWindow.kernel_args`)."""
 
-    out: np.ndarray
-    start: int
-    hint_at: int
-    alive: np.ndarray
-    fresh: np.ndarray
-    tiles: np.ndarray
-    occupancy: np.ndarray
-    reserved_by: np.ndarray
-    user: np.ndarray
-    queue_length: np.ndarray
-    flat: np.ndarray
-    channels: int
-    pad_index: np.ndarray
-    object_pad: np.ndarray
-    offsets: np.ndarray
-    window: int
-    dynamic: np.ndarray
-    crowd: np.float32
-    queue_scale: np.float32
-    occupied: np.ndarray
-    stamp: np.ndarray
-    encode_count: np.ndarray
-    row_tile: np.ndarray
-    row_fields: np.ndarray
-    fields: np.ndarray
+    out: np.ndarray  # float32[C, size] the observation buffer
+    start: int  # offset of the map block
+    hint_at: int  # offset of the hint planes (-1: none)
+    fresh: np.ndarray  # bool[C] rows written whole (new agents)
+    occupancy: np.ndarray  # agents per tile
+    queue_length: np.ndarray  # int32[objects] agents queued per object
+    flat: np.ndarray  # float32 the padded channel array, flat
+    channels: int  # channels per cell
+    pad_index: np.ndarray  # int64[tiles] flat tile -> padded index
+    object_pad: np.ndarray  # padded index of each object
+    offsets: np.ndarray  # int64[window²] padded offset of each window cell from its centre
+    window: int  # window side in cells
+    dynamic: np.ndarray  # int64[3] columns of the agents / busy / queue_length channels (-1: none)
+    crowd: np.float32  # 1 / observations.crowd_scale
+    queue_scale: np.float32  # 1 / observations.queue_scale
+    occupied: np.ndarray  # int64 [count, tiles holding agents at the last encode...]
+    stamp: np.ndarray  # int64 per padded cell: the pass that last changed it
+    encode_count: np.ndarray  # int64[1] passes so far
+    row_tile: np.ndarray  # int64[C] the tile each row's window was written for
+    row_fields: np.ndarray  # int32[C, T] the fields each row's hint planes were written for
+    fields: np.ndarray  # int32[C, T] each row's target fields now (KeyTargets.nearest_field)
     paths: tuple  # DistanceFields.arrays: the distance fields (a new tuple when they grow)
-    unpad: np.ndarray
-    closeness: np.ndarray
+    unpad: np.ndarray  # int64 padded index -> flat tile (-1 outside the map)
+    closeness: np.ndarray  # float32 path distance -> closeness in [0, 1]
 
 
 class MapWindow:
@@ -132,19 +129,15 @@ class MapWindow:
             fields: ``int32[capacity, T]`` the distance field of each row's targets (-1 none), for the hints.
         """
         w = self.world
-        a, o, g = w.agents, w.objects, w.grid
+        g = w.grid
         if fields is None:
             fields = self._row_fields
         return WindowInputs(
             out=out,
             start=start,
             hint_at=hint_at,
-            alive=a.alive,
             fresh=fresh,
-            tiles=a.tile,
             occupancy=w.occupancy,
-            reserved_by=o.reserved_by,
-            user=o.user,
             queue_length=queue_length,
             flat=self._flat,
             channels=self.array.shape[1],
@@ -170,6 +163,8 @@ class MapWindow:
 @numba.njit(cache=True)
 def _write_windows(  # noqa: C901
     n: int,
+    agents: AgentArrays,
+    objects: ObjectArrays,
     ins: WindowInputs,
 ) -> None:
     """Refresh the dynamic channels (stamping changed cells), then write the living rows' windows and hints.
@@ -180,17 +175,17 @@ def _write_windows(  # noqa: C901
     encodes = ins.encode_count[0]
     # Values follow the numpy expressions this replaced (float32 products), bit for bit.
     one, zero = np.float32(1.0), np.float32(0.0)
-    agents, busy, queued = ins.dynamic[0], ins.dynamic[1], ins.dynamic[2]
-    if agents >= 0:  # ins.tiles that held agents at the last encode, and those holding them now
+    crowded, busy, queued = ins.dynamic[0], ins.dynamic[1], ins.dynamic[2]  # channel columns (-1: none)
+    if crowded >= 0:  # tiles that held agents at the last encode, and those holding them now
         before = count = ins.occupied[0]
         for i in range(n):
-            if ins.alive[i]:
-                ins.occupied[1 + count] = ins.tiles[i]
+            if agents.alive[i]:
+                ins.occupied[1 + count] = agents.tile[i]
                 count += 1
         for k in range(count):
             t = ins.occupied[1 + k]
             value = min(np.float32(ins.occupancy[t]) * ins.crowd, one)
-            at = ins.pad_index[t] * ins.channels + agents
+            at = ins.pad_index[t] * ins.channels + crowded
             if ins.flat[at] != value:
                 ins.flat[at] = value
                 ins.stamp[ins.pad_index[t]] = encodes
@@ -199,7 +194,7 @@ def _write_windows(  # noqa: C901
             ins.occupied[1 + k] = ins.occupied[1 + before + k]
     if busy >= 0:
         for ob in range(len(ins.object_pad)):
-            value = one if ins.reserved_by[ob] >= 0 or ins.user[ob] >= 0 else zero
+            value = one if objects.reserved_by[ob] >= 0 or objects.user[ob] >= 0 else zero
             at = ins.object_pad[ob] * ins.channels + busy
             if ins.flat[at] != value:
                 ins.flat[at] = value
@@ -215,28 +210,28 @@ def _write_windows(  # noqa: C901
     span = ins.window * ins.channels
     centre = ins.start + (cells // 2) * ins.channels
     for i in range(n):
-        if not ins.alive[i]:
+        if not agents.alive[i]:
             continue
-        t = ins.tiles[i]
+        t = agents.tile[i]
         p = ins.pad_index[t]
         moved = ins.fresh[i] or ins.row_tile[i] != t
         ins.row_tile[i] = t
         row = ins.out[i]
         # (Unsigned indices: no negative-index wraparound, so the copies compile to vector moves.)
-        if moved:  # the whole ins.window, one contiguous run of padded cells per ins.window row
+        if moved:  # the whole window, one contiguous run of padded cells per window row
             for r in range(ins.window):
                 at, to = np.uint64((p + ins.offsets[r * ins.window]) * ins.channels), np.uint64(ins.start + r * span)
                 for k in range(np.uint64(span)):
                     row[to + k] = ins.flat[at + k]
-        else:  # only the cells whose ins.dynamic ins.channels changed since the last encode
+        else:  # only the cells whose dynamic channels changed since the last encode
             for c in range(cells):
                 q = p + ins.offsets[c]
                 if ins.stamp[q] == encodes:
                     at, to = np.uint64(q * ins.channels), np.uint64(ins.start + c * ins.channels)
                     for k in range(np.uint64(ins.channels)):
                         row[to + k] = ins.flat[at + k]
-        if agents >= 0:  # the agent itself does not count
-            row[centre + agents] = min(np.float32(ins.occupancy[t] - 1) * ins.crowd, one)
+        if crowded >= 0:  # the agent itself does not count
+            row[centre + crowded] = min(np.float32(ins.occupancy[t] - 1) * ins.crowd, one)
         if ins.hint_at < 0:
             continue
         for k in range(ins.fields.shape[1]):

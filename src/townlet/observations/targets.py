@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, NamedTuple
 import numba
 import numpy as np
 
+from townlet.observations.arrays import AgentArrays, ObjectArrays
 from townlet.observations.layout import TARGETS
 from townlet.world.fields import FAR, field_dist, field_step
 from townlet.world.needs import ENERGY, HUNGER, HYGIENE, SOCIAL
@@ -32,23 +33,17 @@ UNREACHABLE = int(FAR)
 class TargetInputs(NamedTuple):
     """What :func:`_write_targets` reads after ``n`` (:meth:`KeyTargets.kernel_args`)."""
 
-    out: np.ndarray
-    start: int
-    hint_at: int
-    alive: np.ndarray
-    tiles: np.ndarray
-    row_tile: np.ndarray
-    width: int
-    candidates: np.ndarray
-    fields: np.ndarray
+    out: np.ndarray  # float32[C, size] the observation buffer
+    start: int  # offset of the targets block
+    hint_at: int  # offset of the compact path hint (-1: none)
+    row_tile: np.ndarray  # int64[C] the tile each row's targets were written for
+    width: int  # map width in tiles
+    candidates: np.ndarray  # int32[C, T, K] candidate objects (-1 padding)
+    fields: np.ndarray  # int32[C, T, K] their distance fields
     paths: tuple  # DistanceFields.arrays: the distance fields (a new tuple when they grow)
-    obj_x: np.ndarray
-    obj_y: np.ndarray
-    scale: np.float32
-    nearest_field: np.ndarray
-    dest_field: np.ndarray
-    needs: np.ndarray
-    need_target: np.ndarray
+    scale: np.float32  # 1 / observations.distance_scale
+    nearest_field: np.ndarray  # int32[C, T] out: the field of each row's nearest target (-1: none)
+    need_target: np.ndarray  # int64[needs] the target the hint points at, by largest need
 
 
 class KeyTargets:
@@ -101,24 +96,18 @@ class KeyTargets:
         The pass also records :attr:`nearest_field`. Call :meth:`refresh` before each pass.
         """
         w = self.world
-        a, g, o = w.agents, w.grid, w.objects
+        g = w.grid
         return TargetInputs(
             out=out,
             start=start,
             hint_at=hint_at,
-            alive=a.alive,
-            tiles=a.tile,
             row_tile=self._row_tile,
             width=g.width,
             candidates=self.candidates,
             fields=self.fields,
             paths=g.fields.arrays,
-            obj_x=o.x,
-            obj_y=o.y,
             scale=self.distance_scale,
             nearest_field=self.nearest_field,
-            dest_field=a.dest_field,
-            needs=a.needs,
             need_target=NEED_TARGET,
         )
 
@@ -171,18 +160,20 @@ def _stale_slots(alive, home, job, spawn, key, stale):
 @numba.njit(cache=True)
 def _write_targets(
     n: int,
+    agents: AgentArrays,
+    objects: ObjectArrays,
     ins: TargetInputs,
 ) -> None:
     """Targets block (and path hint) of every living row among ``[0, n)``; rows on an unchanged tile keep theirs."""
     # Float operations follow the numpy expressions this replaced (float64 bearings), bit for bit.
     targets, k_max = ins.candidates.shape[1], ins.candidates.shape[2]
     for i in range(n):
-        if not ins.alive[i]:
+        if not agents.alive[i]:
             continue
-        tile = ins.tiles[i]
+        tile = agents.tile[i]
         x, y = tile % ins.width, tile // ins.width
         c = ins.start
-        # Distances depend only on the tile and the ins.candidates (ins.row_tile is reset when they are rebuilt).
+        # Distances depend only on the tile and the candidates (row_tile is reset when they are rebuilt).
         for t in range(targets if tile != ins.row_tile[i] else 0):
             best_k, best = 0, UNREACHABLE
             for k in range(k_max):  # the first candidate of least distance
@@ -193,7 +184,7 @@ def _write_targets(
             ins.nearest_field[i, t] = ins.fields[i, t, best_k] if obj >= 0 else -1
             ins.out[i, c + 1] = min(np.float32(best) * ins.scale, np.float32(1.0))
             if obj >= 0:
-                dx, dy = np.float64(ins.obj_x[obj] - x), np.float64(ins.obj_y[obj] - y)
+                dx, dy = np.float64(objects.x[obj] - x), np.float64(objects.y[obj] - y)
                 norm = max(math.hypot(dx, dy), 1e-9)
                 ins.out[i, c] = 1.0
                 ins.out[i, c + 2] = dx / norm
@@ -203,9 +194,9 @@ def _write_targets(
             c += 4
         ins.row_tile[i] = tile
         if ins.hint_at >= 0:
-            dest = ins.dest_field[i]
+            dest = agents.dest_field[i]
             if dest < 0:
-                dest = ins.nearest_field[i, ins.need_target[np.argmax(ins.needs[i])]]
+                dest = ins.nearest_field[i, ins.need_target[np.argmax(agents.needs[i])]]
             direction = field_step(ins.paths, dest, tile) if dest >= 0 else -1
             for k in range(4):  # direction 1..4 is N/E/S/W; -1 unreachable and 0 "there" read all zeros
                 ins.out[i, ins.hint_at + k] = direction == k + 1
