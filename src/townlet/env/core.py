@@ -29,11 +29,11 @@ import numpy as np
 
 from townlet.config.loader import LoadedConfig
 from townlet.observations import ObservationEncoder
-from townlet.observations.arrays import AgentArrays, agent_arrays
 from townlet.policy.options import (
     DECISION_POINTS,
     OPTION_COUNT,
     Choice,
+    choice_of,
     decision_point,
     mask_arrays,
     mask_scalars,
@@ -110,6 +110,8 @@ class Fold(NamedTuple):
     deciding: np.ndarray  # bool[C] out: at a decision point
     builtin: np.ndarray  # bool[C] left to the built-in policy this step
     acts: np.ndarray  # int64[C] out: the next tick's actions
+    alive: np.ndarray  # bool[C] the agent table's
+    needs: np.ndarray  # float32[C, 4] ... and its needs
 
 
 class TownCore(KeepsViews):
@@ -169,7 +171,7 @@ class TownCore(KeepsViews):
         self._acts = np.full(cap, -1, dtype=np.int64)  # the actions of each tick of a decision-mode step
         self._sum = np.zeros(cap, dtype=np.float32)  # scratch of a decision-mode step's reward sum
         # (sim, buffers, arguments) the mask arguments were built for
-        self._mask_args: tuple[Any, Any, tuple[np.ndarray, tuple, tuple, tuple] | None] = (None, None, None)
+        self._mask_args: tuple[Any, Any, tuple[np.ndarray, tuple, tuple] | None] = (None, None, None)
 
     def reset(self, seed: int) -> None:
         """Start a new episode: a fresh town seeded with ``seed``; every agent's first observation is written."""
@@ -226,7 +228,7 @@ class TownCore(KeepsViews):
     def _until_decision(self, actions: np.ndarray, limit: int) -> None:
         """Decision mode: tick until an agent must decide or leaves, or the horizon; sums the rewards."""
         b, a = self.buffers, self.sim.world.agents
-        acts, (_, choice, agents, _) = self._acts, self.mask_args()
+        acts, (_, choice, _) = self._acts, self.mask_args()
         # Agents at a decision point take their action; the others continue (-1 stays with the built-in policy).
         np.copyto(acts, np.where(actions < 0, -1, np.where(b.deciding, actions, a.option)))
         sums = Fold(
@@ -237,6 +239,8 @@ class TownCore(KeepsViews):
             deciding=b.deciding,
             builtin=actions < 0,
             acts=acts,
+            alive=a.alive,
+            needs=a.needs,
         )
         sums.total[:] = 0.0
         b.discounted[:] = 0.0
@@ -247,7 +251,7 @@ class TownCore(KeepsViews):
         while True:
             self._tick(acts)
             ticks += 1
-            deciding = _fold_tick(fold, discount, self.sim.world.tick, agents, choice)
+            deciding = _fold_tick(fold, discount, self.sim.world.tick, choice)
             discount *= self.gamma
             if self.done or self._flagged or deciding or ticks == limit:
                 break
@@ -310,35 +314,30 @@ class TownCore(KeepsViews):
             return
         town_masks(w.tick, *mask_scalars(w), *self.mask_args())
 
-    def mask_args(self) -> tuple[np.ndarray, tuple, tuple, tuple]:
+    def mask_args(self) -> tuple[np.ndarray, tuple, tuple]:
         """The arguments of :func:`~townlet.policy.options.town_masks` after its per-tick scalars (this episode's).
 
         Built once per episode (and buffers): they hold the town's own arrays, which live as long as the town.
         """
         sim, buffers, args = self._mask_args
         if args is None or sim is not self.sim or buffers is not self.buffers:
-            a, ctl = self.sim.world.agents, self.sim.controller
-            choice = Choice(
-                critical_since=ctl.critical_since,
-                point_at=ctl.point_at,
-                commitment=self.commitment,
-            )
-            agents, town = tuple(agent_arrays(a)), tuple(mask_arrays(self.sim.world))
-            args = (self.buffers.mask, tuple(choice), agents, town)  # plain tuples: faster calls
+            ctl = self.sim.controller
+            choice = choice_of(self.sim.world, self.commitment, ctl.critical_since, ctl.point_at)
+            args = (self.buffers.mask, tuple(choice), tuple(mask_arrays(self.sim.world)))  # plain: faster calls
             self._mask_args = (self.sim, self.buffers, args)
         return args
 
 
 @numba.njit(cache=True)
-def _fold_tick(fold_fields: tuple, discount: np.float32, tick: int, agent_fields: tuple, choice_fields: tuple) -> bool:
+def _fold_tick(fold_fields: tuple, discount: np.float32, tick: int, choice_fields: tuple) -> bool:
     """Fold a tick of a decision-mode step: reward sums, need peaks, who decides, the next tick's actions.
 
     Returns whether anybody is at a decision point (:func:`~townlet.policy.options.decision_point`). The
-    bundles come as plain tuples: a :class:`Fold`, an :class:`~townlet.observations.arrays.AgentArrays` and a
-    :class:`~townlet.policy.options.Choice` (:meth:`TownCore.mask_args`).
+    bundles come as plain tuples: a :class:`Fold` and a :class:`~townlet.policy.options.Choice`
+    (:meth:`TownCore.mask_args`).
     """
-    f, agents, choice = Fold(*fold_fields), AgentArrays(*agent_fields), Choice(*choice_fields)
-    alive, needs, option = agents.alive, agents.needs, agents.option
+    f, choice = Fold(*fold_fields), Choice(*choice_fields)
+    alive, needs, option, started = f.alive, f.needs, choice.option, choice.started
     reward, total, discounted, need_peak = f.reward, f.total, f.discounted, f.need_peak
     deciding, builtin, acts = f.deciding, f.builtin, f.acts
     anybody = False
@@ -354,7 +353,7 @@ def _fold_tick(fold_fields: tuple, discount: np.float32, tick: int, agent_fields
         for k in range(1, needs.shape[1]):
             worst = max(worst, needs[s, k])
         need_peak[s] = max(need_peak[s], worst)
-        here = decision_point(s, option, agents.option_started, choice.point_at, tick)
+        here = decision_point(s, option, started, choice.point_at, tick)
         deciding[s] = here
         anybody = anybody or here
         acts[s] = -1 if builtin[s] else option[s]

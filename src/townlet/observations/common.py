@@ -272,14 +272,16 @@ def _write_common(  # noqa: C901
     tick: int,
     weather: int,
     any_lines: bool,
-    agents: AgentArrays,
-    objects: ObjectArrays,
-    ins: CommonInputs,
+    agent_fields: tuple,
+    object_fields: tuple,
+    own_fields: tuple,
 ) -> None:
     """Write the common block of every living row among ``[0, n)`` (offsets in ``spec``, scales in ``scales``).
 
-    ``any_lines`` is what :meth:`CommonBlock.read_queues` returned; ``ins`` is :meth:`CommonBlock.kernel_args`.
+    ``any_lines`` is what :meth:`CommonBlock.read_queues` returned; the bundles come as plain tuples (an
+    :class:`AgentArrays`, an :class:`ObjectArrays` and :meth:`CommonBlock.kernel_args`) and are named again here.
     """
+    agents, objects, ins = AgentArrays(*agent_fields), ObjectArrays(*object_fields), CommonInputs(*own_fields)
     # Float operations follow the numpy expressions this replaced (float64 where numpy promoted), bit for bit.
     tod = tick % ins.tpd
     day = tick // ins.tpd

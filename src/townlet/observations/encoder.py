@@ -13,11 +13,11 @@ from typing import TYPE_CHECKING
 import numba
 import numpy as np
 
-from townlet.observations.arrays import AgentArrays, ObjectArrays, agent_arrays, object_arrays
-from townlet.observations.common import CommonBlock, CommonInputs, _write_common
+from townlet.observations.arrays import agent_arrays, object_arrays
+from townlet.observations.common import CommonBlock, _write_common
 from townlet.observations.layout import TARGETS, FeatureLayout, layout_of
-from townlet.observations.local_map import MapWindow, WindowInputs, _write_windows
-from townlet.observations.targets import KeyTargets, TargetInputs, _write_targets
+from townlet.observations.local_map import MapWindow, _write_windows
+from townlet.observations.targets import KeyTargets, _write_targets
 
 if TYPE_CHECKING:
     from townlet.world.state import World
@@ -129,15 +129,14 @@ def encode_blocks(
 ) -> None:
     """The compiled half of an encode (see :meth:`ObservationEncoder.prepare`); ``windows`` None: no map window.
 
-    The bundles come as plain tuples (:meth:`ObservationEncoder.kernel_args`) and are named again here.
+    The bundles come as plain tuples (:meth:`ObservationEncoder.kernel_args`); each block's kernel names them again.
     """
     n = _population(first, *population)
     if n:
-        a, o = AgentArrays(*agents), ObjectArrays(*objects)
-        _write_common(n, tick, weather, any_lines, a, o, CommonInputs(*common))
-        _write_targets(n, a, o, TargetInputs(*targets))
+        _write_common(n, tick, weather, any_lines, agents, objects, common)
+        _write_targets(n, agents, objects, targets)
         if windows is not None:
-            _write_windows(n, a, o, WindowInputs(*windows))
+            _write_windows(n, agents, objects, windows)
 
 
 @numba.njit(cache=True)

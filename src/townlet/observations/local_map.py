@@ -163,86 +163,95 @@ class MapWindow:
 @numba.njit(cache=True)
 def _write_windows(  # noqa: C901
     n: int,
-    agents: AgentArrays,
-    objects: ObjectArrays,
-    ins: WindowInputs,
+    agent_fields: tuple,
+    object_fields: tuple,
+    own_fields: tuple,
 ) -> None:
     """Refresh the dynamic channels (stamping changed cells), then write the living rows' windows and hints.
 
     ``encode_count`` (``int64[1]``) counts the passes; a cell's stamp is the pass that last changed it.
     """
-    ins.encode_count[0] += 1
-    encodes = ins.encode_count[0]
+    agents, objects, ins = AgentArrays(*agent_fields), ObjectArrays(*object_fields), WindowInputs(*own_fields)
+    alive, tiles = agents.alive, agents.tile
+    reserved_by, user = objects.reserved_by, objects.user
+    encode_count, dynamic, occupied, occupancy = ins.encode_count, ins.dynamic, ins.occupied, ins.occupancy
+    crowd, pad_index, channels, flat = ins.crowd, ins.pad_index, ins.channels, ins.flat
+    stamp, object_pad, queue_length, queue_scale = ins.stamp, ins.object_pad, ins.queue_length, ins.queue_scale
+    window, start, fresh, row_tile = ins.window, ins.start, ins.fresh, ins.row_tile
+    out, offsets, hint_at, fields = ins.out, ins.offsets, ins.hint_at, ins.fields
+    row_fields, unpad, closeness, paths = ins.row_fields, ins.unpad, ins.closeness, ins.paths
+    encode_count[0] += 1
+    encodes = encode_count[0]
     # Values follow the numpy expressions this replaced (float32 products), bit for bit.
     one, zero = np.float32(1.0), np.float32(0.0)
-    crowded, busy, queued = ins.dynamic[0], ins.dynamic[1], ins.dynamic[2]  # channel columns (-1: none)
+    crowded, busy, queued = dynamic[0], dynamic[1], dynamic[2]  # channel columns (-1: none)
     if crowded >= 0:  # tiles that held agents at the last encode, and those holding them now
-        before = count = ins.occupied[0]
+        before = count = occupied[0]
         for i in range(n):
-            if agents.alive[i]:
-                ins.occupied[1 + count] = agents.tile[i]
+            if alive[i]:
+                occupied[1 + count] = tiles[i]
                 count += 1
         for k in range(count):
-            t = ins.occupied[1 + k]
-            value = min(np.float32(ins.occupancy[t]) * ins.crowd, one)
-            at = ins.pad_index[t] * ins.channels + crowded
-            if ins.flat[at] != value:
-                ins.flat[at] = value
-                ins.stamp[ins.pad_index[t]] = encodes
-        ins.occupied[0] = count - before
+            t = occupied[1 + k]
+            value = min(np.float32(occupancy[t]) * crowd, one)
+            at = pad_index[t] * channels + crowded
+            if flat[at] != value:
+                flat[at] = value
+                stamp[pad_index[t]] = encodes
+        occupied[0] = count - before
         for k in range(count - before):
-            ins.occupied[1 + k] = ins.occupied[1 + before + k]
+            occupied[1 + k] = occupied[1 + before + k]
     if busy >= 0:
-        for ob in range(len(ins.object_pad)):
-            value = one if objects.reserved_by[ob] >= 0 or objects.user[ob] >= 0 else zero
-            at = ins.object_pad[ob] * ins.channels + busy
-            if ins.flat[at] != value:
-                ins.flat[at] = value
-                ins.stamp[ins.object_pad[ob]] = encodes
+        for ob in range(len(object_pad)):
+            value = one if reserved_by[ob] >= 0 or user[ob] >= 0 else zero
+            at = object_pad[ob] * channels + busy
+            if flat[at] != value:
+                flat[at] = value
+                stamp[object_pad[ob]] = encodes
     if queued >= 0:
-        for ob in range(len(ins.object_pad)):
-            value = min(np.float32(ins.queue_length[ob]) * ins.queue_scale, one)
-            at = ins.object_pad[ob] * ins.channels + queued
-            if ins.flat[at] != value:
-                ins.flat[at] = value
-                ins.stamp[ins.object_pad[ob]] = encodes
-    cells = ins.window * ins.window
-    span = ins.window * ins.channels
-    centre = ins.start + (cells // 2) * ins.channels
+        for ob in range(len(object_pad)):
+            value = min(np.float32(queue_length[ob]) * queue_scale, one)
+            at = object_pad[ob] * channels + queued
+            if flat[at] != value:
+                flat[at] = value
+                stamp[object_pad[ob]] = encodes
+    cells = window * window
+    span = window * channels
+    centre = start + (cells // 2) * channels
     for i in range(n):
-        if not agents.alive[i]:
+        if not alive[i]:
             continue
-        t = agents.tile[i]
-        p = ins.pad_index[t]
-        moved = ins.fresh[i] or ins.row_tile[i] != t
-        ins.row_tile[i] = t
-        row = ins.out[i]
+        t = tiles[i]
+        p = pad_index[t]
+        moved = fresh[i] or row_tile[i] != t
+        row_tile[i] = t
+        row = out[i]
         # (Unsigned indices: no negative-index wraparound, so the copies compile to vector moves.)
         if moved:  # the whole window, one contiguous run of padded cells per window row
-            for r in range(ins.window):
-                at, to = np.uint64((p + ins.offsets[r * ins.window]) * ins.channels), np.uint64(ins.start + r * span)
+            for r in range(window):
+                at, to = np.uint64((p + offsets[r * window]) * channels), np.uint64(start + r * span)
                 for k in range(np.uint64(span)):
-                    row[to + k] = ins.flat[at + k]
+                    row[to + k] = flat[at + k]
         else:  # only the cells whose dynamic channels changed since the last encode
             for c in range(cells):
-                q = p + ins.offsets[c]
-                if ins.stamp[q] == encodes:
-                    at, to = np.uint64(q * ins.channels), np.uint64(ins.start + c * ins.channels)
-                    for k in range(np.uint64(ins.channels)):
-                        row[to + k] = ins.flat[at + k]
+                q = p + offsets[c]
+                if stamp[q] == encodes:
+                    at, to = np.uint64(q * channels), np.uint64(start + c * channels)
+                    for k in range(np.uint64(channels)):
+                        row[to + k] = flat[at + k]
         if crowded >= 0:  # the agent itself does not count
-            row[centre + crowded] = min(np.float32(ins.occupancy[t] - 1) * ins.crowd, one)
-        if ins.hint_at < 0:
+            row[centre + crowded] = min(np.float32(occupancy[t] - 1) * crowd, one)
+        if hint_at < 0:
             continue
-        for k in range(ins.fields.shape[1]):
-            if ins.fields[i, k] != ins.row_fields[i, k]:
-                ins.row_fields[i, k] = ins.fields[i, k]
+        for k in range(fields.shape[1]):
+            if fields[i, k] != row_fields[i, k]:
+                row_fields[i, k] = fields[i, k]
                 moved = True
         if not moved:
             continue
-        for k in range(ins.fields.shape[1]):
-            f = ins.fields[i, k]
-            dst = ins.hint_at + k * cells
+        for k in range(fields.shape[1]):
+            f = fields[i, k]
+            dst = hint_at + k * cells
             for c in range(cells):
-                cell = ins.unpad[p + ins.offsets[c]]
-                ins.out[i, dst + c] = ins.closeness[field_dist(ins.paths, f, cell)] if f >= 0 and cell >= 0 else zero
+                cell = unpad[p + offsets[c]]
+                out[i, dst + c] = closeness[field_dist(paths, f, cell)] if f >= 0 and cell >= 0 else zero

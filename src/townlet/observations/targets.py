@@ -160,43 +160,50 @@ def _stale_slots(alive, home, job, spawn, key, stale):
 @numba.njit(cache=True)
 def _write_targets(
     n: int,
-    agents: AgentArrays,
-    objects: ObjectArrays,
-    ins: TargetInputs,
+    agent_fields: tuple,
+    object_fields: tuple,
+    own_fields: tuple,
 ) -> None:
     """Targets block (and path hint) of every living row among ``[0, n)``; rows on an unchanged tile keep theirs."""
+    agents, objects, ins = AgentArrays(*agent_fields), ObjectArrays(*object_fields), TargetInputs(*own_fields)
+    # Fields bound to locals once: read inside the loops they would be reloaded from memory (no vector copies).
+    alive, tiles, dest_field, needs = agents.alive, agents.tile, agents.dest_field, agents.needs
+    obj_x, obj_y = objects.x, objects.y
+    candidates, width, start, row_tile = ins.candidates, ins.width, ins.start, ins.row_tile
+    paths, fields, nearest_field, out = ins.paths, ins.fields, ins.nearest_field, ins.out
+    scale, hint_at, need_target = ins.scale, ins.hint_at, ins.need_target
     # Float operations follow the numpy expressions this replaced (float64 bearings), bit for bit.
-    targets, k_max = ins.candidates.shape[1], ins.candidates.shape[2]
+    targets, k_max = candidates.shape[1], candidates.shape[2]
     for i in range(n):
-        if not agents.alive[i]:
+        if not alive[i]:
             continue
-        tile = agents.tile[i]
-        x, y = tile % ins.width, tile // ins.width
-        c = ins.start
+        tile = tiles[i]
+        x, y = tile % width, tile // width
+        c = start
         # Distances depend only on the tile and the candidates (row_tile is reset when they are rebuilt).
-        for t in range(targets if tile != ins.row_tile[i] else 0):
+        for t in range(targets if tile != row_tile[i] else 0):
             best_k, best = 0, UNREACHABLE
             for k in range(k_max):  # the first candidate of least distance
-                d = field_dist(ins.paths, ins.fields[i, t, k], tile) if ins.candidates[i, t, k] >= 0 else UNREACHABLE
+                d = field_dist(paths, fields[i, t, k], tile) if candidates[i, t, k] >= 0 else UNREACHABLE
                 if d < best:
                     best_k, best = k, d
-            obj = ins.candidates[i, t, best_k] if best < UNREACHABLE else -1
-            ins.nearest_field[i, t] = ins.fields[i, t, best_k] if obj >= 0 else -1
-            ins.out[i, c + 1] = min(np.float32(best) * ins.scale, np.float32(1.0))
+            obj = candidates[i, t, best_k] if best < UNREACHABLE else -1
+            nearest_field[i, t] = fields[i, t, best_k] if obj >= 0 else -1
+            out[i, c + 1] = min(np.float32(best) * scale, np.float32(1.0))
             if obj >= 0:
-                dx, dy = np.float64(objects.x[obj] - x), np.float64(objects.y[obj] - y)
+                dx, dy = np.float64(obj_x[obj] - x), np.float64(obj_y[obj] - y)
                 norm = max(math.hypot(dx, dy), 1e-9)
-                ins.out[i, c] = 1.0
-                ins.out[i, c + 2] = dx / norm
-                ins.out[i, c + 3] = dy / norm
+                out[i, c] = 1.0
+                out[i, c + 2] = dx / norm
+                out[i, c + 3] = dy / norm
             else:
-                ins.out[i, c] = ins.out[i, c + 2] = ins.out[i, c + 3] = 0.0
+                out[i, c] = out[i, c + 2] = out[i, c + 3] = 0.0
             c += 4
-        ins.row_tile[i] = tile
-        if ins.hint_at >= 0:
-            dest = agents.dest_field[i]
+        row_tile[i] = tile
+        if hint_at >= 0:
+            dest = dest_field[i]
             if dest < 0:
-                dest = ins.nearest_field[i, ins.need_target[np.argmax(agents.needs[i])]]
-            direction = field_step(ins.paths, dest, tile) if dest >= 0 else -1
+                dest = nearest_field[i, need_target[np.argmax(needs[i])]]
+            direction = field_step(paths, dest, tile) if dest >= 0 else -1
             for k in range(4):  # direction 1..4 is N/E/S/W; -1 unreachable and 0 "there" read all zeros
-                ins.out[i, ins.hint_at + k] = direction == k + 1
+                out[i, hint_at + k] = direction == k + 1

@@ -35,7 +35,6 @@ import numpy as np
 
 from townlet.config.models import clock_to_tick
 from townlet.config.vocabulary import OPTIONS
-from townlet.observations.arrays import AgentArrays, agent_arrays
 from townlet.observations.commitment import window_over
 
 if TYPE_CHECKING:
@@ -106,10 +105,14 @@ def _price_if_sold(world: World, kind: str, item: str) -> float:
 
 
 class MaskArrays(NamedTuple):
-    """What the mask reads of a town besides the per-tick prices and the agents' arrays (no copies)."""
+    """What the mask reads of a town besides the per-tick prices: the world's own arrays (no copies)."""
 
     water_on: np.ndarray  # bool[places] whose water runs (a shower needs it)
     social_on: bool  # relationships enabled
+    alive: np.ndarray  # bool[C]
+    wallet: np.ndarray  # float64[C]
+    inventory: np.ndarray  # int32[C, items]
+    job: np.ndarray  # int32[C] job position, -1 none
     start: np.ndarray  # int64[jobs] shift start (tick of the day)
     end: np.ndarray  # int64[jobs] shift end
     early: int  # ticks before a shift an agent may set off to work
@@ -119,10 +122,12 @@ class MaskArrays(NamedTuple):
 
 
 class Choice(NamedTuple):
-    """Who is free to choose (see the module docstring), beside the agents' running options: streaks, need points."""
+    """Who is free to choose (see the module docstring): the streaks, need points and running options."""
 
     critical_since: np.ndarray  # int64[C] first tick of each agent's critical streak (NEVER: none)
     point_at: np.ndarray  # int64[C] last need point (NEVER: none)
+    option: np.ndarray  # int8[C] running option (-1: none)
+    started: np.ndarray  # int64[C] the tick it started
     commitment: int  # the commitment window, or DECISION_POINTS
 
 
@@ -133,6 +138,10 @@ def mask_arrays(world: World) -> MaskArrays:
     return MaskArrays(
         water_on=world.utilities.water_on,
         social_on=world.relationships.enabled,
+        alive=a.alive,
+        wallet=a.wallet,
+        inventory=a.inventory,
+        job=a.job,
         start=emp.start,
         end=emp.end,
         early=emp.cfg.early_arrival,
@@ -144,6 +153,21 @@ def mask_arrays(world: World) -> MaskArrays:
 
 NEVER = np.iinfo(np.int64).max  # ``critical_since`` / ``point_at`` of an agent with no streak / no point
 DECISION_POINTS = -1  # ``commitment`` of the semi-MDP mask: choices only at decision points
+
+
+def choice_of(
+    world: World, commitment: int, critical_since: np.ndarray | None = None, point_at: np.ndarray | None = None
+) -> Choice:
+    """Who is free to choose in ``world`` under ``commitment``; no streaks / need points when None (nobody's)."""
+    never = np.full(world.agents.capacity, NEVER, dtype=np.int64)
+    a = world.agents
+    return Choice(
+        critical_since=never if critical_since is None else critical_since,
+        point_at=never if point_at is None else point_at,
+        option=a.option,
+        started=a.option_started,
+        commitment=commitment,
+    )
 
 
 def option_mask(
@@ -165,15 +189,9 @@ def option_mask(
     """
     if slots is None:
         slots = world.agents.slots()
-    never = np.full(world.agents.capacity, NEVER, dtype=np.int64)
-    choice = Choice(
-        critical_since=never if critical_since is None else critical_since,
-        point_at=never if point_at is None else point_at,
-        commitment=commitment,
-    )
+    choice = choice_of(world, commitment, critical_since, point_at)
     slots = np.asarray(slots, dtype=np.int64)
-    agents, town = tuple(agent_arrays(world.agents)), tuple(mask_arrays(world))
-    return _slot_masks(slots, world.tick, *mask_scalars(world), tuple(choice), agents, town)
+    return _slot_masks(slots, world.tick, *mask_scalars(world), tuple(choice), tuple(mask_arrays(world)))
 
 
 @numba.njit(cache=True)
@@ -258,17 +276,16 @@ def mask_row(
     food_price: float,
     shower_fee: float,
     social: bool,
-    agents: AgentArrays,
     town: MaskArrays,
 ) -> None:
     """Write slot ``s``'s possible options into ``row`` (of any integer or bool dtype)."""
-    money = agents.wallet[s]
-    items = agents.inventory[s]
+    money = town.wallet[s]
+    items = town.inventory[s]
     raw, meal, clothes = town.raw, town.meal, town.clothes
     has_food = (raw >= 0 and items[raw] >= 1) or (meal >= 0 and items[meal] >= 1)
     row[0] = has_food or money >= meal_price  # GetFed
     row[1] = money >= shower_fee or (clothes >= 0 and items[clothes] >= 1)  # GetClean
-    j = agents.job[s]
+    j = town.job[s]
     row[2] = j >= 0 and town.start[j] - town.early <= tod < town.end[j] - 1  # GoToWork
     row[3] = money >= food_price  # ShopGroceries
     row[4] = True  # Sleep
@@ -287,11 +304,10 @@ def mask_slot(
     fee: float,
     social: bool,
     choice: Choice,
-    agents: AgentArrays,
     town: MaskArrays,
 ) -> None:
     """Write living slot ``s``'s mask row: the one option mask (see the module docstring)."""
-    option, started = agents.option, agents.option_started
+    option, started = choice.option, choice.started
     running = option[s] >= 0
     since = choice.critical_since[s]
     if choice.commitment == DECISION_POINTS:
@@ -302,7 +318,7 @@ def mask_slot(
         free = window_over(tick, started[s], choice.commitment) or (since != NEVER and started[s] < since)
     row[:] = 0
     if free:
-        mask_row(row, s, tod, meal_price, food_price, fee, social, agents, town)
+        mask_row(row, s, tod, meal_price, food_price, fee, social, town)
     if running:
         row[option[s]] = 1
 
@@ -316,22 +332,20 @@ def town_masks(
     shower_fee: float,
     mask: np.ndarray,
     choice_fields: tuple,
-    agent_fields: tuple,
     town_fields: tuple,
 ) -> None:
     """Every slot's mask row into ``mask`` (``[C, A]`` of any integer or bool dtype): zeros for empty slots.
 
     ``tod`` to ``shower_fee`` come from :func:`mask_scalars`, ``town`` from :func:`mask_arrays`.
 
-    ``choice_fields``, ``agent_fields`` and ``town_fields`` are a :class:`Choice`, an :class:`AgentArrays` and a
-    :class:`MaskArrays` as plain tuples (``tuple(bundle)``): a plain tuple crosses from Python into compiled code
-    faster than a named one; they are named again here (in their declared field order).
+    ``choice_fields`` and ``town_fields`` are a :class:`Choice` and a :class:`MaskArrays` as plain tuples
+    (``tuple(bundle)``): a plain tuple crosses from Python into compiled code faster than a named one.
     """
-    choice, agents, town = Choice(*choice_fields), AgentArrays(*agent_fields), MaskArrays(*town_fields)
-    fee, social = town_terms(shower_fee, town.water_on, town.social_on, agents.alive)
-    for s in range(len(agents.alive)):
-        if agents.alive[s]:
-            mask_slot(mask[s], s, tick, tod, meal_price, food_price, fee, social, choice, agents, town)
+    choice, town = Choice(*choice_fields), MaskArrays(*town_fields)  # named again (declared field order)
+    fee, social = town_terms(shower_fee, town.water_on, town.social_on, town.alive)
+    for s in range(len(town.alive)):
+        if town.alive[s]:
+            mask_slot(mask[s], s, tick, tod, meal_price, food_price, fee, social, choice, town)
         else:
             mask[s, :] = 0
 
@@ -345,18 +359,16 @@ def _slot_masks(
     food_price: float,
     shower_fee: float,
     choice_fields: tuple,
-    agent_fields: tuple,
     town_fields: tuple,
 ) -> np.ndarray:
     """The mask rows of ``slots`` (the same rule as :func:`town_masks`).
 
-    ``choice_fields``, ``agent_fields`` and ``town_fields`` are a :class:`Choice`, an :class:`AgentArrays` and a
-    :class:`MaskArrays` as plain tuples (``tuple(bundle)``): a plain tuple crosses from Python into compiled code
-    faster than a named one; they are named again here (in their declared field order).
+    ``choice_fields`` and ``town_fields`` are a :class:`Choice` and a :class:`MaskArrays` as plain tuples
+    (``tuple(bundle)``): a plain tuple crosses from Python into compiled code faster than a named one.
     """
-    choice, agents, town = Choice(*choice_fields), AgentArrays(*agent_fields), MaskArrays(*town_fields)
-    fee, social = town_terms(shower_fee, town.water_on, town.social_on, agents.alive)
+    choice, town = Choice(*choice_fields), MaskArrays(*town_fields)  # named again (declared field order)
+    fee, social = town_terms(shower_fee, town.water_on, town.social_on, town.alive)
     mask = np.zeros((len(slots), OPTION_COUNT), dtype=np.bool_)
     for i in range(len(slots)):
-        mask_slot(mask[i], slots[i], tick, tod, meal_price, food_price, fee, social, choice, agents, town)
+        mask_slot(mask[i], slots[i], tick, tod, meal_price, food_price, fee, social, choice, town)
     return mask
