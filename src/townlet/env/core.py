@@ -22,7 +22,7 @@ In both, an action of -1 leaves the agent to the built-in (scripted) policy for 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import numba
 import numpy as np
@@ -32,6 +32,8 @@ from townlet.observations import ObservationEncoder
 from townlet.policy.options import (
     DECISION_POINTS,
     OPTION_COUNT,
+    Choice,
+    choice_of,
     decision_point,
     mask_arrays,
     mask_scalars,
@@ -98,6 +100,20 @@ def action_count(loaded: LoadedConfig, sim: Simulation) -> int:
     return OPTION_COUNT
 
 
+class Fold(NamedTuple):
+    """What :func:`_fold_tick` sums and writes over a decision-mode step (the env's own buffers)."""
+
+    reward: np.ndarray  # float32[C] this tick's rewards
+    total: np.ndarray  # float32[C] the step's reward sums
+    discounted: np.ndarray  # float32[C] ... discounted
+    need_peak: np.ndarray  # float32[C] the step's worst need of each agent
+    deciding: np.ndarray  # bool[C] out: at a decision point
+    builtin: np.ndarray  # bool[C] left to the built-in policy this step
+    acts: np.ndarray  # int64[C] out: the next tick's actions
+    alive: np.ndarray  # bool[C] the agent table's
+    needs: np.ndarray  # float32[C, 4] ... and its needs
+
+
 class TownCore(KeepsViews):
     """One town for RL: reset with a seed, step with an ``int[C]`` action array, read slot-indexed buffers.
 
@@ -154,7 +170,8 @@ class TownCore(KeepsViews):
         self.commitment = DECISION_POINTS if self.points else loaded.config.options.commitment_window
         self._acts = np.full(cap, -1, dtype=np.int64)  # the actions of each tick of a decision-mode step
         self._sum = np.zeros(cap, dtype=np.float32)  # scratch of a decision-mode step's reward sum
-        self._mask_args: tuple[Any, Any, tuple[Any, ...]] = (None, None, ())  # (sim, buffers, arguments) in use
+        # (sim, buffers, arguments) the mask arguments were built for
+        self._mask_args: tuple[Any, Any, tuple[np.ndarray, tuple, tuple] | None] = (None, None, None)
 
     def reset(self, seed: int) -> None:
         """Start a new episode: a fresh town seeded with ``seed``; every agent's first observation is written."""
@@ -211,38 +228,34 @@ class TownCore(KeepsViews):
     def _until_decision(self, actions: np.ndarray, limit: int) -> None:
         """Decision mode: tick until an agent must decide or leaves, or the horizon; sums the rewards."""
         b, a = self.buffers, self.sim.world.agents
-        acts, total, points = self._acts, self._sum, self.sim.controller.point_at
+        acts, (_, choice, _) = self._acts, self.mask_args()
         # Agents at a decision point take their action; the others continue (-1 stays with the built-in policy).
         np.copyto(acts, np.where(actions < 0, -1, np.where(b.deciding, actions, a.option)))
-        builtin = actions < 0
-        total[:] = 0.0
+        sums = Fold(
+            reward=b.reward,
+            total=self._sum,
+            discounted=b.discounted,
+            need_peak=b.need_peak,
+            deciding=b.deciding,
+            builtin=actions < 0,
+            acts=acts,
+            alive=a.alive,
+            needs=a.needs,
+        )
+        sums.total[:] = 0.0
         b.discounted[:] = 0.0
         b.need_peak[:] = 0.0
+        fold = tuple(sums)  # plain: crosses into compiled code faster than a named tuple
         discount = np.float32(1.0)
         ticks = 0
         while True:
             self._tick(acts)
             ticks += 1
-            deciding = _fold_tick(
-                b.reward,
-                total,
-                b.discounted,
-                discount,
-                b.need_peak,
-                a.needs,
-                a.alive,
-                a.option,
-                a.option_started,
-                points,
-                self.sim.world.tick,
-                b.deciding,
-                builtin,
-                acts,
-            )
+            deciding = _fold_tick(fold, discount, self.sim.world.tick, choice)
             discount *= self.gamma
             if self.done or self._flagged or deciding or ticks == limit:
                 break
-        b.reward[:] = total
+        b.reward[:] = sums.total
         self.last_ticks = ticks
 
     def _tick(self, actions: np.ndarray) -> None:
@@ -301,46 +314,32 @@ class TownCore(KeepsViews):
             return
         town_masks(w.tick, *mask_scalars(w), *self.mask_args())
 
-    def mask_args(self) -> tuple[Any, ...]:
-        """The arguments of :func:`~townlet.policy.options.town_masks` after its per-tick scalars (this episode's)."""
+    def mask_args(self) -> tuple[np.ndarray, tuple, tuple]:
+        """The arguments of :func:`~townlet.policy.options.town_masks` after its per-tick scalars (this episode's).
+
+        Built once per episode (and buffers): they hold the town's own arrays, which live as long as the town.
+        """
         sim, buffers, args = self._mask_args
-        if sim is not self.sim or buffers is not self.buffers:
-            a, b = self.sim.world.agents, self.buffers
+        if args is None or sim is not self.sim or buffers is not self.buffers:
             ctl = self.sim.controller
-            args = (
-                b.mask,
-                ctl.critical_since,
-                ctl.point_at,
-                a.option,
-                a.option_started,
-                self.commitment,
-                *mask_arrays(self.sim.world),
-            )
-            self._mask_args = (self.sim, b, args)
+            choice = choice_of(self.sim.world, self.commitment, ctl.critical_since, ctl.point_at)
+            args = (self.buffers.mask, tuple(choice), tuple(mask_arrays(self.sim.world)))  # plain: faster calls
+            self._mask_args = (self.sim, self.buffers, args)
         return args
 
 
 @numba.njit(cache=True)
-def _fold_tick(  # noqa: PLR0913
-    reward,
-    total,
-    discounted,
-    discount,
-    need_peak,
-    needs,
-    alive,
-    option,
-    started,
-    point_at,
-    tick,
-    deciding,
-    builtin,
-    acts,
-):
+def _fold_tick(fold_fields: tuple, discount: np.float32, tick: int, choice_fields: tuple) -> bool:
     """Fold a tick of a decision-mode step: reward sums, need peaks, who decides, the next tick's actions.
 
-    Returns whether anybody is at a decision point (:func:`~townlet.policy.options.decision_point`).
+    Returns whether anybody is at a decision point (:func:`~townlet.policy.options.decision_point`). The
+    bundles come as plain tuples: a :class:`Fold` and a :class:`~townlet.policy.options.Choice`
+    (:meth:`TownCore.mask_args`).
     """
+    f, choice = Fold(*fold_fields), Choice(*choice_fields)
+    alive, needs, option, started = f.alive, f.needs, choice.option, choice.started
+    reward, total, discounted, need_peak = f.reward, f.total, f.discounted, f.need_peak
+    deciding, builtin, acts = f.deciding, f.builtin, f.acts
     anybody = False
     for s in range(len(alive)):
         r = reward[s]
@@ -354,7 +353,7 @@ def _fold_tick(  # noqa: PLR0913
         for k in range(1, needs.shape[1]):
             worst = max(worst, needs[s, k])
         need_peak[s] = max(need_peak[s], worst)
-        here = decision_point(s, option, started, point_at, tick)
+        here = decision_point(s, option, started, choice.point_at, tick)
         deciding[s] = here
         anybody = anybody or here
         acts[s] = -1 if builtin[s] else option[s]

@@ -3,7 +3,7 @@
 Observing towns one by one pays each town's per-call costs every time: the Python reads that gather a
 kernel's arguments, and the unboxing of about a hundred arrays. Here each town's argument tuples (its own
 arrays, built once per episode) sit in numba typed lists, and one call loops over the towns through the
-same kernels a single town uses (:func:`~townlet.observations.encoder.encode_mapped`,
+same kernels a single town uses (:func:`~townlet.observations.encoder.encode_blocks`,
 :func:`~townlet.policy.options.town_masks`). Only the per-tick scalars (tick, weather, whether anybody queues,
 prices...) are gathered in Python, so the results are those of each town observing on its own.
 """
@@ -17,7 +17,7 @@ import numpy as np
 from numba.typed import List
 
 from townlet.env.core import TownCore
-from townlet.observations.encoder import encode_flat, encode_mapped
+from townlet.observations.encoder import encode_blocks
 from townlet.policy.options import mask_scalars, town_masks
 
 # Columns of the per-town scalar arrays.
@@ -64,7 +64,7 @@ class StackedObserver:
         if known[0] is encoding and known[1] is masking:
             return
         self._keys[i] = (encoding, masking)
-        entries = (*encoding, masking)
+        entries = tuple(e for e in (*encoding, masking) if e is not None)  # (no windows list without a map)
         if not self._lists:  # the first town fixes the lists' types; the others start as copies of it
             self._lists = tuple(_filled(entry, len(self.towns)) for entry in entries)
         for column, entry in zip(self._lists, entries, strict=True):
@@ -72,15 +72,17 @@ class StackedObserver:
 
 
 @numba.njit(cache=True)
-def _observe_mapped(ints, floats, populations, commons, targets, windows, masks):
+def _observe_mapped(ints, floats, populations, agents, objects, commons, targets, windows, masks):
     """Encode and mask every town (variants with a map window); scalars per town in ``ints`` / ``floats``."""
     for t in range(len(populations)):
-        encode_mapped(
+        encode_blocks(
             ints[t, FIRST] != 0,
             ints[t, TICK],
             ints[t, WEATHER],
             ints[t, LINES] != 0,
             populations[t],
+            agents[t],
+            objects[t],
             commons[t],
             targets[t],
             windows[t],
@@ -91,17 +93,20 @@ def _observe_mapped(ints, floats, populations, commons, targets, windows, masks)
 
 
 @numba.njit(cache=True)
-def _observe_flat(ints, floats, populations, commons, targets, masks):
+def _observe_flat(ints, floats, populations, agents, objects, commons, targets, masks):
     """Encode and mask every town (variants without a map window)."""
     for t in range(len(populations)):
-        encode_flat(
+        encode_blocks(
             ints[t, FIRST] != 0,
             ints[t, TICK],
             ints[t, WEATHER],
             ints[t, LINES] != 0,
             populations[t],
+            agents[t],
+            objects[t],
             commons[t],
             targets[t],
+            None,
         )
         town_masks(
             ints[t, TICK], ints[t, TOD], floats[t, MEAL_PRICE], floats[t, FOOD_PRICE], floats[t, SHOWER_FEE], *masks[t]

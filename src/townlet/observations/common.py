@@ -9,12 +9,14 @@ slots per object) into slot arrays.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, NamedTuple
 
 import numba
 import numpy as np
 
 from townlet.config.vocabulary import OPTIONS, WEATHERS
+from townlet.observations.arrays import AgentArrays, ObjectArrays
+from townlet.observations.commitment import commitment_left
 from townlet.observations.embedding import embedding_table
 from townlet.observations.layout import ACTIVITIES, FeatureLayout
 from townlet.world.relationships import RIVALRY, TRUST
@@ -52,6 +54,33 @@ WEATHER_COUNT = len(WEATHERS)
 ) = range(20)
 # Slots of the float32 ``scales`` array: 1 / the config's observation scales.
 WALLET_SCALE, INVENTORY_SCALE, DURATION_SCALE, CROWD_SCALE, QUEUE_SCALE = range(5)
+
+
+class CommonInputs(NamedTuple):
+    """What :func:`_write_common` reads after its per-encode scalars: the town's arrays, the block's spec, scratch."""
+
+    out: np.ndarray  # float32[C, size] the slot-indexed observation buffer
+    spec: np.ndarray  # int64 block offsets and sizes (the slot constants above)
+    scales: np.ndarray  # float32 1 / the config's observation scales
+    tpd: int  # ticks per day
+    fresh: np.ndarray  # bool[C] agents seen for the first time (ctx_reset)
+    job_start: np.ndarray  # int64[jobs + 1] shift start per job position (last: no job)
+    job_end: np.ndarray  # int64[jobs + 1] shift end
+    arrived_day: np.ndarray  # per job position: the day its holder last arrived
+    other: np.ndarray  # int32[C, K] tie partners (-1: none; all -1 in relationship stage A)
+    values: np.ndarray  # float32[C, K, 3] tie values
+    of_agent: np.ndarray  # embedding row of each slot's identity (-1: none)
+    embeddings: np.ndarray  # float32[rows + 1, dim] identity embeddings (last row zeros)
+    width: int  # map width in tiles
+    height: int  # map height in tiles
+    occupancy: np.ndarray  # agents per tile
+    xy: np.ndarray  # scratch int64[2, C]: tile coordinates of each row
+    counts: np.ndarray  # scratch int64[C]: others nearby
+    sat: np.ndarray  # scratch: summed-area table of occupancy
+    power_on: np.ndarray  # bool[places] power runs
+    water_on: np.ndarray  # bool[places] water runs
+    queue_of: np.ndarray  # int32[C] the object whose queue each slot stands in (-1: none)
+    position: np.ndarray  # int32[C] place in that queue (1: head)
 
 
 class CommonBlock:
@@ -157,56 +186,39 @@ class CommonBlock:
         self._queued, self._lines = queued, lines
         return bool(lines)
 
-    def kernel_args(self, out: np.ndarray, fresh: np.ndarray) -> tuple[Any, ...]:
-        """The arguments of :func:`_write_common` after its per-encode scalars (all live as long as the town).
+    def kernel_args(self, out: np.ndarray, fresh: np.ndarray) -> CommonInputs:
+        """The inputs of :func:`_write_common` after its per-encode scalars (all live as long as the town).
 
         Args:
             out: The slot-indexed buffer.
             fresh: ``bool[capacity]`` slots whose agent is seen for the first time (their ``ctx_reset``).
         """
         w = self.world
-        a, g, o = w.agents, w.grid, w.objects
+        g = w.grid
         other, values = self.ties
-        return (
-            out,
-            self.spec,
-            self.scales,
-            w.ticks_per_day,
-            a.alive,
-            fresh,
-            a.needs,
-            a.wallet,
-            a.inventory,
-            a.job,
-            self.job_start,
-            self.job_end,
-            w.employment.arrived_day,
-            a.option,
-            a.option_started,
-            a.activity,
-            a.last_action,
-            a.last_success,
-            a.last_duration,
-            a.personality,
-            other,
-            values,
-            w.identity.of_agent,
-            self.embeddings,
-            a.tile,
-            g.width,
-            g.height,
-            w.occupancy,
-            self.xy,
-            self.counts,
-            self.sat,
-            a.home,
-            w.utilities.power_on,
-            w.utilities.water_on,
-            self.queue_of,
-            self.position,
-            a.target_obj,
-            o.reserved_by,
-            o.user,
+        return CommonInputs(
+            out=out,
+            spec=self.spec,
+            scales=self.scales,
+            tpd=w.ticks_per_day,
+            fresh=fresh,
+            job_start=self.job_start,
+            job_end=self.job_end,
+            arrived_day=w.employment.arrived_day,
+            other=other,
+            values=values,
+            of_agent=w.identity.of_agent,
+            embeddings=self.embeddings,
+            width=g.width,
+            height=g.height,
+            occupancy=w.occupancy,
+            xy=self.xy,
+            counts=self.counts,
+            sat=self.sat,
+            power_on=w.utilities.power_on,
+            water_on=w.utilities.water_on,
+            queue_of=self.queue_of,
+            position=self.position,
         )
 
 
@@ -255,134 +267,98 @@ def count_boxes(
 
 
 @numba.njit(cache=True)
-def _write_common(  # noqa: C901, PLR0913
-    n,
-    tick,
-    weather,
-    any_lines,
-    out,
-    spec,
-    scales,
-    tpd,
-    alive,
-    fresh,
-    needs,
-    wallet,
-    inventory,
-    job,
-    job_start,
-    job_end,
-    arrived_day,
-    option,
-    option_started,
-    activity,
-    last_action,
-    last_success,
-    last_duration,
-    personality,
-    other,
-    values,
-    of_agent,
-    embeddings,
-    tile,
-    width,
-    height,
-    occupancy,
-    xy,
-    counts,
-    sat,
-    home,
-    power_on,
-    water_on,
-    queue_of,
-    position,
-    target_obj,
-    reserved_by,
-    user,
-):
+def _write_common(  # noqa: C901
+    n: int,
+    tick: int,
+    weather: int,
+    any_lines: bool,
+    agent_fields: tuple,
+    object_fields: tuple,
+    own_fields: tuple,
+) -> None:
     """Write the common block of every living row among ``[0, n)`` (offsets in ``spec``, scales in ``scales``).
 
-    ``any_lines`` is what :meth:`CommonBlock.read_queues` returned; the arguments from ``out`` on are
-    :meth:`CommonBlock.kernel_args`.
+    ``any_lines`` is what :meth:`CommonBlock.read_queues` returned; the bundles come as plain tuples (an
+    :class:`AgentArrays`, an :class:`ObjectArrays` and :meth:`CommonBlock.kernel_args`) and are named again here.
     """
+    agents, objects, ins = AgentArrays(*agent_fields), ObjectArrays(*object_fields), CommonInputs(*own_fields)
     # Float operations follow the numpy expressions this replaced (float64 where numpy promoted), bit for bit.
-    tod = tick % tpd
-    day = tick // tpd
-    angle = TAU * tod / tpd
+    tod = tick % ins.tpd
+    day = tick // ins.tpd
+    angle = TAU * tod / ins.tpd
     sin, cos = math.sin(angle), math.cos(angle)
-    radius = spec[RADIUS]
+    radius = ins.spec[RADIUS]
+    xy = ins.xy  # scratch: tile coordinates of each row
     for i in range(n):
-        xy[0, i] = tile[i] % width
-        xy[1, i] = tile[i] // width
-    if n * n <= width * height:
-        count_pairwise(n, alive, xy, radius, counts)
+        xy[0, i] = agents.tile[i] % ins.width
+        xy[1, i] = agents.tile[i] // ins.width
+    if n * n <= ins.width * ins.height:
+        count_pairwise(n, agents.alive, xy, radius, ins.counts)
     else:
-        count_boxes(n, alive, xy, radius, occupancy, width, height, sat, counts)
-    commitment = spec[COMMITMENT]
-    top, dim = spec[TOP], spec[DIM]
-    none = len(embeddings) - 1  # the all-zero row
+        count_boxes(n, agents.alive, xy, radius, ins.occupancy, ins.width, ins.height, ins.sat, ins.counts)
+    commitment = ins.spec[COMMITMENT]
+    top, dim = ins.spec[TOP], ins.spec[DIM]
+    none = len(ins.embeddings) - 1  # the all-zero row
     for i in range(n):
-        if not alive[i]:
+        if not agents.alive[i]:
             continue
-        row = out[i]
+        row = ins.out[i]
         # self scalars
-        c = spec[NEEDS]
+        c = ins.spec[NEEDS]
         for k in range(4):
-            row[c + k] = needs[i, k]
-        row[spec[WALLET]] = math.tanh(wallet[i] * np.float64(scales[WALLET_SCALE]))
-        c = spec[WALLET] + 1
-        for k in range(spec[ITEMS]):
-            row[c + k] = min(np.float64(inventory[i, k]) * np.float64(scales[INVENTORY_SCALE]), 1.0)
-        row[spec[TIME]] = sin
-        row[spec[TIME] + 1] = cos
-        c, j = spec[JOB], job[i]
-        start = job_start[j]
-        working = j >= 0 and start <= tod < job_end[j]
+            row[c + k] = agents.needs[i, k]
+        row[ins.spec[WALLET]] = math.tanh(agents.wallet[i] * np.float64(ins.scales[WALLET_SCALE]))
+        c = ins.spec[WALLET] + 1
+        for k in range(ins.spec[ITEMS]):
+            row[c + k] = min(np.float64(agents.inventory[i, k]) * np.float64(ins.scales[INVENTORY_SCALE]), 1.0)
+        row[ins.spec[TIME]] = sin
+        row[ins.spec[TIME] + 1] = cos
+        c, j = ins.spec[JOB], agents.job[i]
+        start = ins.job_start[j]
+        working = j >= 0 and start <= tod < ins.job_end[j]
         row[c] = j >= 0
         row[c + 1] = working
-        row[c + 2] = working and arrived_day[j] != day
-        row[c + 3] = np.float64((start - tod) % tpd if j >= 0 else 0) * (1.0 / tpd)
-        c, opt = spec[OPTION], option[i]
+        row[c + 2] = working and ins.arrived_day[j] != day
+        row[c + 3] = np.float64((start - tod) % ins.tpd if j >= 0 else 0) * (1.0 / ins.tpd)
+        c, opt = ins.spec[OPTION], agents.option[i]
         for k in range(OPTION_COUNT):
             row[c + k] = k == opt
-        left = 0
-        if commitment and opt >= 0:
-            left = max(commitment - (tick - option_started[i]), 0)
-        row[spec[COMMIT]] = np.float64(left) * (1.0 / commitment) if commitment else 0.0
-        c = spec[ACTIVITY]
+        left = commitment_left(tick, agents.option_started[i], commitment) if opt >= 0 else 0
+        row[ins.spec[COMMIT]] = np.float64(left) * (1.0 / commitment) if commitment else 0.0
+        c = ins.spec[ACTIVITY]
         for k in range(ACTIVITY_COUNT):
-            row[c + k] = k == activity[i]
-        c, n_aff = spec[LAST], spec[AFFORDANCES]
+            row[c + k] = k == agents.activity[i]
+        c, n_aff = ins.spec[LAST], ins.spec[AFFORDANCES]
         for k in range(n_aff):
-            row[c + k] = k == last_action[i]
-        row[c + n_aff] = last_success[i]
-        row[c + n_aff + 1] = min(np.float64(last_duration[i]) * np.float64(scales[DURATION_SCALE]), 1.0)
-        row[spec[CTX]] = fresh[i]
+            row[c + k] = k == agents.last_action[i]
+        row[c + n_aff] = agents.last_success[i]
+        row[c + n_aff + 1] = min(np.float64(agents.last_duration[i]) * np.float64(ins.scales[DURATION_SCALE]), 1.0)
+        row[ins.spec[CTX]] = ins.fresh[i]
         for k in range(WEATHER_COUNT):
-            row[spec[WEATHER] + k] = k == weather
+            row[ins.spec[WEATHER] + k] = k == weather
         for k in range(3):
-            row[spec[PERSONALITY] + k] = personality[i, k]
+            row[ins.spec[PERSONALITY] + k] = agents.personality[i, k]
         # social snippet: top friends by trust, then top rivals by rivalry (stable: the first tie wins a draw)
-        c = spec[SOCIAL]
+        c = ins.spec[SOCIAL]
         ties = 0
-        for k in range(other.shape[1]):
-            ties += other[i, k] >= 0
+        for k in range(ins.other.shape[1]):
+            ties += ins.other[i, k] >= 0
         for kind in range(2 if ties else 0):
             comp = TRUST if kind == 0 else RIVALRY
             taken = 0  # bit k: tie k already listed
             for _ in range(top):
                 best, key = -1, np.float32(0.0)  # only positive components count
-                for k in range(other.shape[1]):
-                    if other[i, k] >= 0 and not (taken >> k) & 1 and values[i, k, comp] > key:
-                        best, key = k, values[i, k, comp]
+                for k in range(ins.other.shape[1]):
+                    if ins.other[i, k] >= 0 and not (taken >> k) & 1 and ins.values[i, k, comp] > key:
+                        best, key = k, ins.values[i, k, comp]
                 if best >= 0:
                     taken |= 1 << best
-                    e = of_agent[other[i, best]]
+                    e = ins.of_agent[ins.other[i, best]]
                     e = e if e >= 0 else none
                     for d in range(dim):
-                        row[c + d] = embeddings[e, d]
+                        row[c + d] = ins.embeddings[e, d]
                     for d in range(3):
-                        row[c + dim + d] = values[i, best, d]
+                        row[c + dim + d] = ins.values[i, best, d]
                 else:
                     for d in range(dim + 3):
                         row[c + d] = 0.0
@@ -391,15 +367,15 @@ def _write_common(  # noqa: C901, PLR0913
             for d in range(2 * top * (dim + 3)):
                 row[c + d] = 0.0
         # local summaries over ties to agents nearby
-        c = spec[LOCAL]
+        c = ins.spec[LOCAL]
         ties = 0
         sum_trust, sum_rivalry = np.float32(0.0), np.float32(0.0)
         max_trust, max_rivalry = np.float32(-2.0), np.float32(-2.0)
-        for k in range(other.shape[1]):
-            j = other[i, k]
-            if j >= 0 and alive[j] and abs(xy[0, j] - xy[0, i]) <= radius and abs(xy[1, j] - xy[1, i]) <= radius:
+        for k in range(ins.other.shape[1]):
+            j = ins.other[i, k]
+            if j >= 0 and agents.alive[j] and abs(xy[0, j] - xy[0, i]) <= radius and abs(xy[1, j] - xy[1, i]) <= radius:
                 ties += 1
-                trust, rivalry = values[i, k, TRUST], values[i, k, RIVALRY]
+                trust, rivalry = ins.values[i, k, TRUST], ins.values[i, k, RIVALRY]
                 sum_trust += trust
                 sum_rivalry += rivalry
                 max_trust = max(max_trust, trust)
@@ -408,28 +384,28 @@ def _write_common(  # noqa: C901, PLR0913
         row[c + 1] = max_trust if ties else 0.0
         row[c + 2] = np.float64(sum_rivalry) / max(ties, 1)
         row[c + 3] = max_rivalry if ties else 0.0
-        row[c + 4] = min(np.float64(counts[i]) * np.float64(scales[CROWD_SCALE]), 1.0)
+        row[c + 4] = min(np.float64(ins.counts[i]) * np.float64(ins.scales[CROWD_SCALE]), 1.0)
         # flags
-        c = spec[FLAGS]
-        row[c + 3] = power_on[home[i]]
-        row[c + 4] = water_on[home[i]]
+        c = ins.spec[FLAGS]
+        row[c + 3] = ins.power_on[agents.home[i]]
+        row[c + 4] = ins.water_on[agents.home[i]]
         if not any_lines:
             row[c] = row[c + 1] = row[c + 2] = 0.0
             continue
-        mine = queue_of[i]
+        mine = ins.queue_of[i]
         row[c] = mine >= 0
-        row[c + 1] = min(np.float64(position[i]) * np.float64(scales[QUEUE_SCALE]), 1.0)
+        row[c + 1] = min(np.float64(ins.position[i]) * np.float64(ins.scales[QUEUE_SCALE]), 1.0)
         # The line an agent stands in: the queue it is in, or the object it holds or uses.
         line = mine
         if line < 0:
-            t = target_obj[i]
-            if t >= 0 and (reserved_by[t] == i or user[t] == i):
+            t = agents.target_obj[i]
+            if t >= 0 and (objects.reserved_by[t] == i or objects.user[t] == i):
                 line = t
         rival = False
         if line >= 0:
-            for k in range(other.shape[1]):
-                j = other[i, k]
-                if j >= 0 and values[i, k, RIVALRY] > 0:
-                    if queue_of[j] == line or reserved_by[line] == j or user[line] == j:
+            for k in range(ins.other.shape[1]):
+                j = ins.other[i, k]
+                if j >= 0 and ins.values[i, k, RIVALRY] > 0:
+                    if ins.queue_of[j] == line or objects.reserved_by[line] == j or objects.user[line] == j:
                         rival = True
         row[c + 2] = rival

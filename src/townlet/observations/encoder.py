@@ -8,11 +8,12 @@ it. See docs/observations.md.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numba
 import numpy as np
 
+from townlet.observations.arrays import agent_arrays, object_arrays
 from townlet.observations.common import CommonBlock, _write_common
 from townlet.observations.layout import TARGETS, FeatureLayout, layout_of
 from townlet.observations.local_map import MapWindow, _write_windows
@@ -20,6 +21,10 @@ from townlet.observations.targets import KeyTargets, _write_targets
 
 if TYPE_CHECKING:
     from townlet.world.state import World
+
+
+# (population, agents, objects, common, targets, windows): the arguments of encode_blocks after the scalars
+KernelArgs = tuple[tuple, tuple, tuple, tuple, tuple, tuple | None]
 
 
 class ObservationEncoder:
@@ -59,15 +64,14 @@ class ObservationEncoder:
         self._seen_spawn = np.full(cap, -1, dtype=np.int64)
         self._fresh = np.zeros(cap, dtype=bool)
         self._encodes = 0
-        self._args: tuple[Any, ...] = ()
+        self._args: KernelArgs = ((), (), (), (), (), None)
         self._args_dist: tuple | None = None  # the distance-field arrays the arguments were taken with
 
     def prepare(self) -> tuple[bool, int, int, bool]:
         """The Python half of an encode; returns its scalars ``(first, tick, weather, any_lines)``.
 
         Reads the queues into arrays and rebuilds the target candidates of agents whose home, job or
-        occupant changed. The compiled half is :func:`encode_mapped` (or :func:`encode_flat` for a variant
-        without a map) with these scalars and :meth:`kernel_args`.
+        occupant changed. The compiled half is :func:`encode_blocks` with these scalars and :meth:`kernel_args`.
         """
         w = self.world
         first = self._encodes == 0
@@ -76,53 +80,63 @@ class ObservationEncoder:
         self.targets.refresh()
         return first, w.tick, int(w.weather.state), any_lines
 
-    def kernel_args(self) -> tuple[Any, ...]:
-        """``(population, common, targets[, windows])`` argument tuples of the compiled half (see :meth:`prepare`).
+    def kernel_args(self) -> KernelArgs:
+        """The compiled half's arguments ``(population, agents, objects, common, targets, windows)``.
 
         They hold the town's own arrays, so they are built once, and again when the grid's distance arrays
-        grow (a new distance field).
+        grow (a new distance field). The bundles are passed as plain tuples (a plain tuple crosses from
+        Python into compiled code faster than a named one); the compiled half names them again.
         """
         dist = self.world.grid.fields.arrays
         if self._args_dist is not dist:
             a, out, fresh = self.world.agents, self.buffer, self._fresh
-            args = [
-                (a.alive, a.spawn_tick, self._seen_alive, self._seen_spawn, fresh, out),
-                self.common.kernel_args(out, fresh),
-                self.targets.kernel_args(out, self.t_start, self.h_start),
-            ]
+            windows = None
             if self.map is not None:
-                args.append(
-                    self.map.kernel_args(
-                        out, self.m_start, fresh, self.common.queue_length, self.hint_start, self.targets.nearest_field
-                    )
+                windows = self.map.kernel_args(
+                    out, self.m_start, fresh, self.common.queue_length, self.hint_start, self.targets.nearest_field
                 )
-            self._args, self._args_dist = tuple(args), dist
+            self._args = (
+                (a.alive, a.spawn_tick, self._seen_alive, self._seen_spawn, fresh, out),
+                tuple(agent_arrays(a)),
+                tuple(object_arrays(self.world.objects)),
+                tuple(self.common.kernel_args(out, fresh)),
+                tuple(self.targets.kernel_args(out, self.t_start, self.h_start)),
+                None if windows is None else tuple(windows),
+            )
+            self._args_dist = dist
         return self._args
 
     def encode(self) -> np.ndarray:
         """Write every living agent's observation into :attr:`buffer` (empty slots: zeros) and return it."""
-        scalars = self.prepare()
-        (encode_flat if self.map is None else encode_mapped)(*scalars, *self.kernel_args())
+        first, tick, weather, lines = self.prepare()
+        population, agents, objects, common, targets, windows = self.kernel_args()
+        encode_blocks(first, tick, weather, lines, population, agents, objects, common, targets, windows)
         return self.buffer
 
 
 @numba.njit(cache=True)
-def encode_mapped(first, tick, weather, any_lines, population, common, targets, windows):
-    """The compiled half of an encode for a variant with a map window (see :meth:`ObservationEncoder.prepare`)."""
+def encode_blocks(
+    first: bool,
+    tick: int,
+    weather: int,
+    any_lines: bool,
+    population: tuple,
+    agents: tuple,
+    objects: tuple,
+    common: tuple,
+    targets: tuple,
+    windows: tuple | None,
+) -> None:
+    """The compiled half of an encode (see :meth:`ObservationEncoder.prepare`); ``windows`` None: no map window.
+
+    The bundles come as plain tuples (:meth:`ObservationEncoder.kernel_args`); each block's kernel names them again.
+    """
     n = _population(first, *population)
     if n:
-        _write_common(n, tick, weather, any_lines, *common)
-        _write_targets(n, *targets)
-        _write_windows(n, *windows)
-
-
-@numba.njit(cache=True)
-def encode_flat(first, tick, weather, any_lines, population, common, targets):
-    """The compiled half of an encode for a variant without a map window (compact)."""
-    n = _population(first, *population)
-    if n:
-        _write_common(n, tick, weather, any_lines, *common)
-        _write_targets(n, *targets)
+        _write_common(n, tick, weather, any_lines, agents, objects, common)
+        _write_targets(n, agents, objects, targets)
+        if windows is not None:
+            _write_windows(n, agents, objects, windows)
 
 
 @numba.njit(cache=True)

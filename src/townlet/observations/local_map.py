@@ -11,16 +11,46 @@ fields through a lookup table) are rewritten only for agents whose tile or targe
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, NamedTuple
 
 import numba
 import numpy as np
 
 from townlet.config.town_map import TileKind
+from townlet.observations.arrays import AgentArrays, ObjectArrays
 from townlet.world.fields import FAR, field_dist
 
 if TYPE_CHECKING:
     from townlet.world.state import World
+
+
+class WindowInputs(NamedTuple):
+    """What :func:`_write_windows` reads after ``n`` (:meth:`MapWindow.kernel_args`)."""
+
+    out: np.ndarray  # float32[C, size] the observation buffer
+    start: int  # offset of the map block
+    hint_at: int  # offset of the hint planes (-1: none)
+    fresh: np.ndarray  # bool[C] rows written whole (new agents)
+    occupancy: np.ndarray  # agents per tile
+    queue_length: np.ndarray  # int32[objects] agents queued per object
+    flat: np.ndarray  # float32 the padded channel array, flat
+    channels: int  # channels per cell
+    pad_index: np.ndarray  # int64[tiles] flat tile -> padded index
+    object_pad: np.ndarray  # padded index of each object
+    offsets: np.ndarray  # int64[window²] padded offset of each window cell from its centre
+    window: int  # window side in cells
+    dynamic: np.ndarray  # int64[3] columns of the agents / busy / queue_length channels (-1: none)
+    crowd: np.float32  # 1 / observations.crowd_scale
+    queue_scale: np.float32  # 1 / observations.queue_scale
+    occupied: np.ndarray  # int64 [count, tiles holding agents at the last encode...]
+    stamp: np.ndarray  # int64 per padded cell: the pass that last changed it
+    encode_count: np.ndarray  # int64[1] passes so far
+    row_tile: np.ndarray  # int64[C] the tile each row's window was written for
+    row_fields: np.ndarray  # int32[C, T] the fields each row's hint planes were written for
+    fields: np.ndarray  # int32[C, T] each row's target fields now (KeyTargets.nearest_field)
+    paths: tuple  # DistanceFields.arrays: the distance fields (a new tuple when they grow)
+    unpad: np.ndarray  # int64 padded index -> flat tile (-1 outside the map)
+    closeness: np.ndarray  # float32 path distance -> closeness in [0, 1]
 
 
 class MapWindow:
@@ -87,7 +117,7 @@ class MapWindow:
         queue_length: np.ndarray,
         hint_at: int = -1,
         fields: np.ndarray | None = None,
-    ) -> tuple[Any, ...]:
+    ) -> WindowInputs:
         """The arguments of :func:`_write_windows` after ``n`` (valid until the grid's distance arrays grow).
 
         Args:
@@ -99,83 +129,63 @@ class MapWindow:
             fields: ``int32[capacity, T]`` the distance field of each row's targets (-1 none), for the hints.
         """
         w = self.world
-        a, o, g = w.agents, w.objects, w.grid
+        g = w.grid
         if fields is None:
             fields = self._row_fields
-        return (
-            out,
-            start,
-            hint_at,
-            a.alive,
-            fresh,
-            a.tile,
-            w.occupancy,
-            o.reserved_by,
-            o.user,
-            queue_length,
-            self._flat,
-            self.array.shape[1],
-            self.pad_index,
-            self.object_pad,
-            self.offsets,
-            self.window,
-            self.dynamic,
-            self.crowd,
-            self.queue_scale,
-            self._occupied,
-            self._stamp,
-            self._encodes,
-            self._row_tile,
-            self._row_fields,
-            fields,
-            g.fields.arrays,
-            self.unpad,
-            self.closeness,
+        return WindowInputs(
+            out=out,
+            start=start,
+            hint_at=hint_at,
+            fresh=fresh,
+            occupancy=w.occupancy,
+            queue_length=queue_length,
+            flat=self._flat,
+            channels=self.array.shape[1],
+            pad_index=self.pad_index,
+            object_pad=self.object_pad,
+            offsets=self.offsets,
+            window=self.window,
+            dynamic=self.dynamic,
+            crowd=self.crowd,
+            queue_scale=self.queue_scale,
+            occupied=self._occupied,
+            stamp=self._stamp,
+            encode_count=self._encodes,
+            row_tile=self._row_tile,
+            row_fields=self._row_fields,
+            fields=fields,
+            paths=g.fields.arrays,
+            unpad=self.unpad,
+            closeness=self.closeness,
         )
 
 
 @numba.njit(cache=True)
-def _write_windows(  # noqa: C901, PLR0913
-    n,
-    out,
-    start,
-    hint_at,
-    alive,
-    fresh,
-    tiles,
-    occupancy,
-    reserved_by,
-    user,
-    queue_length,
-    flat,
-    channels,
-    pad_index,
-    object_pad,
-    offsets,
-    window,
-    dynamic,
-    crowd,
-    queue_scale,
-    occupied,
-    stamp,
-    encode_count,
-    row_tile,
-    row_fields,
-    fields,
-    paths,
-    unpad,
-    closeness,
-):
+def _write_windows(  # noqa: C901
+    n: int,
+    agent_fields: tuple,
+    object_fields: tuple,
+    own_fields: tuple,
+) -> None:
     """Refresh the dynamic channels (stamping changed cells), then write the living rows' windows and hints.
 
     ``encode_count`` (``int64[1]``) counts the passes; a cell's stamp is the pass that last changed it.
     """
+    agents, objects, ins = AgentArrays(*agent_fields), ObjectArrays(*object_fields), WindowInputs(*own_fields)
+    alive, tiles = agents.alive, agents.tile
+    reserved_by, user = objects.reserved_by, objects.user
+    encode_count, dynamic, occupied, occupancy = ins.encode_count, ins.dynamic, ins.occupied, ins.occupancy
+    crowd, pad_index, channels, flat = ins.crowd, ins.pad_index, ins.channels, ins.flat
+    stamp, object_pad, queue_length, queue_scale = ins.stamp, ins.object_pad, ins.queue_length, ins.queue_scale
+    window, start, fresh, row_tile = ins.window, ins.start, ins.fresh, ins.row_tile
+    out, offsets, hint_at, fields = ins.out, ins.offsets, ins.hint_at, ins.fields
+    row_fields, unpad, closeness, paths = ins.row_fields, ins.unpad, ins.closeness, ins.paths
     encode_count[0] += 1
     encodes = encode_count[0]
     # Values follow the numpy expressions this replaced (float32 products), bit for bit.
     one, zero = np.float32(1.0), np.float32(0.0)
-    agents, busy, queued = dynamic[0], dynamic[1], dynamic[2]
-    if agents >= 0:  # tiles that held agents at the last encode, and those holding them now
+    crowded, busy, queued = dynamic[0], dynamic[1], dynamic[2]  # channel columns (-1: none)
+    if crowded >= 0:  # tiles that held agents at the last encode, and those holding them now
         before = count = occupied[0]
         for i in range(n):
             if alive[i]:
@@ -184,7 +194,7 @@ def _write_windows(  # noqa: C901, PLR0913
         for k in range(count):
             t = occupied[1 + k]
             value = min(np.float32(occupancy[t]) * crowd, one)
-            at = pad_index[t] * channels + agents
+            at = pad_index[t] * channels + crowded
             if flat[at] != value:
                 flat[at] = value
                 stamp[pad_index[t]] = encodes
@@ -229,8 +239,8 @@ def _write_windows(  # noqa: C901, PLR0913
                     at, to = np.uint64(q * channels), np.uint64(start + c * channels)
                     for k in range(np.uint64(channels)):
                         row[to + k] = flat[at + k]
-        if agents >= 0:  # the agent itself does not count
-            row[centre + agents] = min(np.float32(occupancy[t] - 1) * crowd, one)
+        if crowded >= 0:  # the agent itself does not count
+            row[centre + crowded] = min(np.float32(occupancy[t] - 1) * crowd, one)
         if hint_at < 0:
             continue
         for k in range(fields.shape[1]):

@@ -10,11 +10,12 @@ variant it also writes every agent's path hint.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, NamedTuple
 
 import numba
 import numpy as np
 
+from townlet.observations.arrays import AgentArrays, ObjectArrays
 from townlet.observations.layout import TARGETS
 from townlet.world.fields import FAR, field_dist, field_step
 from townlet.world.needs import ENERGY, HUNGER, HYGIENE, SOCIAL
@@ -27,6 +28,22 @@ SHOWER, FRIDGE, TILL, HOME, WORK = range(len(TARGETS))
 NEED_TARGET = np.zeros(4, dtype=np.int64)
 NEED_TARGET[[HUNGER, HYGIENE, ENERGY, SOCIAL]] = [FRIDGE, SHOWER, HOME, HOME]
 UNREACHABLE = int(FAR)
+
+
+class TargetInputs(NamedTuple):
+    """What :func:`_write_targets` reads after ``n`` (:meth:`KeyTargets.kernel_args`)."""
+
+    out: np.ndarray  # float32[C, size] the observation buffer
+    start: int  # offset of the targets block
+    hint_at: int  # offset of the compact path hint (-1: none)
+    row_tile: np.ndarray  # int64[C] the tile each row's targets were written for
+    width: int  # map width in tiles
+    candidates: np.ndarray  # int32[C, T, K] candidate objects (-1 padding)
+    fields: np.ndarray  # int32[C, T, K] their distance fields
+    paths: tuple  # DistanceFields.arrays: the distance fields (a new tuple when they grow)
+    scale: np.float32  # 1 / observations.distance_scale
+    nearest_field: np.ndarray  # int32[C, T] out: the field of each row's nearest target (-1: none)
+    need_target: np.ndarray  # int64[needs] the target the hint points at, by largest need
 
 
 class KeyTargets:
@@ -71,7 +88,7 @@ class KeyTargets:
             self._row_tile[slot] = -1
         return count > 0
 
-    def kernel_args(self, out: np.ndarray, start: int, hint_at: int = -1) -> tuple[Any, ...]:
+    def kernel_args(self, out: np.ndarray, start: int, hint_at: int = -1) -> TargetInputs:
         """The arguments of :func:`_write_targets` after ``n`` (valid until the grid's distance arrays grow).
 
         The targets block goes at ``start``; with ``hint_at >= 0`` (compact variant) the N/E/S/W path hint is
@@ -79,25 +96,19 @@ class KeyTargets:
         The pass also records :attr:`nearest_field`. Call :meth:`refresh` before each pass.
         """
         w = self.world
-        a, g, o = w.agents, w.grid, w.objects
-        return (
-            out,
-            start,
-            hint_at,
-            a.alive,
-            a.tile,
-            self._row_tile,
-            g.width,
-            self.candidates,
-            self.fields,
-            g.fields.arrays,
-            o.x,
-            o.y,
-            self.distance_scale,
-            self.nearest_field,
-            a.dest_field,
-            a.needs,
-            NEED_TARGET,
+        g = w.grid
+        return TargetInputs(
+            out=out,
+            start=start,
+            hint_at=hint_at,
+            row_tile=self._row_tile,
+            width=g.width,
+            candidates=self.candidates,
+            fields=self.fields,
+            paths=g.fields.arrays,
+            scale=self.distance_scale,
+            nearest_field=self.nearest_field,
+            need_target=NEED_TARGET,
         )
 
     def _rebuild(self, slot: int) -> None:
@@ -147,27 +158,20 @@ def _stale_slots(alive, home, job, spawn, key, stale):
 
 
 @numba.njit(cache=True)
-def _write_targets(  # noqa: PLR0913
-    n,
-    out,
-    start,
-    hint_at,
-    alive,
-    tiles,
-    row_tile,
-    width,
-    candidates,
-    fields,
-    paths,
-    obj_x,
-    obj_y,
-    scale,
-    nearest_field,
-    dest_field,
-    needs,
-    need_target,
-):
+def _write_targets(
+    n: int,
+    agent_fields: tuple,
+    object_fields: tuple,
+    own_fields: tuple,
+) -> None:
     """Targets block (and path hint) of every living row among ``[0, n)``; rows on an unchanged tile keep theirs."""
+    agents, objects, ins = AgentArrays(*agent_fields), ObjectArrays(*object_fields), TargetInputs(*own_fields)
+    # Fields bound to locals once: read inside the loops they would be reloaded from memory (no vector copies).
+    alive, tiles, dest_field, needs = agents.alive, agents.tile, agents.dest_field, agents.needs
+    obj_x, obj_y = objects.x, objects.y
+    candidates, width, start, row_tile = ins.candidates, ins.width, ins.start, ins.row_tile
+    paths, fields, nearest_field, out = ins.paths, ins.fields, ins.nearest_field, ins.out
+    scale, hint_at, need_target = ins.scale, ins.hint_at, ins.need_target
     # Float operations follow the numpy expressions this replaced (float64 bearings), bit for bit.
     targets, k_max = candidates.shape[1], candidates.shape[2]
     for i in range(n):

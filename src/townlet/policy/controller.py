@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import numba
 import numpy as np
 
+from townlet.observations.commitment import window_over
 from townlet.policy.memory import AgentMemory
 from townlet.policy.options import (
     NEVER,
@@ -384,7 +385,7 @@ class OptionController:
     def may_switch(self, slot: int) -> bool:
         """Whether the commitment window allows choosing a new option now."""
         a = self.world.agents
-        return a.option[slot] < 0 or self.world.tick - a.option_started[slot] >= self.commitment
+        return a.option[slot] < 0 or bool(window_over.py_func(self.world.tick, a.option_started[slot], self.commitment))
 
     def forget(self, slot: int) -> None:
         """Drop the plan of an agent that left."""

@@ -28,13 +28,14 @@ from __future__ import annotations
 import weakref
 from enum import IntEnum
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numba
 import numpy as np
 
 from townlet.config.models import clock_to_tick
 from townlet.config.vocabulary import OPTIONS
+from townlet.observations.commitment import window_over
 
 if TYPE_CHECKING:
     from townlet.world.state import World
@@ -103,28 +104,70 @@ def _price_if_sold(world: World, kind: str, item: str) -> float:
     return float(world.economy.prices.get(item, np.inf)) if units > 0 else np.inf
 
 
-def mask_arrays(world: World) -> tuple[Any, ...]:
-    """What the mask kernels read after :func:`mask_scalars`: town arrays and flags, then per-agent arrays."""
+class MaskArrays(NamedTuple):
+    """What the mask reads of a town besides the per-tick prices: the world's own arrays (no copies)."""
+
+    water_on: np.ndarray  # bool[places] whose water runs (a shower needs it)
+    social_on: bool  # relationships enabled
+    alive: np.ndarray  # bool[C]
+    wallet: np.ndarray  # float64[C]
+    inventory: np.ndarray  # int32[C, items]
+    job: np.ndarray  # int32[C] job position, -1 none
+    start: np.ndarray  # int64[jobs] shift start (tick of the day)
+    end: np.ndarray  # int64[jobs] shift end
+    early: int  # ticks before a shift an agent may set off to work
+    raw: int  # item column of raw food (-1: none)
+    meal: int  # ... of a cafe meal
+    clothes: int  # ... of clean clothes
+
+
+class Choice(NamedTuple):
+    """Who is free to choose (see the module docstring): the streaks, need points and running options."""
+
+    critical_since: np.ndarray  # int64[C] first tick of each agent's critical streak (NEVER: none)
+    point_at: np.ndarray  # int64[C] last need point (NEVER: none)
+    option: np.ndarray  # int8[C] running option (-1: none)
+    started: np.ndarray  # int64[C] the tick it started
+    commitment: int  # the commitment window, or DECISION_POINTS
+
+
+def mask_arrays(world: World) -> MaskArrays:
+    """What the mask kernels read after :func:`mask_scalars` (the town's own arrays, so cheap to build)."""
     a, emp = world.agents, world.employment
     items = a.item_index
-    return (
-        world.utilities.water_on,
-        world.relationships.enabled,
-        a.alive,
-        a.wallet,
-        a.inventory,
-        a.job,
-        emp.start,
-        emp.end,
-        emp.cfg.early_arrival,
-        items.get("raw_food", -1),
-        items.get("cafe_meal", -1),
-        items.get("clean_clothes", -1),
+    return MaskArrays(
+        water_on=world.utilities.water_on,
+        social_on=world.relationships.enabled,
+        alive=a.alive,
+        wallet=a.wallet,
+        inventory=a.inventory,
+        job=a.job,
+        start=emp.start,
+        end=emp.end,
+        early=emp.cfg.early_arrival,
+        raw=items.get("raw_food", -1),
+        meal=items.get("cafe_meal", -1),
+        clothes=items.get("clean_clothes", -1),
     )
 
 
 NEVER = np.iinfo(np.int64).max  # ``critical_since`` / ``point_at`` of an agent with no streak / no point
 DECISION_POINTS = -1  # ``commitment`` of the semi-MDP mask: choices only at decision points
+
+
+def choice_of(
+    world: World, commitment: int, critical_since: np.ndarray | None = None, point_at: np.ndarray | None = None
+) -> Choice:
+    """Who is free to choose in ``world`` under ``commitment``; no streaks / need points when None (nobody's)."""
+    never = np.full(world.agents.capacity, NEVER, dtype=np.int64)
+    a = world.agents
+    return Choice(
+        critical_since=never if critical_since is None else critical_since,
+        point_at=never if point_at is None else point_at,
+        option=a.option,
+        started=a.option_started,
+        commitment=commitment,
+    )
 
 
 def option_mask(
@@ -146,19 +189,9 @@ def option_mask(
     """
     if slots is None:
         slots = world.agents.slots()
-    never = np.full(world.agents.capacity, NEVER, dtype=np.int64)
-    a = world.agents
-    return _slot_masks(
-        np.asarray(slots, dtype=np.int64),
-        world.tick,
-        *mask_scalars(world),
-        never if critical_since is None else critical_since,
-        never if point_at is None else point_at,
-        a.option,
-        a.option_started,
-        commitment,
-        *mask_arrays(world),
-    )
+    choice = choice_of(world, commitment, critical_since, point_at)
+    slots = np.asarray(slots, dtype=np.int64)
+    return _slot_masks(slots, world.tick, *mask_scalars(world), tuple(choice), tuple(mask_arrays(world)))
 
 
 @numba.njit(cache=True)
@@ -235,7 +268,7 @@ def town_terms(shower_fee: float, water_on: np.ndarray, social_on: bool, alive: 
 
 
 @numba.njit(cache=True)
-def mask_row(  # noqa: PLR0913
+def mask_row(
     row: np.ndarray,
     s: int,
     tod: int,
@@ -243,23 +276,17 @@ def mask_row(  # noqa: PLR0913
     food_price: float,
     shower_fee: float,
     social: bool,
-    wallet: np.ndarray,
-    inventory: np.ndarray,
-    job: np.ndarray,
-    start: np.ndarray,
-    end: np.ndarray,
-    early: int,
-    raw: int,
-    meal: int,
-    clothes: int,
+    town: MaskArrays,
 ) -> None:
-    """Write slot ``s``'s mask into ``row`` (of any integer or bool dtype)."""
-    money = wallet[s]
-    has_food = (raw >= 0 and inventory[s, raw] >= 1) or (meal >= 0 and inventory[s, meal] >= 1)
+    """Write slot ``s``'s possible options into ``row`` (of any integer or bool dtype)."""
+    money = town.wallet[s]
+    items = town.inventory[s]
+    raw, meal, clothes = town.raw, town.meal, town.clothes
+    has_food = (raw >= 0 and items[raw] >= 1) or (meal >= 0 and items[meal] >= 1)
     row[0] = has_food or money >= meal_price  # GetFed
-    row[1] = money >= shower_fee or (clothes >= 0 and inventory[s, clothes] >= 1)  # GetClean
-    j = job[s]
-    row[2] = j >= 0 and start[j] - early <= tod < end[j] - 1  # GoToWork
+    row[1] = money >= shower_fee or (clothes >= 0 and items[clothes] >= 1)  # GetClean
+    j = town.job[s]
+    row[2] = j >= 0 and town.start[j] - town.early <= tod < town.end[j] - 1  # GoToWork
     row[3] = money >= food_price  # ShopGroceries
     row[4] = True  # Sleep
     row[5] = social  # Socialise
@@ -267,16 +294,7 @@ def mask_row(  # noqa: PLR0913
 
 
 @numba.njit(cache=True)
-def window_over(tick: Any, started: Any, commitment: Any) -> Any:
-    """The commitment window's one test: an option started at ``started`` may be left at ``tick``.
-
-    Compiled for the kernels; ``window_over.py_func`` is the same rule elementwise over NumPy arrays.
-    """
-    return tick - started >= commitment
-
-
-@numba.njit(cache=True)
-def mask_slot(  # noqa: PLR0913
+def mask_slot(
     row: np.ndarray,
     s: int,
     tick: int,
@@ -285,167 +303,72 @@ def mask_slot(  # noqa: PLR0913
     food_price: float,
     fee: float,
     social: bool,
-    critical_since: np.ndarray,
-    point_at: np.ndarray,
-    option: np.ndarray,
-    started: np.ndarray,
-    commitment: int,
-    wallet: np.ndarray,
-    inventory: np.ndarray,
-    job: np.ndarray,
-    start: np.ndarray,
-    end: np.ndarray,
-    early: int,
-    raw: int,
-    meal: int,
-    clothes: int,
+    choice: Choice,
+    town: MaskArrays,
 ) -> None:
     """Write living slot ``s``'s mask row: the one option mask (see the module docstring)."""
+    option, started = choice.option, choice.started
     running = option[s] >= 0
-    since = critical_since[s]
-    if commitment == DECISION_POINTS:
-        free = decision_point(s, option, started, point_at, tick)
+    since = choice.critical_since[s]
+    if choice.commitment == DECISION_POINTS:
+        free = decision_point(s, option, started, choice.point_at, tick)
     elif not running:
         free = True
     else:
-        free = window_over(tick, started[s], commitment) or (since != NEVER and started[s] < since)
+        free = window_over(tick, started[s], choice.commitment) or (since != NEVER and started[s] < since)
     row[:] = 0
     if free:
-        mask_row(
-            row,
-            s,
-            tod,
-            meal_price,
-            food_price,
-            fee,
-            social,
-            wallet,
-            inventory,
-            job,
-            start,
-            end,
-            early,
-            raw,
-            meal,
-            clothes,
-        )
+        mask_row(row, s, tod, meal_price, food_price, fee, social, town)
     if running:
         row[option[s]] = 1
 
 
 @numba.njit(cache=True)
-def town_masks(  # noqa: PLR0913
-    tick,
-    tod,
-    meal_price,
-    food_price,
-    shower_fee,
-    mask,
-    critical_since,
-    point_at,
-    option,
-    started,
-    commitment,
-    water_on,
-    social_on,
-    alive,
-    wallet,
-    inventory,
-    job,
-    start,
-    end,
-    early,
-    raw,
-    meal,
-    clothes,
-):
+def town_masks(
+    tick: int,
+    tod: int,
+    meal_price: float,
+    food_price: float,
+    shower_fee: float,
+    mask: np.ndarray,
+    choice_fields: tuple,
+    town_fields: tuple,
+) -> None:
     """Every slot's mask row into ``mask`` (``[C, A]`` of any integer or bool dtype): zeros for empty slots.
 
-    ``tod`` to ``shower_fee`` come from :func:`mask_scalars`, ``water_on`` and the rest from :func:`mask_arrays`.
+    ``tod`` to ``shower_fee`` come from :func:`mask_scalars`, ``town`` from :func:`mask_arrays`.
+
+    ``choice_fields`` and ``town_fields`` are a :class:`Choice` and a :class:`MaskArrays` as plain tuples
+    (``tuple(bundle)``): a plain tuple crosses from Python into compiled code faster than a named one.
     """
-    fee, social = town_terms(shower_fee, water_on, social_on, alive)
-    for s in range(len(alive)):
-        if alive[s]:
-            mask_slot(
-                mask[s],
-                s,
-                tick,
-                tod,
-                meal_price,
-                food_price,
-                fee,
-                social,
-                critical_since,
-                point_at,
-                option,
-                started,
-                commitment,
-                wallet,
-                inventory,
-                job,
-                start,
-                end,
-                early,
-                raw,
-                meal,
-                clothes,
-            )
+    choice, town = Choice(*choice_fields), MaskArrays(*town_fields)  # named again (declared field order)
+    fee, social = town_terms(shower_fee, town.water_on, town.social_on, town.alive)
+    for s in range(len(town.alive)):
+        if town.alive[s]:
+            mask_slot(mask[s], s, tick, tod, meal_price, food_price, fee, social, choice, town)
         else:
             mask[s, :] = 0
 
 
 @numba.njit(cache=True)
-def _slot_masks(  # noqa: PLR0913
-    slots,
-    tick,
-    tod,
-    meal_price,
-    food_price,
-    shower_fee,
-    critical_since,
-    point_at,
-    option,
-    started,
-    commitment,
-    water_on,
-    social_on,
-    alive,
-    wallet,
-    inventory,
-    job,
-    start,
-    end,
-    early,
-    raw,
-    meal,
-    clothes,
-):
-    """The mask rows of ``slots`` (the same rule as :func:`town_masks`)."""
-    fee, social = town_terms(shower_fee, water_on, social_on, alive)
+def _slot_masks(
+    slots: np.ndarray,
+    tick: int,
+    tod: int,
+    meal_price: float,
+    food_price: float,
+    shower_fee: float,
+    choice_fields: tuple,
+    town_fields: tuple,
+) -> np.ndarray:
+    """The mask rows of ``slots`` (the same rule as :func:`town_masks`).
+
+    ``choice_fields`` and ``town_fields`` are a :class:`Choice` and a :class:`MaskArrays` as plain tuples
+    (``tuple(bundle)``): a plain tuple crosses from Python into compiled code faster than a named one.
+    """
+    choice, town = Choice(*choice_fields), MaskArrays(*town_fields)  # named again (declared field order)
+    fee, social = town_terms(shower_fee, town.water_on, town.social_on, town.alive)
     mask = np.zeros((len(slots), OPTION_COUNT), dtype=np.bool_)
     for i in range(len(slots)):
-        mask_slot(
-            mask[i],
-            slots[i],
-            tick,
-            tod,
-            meal_price,
-            food_price,
-            fee,
-            social,
-            critical_since,
-            point_at,
-            option,
-            started,
-            commitment,
-            wallet,
-            inventory,
-            job,
-            start,
-            end,
-            early,
-            raw,
-            meal,
-            clothes,
-        )
+        mask_slot(mask[i], slots[i], tick, tod, meal_price, food_price, fee, social, choice, town)
     return mask

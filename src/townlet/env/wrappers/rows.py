@@ -6,7 +6,7 @@ out) runs in two compiled loops over the towns' seats, so the rows cost next to 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import gymnasium
 import numba
@@ -18,6 +18,16 @@ from townlet.env.wrappers.flat import action_masks, flat_space
 from townlet.policy.options import Option
 from townlet.policy.primitives import Primitive
 from townlet.sim.pickling import KeepsViews
+
+
+class Stays(NamedTuple):
+    """Each row's running return and length, and the stays the last step ended (``float64`` / ``int64[rows]``)."""
+
+    returns: np.ndarray  # the current occupant's return so far
+    lengths: np.ndarray  # ... and steps so far
+    ends: np.ndarray  # bool: the last step ended this row's stay
+    end_return: np.ndarray  # the ended stay's return
+    end_length: np.ndarray  # ... and length
 
 
 class SeatRows(KeepsViews):
@@ -66,11 +76,14 @@ class SeatRows(KeepsViews):
         self.truncated = np.zeros(self.num_rows, dtype=bool)
         self._actions = np.full((n_towns, cap), -1, dtype=np.int64)
         self._occupied = np.zeros(self.num_rows, dtype=bool)  # who sat in each seat during the step
-        self._returns = np.zeros(self.num_rows, dtype=np.float64)
-        self._lengths = np.zeros(self.num_rows, dtype=np.int64)
-        self._ends = np.zeros(self.num_rows, dtype=bool)
-        self._end_return = np.zeros(self.num_rows, dtype=np.float64)
-        self._end_length = np.zeros(self.num_rows, dtype=np.int64)
+        rows = self.num_rows
+        self._stays = Stays(
+            returns=np.zeros(rows, dtype=np.float64),
+            lengths=np.zeros(rows, dtype=np.int64),
+            ends=np.zeros(rows, dtype=bool),
+            end_return=np.zeros(rows, dtype=np.float64),
+            end_length=np.zeros(rows, dtype=np.int64),
+        )
         self.ended: list[tuple[int, float, int]] = []
         self.scripted_fallbacks = 0
         self.invalid_actions = 0
@@ -82,8 +95,8 @@ class SeatRows(KeepsViews):
             seed = int(np.random.SeedSequence().generate_state(1)[0] >> 1)
         b = self.batch
         b.reset(seed=seed)
-        self._returns[:] = 0.0
-        self._lengths[:] = 0
+        self._stays.returns[:] = 0.0
+        self._stays.lengths[:] = 0
         _write_rows(self._flat, b.obs, b.masks, b.alive, False, self.noop)
         return self.obs
 
@@ -116,20 +129,17 @@ class SeatRows(KeepsViews):
             self.rewards,
             self.terminated,
             self.truncated,
-            self._returns,
-            self._lengths,
-            self._ends,
-            self._end_return,
-            self._end_length,
+            tuple(self._stays),  # plain: faster calls
         )
         _write_rows(self._flat, b.obs, b.masks, b.alive, False, self.noop)
-        if self._ends.any():
-            rows_ended = self._ends.nonzero()[0]
+        stays = self._stays
+        if stays.ends.any():
+            rows_ended = stays.ends.nonzero()[0]
             self.ended = list(
                 zip(
                     rows_ended.tolist(),
-                    self._end_return[rows_ended].tolist(),
-                    self._end_length[rows_ended].tolist(),
+                    stays.end_return[rows_ended].tolist(),
+                    stays.end_length[rows_ended].tolist(),
                     strict=True,
                 )
             )
@@ -238,23 +248,24 @@ def _take_actions(chosen, alive, flat, size, acts, occupied):
 
 
 @numba.njit(cache=True)
-def _settle_rows(  # noqa: PLR0913
-    occupied,
-    town_rewards,
-    gone,
-    arrived,
-    reset,
-    rewards,
-    terminated,
-    truncated,
-    returns,
-    lengths,
-    ends,
-    end_return,
-    end_length,
-):
-    """Rows' rewards and boundaries after the towns stepped; running returns; returns the exits."""
+def _settle_rows(
+    occupied: np.ndarray,
+    town_rewards: np.ndarray,
+    gone: np.ndarray,
+    arrived: np.ndarray,
+    reset: np.ndarray,
+    rewards: np.ndarray,
+    terminated: np.ndarray,
+    truncated: np.ndarray,
+    stays_fields: tuple,
+) -> int:
+    """Rows' rewards and boundaries after the towns stepped; running returns; returns the exits.
+
+    ``stays_fields`` is a :class:`Stays` as a plain tuple (it crosses from Python faster than a named one).
+    """
+    stays = Stays(*stays_fields)
     seats = rewards.shape[0] // gone.shape[0]
+    returns, lengths, ends = stays.returns, stays.lengths, stays.ends
     exits = 0
     for t in range(gone.shape[0]):
         for s in range(seats):
@@ -269,8 +280,8 @@ def _settle_rows(  # noqa: PLR0913
             lengths[r] += occupied[r]
             ends[r] = occupied[r] and (left or reset[t])
             if ends[r]:
-                end_return[r] = returns[r]
-                end_length[r] = lengths[r]
+                stays.end_return[r] = returns[r]
+                stays.end_length[r] = lengths[r]
             if terminated[r] or truncated[r]:
                 returns[r] = 0.0
                 lengths[r] = 0
