@@ -24,14 +24,7 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "config", nargs="?", default=None, metavar="CONFIG", help="YAML config file (default: the shipped town)"
     )
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY.PATH=VALUE",
-        help="override any config value (repeatable), e.g. --set population.agents=12",
-    )
+    _add_set(parser, "override any config value (repeatable), e.g. --set population.agents=12")
 
 
 def add_config_options(parser: argparse.ArgumentParser, example: str = "") -> None:
@@ -40,13 +33,13 @@ def add_config_options(parser: argparse.ArgumentParser, example: str = "") -> No
     Their positionals are taken by the action's own arguments; ``example`` ends the ``--set`` help.
     """
     parser.add_argument("--config", default=None, metavar="CONFIG", help="YAML config (default: the shipped one)")
+    _add_set(parser, f"override a config value (repeatable){example}")
+
+
+def _add_set(parser: argparse.ArgumentParser, help_text: str) -> None:
+    """The repeatable ``--set key.path=value`` option, collected into ``overrides``."""
     parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY.PATH=VALUE",
-        help=f"override a config value (repeatable){example}",
+        "--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE", help=help_text
     )
 
 

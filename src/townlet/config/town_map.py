@@ -35,6 +35,17 @@ class TileKind(IntEnum):
 
 
 OUTDOOR_KINDS = (TileKind.ROAD, TileKind.GRASS)
+# one character per tile kind: the viewer's map rows (GET /api/town) and the text render
+TILE_CHARS = {
+    TileKind.FLOOR: ".",
+    TileKind.WALL: "#",
+    TileKind.DOOR: "+",
+    TileKind.ROAD: "=",
+    TileKind.COUNTER: "_",
+    TileKind.QUEUE: "q",
+    TileKind.GRASS: ",",
+    TileKind.OBJECT: "o",
+}
 OBJECT_TYPES = (
     "bed",
     "fridge",

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from townlet.config.models import NEED_NAMES
-from townlet.config.town_map import TileKind
+from townlet.config.town_map import TILE_CHARS, TileKind
 from townlet.policy.options import OPTION_LABELS
 
 if TYPE_CHECKING:
@@ -35,16 +35,6 @@ OBJECT_RGB = {
     "bench": (90, 60, 30),
     "table": (210, 150, 90),
     "counter_service": (240, 140, 40),
-}
-TILE_CHAR = {
-    TileKind.FLOOR: ".",
-    TileKind.WALL: "#",
-    TileKind.DOOR: "+",
-    TileKind.ROAD: "=",
-    TileKind.COUNTER: "_",
-    TileKind.QUEUE: "q",
-    TileKind.GRASS: ",",
-    TileKind.OBJECT: "?",
 }
 OBJECT_CHAR = {
     "bed": "B",
@@ -96,7 +86,7 @@ def rgb_frame(world: World, tile_px: int = 8) -> np.ndarray:
 def ansi_frame(world: World) -> str:
     """The map as text (the map file's glyphs; agents as 0-9a-z by slot) plus the clock and one line per agent."""
     g, o, a = world.grid, world.objects, world.agents
-    chars = np.array([TILE_CHAR[TileKind(k)] for k in g.kinds.tolist()], dtype="<U1")
+    chars = np.array([TILE_CHARS[TileKind(k)] for k in g.kinds.tolist()], dtype="<U1")
     for obj, t in enumerate(o.types):
         chars[o.tile[obj]] = OBJECT_CHAR.get(t, "?")
     for slot in a.alive.nonzero()[0]:

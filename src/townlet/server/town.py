@@ -1,30 +1,19 @@
 """The town's static description for viewers (``GET /api/town``): the tile map, places and objects.
 
 Telemetry carries what changes (agents, queues, prices); the map never changes while a server runs, so
-viewers fetch it once. Tiles come as one string per row, one character per tile (see ``TILE_CHARS``).
+viewers fetch it once. Tiles come as one string per row, one character per tile (``config.town_map.TILE_CHARS``).
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from townlet.config.town_map import TileKind
+from townlet.config.town_map import TILE_CHARS, TileKind
 from townlet.config.vocabulary import vocabulary
 from townlet.telemetry.schema import SCHEMA_ID
 
 if TYPE_CHECKING:
     from townlet.sim.simulation import Simulation
-
-TILE_CHARS = {
-    TileKind.FLOOR: ".",
-    TileKind.WALL: "#",
-    TileKind.DOOR: "+",
-    TileKind.ROAD: "=",
-    TileKind.COUNTER: "_",
-    TileKind.QUEUE: "q",
-    TileKind.GRASS: ",",
-    TileKind.OBJECT: "o",
-}
 
 
 def town_description(sim: Simulation) -> dict[str, Any]:

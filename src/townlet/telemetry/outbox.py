@@ -110,25 +110,27 @@ class Outbox:
                 self.lock.notify()  # a polling sender finds smaller backlogs by itself (fewer thread wake-ups)
         self._wake()
 
+    def _first(self, timeout: float | None) -> Item | None:
+        """Under the lock: wait up to ``timeout`` for an item, take the first and mark it in flight."""
+        if not self.queue and not self.closed:
+            self.lock.wait(timeout)
+        if not self.queue:
+            return None
+        self.in_flight = True
+        return self.queue.popleft()
+
     def take(self, timeout: float | None = None) -> Item | None:
         """Next item for the sender (marks it in flight); None on timeout or when closed and empty."""
         with self.lock:
-            if not self.queue and not self.closed:
-                self.lock.wait(timeout)
-            if not self.queue:
-                return None
-            self.in_flight = True
-            return self.queue.popleft()
+            return self._first(timeout)
 
     def take_all(self, timeout: float | None = None) -> Item | None:
         """The queued backlog joined into one item (one write), up to the next fresh segment; None on timeout."""
         with self.lock:
-            if not self.queue and not self.closed:
-                self.lock.wait(timeout)
-            if not self.queue:
+            first = self._first(timeout)
+            if first is None:
                 return None
-            self.in_flight = True
-            items = [self.queue.popleft()]
+            items = [first]
             while self.queue and not self.queue[0].fresh:  # a new file starts with its own write
                 items.append(self.queue.popleft())
         if len(items) == 1:
