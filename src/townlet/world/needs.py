@@ -22,8 +22,8 @@ class NeedRules:
     def __init__(self, world: World) -> None:
         cfg = world.config.needs
         self.rates = np.array([cfg.decay.get(n, 0.0) for n in NEED_NAMES], dtype=np.float32)
-        if not world.config.features.relationships.startswith("C"):
-            self.rates[SOCIAL] = 0.0  # the social need exists from stage C on
+        if not world.config.features.ties_rewarded:
+            self.rates[SOCIAL] = 0.0  # the social need exists from stage C on (config.models.FeaturesConfig)
         self.asleep_rates = self.rates * np.array(
             [cfg.asleep_multiplier.get(n, 1.0) for n in NEED_NAMES], dtype=np.float32
         )
