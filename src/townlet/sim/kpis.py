@@ -442,6 +442,7 @@ class KpiMeter:
 
     @current.setter
     def current(self, stats: WindowStats) -> None:
+        """Reopen the span from saved counts (a restored run); slots alive since its start count as whole."""
         a = self.sim.world.agents
         self.windows.counts[0] = stats.vector()
         self.windows.start[0] = stats.start

@@ -62,6 +62,7 @@ class KpiWindows:
 
     @stats.setter
     def stats(self, stats: WindowStats) -> None:
+        """Reopen the window from saved counts (a restored run)."""
         self.open.counts[0] = stats.vector()
         self.open.start[0] = stats.start
 
