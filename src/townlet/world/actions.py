@@ -228,8 +228,8 @@ def complete(world: World, slot: int) -> None:
     effects = _accrued(world, slot, aff) if hooked else {}  # (only hooks read the effects)
     if aff.needs.any():
         a.needs[slot] = np.clip(a.needs[slot] + aff.needs, 0.0, 1.0)
-        for k, n in enumerate(NEED_NAMES if hooked else ()):
-            if aff.needs[k]:
+        for k, n in enumerate(NEED_NAMES):
+            if hooked and aff.needs[k]:
                 effects[n] = effects.get(n, 0.0) + float(aff.needs[k])
     for item, delta in aff.inventory.items():
         col = a.item_index[item]
