@@ -224,11 +224,12 @@ def complete(world: World, slot: int) -> None:
     """Apply completion effects, run after hooks, release the object, mark the step done."""
     a = world.agents
     obj, aff = int(a.target_obj[slot]), world.manifest.affordances[int(a.target_aff[slot])]
-    effects = _accrued(world, slot, aff)
+    hooked = bool(aff.hooks.get("after")) or world.hooks.has_global("affordance_after")
+    effects = _accrued(world, slot, aff) if hooked else {}  # (only hooks read the effects)
     if aff.needs.any():
         a.needs[slot] = np.clip(a.needs[slot] + aff.needs, 0.0, 1.0)
         for k, n in enumerate(NEED_NAMES):
-            if aff.needs[k]:
+            if hooked and aff.needs[k]:
                 effects[n] = effects.get(n, 0.0) + float(aff.needs[k])
     for item, delta in aff.inventory.items():
         col = a.item_index[item]
@@ -251,7 +252,7 @@ def complete(world: World, slot: int) -> None:
     if aff.social_event:
         for other in world.co_users(slot, aff):
             world.relationships.apply_pair(world, slot, other, aff.social_event)
-    if aff.hooks.get("after") or world.hooks.has_global("affordance_after"):
+    if hooked:
         _hooks(world, aff.hooks.get("after", ()), _payload(world, slot, obj, aff, "after", effects), slot, obj)
     world.queues.release(world, obj)
     a.asleep[slot] = False

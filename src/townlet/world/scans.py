@@ -15,6 +15,8 @@ from townlet.world.agents import Activity
 from townlet.world.fields import field_dist
 
 IDLE, MOVING, QUEUED, WAITING = (int(x) for x in (Activity.IDLE, Activity.MOVING, Activity.QUEUED, Activity.WAITING))
+USING = int(Activity.USING)
+NOT_CHATTING = 100  # tiles of distance a partner who is not socialising counts as (chat_partner prefers chatters)
 # Rows of World.found: who asks for an object, who arrived / got lost / steps, who starts a use on arrival,
 # who uses an affordance / lost its power or water / earns / is done.
 ASKING, ARRIVED, LOST, GOING, STARTING, USERS, LOST_USE, EARNING, DONE = range(9)
@@ -129,4 +131,38 @@ def nearest_free(spots: np.ndarray, occupancy: np.ndarray, here: int, width: int
         crow = abs(t % width - hx) + abs(t // width - hy)
         if best < 0 or crow < best_crow:
             best, best_crow = t, crow
+    return best
+
+
+@numba.njit(cache=True)
+def chat_partner(
+    slot: int,
+    alive: np.ndarray,
+    tile: np.ndarray,
+    activity: np.ndarray,
+    target_aff: np.ndarray,
+    place_index: np.ndarray,
+    chat: np.ndarray,
+    width: int,
+    radius: int,
+) -> int:
+    """The partner :meth:`townlet.world.state.World.chat_partner` picks for ``slot``, -1 when nobody is around.
+
+    Near: within ``radius`` tiles (Manhattan), or using or waiting in the same place. Among the near, the
+    least distance plus ``NOT_CHATTING`` for those not on a chat affordance; ties go to the lowest slot.
+    """
+    here = tile[slot]
+    x, y, place = here % width, here // width, place_index[here]
+    best, best_score = -1, 0
+    for s in range(len(alive)):
+        if not alive[s] or s == slot:
+            continue
+        dist = abs(tile[s] % width - x) + abs(tile[s] // width - y)
+        staying = activity[s] == USING or activity[s] == WAITING
+        if not (dist <= radius or (place >= 0 and place_index[tile[s]] == place and staying)):
+            continue
+        aff = target_aff[s]
+        score = dist + (0 if aff >= 0 and chat[aff] else NOT_CHATTING)
+        if best < 0 or score < best_score:
+            best, best_score = s, score
     return best

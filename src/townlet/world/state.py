@@ -249,26 +249,19 @@ class World:
         Agents already socialising are preferred, then the nearest; -1 when nobody is around.
         """
         a = self.agents
-        others = a.alive.nonzero()[0]
-        others = others[others != slot]
-        if not len(others):
-            return -1
-        w = self.grid.width
-        here = int(a.tile[slot])
-        x, y = here % w, here // w
-        ox, oy = a.tile[others] % w, a.tile[others] // w
-        dist = np.abs(ox - x) + np.abs(oy - y)
-        place = self.grid.place_index[here]
-        staying = (a.activity[others] == Activity.USING) | (a.activity[others] == Activity.WAITING)
-        together = (place >= 0) & (self.grid.place_index[a.tile[others]] == place) & staying
-        near = (dist <= self.config.relationships.chat_radius) | together
-        if not near.any():
-            return -1
-        aff = a.target_aff[others]
-        chatting = (aff >= 0) & self.manifest.chat[np.maximum(aff, 0)]
-        score = dist + np.where(chatting, 0, 100)
-        score[~near] = 1 << 30
-        return int(others[int(np.argmin(score))])
+        return int(
+            scans.chat_partner(
+                slot,
+                a.alive,
+                a.tile,
+                a.activity,
+                a.target_aff,
+                self.grid.place_index,
+                self.manifest.chat,
+                self.grid.width,
+                self.config.relationships.chat_radius,
+            )
+        )
 
     def co_users(self, slot: int, aff: Affordance) -> list[int]:
         """Other agents using the same affordance in the same place right now (shared meals)."""
