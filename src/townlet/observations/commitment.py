@@ -1,7 +1,7 @@
 """The commitment window: the one rule of how long an agent keeps its running option before it may choose again.
 
 An option started at tick ``started`` holds for ``options.commitment_window`` ticks. Every reader asks this
-module: the option mask (:func:`~townlet.policy.options.mask_slot`), the observation's
+module: the option mask (:func:`~townlet.policy.options.mask_slots`), the observation's
 ``option.commitment_left`` (:func:`~townlet.observations.common._write_common`), the option controller
 (:meth:`~townlet.policy.controller.OptionController.may_switch`) and the simulation's interrupts. (What may
 break the window early, a need turning critical, is the mask's rule.) It lives in the observations layer, the

@@ -1,11 +1,11 @@
 """Options (GetFed, GetClean, GoToWork, ShopGroceries, Sleep, Socialise, Idle), the one option mask, decision points.
 
-There is one mask, computed by one compiled rule (:func:`mask_slot`) wherever a mask is needed: the
+There is one mask, computed by one compiled rule (:func:`mask_slots`) wherever a mask is needed: the
 simulation (checking external choices, asking the built-in policy), the RL env, capture for behaviour
 cloning, the trainer and :class:`~townlet.policy.learned.LearnedPolicy`. A row says which options an agent
 may choose now:
 
-- *possible* options (:func:`mask_row`): not those that cannot run (no food and no money to buy any, no
+- *possible* options: not those that cannot run (no food and no money to buy any, no
   job or not near shift time, nobody to talk to); masked options are never chosen and never punished;
 - but only when the agent is *free to choose*; otherwise the row holds just the running option
   (choosing it continues it). Who is free depends on the ``commitment`` argument:
@@ -268,35 +268,10 @@ def town_terms(shower_fee: float, water_on: np.ndarray, social_on: bool, alive: 
 
 
 @numba.njit(cache=True)
-def mask_row(
-    row: np.ndarray,
-    s: int,
-    tod: int,
-    meal_price: float,
-    food_price: float,
-    shower_fee: float,
-    social: bool,
-    town: MaskArrays,
-) -> None:
-    """Write slot ``s``'s possible options into ``row`` (of any integer or bool dtype)."""
-    money = town.wallet[s]
-    items = town.inventory[s]
-    raw, meal, clothes = town.raw, town.meal, town.clothes
-    has_food = (raw >= 0 and items[raw] >= 1) or (meal >= 0 and items[meal] >= 1)
-    row[0] = has_food or money >= meal_price  # GetFed
-    row[1] = money >= shower_fee or (clothes >= 0 and items[clothes] >= 1)  # GetClean
-    j = town.job[s]
-    row[2] = j >= 0 and town.start[j] - town.early <= tod < town.end[j] - 1  # GoToWork
-    row[3] = money >= food_price  # ShopGroceries
-    row[4] = True  # Sleep
-    row[5] = social  # Socialise
-    row[6] = True  # Idle
-
-
-@numba.njit(cache=True)
-def mask_slot(
-    row: np.ndarray,
-    s: int,
+def mask_slots(
+    mask: np.ndarray,
+    slots: np.ndarray,
+    living_only: bool,
     tick: int,
     tod: int,
     meal_price: float,
@@ -306,21 +281,42 @@ def mask_slot(
     choice: Choice,
     town: MaskArrays,
 ) -> None:
-    """Write living slot ``s``'s mask row: the one option mask (see the module docstring)."""
-    option, started = choice.option, choice.started
-    running = option[s] >= 0
-    since = choice.critical_since[s]
-    if choice.commitment == DECISION_POINTS:
-        free = decision_point(s, option, started, choice.point_at, tick)
-    elif not running:
-        free = True
-    else:
-        free = window_over(tick, started[s], choice.commitment) or (since != NEVER and started[s] < since)
-    row[:] = 0
-    if free:
-        mask_row(row, s, tod, meal_price, food_price, fee, social, town)
-    if running:
-        row[option[s]] = 1
+    """Write the mask of ``slots[i]`` into row ``i`` of ``mask``: the one option mask (see the module docstring).
+
+    ``living_only``: rows of empty slots stay zero. A row's first part is who is free to choose, its second
+    the *possible* options. The whole rule is one loop with the arrays read once: a helper called per slot
+    with the bundles costs more (reference counting of every array it is handed) than the rule itself.
+    """
+    option, started, since, point_at = choice.option, choice.started, choice.critical_since, choice.point_at
+    commitment = choice.commitment
+    alive, wallet, inv, job, start, end = town.alive, town.wallet, town.inventory, town.job, town.start, town.end
+    raw, meal, clothes, early = town.raw, town.meal, town.clothes, town.early
+    for i in range(len(slots)):
+        s = slots[i]
+        for k in range(mask.shape[1]):
+            mask[i, k] = 0
+        if living_only and not alive[s]:
+            continue
+        running = option[s] >= 0
+        if commitment == DECISION_POINTS:
+            free = decision_point(s, option, started, point_at, tick)
+        elif not running:
+            free = True
+        else:
+            free = window_over(tick, started[s], commitment) or (since[s] != NEVER and started[s] < since[s])
+        if free:  # the possible options
+            money = wallet[s]
+            has_food = (raw >= 0 and inv[s, raw] >= 1) or (meal >= 0 and inv[s, meal] >= 1)
+            mask[i, 0] = has_food or money >= meal_price  # GetFed
+            mask[i, 1] = money >= fee or (clothes >= 0 and inv[s, clothes] >= 1)  # GetClean
+            j = job[s]
+            mask[i, 2] = j >= 0 and start[j] - early <= tod < end[j] - 1  # GoToWork
+            mask[i, 3] = money >= food_price  # ShopGroceries
+            mask[i, 4] = True  # Sleep
+            mask[i, 5] = social  # Socialise
+            mask[i, 6] = True  # Idle
+        if running:
+            mask[i, option[s]] = 1
 
 
 @numba.njit(cache=True)
@@ -343,11 +339,7 @@ def town_masks(
     """
     choice, town = Choice(*choice_fields), MaskArrays(*town_fields)  # named again (declared field order)
     fee, social = town_terms(shower_fee, town.water_on, town.social_on, town.alive)
-    for s in range(len(town.alive)):
-        if town.alive[s]:
-            mask_slot(mask[s], s, tick, tod, meal_price, food_price, fee, social, choice, town)
-        else:
-            mask[s, :] = 0
+    mask_slots(mask, np.arange(len(town.alive)), True, tick, tod, meal_price, food_price, fee, social, choice, town)
 
 
 @numba.njit(cache=True)
@@ -369,6 +361,5 @@ def _slot_masks(
     choice, town = Choice(*choice_fields), MaskArrays(*town_fields)  # named again (declared field order)
     fee, social = town_terms(shower_fee, town.water_on, town.social_on, town.alive)
     mask = np.zeros((len(slots), OPTION_COUNT), dtype=np.bool_)
-    for i in range(len(slots)):
-        mask_slot(mask[i], slots[i], tick, tod, meal_price, food_price, fee, social, choice, town)
+    mask_slots(mask, slots, False, tick, tod, meal_price, food_price, fee, social, choice, town)
     return mask
