@@ -72,45 +72,37 @@ class StackedObserver:
 
 
 @numba.njit(cache=True)
+def _observe_town(t, ints, floats, populations, agents, objects, commons, targets, window, masks):
+    """Encode and mask town ``t`` (``window``: its map-window inputs, None for variants without a map)."""
+    encode_blocks(
+        ints[t, FIRST] != 0,
+        ints[t, TICK],
+        ints[t, WEATHER],
+        ints[t, LINES] != 0,
+        populations[t],
+        agents[t],
+        objects[t],
+        commons[t],
+        targets[t],
+        window,
+    )
+    town_masks(
+        ints[t, TICK], ints[t, TOD], floats[t, MEAL_PRICE], floats[t, FOOD_PRICE], floats[t, SHOWER_FEE], *masks[t]
+    )
+
+
+@numba.njit(cache=True)
 def _observe_mapped(ints, floats, populations, agents, objects, commons, targets, windows, masks):
     """Encode and mask every town (variants with a map window); scalars per town in ``ints`` / ``floats``."""
     for t in range(len(populations)):
-        encode_blocks(
-            ints[t, FIRST] != 0,
-            ints[t, TICK],
-            ints[t, WEATHER],
-            ints[t, LINES] != 0,
-            populations[t],
-            agents[t],
-            objects[t],
-            commons[t],
-            targets[t],
-            windows[t],
-        )
-        town_masks(
-            ints[t, TICK], ints[t, TOD], floats[t, MEAL_PRICE], floats[t, FOOD_PRICE], floats[t, SHOWER_FEE], *masks[t]
-        )
+        _observe_town(t, ints, floats, populations, agents, objects, commons, targets, windows[t], masks)
 
 
 @numba.njit(cache=True)
 def _observe_flat(ints, floats, populations, agents, objects, commons, targets, masks):
     """Encode and mask every town (variants without a map window)."""
     for t in range(len(populations)):
-        encode_blocks(
-            ints[t, FIRST] != 0,
-            ints[t, TICK],
-            ints[t, WEATHER],
-            ints[t, LINES] != 0,
-            populations[t],
-            agents[t],
-            objects[t],
-            commons[t],
-            targets[t],
-            None,
-        )
-        town_masks(
-            ints[t, TICK], ints[t, TOD], floats[t, MEAL_PRICE], floats[t, FOOD_PRICE], floats[t, SHOWER_FEE], *masks[t]
-        )
+        _observe_town(t, ints, floats, populations, agents, objects, commons, targets, None, masks)
 
 
 # Typed lists are built and updated by compiled (and cached) functions: from Python each list method
