@@ -130,7 +130,11 @@ class Rewards:
         self._lo_tick, self._hi_tick = np.float32(-cfg.clip_tick), np.float32(cfg.clip_tick)
         self._hi_episode = np.float32(cfg.clip_episode)
         self._return_bound = 0.0  # an upper bound on every episode_return (skips the episode cap while far below)
-        self._consts = _constants(self)  # the kernels' settings in one array (rebuilt from the config, never state)
+        self.pack()
+
+    def pack(self) -> None:
+        """Pack the settings the kernels read into one array (again after a snapshot restores them)."""
+        self._consts = _constants(self)
 
     def update(self, world: World) -> None:
         """Compute every slot's reward for this tick (the ``rewards`` phase)."""

@@ -48,7 +48,8 @@ SKIP = frozenset(
         "step_into",
         "wage_due",
         "_due",  # per-tick scratch buffers of the world's passes (np.empty: never state)
-        "_consts",  # settings packed into one array for a kernel (rebuilt from the config)
+        "_consts",  # settings packed into one array for a kernel (rebuilt from the restored settings)
+        "_hits",  # per-tick scratch of a kernel's findings
     }
 )
 
