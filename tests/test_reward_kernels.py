@@ -28,6 +28,7 @@ from townlet.rewards.terms import (
 )
 from townlet.sim import snapshot
 from townlet.world.needs import COLD_ENERGY, COLLAPSE_AFTER, COLLAPSE_LEVEL, CRITICAL, ENERGY, HUNGER, _decay
+from townlet.world.weather import COLD, RAINY
 
 C = 48  # slots of the random towns
 F32 = np.float32
@@ -163,7 +164,7 @@ def test_needs_kernel_matches_the_growth_rule(seed: int, cold: bool) -> None:
         else:
             want_ticks[s] = 0
     hits = np.empty((5 * C, 2), dtype=np.int64)
-    n = _decay(needs, alive, asleep, tile, outdoors, cold, consts, ticks, hits)
+    n = _decay(needs, alive, asleep, tile, outdoors, COLD if cold else RAINY, consts, ticks, hits)
     assert np.array_equal(needs, want_needs) and np.array_equal(ticks, want_ticks)
     assert hits[:n].tolist() == crossed + collapsed and n > 0
 

@@ -9,6 +9,7 @@ import numpy as np
 
 from townlet.config.models import NEED_NAMES
 from townlet.world.events import EventKind
+from townlet.world.weather import COLD
 
 if TYPE_CHECKING:
     from townlet.world.state import World
@@ -53,7 +54,7 @@ class NeedRules:
             a.asleep,
             a.tile,
             world.grid.outdoors,
-            world.weather.is_cold,
+            world.weather.state,
             self._consts,
             a.collapse_ticks,
             hits,
@@ -80,7 +81,7 @@ def _decay(
     asleep: np.ndarray,
     tile: np.ndarray,
     outdoors: np.ndarray,
-    cold: bool,
+    weather: int,
     consts: np.ndarray,
     collapse_ticks: np.ndarray,
     hits: np.ndarray,
@@ -88,16 +89,17 @@ def _decay(
     """One tick of growth for every living slot, in place; writes ``(slot, need)`` crossings, then collapses.
 
     ``consts`` is :meth:`NeedRules.pack`'s array. Energy grows ``COLD_ENERGY`` times faster outdoors while
-    ``cold``. A need crosses when it reaches ``CRITICAL`` this tick; an agent collapses on its
-    ``COLLAPSE_AFTER``-th consecutive tick with hunger at ``COLLAPSE_LEVEL`` (the count is kept in
-    ``collapse_ticks``). The crossings go into ``hits`` first, then the collapses as ``(slot, -1)``; returns
-    how many rows were written.
+    the ``weather`` state is ``COLD``. A need crosses when it reaches ``CRITICAL`` this tick; an agent
+    collapses on its ``COLLAPSE_AFTER``-th consecutive tick with hunger at ``COLLAPSE_LEVEL`` (the count is
+    kept in ``collapse_ticks``). The crossings go into ``hits`` first, then the collapses as ``(slot, -1)``;
+    returns how many rows were written.
     """
     k_needs = needs.shape[1]
     cold_energy = np.float32(consts[COLD_ENERGY])
     critical = np.float32(consts[CRITICAL])
     collapse_level = np.float32(consts[COLLAPSE_LEVEL])
     collapse_after = int(consts[COLLAPSE_AFTER])
+    cold = weather == COLD
     n = 0
     for s in range(len(alive)):
         if alive[s]:
