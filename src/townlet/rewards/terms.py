@@ -150,7 +150,7 @@ class Rewards:
         paid_tick, paid, amounts = world.economy.wages_paid
         if paid_tick != tick:
             paid, amounts = _NOBODY, _NOTHING
-        stats = self.stats
+        stats = self.stats  # its count, mean and M2 are merged in the kernels (RunningStats.update_sums's rule)
         running = (stats.count, stats.mean, stats._m2, self._return_bound)
         events = world.events
         slow = self.stage or cfg.potential_shaping
