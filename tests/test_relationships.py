@@ -293,3 +293,22 @@ def test_top_lists_friends_by_trust_and_rivals_by_rivalry() -> None:
     rivals = [o for o, _ in world.relationships.top(0, 2, by=RIVALRY)]
     assert friends == [2, 1] and rivals == [3, 4]
     assert world.relationships.top(5) == []
+
+
+@pytest.mark.parametrize("tpd", [96, 100, 997, 1000, 1440])
+def test_hourly_decay_runs_on_exactly_the_ticks_that_start_an_hour(tpd: int) -> None:
+    """The cached quiet span decays ties on the same ticks as int(t / ticks_per_hour) changing, restores included."""
+    world = make_world(f"time.ticks_per_day={tpd}")
+    rel = world.relationships
+    set_tie(world, 0, 1, 0.5, 0.5)
+    tph = tpd / 24.0
+    expected = [t for t in range(1, 3 * tpd) if int(t / tph) != int((t - 1) / tph)]
+    decayed = []
+    for t in [*range(3 * tpd), *range(tpd // 2, tpd)]:  # then back in time, as a snapshot restore does
+        world.tick = t
+        before = rel.values[0, 0, TRUST]
+        rel.update(world)
+        if rel.values[0, 0, TRUST] != before:
+            decayed.append(t)
+        rel.values[0, 0] = (0.5, 0.5, 0.0)
+    assert decayed == expected + [t for t in expected if tpd // 2 <= t < tpd]

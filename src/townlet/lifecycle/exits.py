@@ -82,7 +82,8 @@ class Lifecycle:
 
     def update(self, world: World) -> None:
         """One tick: newcomers who are due arrive, triggers fire, pending exits leave as the guard allows."""
-        self._roll_day(world.tick)
+        if world.tick // world.ticks_per_day != self.day:
+            self._roll_day(world.tick)
         if self.arrivals:
             self._arrive_due(world)
         if not self.mortality:

@@ -96,11 +96,12 @@ class Narrator:
         """Narrate this tick's notable events (the ``narration`` phase)."""
         events = world.events
         left = False
-        for i in range(len(events)):  # lines are appended while we read: stop at the tick's own events
-            e = events[i]
-            if e.kind in _WATCHED:
-                left |= e.kind is EventKind.AGENT_EXIT
-                self._narrate(world, e)
+        if events:
+            for i in range(len(events)):  # lines are appended while we read: stop at the tick's own events
+                e = events[i]
+                if e.kind in _WATCHED:
+                    left |= e.kind is EventKind.AGENT_EXIT
+                    self._narrate(world, e)
         if left or world.counters["spawned"] != self._spawned:
             self._names = list(world.agents.ids)
             self._spawned = world.counters["spawned"]

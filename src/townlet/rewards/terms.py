@@ -130,6 +130,11 @@ class Rewards:
         self._lo_tick, self._hi_tick = np.float32(-cfg.clip_tick), np.float32(cfg.clip_tick)
         self._hi_episode = np.float32(cfg.clip_episode)
         self._return_bound = 0.0  # an upper bound on every episode_return (skips the episode cap while far below)
+        self.pack()
+
+    def pack(self) -> None:
+        """Pack the settings the kernels read into one array (again after a snapshot restores them)."""
+        self._consts = _constants(self)
 
     def update(self, world: World) -> None:
         """Compute every slot's reward for this tick (the ``rewards`` phase)."""
@@ -142,23 +147,38 @@ class Rewards:
             self.episode_return[born] = 0.0
             self.trigger_tick[born] = -(10**9)
             self.uses[born] = 0
-        hom = bd["homeostasis"]
         paid_tick, paid, amounts = world.economy.wages_paid
         if paid_tick != tick:
             paid, amounts = _NOBODY, _NOTHING
-        _living_terms(
-            self._terms,
-            a.needs,
-            alive,
-            self._neg_weights,
-            self._ok,
-            self._threshold_penalty,
-            self._survival,
-            cfg.wage,
-            paid,
-            amounts,
-        )
+        stats = self.stats  # its count, mean and M2 are merged in the kernels (RunningStats.update_sums's rule)
+        running = (stats.count, stats.mean, stats._m2, self._return_bound)
+        events = world.events
+        slow = self.stage or cfg.potential_shaping
+        if events and not slow:
+            relevant = self._relevant
+            for e in events:
+                if e.kind in relevant:
+                    slow = True
+                    break
+        if not slow:  # the common tick: only the per-tick terms, in one kernel with the guardrails
+            stats.count, stats.mean, stats._m2, self._return_bound = _reward_tick(
+                self._terms,
+                a.needs,
+                alive,
+                self._consts,
+                paid,
+                amounts,
+                self.last,
+                self.episode_return,
+                self.trigger_tick,
+                tick,
+                self.last_trigger,
+                running,
+            )
+            return
+        _living_terms(self._terms, a.needs, alive, self._consts, paid, amounts)
         if cfg.potential_shaping:
+            hom = bd["homeostasis"]
             if born is not None:
                 self.potential[born] = hom[born]  # no shaping on an agent's first tick
             np.subtract(np.float32(cfg.shaping_gamma) * hom, self.potential, out=bd["shaping"])
@@ -176,7 +196,18 @@ class Rewards:
             if desperate.any():
                 for term in SOCIAL_TERMS:
                     bd[term][desperate] = 0.0
-        self._guard(tick, int(np.count_nonzero(alive)) + len(exited))
+        stats.count, stats.mean, stats._m2, self._return_bound = _guardrails(
+            self._terms,
+            alive,
+            self._consts,
+            self.last,
+            self.episode_return,
+            self.trigger_tick,
+            tick,
+            self.last_trigger,
+            running,
+            len(exited),
+        )
 
     def _events(self, world: World) -> list[int]:
         """Event-driven terms; returns the slots that left town this tick."""
@@ -222,33 +253,38 @@ class Rewards:
         offset = (world.tick % self.tpd - int(world.employment.start[job]) + half) % self.tpd - half
         return self.punctuality_peak * max(0.0, 1.0 - abs(offset) / self.punctuality_window)
 
-    def _guard(self, tick: int, counted: int) -> None:
-        """Apply the guardrails to the summed terms; ``counted`` is living plus leaving agents."""
-        cfg = self.cfg
-        near_exit = tick - self.last_trigger <= cfg.exit_guard_ticks
-        # The episode cap can only bite once a return could have reached it (a cheap upper bound).
-        clip_episode = self._return_bound + cfg.clip_tick >= cfg.clip_episode
-        total, squares, bound = _guardrails(
-            self._terms,
-            self.last,
-            self.episode_return,
-            self.trigger_tick,
-            tick,
-            cfg.exit_guard_ticks,
-            near_exit,
-            self._lo_tick,
-            self._hi_tick,
-            clip_episode,
-            self._hi_episode,
-        )
-        self._return_bound = bound if clip_episode else self._return_bound + cfg.clip_tick
-        self.stats.update_sums(counted, total, squares)
-
 
 HOMEOSTASIS, NEED_THRESHOLD, SURVIVAL, WAGE = (
     TERMS.index(t) for t in ("homeostasis", "need_threshold", "survival", "wage")
 )
 _NOBODY, _NOTHING = np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float64)  # no wages paid this tick
+# The kernels' settings, packed by :func:`_constants` after the negated homeostasis weights (one per need).
+OK, THRESHOLD_PENALTY, SURVIVAL_BONUS, WAGE_RATE, GUARD_TICKS, LO_TICK, HI_TICK, HI_EPISODE, CLIP_TICK, CLIP_EPISODE = (
+    len(NEED_NAMES) + i for i in range(10)
+)
+
+
+def _constants(rewards: Rewards) -> np.ndarray:
+    """The settings the reward kernels read, as one ``float64`` array (indices ``OK`` ... ``CLIP_EPISODE``).
+
+    Every float32 setting is stored exactly (a float64 holds any float32) and read back as float32.
+    """
+    cfg = rewards.cfg
+    out = np.zeros(CLIP_EPISODE + 1)
+    out[: len(NEED_NAMES)] = rewards._neg_weights
+    out[OK:] = (
+        rewards._ok,
+        rewards._threshold_penalty,
+        rewards._survival,
+        cfg.wage,
+        cfg.exit_guard_ticks,
+        rewards._lo_tick,
+        rewards._hi_tick,
+        rewards._hi_episode,
+        cfg.clip_tick,
+        cfg.clip_episode,
+    )
+    return out
 
 
 @numba.njit(cache=True)
@@ -256,20 +292,19 @@ def _living_terms(
     terms: np.ndarray,
     needs: np.ndarray,
     alive: np.ndarray,
-    neg_weights: np.ndarray,
-    ok: np.float32,
-    threshold_penalty: np.float32,
-    survival: np.float32,
-    wage: float,
+    consts: np.ndarray,
     paid: np.ndarray,
     amounts: np.ndarray,
 ) -> None:
     """Zero every term, then write the per-tick ones (rows of ``terms``).
 
     Homeostasis, need threshold and survival of the living slots; the wage term of the slots ``paid``
-    ``amounts`` this tick.
+    ``amounts`` this tick. ``consts`` is :func:`_constants`'s array.
     """
     terms[:] = 0.0
+    ok = np.float32(consts[OK])
+    penalty = -np.float32(consts[THRESHOLD_PENALTY])
+    survival = np.float32(consts[SURVIVAL_BONUS])
     for s in range(len(alive)):
         if not alive[s]:
             continue
@@ -277,12 +312,13 @@ def _living_terms(
         over = 0
         for k in range(needs.shape[1]):
             x = needs[s, k]
-            hom += x * x * neg_weights[k]
+            hom += x * x * np.float32(consts[k])
             if x >= ok:
                 over += 1
         terms[HOMEOSTASIS, s] = hom
-        terms[NEED_THRESHOLD, s] = -threshold_penalty * np.float32(over)
+        terms[NEED_THRESHOLD, s] = penalty * np.float32(over)
         terms[SURVIVAL, s] = survival
+    wage = consts[WAGE_RATE]
     for i in range(len(paid)):
         terms[WAGE, paid[i]] += np.float32(wage * amounts[i])
 
@@ -290,27 +326,36 @@ def _living_terms(
 @numba.njit(cache=True)
 def _guardrails(
     terms: np.ndarray,
+    alive: np.ndarray,
+    consts: np.ndarray,
     reward: np.ndarray,
     episode_return: np.ndarray,
     trigger_tick: np.ndarray,
     tick: int,
-    guard_ticks: int,
-    near_exit: bool,
-    lo: np.float32,
-    hi: np.float32,
-    clip_episode: bool,
-    hi_episode: np.float32,
-) -> tuple[float, float, float]:
+    last_trigger: int,
+    running: tuple[int, float, float, float],
+    exits: int,
+) -> tuple[int, float, float, float]:
     """Sum every term but the last (the guardrails row) into ``reward``, apply the guardrails in place.
 
-    Writes the guardrails' net effect into the last row and adds the rewards to ``episode_return``; returns
-    the sum and the sum of squares of the rewards, and the largest ``episode_return``. The episode cap only
-    ever lowers a positive reward (to what keeps the return at or below ``hi_episode``).
+    Writes the guardrails' net effect into the last row and adds the rewards to ``episode_return``. The
+    episode cap only ever lowers a positive reward (to what keeps the return at or below ``HI_EPISODE``), and
+    is skipped while ``running``'s bound on every return plus one tick's clip stays below it. ``running`` is
+    the reward statistics' count, mean and M2 and that bound; returns them updated with this tick's rewards
+    of the living and the ``exits`` slots that left (Chan et al.'s merge, as in
+    :meth:`townlet.rewards.stats.RunningStats.update_sums`).
     """
+    count, mean, m2, return_bound = running
+    guard_ticks = int(consts[GUARD_TICKS])
+    near_exit = tick - last_trigger <= guard_ticks
+    clip_episode = return_bound + consts[CLIP_TICK] >= consts[CLIP_EPISODE]
+    lo, hi, hi_episode = np.float32(consts[LO_TICK]), np.float32(consts[HI_TICK]), np.float32(consts[HI_EPISODE])
     guard_row = terms.shape[0] - 1
     zero = np.float32(0.0)
     total, squares, bound = 0.0, 0.0, 0.0
+    n = exits
     for s in range(terms.shape[1]):
+        n += alive[s]
         raw = zero
         for t in range(guard_row):
             raw += terms[t, s]
@@ -327,4 +372,33 @@ def _guardrails(
         total += float(r)
         squares += float(r) * float(r)
         bound = max(bound, float(episode_return[s]))
-    return total, squares, bound
+    return_bound = bound if clip_episode else return_bound + consts[CLIP_TICK]
+    if n > 0:
+        batch_mean = total / n
+        batch_m2 = max(squares - total * batch_mean, 0.0)
+        merged = count + n
+        delta = batch_mean - mean
+        mean += delta * n / merged
+        m2 += batch_m2 + delta * delta * count * n / merged
+        count = merged
+    return count, mean, m2, return_bound
+
+
+@numba.njit(cache=True)
+def _reward_tick(
+    terms: np.ndarray,
+    needs: np.ndarray,
+    alive: np.ndarray,
+    consts: np.ndarray,
+    paid: np.ndarray,
+    amounts: np.ndarray,
+    reward: np.ndarray,
+    episode_return: np.ndarray,
+    trigger_tick: np.ndarray,
+    tick: int,
+    last_trigger: int,
+    running: tuple[int, float, float, float],
+) -> tuple[int, float, float, float]:
+    """A tick with no event-driven, shaping or social term: :func:`_living_terms` then :func:`_guardrails`."""
+    _living_terms(terms, needs, alive, consts, paid, amounts)
+    return _guardrails(terms, alive, consts, reward, episode_return, trigger_tick, tick, last_trigger, running, 0)

@@ -189,6 +189,21 @@ _TERMS = {  # event kinds counted in a column of their own
     EventKind.CHAT: CHATS,
 }
 
+# Every kind :meth:`KpiTracker.update` folds: its :data:`COUNTED` name and its :data:`_TERMS` column (or None).
+_FOLDS = {
+    kind: (COUNTED.get(kind), _TERMS.get(kind))
+    for kind in (
+        *COUNTED,
+        *_TERMS,
+        EventKind.SHIFT_ARRIVED,
+        EventKind.OPTION_STARTED,
+        EventKind.OPTION_FINISHED,
+        EventKind.OPTION_FAILED,
+        EventKind.AGENT_EXIT,
+        EventKind.AGENT_ARRIVED,
+    )
+}
+
 
 class KpiAccumulator:
     """Open KPI windows of ``towns`` towns: counts added tick by tick (or step by step), closed into records.
@@ -294,20 +309,27 @@ class KpiTracker:
         n, ok = _fold_agents(a.alive, a.needs, self.ok, rewards, self.worst, t, totals)  # resets ``last``
         self.agent_ticks += n
         self.need_ok_ticks += ok
-        arrived, running, started = self.arrived, self.running, self.started
         if self._arrivals:
-            arrived[:] = False
+            self.arrived[:] = False
             self._arrivals = False
+        if events:
+            self._fold_events(events, t, totals)
+
+    def _fold_events(self, events: list[Event], t: np.ndarray, totals: np.ndarray) -> None:
+        """Add the tick's events to the counters, ``t`` (this tick's vector) and ``totals``."""
+        arrived, running, started = self.arrived, self.running, self.started
         for event in events:
             kind = event.kind
-            name = COUNTED.get(kind)
+            fold = _FOLDS.get(kind)
+            if fold is None:
+                continue  # a kind no KPI counts
+            name, column = fold
             if name is not None:
                 self.counts[name] += 1
                 if kind is EventKind.AFFORDANCE_COMPLETED:
                     self.activities[event.detail] += 1
                 elif kind is EventKind.PERTURBATION_STARTED:
                     self.perturbation_kinds[event.detail.partition(":")[0]] += 1
-            column = _TERMS.get(kind)
             if column is not None:
                 t[column] += 1.0
                 totals[column] += 1.0

@@ -122,6 +122,8 @@ def _restore_components(sim: Simulation, saved: Any) -> None:
     except components.ComponentError as exc:
         raise SnapshotError(str(exc)) from None
     sim.world.queues.reindex(sim.world)  # the arrays beside the queues follow the restored queues
+    sim.world.needs.pack()  # the kernels' packed settings follow the restored ones
+    sim.rewards.pack()
 
 
 def _capture_fields(sim: Simulation) -> list[tuple[int, ...]]:

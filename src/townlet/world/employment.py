@@ -149,8 +149,8 @@ class Employment:
     def update(self, world: World) -> None:
         """Count scheduled shifts, mark absences, end chronic absentees' jobs, re-hire the unemployed."""
         tod = world.tick % self.ticks_per_day
-        day = world.tick // self.ticks_per_day
         if tod in self._marks:
+            day = world.tick // self.ticks_per_day
             starting = ((self.start == tod) & (self.holder >= 0)).nonzero()[0]
             self.scheduled[self.holder[starting]] += 1
             # The mark can fall after midnight: compare with the day the shift started on.

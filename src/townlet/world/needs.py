@@ -9,6 +9,7 @@ import numpy as np
 
 from townlet.config.models import NEED_NAMES
 from townlet.world.events import EventKind
+from townlet.world.weather import COLD
 
 if TYPE_CHECKING:
     from townlet.world.state import World
@@ -31,31 +32,46 @@ class NeedRules:
         self.critical = np.float32(cfg.critical)
         self.collapse_level = np.float32(cfg.collapse_level)
         self.collapse_ticks = max(cfg.collapse_ticks, 1)  # the count starts at 1 on the first tick at the level
+        self.pack()
+        # per-tick scratch: ``(slot, need)`` crossings, then ``(slot, -1)`` collapses (at most one per slot)
+        self._hits = np.empty(((len(NEED_NAMES) + 1) * world.agents.capacity, 2), dtype=np.int64)
+
+    def pack(self) -> None:
+        """Pack the settings the kernel reads into one array (again after a snapshot restores them)."""
+        n = len(NEED_NAMES)
+        self._consts = np.zeros(COLLAPSE_AFTER + 1)
+        self._consts[:n] = self.rates
+        self._consts[n : 2 * n] = self.asleep_rates
+        self._consts[COLD_ENERGY:] = (self.cold_energy, self.critical, self.collapse_level, self.collapse_ticks)
 
     def decay(self, world: World) -> None:
         """Grow every living agent's needs by one tick, clip to [0, 1], raise threshold and collapse events."""
         a = world.agents
-        cold = self.cold_energy if world.weather.is_cold else np.float32(1.0)
-        crossed, collapsed = _decay(
+        hits = self._hits
+        n = _decay(
             a.needs,
             a.alive,
             a.asleep,
             a.tile,
             world.grid.outdoors,
-            cold,
-            self.rates,
-            self.asleep_rates,
-            self.critical,
-            self.collapse_level,
+            world.weather.state,
+            self._consts,
             a.collapse_ticks,
-            self.collapse_ticks,
+            hits,
         )
-        for slot, k in crossed:
-            world.emit(EventKind.NEED_THRESHOLD, agent=slot, value=float(a.needs[slot, k]), detail=NEED_NAMES[k])
-            world.hook_event("need_threshold", slot, detail=NEED_NAMES[k])
-        for slot in collapsed:
-            world.emit(EventKind.COLLAPSE, agent=slot, value=float(a.needs[slot, HUNGER]), detail="hunger")
-            world.hook_event("agent_near_death", slot, detail="collapse")
+        if n:  # crossings first, then collapses (the kernel writes them in that order)
+            for slot, k in hits[:n].tolist():
+                if k >= 0:
+                    value = float(a.needs[slot, k])
+                    world.emit(EventKind.NEED_THRESHOLD, agent=slot, value=value, detail=NEED_NAMES[k])
+                    world.hook_event("need_threshold", slot, detail=NEED_NAMES[k])
+                else:
+                    world.emit(EventKind.COLLAPSE, agent=slot, value=float(a.needs[slot, HUNGER]), detail="hunger")
+                    world.hook_event("agent_near_death", slot, detail="collapse")
+
+
+# Indices into :meth:`NeedRules.pack`'s array, after the growth rates awake and asleep (one per need each).
+COLD_ENERGY, CRITICAL, COLLAPSE_LEVEL, COLLAPSE_AFTER = (2 * len(NEED_NAMES) + i for i in range(4))
 
 
 @numba.njit(cache=True)
@@ -65,37 +81,47 @@ def _decay(
     asleep: np.ndarray,
     tile: np.ndarray,
     outdoors: np.ndarray,
-    cold: np.float32,
-    rates: np.ndarray,
-    asleep_rates: np.ndarray,
-    critical: np.float32,
-    collapse_level: np.float32,
+    weather: int,
+    consts: np.ndarray,
     collapse_ticks: np.ndarray,
-    collapse_after: int,
-) -> tuple[list, list]:
-    """One tick of growth for every living slot, in place; returns ``(slot, need)`` crossings and collapses.
+    hits: np.ndarray,
+) -> int:
+    """One tick of growth for every living slot, in place; writes ``(slot, need)`` crossings, then collapses.
 
-    A need crosses when it reaches ``critical`` this tick; an agent collapses on its ``collapse_after``-th
-    consecutive tick with hunger at ``collapse_level`` (the count is kept in ``collapse_ticks``).
+    ``consts`` is :meth:`NeedRules.pack`'s array. Energy grows ``COLD_ENERGY`` times faster outdoors while
+    the ``weather`` state is ``COLD``. A need crosses when it reaches ``CRITICAL`` this tick; an agent
+    collapses on its ``COLLAPSE_AFTER``-th consecutive tick with hunger at ``COLLAPSE_LEVEL`` (the count is
+    kept in ``collapse_ticks``). The crossings go into ``hits`` first, then the collapses as ``(slot, -1)``;
+    returns how many rows were written.
     """
-    crossed = [(0, 0) for _ in range(0)]
-    collapsed = [0 for _ in range(0)]
+    k_needs = needs.shape[1]
+    cold_energy = np.float32(consts[COLD_ENERGY])
+    critical = np.float32(consts[CRITICAL])
+    collapse_level = np.float32(consts[COLLAPSE_LEVEL])
+    collapse_after = int(consts[COLLAPSE_AFTER])
+    cold = weather == COLD
+    n = 0
     for s in range(len(alive)):
         if alive[s]:
-            grow = asleep_rates if asleep[s] else rates
-            for k in range(needs.shape[1]):
-                g = grow[k]
-                if k == ENERGY and outdoors[tile[s]]:
-                    g = g * cold
+            base = k_needs if asleep[s] else 0
+            for k in range(k_needs):
+                g = np.float32(consts[base + k])
+                if cold and k == ENERGY and outdoors[tile[s]]:
+                    g = g * cold_energy
                 before = needs[s, k]
                 after = min(before + g, np.float32(1.0))
                 needs[s, k] = after
                 if before < critical <= after:
-                    crossed.append((s, k))
+                    hits[n, 0] = s
+                    hits[n, 1] = k
+                    n += 1
+    for s in range(len(alive)):
         if alive[s] and needs[s, HUNGER] >= collapse_level:
             collapse_ticks[s] += 1
             if collapse_ticks[s] == collapse_after:
-                collapsed.append(s)
+                hits[n, 0] = s
+                hits[n, 1] = -1
+                n += 1
         else:
             collapse_ticks[s] = 0
-    return crossed, collapsed
+    return n

@@ -42,6 +42,7 @@ class Relationships:
         self.deltas = {name: np.array(d, dtype=np.float32) for name, d in cfg.deltas.items()}
         self.decay_factor = np.float32(1.0 - cfg.decay_per_hour)
         self.ticks_per_hour = world.ticks_per_day / 24.0
+        self._quiet = (0, 0)  # ticks ``[lo, hi)`` that start no new hour (a function of the tick alone)
 
     def tie(self, slot: int, other: int) -> np.ndarray | None:
         """The (trust, fam, rivalry) of ``slot``'s tie to ``other``, or None."""
@@ -98,14 +99,30 @@ class Relationships:
         """Hourly decay toward 0 and dropping of faint ties."""
         if not self.enabled:
             return
-        hour_now = int(world.tick / self.ticks_per_hour)
-        hour_before = int((world.tick - 1) / self.ticks_per_hour)
-        if world.tick == 0 or hour_now == hour_before:
+        tick = world.tick
+        lo, hi = self._quiet
+        if lo <= tick < hi:
+            return
+        self._quiet = (tick + 1, self._next_hour(tick + 1))
+        if tick == 0 or not self._new_hour(tick):
             return
         self.values *= self.decay_factor
         faint = (np.abs(self.values).max(axis=2) < self.cfg.faint) & (self.other >= 0)
         self.other[faint] = -1
         self.values[faint] = 0.0
+
+    def _new_hour(self, tick: int) -> bool:
+        """Whether ``tick`` is the first tick of an hour (the hour of ``tick - 1`` differs)."""
+        return int(tick / self.ticks_per_hour) != int((tick - 1) / self.ticks_per_hour)
+
+    def _next_hour(self, tick: int) -> int:
+        """The first tick at or after ``tick`` that starts a new hour (by :meth:`_new_hour` itself)."""
+        if self._new_hour(tick):
+            return tick
+        at = max(tick, int((int(tick / self.ticks_per_hour) + 1) * self.ticks_per_hour) - 1)  # just before it
+        while not self._new_hour(at):
+            at += 1
+        return at
 
     def set_tie(
         self, world: World, slot: int, other: int, values: tuple[float | None, float | None, float | None]

@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from townlet.world.state import World
 
 WEATHER_STATES: tuple[WeatherName, ...] = WEATHERS  # the vocabulary's weathers, by the world's older spelling
+RAINY, COLD = WEATHER_STATES.index("rainy"), WEATHER_STATES.index("cold")  # the states the rules read
 
 
 class Weather:
@@ -33,12 +34,12 @@ class Weather:
     @property
     def is_cold(self) -> bool:
         """Whether it is cold (energy decays faster outdoors)."""
-        return self.state == 2
+        return self.state == COLD
 
     @property
     def is_raining(self) -> bool:
         """Whether it is raining (outdoor steps cost more)."""
-        return self.state == 1
+        return self.state == RAINY
 
     def set(self, world: World, state: str) -> None:
         """Force a weather state (console, tests) and announce it."""
