@@ -190,19 +190,19 @@ class OptionController:
         (:attr:`critical_since`, :attr:`point_at`) are brought up to date for the tick about to run.
         """
         w, a, found = self.world, self.world.agents, self.found
-        need_points(
+        stalled, idle, critical = _settle_scan(
             a.alive,
             a.needs,
-            self._critical,
+            a.activity,
+            a.option,
+            a.step_started,
             self.critical_since,
-            self._level,
             self.above,
             self.point_at,
+            found,
             w.tick,
             points,
-        )
-        stalled, idle, critical = _unsettled(
-            a.alive, a.activity, a.option, a.step_started, self.critical_since, w.tick, self.travel_limit, found
+            (float(self._critical), float(self._level), self.travel_limit),
         )
         # (the streaks only read needs and presence, which failing or advancing a step leaves alone)
         if stalled:
@@ -431,6 +431,31 @@ def _unsettled(
             found[_CRITICAL, k] = s
             k += 1
     return n, m, k
+
+
+@numba.njit(cache=True)
+def _settle_scan(
+    alive: np.ndarray,
+    needs: np.ndarray,
+    activity: np.ndarray,
+    option: np.ndarray,
+    step_started: np.ndarray,
+    critical_since: np.ndarray,
+    above: np.ndarray,
+    point_at: np.ndarray,
+    found: np.ndarray,
+    tick: int,
+    points: bool,
+    rules: tuple[float, float, int],
+) -> tuple[int, int, int]:
+    """Settle's scan in one call: :func:`need_points`, then :func:`_unsettled` (same counts and rows).
+
+    ``rules`` is ``(needs.critical, options.decision_level, options.max_option_ticks)``, the levels as the
+    float32 values the needs are compared with (plain floats cross into compiled code cheaper).
+    """
+    critical, level, limit = rules
+    need_points(alive, needs, np.float32(critical), critical_since, np.float32(level), above, point_at, tick, points)
+    return _unsettled(alive, activity, option, step_started, critical_since, tick, limit, found)
 
 
 @numba.njit(cache=True)

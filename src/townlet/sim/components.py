@@ -47,7 +47,8 @@ SKIP = frozenset(
         "found",
         "step_into",
         "wage_due",
-        "_due",  # per-tick scratch buffers of the world's passes (np.empty: never state)
+        "_due",
+        "_scratch",  # per-tick scratch buffers of the world's passes (np.empty: never state)
     }
 )
 

@@ -108,7 +108,8 @@ class Simulation(KeepsViews):
         self._critical = np.float32(self.config.needs.critical)
         self._interrupt_level = np.float32(self.config.options.interrupt_level)
         self._slot_phase = np.arange(self.world.agents.capacity) % self.config.options.interrupt_every
-        self._due = np.empty(self.world.agents.capacity, dtype=np.int64)  # scratch: the slots _pressing finds
+        # scratch rows (never state): the free agents and the pressing ones _builtin_scan / _pressing find
+        self._scratch = np.empty((2, self.world.agents.capacity), dtype=np.int64)
         self._actions: np.ndarray | None = None
         self._settled: list[Event] = []  # events of settling between ticks, for the next tick's list
         self._running = np.full(self.world.agents.capacity, -1, dtype=np.int8)
@@ -283,13 +284,28 @@ class Simulation(KeepsViews):
             self.invalid_actions += self.primitives.apply(w, chosen, actions[chosen])
         else:
             self._apply_external(scans.switching(a.alive, actions, a.option, self._running))
-        free, any_builtin = scans.builtin_free(a.alive, actions, a.option)
-        if len(free):
-            masks = ctl.masks(free)
-            for slot, row in zip(free, masks, strict=True):
-                ctl.start(int(slot), Option(self.policy.choose(w, int(slot), row)))
-        if any_builtin:
-            self._interrupt_for_pressing_needs(actions)
+        free, due = self._scratch
+        n, any_builtin, pressing = _builtin_scan(
+            a.alive,
+            actions,
+            a.option,
+            a.needs,
+            a.option_started,
+            self._slot_phase,
+            w.tick,
+            w.tick % self.config.options.interrupt_every,
+            (self._critical, self._interrupt_level),
+            ctl.commitment,
+            free,
+            due,
+        )
+        if n:
+            slots = free[:n].tolist()
+            for slot, row in zip(slots, ctl.masks(free[:n]), strict=True):
+                ctl.start(slot, Option(self.policy.choose(w, slot, row)))
+            pressing = self._find_pressing(actions)  # the starts changed who is busy: look again
+        if pressing:
+            self._interrupt_for_pressing_needs(pressing)
 
     def _apply_external(self, switching: np.ndarray) -> None:
         """Start the external choices of agents switching options (``switching``: their slots).
@@ -310,31 +326,35 @@ class Simulation(KeepsViews):
                 continue
             ctl.start(slot, Option(choice))
 
-    def _interrupt_for_pressing_needs(self, actions: np.ndarray) -> None:
-        """Let the built-in policy reconsider agents whose hunger or fatigue has grown pressing.
+    def _find_pressing(self, actions: np.ndarray) -> int:
+        """How many agents :func:`_pressing` finds now (their slots in the second scratch row)."""
+        w, a = self.world, self.world.agents
+        return int(
+            _pressing(
+                a.alive,
+                actions,
+                a.needs,
+                a.option,
+                a.option_started,
+                self._slot_phase,
+                w.tick,
+                w.tick % self.config.options.interrupt_every,
+                (self._critical, self._interrupt_level),
+                self.controller.commitment,
+                self._scratch[1],
+            )
+        )
 
-        Above ``needs.critical`` the commitment window is overridden; above ``options.interrupt_level``
-        agents reconsider every ``options.interrupt_every`` ticks once their window has passed. Agents with
-        an external action (``actions >= 0``) are left to it.
+    def _interrupt_for_pressing_needs(self, n: int) -> None:
+        """Let the built-in policy reconsider the ``n`` agents whose hunger or fatigue has grown pressing.
+
+        Their slots are the first ``n`` of the second scratch row (:func:`_pressing`'s rule: above
+        ``needs.critical`` the commitment window is overridden; above ``options.interrupt_level`` agents
+        reconsider every ``options.interrupt_every`` ticks once their window has passed; agents with an
+        external action are left to it).
         """
         w, a, ctl = self.world, self.world.agents, self.controller
-        due = self._due
-        n = _pressing(
-            a.alive,
-            actions,
-            a.needs,
-            a.option,
-            a.option_started,
-            self._slot_phase,
-            w.tick,
-            w.tick % self.config.options.interrupt_every,
-            (self._critical, self._interrupt_level),
-            ctl.commitment,
-            due,
-        )
-        if not n:
-            return
-        slots = due[:n].copy()
+        slots = self._scratch[1, :n].copy()
         for slot, row in zip(slots.tolist(), ctl.masks(slots, commitment=0), strict=True):
             choice = self.policy.choose(w, slot, row)
             if int(choice) != int(a.option[slot]):
@@ -372,6 +392,41 @@ class Simulation(KeepsViews):
         from townlet.sim import snapshot  # snapshot's sections name this class: imported once both exist
 
         return snapshot.state_hash(self)
+
+
+@numba.njit(cache=True)
+def _builtin_scan(
+    alive: np.ndarray,
+    actions: np.ndarray,
+    option: np.ndarray,
+    needs: np.ndarray,
+    started: np.ndarray,
+    slot_phase: np.ndarray,
+    tick: int,
+    turn: int,
+    levels: tuple[np.float32, np.float32],
+    commitment: int,
+    free: np.ndarray,
+    due: np.ndarray,
+) -> tuple[int, bool, int]:
+    """The policy phase's scan of the agents left to the built-in policy (``actions < 0``), in one call.
+
+    Those with no option running go into ``free`` (ascending). When there are none, :func:`_pressing`
+    (same arguments) fills ``due`` at once. Returns ``(free count, whether any living agent is left to the
+    built-in policy, pressing count)``; the pressing count is 0 while free agents have yet to choose (their
+    choices change who is busy, so the caller looks again after).
+    """
+    n = 0
+    any_builtin = False
+    for s in range(len(alive)):
+        if alive[s] and actions[s] < 0:
+            any_builtin = True
+            if option[s] < 0:
+                free[n] = s
+                n += 1
+    if n or not any_builtin:
+        return n, any_builtin, 0
+    return 0, True, _pressing(alive, actions, needs, option, started, slot_phase, tick, turn, levels, commitment, due)
 
 
 @numba.njit(cache=True)
