@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import numba
@@ -39,19 +38,26 @@ Phase = Callable[["Simulation"], object]  # the return value is ignored
 GET_FED, GET_CLEAN, SLEEP = int(Option.GET_FED), int(Option.GET_CLEAN), int(Option.SLEEP)
 
 
-@dataclass(slots=True)
 class TickResult:
     """What one call to :meth:`Simulation.step` produced.
 
     Attributes:
         tick: The tick that was simulated.
         events: Its events, in order.
-        phase_s: Seconds spent in each phase (empty when :attr:`Simulation.time_phases` is off).
     """
 
-    tick: int
-    events: list[Event]
-    phase_s: dict[str, float] = field(default_factory=dict)
+    __slots__ = ("_names", "_reads", "events", "tick")
+
+    def __init__(self, tick: int, events: list[Event], names: tuple[str, ...] = (), reads: list[float] | None = None):
+        self.tick = tick
+        self.events = events
+        self._names, self._reads = names, reads  # the timed phases and the clock before and after each
+
+    @property
+    def phase_s(self) -> dict[str, float]:
+        """Seconds spent in each phase (empty when :attr:`Simulation.time_phases` is off)."""
+        r = self._reads
+        return {} if r is None else {name: r[i + 1] - r[i] for i, name in enumerate(self._names)}
 
 
 class Simulation(KeepsViews):
@@ -100,11 +106,11 @@ class Simulation(KeepsViews):
             ("relationships", Simulation._relationships),
             ("kpis", Simulation._kpis),
         ]
-        self.phase_total: dict[str, float] = {name: 0.0 for name, _ in self.phases}
         self.time_phases = True  # time each phase (``phase_total``, ``TickResult.phase_s``); the RL env turns it off
         self.ticks_run = 0
         telemetry = self.config.telemetry
-        self.timings = TickTimings(self.phase_total, telemetry.perf_window, telemetry.slowest_ticks)
+        totals = {name: 0.0 for name, _ in self.phases}
+        self.timings = TickTimings(totals, telemetry.perf_window, telemetry.slowest_ticks)
         self._critical = np.float32(self.config.needs.critical)
         self._interrupt_level = np.float32(self.config.options.interrupt_level)
         self._slot_phase = np.arange(self.world.agents.capacity) % self.config.options.interrupt_every
@@ -146,6 +152,11 @@ class Simulation(KeepsViews):
 
     def _narrate(self) -> None:
         self.narration.update(self.world)
+
+    @property
+    def phase_total(self) -> dict[str, float]:
+        """Running seconds per phase over every timed tick (the dict itself: a phase's entry may be removed)."""
+        return self.timings.fold()
 
     @property
     def tick(self) -> int:
@@ -193,23 +204,22 @@ class Simulation(KeepsViews):
         if actions is None and self.actor is not None:
             actions = self.actor.act(self)
         self._actions = actions
-        timings: dict[str, float] = {}
         if self.time_phases:
-            clock, total = time.perf_counter, self.phase_total
-            start = then = clock()  # one clock read per phase: each phase ends where the next begins
-            for name, phase in self.phases:
+            # One clock read per phase (each phase ends where the next begins), folded into the totals later.
+            clock, phases = time.perf_counter, self.phases
+            reads = [clock()]
+            mark = reads.append
+            for _, phase in phases:
                 phase(self)
-                now = clock()
-                timings[name] = seconds = now - then
-                total[name] += seconds
-                then = now
-            self.timings.record(w.tick, then - start)
+                mark(clock())
+            self.timings.record_phases(w.tick, phases, reads)
+            result = TickResult(w.tick, w.events, self.timings.names, reads)
         else:
             for _, phase in self.phases:
                 phase(self)
+            result = TickResult(w.tick, w.events)
         if w.hooks.has_global("tick"):
             w.hook_event("tick", -1, detail=str(w.tick))
-        result = TickResult(w.tick, w.events, timings)
         w.tick += 1
         self.ticks_run += 1
         self._settle()
@@ -266,6 +276,8 @@ class Simulation(KeepsViews):
     def _apply_commands(self) -> None:
         # Take exactly what has arrived so far: another thread (the console) may append meanwhile.
         queued = self.commands
+        if not queued:
+            return
         pending = queued[: len(queued)]
         del queued[: len(pending)]
         for command in pending:
