@@ -48,7 +48,7 @@ SKIP = frozenset(
         "step_into",
         "wage_due",
         "_due",
-        "_scratch",  # per-tick scratch buffers of the world's passes (np.empty: never state)
+        "_free",  # per-tick scratch buffers of the world's passes (np.empty: never state)
     }
 )
 

@@ -114,8 +114,9 @@ class Simulation(KeepsViews):
         self._critical = np.float32(self.config.needs.critical)
         self._interrupt_level = np.float32(self.config.options.interrupt_level)
         self._slot_phase = np.arange(self.world.agents.capacity) % self.config.options.interrupt_every
-        # scratch rows (never state): the free agents and the pressing ones _builtin_scan / _pressing find
-        self._scratch = np.empty((2, self.world.agents.capacity), dtype=np.int64)
+        # scratch (never state): the free agents and the pressing ones _builtin_scan / _pressing find
+        self._free = np.empty(self.world.agents.capacity, dtype=np.int64)
+        self._due = np.empty(self.world.agents.capacity, dtype=np.int64)
         self._actions: np.ndarray | None = None
         self._settled: list[Event] = []  # events of settling between ticks, for the next tick's list
         self._running = np.full(self.world.agents.capacity, -1, dtype=np.int8)
@@ -296,7 +297,7 @@ class Simulation(KeepsViews):
             self.invalid_actions += self.primitives.apply(w, chosen, actions[chosen])
         else:
             self._apply_external(scans.switching(a.alive, actions, a.option, self._running))
-        free, due = self._scratch
+        free = self._free
         n, any_builtin, pressing = _builtin_scan(
             a.alive,
             actions,
@@ -309,7 +310,7 @@ class Simulation(KeepsViews):
             (self._critical, self._interrupt_level),
             ctl.commitment,
             free,
-            due,
+            self._due,
         )
         if n:
             slots = free[:n].tolist()
@@ -339,7 +340,7 @@ class Simulation(KeepsViews):
             ctl.start(slot, Option(choice))
 
     def _find_pressing(self, actions: np.ndarray) -> int:
-        """How many agents :func:`_pressing` finds now (their slots in the second scratch row)."""
+        """How many agents :func:`_pressing` finds now (their slots first in ``_due``)."""
         w, a = self.world, self.world.agents
         return int(
             _pressing(
@@ -353,20 +354,20 @@ class Simulation(KeepsViews):
                 w.tick % self.config.options.interrupt_every,
                 (self._critical, self._interrupt_level),
                 self.controller.commitment,
-                self._scratch[1],
+                self._due,
             )
         )
 
     def _interrupt_for_pressing_needs(self, n: int) -> None:
         """Let the built-in policy reconsider the ``n`` agents whose hunger or fatigue has grown pressing.
 
-        Their slots are the first ``n`` of the second scratch row (:func:`_pressing`'s rule: above
+        Their slots are the first ``n`` of ``_due`` (:func:`_pressing`'s rule: above
         ``needs.critical`` the commitment window is overridden; above ``options.interrupt_level`` agents
         reconsider every ``options.interrupt_every`` ticks once their window has passed; agents with an
         external action are left to it).
         """
         w, a, ctl = self.world, self.world.agents, self.controller
-        slots = self._scratch[1, :n].copy()
+        slots = self._due[:n].copy()
         for slot, row in zip(slots.tolist(), ctl.masks(slots, commitment=0), strict=True):
             choice = self.policy.choose(w, slot, row)
             if int(choice) != int(a.option[slot]):
