@@ -19,7 +19,7 @@ from townlet.config.loader import LoadedConfig, load_config
 from townlet.lifecycle import Lifecycle
 from townlet.narration import Narrator
 from townlet.perturbations import Perturbations
-from townlet.policy.controller import OptionController
+from townlet.policy.controller import OptionController, settle_scan
 from townlet.policy.options import DECISION_POINTS, OPTION_COUNT, Option, window_over
 from townlet.policy.primitives import PrimitiveRules
 from townlet.policy.scripted import OptionPolicy, RandomPolicy, ScriptedPolicy
@@ -287,31 +287,56 @@ class Simulation(KeepsViews):
     def _decide(self) -> None:
         w, a, ctl = self.world, self.world.agents, self.controller
         actions = self._actions
+        external = actions is not None
         if actions is not None:
             self._running[:] = a.option  # what each agent was doing when its action was chosen
-        ctl.settle(points=False)  # (only a command or a perturbation this tick leaves anything to settle)
-        if actions is None:
-            actions = self._no_actions
-        elif self.primitives is not None:
-            chosen = (a.alive & (actions >= 0)).nonzero()[0]
-            self.invalid_actions += self.primitives.apply(w, chosen, actions[chosen])
         else:
-            self._apply_external(scans.switching(a.alive, actions, a.option, self._running))
-        free = self._free
-        n, any_builtin, pressing = _builtin_scan(
+            actions = self._no_actions
+        # Settle (only a command or a perturbation this tick leaves anything to), then who the built-in policy
+        # serves: one compiled call when there is nothing to settle and no external action to apply first.
+        streaks, rules = ctl.scan_inputs()
+        free, turn = self._free, w.tick % self.config.options.interrupt_every
+        stalled, idle, n, any_builtin, pressing = _decide_scan(
             a.alive,
-            actions,
-            a.option,
             a.needs,
+            a.activity,
+            a.option,
             a.option_started,
+            a.step_started,
+            actions,
             self._slot_phase,
+            streaks,
+            (ctl.found, free, self._due),
             w.tick,
-            w.tick % self.config.options.interrupt_every,
-            (self._critical, self._interrupt_level),
-            ctl.commitment,
-            free,
-            self._due,
+            (
+                *rules,
+                float(self._interrupt_level),
+                turn,
+                ctl.commitment,
+                external,
+            ),
         )
+        if stalled or idle or external:
+            ctl.settle_found(stalled, idle, 0, points=False)
+            if external and self.primitives is not None:
+                chosen = (a.alive & (actions >= 0)).nonzero()[0]
+                self.invalid_actions += self.primitives.apply(w, chosen, actions[chosen])
+            elif external:
+                self._apply_external(scans.switching(a.alive, actions, a.option, self._running))
+            n, any_builtin, pressing = _builtin_scan(
+                a.alive,
+                actions,
+                a.option,
+                a.needs,
+                a.option_started,
+                self._slot_phase,
+                w.tick,
+                turn,
+                (self._critical, self._interrupt_level),
+                ctl.commitment,
+                free,
+                self._due,
+            )
         if n:
             slots = free[:n].tolist()
             for slot, row in zip(slots, ctl.masks(free[:n]), strict=True):
@@ -405,6 +430,46 @@ class Simulation(KeepsViews):
         from townlet.sim import snapshot  # snapshot's sections name this class: imported once both exist
 
         return snapshot.state_hash(self)
+
+
+@numba.njit(cache=True)
+def _decide_scan(
+    alive: np.ndarray,
+    needs: np.ndarray,
+    activity: np.ndarray,
+    option: np.ndarray,
+    started: np.ndarray,
+    step_started: np.ndarray,
+    actions: np.ndarray,
+    slot_phase: np.ndarray,
+    streaks: tuple,
+    scratch: tuple,
+    tick: int,
+    rules: tuple,
+) -> tuple[int, int, int, bool, int]:
+    """The policy phase's scans in one call: settle's (without need points), then :func:`_builtin_scan`.
+
+    ``streaks`` and the first three ``rules`` are :meth:`OptionController.scan_inputs`; then come
+    ``options.interrupt_level``, this tick's interrupt turn, the commitment window and whether external
+    actions are to be applied. ``scratch`` is ``(controller.found, free, due)``. Returns settle's stalled
+    and idle counts, then :func:`_builtin_scan`'s three results; those are ``(0, False, 0)``, not looked
+    for, when something must be settled or external actions applied first (the caller does that, then
+    calls :func:`_builtin_scan`).
+    """
+    critical_since, above, point_at = streaks
+    found, free, due = scratch
+    critical, level, limit, interrupt_level, turn, commitment, external = rules
+    stalled, idle, _ = settle_scan(
+        alive, needs, activity, option, step_started, critical_since, above, point_at, found, tick, False,
+        (critical, level, limit),
+    )  # fmt: skip
+    if stalled or idle or external:
+        return stalled, idle, 0, False, 0
+    levels = (np.float32(critical), np.float32(interrupt_level))
+    n, any_builtin, pressing = _builtin_scan(
+        alive, actions, option, needs, started, slot_phase, tick, turn, levels, commitment, free, due
+    )
+    return 0, 0, n, any_builtin, pressing
 
 
 @numba.njit(cache=True)
