@@ -15,6 +15,7 @@ from townlet.config.loader import load_config
 from townlet.logs import configure_logging
 from townlet.server.live import LiveTown
 from townlet.sim import Simulation
+from townlet.sim.timings import TickTimings
 from townlet.telemetry.health import EVENT, FIELDS, record_schema
 from townlet.telemetry.publisher import TelemetryPublisher
 from townlet.telemetry.replay import read_messages, state_at
@@ -56,6 +57,33 @@ def test_perf_window_covers_the_same_ticks_for_every_figure() -> None:
     perf = sim.perf()
     assert perf["window"] == 100 and perf["ticks"] == 95  # 255 ticks: the marks fall every 10
     assert sum(perf["phase_ms"].values()) == pytest.approx(perf["tick_ms_mean"], rel=1e-3, abs=1e-3)
+
+
+def test_clock_reads_folded_later_give_the_same_figures_as_adding_every_tick() -> None:
+    """Timed ticks' clock reads, folded at marks, on reads and on a phase-list change, add up exactly."""
+    phases = [("a", None), ("b", None), ("c", None)]
+    totals = {"a": 0.0, "b": 0.0, "c": 0.0}
+    timings = TickTimings(totals, window=20, slowest=3)  # a mark every 2 ticks
+    expected = dict(totals)
+    seconds, clock = [], 1000.0
+    for tick in range(37):
+        if tick == 23:  # a phase leaves mid-window (a detached publisher): folded under the old names first
+            phases = phases[:2]
+        reads = [clock]
+        for i, (name, _) in enumerate(phases):
+            clock += (tick % 5 + 1) * 1e-4 * (i + 1)
+            reads.append(clock)
+            expected[name] += reads[-1] - reads[-2]
+        seconds.append(reads[-1] - reads[0])
+        timings.record_phases(tick, phases, reads)
+        if tick in (4, 11, 30):  # anything reading the totals folds what is pending
+            assert timings.fold() == pytest.approx(expected, abs=1e-12)
+    assert timings.fold() == pytest.approx(expected, abs=1e-12) and timings.recorded == 37
+    perf = timings.summary(8, None)
+    assert perf["ticks"] == 19  # 37 recorded, a mark every 2 ticks: from the mark at 18, inside the window of 20
+    assert perf["tick_ms_max"] == pytest.approx(max(seconds[18:]) * 1000.0, abs=1e-4)
+    assert sum(perf["phase_ms"].values()) == pytest.approx(perf["tick_ms_mean"], abs=1e-4)
+    assert [s["tick"] for s in perf["slowest"]] == sorted(range(18, 37), key=lambda t: -seconds[t])[:3]
 
 
 def test_target_tick_ms_interpolates_between_the_configured_populations() -> None:

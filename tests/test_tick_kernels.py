@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from townlet.config.loader import load_config
-from townlet.policy.controller import _CRITICAL, _IDLE_ROW, _STALLED, _newly_possible, _unsettled
-from townlet.policy.options import NEVER, OPTION_COUNT, Option
-from townlet.sim.simulation import Simulation, _pressing
+from townlet.policy.controller import _CRITICAL, _IDLE_ROW, _STALLED, _newly_possible, _unsettled, settle_scan
+from townlet.policy.options import NEVER, OPTION_COUNT, Option, need_points
+from townlet.sim.simulation import Simulation, _builtin_scan, _decide_scan, _pressing
 from townlet.world.agents import Activity
 from townlet.world.needs import ENERGY, HUNGER
 
@@ -60,7 +60,7 @@ def test_pressing_needs_kernel_matches_the_rule(seed: int) -> None:
 
 
 @pytest.mark.parametrize("seed", range(20))
-def test_settle_scan_matches_the_rule(seed: int) -> None:
+def testsettle_scan_matches_the_rule(seed: int) -> None:
     """_unsettled finds the stalled walkers, the idle bodies with an option and the critical streaks, ascending."""
     rng = np.random.default_rng(seed)
     a = _random_agents(rng)
@@ -77,6 +77,93 @@ def test_settle_scan_matches_the_rule(seed: int) -> None:
     assert found[_STALLED, :stalled].tolist() == too_long.nonzero()[0].tolist()
     assert found[_IDLE_ROW, :idle].tolist() == settle.nonzero()[0].tolist()
     assert found[_CRITICAL, :critical].tolist() == (alive & (critical_since != NEVER)).nonzero()[0].tolist()
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_builtin_scan_is_the_free_agents_then_the_pressing_ones(seed: int) -> None:
+    """_builtin_scan finds the free agents left to the built-in policy; with none, exactly what _pressing finds."""
+    rng = np.random.default_rng(seed)
+    a = _random_agents(rng)
+    if seed % 2:  # half the towns have nobody free, so the pressing scan runs inside
+        a["option"] = np.where(a["option"] < 0, 0, a["option"]).astype(np.int8)
+    actions = np.where(rng.random(C) < 0.2, rng.integers(0, OPTION_COUNT, C), -1).astype(np.int64)
+    if seed % 4 == 3:
+        actions[:] = 2  # nobody left to the built-in policy
+    tick, every, commitment = int(rng.integers(100, 300)), int(rng.integers(1, 9)), int(rng.integers(0, 60))
+    args = (a["alive"], actions, a["needs"], a["option"], a["started"], np.arange(C) % every, tick, tick % every)
+    rest = ((np.float32(0.9), np.float32(0.6)), commitment)
+    free, due, expected_due = (np.full(C, -7, dtype=np.int64) for _ in range(3))
+    n, any_builtin, pressing = _builtin_scan(
+        a["alive"], actions, a["option"], a["needs"], a["started"], *args[5:], *rest, free, due
+    )
+    builtin = a["alive"] & (actions < 0)
+    assert free[:n].tolist() == (builtin & (a["option"] < 0)).nonzero()[0].tolist()
+    assert any_builtin == bool(builtin.any())
+    expected = _pressing(*args, *rest, expected_due) if any_builtin and not n else 0
+    assert pressing == expected and due[:pressing].tolist() == expected_due[:expected].tolist()
+
+
+@pytest.mark.parametrize("points", [True, False])
+@pytest.mark.parametrize("seed", range(10))
+def test_fusedsettle_scan_is_need_points_then_unsettled(seed: int, points: bool) -> None:
+    """settle_scan leaves the same streaks, need points and found rows as need_points followed by _unsettled."""
+    rng = np.random.default_rng(seed)
+    a = _random_agents(rng)
+    step_started = rng.integers(0, 200, C).astype(np.int64)
+    since = np.where(rng.random(C) < 0.3, rng.integers(0, 200, C), NEVER).astype(np.int64)
+    point_at = np.where(rng.random(C) < 0.3, rng.integers(0, 200, C), NEVER).astype(np.int64)
+    above = rng.random((C, 4)) < 0.3
+    critical, level, tick, limit = np.float32(0.8), np.float32(0.6), 200, int(rng.integers(0, 150))
+    mine = [x.copy() for x in (since, above, point_at)] + [np.full((3, C), -7, dtype=np.int64)]
+    ref = [x.copy() for x in (since, above, point_at)] + [np.full((3, C), -7, dtype=np.int64)]
+    counts = settle_scan(
+        a["alive"], a["needs"], a["activity"], a["option"], step_started, *mine, tick, points,
+        (float(critical), float(level), limit),
+    )  # fmt: skip
+    need_points(a["alive"], a["needs"], critical, ref[0], level, ref[1], ref[2], tick, points)
+    expected = _unsettled(a["alive"], a["activity"], a["option"], step_started, ref[0], tick, limit, ref[3])
+    assert counts == expected
+    assert all(np.array_equal(x, y) for x, y in zip(mine, ref, strict=True))
+
+
+@pytest.mark.parametrize("external", [False, True])
+@pytest.mark.parametrize("seed", range(10))
+def test_decide_scan_is_settle_then_the_builtin_scan(seed: int, external: bool) -> None:
+    """_decide_scan: settle's scan without need points, then _builtin_scan unless something must happen first."""
+    rng = np.random.default_rng(seed)
+    a = _random_agents(rng)
+    if seed % 2:  # nothing to settle: nobody idle with an option, nobody walking too long
+        idle = a["activity"] == int(Activity.IDLE)
+        a["activity"] = np.where(idle, int(Activity.USING), a["activity"]).astype(np.int8)
+    step_started = np.full(C, 190, dtype=np.int64)
+    actions = np.full(C, -1, dtype=np.int64)
+    since = np.where(rng.random(C) < 0.3, rng.integers(0, 200, C), NEVER).astype(np.int64)
+    point_at, above = np.full(C, NEVER, dtype=np.int64), rng.random((C, 4)) < 0.3
+    tick, every, commitment, limit = 200, 3, int(rng.integers(0, 60)), 100
+    slot_phase = np.arange(C) % every
+    mine = [x.copy() for x in (since, above, point_at)]
+    scratch = tuple(np.full(shape, -7, dtype=np.int64) for shape in ((3, C), C, C))
+    got = _decide_scan(
+        a["alive"], a["needs"], a["activity"], a["option"], a["started"], step_started, actions, slot_phase,
+        tuple(mine), scratch, tick, (0.8, 0.6, limit, 0.7, tick % every, commitment, external),
+    )  # fmt: skip
+    ref = [x.copy() for x in (since, above, point_at)]
+    found, free, due = (np.full(shape, -7, dtype=np.int64) for shape in ((3, C), C, C))
+    stalled, idle, _ = settle_scan(
+        a["alive"], a["needs"], a["activity"], a["option"], step_started, *ref, found, tick, False, (0.8, 0.6, limit)
+    )
+    assert got[:2] == (stalled, idle) and all(np.array_equal(x, y) for x, y in zip(mine, ref, strict=True))
+    if stalled or idle or external:
+        assert got[2:] == (0, False, 0)
+        return
+    levels = (np.float32(0.8), np.float32(0.7))
+    expected = _builtin_scan(
+        a["alive"], actions, a["option"], a["needs"], a["started"], slot_phase, tick, tick % every, levels,
+        commitment, free, due,
+    )  # fmt: skip
+    assert got[2:] == expected
+    assert scratch[1][: expected[0]].tolist() == free[: expected[0]].tolist()
+    assert scratch[2][: expected[2]].tolist() == due[: expected[2]].tolist()
 
 
 @pytest.mark.parametrize("seed", range(20))

@@ -189,21 +189,32 @@ class OptionController:
         critical streaks and, with ``points`` (between ticks, where decisions are made), the need points
         (:attr:`critical_since`, :attr:`point_at`) are brought up to date for the tick about to run.
         """
-        w, a, found = self.world, self.world.agents, self.found
-        need_points(
-            a.alive,
-            a.needs,
-            self._critical,
-            self.critical_since,
-            self._level,
-            self.above,
-            self.point_at,
-            w.tick,
-            points,
+        a = self.world.agents
+        streaks, rules = self.scan_inputs()
+        counts = settle_scan(
+            a.alive, a.needs, a.activity, a.option, a.step_started, *streaks, self.found, self.world.tick, points, rules
         )
-        stalled, idle, critical = _unsettled(
-            a.alive, a.activity, a.option, a.step_started, self.critical_since, w.tick, self.travel_limit, found
+        self.settle_found(*counts, points=points)
+
+    def scan_inputs(self) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray], tuple[float, float, int]]:
+        """What settle's scan reads besides the agents: ``(critical_since, above, point_at)`` and its rules.
+
+        The rules are ``(needs.critical, options.decision_level, options.max_option_ticks)``, the levels as the
+        float32 values the needs are compared with (plain floats cross into compiled code cheaper).
+        """
+        return (self.critical_since, self.above, self.point_at), (
+            float(self._critical),
+            float(self._level),
+            self.travel_limit,
         )
+
+    def settle_found(self, stalled: int, idle: int, critical: int, points: bool = True) -> None:
+        """Settle what settle's scan found (its counts; the slots in the rows of :attr:`found`).
+
+        Stalled walkers fail, idle bodies advance; with ``points``, options that became possible during a
+        critical streak make a need point.
+        """
+        w, found = self.world, self.found
         # (the streaks only read needs and presence, which failing or advancing a step leaves alone)
         if stalled:
             for slot in found[_STALLED, :stalled].tolist():
@@ -431,6 +442,30 @@ def _unsettled(
             found[_CRITICAL, k] = s
             k += 1
     return n, m, k
+
+
+@numba.njit(cache=True)
+def settle_scan(
+    alive: np.ndarray,
+    needs: np.ndarray,
+    activity: np.ndarray,
+    option: np.ndarray,
+    step_started: np.ndarray,
+    critical_since: np.ndarray,
+    above: np.ndarray,
+    point_at: np.ndarray,
+    found: np.ndarray,
+    tick: int,
+    points: bool,
+    rules: tuple[float, float, int],
+) -> tuple[int, int, int]:
+    """Settle's scan in one call: :func:`need_points`, then :func:`_unsettled` (same counts and rows).
+
+    ``rules``: see :meth:`OptionController.scan_inputs`.
+    """
+    critical, level, limit = rules
+    need_points(alive, needs, np.float32(critical), critical_since, np.float32(level), above, point_at, tick, points)
+    return _unsettled(alive, activity, option, step_started, critical_since, tick, limit, found)
 
 
 @numba.njit(cache=True)

@@ -159,11 +159,14 @@ def choice_of(
     world: World, commitment: int, critical_since: np.ndarray | None = None, point_at: np.ndarray | None = None
 ) -> Choice:
     """Who is free to choose in ``world`` under ``commitment``; no streaks / need points when None (nobody's)."""
-    never = np.full(world.agents.capacity, NEVER, dtype=np.int64)
     a = world.agents
+    if critical_since is None or point_at is None:
+        never = np.full(a.capacity, NEVER, dtype=np.int64)
+        critical_since = never if critical_since is None else critical_since
+        point_at = never if point_at is None else point_at
     return Choice(
-        critical_since=never if critical_since is None else critical_since,
-        point_at=never if point_at is None else point_at,
+        critical_since=critical_since,
+        point_at=point_at,
         option=a.option,
         started=a.option_started,
         commitment=commitment,

@@ -47,7 +47,8 @@ SKIP = frozenset(
         "found",
         "step_into",
         "wage_due",
-        "_due",  # per-tick scratch buffers of the world's passes (np.empty: never state)
+        "_due",
+        "_free",  # per-tick scratch buffers of the world's passes (np.empty: never state)
         "_consts",  # settings packed into one array for a kernel (rebuilt from the restored settings)
         "_hits",  # per-tick scratch of a kernel's findings
         "_quiet",  # a span of ticks on which a phase has nothing to do (a function of the tick alone)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import numba
@@ -20,7 +19,7 @@ from townlet.config.loader import LoadedConfig, load_config
 from townlet.lifecycle import Lifecycle
 from townlet.narration import Narrator
 from townlet.perturbations import Perturbations
-from townlet.policy.controller import OptionController
+from townlet.policy.controller import OptionController, settle_scan
 from townlet.policy.options import DECISION_POINTS, OPTION_COUNT, Option, window_over
 from townlet.policy.primitives import PrimitiveRules
 from townlet.policy.scripted import OptionPolicy, RandomPolicy, ScriptedPolicy
@@ -39,19 +38,26 @@ Phase = Callable[["Simulation"], object]  # the return value is ignored
 GET_FED, GET_CLEAN, SLEEP = int(Option.GET_FED), int(Option.GET_CLEAN), int(Option.SLEEP)
 
 
-@dataclass(slots=True)
 class TickResult:
     """What one call to :meth:`Simulation.step` produced.
 
     Attributes:
         tick: The tick that was simulated.
         events: Its events, in order.
-        phase_s: Seconds spent in each phase (empty when :attr:`Simulation.time_phases` is off).
     """
 
-    tick: int
-    events: list[Event]
-    phase_s: dict[str, float] = field(default_factory=dict)
+    __slots__ = ("_names", "_reads", "events", "tick")
+
+    def __init__(self, tick: int, events: list[Event], names: tuple[str, ...] = (), reads: list[float] | None = None):
+        self.tick = tick
+        self.events = events
+        self._names, self._reads = names, reads  # the timed phases and the clock before and after each
+
+    @property
+    def phase_s(self) -> dict[str, float]:
+        """Seconds spent in each phase (empty when :attr:`Simulation.time_phases` is off)."""
+        r = self._reads
+        return {} if r is None else {name: r[i + 1] - r[i] for i, name in enumerate(self._names)}
 
 
 class Simulation(KeepsViews):
@@ -100,15 +106,17 @@ class Simulation(KeepsViews):
             ("relationships", Simulation._relationships),
             ("kpis", Simulation._kpis),
         ]
-        self.phase_total: dict[str, float] = {name: 0.0 for name, _ in self.phases}
         self.time_phases = True  # time each phase (``phase_total``, ``TickResult.phase_s``); the RL env turns it off
         self.ticks_run = 0
         telemetry = self.config.telemetry
-        self.timings = TickTimings(self.phase_total, telemetry.perf_window, telemetry.slowest_ticks)
+        totals = {name: 0.0 for name, _ in self.phases}
+        self.timings = TickTimings(totals, telemetry.perf_window, telemetry.slowest_ticks)
         self._critical = np.float32(self.config.needs.critical)
         self._interrupt_level = np.float32(self.config.options.interrupt_level)
         self._slot_phase = np.arange(self.world.agents.capacity) % self.config.options.interrupt_every
-        self._due = np.empty(self.world.agents.capacity, dtype=np.int64)  # scratch: the slots _pressing finds
+        # scratch (never state): the free agents and the pressing ones _builtin_scan / _pressing find
+        self._free = np.empty(self.world.agents.capacity, dtype=np.int64)
+        self._due = np.empty(self.world.agents.capacity, dtype=np.int64)
         self._actions: np.ndarray | None = None
         self._settled: list[Event] = []  # events of settling between ticks, for the next tick's list
         self._running = np.full(self.world.agents.capacity, -1, dtype=np.int8)
@@ -145,6 +153,11 @@ class Simulation(KeepsViews):
 
     def _narrate(self) -> None:
         self.narration.update(self.world)
+
+    @property
+    def phase_total(self) -> dict[str, float]:
+        """Running seconds per phase over every timed tick (the dict itself: a phase's entry may be removed)."""
+        return self.timings.fold()
 
     @property
     def tick(self) -> int:
@@ -192,23 +205,22 @@ class Simulation(KeepsViews):
         if actions is None and self.actor is not None:
             actions = self.actor.act(self)
         self._actions = actions
-        timings: dict[str, float] = {}
         if self.time_phases:
-            clock, total = time.perf_counter, self.phase_total
-            start = then = clock()  # one clock read per phase: each phase ends where the next begins
-            for name, phase in self.phases:
+            # One clock read per phase (each phase ends where the next begins), folded into the totals later.
+            clock, phases = time.perf_counter, self.phases
+            reads = [clock()]
+            mark = reads.append
+            for _, phase in phases:
                 phase(self)
-                now = clock()
-                timings[name] = seconds = now - then
-                total[name] += seconds
-                then = now
-            self.timings.record(w.tick, then - start)
+                mark(clock())
+            self.timings.record_phases(w.tick, phases, reads)
+            result = TickResult(w.tick, w.events, self.timings.names, reads)
         else:
             for _, phase in self.phases:
                 phase(self)
+            result = TickResult(w.tick, w.events)
         if w.hooks.has_global("tick"):
             w.hook_event("tick", -1, detail=str(w.tick))
-        result = TickResult(w.tick, w.events, timings)
         w.tick += 1
         self.ticks_run += 1
         self._settle()
@@ -265,6 +277,8 @@ class Simulation(KeepsViews):
     def _apply_commands(self) -> None:
         # Take exactly what has arrived so far: another thread (the console) may append meanwhile.
         queued = self.commands
+        if not queued:
+            return
         pending = queued[: len(queued)]
         del queued[: len(pending)]
         for command in pending:
@@ -273,23 +287,63 @@ class Simulation(KeepsViews):
     def _decide(self) -> None:
         w, a, ctl = self.world, self.world.agents, self.controller
         actions = self._actions
+        external = actions is not None
         if actions is not None:
             self._running[:] = a.option  # what each agent was doing when its action was chosen
-        ctl.settle(points=False)  # (only a command or a perturbation this tick leaves anything to settle)
-        if actions is None:
-            actions = self._no_actions
-        elif self.primitives is not None:
-            chosen = (a.alive & (actions >= 0)).nonzero()[0]
-            self.invalid_actions += self.primitives.apply(w, chosen, actions[chosen])
         else:
-            self._apply_external(scans.switching(a.alive, actions, a.option, self._running))
-        free, any_builtin = scans.builtin_free(a.alive, actions, a.option)
-        if len(free):
-            masks = ctl.masks(free)
-            for slot, row in zip(free, masks, strict=True):
-                ctl.start(int(slot), Option(self.policy.choose(w, int(slot), row)))
-        if any_builtin:
-            self._interrupt_for_pressing_needs(actions)
+            actions = self._no_actions
+        # Settle (only a command or a perturbation this tick leaves anything to), then who the built-in policy
+        # serves: one compiled call when there is nothing to settle and no external action to apply first.
+        streaks, rules = ctl.scan_inputs()
+        free, turn = self._free, w.tick % self.config.options.interrupt_every
+        stalled, idle, n, any_builtin, pressing = _decide_scan(
+            a.alive,
+            a.needs,
+            a.activity,
+            a.option,
+            a.option_started,
+            a.step_started,
+            actions,
+            self._slot_phase,
+            streaks,
+            (ctl.found, free, self._due),
+            w.tick,
+            (
+                *rules,
+                float(self._interrupt_level),
+                turn,
+                ctl.commitment,
+                external,
+            ),
+        )
+        if stalled or idle or external:
+            ctl.settle_found(stalled, idle, 0, points=False)
+            if external and self.primitives is not None:
+                chosen = (a.alive & (actions >= 0)).nonzero()[0]
+                self.invalid_actions += self.primitives.apply(w, chosen, actions[chosen])
+            elif external:
+                self._apply_external(scans.switching(a.alive, actions, a.option, self._running))
+            n, any_builtin, pressing = _builtin_scan(
+                a.alive,
+                actions,
+                a.option,
+                a.needs,
+                a.option_started,
+                self._slot_phase,
+                w.tick,
+                turn,
+                (self._critical, self._interrupt_level),
+                ctl.commitment,
+                free,
+                self._due,
+            )
+        if n:
+            slots = free[:n].tolist()
+            for slot, row in zip(slots, ctl.masks(free[:n]), strict=True):
+                ctl.start(slot, Option(self.policy.choose(w, slot, row)))
+            pressing = self._find_pressing(actions)  # the starts changed who is busy: look again
+        if pressing:
+            self._interrupt_for_pressing_needs(pressing)
 
     def _apply_external(self, switching: np.ndarray) -> None:
         """Start the external choices of agents switching options (``switching``: their slots).
@@ -310,31 +364,35 @@ class Simulation(KeepsViews):
                 continue
             ctl.start(slot, Option(choice))
 
-    def _interrupt_for_pressing_needs(self, actions: np.ndarray) -> None:
-        """Let the built-in policy reconsider agents whose hunger or fatigue has grown pressing.
+    def _find_pressing(self, actions: np.ndarray) -> int:
+        """How many agents :func:`_pressing` finds now (their slots first in ``_due``)."""
+        w, a = self.world, self.world.agents
+        return int(
+            _pressing(
+                a.alive,
+                actions,
+                a.needs,
+                a.option,
+                a.option_started,
+                self._slot_phase,
+                w.tick,
+                w.tick % self.config.options.interrupt_every,
+                (self._critical, self._interrupt_level),
+                self.controller.commitment,
+                self._due,
+            )
+        )
 
-        Above ``needs.critical`` the commitment window is overridden; above ``options.interrupt_level``
-        agents reconsider every ``options.interrupt_every`` ticks once their window has passed. Agents with
-        an external action (``actions >= 0``) are left to it.
+    def _interrupt_for_pressing_needs(self, n: int) -> None:
+        """Let the built-in policy reconsider the ``n`` agents whose hunger or fatigue has grown pressing.
+
+        Their slots are the first ``n`` of ``_due`` (:func:`_pressing`'s rule: above
+        ``needs.critical`` the commitment window is overridden; above ``options.interrupt_level`` agents
+        reconsider every ``options.interrupt_every`` ticks once their window has passed; agents with an
+        external action are left to it).
         """
         w, a, ctl = self.world, self.world.agents, self.controller
-        due = self._due
-        n = _pressing(
-            a.alive,
-            actions,
-            a.needs,
-            a.option,
-            a.option_started,
-            self._slot_phase,
-            w.tick,
-            w.tick % self.config.options.interrupt_every,
-            (self._critical, self._interrupt_level),
-            ctl.commitment,
-            due,
-        )
-        if not n:
-            return
-        slots = due[:n].copy()
+        slots = self._due[:n].copy()
         for slot, row in zip(slots.tolist(), ctl.masks(slots, commitment=0), strict=True):
             choice = self.policy.choose(w, slot, row)
             if int(choice) != int(a.option[slot]):
@@ -372,6 +430,81 @@ class Simulation(KeepsViews):
         from townlet.sim import snapshot  # snapshot's sections name this class: imported once both exist
 
         return snapshot.state_hash(self)
+
+
+@numba.njit(cache=True)
+def _decide_scan(
+    alive: np.ndarray,
+    needs: np.ndarray,
+    activity: np.ndarray,
+    option: np.ndarray,
+    started: np.ndarray,
+    step_started: np.ndarray,
+    actions: np.ndarray,
+    slot_phase: np.ndarray,
+    streaks: tuple,
+    scratch: tuple,
+    tick: int,
+    rules: tuple,
+) -> tuple[int, int, int, bool, int]:
+    """The policy phase's scans in one call: settle's (without need points), then :func:`_builtin_scan`.
+
+    ``streaks`` and the first three ``rules`` are :meth:`OptionController.scan_inputs`; then come
+    ``options.interrupt_level``, this tick's interrupt turn, the commitment window and whether external
+    actions are to be applied. ``scratch`` is ``(controller.found, free, due)``. Returns settle's stalled
+    and idle counts, then :func:`_builtin_scan`'s three results; those are ``(0, False, 0)``, not looked
+    for, when something must be settled or external actions applied first (the caller does that, then
+    calls :func:`_builtin_scan`).
+    """
+    critical_since, above, point_at = streaks
+    found, free, due = scratch
+    critical, level, limit, interrupt_level, turn, commitment, external = rules
+    stalled, idle, _ = settle_scan(
+        alive, needs, activity, option, step_started, critical_since, above, point_at, found, tick, False,
+        (critical, level, limit),
+    )  # fmt: skip
+    if stalled or idle or external:
+        return stalled, idle, 0, False, 0
+    levels = (np.float32(critical), np.float32(interrupt_level))
+    n, any_builtin, pressing = _builtin_scan(
+        alive, actions, option, needs, started, slot_phase, tick, turn, levels, commitment, free, due
+    )
+    return 0, 0, n, any_builtin, pressing
+
+
+@numba.njit(cache=True)
+def _builtin_scan(
+    alive: np.ndarray,
+    actions: np.ndarray,
+    option: np.ndarray,
+    needs: np.ndarray,
+    started: np.ndarray,
+    slot_phase: np.ndarray,
+    tick: int,
+    turn: int,
+    levels: tuple[np.float32, np.float32],
+    commitment: int,
+    free: np.ndarray,
+    due: np.ndarray,
+) -> tuple[int, bool, int]:
+    """The policy phase's scan of the agents left to the built-in policy (``actions < 0``), in one call.
+
+    Those with no option running go into ``free`` (ascending). When there are none, :func:`_pressing`
+    (same arguments) fills ``due`` at once. Returns ``(free count, whether any living agent is left to the
+    built-in policy, pressing count)``; the pressing count is 0 while free agents have yet to choose (their
+    choices change who is busy, so the caller looks again after).
+    """
+    n = 0
+    any_builtin = False
+    for s in range(len(alive)):
+        if alive[s] and actions[s] < 0:
+            any_builtin = True
+            if option[s] < 0:
+                free[n] = s
+                n += 1
+    if n or not any_builtin:
+        return n, any_builtin, 0
+    return 0, True, _pressing(alive, actions, needs, option, started, slot_phase, tick, turn, levels, commitment, due)
 
 
 @numba.njit(cache=True)

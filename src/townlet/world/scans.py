@@ -41,24 +41,6 @@ def switching(alive: np.ndarray, actions: np.ndarray, option: np.ndarray, runnin
 
 
 @numba.njit(cache=True)
-def builtin_free(alive: np.ndarray, actions: np.ndarray, option: np.ndarray) -> tuple[np.ndarray, bool]:
-    """Living agents left to the built-in policy (``actions < 0``) with no option running.
-
-    Also returns whether any living agent is left to the built-in policy at all.
-    """
-    out = np.empty(len(alive), dtype=np.int64)
-    n = 0
-    any_builtin = False
-    for s in range(len(alive)):
-        if alive[s] and actions[s] < 0:
-            any_builtin = True
-            if option[s] < 0:
-                out[n] = s
-                n += 1
-    return out[:n], any_builtin
-
-
-@numba.njit(cache=True)
 def asking(
     alive: np.ndarray,
     activity: np.ndarray,
