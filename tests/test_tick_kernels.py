@@ -6,9 +6,19 @@ import numpy as np
 import pytest
 
 from townlet.config.loader import load_config
-from townlet.policy.controller import _CRITICAL, _IDLE_ROW, _STALLED, _newly_possible, _unsettled, settle_scan
 from townlet.policy.options import NEVER, OPTION_COUNT, Option, need_points
-from townlet.sim.simulation import Simulation, _builtin_scan, _decide_scan, _pressing
+from townlet.policy.settling import (
+    CRITICAL,
+    IDLE_ROW,
+    STALLED,
+    builtin_scan,
+    decide_scan,
+    newly_possible,
+    pressing_needs,
+    settle_scan,
+    unsettled,
+)
+from townlet.sim.simulation import Simulation
 from townlet.world.agents import Activity
 from townlet.world.needs import ENERGY, HUNGER
 
@@ -27,7 +37,7 @@ def _random_agents(rng: np.random.Generator) -> dict[str, np.ndarray]:
 
 @pytest.mark.parametrize("seed", range(20))
 def test_pressing_needs_kernel_matches_the_rule(seed: int) -> None:
-    """_pressing picks exactly the agents the documented interrupt rule picks (critical, or periodic and due)."""
+    """pressing_needs picks exactly the agents the documented interrupt rule picks (critical, or periodic and due)."""
     rng = np.random.default_rng(seed)
     a = _random_agents(rng)
     actions = np.where(rng.random(C) < 0.2, rng.integers(0, OPTION_COUNT, C), -1).astype(np.int64)
@@ -35,7 +45,7 @@ def test_pressing_needs_kernel_matches_the_rule(seed: int) -> None:
     critical, level = np.float32(0.9), np.float32(0.6)
     out = np.empty(C, dtype=np.int64)
     slot_phase = np.arange(C) % every
-    n = _pressing(
+    n = pressing_needs(
         a["alive"],
         actions,
         a["needs"],
@@ -61,27 +71,27 @@ def test_pressing_needs_kernel_matches_the_rule(seed: int) -> None:
 
 @pytest.mark.parametrize("seed", range(20))
 def testsettle_scan_matches_the_rule(seed: int) -> None:
-    """_unsettled finds the stalled walkers, the idle bodies with an option and the critical streaks, ascending."""
+    """Unsettled finds the stalled walkers, the idle bodies with an option and the critical streaks, ascending."""
     rng = np.random.default_rng(seed)
     a = _random_agents(rng)
     step_started = rng.integers(0, 200, C).astype(np.int64)
     critical_since = np.where(rng.random(C) < 0.3, rng.integers(0, 200, C), NEVER).astype(np.int64)
     tick, limit = 200, int(rng.integers(0, 150))
     found = np.full((3, C), -7, dtype=np.int64)
-    stalled, idle, critical = _unsettled(
+    stalled, idle, critical = unsettled(
         a["alive"], a["activity"], a["option"], step_started, critical_since, tick, limit, found
     )
     alive, activity = a["alive"], a["activity"]
     too_long = alive & (activity == int(Activity.MOVING)) & (tick - step_started > limit)
     settle = alive & (a["option"] >= 0) & ((activity == int(Activity.IDLE)) | too_long)
-    assert found[_STALLED, :stalled].tolist() == too_long.nonzero()[0].tolist()
-    assert found[_IDLE_ROW, :idle].tolist() == settle.nonzero()[0].tolist()
-    assert found[_CRITICAL, :critical].tolist() == (alive & (critical_since != NEVER)).nonzero()[0].tolist()
+    assert found[STALLED, :stalled].tolist() == too_long.nonzero()[0].tolist()
+    assert found[IDLE_ROW, :idle].tolist() == settle.nonzero()[0].tolist()
+    assert found[CRITICAL, :critical].tolist() == (alive & (critical_since != NEVER)).nonzero()[0].tolist()
 
 
 @pytest.mark.parametrize("seed", range(20))
 def test_builtin_scan_is_the_free_agents_then_the_pressing_ones(seed: int) -> None:
-    """_builtin_scan finds the free agents left to the built-in policy; with none, exactly what _pressing finds."""
+    """builtin_scan finds the free agents left to the built-in policy; with none, exactly what pressing_needs finds."""
     rng = np.random.default_rng(seed)
     a = _random_agents(rng)
     if seed % 2:  # half the towns have nobody free, so the pressing scan runs inside
@@ -93,20 +103,20 @@ def test_builtin_scan_is_the_free_agents_then_the_pressing_ones(seed: int) -> No
     args = (a["alive"], actions, a["needs"], a["option"], a["started"], np.arange(C) % every, tick, tick % every)
     rest = ((np.float32(0.9), np.float32(0.6)), commitment)
     free, due, expected_due = (np.full(C, -7, dtype=np.int64) for _ in range(3))
-    n, any_builtin, pressing = _builtin_scan(
+    n, any_builtin, pressing = builtin_scan(
         a["alive"], actions, a["option"], a["needs"], a["started"], *args[5:], *rest, free, due
     )
     builtin = a["alive"] & (actions < 0)
     assert free[:n].tolist() == (builtin & (a["option"] < 0)).nonzero()[0].tolist()
     assert any_builtin == bool(builtin.any())
-    expected = _pressing(*args, *rest, expected_due) if any_builtin and not n else 0
+    expected = pressing_needs(*args, *rest, expected_due) if any_builtin and not n else 0
     assert pressing == expected and due[:pressing].tolist() == expected_due[:expected].tolist()
 
 
 @pytest.mark.parametrize("points", [True, False])
 @pytest.mark.parametrize("seed", range(10))
-def test_fusedsettle_scan_is_need_points_then_unsettled(seed: int, points: bool) -> None:
-    """settle_scan leaves the same streaks, need points and found rows as need_points followed by _unsettled."""
+def test_fusedsettle_scan_is_need_points_thenunsettled(seed: int, points: bool) -> None:
+    """settle_scan leaves the same streaks, need points and found rows as need_points followed by unsettled."""
     rng = np.random.default_rng(seed)
     a = _random_agents(rng)
     step_started = rng.integers(0, 200, C).astype(np.int64)
@@ -121,15 +131,15 @@ def test_fusedsettle_scan_is_need_points_then_unsettled(seed: int, points: bool)
         (float(critical), float(level), limit),
     )  # fmt: skip
     need_points(a["alive"], a["needs"], critical, ref[0], level, ref[1], ref[2], tick, points)
-    expected = _unsettled(a["alive"], a["activity"], a["option"], step_started, ref[0], tick, limit, ref[3])
+    expected = unsettled(a["alive"], a["activity"], a["option"], step_started, ref[0], tick, limit, ref[3])
     assert counts == expected
     assert all(np.array_equal(x, y) for x, y in zip(mine, ref, strict=True))
 
 
 @pytest.mark.parametrize("external", [False, True])
 @pytest.mark.parametrize("seed", range(10))
-def test_decide_scan_is_settle_then_the_builtin_scan(seed: int, external: bool) -> None:
-    """_decide_scan: settle's scan without need points, then _builtin_scan unless something must happen first."""
+def testdecide_scan_is_settle_then_thebuiltin_scan(seed: int, external: bool) -> None:
+    """decide_scan: settle's scan without need points, then builtin_scan unless something must happen first."""
     rng = np.random.default_rng(seed)
     a = _random_agents(rng)
     if seed % 2:  # nothing to settle: nobody idle with an option, nobody walking too long
@@ -143,7 +153,7 @@ def test_decide_scan_is_settle_then_the_builtin_scan(seed: int, external: bool) 
     slot_phase = np.arange(C) % every
     mine = [x.copy() for x in (since, above, point_at)]
     scratch = tuple(np.full(shape, -7, dtype=np.int64) for shape in ((3, C), C, C))
-    got = _decide_scan(
+    got = decide_scan(
         a["alive"], a["needs"], a["activity"], a["option"], a["started"], step_started, actions, slot_phase,
         tuple(mine), scratch, tick, (0.8, 0.6, limit, 0.7, tick % every, commitment, external),
     )  # fmt: skip
@@ -157,7 +167,7 @@ def test_decide_scan_is_settle_then_the_builtin_scan(seed: int, external: bool) 
         assert got[2:] == (0, False, 0)
         return
     levels = (np.float32(0.8), np.float32(0.7))
-    expected = _builtin_scan(
+    expected = builtin_scan(
         a["alive"], actions, a["option"], a["needs"], a["started"], slot_phase, tick, tick % every, levels,
         commitment, free, due,
     )  # fmt: skip
@@ -167,7 +177,7 @@ def test_decide_scan_is_settle_then_the_builtin_scan(seed: int, external: bool) 
 
 
 @pytest.mark.parametrize("seed", range(20))
-def test_newly_possible_options_make_a_need_point(seed: int) -> None:
+def testnewly_possible_options_make_a_need_point(seed: int) -> None:
     """An option that became possible during a critical streak (after its first tick) marks a need point."""
     rng = np.random.default_rng(seed)
     slots = np.sort(rng.choice(C, size=20, replace=False)).astype(np.int64)
@@ -180,7 +190,7 @@ def test_newly_possible_options_make_a_need_point(seed: int) -> None:
     grew = (rows & ~possible[slots]).any(axis=1) & (critical_since[slots] != tick)
     expected_point[slots[grew]] = tick
     expected_possible[slots] = rows
-    _newly_possible(slots, rows, possible, critical_since, point_at, tick)
+    newly_possible(slots, rows, possible, critical_since, point_at, tick)
     assert np.array_equal(possible, expected_possible) and np.array_equal(point_at, expected_point)
 
 

@@ -16,17 +16,8 @@ import numpy as np
 
 from townlet.observations.commitment import window_over
 from townlet.policy.memory import AgentMemory
-from townlet.policy.options import (
-    NEVER,
-    OPTION_COUNT,
-    OPTION_LABELS,
-    Option,
-    is_night,
-    must_decide,
-    need_points,
-    option_mask,
-)
-from townlet.world.agents import Activity
+from townlet.policy.options import NEVER, OPTION_COUNT, OPTION_LABELS, Option, is_night, must_decide, option_mask
+from townlet.policy.settling import CRITICAL, IDLE_ROW, STALLED, newly_possible, settle_scan
 from townlet.world.events import EventKind
 from townlet.world.fields import FAR, field_dist
 
@@ -217,14 +208,14 @@ class OptionController:
         w, found = self.world, self.found
         # (the streaks only read needs and presence, which failing or advancing a step leaves alone)
         if stalled:
-            for slot in found[_STALLED, :stalled].tolist():
+            for slot in found[STALLED, :stalled].tolist():
                 w.fail_step(slot, "travel_timeout")
         if idle:
-            for slot in found[_IDLE_ROW, :idle].tolist():
+            for slot in found[IDLE_ROW, :idle].tolist():
                 self.advance(slot)
         if points and critical:  # in an emergency, an option that becomes possible is worth a decision
-            slots = found[_CRITICAL, :critical]
-            _newly_possible(slots, option_mask(w, slots), self.possible, self.critical_since, self.point_at, w.tick)
+            slots = found[CRITICAL, :critical]
+            newly_possible(slots, option_mask(w, slots), self.possible, self.critical_since, self.point_at, w.tick)
 
     def deciding(self) -> np.ndarray:
         """``bool[C]`` agents at a decision point now: no option, or a need point under their option."""
@@ -406,89 +397,6 @@ class OptionController:
         self.critical_since[slot] = NEVER
         self.point_at[slot] = NEVER
         self.above[slot] = False
-
-
-_IDLE, _MOVING = int(Activity.IDLE), int(Activity.MOVING)
-_STALLED, _IDLE_ROW, _CRITICAL = range(3)  # rows of OptionController.found
-
-
-@numba.njit(cache=True)
-def _unsettled(
-    alive: np.ndarray,
-    activity: np.ndarray,
-    option: np.ndarray,
-    step_started: np.ndarray,
-    critical_since: np.ndarray,
-    tick: int,
-    limit: int,
-    found: np.ndarray,
-) -> tuple[int, int, int]:
-    """Counts of walkers past ``limit`` ticks, agents with an option and an idle body (or a stall), critical streaks.
-
-    Their slots go into rows ``_STALLED``, ``_IDLE_ROW`` and ``_CRITICAL`` of ``found``, ascending.
-    """
-    n = m = k = 0
-    for s in range(len(alive)):
-        if not alive[s]:
-            continue
-        walking_too_long = activity[s] == _MOVING and tick - step_started[s] > limit
-        if walking_too_long:
-            found[_STALLED, n] = s
-            n += 1
-        if option[s] >= 0 and (activity[s] == _IDLE or walking_too_long):
-            found[_IDLE_ROW, m] = s
-            m += 1
-        if critical_since[s] != NEVER:
-            found[_CRITICAL, k] = s
-            k += 1
-    return n, m, k
-
-
-@numba.njit(cache=True)
-def settle_scan(
-    alive: np.ndarray,
-    needs: np.ndarray,
-    activity: np.ndarray,
-    option: np.ndarray,
-    step_started: np.ndarray,
-    critical_since: np.ndarray,
-    above: np.ndarray,
-    point_at: np.ndarray,
-    found: np.ndarray,
-    tick: int,
-    points: bool,
-    rules: tuple[float, float, int],
-) -> tuple[int, int, int]:
-    """Settle's scan in one call: :func:`need_points`, then :func:`_unsettled` (same counts and rows).
-
-    ``rules``: see :meth:`OptionController.scan_inputs`.
-    """
-    critical, level, limit = rules
-    need_points(alive, needs, np.float32(critical), critical_since, np.float32(level), above, point_at, tick, points)
-    return _unsettled(alive, activity, option, step_started, critical_since, tick, limit, found)
-
-
-@numba.njit(cache=True)
-def _newly_possible(
-    slots: np.ndarray,
-    rows: np.ndarray,
-    possible: np.ndarray,
-    critical_since: np.ndarray,
-    point_at: np.ndarray,
-    tick: int,
-) -> None:
-    """Store the option mask ``rows`` of critical ``slots`` in ``possible``.
-
-    An option that became possible after the first tick of the slot's critical streak makes ``tick`` a need point.
-    """
-    for i in range(len(slots)):
-        s = slots[i]
-        grew = False
-        for k in range(rows.shape[1]):
-            grew |= rows[i, k] and not possible[s, k]
-            possible[s, k] = rows[i, k]
-        if grew and critical_since[s] != tick:
-            point_at[s] = tick
 
 
 NEEDS_FIELD = -2  # _best_object's answer when a candidate it must measure has no distance field yet

@@ -4,7 +4,26 @@ from __future__ import annotations
 
 import math
 
+import numba
 import numpy as np
+
+
+@numba.njit(cache=True)
+def merge_sums(count: int, mean: float, m2: float, n: int, total: float, total_sq: float) -> tuple[int, float, float]:
+    """``(count, mean, M2)`` with a batch of ``n`` values (their sum and sum of squares) folded in.
+
+    Chan et al.'s merge of two states; a batch of no values leaves them as they are. Compiled, so the reward
+    kernels fold each tick's rewards in where they sum them (:func:`townlet.rewards.terms._guardrails`).
+    """
+    if n <= 0:
+        return count, mean, m2
+    batch_mean = total / n
+    batch_m2 = max(total_sq - total * batch_mean, 0.0)
+    merged = count + n
+    delta = batch_mean - mean
+    mean += delta * n / merged
+    m2 += batch_m2 + delta * delta * count * n / merged
+    return merged, mean, m2
 
 
 class RunningStats:
@@ -30,15 +49,7 @@ class RunningStats:
 
         The sums may run over a whole slot array whose empty slots hold 0: zeros add nothing to them.
         """
-        if n <= 0:
-            return
-        batch_mean = total / n
-        batch_m2 = max(total_sq - total * batch_mean, 0.0)
-        count = self.count + n
-        delta = batch_mean - self.mean
-        self.mean += delta * n / count
-        self._m2 += batch_m2 + delta * delta * self.count * n / count
-        self.count = count
+        self.count, self.mean, self._m2 = merge_sums(self.count, self.mean, self._m2, n, total, total_sq)
 
     @property
     def var(self) -> float:

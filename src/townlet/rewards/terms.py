@@ -32,7 +32,7 @@ import numba
 import numpy as np
 
 from townlet.config.models import NEED_NAMES, TownletConfig
-from townlet.rewards.stats import RunningStats
+from townlet.rewards.stats import RunningStats, merge_sums
 from townlet.world.events import EventKind
 from townlet.world.relationships import TRUST
 
@@ -150,7 +150,7 @@ class Rewards:
         paid_tick, paid, amounts = world.economy.wages_paid
         if paid_tick != tick:
             paid, amounts = _NOBODY, _NOTHING
-        stats = self.stats  # its count, mean and M2 are merged in the kernels (RunningStats.update_sums's rule)
+        stats = self.stats  # its count, mean and M2 are merged in the kernels (stats.merge_sums)
         running = (stats.count, stats.mean, stats._m2, self._return_bound)
         events = world.events
         slow = self.stage or cfg.potential_shaping
@@ -342,8 +342,7 @@ def _guardrails(
     episode cap only ever lowers a positive reward (to what keeps the return at or below ``HI_EPISODE``), and
     is skipped while ``running``'s bound on every return plus one tick's clip stays below it. ``running`` is
     the reward statistics' count, mean and M2 and that bound; returns them updated with this tick's rewards
-    of the living and the ``exits`` slots that left (Chan et al.'s merge, as in
-    :meth:`townlet.rewards.stats.RunningStats.update_sums`).
+    of the living and the ``exits`` slots that left (:func:`townlet.rewards.stats.merge_sums`).
     """
     count, mean, m2, return_bound = running
     guard_ticks = int(consts[GUARD_TICKS])
@@ -373,14 +372,7 @@ def _guardrails(
         squares += float(r) * float(r)
         bound = max(bound, float(episode_return[s]))
     return_bound = bound if clip_episode else return_bound + consts[CLIP_TICK]
-    if n > 0:
-        batch_mean = total / n
-        batch_m2 = max(squares - total * batch_mean, 0.0)
-        merged = count + n
-        delta = batch_mean - mean
-        mean += delta * n / merged
-        m2 += batch_m2 + delta * delta * count * n / merged
-        count = merged
+    count, mean, m2 = merge_sums(count, mean, m2, n, total, squares)
     return count, mean, m2, return_bound
 
 

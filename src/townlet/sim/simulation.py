@@ -12,17 +12,17 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import numba
 import numpy as np
 
 from townlet.config.loader import LoadedConfig, load_config
 from townlet.lifecycle import Lifecycle
 from townlet.narration import Narrator
 from townlet.perturbations import Perturbations
-from townlet.policy.controller import OptionController, settle_scan
-from townlet.policy.options import DECISION_POINTS, OPTION_COUNT, Option, window_over
+from townlet.policy.controller import OptionController
+from townlet.policy.options import DECISION_POINTS, OPTION_COUNT, Option
 from townlet.policy.primitives import PrimitiveRules
 from townlet.policy.scripted import OptionPolicy, RandomPolicy, ScriptedPolicy
+from townlet.policy.settling import builtin_scan, decide_scan, pressing_needs
 from townlet.rewards import Rewards
 from townlet.sim.clock import Clock
 from townlet.sim.kpis import KpiTracker
@@ -30,12 +30,10 @@ from townlet.sim.pickling import KeepsViews
 from townlet.sim.timings import TickTimings
 from townlet.world import actions, scans
 from townlet.world.events import Event
-from townlet.world.needs import ENERGY, HUNGER
 from townlet.world.rng import RngStreams
 from townlet.world.state import World
 
 Phase = Callable[["Simulation"], object]  # the return value is ignored
-GET_FED, GET_CLEAN, SLEEP = int(Option.GET_FED), int(Option.GET_CLEAN), int(Option.SLEEP)
 
 
 class TickResult:
@@ -114,7 +112,7 @@ class Simulation(KeepsViews):
         self._critical = np.float32(self.config.needs.critical)
         self._interrupt_level = np.float32(self.config.options.interrupt_level)
         self._slot_phase = np.arange(self.world.agents.capacity) % self.config.options.interrupt_every
-        # scratch (never state): the free agents and the pressing ones _builtin_scan / _pressing find
+        # scratch (never state): the free agents and the pressing ones builtin_scan / pressing_needs find
         self._free = np.empty(self.world.agents.capacity, dtype=np.int64)
         self._due = np.empty(self.world.agents.capacity, dtype=np.int64)
         self._actions: np.ndarray | None = None
@@ -296,7 +294,7 @@ class Simulation(KeepsViews):
         # serves: one compiled call when there is nothing to settle and no external action to apply first.
         streaks, rules = ctl.scan_inputs()
         free, turn = self._free, w.tick % self.config.options.interrupt_every
-        stalled, idle, n, any_builtin, pressing = _decide_scan(
+        stalled, idle, n, any_builtin, pressing = decide_scan(
             a.alive,
             a.needs,
             a.activity,
@@ -323,7 +321,7 @@ class Simulation(KeepsViews):
                 self.invalid_actions += self.primitives.apply(w, chosen, actions[chosen])
             elif external:
                 self._apply_external(scans.switching(a.alive, actions, a.option, self._running))
-            n, any_builtin, pressing = _builtin_scan(
+            n, any_builtin, pressing = builtin_scan(
                 a.alive,
                 actions,
                 a.option,
@@ -365,10 +363,10 @@ class Simulation(KeepsViews):
             ctl.start(slot, Option(choice))
 
     def _find_pressing(self, actions: np.ndarray) -> int:
-        """How many agents :func:`_pressing` finds now (their slots first in ``_due``)."""
+        """How many agents :func:`~townlet.policy.settling.pressing_needs` finds now (their slots first in ``_due``)."""
         w, a = self.world, self.world.agents
         return int(
-            _pressing(
+            pressing_needs(
                 a.alive,
                 actions,
                 a.needs,
@@ -386,7 +384,7 @@ class Simulation(KeepsViews):
     def _interrupt_for_pressing_needs(self, n: int) -> None:
         """Let the built-in policy reconsider the ``n`` agents whose hunger or fatigue has grown pressing.
 
-        Their slots are the first ``n`` of ``_due`` (:func:`_pressing`'s rule: above
+        Their slots are the first ``n`` of ``_due`` (:func:`~townlet.policy.settling.pressing_needs`'s rule: above
         ``needs.critical`` the commitment window is overridden; above ``options.interrupt_level`` agents
         reconsider every ``options.interrupt_every`` ticks once their window has passed; agents with an
         external action are left to it).
@@ -430,116 +428,3 @@ class Simulation(KeepsViews):
         from townlet.sim import snapshot  # snapshot's sections name this class: imported once both exist
 
         return snapshot.state_hash(self)
-
-
-@numba.njit(cache=True)
-def _decide_scan(
-    alive: np.ndarray,
-    needs: np.ndarray,
-    activity: np.ndarray,
-    option: np.ndarray,
-    started: np.ndarray,
-    step_started: np.ndarray,
-    actions: np.ndarray,
-    slot_phase: np.ndarray,
-    streaks: tuple,
-    scratch: tuple,
-    tick: int,
-    rules: tuple,
-) -> tuple[int, int, int, bool, int]:
-    """The policy phase's scans in one call: settle's (without need points), then :func:`_builtin_scan`.
-
-    ``streaks`` and the first three ``rules`` are :meth:`OptionController.scan_inputs`; then come
-    ``options.interrupt_level``, this tick's interrupt turn, the commitment window and whether external
-    actions are to be applied. ``scratch`` is ``(controller.found, free, due)``. Returns settle's stalled
-    and idle counts, then :func:`_builtin_scan`'s three results; those are ``(0, False, 0)``, not looked
-    for, when something must be settled or external actions applied first (the caller does that, then
-    calls :func:`_builtin_scan`).
-    """
-    critical_since, above, point_at = streaks
-    found, free, due = scratch
-    critical, level, limit, interrupt_level, turn, commitment, external = rules
-    stalled, idle, _ = settle_scan(
-        alive, needs, activity, option, step_started, critical_since, above, point_at, found, tick, False,
-        (critical, level, limit),
-    )  # fmt: skip
-    if stalled or idle or external:
-        return stalled, idle, 0, False, 0
-    levels = (np.float32(critical), np.float32(interrupt_level))
-    n, any_builtin, pressing = _builtin_scan(
-        alive, actions, option, needs, started, slot_phase, tick, turn, levels, commitment, free, due
-    )
-    return 0, 0, n, any_builtin, pressing
-
-
-@numba.njit(cache=True)
-def _builtin_scan(
-    alive: np.ndarray,
-    actions: np.ndarray,
-    option: np.ndarray,
-    needs: np.ndarray,
-    started: np.ndarray,
-    slot_phase: np.ndarray,
-    tick: int,
-    turn: int,
-    levels: tuple[np.float32, np.float32],
-    commitment: int,
-    free: np.ndarray,
-    due: np.ndarray,
-) -> tuple[int, bool, int]:
-    """The policy phase's scan of the agents left to the built-in policy (``actions < 0``), in one call.
-
-    Those with no option running go into ``free`` (ascending). When there are none, :func:`_pressing`
-    (same arguments) fills ``due`` at once. Returns ``(free count, whether any living agent is left to the
-    built-in policy, pressing count)``; the pressing count is 0 while free agents have yet to choose (their
-    choices change who is busy, so the caller looks again after).
-    """
-    n = 0
-    any_builtin = False
-    for s in range(len(alive)):
-        if alive[s] and actions[s] < 0:
-            any_builtin = True
-            if option[s] < 0:
-                free[n] = s
-                n += 1
-    if n or not any_builtin:
-        return n, any_builtin, 0
-    return 0, True, _pressing(alive, actions, needs, option, started, slot_phase, tick, turn, levels, commitment, due)
-
-
-@numba.njit(cache=True)
-def _pressing(
-    alive: np.ndarray,
-    actions: np.ndarray,
-    needs: np.ndarray,
-    option: np.ndarray,
-    started: np.ndarray,
-    slot_phase: np.ndarray,
-    tick: int,
-    turn: int,
-    levels: tuple[np.float32, np.float32],
-    commitment: int,
-    out: np.ndarray,
-) -> int:
-    """Living agents left to the built-in policy whose hunger or fatigue makes them reconsider (into ``out``).
-
-    ``levels`` is ``(critical, level)``. Busy agents (an option other than eating or sleeping) with such a
-    need at ``critical`` reconsider at once; at ``level``, those busy with anything but washing reconsider on
-    their slot's turn (``slot_phase`` equal to ``turn``) once their commitment window is over at ``tick``.
-    Returns how many, ascending in ``out``.
-    """
-    critical, level = levels
-    n = 0
-    for s in range(len(alive)):
-        if not alive[s] or actions[s] >= 0:
-            continue
-        o = option[s]
-        if o < 0 or o == GET_FED or o == SLEEP:
-            continue
-        pressing = max(needs[s, HUNGER], needs[s, ENERGY])
-        if pressing >= critical or (
-            pressing >= level and slot_phase[s] == turn and o != GET_CLEAN and window_over(tick, started[s], commitment)
-        ):
-            out[n] = s
-            n += 1
-    return n
