@@ -1,0 +1,91 @@
+"""The fused tick kernels: the arbitration survey, the paying use kernel and the numpy-exact wage total."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from townlet.sim import simulation
+from townlet.world import arbitration, scans
+from townlet.world.agents import Activity
+from townlet.world.economy import exact_sum
+from townlet.world.movement import plan
+from townlet.world.queues import due
+
+
+@pytest.mark.parametrize("sizes", [range(0, 300), (511, 512, 1023, 4097, 8192, 8193, 20001)])
+def test_exact_sum_is_numpy_sum_bit_for_bit(sizes: range | tuple[int, ...]) -> None:
+    """exact_sum of any run equals ndarray.sum() exactly (the treasury's books depend on it)."""
+    rng = np.random.default_rng(7)
+    for n in sizes:
+        values = np.concatenate([rng.random(3), rng.random(n) * 10.0 ** rng.uniform(-3, 6, n)])
+        assert exact_sum(values, 3, n) == float(values[3:].sum()), n
+
+
+def _one_by_one(world) -> tuple[int, int, int, int, int]:  # type: ignore[no-untyped-def]
+    """The three scans run separately, as arbitrate ran them before the survey (into fresh buffers)."""
+    a, o, q, g, cfg = world.agents, world.objects, world.queues, world.grid, world.queues.cfg
+    out = np.empty_like(world.found)
+    asking = scans.asking(
+        a.alive, a.activity, a.requested, a.target_obj, a.dest_field, a.tile, g.fields.arrays,
+        world.config.queues.reserve_radius, out[scans.ASKING],
+    )  # fmt: skip
+    assert np.array_equal(world.found[scans.ASKING, :asking], out[scans.ASKING, :asking])
+    if asking:
+        return asking, 0, 0, 0, 0
+    objs = np.empty_like(q._due)
+    n = due(o.reserved_by, o.reserved_at, o.user, q.length, q.head_since, world.tick,
+            cfg.reservation_timeout, cfg.queue_timeout, objs)  # fmt: skip
+    assert np.array_equal(q._due[:n], objs[:n])
+    if n:
+        return 0, n, 0, 0, 0
+    cost = float(world.weather.rain_cost) if world.weather.is_raining else 0.0
+    into = np.empty_like(world.step_into)
+    counts = plan(a.alive, a.activity, a.tile, a.dest_field, g.fields.arrays, g.offsets, g.outdoors, cost,
+                  world.tick, out, into)  # fmt: skip
+    for row, k in zip((scans.ARRIVED, scans.LOST, scans.GOING), counts, strict=True):
+        assert np.array_equal(world.found[row, :k], out[row, :k])
+    assert np.array_equal(world.step_into[: counts[2]], into[: counts[2]])
+    return 0, 0, *counts
+
+
+def test_survey_stops_where_the_scans_run_one_by_one_would_hand_work_to_python(make_sim) -> None:
+    """Each tick the survey returns what asking, then due, then plan return, stopping at the first with work."""
+    sim = make_sim(seed=3, agents=12, overrides=["weather.change_every=40"])
+    seen = {"asking": 0, "due": 0, "plan": 0}
+    for _ in range(1500):
+        w = sim.world
+        got = arbitration.survey(w, arbitration.ASK)
+        assert got == _one_by_one(w)
+        seen["asking" if got[0] else "due" if got[1] else "plan"] += 1
+        sim.step()
+    assert min(seen.values()) > 0  # every stage was reached
+
+
+def test_the_use_kernel_pays_wages_as_pay_wages_would(make_sim, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Earners' wallets grow by their pay, last_wage is the tick, the treasury pays the sum, flows count it."""
+    sim = make_sim(seed=1, agents=8)
+    paid_ticks = 0
+    real = simulation.actions.progress
+
+    def checked(world) -> None:  # type: ignore[no-untyped-def]
+        nonlocal paid_ticks
+        e = world.economy
+        wallet, treasury, flows = world.agents.wallet.copy(), e.treasury, dict(e.flows)
+        real(world)
+        tick, slots, amounts = e.wages_paid
+        if tick != world.tick:
+            return
+        paid_ticks += 1
+        working = world.agents.activity[slots] == Activity.USING  # (a use that completed may have cost a fee)
+        assert working.any()
+        assert np.array_equal(world.agents.wallet[slots[working]], wallet[slots[working]] + amounts[working])
+        assert (e.last_wage[slots] == tick).all()
+        total = float(amounts.sum())
+        assert e.flows["wages"] == flows.get("wages", 0.0) + total
+        fees = e.flows["fees"] - flows.get("fees", 0.0)
+        assert e.treasury == pytest.approx(treasury - total + fees, abs=1e-9)
+
+    monkeypatch.setattr(simulation.actions, "progress", checked)
+    sim.run(1500)
+    assert paid_ticks > 100
