@@ -22,9 +22,11 @@ def test_exact_sum_is_numpy_sum_bit_for_bit(sizes: range | tuple[int, ...]) -> N
         assert exact_sum(values, 3, n) == float(values[3:].sum()), n
 
 
-def _one_by_one(world) -> tuple[int, int, int, int, int]:  # type: ignore[no-untyped-def]
+def _one_by_one(world) -> tuple[int, ...]:  # type: ignore[no-untyped-def]
     """The three scans run separately, as arbitrate ran them before the survey (into fresh buffers)."""
     a, o, q, g, cfg = world.agents, world.objects, world.queues, world.grid, world.queues.cfg
+    idle = a.alive & (a.activity == Activity.WAITING) & (a.wait_until <= world.tick)
+    waits = int(idle.sum())
     out = np.empty_like(world.found)
     asking = scans.asking(
         a.alive, a.activity, a.requested, a.target_obj, a.dest_field, a.tile, g.fields.arrays,
@@ -32,13 +34,13 @@ def _one_by_one(world) -> tuple[int, int, int, int, int]:  # type: ignore[no-unt
     )  # fmt: skip
     assert np.array_equal(world.found[scans.ASKING, :asking], out[scans.ASKING, :asking])
     if asking:
-        return asking, 0, 0, 0, 0
+        return asking, 0, 0, 0, 0, waits
     objs = np.empty_like(q._due)
     n = due(o.reserved_by, o.reserved_at, o.user, q.length, q.head_since, world.tick,
             cfg.reservation_timeout, cfg.queue_timeout, objs)  # fmt: skip
     assert np.array_equal(q._due[:n], objs[:n])
     if n:
-        return 0, n, 0, 0, 0
+        return 0, n, 0, 0, 0, waits
     cost = float(world.weather.rain_cost) if world.weather.is_raining else 0.0
     into = np.empty_like(world.step_into)
     counts = plan(a.alive, a.activity, a.tile, a.dest_field, g.fields.arrays, g.offsets, g.outdoors, cost,
@@ -46,18 +48,19 @@ def _one_by_one(world) -> tuple[int, int, int, int, int]:  # type: ignore[no-unt
     for row, k in zip((scans.ARRIVED, scans.LOST, scans.GOING), counts, strict=True):
         assert np.array_equal(world.found[row, :k], out[row, :k])
     assert np.array_equal(world.step_into[: counts[2]], into[: counts[2]])
-    return 0, 0, *counts
+    return 0, 0, *counts, waits
 
 
 def test_survey_stops_where_the_scans_run_one_by_one_would_hand_work_to_python(make_sim) -> None:
-    """Each tick the survey returns what asking, then due, then plan return, stopping at the first with work."""
+    """Each tick the survey returns what the scans return one by one (up to the first with work), and ending waits."""
     sim = make_sim(seed=3, agents=12, overrides=["weather.change_every=40"])
-    seen = {"asking": 0, "due": 0, "plan": 0}
+    seen = {"asking": 0, "due": 0, "plan": 0, "waits": 0}
     for _ in range(1500):
         w = sim.world
         got = arbitration.survey(w, arbitration.ASK)
         assert got == _one_by_one(w)
         seen["asking" if got[0] else "due" if got[1] else "plan"] += 1
+        seen["waits"] += got[5] > 0
         sim.step()
     assert min(seen.values()) > 0  # every stage was reached
 

@@ -115,7 +115,7 @@ def _tick(world: World, users: int) -> tuple[int, int, int, int, float]:
         (a.alive, a.activity, a.target_aff, a.target_obj, a.aff_elapsed, a.aff_duration, a.last_progress, a.needs),
         (a.job, a.wallet, world.economy.last_wage, emp.start, emp.end, emp.wage_per_tick),
         (world.objects.place, m.requires_power, m.requires_water, u.power_on, u.water_on),
-        m.rules,
+        tuple(m.rules),  # (a named tuple crosses into a kernel at about twice a plain tuple's cost)
         world.tick,
         world.tick % world.ticks_per_day,
         world.found,
@@ -129,7 +129,7 @@ def _uses(
     uses: tuple,
     pay: tuple,
     supply: tuple,
-    rules: UseRules,
+    rules: tuple,
     tick: int,
     tod: int,
     found: np.ndarray,
@@ -139,7 +139,8 @@ def _uses(
 
     ``uses`` is ``(alive, activity, target_aff, target_obj, elapsed, duration, last_progress, needs)``,
     ``pay`` is ``(job, wallet, last_wage, shift_start, shift_end, wage_per_tick)`` and ``supply`` is
-    ``(place, requires_power, requires_water, power_on, water_on)``. With ``users`` < 0 the users are found
+    ``(place, requires_power, requires_water, power_on, water_on)``; ``rules`` is a :class:`UseRules` as a
+    plain tuple. With ``users`` < 0 the users are found
     first (:func:`_users`); if any lost power or water the kernel returns ``(users, lost, 0, 0, 0.0)`` before
     any effect, for the caller to fail them and call again with the kept users in ``found[USERS]``. Else
     :func:`_effects` applies the tick; the earners are paid (wallet and ``last_wage``) and the kernel returns
@@ -168,7 +169,7 @@ def _uses(
     earning, done = _effects(
         users,
         Uses(target_aff, elapsed, duration, last_progress, needs, job),
-        rules,
+        UseRules(*rules),
         shift_start,
         shift_end,
         wage_per_tick,

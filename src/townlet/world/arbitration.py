@@ -27,12 +27,12 @@ if TYPE_CHECKING:
 ASK, DUE, PLAN = 0, 1, 2
 
 
-def survey(world: World, stage: int) -> tuple[int, int, int, int, int]:
-    """Run the scans from ``stage`` on; return ``(asking, due, arrived, lost, going)`` as :func:`_survey` does."""
+def survey(world: World, stage: int) -> tuple[int, int, int, int, int, int]:
+    """Run the scans from ``stage`` on; return ``(asking, due, arrived, lost, going, waits)`` (see :func:`_survey`)."""
     a, o, q, g, wx, cfg = world.agents, world.objects, world.queues, world.grid, world.weather, world.queues.cfg
     return _survey(  # type: ignore[no-any-return]
         stage,
-        (a.alive, a.activity, a.requested, a.target_obj, a.dest_field, a.tile),
+        (a.alive, a.activity, a.requested, a.target_obj, a.dest_field, a.tile, a.wait_until),
         g.fields.arrays,
         g.offsets,
         g.outdoors,
@@ -58,27 +58,32 @@ def _survey(
     tick: int,
     found: np.ndarray,
     step_into: np.ndarray,
-) -> tuple[int, int, int, int, int]:
+) -> tuple[int, int, int, int, int, int]:
     """The asking scan, the due scan and the movement plan from ``stage`` on, up to the first that finds work.
 
-    ``walkers`` is ``(alive, activity, requested, target_obj, dest_field, tile)``, ``objects`` is
+    ``walkers`` is ``(alive, activity, requested, target_obj, dest_field, tile, wait_until)``, ``objects`` is
     ``(reserved_by, reserved_at, user, length, head_since, due_out)`` and ``limits`` is ``(reserve_radius,
-    reservation_timeout, queue_timeout)``. Returns ``(asking, due, arrived, lost, going)``: the asking
+    reservation_timeout, queue_timeout)``. Returns ``(asking, due, arrived, lost, going, waits)``: the asking
     walkers in ``found[ASKING]``, the due objects in ``due_out``, the plan's rows as
-    :func:`~townlet.world.movement.plan` writes them; the counts of scans not run are 0.
+    :func:`~townlet.world.movement.plan` writes them; the counts of scans not run are 0. From ``ASK``,
+    ``waits`` counts the waits that end this tick (:func:`~townlet.world.scans.waits_ending`): nothing in
+    arbitration starts a wait, so when it is 0 the closing :func:`~townlet.world.scans.finish_waits` has
+    nothing to do.
     """
-    alive, activity, requested, target_obj, dest_field, tile = walkers
+    alive, activity, requested, target_obj, dest_field, tile, wait_until = walkers
     reserved_by, reserved_at, user, length, head_since, due_out = objects
     radius, reservation_timeout, queue_timeout = limits
+    waits = 0
     if stage <= ASK:
+        waits = scans.waits_ending(alive, activity, wait_until, tick)
         n = scans.asking(alive, activity, requested, target_obj, dest_field, tile, fields, radius, found[scans.ASKING])
         if n:
-            return n, 0, 0, 0, 0
+            return n, 0, 0, 0, 0, waits
     if stage <= DUE:
         n = due(reserved_by, reserved_at, user, length, head_since, tick, reservation_timeout, queue_timeout, due_out)
         if n:
-            return 0, n, 0, 0, 0
+            return 0, n, 0, 0, 0, waits
     arrived, lost, going = plan(
         alive, activity, tile, dest_field, fields, offsets, outdoors, rain_cost, tick, found, step_into
     )
-    return 0, 0, arrived, lost, going
+    return 0, 0, arrived, lost, going, waits

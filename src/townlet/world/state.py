@@ -214,15 +214,16 @@ class World:
         a, found = self.agents, self.found
         # One compiled survey runs the asking scan, the queue rules' scan and the movement plan, stopping after
         # the first that finds work: the Python acting on it runs before the later scans, as if run one by one.
-        asking, due, arrived, lost, going = arbitration.survey(self, arbitration.ASK)
+        asking, due, arrived, lost, going, waits = arbitration.survey(self, arbitration.ASK)
         if asking:
             slots = found[scans.ASKING, :asking].tolist()
             self.queues.request(self, [(s, int(a.target_obj[s])) for s in slots])
-            asking, due, arrived, lost, going = arbitration.survey(self, arbitration.DUE)
+            asking, due, arrived, lost, going, _ = arbitration.survey(self, arbitration.DUE)
         if due:
             self.queues.apply_due(self, due)
-            asking, due, arrived, lost, going = arbitration.survey(self, arbitration.PLAN)
-        movement.advance(self, lost, going)
+            asking, due, arrived, lost, going, _ = arbitration.survey(self, arbitration.PLAN)
+        if lost or going:
+            movement.advance(self, lost, going)
         if arrived:
             n = scans.settle_arrivals(
                 found[scans.ARRIVED, :arrived],
@@ -236,7 +237,8 @@ class World:
             for slot in found[scans.STARTING, :n].tolist():
                 if a.activity[slot] == Activity.MOVING and a.requested[slot]:  # (an earlier start may change it)
                     actions.start(self, slot)
-        scans.finish_waits(a.alive, a.activity, a.wait_until, self.tick, a.step_done)
+        if waits:  # (else nobody's wait ends: the survey counted them, and nothing here starts a wait)
+            scans.finish_waits(a.alive, a.activity, a.wait_until, self.tick, a.step_done)
 
     def chat_partner(self, slot: int) -> int:
         """Who the agent can talk to: someone within chat radius, or anyone spending time in the same place.
