@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from townlet.sim import simulation
-from townlet.world import arbitration, scans
+from townlet.world import actions, arbitration, scans
 from townlet.world.agents import Activity
 from townlet.world.economy import exact_sum
 from townlet.world.movement import plan
@@ -92,3 +92,18 @@ def test_the_use_kernel_pays_wages_as_pay_wages_would(make_sim, monkeypatch: pyt
     monkeypatch.setattr(simulation.actions, "progress", checked)
     sim.run(1500)
     assert paid_ticks > 100
+
+
+def test_completion_needs_match_numpy_clip() -> None:
+    """_add_needs writes what np.clip(needs + delta, 0, 1) gives (float32), and nothing for a zero delta."""
+    rng = np.random.default_rng(3)
+    needs = rng.random((6, 4), dtype=np.float32)
+    for _ in range(200):
+        slot = int(rng.integers(6))
+        delta = (rng.uniform(-1, 1, 4) * (rng.random(4) < 0.6)).astype(np.float32)
+        expected = needs.copy()
+        if delta.any():
+            expected[slot] = np.clip(expected[slot] + delta, 0.0, 1.0)
+        assert actions._add_needs(needs, slot, delta) == bool(delta.any())
+        assert np.array_equal(needs, expected)
+    assert not actions._add_needs(needs, 0, np.zeros(4, np.float32))

@@ -269,6 +269,16 @@ def _effects(
     return n_earning, n_done
 
 
+@numba.njit(cache=True)
+def _add_needs(needs: np.ndarray, slot: int, delta: np.ndarray) -> bool:
+    """Add ``delta`` to the slot's needs, each kept within [0, 1]; False (nothing written) when it is all 0."""
+    if not delta.any():
+        return False
+    for k in range(len(delta)):
+        needs[slot, k] = min(max(needs[slot, k] + delta[k], np.float32(0.0)), np.float32(1.0))
+    return True
+
+
 def _accrued(world: World, slot: int, aff: Affordance) -> dict[str, float]:
     elapsed = int(world.agents.aff_elapsed[slot])
     return {n: float(aff.per_tick[k]) * elapsed for k, n in enumerate(NEED_NAMES) if aff.per_tick[k]}
@@ -280,10 +290,9 @@ def complete(world: World, slot: int) -> None:
     obj, aff = int(a.target_obj[slot]), world.manifest.affordances[int(a.target_aff[slot])]
     hooked = bool(aff.hooks.get("after")) or world.hooks.has_global("affordance_after")
     effects = _accrued(world, slot, aff) if hooked else {}  # (only hooks read the effects)
-    if aff.needs.any():
-        a.needs[slot] = np.clip(a.needs[slot] + aff.needs, 0.0, 1.0)
+    if _add_needs(a.needs, slot, aff.needs) and hooked:
         for k, n in enumerate(NEED_NAMES):
-            if hooked and aff.needs[k]:
+            if aff.needs[k]:
                 effects[n] = effects.get(n, 0.0) + float(aff.needs[k])
     for item, delta in aff.inventory.items():
         col = a.item_index[item]
