@@ -37,16 +37,12 @@ def advance(world: World, lost: int, going: int) -> None:
             world.fail_step(slot, "unreachable")
     if going:
         a = world.agents
-        movers, target = found[scans.GOING, :going], world.step_into[:going]
         # Tie-break keys (patience plus jitter, as Queues._priority computes them), drawn when several step at once.
         draws = world.rng.world.random(going) if going > 1 else _NO_DRAWS
-        jitter, by_patience = world.queues.tie_break()
         ghosts = _resolve(
-            movers,
-            target,
+            going,
             draws,
-            jitter,
-            by_patience,
+            world.queues.tie_break(),
             (a.tile, a.alive, a.blocked, a.last_progress, a.personality),  # a Walkers, as a plain tuple
             world.occupancy,
             world.grid.outdoors,
@@ -54,6 +50,8 @@ def advance(world: World, lost: int, going: int) -> None:
             world.tick,
             world.scratch_counts,
             world.scratch_slots,
+            found,
+            world.step_into,
         )
         for slot, other, tile in ghosts:
             world.counters["ghost_steps"] += 1
@@ -120,11 +118,9 @@ def plan(
 
 @numba.njit(cache=True)
 def _resolve(  # noqa: C901
-    movers: np.ndarray,
-    target: np.ndarray,
+    going: int,
     draws: np.ndarray,
-    jitter: float,
-    by_patience: bool,
+    tie_break: tuple,
     walkers: tuple,
     occupancy: np.ndarray,
     outdoors: np.ndarray,
@@ -132,14 +128,20 @@ def _resolve(  # noqa: C901
     tick: int,
     counts: np.ndarray,
     first: np.ndarray,
+    found: np.ndarray,
+    step_into: np.ndarray,
 ) -> list:
-    """Decide who steps, who is blocked and who ghosts through; apply the steps in place.
+    """Decide who of the ``going`` walkers :func:`plan` found steps, who is blocked and who ghosts through.
 
+    The steps are applied in place. The ``i``-th walker is ``found[GOING, i]``, stepping into ``step_into[i]``.
     Walkers into one indoor tile are ordered by a key: ``draws[i]`` (in [0, 1), one per walker) spread over
-    ``±jitter``, plus the walker's patience when ``by_patience``. ``counts`` (int, one per tile) and
-    ``first`` (int, one per tile) are zeroed / -1 scratch arrays, left as found.
-    Returns the ghost steps as ``(slot, agent pushed through or -1, tile)``.
+    ``±jitter``, plus the walker's patience when ``by_patience`` (``tie_break`` is ``(jitter, by_patience)``,
+    :meth:`~townlet.world.queues.Queues.tie_break`); ``walkers`` is a :class:`Walkers` as a plain tuple.
+    ``counts`` (int, one per tile) and ``first`` (int, one per tile) are zeroed / -1 scratch arrays, left as
+    found. Returns the ghost steps as ``(slot, agent pushed through or -1, tile)``.
     """
+    movers, target = found[scans.GOING, :going], step_into[:going]
+    jitter, by_patience = tie_break
     w = Walkers(*walkers)
     tile, alive, blocked_for, last_progress, personality = w.tile, w.alive, w.blocked, w.last_progress, w.personality
     n = len(movers)
