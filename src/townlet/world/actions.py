@@ -110,7 +110,7 @@ def progress(world: World) -> None:
 def _tick(world: World, users: int) -> tuple[int, int, int, int, float]:
     """Call :func:`_uses` this tick (``users`` < 0: find the users; else the first ``users`` of ``found[USERS]``)."""
     a, m, u, emp = world.agents, world.manifest, world.utilities, world.employment
-    return _uses(  # type: ignore[no-any-return]
+    return _uses(
         users,
         (a.alive, a.activity, a.target_aff, a.target_obj, a.aff_elapsed, a.aff_duration, a.last_progress, a.needs),
         (a.job, a.wallet, world.economy.last_wage, emp.start, emp.end, emp.wage_per_tick),

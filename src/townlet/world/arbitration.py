@@ -30,7 +30,7 @@ ASK, DUE, PLAN = 0, 1, 2
 def survey(world: World, stage: int) -> tuple[int, int, int, int, int, int]:
     """Run the scans from ``stage`` on; return ``(asking, due, arrived, lost, going, waits)`` (see :func:`_survey`)."""
     a, o, q, g, wx, cfg = world.agents, world.objects, world.queues, world.grid, world.weather, world.queues.cfg
-    return _survey(  # type: ignore[no-any-return]
+    return _survey(
         stage,
         (a.alive, a.activity, a.requested, a.target_obj, a.dest_field, a.tile, a.wait_until),
         g.fields.arrays,
