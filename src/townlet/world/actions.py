@@ -140,11 +140,11 @@ def _uses(
     ``uses`` is ``(alive, activity, target_aff, target_obj, elapsed, duration, last_progress, needs)``,
     ``pay`` is ``(job, wallet, last_wage, shift_start, shift_end, wage_per_tick)`` and ``supply`` is
     ``(place, requires_power, requires_water, power_on, water_on)``; ``rules`` is a :class:`UseRules` as a
-    plain tuple. With ``users`` < 0 the users are found
-    first (:func:`_users`); if any lost power or water the kernel returns ``(users, lost, 0, 0, 0.0)`` before
-    any effect, for the caller to fail them and call again with the kept users in ``found[USERS]``. Else
-    :func:`_effects` applies the tick; the earners are paid (wallet and ``last_wage``) and the kernel returns
-    ``(users, 0, earning, done, total paid)``.
+    plain tuple. With ``users`` < 0 the users are found first (:func:`_users`); if any lost power or water
+    the kernel returns ``(users, lost, 0, 0, 0.0)`` before any effect, for the caller to fail them and call
+    again with the kept users in ``found[USERS]``. Else :func:`_effects` applies the tick, the earners are
+    paid (wallet and ``last_wage``), and the kernel returns ``(users, 0, earning, done, total paid)`` (the
+    total as ``ndarray.sum()`` gives it: :func:`~townlet.world.economy.exact_sum`).
     """
     alive, activity, target_aff, target_obj, elapsed, duration, last_progress, needs = uses
     job, wallet, last_wage, shift_start, shift_end, wage_per_tick = pay
