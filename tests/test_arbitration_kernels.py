@@ -9,7 +9,9 @@ from townlet.sim import simulation
 from townlet.world import actions, arbitration, scans
 from townlet.world.agents import Activity
 from townlet.world.economy import exact_sum
+from townlet.world.events import EventKind
 from townlet.world.movement import plan
+from townlet.world.needs import ENERGY
 from townlet.world.queues import due
 
 
@@ -107,3 +109,26 @@ def test_completion_needs_match_numpy_clip() -> None:
         assert actions._add_needs(needs, slot, delta) == bool(delta.any())
         assert np.array_equal(needs, expected)
     assert not actions._add_needs(needs, 0, np.zeros(4, np.float32))
+
+
+def test_a_lost_use_fails_first_and_the_others_get_one_tick(make_sim, write_manifest, use_now, run) -> None:
+    """With one of two uses losing power, it fails with no effect this tick; the other advances exactly once."""
+    sauna = {"object": "shower", "place": "home", "duration": 20, "requires": ["power"], "per_tick": {"energy": -0.01}}
+    no_decay = [f"needs.decay.{need}=0" for need in ("hunger", "hygiene", "energy", "social")]
+    sets = ["population.household_size=1", *no_decay, write_manifest({"sauna": sauna})]
+    sim = make_sim(agents=2, manual=True, overrides=sets)
+    world = sim.world
+    a, o = world.agents, world.objects
+    a.needs[:2, ENERGY] = 0.5
+    homes = [int(a.home[s]) for s in (0, 1)]
+    assert homes[0] != homes[1]
+    for s in (0, 1):
+        use_now(world, s, int(o.of_type_in_place("shower", homes[s])[0]), "sauna")
+    run(sim, 5)
+    elapsed, energy = a.aff_elapsed[:2].copy(), a.needs[:2, ENERGY].copy()
+    world.utilities.set(world, "power", False, homes[0])
+    events = run(sim, 1)
+    assert [(e.agent, e.detail) for e in events if e.kind == EventKind.AFFORDANCE_FAILED] == [(0, "sauna:power_lost")]
+    assert a.activity[0] == Activity.IDLE and a.needs[0, ENERGY] == energy[0]  # no effect for the failed use
+    assert a.activity[1] == Activity.USING and a.aff_elapsed[1] == elapsed[1] + 1
+    assert a.needs[1, ENERGY] == np.float32(energy[1] - np.float32(0.01))
