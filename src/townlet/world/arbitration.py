@@ -48,7 +48,7 @@ def survey(world: World, stage: int) -> tuple[int, int, int, int, int, int]:
 @numba.njit(cache=True)
 def _survey(
     stage: int,
-    walkers: tuple,
+    agents: tuple,
     fields: tuple,
     offsets: np.ndarray,
     outdoors: np.ndarray,
@@ -61,7 +61,7 @@ def _survey(
 ) -> tuple[int, int, int, int, int, int]:
     """The asking scan, the due scan and the movement plan from ``stage`` on, up to the first that finds work.
 
-    ``walkers`` is ``(alive, activity, requested, target_obj, dest_field, tile, wait_until)``, ``objects`` is
+    ``agents`` is ``(alive, activity, requested, target_obj, dest_field, tile, wait_until)``, ``objects`` is
     ``(reserved_by, reserved_at, user, length, head_since, due_out)`` and ``limits`` is ``(reserve_radius,
     reservation_timeout, queue_timeout)``. Returns ``(asking, due, arrived, lost, going, waits)``: the asking
     walkers in ``found[ASKING]``, the due objects in ``due_out``, the plan's rows as
@@ -70,7 +70,7 @@ def _survey(
     arbitration starts a wait, so when it is 0 the closing :func:`~townlet.world.scans.finish_waits` has
     nothing to do.
     """
-    alive, activity, requested, target_obj, dest_field, tile, wait_until = walkers
+    alive, activity, requested, target_obj, dest_field, tile, wait_until = agents
     reserved_by, reserved_at, user, length, head_since, due_out = objects
     radius, reservation_timeout, queue_timeout = limits
     waits = 0
