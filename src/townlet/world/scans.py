@@ -115,24 +115,22 @@ def finish_waits(
 ) -> None:
     """Living agents whose wait ends this tick go idle with their step done."""
     for s in range(len(alive)):
-        if _wait_ends(alive, activity, wait_until, tick, s):
+        if alive[s] and activity[s] == WAITING and wait_until[s] <= tick:
             activity[s] = IDLE
             step_done[s] = True
 
 
 @numba.njit(cache=True)
 def waits_ending(alive: np.ndarray, activity: np.ndarray, wait_until: np.ndarray, tick: int) -> int:
-    """How many living agents' waits end this tick (those :func:`finish_waits` sets idle)."""
+    """How many living agents' waits end this tick (those :func:`finish_waits` sets idle, by the same test).
+
+    (The test is written out in both loops: a compiled helper called per slot made each pass ~40x slower.)
+    """
     n = 0
     for s in range(len(alive)):
-        if _wait_ends(alive, activity, wait_until, tick, s):
+        if alive[s] and activity[s] == WAITING and wait_until[s] <= tick:
             n += 1
     return n
-
-
-@numba.njit(cache=True)
-def _wait_ends(alive: np.ndarray, activity: np.ndarray, wait_until: np.ndarray, tick: int, s: int) -> bool:
-    return alive[s] and activity[s] == WAITING and wait_until[s] <= tick
 
 
 @numba.njit(cache=True)
