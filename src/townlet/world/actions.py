@@ -17,6 +17,7 @@ from townlet.config.models import NEED_NAMES
 from townlet.world import scans
 from townlet.world.affordances import UseRules
 from townlet.world.agents import Activity
+from townlet.world.economy import exact_sum
 from townlet.world.events import EventKind
 from townlet.world.hooks import HookPayload
 
@@ -81,26 +82,11 @@ def start(world: World, slot: int) -> bool:
 
 def progress(world: World) -> None:
     """One tick of every running affordance: per-tick effects, wages, failures and completions."""
-    a, m, u, found = world.agents, world.manifest, world.utilities, world.found
-    place = world.objects.place
-    users, lost = _users(
-        a.alive,
-        a.activity,
-        USING,
-        a.target_aff,
-        a.target_obj,
-        place,
-        m.requires_power,
-        m.requires_water,
-        u.power_on,
-        u.water_on,
-        found[scans.USERS],
-        found[scans.LOST_USE],
-    )
-    if not users:
-        return
+    users, lost, earning, done, total = _tick(world, -1)
     if lost:
-        # A lost requirement fails the use before this tick's effects accrue.
+        # A lost requirement fails the use before this tick's effects accrue (the kernel stopped before them).
+        a, m, u, found = world.agents, world.manifest, world.utilities, world.found
+        place = world.objects.place
         lost_slots = found[scans.LOST_USE, :lost].copy()
         for slot in lost_slots.tolist():
             aff, where = a.target_aff[slot], place[a.target_obj[slot]]
@@ -112,23 +98,91 @@ def progress(world: World) -> None:
         found[scans.USERS, :users] = kept
         if not users:
             return
-    emp = world.employment
-    earning, done = _effects(
+        users, lost, earning, done, total = _tick(world, users)
+    if earning:
+        paid = world.found[scans.EARNING, :earning].copy()
+        world.economy.book_wages(world.tick, paid, world.wage_due[:earning].copy(), total)
+    if done:
+        for slot in world.found[scans.DONE, :done].tolist():
+            complete(world, slot)
+
+
+def _tick(world: World, users: int) -> tuple[int, int, int, int, float]:
+    """Call :func:`_uses` this tick (``users`` < 0: find the users; else the first ``users`` of ``found[USERS]``)."""
+    a, m, u, emp = world.agents, world.manifest, world.utilities, world.employment
+    return _uses(
         users,
-        Uses(a.target_aff, a.aff_elapsed, a.aff_duration, a.last_progress, a.needs, a.job),
-        m.rules,
-        emp.start,
-        emp.end,
-        emp.wage_per_tick,
+        (a.alive, a.activity, a.target_aff, a.target_obj, a.aff_elapsed, a.aff_duration, a.last_progress, a.needs),
+        (a.job, a.wallet, world.economy.last_wage, emp.start, emp.end, emp.wage_per_tick),
+        (world.objects.place, m.requires_power, m.requires_water, u.power_on, u.water_on),
+        tuple(m.rules),  # (a named tuple crosses into a kernel at about twice a plain tuple's cost)
         world.tick,
         world.tick % world.ticks_per_day,
-        found,
+        world.found,
         world.wage_due,
     )
-    if earning:
-        world.economy.pay_wages(world, found[scans.EARNING, :earning].copy(), world.wage_due[:earning].copy())
-    for slot in found[scans.DONE, :done].tolist():
-        complete(world, slot)
+
+
+@numba.njit(cache=True)
+def _uses(
+    users: int,
+    uses: tuple,
+    pay: tuple,
+    supply: tuple,
+    rules: tuple,
+    tick: int,
+    tod: int,
+    found: np.ndarray,
+    wage_due: np.ndarray,
+) -> tuple[int, int, int, int, float]:
+    """One tick of every use, unless a requirement was lost: then only the users and the lost are found.
+
+    ``uses`` is ``(alive, activity, target_aff, target_obj, elapsed, duration, last_progress, needs)``,
+    ``pay`` is ``(job, wallet, last_wage, shift_start, shift_end, wage_per_tick)`` and ``supply`` is
+    ``(place, requires_power, requires_water, power_on, water_on)``; ``rules`` is a :class:`UseRules` as a
+    plain tuple. With ``users`` < 0 the users are found first (:func:`_users`); if any lost power or water
+    the kernel returns ``(users, lost, 0, 0, 0.0)`` before any effect, for the caller to fail them and call
+    again with the kept users in ``found[USERS]``. Else :func:`_effects` applies the tick, the earners are
+    paid (wallet and ``last_wage``), and the kernel returns ``(users, 0, earning, done, total paid)`` (the
+    total as ``ndarray.sum()`` gives it: :func:`~townlet.world.economy.exact_sum`).
+    """
+    alive, activity, target_aff, target_obj, elapsed, duration, last_progress, needs = uses
+    job, wallet, last_wage, shift_start, shift_end, wage_per_tick = pay
+    if users < 0:
+        place, requires_power, requires_water, power_on, water_on = supply
+        users, lost = _users(
+            alive,
+            activity,
+            USING,
+            target_aff,
+            target_obj,
+            place,
+            requires_power,
+            requires_water,
+            power_on,
+            water_on,
+            found[scans.USERS],
+            found[scans.LOST_USE],
+        )
+        if lost or not users:
+            return users, lost, 0, 0, 0.0
+    earning, done = _effects(
+        users,
+        Uses(target_aff, elapsed, duration, last_progress, needs, job),
+        UseRules(*rules),
+        shift_start,
+        shift_end,
+        wage_per_tick,
+        tick,
+        tod,
+        found,
+        wage_due,
+    )
+    for i in range(earning):
+        s = found[scans.EARNING, i]
+        wallet[s] += wage_due[i]
+        last_wage[s] = tick
+    return users, 0, earning, done, exact_sum(wage_due, 0, earning)
 
 
 class Uses(NamedTuple):
@@ -215,6 +269,16 @@ def _effects(
     return n_earning, n_done
 
 
+@numba.njit(cache=True)
+def _add_needs(needs: np.ndarray, slot: int, delta: np.ndarray) -> bool:
+    """Add ``delta`` to the slot's needs, each kept within [0, 1]; False (nothing written) when it is all 0."""
+    if not delta.any():
+        return False
+    for k in range(len(delta)):
+        needs[slot, k] = min(max(needs[slot, k] + delta[k], np.float32(0.0)), np.float32(1.0))
+    return True
+
+
 def _accrued(world: World, slot: int, aff: Affordance) -> dict[str, float]:
     elapsed = int(world.agents.aff_elapsed[slot])
     return {n: float(aff.per_tick[k]) * elapsed for k, n in enumerate(NEED_NAMES) if aff.per_tick[k]}
@@ -226,10 +290,9 @@ def complete(world: World, slot: int) -> None:
     obj, aff = int(a.target_obj[slot]), world.manifest.affordances[int(a.target_aff[slot])]
     hooked = bool(aff.hooks.get("after")) or world.hooks.has_global("affordance_after")
     effects = _accrued(world, slot, aff) if hooked else {}  # (only hooks read the effects)
-    if aff.needs.any():
-        a.needs[slot] = np.clip(a.needs[slot] + aff.needs, 0.0, 1.0)
+    if _add_needs(a.needs, slot, aff.needs) and hooked:
         for k, n in enumerate(NEED_NAMES):
-            if hooked and aff.needs[k]:
+            if aff.needs[k]:
                 effects[n] = effects.get(n, 0.0) + float(aff.needs[k])
     for item, delta in aff.inventory.items():
         col = a.item_index[item]

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import TYPE_CHECKING
 
+import numba
 import numpy as np
 
 from townlet.config.models import clock_to_tick
@@ -129,8 +130,11 @@ class Economy:
             return
         world.agents.wallet[slots] += amounts
         self.last_wage[slots] = world.tick
-        self.wages_paid = (world.tick, slots, amounts)
-        total = float(amounts.sum())
+        self.book_wages(world.tick, slots, amounts, float(amounts.sum()))
+
+    def book_wages(self, tick: int, slots: np.ndarray, amounts: np.ndarray, total: float) -> None:
+        """Book wages already in the earners' wallets and ``last_wage``: the treasury pays ``total`` (their sum)."""
+        self.wages_paid = (tick, slots, amounts)
         self.treasury -= total
         self.flows["wages"] += total
 
@@ -165,3 +169,59 @@ class Economy:
                     world.emit(
                         EventKind.RESTOCK, obj=-1, value=float(need), detail=f"{world.objects.place_ids[place]}:{item}"
                     )
+
+
+_BLOCK = 128  # numpy's pairwise-summation block
+
+
+@numba.njit(cache=True)
+def exact_sum(values: np.ndarray, start: int, n: int) -> float:
+    """``values[start:start + n].sum()`` bit for bit: numpy's own order of additions.
+
+    numpy sums blocks of up to 128 in eight interleaved partial sums and splits longer runs in two halves
+    (the first a multiple of 8 long), adding the halves' sums; the halves are walked here with a stack.
+    """
+    if n <= _BLOCK:
+        return _block_sum(values, start, n)
+    starts, counts = np.empty(64, np.int64), np.empty(64, np.int64)  # a run per level of the halving
+    left, right_pending = np.empty(64), np.zeros(64, np.bool_)
+    depth, starts[0], counts[0] = 0, start, n
+    while True:
+        m = counts[depth]
+        if m > _BLOCK:  # split: walk the first half, then (right_pending) the second
+            half = m // 2 - (m // 2) % 8
+            right_pending[depth] = True
+            starts[depth + 1], counts[depth + 1] = starts[depth], half
+            depth += 1
+            continue
+        total = _block_sum(values, starts[depth], m)
+        depth -= 1
+        while depth >= 0 and not right_pending[depth]:  # both halves done: add them, go up
+            total = left[depth] + total
+            depth -= 1
+        if depth < 0:
+            return total
+        left[depth], right_pending[depth] = total, False
+        half = counts[depth] // 2 - (counts[depth] // 2) % 8
+        starts[depth + 1], counts[depth + 1] = starts[depth] + half, counts[depth] - half
+        depth += 1
+
+
+@numba.njit(cache=True)
+def _block_sum(values: np.ndarray, start: int, n: int) -> float:
+    """The sum numpy gives a run of at most 128 values: in order below 8, else eight interleaved partial sums."""
+    if n < 8:
+        total = 0.0
+        for i in range(start, start + n):
+            total += values[i]
+        return total
+    r = values[start : start + 8].copy()
+    i = 8
+    while i < n - n % 8:
+        for j in range(8):
+            r[j] += values[start + i + j]
+        i += 8
+    total = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]))
+    for k in range(i, n):
+        total += values[start + k]
+    return total

@@ -5,7 +5,7 @@ moving away is blocked; several agents stepping into one tile are ordered by pat
 only the first moves. An agent blocked ``ghost_after`` times in a row takes one "ghost step" through
 (counted and logged): the deadlock breaker. Rain makes outdoor steps cost extra ticks.
 
-The per-agent work runs in two compiled kernels (:func:`_plan` and :func:`_resolve`, numba) that loop over
+The per-agent work runs in two compiled kernels (:func:`plan` and :func:`_resolve`, numba) that loop over
 the slots and the walkers once; the Python side draws the tie-break jitter, fails lost walkers and emits events, in the
 same order as a vectorised implementation would, so the random streams and the results do not depend on it.
 """
@@ -29,50 +29,35 @@ if TYPE_CHECKING:
 MOVING, QUEUED = int(Activity.MOVING), int(Activity.QUEUED)
 
 
-def move(world: World) -> int:
-    """Advance walkers one step; return how many stand at their destination (ascending in ``found[ARRIVED]``)."""
-    a, g, wx, found = world.agents, world.grid, world.weather, world.found
-    cost = float(wx.rain_cost) if wx.is_raining else 0.0
-    arrived, lost, going = _plan(
-        a.alive,
-        a.activity,
-        a.tile,
-        a.dest_field,
-        g.fields.arrays,
-        g.offsets,
-        g.outdoors,
-        cost,
-        world.tick,
-        found,
-        world.step_into,
-    )
-    for slot in found[scans.LOST, :lost].tolist():
-        world.fail_step(slot, "unreachable")
+def advance(world: World, lost: int, going: int) -> None:
+    """Act on :func:`plan`'s rows of ``found``: fail the ``lost`` walkers, step the ``going`` (with collisions)."""
+    found = world.found
+    if lost:
+        for slot in found[scans.LOST, :lost].tolist():
+            world.fail_step(slot, "unreachable")
     if going:
-        movers, target = found[scans.GOING, :going], world.step_into[:going]
+        a = world.agents
         # Tie-break keys (patience plus jitter, as Queues._priority computes them), drawn when several step at once.
         draws = world.rng.world.random(going) if going > 1 else _NO_DRAWS
-        jitter, by_patience = world.queues.tie_break()
         ghosts = _resolve(
-            movers,
-            target,
+            going,
             draws,
-            jitter,
-            by_patience,
-            Walkers(a.tile, a.alive, a.blocked, a.last_progress, a.personality[:, PATIENCE]),
+            world.queues.tie_break(),
+            (a.tile, a.alive, a.blocked, a.last_progress, a.personality),  # a Walkers, as a plain tuple
             world.occupancy,
-            g.outdoors,
+            world.grid.outdoors,
             world.config.queues.ghost_after,
             world.tick,
             world.scratch_counts,
             world.scratch_slots,
+            found,
+            world.step_into,
         )
         for slot, other, tile in ghosts:
             world.counters["ghost_steps"] += 1
             world.emit(EventKind.GHOST_STEP, agent=slot, other=other, value=float(tile))
             if other >= 0:
                 world.relationships.apply(world, other, slot, "ghost_pushed")
-    return int(arrived)
 
 
 _NO_DRAWS = np.zeros(1)
@@ -85,11 +70,11 @@ class Walkers(NamedTuple):
     alive: np.ndarray
     blocked: np.ndarray  # ticks blocked in a row
     last_progress: np.ndarray  # the last tick each made progress
-    patience: np.ndarray  # the patience trait: with a tie-break by patience, the more patient yield
+    personality: np.ndarray  # ``[C, traits]``: with a tie-break by patience, the more patient yield
 
 
 @numba.njit(cache=True)
-def _plan(
+def plan(
     alive: np.ndarray,
     activity: np.ndarray,
     tile: np.ndarray,
@@ -133,32 +118,37 @@ def _plan(
 
 @numba.njit(cache=True)
 def _resolve(  # noqa: C901
-    movers: np.ndarray,
-    target: np.ndarray,
+    going: int,
     draws: np.ndarray,
-    jitter: float,
-    by_patience: bool,
-    walkers: Walkers,
+    tie_break: tuple,
+    walkers: tuple,
     occupancy: np.ndarray,
     outdoors: np.ndarray,
     ghost_after: int,
     tick: int,
     counts: np.ndarray,
     first: np.ndarray,
+    found: np.ndarray,
+    step_into: np.ndarray,
 ) -> list:
-    """Decide who steps, who is blocked and who ghosts through; apply the steps in place.
+    """Decide who of the ``going`` walkers :func:`plan` found steps, who is blocked and who ghosts through.
 
+    The steps are applied in place. The ``i``-th walker is ``found[GOING, i]``, stepping into ``step_into[i]``.
     Walkers into one indoor tile are ordered by a key: ``draws[i]`` (in [0, 1), one per walker) spread over
-    ``±jitter``, plus the walker's patience when ``by_patience``. ``counts`` (int, one per tile) and
-    ``first`` (int, one per tile) are zeroed / -1 scratch arrays, left as found.
-    Returns the ghost steps as ``(slot, agent pushed through or -1, tile)``.
+    ``±jitter``, plus the walker's patience when ``by_patience`` (``tie_break`` is ``(jitter, by_patience)``,
+    :meth:`~townlet.world.queues.Queues.tie_break`); ``walkers`` is a :class:`Walkers` as a plain tuple.
+    ``counts`` (int, one per tile) and ``first`` (int, one per tile) are zeroed / -1 scratch arrays, left as
+    found. Returns the ghost steps as ``(slot, agent pushed through or -1, tile)``.
     """
-    tile, alive, blocked_for, last_progress = walkers.tile, walkers.alive, walkers.blocked, walkers.last_progress
+    movers, target = found[scans.GOING, :going], step_into[:going]
+    jitter, by_patience = tie_break
+    w = Walkers(*walkers)
+    tile, alive, blocked_for, last_progress, personality = w.tile, w.alive, w.blocked, w.last_progress, w.personality
     n = len(movers)
     keys = draws * (2.0 * jitter) - jitter  # the tie-break priority: the more patient yield
     if by_patience:
         for i in range(n):
-            keys[i] = walkers.patience[movers[i]] + keys[i]
+            keys[i] = personality[movers[i], PATIENCE] + keys[i]
     blocked = np.zeros(n, dtype=np.bool_)
     for i in range(n):  # how many walkers leave each tile
         counts[tile[movers[i]]] += 1

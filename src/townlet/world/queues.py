@@ -6,7 +6,7 @@ the same object in the same tick are ordered by patience plus a little jitter. R
 the holder does not start in time (the holder then gets a fairness cooldown at that object), queue
 waits time out, and a freed object goes to the head of its queue.
 
-Each tick one compiled pass over the objects (:func:`_due`) finds the few that need a rule applied (a
+Each tick one compiled pass over the objects (:func:`due`) finds the few that need a rule applied (a
 reservation to expire, a queue head waiting too long, a freed object with a queue); only those are handled
 in Python, in object order. Queue lengths, each queue head's waiting start and the object each agent queues
 for are kept in arrays beside the ordered lists, so that pass and the controller's object choice read no lists.
@@ -142,19 +142,25 @@ class Queues:
 
     def update(self, world: World) -> None:
         """Expire stale reservations, time out long queue waits, and serve freed objects."""
-        o, tick, cfg = world.objects, world.tick, self.cfg
-        n = _due(
+        o, cfg = world.objects, self.cfg
+        n = due(
             o.reserved_by,
             o.reserved_at,
             o.user,
             self.length,
             self.head_since,
-            tick,
+            world.tick,
             cfg.reservation_timeout,
             cfg.queue_timeout,
             self._due,
         )
-        for obj in self._due[:n].tolist() if n else ():
+        if n:
+            self.apply_due(world, n)
+
+    def apply_due(self, world: World, n: int) -> None:
+        """Apply the rules to the ``n`` objects :func:`due` found (in the queues' ``_due`` scratch), in object order."""
+        o, tick, cfg = world.objects, world.tick, self.cfg
+        for obj in self._due[:n].tolist():
             holder = int(o.reserved_by[obj])
             if holder >= 0 and o.user[obj] < 0 and tick - o.reserved_at[obj] > cfg.reservation_timeout:
                 self._expire(world, obj, holder)
@@ -201,7 +207,7 @@ class Queues:
 
 
 @numba.njit(cache=True)
-def _due(
+def due(
     reserved_by: np.ndarray,
     reserved_at: np.ndarray,
     user: np.ndarray,

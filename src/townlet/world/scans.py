@@ -103,6 +103,19 @@ def finish_waits(
 
 
 @numba.njit(cache=True)
+def waits_ending(alive: np.ndarray, activity: np.ndarray, wait_until: np.ndarray, tick: int) -> int:
+    """How many living agents' waits end this tick (those :func:`finish_waits` sets idle, by the same test).
+
+    (The test is written out in both loops: a compiled helper called per slot made each pass ~40x slower.)
+    """
+    n = 0
+    for s in range(len(alive)):
+        if alive[s] and activity[s] == WAITING and wait_until[s] <= tick:
+            n += 1
+    return n
+
+
+@numba.njit(cache=True)
 def nearest_free(spots: np.ndarray, occupancy: np.ndarray, here: int, width: int) -> int:
     """The first of ``spots`` (flat tiles) nearest ``here`` as the crow flies among those nobody stands on, or -1."""
     best, best_crow = -1, 0

@@ -11,7 +11,7 @@ from townlet.config.errors import ConfigError
 from townlet.config.loader import LoadedConfig
 from townlet.config.models import NEED_NAMES
 from townlet.config.town_map import TileKind, TownMap, load_town_map, tile_town_map
-from townlet.world import actions, movement, scans
+from townlet.world import actions, arbitration, movement, scans
 from townlet.world.affordances import Affordance, load_manifest
 from townlet.world.agents import PERSONALITY_TRAITS, Activity, AgentTable
 from townlet.world.economy import Economy
@@ -212,22 +212,18 @@ class World:
     def arbitrate(self) -> None:
         """Queue and reservation rules, then movement, then starts for agents who reached their object."""
         a, found = self.agents, self.found
-        n = scans.asking(
-            a.alive,
-            a.activity,
-            a.requested,
-            a.target_obj,
-            a.dest_field,
-            a.tile,
-            self.grid.fields.arrays,
-            self.config.queues.reserve_radius,
-            found[scans.ASKING],
-        )
-        if n:
-            asking = found[scans.ASKING, :n].tolist()
-            self.queues.request(self, [(s, int(a.target_obj[s])) for s in asking])
-        self.queues.update(self)
-        arrived = movement.move(self)
+        # One compiled survey runs the asking scan, the queue rules' scan and the movement plan, stopping after
+        # the first that finds work: the Python acting on it runs before the later scans, as if run one by one.
+        asking, due, arrived, lost, going, waits = arbitration.survey(self, arbitration.ASK)
+        if asking:
+            slots = found[scans.ASKING, :asking].tolist()
+            self.queues.request(self, [(s, int(a.target_obj[s])) for s in slots])
+            asking, due, arrived, lost, going, _ = arbitration.survey(self, arbitration.DUE)
+        if due:
+            self.queues.apply_due(self, due)
+            asking, due, arrived, lost, going, _ = arbitration.survey(self, arbitration.PLAN)
+        if lost or going:
+            movement.advance(self, lost, going)
         if arrived:
             n = scans.settle_arrivals(
                 found[scans.ARRIVED, :arrived],
@@ -241,7 +237,8 @@ class World:
             for slot in found[scans.STARTING, :n].tolist():
                 if a.activity[slot] == Activity.MOVING and a.requested[slot]:  # (an earlier start may change it)
                     actions.start(self, slot)
-        scans.finish_waits(a.alive, a.activity, a.wait_until, self.tick, a.step_done)
+        if waits:  # (else nobody's wait ends: the survey counted them, and nothing here starts a wait)
+            scans.finish_waits(a.alive, a.activity, a.wait_until, self.tick, a.step_done)
 
     def chat_partner(self, slot: int) -> int:
         """Who the agent can talk to: someone within chat radius, or anyone spending time in the same place.
