@@ -172,11 +172,8 @@ def builtin_scan(
                 n += 1
     if n or not any_builtin:
         return n, any_builtin, 0
-    return (
-        0,
-        True,
-        pressing_needs(alive, actions, needs, option, started, slot_phase, tick, turn, levels, commitment, due),
-    )
+    pressing = pressing_needs(alive, actions, needs, option, started, slot_phase, tick, turn, levels, commitment, due)
+    return 0, True, pressing
 
 
 @numba.njit(cache=True)
