@@ -157,3 +157,28 @@ def test_bench_live_prints_a_json_report_with_lag_and_rate_figures() -> None:
     alone, crowded = report["speed_100x"]["alone"], report["speed_100x"]["with_spectators"]
     assert alone["viewers"] == 0 and crowded["viewers"] == 3 and alone["tick_rate"] > 50
     assert set(report) >= {"pace_1x", "speed_100x", "pass"}
+
+
+def test_bench_live_times_the_shipped_policy_only_where_it_fits(monkeypatch, capsys) -> None:
+    """Unasked, a town the shipped policy does not fit is timed with the scripted routine only; asked, it fails."""
+    from townlet.server import loadtest
+
+    built: list[str] = []
+
+    def build_only(spectators, duration, overrides, config, seed, log, policy, view):  # noqa: PLR0913
+        bench = loadtest.LoadBench(overrides, config, seed, policy)  # the real fit check of the driving policy
+        bench.sock.close()
+        bench.tmp.cleanup()
+        built.append(policy)
+        return {"policy": {"name": policy}, "pass": True}
+
+    monkeypatch.setattr(loadtest, "run_load_bench", build_only)
+    code = main(["bench-live", "--set", "population.agents=12", "--duration", "1", "--json"])
+    out = capsys.readouterr()
+    report = json.loads(out.out)
+    assert code == 0 and built == ["scripted"] and list(report["by_policy"]) == ["scripted"]
+    assert report["skipped"][0]["policy"] == "default" and "does not fit this town" in report["skipped"][0]["reason"]
+    assert "skipped default" in out.err
+    code = main(["bench-live", "--set", "population.agents=12", "--duration", "1", "--policy", "default", "--json"])
+    assert code == 2 and "does not fit this town" in capsys.readouterr().err
+    assert built == ["scripted"]

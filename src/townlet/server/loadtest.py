@@ -261,18 +261,32 @@ def compare_policies(
     seed: int | None = None,
     log: Any = None,
     view: tuple[str, tuple[int, int]] = ("auto", (48, 27)),
+    optional: frozenset[str] = frozenset(),
 ) -> dict[str, Any]:
     """:func:`run_load_bench` for each policy, one after the other.
 
-    The report is the first policy's (the contract of one run) plus ``by_policy``: every run by policy name,
-    side by side; ``pass`` holds when every run passed.
+    The report is the first policy's run (the contract of one run) plus ``by_policy``: every run by policy
+    name, side by side; ``pass`` holds when every run passed. A policy in ``optional`` that does not fit the
+    town (:class:`~townlet.policy.compat.IncompatiblePolicy`, e.g. the shipped one in a town of another size)
+    is left out and listed in ``skipped`` (``policy``, ``reason``); any other policy that does not fit raises.
     """
-    runs = {}
+    from townlet.policy.compat import IncompatiblePolicy
+
+    say = log or (lambda text: None)
+    runs, skipped = {}, []
     for policy in policies:
-        (log or (lambda text: None))(f"=== {policy}")
-        runs[policy] = run_load_bench(spectators, duration, overrides, config, seed, log, policy, view)
-    first = runs[policies[0]]
-    return {**first, "by_policy": runs, "pass": all(r["pass"] for r in runs.values())}
+        say(f"=== {policy}")
+        try:
+            runs[policy] = run_load_bench(spectators, duration, overrides, config, seed, log, policy, view)
+        except IncompatiblePolicy as exc:
+            if policy not in optional:
+                raise
+            say(f"skipped {policy}: {exc}")
+            skipped.append({"policy": policy, "reason": str(exc)})
+    if not runs:
+        raise IncompatiblePolicy(skipped[0]["policy"], [s["reason"] for s in skipped])
+    first = runs[next(p for p in policies if p in runs)]
+    return {**first, "by_policy": runs, "skipped": skipped, "pass": all(r["pass"] for r in runs.values())}
 
 
 def spectator_urls(bench: LoadBench, count: int, view: tuple[str, tuple[int, int]]) -> list[str]:
